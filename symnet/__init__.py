@@ -1,0 +1,55 @@
+"""symnet: neural networks as exact mathematics, and back into fast code.
+
+>>> import symnet
+>>> net = symnet.Network.from_weights([-1.3284513, 0.5667597], [-1.328055, 1.0003909], ["square", "linear"])
+>>> {k: round(float(v), 7) for k, v in symnet.coefficients(net).items()}
+{(2,): 1.0002078, (1,): 1.9998188, (0,): 2.000002}
+"""
+
+from . import activations
+from .activations import Activation
+from .coefficients import Coefficients, coefficients, taylor
+from .derivatives import diff, grad, hessian, jacobian, laplacian, param_grad
+from .errors import (
+    ActivationError,
+    ExpressionSizeWarning,
+    InputError,
+    NotPolynomialError,
+    ShapeError,
+    SymnetError,
+    WeightError,
+)
+from .functions import sigmoid
+from .network import Dense, Network
+from .printing import latex, pretty, simplify
+from .program import Program
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Activation",
+    "ActivationError",
+    "Coefficients",
+    "Dense",
+    "ExpressionSizeWarning",
+    "InputError",
+    "Network",
+    "NotPolynomialError",
+    "Program",
+    "ShapeError",
+    "SymnetError",
+    "WeightError",
+    "activations",
+    "coefficients",
+    "diff",
+    "grad",
+    "hessian",
+    "jacobian",
+    "laplacian",
+    "latex",
+    "param_grad",
+    "pretty",
+    "sigmoid",
+    "simplify",
+    "taylor",
+]

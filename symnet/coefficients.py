@@ -1,0 +1,140 @@
+"""Closed-form coefficients: the polynomial a network computes, or its Taylor expansion.
+
+Both return a :class:`Coefficients` mapping from exponent tuples to coefficients, so
+``{(2,): a, (1,): b, (0,): c}`` is ``a*x0**2 + b*x0 + c``.  For 003's parabola net with
+symbolic weights the coefficients are formulas of the weights:
+
+>>> from symnet import Network
+>>> net = Network.symbolic([1, 1, 1], ["square", "linear"])
+>>> coefficients(net)
+{(2,): w1_0_0**2*w2_0_0, (1,): 2*b1_0*w1_0_0*w2_0_0, (0,): b1_0**2*w2_0_0 + b2_0}
+>>> coefficients(net)[2]  # one input: a plain exponent works too
+w1_0_0**2*w2_0_0
+"""
+
+from __future__ import annotations
+
+from math import factorial
+from typing import Any, Mapping, Sequence
+
+import sympy
+
+from .errors import InputError, NotPolynomialError
+from .network import Network
+from .program import build, multi_indices
+
+__all__ = ["Coefficients", "coefficients", "taylor"]
+
+
+class Coefficients(dict):
+    """``{exponent tuple: coefficient}``; a monomial that is absent has coefficient 0.
+
+    For one-input networks an integer exponent is accepted as a key: ``coeffs[2]``.
+    """
+
+    def __init__(self, items: Any, inputs: Sequence[sympy.Symbol], about: Sequence[sympy.Expr] | None = None) -> None:
+        super().__init__(items)
+        self.inputs = tuple(inputs)
+        self.about = tuple(about) if about is not None else None
+
+    def _key(self, key: Any) -> tuple[int, ...]:
+        if isinstance(key, int) and len(self.inputs) == 1:
+            key = (key,)
+        if not (isinstance(key, tuple) and len(key) == len(self.inputs) and all(isinstance(k, int) and k >= 0 for k in key)):
+            raise KeyError(f"{key!r}: coefficients are keyed by exponent tuples of length {len(self.inputs)}")
+        return key
+
+    def __getitem__(self, key: Any) -> sympy.Expr:
+        key = self._key(key)
+        return super().get(key, sympy.S.Zero)
+
+    def __contains__(self, key: object) -> bool:
+        try:
+            return super().__contains__(self._key(key))
+        except KeyError:
+            return False
+
+    def as_expr(self) -> sympy.Expr:
+        """The polynomial these coefficients describe (in ``x - about`` for a Taylor expansion)."""
+        shifts = self.about or (0,) * len(self.inputs)
+        return sympy.Add(*(c * sympy.Mul(*((x - a) ** e for x, a, e in zip(self.inputs, shifts, k)))
+                           for k, c in self.items()))
+
+    def numeric(self) -> dict[tuple[int, ...], float]:
+        """The coefficients as Python floats (all must be numbers)."""
+        return {k: float(v) for k, v in self.items()}
+
+
+def coefficients(net: Network, output: int | None = None, as_poly: bool = False) -> Coefficients | sympy.Poly:
+    """The polynomial coefficients of a network whose activations are polynomials.
+
+    Returns a :class:`Coefficients` mapping (exponent tuple -> coefficient), or a SymPy
+    ``Poly`` in the inputs with ``as_poly=True``.  Raises :class:`~symnet.NotPolynomialError`
+    for other networks; use :func:`taylor` there.
+    """
+    k = net.output_index(output)
+    for number, layer in enumerate(net.layers, start=1):
+        if not layer.activation.polynomial:
+            raise NotPolynomialError(
+                f"layer {number}'s activation {layer.activation.name!r} is not a polynomial, so the network "
+                "is not a polynomial in its inputs; use symnet.taylor(net, about=..., order=...) for its "
+                "Taylor coefficients instead"
+            )
+    poly = sympy.Poly(net.outputs[k], *net.inputs)
+    if as_poly:
+        return poly
+    return Coefficients(((m, c) for m, c in poly.terms() if c != 0), net.inputs)
+
+
+def taylor(net: Network, about: Any, order: int, output: int | None = None) -> Coefficients:
+    """Exact Taylor coefficients of one output at the point ``about``, up to total ``order``.
+
+    ``about`` is a number (one-input networks), a sequence with one value per input, or a
+    mapping from input (symbol or name) to value; values may be SymPy expressions.  The
+    coefficient of ``(x - about)**e`` is ``d^e f(about) / e!``; every exponent up to
+    ``order`` is listed, zeros included.  Computed from the chain-rule program evaluated at
+    the point, never by ``sympy.series`` of the whole network.
+
+    >>> net = Network.from_weights([[[1]], [[1]]], [[0], [0]], ["sin", "linear"])
+    >>> taylor(net, 0, 5)
+    {(0,): 0, (1,): 1, (2,): 0, (3,): -1/6, (4,): 0, (5,): 1/120}
+    """
+    k = net.output_index(output)
+    if not isinstance(order, int) or order < 0:
+        raise InputError(f"order must be a non-negative integer, not {order!r}")
+    point = _point(net, about)
+    indices = multi_indices(net.n_inputs, order)
+    program = build(net, indices)
+    jet = program.jets[k]
+    values = program.substitute_inputs(point, sympy.ImmutableMatrix([jet.get(a, sympy.S.Zero) for a in indices]))
+    result = {}
+    for alpha, value in zip(indices, values):
+        exponent = tuple(alpha.count(i) for i in range(net.n_inputs))
+        denominator = 1
+        for e in exponent:
+            denominator *= factorial(e)
+        result[exponent] = value / denominator
+    return Coefficients(result, net.inputs, point)
+
+
+def _point(net: Network, about: Any) -> list[sympy.Expr]:
+    if isinstance(about, Mapping):
+        values: list[Any] = [None] * net.n_inputs
+        for key, value in about.items():
+            values[net.input_index(key)] = value
+        if any(v is None for v in values):
+            raise InputError(f"about must give a value for every input: {', '.join(map(str, net.inputs))}")
+    elif isinstance(about, (int, float, sympy.Expr)) and not isinstance(about, bool):
+        if net.n_inputs != 1:
+            raise InputError(f"about is one number but the network has {net.n_inputs} inputs; give a sequence")
+        values = [about]
+    else:
+        values = list(about)
+        if len(values) != net.n_inputs:
+            raise InputError(f"about has {len(values)} values but the network has {net.n_inputs} inputs")
+    point = []
+    for v in values:
+        if isinstance(v, str) or not isinstance(v, (int, float, sympy.Expr)) and not hasattr(v, "__float__"):
+            raise InputError(f"about values must be numbers or SymPy expressions, not {v!r}")
+        point.append(v if isinstance(v, sympy.Expr) else sympy.Integer(v) if float(v).is_integer() and isinstance(v, int) else sympy.Float(float(v)))
+    return point

@@ -1,0 +1,198 @@
+"""Exact derivatives of a network with respect to its inputs, and of a loss with respect to its weights.
+
+Every function builds a straight-line :class:`~symnet.program.Program` by the chain rule (see
+:mod:`symnet.program`) and returns the flat closed form in the inputs (``form="flat"``, the
+default) or the program itself (``form="program"``; its ``result`` holds the answer over
+program nodes, ``program.flat()`` flattens it).
+
+>>> from symnet import Network
+>>> net = Network.from_weights([[[1]], [[1]]], [[0], [0]], ["sigmoid", "linear"])
+>>> diff(net, "x0")
+(1 - sigmoid(x0))*sigmoid(x0)
+>>> hessian(net)
+Matrix([[(1 - sigmoid(x0))**2*sigmoid(x0) - (1 - sigmoid(x0))*sigmoid(x0)**2]])
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import sympy
+
+from .activations import T
+from .errors import InputError, ShapeError
+from .network import Network
+from .program import Program, build
+
+__all__ = ["grad", "jacobian", "hessian", "diff", "laplacian", "param_grad", "LOSSES"]
+
+_FORMS = ("flat", "program")
+
+
+def _finish(program: Program, result: Any, form: str) -> Any:
+    if form not in _FORMS:
+        raise InputError(f"form must be one of {_FORMS}, not {form!r}")
+    program.result = result
+    return program.flat() if form == "flat" else program
+
+
+def jacobian(net: Network, form: str = "flat") -> sympy.ImmutableMatrix | Program:
+    """The input Jacobian, a ``Matrix`` of shape ``(n_outputs, n_inputs)``: ``J[k, i] = d y_k / d x_i``."""
+    d = net.n_inputs
+    program = build(net, [(i,) for i in range(d)])
+    result = sympy.ImmutableMatrix(net.n_outputs, d, lambda k, i: program.jets[k].get((i,), sympy.S.Zero))
+    return _finish(program, result, form)
+
+
+def grad(net: Network, output: int | None = None, form: str = "flat") -> sympy.ImmutableMatrix | Program:
+    """The gradient of one output, a column ``Matrix`` of shape ``(n_inputs, 1)``.
+
+    ``output`` picks the output of a multi-output network (required there).
+    """
+    k = net.output_index(output)
+    d = net.n_inputs
+    program = build(net, [(i,) for i in range(d)])
+    result = sympy.ImmutableMatrix(d, 1, lambda i, _: program.jets[k].get((i,), sympy.S.Zero))
+    return _finish(program, result, form)
+
+
+def hessian(net: Network, output: int | None = None, form: str = "flat") -> sympy.ImmutableMatrix | Program:
+    """The Hessian of one output, a symmetric ``Matrix`` ``(n_inputs, n_inputs)``; each entry is built once."""
+    k = net.output_index(output)
+    d = net.n_inputs
+    program = build(net, [(i, j) for i in range(d) for j in range(i, d)])
+    jet = program.jets[k]
+    result = sympy.ImmutableMatrix(d, d, lambda i, j: jet.get(tuple(sorted((i, j))), sympy.S.Zero))
+    return _finish(program, result, form)
+
+
+def diff(net: Network, *wrt: int | str | sympy.Symbol, output: int | None = None, form: str = "flat") -> Any:
+    """Any mixed partial derivative: ``diff(net, x0, x0, x1)`` is ``d^3 y / dx0^2 dx1``.
+
+    Inputs may be given as symbols, names or positions.  With no ``wrt``, the value itself.
+    Returns an expression for a single-output network (or when ``output`` is given) and a
+    column ``Matrix`` with one entry per output otherwise.
+    """
+    alpha = tuple(sorted(net.input_index(w) for w in wrt))
+    program = build(net, [alpha])
+    return _finish(program, _per_output(net, output, lambda jet: jet.get(alpha, sympy.S.Zero), program), form)
+
+
+def laplacian(net: Network, output: int | None = None, form: str = "flat") -> Any:
+    """The Laplacian ``sum_i d^2 y / dx_i^2``; per output like :func:`diff`."""
+    d = net.n_inputs
+    program = build(net, [(i, i) for i in range(d)])
+    return _finish(program, _per_output(net, output, lambda jet: sympy.Add(
+        *(jet.get((i, i), sympy.S.Zero) for i in range(d))), program), form)
+
+
+def _per_output(net: Network, output: int | None, pick: Any, program: Program) -> Any:
+    if output is None and net.n_outputs > 1:
+        return sympy.ImmutableMatrix([pick(jet) for jet in program.jets])
+    return pick(program.jets[net.output_index(output)])
+
+
+# --- parameter gradients ---------------------------------------------------------------------
+
+LOSSES = ("mse", "cross_entropy", "softmax_cross_entropy")
+
+
+def param_grad(net: Network, loss: str, data: tuple[Any, Any]) -> list[tuple[sympy.ImmutableMatrix, sympy.ImmutableMatrix]]:
+    """Exact gradient of a loss over ``data = (X, Y)`` with respect to every weight and bias.
+
+    Args:
+        net: numeric or symbolic network.
+        loss: ``"mse"`` -- mean over points and outputs of ``(y_k - t_k)**2`` (Keras' MSE);
+            ``"cross_entropy"`` -- ``-mean_n sum_k t_k log(y_k)``, for networks whose last
+            activation is softmax; ``"softmax_cross_entropy"`` -- the same with softmax applied
+            to the network outputs (logits).
+        data: ``X`` of shape ``(N, n_inputs)`` (or one point ``(n_inputs,)``) and targets ``Y``
+            of shape ``(N, n_outputs)`` (or ``(N,)``); for the cross entropies ``Y`` may also be
+            integer class labels of shape ``(N,)``.
+
+    Returns:
+        One ``(dW, db)`` pair per layer, ``dW`` of the layer's W shape ``(fan_in, fan_out)`` and
+        ``db`` of shape ``(1, fan_out)``: exact numbers for a numeric network, formulas of the
+        parameters for a symbolic one.  Computed by reverse accumulation (back-propagation) over
+        the layers with SymPy arithmetic, never by ``sympy.diff`` of the loss.
+
+    >>> net = Network.from_weights([[[2.0]]], [[0.0]], ["linear"])
+    >>> param_grad(net, "mse", ([[1.0]], [[3.0]]))  # d/dw (w*1 - 3)**2 = 2*(2 - 3)
+    [(Matrix([[-2.0]]), Matrix([[-2.0]]))]
+    """
+    if loss not in LOSSES:
+        raise InputError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
+    X, targets = _data(net, loss, data)
+    scale = sympy.Integer(len(X))
+    layers = net.layers
+    totals = [(sympy.zeros(la.fan_in, la.fan_out), sympy.zeros(1, la.fan_out)) for la in layers]
+    for x, t in zip(X, targets):
+        a = sympy.Matrix([x])
+        cache = []  # each layer's input and pre-activation
+        for layer in layers:
+            z = a * layer.weight + layer.bias
+            cache.append((a, z))
+            a = sympy.Matrix([layer.activation.apply_layer(list(z))])
+        delta = _output_delta(loss, layers[-1].activation, a, cache[-1][1], sympy.Matrix([t])) / scale
+        for number in range(len(layers) - 1, -1, -1):
+            a_in, _ = cache[number]
+            dW, db = totals[number]
+            totals[number] = (dW + a_in.T * delta, db + delta)
+            if number:
+                delta = _through_activation(layers[number - 1].activation, cache[number - 1][1],
+                                            delta * layers[number].weight.T)
+    return [(sympy.ImmutableMatrix(dW), sympy.ImmutableMatrix(db)) for dW, db in totals]
+
+
+def _data(net: Network, loss: str, data: tuple[Any, Any]) -> tuple[list[list[sympy.Expr]], list[list[sympy.Expr]]]:
+    try:
+        X, Y = data
+    except (TypeError, ValueError) as exc:
+        raise InputError("data must be a pair (X, Y)") from exc
+    X = np.asarray(X, dtype=object)
+    if X.ndim == 1:
+        X = X.reshape(1, -1)
+    if X.ndim != 2 or X.shape[1] != net.n_inputs:
+        raise ShapeError(f"X has shape {X.shape} but the network takes {net.n_inputs} inputs: give (N, {net.n_inputs})")
+    Y = np.asarray(Y, dtype=object)
+    m = net.n_outputs
+    if loss != "mse" and Y.ndim == 1 and len(Y) == len(X) and not (m == 1 and len(X) == 1) \
+            and all(isinstance(v, (int, np.integer)) for v in Y):
+        if any(not 0 <= v < m for v in Y):
+            raise ShapeError(f"class labels must lie in 0..{m - 1}")
+        Y = np.eye(m, dtype=int)[Y.astype(int)].astype(object)
+    if Y.ndim <= 1:
+        Y = Y.reshape(len(X), -1) if Y.size == len(X) * m else Y.reshape(1, -1)
+    if Y.shape != (len(X), m):
+        raise ShapeError(f"Y has shape {Y.shape} but ({len(X)}, {m}) is needed: one target row per point of X")
+    to_expr = lambda v: v if isinstance(v, sympy.Basic) else sympy.sympify(float(v) if not isinstance(v, (int, np.integer)) else int(v))  # noqa: E731
+    return [[to_expr(v) for v in row] for row in X], [[to_expr(v) for v in row] for row in Y]
+
+
+def _output_delta(loss: str, activation: Any, y: sympy.Matrix, z: sympy.Matrix, t: sympy.Matrix) -> sympy.Matrix:
+    """``dL/dz`` of the last layer for one point (before dividing by the number of points)."""
+    if loss == "mse":
+        return _through_activation(activation, z, 2 * (y - t) / y.shape[1])
+    if loss == "softmax_cross_entropy":
+        probabilities = sympy.Matrix([_softmax(list(y))])
+        return _through_activation(activation, z, probabilities * sum(t) - t)
+    if activation.name == "softmax":  # softmax and cross entropy cancel: dL/dz = p * sum(t) - t
+        return y * sum(t) - t
+    return _through_activation(activation, z, sympy.Matrix([[-tk / yk for tk, yk in zip(t, y)]]))
+
+
+def _softmax(values: list[sympy.Expr]) -> list[sympy.Expr]:
+    exps = [sympy.exp(v) for v in values]
+    total = sympy.Add(*exps)
+    return [e / total for e in exps]
+
+
+def _through_activation(activation: Any, z: sympy.Matrix, delta: sympy.Matrix) -> sympy.Matrix:
+    """``dL/dz`` from ``dL/da`` through one layer's activation (a row vector each)."""
+    if activation.elementwise:
+        first = activation.derivative(1)
+        return sympy.Matrix([[delta[0, j] * first.xreplace({T: z[0, j]}) for j in range(z.shape[1])]])
+    p = sympy.Matrix([activation.apply_layer(list(z))])  # softmax: J = diag(p) - p p^T
+    inner = sympy.Add(*(delta[0, k] * p[0, k] for k in range(p.shape[1])))
+    return sympy.Matrix([[p[0, j] * (delta[0, j] - inner) for j in range(p.shape[1])]])

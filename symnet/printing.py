@@ -1,0 +1,107 @@
+"""Reading the mathematics: textbook forms, pretty printing and LaTeX.
+
+:func:`simplify` rewrites the shapes SymPy gives for activation derivatives into their
+textbook forms -- ``exp(-x)/(1 + exp(-x))**2`` becomes ``sigmoid(x)*(1 - sigmoid(x))`` and
+``1/cosh(x)**2`` becomes ``1 - tanh(x)**2`` -- without changing the value.
+
+>>> import sympy
+>>> x = sympy.Symbol("x", real=True)
+>>> simplify(sympy.diff(1 / (1 + sympy.exp(-x)), x))
+(1 - sigmoid(x))*sigmoid(x)
+>>> simplify(sympy.diff(sympy.log(1 + sympy.exp(x)), x))
+sigmoid(x)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sympy
+
+from .functions import sigmoid
+
+__all__ = ["simplify", "pretty", "latex"]
+
+
+def _reciprocal_logistic(expr: sympy.Basic) -> bool:
+    """``(1 + exp(w))**(-n)`` for a positive integer ``n``."""
+    if not (expr.is_Pow and expr.exp.is_Integer and expr.exp < 0 and expr.base.is_Add and len(expr.base.args) == 2):
+        return False
+    one, other = sorted(expr.base.args, key=lambda a: not a.is_Number)
+    return one == 1 and isinstance(other, sympy.exp)
+
+
+def _to_sigmoid(expr: sympy.Pow) -> sympy.Expr:
+    other = [a for a in expr.base.args if not a.is_Number][0]
+    return sigmoid(-other.args[0]) ** (-expr.exp)
+
+
+def _exp_times_sigmoid(expr: sympy.Basic) -> bool:
+    """A product holding ``exp(w)`` and ``sigmoid(-w)``: ``exp(w)*sigmoid(-w) = sigmoid(w)``."""
+    if not expr.is_Mul:
+        return False
+    exps = [f.args[0] for f in expr.args if isinstance(f, sympy.exp)]
+    sigmoids = [_sigmoid_arg(f) for f in expr.args]
+    return any(-w in sigmoids for w in exps)
+
+
+def _sigmoid_arg(factor: sympy.Expr) -> sympy.Expr | None:
+    base = factor.base if factor.is_Pow and factor.exp.is_Integer and factor.exp > 0 else factor
+    return base.args[0] if isinstance(base, sigmoid) else None
+
+
+def _cancel_exp(expr: sympy.Mul) -> sympy.Expr:
+    factors = list(expr.args)
+    for f in factors:
+        if isinstance(f, sympy.exp):
+            w = f.args[0]
+            for g in factors:
+                if _sigmoid_arg(g) == -w:
+                    power = g.exp if g.is_Pow else 1
+                    factors.remove(f)
+                    factors.remove(g)
+                    # exp(w)*sigmoid(-w) = sigmoid(w); keep the argument without a leading minus
+                    logistic = 1 - sigmoid(-w) if w.could_extract_minus_sign() else sigmoid(w)
+                    factors += [logistic, sigmoid(-w) ** (power - 1)]
+                    return sympy.Mul(*factors)
+    return expr  # pragma: no cover - guarded by _exp_times_sigmoid
+
+
+def simplify(expr: Any) -> Any:
+    """Rewrite activation derivatives into textbook form (``sigmoid``, ``1 - tanh**2``); value unchanged.
+
+    Works on expressions and matrices.  Unlike ``sympy.simplify`` it never expands or
+    factors anything else, so it is fast on large closed forms.
+    """
+    if isinstance(expr, sympy.MatrixBase):
+        return expr.applyfunc(simplify)
+    expr = sympy.sympify(expr)
+    expr = expr.replace(_reciprocal_logistic, _to_sigmoid)
+    for _ in range(8):  # each pass removes one exp/sigmoid pair per product
+        new = expr.replace(_exp_times_sigmoid, _cancel_exp)
+        if new == expr:
+            break
+        expr = new
+    expr = expr.replace(lambda e: e.is_Pow and e.exp == -2 and isinstance(e.base, sympy.cosh),
+                        lambda e: 1 - sympy.tanh(e.base.args[0]) ** 2)
+    expr = expr.replace(lambda e: e.is_Pow and e.exp == 2 and isinstance(e.base, sympy.sech),
+                        lambda e: 1 - sympy.tanh(e.base.args[0]) ** 2)
+    return expr
+
+
+def _shown(obj: Any) -> Any:
+    from .network import Network
+
+    if isinstance(obj, Network):
+        return obj.outputs[0] if obj.n_outputs == 1 else obj.outputs
+    return obj
+
+
+def pretty(obj: Any) -> str:
+    """A network's closed form, or any expression, as 2-D text; floats without trailing zeros."""
+    return sympy.pretty(_shown(obj), full_prec=False)
+
+
+def latex(obj: Any) -> str:
+    """A network's closed form, or any expression, as LaTeX (``sigmoid`` prints as ``\\sigma``)."""
+    return sympy.latex(_shown(obj), full_prec=False)

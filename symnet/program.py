@@ -1,0 +1,317 @@
+"""The straight-line program: how symnet derives a network without ``sympy.diff`` of the whole.
+
+A derivative of a network is assembled by the chain rule, one layer at a time, over one
+symbol per neuron quantity.  For every quantity ``q`` (a pre-activation ``z``, an activation
+``a``) the builder keeps a *jet*: the value and the partial derivatives ``d^alpha q`` needed,
+keyed by a *multi-index* -- the sorted tuple of input positions differentiated by, so
+``(0, 0, 1)`` is ``d^3 / dx0^2 dx1`` and ``()`` the value.  The rules are
+
+* affine layer: ``d^alpha z_j = sum_i W_ij d^alpha a_i`` (plus ``b_j`` for the value);
+* activation: Faa di Bruno, ``d^alpha f(z) = sum over set partitions P of alpha of
+  f^(|P|)(z) prod_{B in P} d^B z``, where ``f^(k)`` is ``sympy.diff`` of the *scalar*
+  activation form -- the only place SymPy differentiates anything;
+* softmax: ``exp``, a sum, a reciprocal and products (Leibniz rule).
+
+Each result is an assignment ``node = expression`` appended to a :class:`Program`.  The flat
+closed form in the inputs is made from the program on demand (:meth:`Program.flat`), and
+the compiled kernels print the same program.
+
+>>> from symnet import Network
+>>> net = Network.from_weights([[[1]], [[2]]], [[0], [0]], ["tanh", "linear"])
+>>> program = build(net, [(0, 0)])
+>>> print(program)
+a1_0 = tanh(x0)
+d1a1_0 = 1 - a1_0**2
+d2a1_0 = -a1_0*(2 - 2*a1_0**2)
+>>> program.jets[0][(0, 0)]
+2*d2a1_0
+>>> print(program.flat(program.jets[0][(0, 0)]))
+-2*(2 - 2*tanh(x0)**2)*tanh(x0)
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from functools import lru_cache
+from typing import Any, Iterable, Sequence
+
+import sympy
+
+from ._substitute import substitute
+from .activations import T
+from .errors import ExpressionSizeWarning
+
+__all__ = ["Program", "build", "closure", "multi_indices"]
+
+MultiIndex = tuple[int, ...]
+Jet = dict[MultiIndex, sympy.Expr]
+
+#: Estimated tree size of a flat expression above which :meth:`Program.flat` warns.
+FLAT_SIZE_WARNING = 500_000
+
+
+class Node(sympy.Symbol):
+    """A symbol that names one intermediate quantity of a program.
+
+    A subclass so that program nodes can never be confused with a user's input or parameter
+    symbol of the same name.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, name: str) -> Node:
+        return super().__new__(cls, name, real=True)  # type: ignore[return-value]
+
+
+class Program:
+    """A straight-line program: ordered ``node = expression`` assignments and results over them.
+
+    Attributes:
+        inputs: the input symbols.
+        assignments: list of ``(Node, expression)``; an expression refers only to inputs,
+            parameters and earlier nodes.
+        jets: per output of the network, a jet ``{multi-index: expression over nodes}``.
+        result: what was asked for (a Matrix or expression over nodes), when set by a
+            derivative function with ``form="program"``.
+    """
+
+    def __init__(self, inputs: Sequence[sympy.Symbol]) -> None:
+        self.inputs = tuple(inputs)
+        self.assignments: list[tuple[Node, sympy.Expr]] = []
+        self.jets: list[Jet] = []
+        self.result: Any = None
+
+    def assign(self, name: str, expr: sympy.Expr) -> sympy.Expr:
+        """Append ``name = expr`` and return the new node; atoms and numbers are returned as is."""
+        if expr.is_Atom or (expr.is_Mul and len(expr.args) == 2 and expr.args[0].is_Number and expr.args[1].is_Atom):
+            return expr
+        node = Node(name)
+        self.assignments.append((node, expr))
+        return node
+
+    def needed(self, exprs: Iterable[sympy.Expr]) -> list[tuple[Node, sympy.Expr]]:
+        """The assignments that ``exprs`` depend on, in program order."""
+        wanted = {s for e in exprs for s in e.free_symbols if isinstance(s, Node)}
+        kept = []
+        for node, expr in reversed(self.assignments):
+            if node in wanted:
+                kept.append((node, expr))
+                wanted.update(s for s in expr.free_symbols if isinstance(s, Node))
+        kept.reverse()
+        return kept
+
+    def flat_size(self, exprs: Iterable[sympy.Expr]) -> int:
+        """Estimated tree size of ``exprs`` with every node substituted (without building it)."""
+        exprs = list(exprs)
+        sizes: dict[sympy.Symbol, int] = {}
+        for node, expr in self.needed(exprs):
+            sizes[node] = _tree_size(expr, sizes)
+        return sum(_tree_size(e, sizes) for e in exprs)
+
+    def flat(self, result: Any = None, warn: bool = True) -> Any:
+        """``result`` (default :attr:`result`) with every node replaced: a closed form in the inputs.
+
+        Warns with :class:`~symnet.ExpressionSizeWarning` when the flat form is estimated
+        to exceed ``FLAT_SIZE_WARNING`` tree nodes.
+        """
+        result = self.result if result is None else result
+        is_matrix = isinstance(result, sympy.MatrixBase)
+        exprs = list(result) if is_matrix else [sympy.sympify(result)]
+        if warn:
+            size = self.flat_size(exprs)
+            if size > FLAT_SIZE_WARNING:
+                warnings.warn(
+                    f"the flat closed form has about {size:,} terms; building and printing it is slow. "
+                    "Use form='program' for the structured form, or compile it (symnet.compile).",
+                    ExpressionSizeWarning,
+                    stacklevel=3,
+                )
+        values: dict[sympy.Symbol, sympy.Expr] = {}
+        for node, expr in self.needed(exprs):
+            values[node] = substitute(expr, values)
+        flat = [substitute(e, values) for e in exprs]
+        return sympy.ImmutableMatrix(result.rows, result.cols, flat) if is_matrix else flat[0]
+
+    def substitute_inputs(self, point: Sequence[sympy.Expr], result: Any = None) -> Any:
+        """``result`` evaluated at ``inputs = point``, node by node (fast for numeric points)."""
+        result = self.result if result is None else result
+        is_matrix = isinstance(result, sympy.MatrixBase)
+        exprs = list(result) if is_matrix else [sympy.sympify(result)]
+        values: dict[sympy.Symbol, sympy.Expr] = dict(zip(self.inputs, point))
+        for node, expr in self.needed(exprs):
+            values[node] = substitute(expr, values)
+        evaluated = [substitute(e, values) for e in exprs]
+        return sympy.ImmutableMatrix(result.rows, result.cols, evaluated) if is_matrix else evaluated[0]
+
+    def __len__(self) -> int:
+        return len(self.assignments)
+
+    def __str__(self) -> str:
+        lines = [f"{node} = {sympy.sstr(expr, full_prec=False)}" for node, expr in self.needed(self._result_exprs())]
+        if self.result is not None:
+            lines.append(f"result = {sympy.sstr(self.result, full_prec=False)}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"<Program: {len(self.assignments)} assignments over inputs {', '.join(map(str, self.inputs))}>"
+
+    def _result_exprs(self) -> list[sympy.Expr]:
+        if self.result is None:
+            return [e for jet in self.jets for e in jet.values()]
+        return list(self.result) if isinstance(self.result, sympy.MatrixBase) else [self.result]
+
+
+def _tree_size(expr: sympy.Expr, sizes: dict[sympy.Symbol, int]) -> int:
+    total = 0
+    stack = [expr]
+    while stack:
+        e = stack.pop()
+        if e in sizes:
+            total += sizes[e]
+        else:
+            total += 1
+            stack.extend(e.args)
+    return total
+
+
+def closure(wanted: Iterable[MultiIndex]) -> list[MultiIndex]:
+    """All sub-multi-indices of ``wanted`` (``()`` included), sorted by order then lexically."""
+    found: set[MultiIndex] = {()}
+    for alpha in wanted:
+        alpha = tuple(sorted(alpha))
+        for size in range(1, len(alpha) + 1):
+            found.update(itertools.combinations(alpha, size))
+    return sorted(found, key=lambda a: (len(a), a))
+
+
+def multi_indices(n_inputs: int, order: int) -> list[MultiIndex]:
+    """Every multi-index of total order ``<= order`` over ``n_inputs`` inputs."""
+    return [a for k in range(order + 1) for a in itertools.combinations_with_replacement(range(n_inputs), k)]
+
+
+@lru_cache(maxsize=None)
+def _set_partitions(k: int) -> tuple[tuple[tuple[int, ...], ...], ...]:
+    """All set partitions of positions ``0..k-1``, each a tuple of blocks."""
+    if k == 0:
+        return ((),)
+    result = []
+    for partition in _set_partitions(k - 1):
+        for i in range(len(partition)):  # put k-1 into an existing block
+            result.append(partition[:i] + (partition[i] + (k - 1,),) + partition[i + 1:])
+        result.append(partition + ((k - 1,),))
+    return tuple(result)
+
+
+def _sub(alpha: MultiIndex, positions: Iterable[int]) -> MultiIndex:
+    return tuple(sorted(alpha[p] for p in positions))
+
+
+class _Builder:
+    def __init__(self, program: Program, indices: list[MultiIndex], names: Sequence[str]) -> None:
+        self.program = program
+        self.indices = indices
+        self.names = names
+
+    def label(self, base: str, alpha: MultiIndex) -> str:
+        return base if not alpha else f"{base}[{','.join(self.names[i] for i in alpha)}]"
+
+    def affine(self, jets: list[Jet], weight: sympy.MatrixBase, bias: sympy.MatrixBase, layer: int) -> list[Jet]:
+        out = []
+        for j in range(weight.shape[1]):
+            jet: Jet = {}
+            for alpha in self.indices:
+                terms = [a[alpha] * weight[i, j] for i, a in enumerate(jets) if alpha in a and weight[i, j] != 0]
+                if not alpha:
+                    terms.append(bias[0, j])
+                expr = sympy.Add(*terms)
+                if expr != 0:
+                    jet[alpha] = self.program.assign(self.label(f"z{layer}_{j}", alpha), expr)
+            out.append(jet)
+        return out
+
+    def compose(self, derivatives: list[sympy.Expr], jet: Jet, base: str) -> Jet:
+        """Faa di Bruno: the jet of ``f(q)`` from ``f^(k)(q)`` (``derivatives[k]``) and the jet of ``q``."""
+        out: Jet = {}
+        for alpha in self.indices:
+            if not alpha:
+                expr = derivatives[0]
+            else:
+                terms = []
+                for partition in _set_partitions(len(alpha)):
+                    factors = [jet.get(_sub(alpha, block), sympy.S.Zero) for block in partition]
+                    if all(f != 0 for f in factors) and derivatives[len(partition)] != 0:
+                        terms.append(derivatives[len(partition)] * sympy.Mul(*factors))
+                expr = sympy.Add(*terms)
+            if expr != 0:
+                out[alpha] = self.program.assign(self.label(base, alpha), expr)
+        return out
+
+    def product(self, u: Jet, v: Jet, base: str) -> Jet:
+        """Leibniz: the jet of ``u * v``."""
+        out: Jet = {}
+        for alpha in self.indices:
+            terms = []
+            for mask in itertools.product((0, 1), repeat=len(alpha)):
+                left = _sub(alpha, [p for p, m in enumerate(mask) if m])
+                right = _sub(alpha, [p for p, m in enumerate(mask) if not m])
+                if left in u and right in v:
+                    terms.append(u[left] * v[right])
+            expr = sympy.Add(*terms)
+            if expr != 0:
+                out[alpha] = self.program.assign(self.label(base, alpha), expr)
+        return out
+
+    def activation(self, jets: list[Jet], layer_number: int, activation: Any) -> list[Jet]:
+        order = max(len(a) for a in self.indices)
+        if activation.elementwise:
+            return [self._elementwise(jet, activation, order, f"a{layer_number}_{j}", f"{layer_number}_{j}")
+                    for j, jet in enumerate(jets)]
+        if activation.name == "softmax":
+            return self._softmax(jets, order, layer_number)
+        raise NotImplementedError(activation.name)  # pragma: no cover - registry guards this
+
+    def _elementwise(self, jet: Jet, activation: Any, order: int, base: str, suffix: str) -> Jet:
+        z = jet.get((), sympy.S.Zero)
+        value = activation(z)
+        node = self.program.assign(base, value)
+        derivatives = [node]
+        for k in range(1, order + 1):
+            expr = substitute(activation.derivative(k), {T: z})
+            if value != node:
+                expr = substitute(expr, {value: node})  # reuse the activation node: 1 - a**2 for tanh
+            derivatives.append(self.program.assign(f"d{k}a{suffix}", expr))
+        return self.compose(derivatives, jet, base)
+
+    def _softmax(self, jets: list[Jet], order: int, layer: int) -> list[Jet]:
+        exps = []
+        for j, jet in enumerate(jets):
+            e = self.program.assign(f"e{layer}_{j}", sympy.exp(jet.get((), sympy.S.Zero)))
+            exps.append(self.compose([e] * (order + 1), jet, f"e{layer}_{j}"))
+        total: Jet = {}
+        for alpha in self.indices:
+            expr = sympy.Add(*(e[alpha] for e in exps if alpha in e))
+            if expr != 0:
+                total[alpha] = self.program.assign(self.label(f"S{layer}", alpha), expr)
+        r = self.program.assign(f"r{layer}", 1 / total[()])
+        reciprocal = [r] + [sympy.Integer((-1) ** k * sympy.factorial(k)) * r ** (k + 1) for k in range(1, order + 1)]
+        inverse = self.compose(reciprocal, total, f"r{layer}")
+        return [self.product(e, inverse, f"a{layer}_{j}") for j, e in enumerate(exps)]
+
+
+def build(network: Any, wanted: Iterable[MultiIndex]) -> Program:
+    """The program computing the jets ``wanted`` (multi-indices) of every network output.
+
+    The returned program's ``jets[k][alpha]`` is ``d^alpha`` of output ``k`` over nodes.
+    """
+    indices = closure(wanted)
+    names = [s.name for s in network.inputs]
+    program = Program(network.inputs)
+    builder = _Builder(program, indices, names)
+    jets: list[Jet] = [{(): x, (i,): sympy.S.One} if (i,) in indices else {(): x}
+                       for i, x in enumerate(network.inputs)]
+    for number, layer in enumerate(network.layers, start=1):
+        jets = builder.affine(jets, layer.weight, layer.bias, number)
+        jets = builder.activation(jets, number, layer.activation)
+    program.jets = jets
+    return program

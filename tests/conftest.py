@@ -1,0 +1,38 @@
+"""Shared helpers for the tests: random networks and numeric evaluation of SymPy results."""
+
+from __future__ import annotations
+
+import mpmath
+import numpy as np
+import sympy
+
+import symnet
+
+SMOOTH = ["linear", "sigmoid", "tanh", "softplus", "silu", "gelu", "sin", "cos", "exp", "square", "elu(1.0)"]
+SMOOTH = [a for a in SMOOTH if a != "elu(1.0)"]  # elu is C1 only at 0: smooth in value, not in second derivative
+
+
+def random_network(rng: np.random.Generator, sizes: list[int], activations: list[str], scale: float = 0.7) -> symnet.Network:
+    weights = [rng.normal(scale=scale, size=(a, b)) for a, b in zip(sizes, sizes[1:])]
+    biases = [rng.normal(scale=0.3, size=b) for b in sizes[1:]]
+    return symnet.Network.from_weights(weights, biases, activations)
+
+
+def evaluate(expr: sympy.Expr, symbols: tuple[sympy.Symbol, ...], point: np.ndarray, digits: int = 30) -> float:
+    """Value of ``expr`` at ``point`` in ``digits``-digit arithmetic (mpmath), independent of numpy."""
+    expr = sympy.sympify(expr).replace(symnet.sigmoid, lambda a: 1 / (1 + sympy.exp(-a)))
+    fn = sympy.lambdify(symbols, expr, "mpmath")
+    with mpmath.workdps(digits):
+        return float(fn(*[mpmath.mpf(float(v)) for v in point]))
+
+
+def reference_derivative(net: symnet.Network, output: int, wrt: list[int], point: np.ndarray) -> float:
+    """d^wrt y_output at ``point`` by ``sympy.diff`` of the flat expression: the independent oracle.
+
+    Differentiates the symbolic twin of ``net`` (same architecture, weights as symbols; SymPy
+    is far faster there than with Float weights) and substitutes the weights afterwards.
+    """
+    twin = symnet.Network.symbolic(net.layer_sizes, net.activations)
+    expr = sympy.diff(twin.outputs[output], *[twin.inputs[i] for i in wrt])
+    weights = [float(v) for layer in net.layers for v in (*layer.weight, *layer.bias)]
+    return evaluate(expr, twin.inputs + twin.params, np.concatenate([point, weights]))

@@ -1,0 +1,30 @@
+"""Every example runs on its own and prints what the README says it prints."""
+
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
+
+
+def run(name: str) -> str:
+    result = subprocess.run([sys.executable, str(EXAMPLES / name)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_parabola_example():
+    out = run("parabola.py")
+    assert "y = 1.0002078 x^2 + 1.9998188 x + 2.0000020" in out
+    assert "a**2*c" in out and "2*a*b*c" in out and "b**2*c + d" in out
+
+
+def test_jacobian_example():
+    out = run("jacobian.py")
+    assert "[0.09035332 0.09035332]" in out
+    assert out.count("max |difference|") == 3
+    for line in out.splitlines():
+        if "max |difference|" in line:
+            assert float(line.split(":")[1]) < 1e-14

@@ -1,0 +1,151 @@
+import pickle
+
+import numpy as np
+import pytest
+import sympy
+
+import symnet
+from symnet import Network
+
+
+def parabola_net():
+    return Network.from_weights([-1.3284513, 0.5667597], [-1.328055, 1.0003909], ["square", "linear"])
+
+
+def test_from_weights_scalars_lists_arrays_agree():
+    a = parabola_net()
+    b = Network.from_weights([[[-1.3284513]], np.array([[0.5667597]])], [np.array([-1.328055]), [1.0003909]],
+                             ["square", "linear"])
+    assert a == b and hash(a) == hash(b)
+    x = a.inputs[0]
+    assert a.expr == sympy.Float(0.5667597) * (sympy.Float(-1.3284513) * x + sympy.Float(-1.328055)) ** 2 + sympy.Float(1.0003909)
+
+
+def test_keras_layout_and_torch_layout():
+    W = np.arange(6.0).reshape(2, 3)  # (fan_in=2, fan_out=3)
+    keras = Network.from_weights([W], [np.zeros(3)], "tanh")
+    torch = Network.from_weights([W.T], [np.zeros(3)], "tanh", layout="torch")
+    assert keras == torch
+    assert keras.layer_sizes == (2, 3)
+
+
+def test_wrong_layout_gets_a_hint():
+    with pytest.raises(symnet.ShapeError, match=r"layer 2: W has shape \(2, 3\).*outputs 3 values.*layout='torch'"):
+        Network.from_weights([np.ones((2, 3)), np.ones((2, 3))], None, "tanh")
+
+
+def test_mismatched_shapes_name_the_layer():
+    with pytest.raises(symnet.ShapeError, match=r"layer 2: W has shape \(4, 1\).*outputs 3 values"):
+        Network.from_weights([np.ones((2, 3)), np.ones((4, 1))], None, "tanh")
+    with pytest.raises(symnet.ShapeError, match=r"layer 1: b has shape \(2,\) but \(1, 3\) is needed"):
+        Network.from_weights([np.ones((2, 3))], [np.ones(2)], "tanh")
+    with pytest.raises(symnet.ShapeError, match="2 weight matrices but 1 bias"):
+        Network.from_weights([np.ones((2, 3)), np.ones((3, 1))], [np.ones(3)], "tanh")
+    with pytest.raises(symnet.ShapeError, match="ragged"):
+        Network.from_weights([[[1.0, 2.0], [3.0]]], None, "tanh")
+
+
+def test_non_finite_and_non_numeric_weights():
+    with pytest.raises(symnet.WeightError, match=r"layer 1: W\[0, 1\] is nan"):
+        Network.from_weights([[[1.0, np.nan]]], None, "tanh")
+    with pytest.raises(symnet.WeightError, match=r"layer 2: b\[0\] is inf"):
+        Network.from_weights([[[1.0]], [[1.0]]], [[0.0], [np.inf]], "tanh")
+    with pytest.raises(symnet.WeightError, match="strings are never parsed"):
+        Network.from_weights([[["__import__('os')"]]], None, "tanh")
+    with pytest.raises(symnet.WeightError, match="finite"):
+        Network.from_weights([[[sympy.oo]]], None, "tanh")
+
+
+def test_activation_errors_name_the_layer():
+    with pytest.raises(symnet.ActivationError, match="layer 2: unknown activation 'tanhh'"):
+        Network.from_weights([[[1.0]], [[1.0]]], None, ["tanh", "tanhh"])
+    with pytest.raises(symnet.ActivationError, match="3 activations for 2 layers"):
+        Network.from_weights([[[1.0]], [[1.0]]], None, ["tanh", "tanh", "tanh"])
+
+
+def test_symbolic_parameters_scheme_and_order():
+    net = Network.symbolic([1, 1, 1], ["square", "linear"])
+    assert [p.name for p in net.params] == ["w1_0_0", "b1_0", "w2_0_0", "b2_0"]
+    assert all(p.is_real for p in net.params + net.inputs)
+    wide = Network.symbolic([2, 12, 1], "tanh")
+    names = [p.name for p in wide.params]
+    assert len(names) == len(set(names)) == 2 * 12 + 12 + 12 + 1  # no collisions past 10 units
+    assert names[:3] == ["w1_0_0", "w1_0_1", "w1_0_2"] and "w1_1_11" in names and names[-1] == "b2_0"
+
+
+def test_with_weights_and_subs_make_numeric_and_mixed_nets():
+    sym = Network.symbolic([1, 1, 1], ["square", "linear"])
+    numeric = sym.with_weights([[[-1.3284513]], [[0.5667597]]], [[-1.328055], [1.0003909]])
+    assert numeric == parabola_net() and numeric.is_numeric
+    mixed = sym.with_weights([2.0, None], [1.0, None])
+    assert [p.name for p in mixed.params] == ["w2_0_0", "b2_0"] and not mixed.is_numeric
+    by_subs = sym.subs({"w1_0_0": -1.3284513, sym.params[1]: -1.328055}, w2_0_0=0.5667597, b2_0=1.0003909)
+    assert by_subs == parabola_net()
+    with pytest.raises(symnet.InputError, match="'w9_0_0' is not a parameter"):
+        sym.subs(w9_0_0=1.0)
+    torch_style = Network.symbolic([2, 3], "tanh").with_weights([np.ones((3, 2))], None, layout="torch")
+    assert torch_style.layers[0].weight.shape == (2, 3)
+
+
+def test_inputs_outputs_expr():
+    net = Network.from_weights([np.ones((2, 3))], None, "linear", input_names=["u", "v"])
+    assert [s.name for s in net.inputs] == ["u", "v"]
+    assert net.outputs.shape == (3, 1)
+    with pytest.raises(symnet.InputError, match="has 3 outputs: use net.outputs"):
+        net.expr
+    with pytest.raises(symnet.InputError, match="distinct"):
+        Network.from_weights([np.ones((2, 1))], None, "linear", input_names=["u", "u"])
+    with pytest.raises(symnet.ShapeError, match=r"layer 1: W has shape \(2, 1\).*input_names names 1 inputs"):
+        Network.from_weights([np.ones((2, 1))], None, "linear", input_names=["u"])
+    with pytest.raises(symnet.InputError, match="also parameter names"):
+        Network.symbolic([1, 1], "linear", input_names=["w1_0_0"])
+
+
+def test_immutable_and_picklable():
+    net = parabola_net()
+    with pytest.raises(AttributeError, match="immutable"):
+        net.layers = ()
+    assert pickle.loads(pickle.dumps(net)) == net
+
+
+def test_repr_str_latex():
+    net = parabola_net()
+    assert repr(net) == "Network(1 -> 1 -> 1, activations=(square, linear), numeric)"
+    assert str(net) == "0.5667597*(-1.3284513*x0 - 1.328055)**2 + 1.0003909"
+    assert net.latex().startswith("0.5667597 \\left(")
+    assert net._repr_latex_().startswith("$\\displaystyle")
+    sig = Network.symbolic([2, 1], "sigmoid", input_names=["a", "b"])
+    assert repr(sig) == "Network(2 -> 1, activations=(sigmoid), inputs=(a, b), 3 symbolic parameters)"
+    assert "\\sigma" in sig.latex()
+    assert "sigmoid(a⋅w" in symnet.pretty(sig)
+    traced = Network.from_weights([[[2.0]]], None, lambda x: x**3)
+    assert pickle.loads(pickle.dumps(traced)) == traced
+
+
+def test_weight_arrays():
+    net = Network.from_weights([np.arange(6.0).reshape(2, 3)], [np.ones(3)], "tanh")
+    np.testing.assert_array_equal(net.layers[0].weight_array(), np.arange(6.0).reshape(2, 3))
+    np.testing.assert_array_equal(net.layers[0].bias_array(), np.ones(3))
+    with pytest.raises(symnet.WeightError, match="symbolic"):
+        Network.symbolic([2, 1], "tanh").layers[0].weight_array()
+
+
+def test_softmax_outputs_sum_to_one():
+    net = Network.symbolic([2, 3], "softmax")
+    assert sympy.simplify(sum(net.outputs) - 1) == 0
+
+
+def test_forward_matches_numpy(rng=np.random.default_rng(1)):
+    W1, b1, W2, b2 = rng.normal(size=(3, 4)), rng.normal(size=4), rng.normal(size=(4, 2)), rng.normal(size=2)
+    net = Network.from_weights([W1, W2], [b1, b2], ["tanh", "linear"])
+    x = rng.normal(size=3)
+    expected = np.tanh(x @ W1 + b1) @ W2 + b2
+    got = np.array(net.outputs.xreplace(dict(zip(net.inputs, map(sympy.Float, x)))).evalf(), float).ravel()
+    np.testing.assert_allclose(got, expected, rtol=1e-13)
+
+
+def test_zero_layers_or_units_refused():
+    with pytest.raises(symnet.ShapeError, match="at least one layer"):
+        Network([])
+    with pytest.raises(symnet.ShapeError, match="all >= 1"):
+        Network.symbolic([2, 0, 1], "tanh")

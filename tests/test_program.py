@@ -1,0 +1,46 @@
+import warnings
+
+import numpy as np
+import pytest
+import sympy
+
+import symnet
+from symnet import program
+from symnet.program import Node, build, closure, multi_indices
+
+from conftest import random_network
+
+
+def test_set_partitions_are_bell_numbers():
+    assert [len(program._set_partitions(k)) for k in range(7)] == [1, 1, 2, 5, 15, 52, 203]
+
+
+def test_closure_and_multi_indices():
+    assert closure([(1, 0, 0)]) == [(), (0,), (1,), (0, 0), (0, 1), (0, 0, 1)]
+    assert multi_indices(2, 2) == [(), (0,), (1,), (0, 0), (0, 1), (1, 1)]
+
+
+def test_nodes_never_equal_user_symbols():
+    assert Node("z1_0") != sympy.Symbol("z1_0", real=True)
+
+
+def test_program_is_deterministic_and_small():
+    net = random_network(np.random.default_rng(0), [3, 16, 16, 1], ["tanh", "tanh", "linear"])
+    first = build(net, multi_indices(3, 2))
+    second = build(net, multi_indices(3, 2))
+    assert str(first) == str(second)
+    assert len(first) < 600  # one node per neuron quantity, not an expression tree
+
+
+def test_flat_size_warning(monkeypatch):
+    net = random_network(np.random.default_rng(0), [2, 4, 4, 1], ["tanh", "tanh", "linear"])
+    p = symnet.hessian(net, form="program")
+    size = p.flat_size(list(p.result))
+    assert size > 100
+    monkeypatch.setattr(program, "FLAT_SIZE_WARNING", size - 1)
+    with pytest.warns(symnet.ExpressionSizeWarning, match="form='program'"):
+        p.flat()
+    monkeypatch.setattr(program, "FLAT_SIZE_WARNING", size + 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        p.flat()
