@@ -19,7 +19,8 @@ from .errors import (
     SymnetError,
     WeightError,
 )
-from .functions import sigmoid
+from .functions import sigmoid, softplus
+from .kernels import Kernel, KernelResult, compile
 from .network import Dense, Network
 from .printing import latex, pretty, simplify
 from .program import Program
@@ -31,6 +32,8 @@ __all__ = [
     "ActivationError",
     "Coefficients",
     "Dense",
+    "Kernel",
+    "KernelResult",
     "ExpressionSizeWarning",
     "InputError",
     "Network",
@@ -41,6 +44,7 @@ __all__ = [
     "WeightError",
     "activations",
     "coefficients",
+    "compile",
     "diff",
     "grad",
     "hessian",
@@ -51,5 +55,6 @@ __all__ = [
     "pretty",
     "sigmoid",
     "simplify",
+    "softplus",
     "taylor",
 ]

@@ -41,7 +41,7 @@ import sympy
 
 from ._substitute import substitute
 from .errors import ActivationError
-from .functions import sigmoid
+from .functions import sigmoid, softplus
 
 __all__ = ["Activation", "T", "get", "register", "unregister", "names", "activation", "from_form"]
 
@@ -361,7 +361,7 @@ register("relu", _elementwise("relu", sympy.Max(0, T), lambda z: np.maximum(z, 0
                               lambda z: np.zeros_like(np.asarray(z, float)), kinks=(0.0,)))
 register("leaky_relu", _leaky_relu)
 register("elu", _elu)
-register("softplus", _elementwise("softplus", sympy.log(1 + sympy.exp(T)), lambda z: np.logaddexp(0.0, z),
+register("softplus", _elementwise("softplus", softplus(T), lambda z: np.logaddexp(0.0, z),
                                   _sig, lambda z: _sig(z) * (1 - _sig(z))))
 register("silu", _elementwise("silu", T * sigmoid(T), lambda z: z * _sig(z),
                               lambda z: _sig(z) * (1 + z * (1 - _sig(z))),

@@ -21,6 +21,7 @@ def random_network(rng: np.random.Generator, sizes: list[int], activations: list
 def evaluate(expr: sympy.Expr, symbols: tuple[sympy.Symbol, ...], point: np.ndarray, digits: int = 30) -> float:
     """Value of ``expr`` at ``point`` in ``digits``-digit arithmetic (mpmath), independent of numpy."""
     expr = sympy.sympify(expr).replace(symnet.sigmoid, lambda a: 1 / (1 + sympy.exp(-a)))
+    expr = expr.replace(symnet.softplus, lambda a: sympy.log(1 + sympy.exp(a)))
     fn = sympy.lambdify(symbols, expr, "mpmath")
     with mpmath.workdps(digits):
         return float(fn(*[mpmath.mpf(float(v)) for v in point]))
@@ -36,3 +37,11 @@ def reference_derivative(net: symnet.Network, output: int, wrt: list[int], point
     expr = sympy.diff(twin.outputs[output], *[twin.inputs[i] for i in wrt])
     weights = [float(v) for layer in net.layers for v in (*layer.weight, *layer.bias)]
     return evaluate(expr, twin.inputs + twin.params, np.concatenate([point, weights]))
+
+
+def pytest_configure(config):
+    """Kernels compiled by the tests go to a private cache directory, not the user's."""
+    import os
+    import tempfile
+
+    os.environ["SYMNET_CACHE_DIR"] = tempfile.mkdtemp(prefix="symnet-test-cache-")

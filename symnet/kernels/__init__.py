@@ -1,0 +1,466 @@
+"""Compiled kernels: exact derivatives of a network as fast batch code.
+
+:func:`compile` prints the chain-rule program (:mod:`symnet.program`) of the requested
+derivatives as one fused kernel -- every shared quantity (the forward pass, activation
+derivatives, each symmetric Hessian entry) is computed once per point -- and compiles it:
+
+* ``backend="numba"``: a per-point loop (``numba.prange`` when ``parallel=True``) compiled by
+  numba, cached on disk (see :mod:`symnet.kernels._cache`) so a second process loads it in
+  milliseconds;
+* ``backend="numpy"``: the same program as whole-array numpy code, evaluated in chunks;
+  it compiles nothing.
+
+Kernels are keyed by the *architecture* (layer sizes, activations, request, options):
+weights are runtime arguments, so a retrained or reloaded network with the same
+architecture reuses the compiled kernel and never recompiles.
+
+>>> import numpy as np, symnet
+>>> net = symnet.Network.from_weights([-1.3284513, 0.5667597], [-1.328055, 1.0003909], ["square", "linear"])
+>>> kernel = symnet.compile(net, derivatives=("value", "jacobian", "hessian"), backend="numpy")
+>>> result = kernel(np.array([[0.0], [1.0]]))
+>>> result.value.shape, result.jacobian.shape, result.hessian.shape
+((2, 1), (2, 1, 1), (2, 1, 1, 1))
+>>> np.round(result.value[:, 0], 6)
+array([2.000002, 4.999961])
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import sympy
+
+from ..errors import InputError, ShapeError, SymnetError
+from ..network import Network
+from ..program import MultiIndex, build, closure
+from . import _cache
+from ._codegen import Output, generate
+from ._layered import LayeredPlan, supports
+
+__all__ = ["compile", "Kernel", "KernelResult", "NumbaUnavailableWarning", "stats"]
+
+_VERSION = "1"  # bump when generated code changes meaning
+_BACKENDS = ("numba", "numpy")
+_STRATEGIES = ("auto", "expression", "layered")
+
+#: ``strategy="auto"`` prints the expression program while it has at most this many
+#: weight-times-stream terms; compile time of one unrolled numba function grows faster than
+#: linearly with its length, so larger networks use the layered strategy.
+EXPRESSION_LIMIT = 400
+_WORDS = ("value", "jacobian", "hessian", "laplacian")
+
+#: Counters a test (or a curious user) can read: how often sources were generated and
+#: kernels compiled in this process.
+stats = {"sources_generated": 0, "kernels_built": 0}
+
+_MEMO: dict[str, tuple[Any, str, bool]] = {}
+_MEMO_LOCK = threading.Lock()
+_WORKQUEUE_LOCK = threading.Lock()
+
+
+class NumbaUnavailableWarning(UserWarning):
+    """numba could not be imported; the numpy backend is used instead."""
+
+
+class KernelError(SymnetError, RuntimeError):
+    """A kernel could not be built."""
+
+
+# --- the request ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Request:
+    words: tuple[str, ...]
+    partials: tuple[MultiIndex, ...]
+
+    def multi_indices(self, d: int) -> list[MultiIndex]:
+        wanted: list[MultiIndex] = [()]
+        if "jacobian" in self.words:
+            wanted += [(i,) for i in range(d)]
+        if "hessian" in self.words:
+            wanted += [(i, j) for i in range(d) for j in range(i, d)]
+        if "laplacian" in self.words:
+            wanted += [(i, i) for i in range(d)]
+        return wanted + list(self.partials)
+
+
+def _parse_request(derivatives: Iterable[Any] | str, net: Network) -> _Request:
+    if isinstance(derivatives, (str, tuple)) and (isinstance(derivatives, str) or all(isinstance(i, (int, np.integer)) for i in derivatives)):
+        derivatives = [derivatives]
+    words: list[str] = []
+    partials: list[MultiIndex] = []
+    for item in derivatives:
+        if isinstance(item, str):
+            word = {"gradient": "jacobian", "grad": "jacobian"}.get(item, item)
+            if word not in _WORDS:
+                raise InputError(
+                    f"unknown derivative {item!r}; ask for {', '.join(_WORDS)} or a partial such as (0, 0, 1)"
+                )
+            if word not in words:
+                words.append(word)
+        elif isinstance(item, (tuple, list)):
+            alpha = tuple(sorted(net.input_index(i) for i in item))
+            if alpha not in partials:
+                partials.append(alpha)
+        else:
+            raise InputError(f"cannot read derivative {item!r}: give a name ('hessian') or a tuple of inputs (0, 1)")
+    if not words and not partials:
+        raise InputError("derivatives is empty: ask for at least 'value'")
+    return _Request(tuple(w for w in _WORDS if w in words), tuple(partials))
+
+
+def _partial_name(alpha: MultiIndex) -> str:
+    return "partial_" + "_".join(map(str, alpha)) if alpha else "partial"
+
+
+def _outputs(request: _Request, jets: list[dict[MultiIndex, sympy.Expr]], d: int) -> list[Output]:
+    zero = sympy.S.Zero
+    m = len(jets)
+    result = []
+    if "value" in request.words:
+        result.append(Output("value", tuple(((k,), jets[k].get((), zero)) for k in range(m))))
+    if "jacobian" in request.words:
+        result.append(Output("jacobian", tuple(((k, i), jets[k].get((i,), zero)) for k in range(m) for i in range(d))))
+    if "hessian" in request.words:
+        result.append(Output("hessian", tuple(((k, i, j), jets[k].get(tuple(sorted((i, j))), zero))
+                                              for k in range(m) for i in range(d) for j in range(d))))
+    if "laplacian" in request.words:
+        result.append(Output("laplacian", tuple(((k,), sympy.Add(*(jets[k].get((i, i), zero) for i in range(d))))
+                                                for k in range(m))))
+    for alpha in request.partials:
+        result.append(Output(_partial_name(alpha), tuple(((k,), jets[k].get(alpha, zero)) for k in range(m))))
+    return result
+
+
+def _shape(name: str, n: int, m: int, d: int) -> tuple[int, ...]:
+    return {"jacobian": (n, m, d), "hessian": (n, m, d, d)}.get(name, (n, m))
+
+
+# --- results --------------------------------------------------------------------------------
+
+
+class KernelResult:
+    """What a kernel returns: ``.value`` ``(N, m)``, ``.jacobian`` ``(N, m, d)``, ``.hessian``
+    ``(N, m, d, d)``, ``.laplacian`` ``(N, m)`` -- only those requested -- and each explicit
+    partial by its tuple: ``result[(0, 0, 1)]`` ``(N, m)``.  For a single point (``X`` of shape
+    ``(d,)``) the leading ``N`` axis is dropped.
+    """
+
+    def __init__(self, arrays: dict[str, np.ndarray]) -> None:
+        self._arrays = arrays
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        arrays = self.__dict__.get("_arrays", {})
+        if name in arrays:
+            return arrays[name]
+        if name in _WORDS:
+            raise AttributeError(f"{name!r} was not requested; compile with derivatives=(..., {name!r})")
+        raise AttributeError(name)
+
+    def __getitem__(self, key: str | Sequence[int]) -> np.ndarray:
+        name = key if isinstance(key, str) else _partial_name(tuple(sorted(int(k) for k in key)))
+        if name not in self._arrays:
+            raise KeyError(f"{key!r} was not requested; requested: {', '.join(self._arrays)}")
+        return self._arrays[name]
+
+    def as_dict(self) -> dict[str, np.ndarray]:
+        return dict(self._arrays)
+
+    def __repr__(self) -> str:
+        shapes = ", ".join(f"{k}={v.shape}" for k, v in self._arrays.items())
+        return f"KernelResult({shapes})"
+
+
+# --- the kernel -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Kernel:
+    """A compiled evaluator of a network's value and exact derivatives.
+
+    Call it on points: ``kernel(X)`` with ``X`` of shape ``(N, d)``, or ``(d,)`` for one point
+    (for one-input networks a 1-D ``X`` is ``N`` points).  Integer and other real inputs are
+    converted to the kernel's dtype; non-contiguous arrays are copied.
+
+    Attributes:
+        source: the generated Python source (deterministic for the same architecture).
+        backend: ``"numba"`` or ``"numpy"``.
+        strategy: ``"expression"`` (the program printed point by point) or ``"layered"``.
+        loaded_from_disk: whether the source came from the disk cache.
+        build_seconds: wall time of :func:`compile` for this kernel (0 when reused in-process).
+    """
+
+    net: Network
+    derivatives: tuple[Any, ...]
+    backend: str
+    dtype: np.dtype
+    parallel: bool
+    source: str
+    strategy: str
+    loaded_from_disk: bool
+    build_seconds: float
+    _fn: Any = field(repr=False)
+    _weights: tuple[np.ndarray, ...] = field(repr=False)
+    _outputs: tuple[str, ...] = field(repr=False)
+    _chunk: int = field(repr=False)
+    _plan: LayeredPlan | None = field(default=None, repr=False)
+    _partials: dict[str, MultiIndex] = field(default_factory=dict, repr=False)
+
+    def __call__(self, X: Any, out: KernelResult | None = None) -> KernelResult:
+        """Evaluate at the points ``X``; ``out`` (an earlier result of the same shapes) is filled in place.
+
+        Reusing ``out`` saves allocating -- and the operating system zero-filling -- fresh
+        result arrays, which for small networks costs more than the arithmetic.
+        """
+        net = self.net
+        d, m = net.n_inputs, net.n_outputs
+        points, single = _as_points(X, d, self.dtype)
+        n = points.shape[0]
+        arrays = {name: np.empty(_shape(name, n, m, d), dtype=self.dtype) for name in self._outputs} \
+            if out is None else _reuse(out, self._outputs, n, m, d, self.dtype, single)
+        if n:
+            if self._plan is not None:
+                self._plan.run(points, self._weights, arrays, self._partials)
+            elif self.backend == "numba":
+                self._run_numba(points, arrays)
+            else:
+                for start in range(0, n, self._chunk):
+                    stop = min(n, start + self._chunk)
+                    with np.errstate(all="ignore"):  # inf/nan are results here, as in the numba kernel
+                        self._fn(points[start:stop], *self._weights, *(a[start:stop] for a in arrays.values()))
+        if single:
+            arrays = {k: v[0] for k, v in arrays.items()}
+        return KernelResult(arrays)
+
+    def _run_numba(self, points: np.ndarray, arrays: dict[str, np.ndarray]) -> None:
+        if self.parallel and _threading_layer() == "workqueue":
+            with _WORKQUEUE_LOCK:  # numba's workqueue layer must not be entered by two threads
+                self._fn(points, *self._weights, *arrays.values())
+        else:
+            self._fn(points, *self._weights, *arrays.values())
+
+    def with_weights(self, net: Network) -> Kernel:
+        """The same compiled kernel evaluating another network of the same architecture."""
+        if _architecture(net) != _architecture(self.net):
+            raise ShapeError(
+                f"the kernel was compiled for {self.net!r}; {net!r} has another architecture: use symnet.compile"
+            )
+        return Kernel(net, self.derivatives, self.backend, self.dtype, self.parallel, self.source, self.strategy,
+                      self.loaded_from_disk, 0.0, self._fn, _weight_arrays(net, self.dtype), self._outputs, self._chunk,
+                      self._plan, self._partials)
+
+    def __repr__(self) -> str:
+        return (f"Kernel({self.net!r}, derivatives={self.derivatives}, backend={self.backend!r}, "
+                f"dtype={self.dtype.name}, strategy={self.strategy!r})")
+
+
+def _reuse(out: KernelResult, names: tuple[str, ...], n: int, m: int, d: int, dtype: np.dtype,
+           single: bool) -> dict[str, np.ndarray]:
+    arrays = {}
+    for name in names:
+        shape = _shape(name, n, m, d)
+        array = out.as_dict().get(name)
+        if array is not None and single:
+            array = array.reshape((1, *array.shape))
+        if array is None or array.shape != shape or array.dtype != dtype or not array.flags.c_contiguous \
+                or not array.flags.writeable:
+            raise ShapeError(f"out cannot hold the result: {name} must be a writeable C-contiguous {dtype} array "
+                             f"of shape {shape}")
+        arrays[name] = array
+    return arrays
+
+
+def _threading_layer() -> str:
+    import numba
+
+    try:
+        return numba.threading_layer()
+    except ValueError:  # no parallel region has run yet
+        return str(numba.config.THREADING_LAYER)
+
+
+def _as_points(X: Any, d: int, dtype: np.dtype) -> tuple[np.ndarray, bool]:
+    array = np.asarray(X)
+    if array.dtype.kind == "c":
+        raise InputError(f"X is complex ({array.dtype}); kernels evaluate real inputs")
+    if array.dtype.kind not in "biuf":
+        raise InputError(f"X has dtype {array.dtype}; give real numbers")
+    single = False
+    if array.ndim == 1:
+        if d == 1:
+            array = array.reshape(-1, 1)
+        elif array.shape[0] == d:
+            array, single = array.reshape(1, d), True
+        else:
+            raise ShapeError(f"X has shape {array.shape} but the network takes {d} inputs: give (N, {d}) or ({d},)")
+    elif array.ndim == 0 and d == 1:
+        array, single = array.reshape(1, 1), True
+    if array.ndim != 2 or array.shape[1] != d:
+        raise ShapeError(f"X has shape {array.shape} but the network takes {d} inputs: give (N, {d}) or ({d},)")
+    return np.ascontiguousarray(array, dtype=dtype), single
+
+
+def _architecture(net: Network) -> tuple[Any, ...]:
+    return (net.layer_sizes, tuple(a.name if a.form is None else sympy.srepr(a.form) for a in net.activations))
+
+
+def _weight_arrays(net: Network, dtype: np.dtype) -> tuple[np.ndarray, ...]:
+    if not net.is_numeric:
+        names = ", ".join(str(p) for p in net.params[:4])
+        raise InputError(f"compile needs numeric weights, but {names}... are symbols: substitute numbers with net.subs(...)")
+    arrays = []
+    for layer in net.layers:
+        arrays += [np.ascontiguousarray(layer.weight_array(dtype)), np.ascontiguousarray(layer.bias_array(dtype))]
+    return tuple(arrays)
+
+
+def compile(  # noqa: A001 - the public name the API promises
+    net: Network,
+    derivatives: Iterable[Any] | str = ("value", "jacobian", "hessian"),
+    backend: str = "numba",
+    dtype: Any = np.float64,
+    parallel: bool = True,
+    cache: bool = True,
+    strategy: str = "auto",
+) -> Kernel:
+    """Compile the value and exact derivatives of ``net`` into a batch kernel.
+
+    Args:
+        net: a numeric network.
+        derivatives: any of ``"value"``, ``"jacobian"`` (alias ``"gradient"``), ``"hessian"``,
+            ``"laplacian"``, and explicit partials as tuples of inputs (``(0, 0, 1)`` is
+            ``d^3 / dx0^2 dx1``; names work too).
+        backend: ``"numba"`` (compiled) or ``"numpy"`` (compiles nothing).  If numba cannot
+            be imported, ``"numba"`` falls back to ``"numpy"`` with a
+            :class:`NumbaUnavailableWarning`; ``kernel.backend`` says which ran.
+        dtype: ``numpy.float64`` or ``numpy.float32`` for inputs, weights and results.
+        parallel: ``numba.prange`` over points (numba backend).
+        cache: keep generated kernels on disk (``$SYMNET_CACHE_DIR``, default
+            ``~/.cache/symnet``); a second process then skips code generation and compilation.
+        strategy: ``"expression"`` prints the chain-rule program point by point (one fused,
+            unrolled kernel: best for small networks); ``"layered"`` propagates value,
+            tangents and second-order terms layer by layer with one matrix multiply per layer
+            (best for wide networks; see :mod:`symnet.kernels._layered`); ``"auto"`` picks
+            by size (:data:`EXPRESSION_LIMIT`).  ``kernel.strategy`` says which was used.
+
+    Returns:
+        a :class:`Kernel`; ``kernel(X)`` returns a :class:`KernelResult`.
+    """
+    start = time.perf_counter()
+    if backend not in _BACKENDS:
+        raise InputError(f"backend must be one of {_BACKENDS}, not {backend!r}")
+    if strategy not in _STRATEGIES:
+        raise InputError(f"strategy must be one of {_STRATEGIES}, not {strategy!r}")
+    dtype = np.dtype(dtype)
+    if dtype not in (np.dtype(np.float64), np.dtype(np.float32)):
+        raise InputError(f"dtype must be float64 or float32, not {dtype}")
+    if backend == "numba" and not _numba_available():
+        warnings.warn("numba is not available; using the numpy backend (kernel.backend == 'numpy')",
+                      NumbaUnavailableWarning, stacklevel=2)
+        backend = "numpy"
+    request = _parse_request(derivatives, net)
+    weights = _weight_arrays(net, dtype)
+    strategy = _choose(net, request, strategy)
+    if strategy == "layered":
+        backend = "numpy"  # BLAS and numpy's SIMD functions; nothing to compile (see _layered)
+    parallel = bool(parallel) and backend == "numba"
+    versions = {"python": list(sys.version_info[:2]), "numba": _numba_version() if backend == "numba" else None}
+    outputs = tuple(o for o in _WORDS if o in request.words) + tuple(_partial_name(a) for a in request.partials)
+    partials = {_partial_name(a): a for a in request.partials}
+    description = json.dumps({
+        "symnet_kernel": _VERSION, "architecture": repr(_architecture(net)), "words": request.words,
+        "partials": request.partials, "backend": backend, "dtype": dtype.name, "parallel": parallel,
+        "strategy": strategy, **versions}, sort_keys=True)
+    key = _cache.key_of(description)
+    use_disk = cache and backend == "numba"
+    derivatives = tuple(derivatives) if not isinstance(derivatives, str) else (derivatives,)
+    with _MEMO_LOCK:
+        reused = key in _MEMO
+        if not reused:
+            if strategy == "layered":
+                plan = LayeredPlan(net, request.words, request.partials, dtype)
+                _MEMO[key] = (plan, "\n\n".join(plan.sources), False)
+            else:
+                twin = Network.symbolic(net.layer_sizes, net.activations)
+
+                def make_source() -> str:
+                    stats["sources_generated"] += 1
+                    return _source(twin, request, backend, parallel, description, use_disk)
+
+                module, source, from_disk = _cache.load_or_write(key, None, make_source, use_disk)
+                _MEMO[key] = (module.kernel, source, from_disk)
+            stats["kernels_built"] += 1
+        compiled, source, from_disk = _MEMO[key]
+    chunk = max(1, min(65536, (1 << 23) // max(1, source.count("\n"))))
+    kernel = Kernel(net, derivatives, backend, dtype, parallel, source, strategy, from_disk, 0.0,
+                    None if strategy == "layered" else compiled, weights, outputs, chunk,
+                    compiled if strategy == "layered" else None, partials)
+    if backend == "numba" and strategy == "expression" and not reused:
+        _warm_up(kernel, key, use_disk)
+    object.__setattr__(kernel, "build_seconds", 0.0 if reused else time.perf_counter() - start)
+    return kernel
+
+
+def _warm_up(kernel: Kernel, key: str, use_disk: bool) -> None:
+    """Compile (or load from numba's cache) now, not at first use; a corrupt numba cache is rebuilt."""
+    point = np.zeros((1, kernel.net.n_inputs), kernel.dtype)
+    try:
+        kernel(point)
+    except Exception as exc:  # numba raises while reading a damaged index or data file
+        if not use_disk:
+            raise
+        warnings.warn(f"symnet: numba's cache of kernel {key} was unreadable ({type(exc).__name__}); rebuilding it",
+                      RuntimeWarning, stacklevel=3)
+        _cache.drop_numba_cache(key)
+        kernel(point)
+
+
+def _choose(net: Network, request: _Request, strategy: str) -> str:
+    reason = supports(net, request.words, request.partials)
+    if strategy == "layered" and reason:
+        raise InputError(f"strategy='layered' cannot evaluate this request: {reason}; use strategy='expression'")
+    if strategy != "auto":
+        return strategy
+    if reason:
+        return "expression"
+    streams = len(closure(request.multi_indices(net.n_inputs)))
+    terms = sum(layer.fan_in * layer.fan_out for layer in net.layers) * streams
+    return "expression" if terms <= EXPRESSION_LIMIT else "layered"
+
+
+def _source(twin: Network, request: _Request, backend: str, parallel: bool, description: str, cache: bool) -> str:
+    program = build(twin, request.multi_indices(twin.n_inputs))
+    weights: dict[sympy.Symbol, str] = {}
+    arrays: list[str] = []
+    for number, layer in enumerate(twin.layers, start=1):
+        for i in range(layer.fan_in):
+            for j in range(layer.fan_out):
+                weights[layer.weight[i, j]] = f"W{number}[{i}, {j}]"
+        for j in range(layer.fan_out):
+            weights[layer.bias[0, j]] = f"b{number}[{j}]"
+        arrays += [f"W{number}", f"b{number}"]
+    outputs = _outputs(request, program.jets, twin.n_inputs)
+    header = ("Generated by symnet: do not edit.\n\n" + description.replace('"', "'") + "\n")
+    return generate(program, weights, arrays, outputs, backend, parallel, header, cache=cache)
+
+
+def _numba_available() -> bool:
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _numba_version() -> str:
+    import numba
+
+    return str(numba.__version__)

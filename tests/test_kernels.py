@@ -1,0 +1,272 @@
+"""symnet.compile: every backend, strategy and dtype against the exact expression."""
+
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+import threading
+
+import numpy as np
+import pytest
+import sympy
+
+import symnet
+from symnet import kernels
+
+from conftest import evaluate, random_network
+
+CASES = [("numpy", "expression"), ("numba", "expression"), ("numpy", "layered")]
+
+
+def exact(net, X):
+    """value, Jacobian, Hessian at X from the flat SymPy expressions, in 30-digit arithmetic."""
+    J = symnet.jacobian(net)
+    H = [symnet.hessian(net, output=k) for k in range(net.n_outputs)]
+    value = np.array([[evaluate(net.outputs[k], net.inputs, x) for k in range(net.n_outputs)] for x in X])
+    jac = np.array([[[evaluate(J[k, i], net.inputs, x) for i in range(net.n_inputs)] for k in range(net.n_outputs)] for x in X])
+    hes = np.array([[[[evaluate(H[k][i, j], net.inputs, x) for j in range(net.n_inputs)] for i in range(net.n_inputs)]
+                     for k in range(net.n_outputs)] for x in X])
+    return value, jac, hes
+
+
+def assert_close(got, want, dtype=np.float64):
+    scale = 1 + np.max(np.abs(want))
+    tol = 64 * np.finfo(dtype).eps * scale
+    assert np.max(np.abs(got - want)) <= tol, (np.max(np.abs(got - want)), tol)
+
+
+@pytest.mark.parametrize("backend, strategy", CASES)
+@pytest.mark.parametrize("seed, sizes, acts", [
+    (0, [2, 3, 2], ["tanh", "linear"]),
+    (1, [3, 2, 2, 1], ["sigmoid", "softplus", "linear"]),
+    (2, [1, 4, 1], ["gelu", "linear"]),
+    (3, [2, 2, 2, 2], ["silu", "sin", "exp"]),
+])
+def test_kernels_match_the_exact_expression(backend, strategy, seed, sizes, acts):
+    net = random_network(np.random.default_rng(seed), sizes, acts)
+    X = np.random.default_rng(seed + 10).uniform(-1.5, 1.5, (5, sizes[0]))
+    value, jac, hes = exact(net, X)
+    kernel = symnet.compile(net, ("value", "jacobian", "hessian", "laplacian"), backend=backend, strategy=strategy)
+    assert kernel.strategy == strategy
+    result = kernel(X)
+    assert_close(result.value, value)
+    assert_close(result.jacobian, jac)
+    assert_close(result.hessian, hes)
+    assert_close(result.laplacian, np.trace(hes, axis1=2, axis2=3))
+
+
+@pytest.mark.parametrize("backend, strategy", CASES)
+def test_float32_kernels(backend, strategy):
+    net = random_network(np.random.default_rng(5), [2, 3, 1], ["tanh", "linear"])
+    X = np.random.default_rng(6).uniform(-1, 1, (4, 2))
+    value, jac, hes = exact(net, X)
+    result = symnet.compile(net, backend=backend, strategy=strategy, dtype=np.float32)(X)
+    assert result.value.dtype == result.hessian.dtype == np.float32
+    assert_close(result.value, value, np.float32)
+    assert_close(result.jacobian, jac, np.float32)
+    assert_close(result.hessian, hes, np.float32)
+
+
+def test_explicit_partials_and_single_points():
+    net = random_network(np.random.default_rng(7), [2, 3, 1], ["tanh", "linear"])
+    kernel = symnet.compile(net, ["value", (0, 0, 1), ("x1",)], backend="numpy")
+    x = np.array([0.3, -0.4])
+    result = kernel(x)
+    assert result.value.shape == (1,) and result[(0, 0, 1)].shape == (1,)
+    third = symnet.diff(net, 0, 0, 1)
+    assert result[(1, 0, 0)][0] == pytest.approx(evaluate(third, net.inputs, x), rel=1e-13)
+    assert result[(1,)][0] == pytest.approx(evaluate(symnet.diff(net, 1), net.inputs, x), rel=1e-13)
+    with pytest.raises(AttributeError, match="'hessian' was not requested"):
+        result.hessian
+    with pytest.raises(KeyError, match="was not requested"):
+        result[(0, 0)]
+
+
+def test_auto_strategy_chooses_by_size_and_says_so():
+    small = random_network(np.random.default_rng(0), [1, 1, 1], ["square", "linear"])
+    wide = random_network(np.random.default_rng(0), [2, 64, 64, 1], ["tanh", "tanh", "linear"])
+    soft = random_network(np.random.default_rng(0), [2, 3], ["softmax"])
+    assert symnet.compile(small, backend="numpy").strategy == "expression"
+    assert symnet.compile(wide, backend="numpy").strategy == "layered"
+    assert symnet.compile(soft, backend="numpy").strategy == "expression"
+    with pytest.raises(symnet.InputError, match="not elementwise; use strategy='expression'"):
+        symnet.compile(soft, strategy="layered")
+    third_order = symnet.compile(wide, [(0, 0, 1)], backend="numpy")
+    assert third_order.strategy == "expression"
+
+
+def test_softmax_kernel():
+    net = random_network(np.random.default_rng(4), [2, 3, 3], ["tanh", "softmax"])
+    X = np.random.default_rng(1).normal(size=(3, 2))
+    value, jac, hes = exact(net, X)
+    result = symnet.compile(net, backend="numpy")(X)
+    assert_close(result.value, value)
+    assert_close(result.jacobian, jac)
+    assert_close(result.hessian, hes)
+    np.testing.assert_allclose(result.value.sum(axis=1), 1.0, rtol=1e-15)
+
+
+def test_weights_are_runtime_arguments():
+    rng = np.random.default_rng(8)
+    first = random_network(rng, [2, 3, 1], ["tanh", "linear"])
+    second = random_network(rng, [2, 3, 1], ["tanh", "linear"])
+    k1 = symnet.compile(first, backend="numba")
+    built = dict(kernels.stats)
+    k2 = symnet.compile(second, backend="numba")
+    assert kernels.stats == built  # no new source, no new compilation
+    assert k2.build_seconds == 0.0 and k1.source == k2.source
+    X = rng.normal(size=(4, 2))
+    np.testing.assert_allclose(k2(X).value, symnet.compile(second, backend="numpy")(X).value, rtol=1e-14)
+    np.testing.assert_allclose(k1.with_weights(second)(X).hessian, k2(X).hessian, rtol=0, atol=0)
+    with pytest.raises(symnet.ShapeError, match="another architecture"):
+        k1.with_weights(random_network(rng, [2, 4, 1], ["tanh", "linear"]))
+
+
+def test_source_is_deterministic_and_readable():
+    net = random_network(np.random.default_rng(9), [2, 2, 1], ["sigmoid", "linear"])
+    a = symnet.compile(net, backend="numpy")
+    kernels._MEMO.clear()
+    b = symnet.compile(net, backend="numpy")
+    assert a.source == b.source
+    assert "def kernel(X, W1, b1, W2, b2, value, jacobian, hessian):" in a.source
+    assert "scipy.special.expit(z1_0)" in a.source
+
+
+def test_input_checks():
+    net = random_network(np.random.default_rng(0), [2, 3, 1], ["tanh", "linear"])
+    kernel = symnet.compile(net, backend="numpy")
+    with pytest.raises(symnet.ShapeError, match=r"X has shape \(4, 3\) but the network takes 2 inputs"):
+        kernel(np.zeros((4, 3)))
+    with pytest.raises(symnet.InputError, match="complex"):
+        kernel(np.zeros((4, 2), complex))
+    with pytest.raises(symnet.InputError, match="dtype <U1"):
+        kernel(np.array([["a", "b"]]))
+    ints = kernel(np.array([[1, 2], [0, -1]]))
+    np.testing.assert_array_equal(ints.value, kernel(np.array([[1.0, 2.0], [0.0, -1.0]])).value)
+    wide = np.random.default_rng(1).normal(size=(5, 4))
+    np.testing.assert_array_equal(kernel(wide[:, ::2]).jacobian, kernel(np.ascontiguousarray(wide[:, ::2])).jacobian)
+    empty = kernel(np.zeros((0, 2)))
+    assert empty.value.shape == (0, 1) and empty.hessian.shape == (0, 1, 2, 2)
+    with pytest.raises(symnet.InputError, match="unknown derivative 'hessain'"):
+        symnet.compile(net, ["hessain"])
+    with pytest.raises(symnet.InputError, match="backend must be one of"):
+        symnet.compile(net, backend="jax")
+    with pytest.raises(symnet.InputError, match="dtype must be float64 or float32"):
+        symnet.compile(net, dtype=np.int32)
+    with pytest.raises(symnet.InputError, match="compile needs numeric weights"):
+        symnet.compile(symnet.Network.symbolic([1, 1], "tanh"))
+
+
+@pytest.mark.parametrize("backend, strategy", CASES)
+def test_nan_propagates_to_its_point_only(backend, strategy):
+    net = random_network(np.random.default_rng(2), [2, 3, 1], ["relu", "linear"])
+    X = np.array([[0.1, 0.2], [np.nan, 0.0], [0.4, -0.3]])
+    result = symnet.compile(net, backend=backend, strategy=strategy)(X)
+    assert np.isnan(result.value[1]).all() and np.isnan(result.jacobian[1]).all()
+    assert np.isfinite(result.value[[0, 2]]).all() and np.isfinite(result.hessian[[0, 2]]).all()
+
+
+@pytest.mark.parametrize("backend, strategy", CASES)
+def test_saturation(backend, strategy):
+    for act, z in [("tanh", 500.0), ("softplus", 800.0), ("sigmoid", 800.0)]:
+        net = symnet.Network.from_weights([[[1.0]], [[1.0]]], [[0.0], [0.0]], [act, "linear"])
+        result = symnet.compile(net, backend=backend, strategy=strategy)(np.array([[z], [-z]]))
+        fn = symnet.activations.get(act)
+        with np.errstate(all="ignore"):
+            want = np.array([fn.numpy(np.array([z]))[0], fn.numpy(np.array([-z]))[0]])
+            slope = np.array([fn.numpy_derivative(np.array([z]))[0], fn.numpy_derivative(np.array([-z]))[0]])
+        np.testing.assert_allclose(result.value[:, 0], want, rtol=1e-15, atol=0)
+        np.testing.assert_allclose(result.jacobian[:, 0, 0], slope, rtol=1e-15, atol=1e-300)
+        assert np.isfinite(result.hessian).all()
+
+
+def test_relu_kernel_returns_almost_everywhere_values():
+    net = symnet.Network.from_weights([[[1.0, -1.0]], [[1.0], [1.0]]], None, ["relu", "linear"])  # |x|
+    for backend, strategy in CASES:
+        result = symnet.compile(net, backend=backend, strategy=strategy)(np.array([[-2.0], [0.0], [3.0]]))
+        np.testing.assert_array_equal(result.value[:, 0], [2.0, 0.0, 3.0])
+        np.testing.assert_array_equal(result.jacobian[:, 0, 0], [-1.0, 0.0, 1.0])  # Heaviside(0) = 1/2 each side
+        np.testing.assert_array_equal(result.hessian[:, 0, 0, 0], [0.0, 0.0, 0.0])
+
+
+def test_out_reuses_arrays():
+    net = random_network(np.random.default_rng(3), [2, 3, 1], ["tanh", "linear"])
+    kernel = symnet.compile(net, backend="numpy")
+    X = np.random.default_rng(0).normal(size=(6, 2))
+    first = kernel(X)
+    again = kernel(X * 2, out=first)
+    assert again.value is first.value
+    np.testing.assert_allclose(again.jacobian, kernel(X * 2).jacobian, rtol=0, atol=0)
+    with pytest.raises(symnet.ShapeError, match="out cannot hold the result"):
+        kernel(X[:3], out=first)
+
+
+def test_threads_share_a_kernel():
+    net = random_network(np.random.default_rng(3), [2, 3, 1], ["tanh", "linear"])
+    kernel = symnet.compile(net, backend="numba")
+    X = np.random.default_rng(0).normal(size=(2000, 2))
+    want = kernel(X).hessian
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(kernel(X).hessian)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 4 and all(np.array_equal(r, want) for r in results)
+
+
+def test_numba_missing_is_said(monkeypatch):
+    monkeypatch.setattr(kernels, "_numba_available", lambda: False)
+    net = random_network(np.random.default_rng(3), [2, 2, 1], ["tanh", "linear"])
+    with pytest.warns(kernels.NumbaUnavailableWarning, match="numba is not available"):
+        kernel = symnet.compile(net, backend="numba")
+    assert kernel.backend == "numpy"
+
+
+PROBE = textwrap.dedent("""
+    import json, sys, time
+    import numpy as np
+    start = time.perf_counter()
+    import symnet
+    net = symnet.Network.from_weights([np.ones((2, 2)), np.ones((2, 1))], [np.ones(2), np.zeros(1)], ["sigmoid", "linear"])
+    t = time.perf_counter()
+    kernel = symnet.compile(net, backend="numba")
+    value = float(kernel(np.array([[1.0, 1.0]])).jacobian[0, 0, 0])
+    print(json.dumps({"from_disk": kernel.loaded_from_disk, "compile": time.perf_counter() - t,
+                      "sources": symnet.kernels.stats["sources_generated"], "jacobian": value}))
+""")
+
+
+def run_probe(cache_dir):
+    env = dict(os.environ, SYMNET_CACHE_DIR=str(cache_dir))
+    out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    import json
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_disk_cache_across_processes_and_corruption(tmp_path):
+    first = run_probe(tmp_path)
+    assert not first["from_disk"] and first["sources"] == 1
+    assert first["jacobian"] == pytest.approx(0.0903533, abs=5e-8)
+    second = run_probe(tmp_path)
+    assert second["from_disk"] and second["sources"] == 0  # no code generation, numba loads its cache
+    [cached] = list(pathlib.Path(tmp_path).glob("k*.py"))
+    cached.write_text(cached.read_text().replace("math", "mathh", 1))  # a tampered entry is not trusted
+    third = run_probe(tmp_path)
+    assert not third["from_disk"] and third["jacobian"] == first["jacobian"]
+    for index in pathlib.Path(tmp_path, "__pycache__").glob("*"):
+        index.write_bytes(b"garbage")  # corrupt numba cache files: numba rebuilds them
+    fourth = run_probe(tmp_path)
+    assert fourth["jacobian"] == first["jacobian"]
+
+
+def test_two_processes_build_the_same_kernel_at_once(tmp_path):
+    env = dict(os.environ, SYMNET_CACHE_DIR=str(tmp_path))
+    procs = [subprocess.Popen([sys.executable, "-c", PROBE], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=env) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
+    assert len(list(pathlib.Path(tmp_path).glob("k*.py"))) == 1
+    assert not list(pathlib.Path(tmp_path).glob(".*.tmp"))
