@@ -20,7 +20,7 @@ from .errors import (
     WeightError,
 )
 from .functions import sigmoid, softplus
-from .kernels import Kernel, KernelResult, compile
+from .kernels import Kernel, KernelResult, LossKernel, compile, compile_loss
 from .network import Dense, Network
 from .printing import latex, pretty, simplify
 from .program import Program
@@ -34,6 +34,7 @@ __all__ = [
     "Dense",
     "Kernel",
     "KernelResult",
+    "LossKernel",
     "ExpressionSizeWarning",
     "InputError",
     "Network",
@@ -45,6 +46,7 @@ __all__ = [
     "activations",
     "coefficients",
     "compile",
+    "compile_loss",
     "diff",
     "grad",
     "hessian",

@@ -270,3 +270,36 @@ def test_two_processes_build_the_same_kernel_at_once(tmp_path):
     assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
     assert len(list(pathlib.Path(tmp_path).glob("k*.py"))) == 1
     assert not list(pathlib.Path(tmp_path).glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("loss, last", [("mse", "linear"), ("mse", "sigmoid"), ("cross_entropy", "softmax"),
+                                        ("cross_entropy", "sigmoid"), ("softmax_cross_entropy", "linear")])
+def test_loss_kernel_matches_param_grad(loss, last):
+    rng = np.random.default_rng(11)
+    net = random_network(rng, [2, 4, 3, 2], ["tanh", "softplus", last])
+    X = rng.normal(size=(7, 2))
+    Y = rng.dirichlet([1, 1], size=7) if loss != "mse" else rng.normal(size=(7, 2))
+    value, grads = symnet.compile_loss(net, loss)(X, Y)
+    exact = symnet.param_grad(net, loss, (X, Y))
+    for (dW, db), (eW, eb) in zip(grads, exact):
+        np.testing.assert_allclose(dW, np.array(eW.evalf(), float), rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(db, np.array(eb.evalf(), float).ravel(), rtol=1e-12, atol=1e-15)
+    other = random_network(rng, [2, 4, 3, 2], ["tanh", "softplus", last])
+    _, moved = symnet.compile_loss(net, loss)(X, Y, weights=other)
+    np.testing.assert_allclose(moved[0][0], np.array(symnet.param_grad(other, loss, (X, Y))[0][0].evalf(), float),
+                               rtol=1e-12, atol=1e-15)
+
+
+def test_loss_kernel_seed_004_and_errors():
+    W = np.array([[0.47355232, 0.9977393, 0.84668094], [0.85557411, 0.03563661, 0.69422093]])
+    net = symnet.Network.from_weights([W], None, "softmax")
+    value, [(dW, db)] = symnet.compile_loss(net, "cross_entropy")(np.array([[0.6, 0.9]]), np.array([2]))
+    np.testing.assert_allclose(dW, [[0.21924763, 0.14356247, -0.36281009], [0.32887144, 0.2153437, -0.54421514]],
+                               atol=1e-6)
+    with pytest.raises(symnet.InputError, match="unknown loss"):
+        symnet.compile_loss(net, "l1")
+    with pytest.raises(symnet.InputError, match="cross_entropy' only"):
+        symnet.compile_loss(net, "mse")
+    with pytest.raises(symnet.ShapeError, match="Y has shape"):
+        symnet.compile_loss(random_network(np.random.default_rng(0), [2, 1], ["linear"]), "mse")(np.zeros((3, 2)),
+                                                                                                  np.zeros((2, 1)))

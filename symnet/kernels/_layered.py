@@ -28,6 +28,7 @@ import sympy
 from ..activations import T, Activation
 from ..network import Network
 from . import _cache
+from ..functions import sigmoid, softplus
 from ._codegen import _ArrayPrinter
 
 __all__ = ["LayeredPlan", "supports"]
@@ -46,29 +47,108 @@ def supports(net: Network, words: tuple[str, ...], partials: tuple[tuple[int, ..
     return None
 
 
-def _pass_source(activation: Activation, header: str) -> str:
-    """An elementwise pass ``apply(Z, TAN, SEC, LAP, pi, pk)`` for one activation, in numpy.
+_UFUNCS = {
+    sympy.tanh: "numpy.tanh", sympy.exp: "numpy.exp", sympy.log: "numpy.log", sympy.sin: "numpy.sin",
+    sympy.cos: "numpy.cos", sympy.erf: "scipy.special.erf", sympy.Abs: "numpy.abs", sigmoid: "scipy.special.expit",
+}
 
-    ``f, f', f''`` share their subexpressions (``sympy.cse``: ``tanh(z)`` is computed once).
-    numpy's SIMD ufuncs are used rather than numba: on this project's machines ``numpy.tanh``
-    ran at 1.7-3.3 ns per element, numba's scalar ``math.tanh`` at 25 ns.
+
+class _Emitter:
+    """Three-address numpy code: every operation writes into a preallocated scratch array.
+
+    Temporaries that numpy would allocate for ``1 - c**2`` cost more than the arithmetic
+    (fresh pages are zero-filled by the kernel), so each operation gets ``out=``.
+    """
+
+    def __init__(self, names: dict[sympy.Symbol, str]) -> None:
+        self.names = dict(names)
+        self.lines: list[str] = []
+        self.slots = 0
+        self.fallback = _ArrayPrinter(self.names)
+
+    def new(self) -> str:
+        self.slots += 1
+        return f"s[{self.slots - 1}]"
+
+    def value(self, expr: sympy.Expr) -> str:
+        """A name or literal holding ``expr``."""
+        if expr in self.names:
+            return self.names[expr]
+        if expr.is_Number:
+            return repr(float(expr))
+        out = self.new()
+        self.emit(expr, out)
+        return out
+
+    def emit(self, expr: sympy.Expr, out: str) -> None:
+        func, args = expr.func, expr.args
+        if expr in self.names or expr.is_Number:
+            self.lines.append(f"numpy.copyto({out}, {self.value(expr)})")
+        elif expr.is_Add or expr.is_Mul:
+            ufunc = "numpy.add" if expr.is_Add else "numpy.multiply"
+            first, *rest = args
+            self.lines.append(f"{ufunc}({self.value(first)}, {self.value(rest[0])}, out={out})")
+            for arg in rest[1:]:
+                self.lines.append(f"{ufunc}({out}, {self.value(arg)}, out={out})")
+        elif expr.is_Pow and args[1] == 2:
+            base = self.value(args[0])
+            self.lines.append(f"numpy.multiply({base}, {base}, out={out})")
+        elif expr.is_Pow and args[1] == -1:
+            self.lines.append(f"numpy.divide(1.0, {self.value(args[0])}, out={out})")
+        elif expr.is_Pow and args[1].is_Number:
+            self.lines.append(f"numpy.power({self.value(args[0])}, {self.value(args[1])}, out={out})")
+        elif func in _UFUNCS:
+            self.lines.append(f"{_UFUNCS[func]}({self.value(args[0])}, out={out})")
+        elif func is softplus:
+            self.lines.append(f"numpy.logaddexp(0.0, {self.value(args[0])}, out={out})")
+        elif func in (sympy.Max, sympy.Min):  # numpy.maximum/minimum propagate NaN
+            ufunc = "numpy.maximum" if func is sympy.Max else "numpy.minimum"
+            self.lines.append(f"{ufunc}({self.value(args[0])}, {self.value(args[1])}, out={out})")
+            for arg in args[2:]:
+                self.lines.append(f"{ufunc}({out}, {self.value(arg)}, out={out})")
+        elif func is sympy.Heaviside:
+            at_zero = self.value(args[1]) if len(args) > 1 else "0.5"
+            self.lines.append(f"numpy.heaviside({self.value(args[0])}, {at_zero}, out={out})")
+        elif func is sympy.DiracDelta:  # zero almost everywhere, NaN stays NaN
+            self.lines.append(f"numpy.multiply({self.value(args[0])}, 0.0, out={out})")
+        else:  # anything else (Piecewise, ...) the way SymPy's printer writes it
+            self.lines.append(f"{out}[...] = {self.fallback.doprint(expr)}")
+
+
+def _pass_source(activation: Activation, header: str) -> str:
+    """An elementwise pass ``apply(Z, TAN, SEC, LAP, pi, pk, s)`` for one activation, in numpy.
+
+    ``f, f', f''`` share their subexpressions (``sympy.cse``: ``tanh(z)`` is computed once) and
+    are evaluated with numpy's SIMD ufuncs into the scratch arrays ``s``; on this project's
+    machine ``numpy.tanh`` ran at 1.7-3.3 ns per element, numba's scalar ``math.tanh`` at 25 ns.
     """
     z = sympy.Symbol("z", real=True)
     derivatives = [activation.derivative(k).xreplace({T: z}) for k in range(3)]
     temporaries, (f0, f1, f2) = sympy.cse(derivatives, symbols=sympy.numbered_symbols("c", real=True))
-    names: dict[sympy.Symbol, str] = {z: "z", **{t: t.name for t, _ in temporaries}}
-    printer = _ArrayPrinter(names)
-    lines = [f'"""{header}"""', "import numpy", "import scipy.special", "", "",
-             "def apply(Z, TAN, SEC, LAP, pi, pk):", "    z = Z"]
-    lines += [f"    {t.name} = {printer.doprint(e)}" for t, e in temporaries]
-    lines += [f"    f1 = {printer.doprint(f1)}", f"    f2 = {printer.doprint(f2)}",
-              "    for q in range(SEC.shape[0]):",
-              "        SEC[q] = f1 * SEC[q] + f2 * (TAN[pi[q]] * TAN[pk[q]])",
-              "    if LAP.shape[0]:",
-              "        LAP[0] = f1 * LAP[0] + f2 * numpy.einsum('ipj,ipj->pj', TAN, TAN)",
-              "    TAN *= f1",
-              f"    Z[...] = {printer.doprint(f0)}", ""]
-    return "\n".join(lines)
+    emitter = _Emitter({z: "Z"})
+    for symbol, expr in temporaries:
+        emitter.names[symbol] = emitter.value(expr)
+    f1_name, f2_name = emitter.value(f1), emitter.value(f2)
+    f0_name = emitter.value(f0)
+    work = emitter.new()
+    body = emitter.lines + [
+        "for q in range(SEC.shape[0]):",
+        f"    numpy.multiply(TAN[pi[q]], TAN[pk[q]], out={work})",
+        f"    numpy.multiply({work}, {f2_name}, out={work})",
+        f"    numpy.multiply(SEC[q], {f1_name}, out=SEC[q])",
+        f"    numpy.add(SEC[q], {work}, out=SEC[q])",
+        "if LAP.shape[0]:",
+        f"    numpy.einsum('ipj,ipj->pj', TAN, TAN, out={work})",
+        f"    numpy.multiply({work}, {f2_name}, out={work})",
+        f"    numpy.multiply(LAP[0], {f1_name}, out=LAP[0])",
+        f"    numpy.add(LAP[0], {work}, out=LAP[0])",
+        f"numpy.multiply(TAN, {f1_name}, out=TAN)",
+        f"numpy.copyto(Z, {f0_name})",
+    ]
+    lines = [f'"""{header}"""', "import numpy", "import scipy.special", "",
+             f"SLOTS = {emitter.slots}", "", "",
+             "def apply(Z, TAN, SEC, LAP, pi, pk, s):"] + [f"    {line}" for line in body]
+    return "\n".join(lines) + "\n"
 
 
 class LayeredPlan:
@@ -93,6 +173,7 @@ class LayeredPlan:
         self.widths = net.layer_sizes
         self.dtype = dtype
         self.passes: list[Callable[..., None] | None] = []
+        self.slots = 1
         self.sources: list[str] = []
         self._local = threading.local()
         for activation in net.activations:
@@ -103,9 +184,10 @@ class LayeredPlan:
             module, _, _ = _cache.load_or_write(_cache.key_of(source), source, lambda: source, use_disk=False)
             self.passes.append(module.apply)
             self.sources.append(source)
+            self.slots = max(self.slots, module.SLOTS)
 
     def chunk_size(self) -> int:
-        per_point = self.streams * max(self.widths) * self.dtype.itemsize * 2
+        per_point = (2 * self.streams + self.slots) * max(self.widths) * self.dtype.itemsize
         return max(1, MEMORY_BUDGET // per_point)
 
     def run(self, X: np.ndarray, weights: tuple[np.ndarray, ...], arrays: dict[str, np.ndarray],
@@ -115,16 +197,17 @@ class LayeredPlan:
         # fresh memory is expensive (the kernel zero-fills every new page): two buffers per
         # thread are reused across chunks, layers and calls
         size = step * self.streams * max(self.widths)
+        scratch = step * max(self.widths) * self.slots
         buffers = getattr(self._local, "buffers", None)
-        if buffers is None or buffers[0].size < size:
-            buffers = (np.empty(size, self.dtype), np.empty(size, self.dtype))
+        if buffers is None or buffers[0].size < size or buffers[2].size < scratch:
+            buffers = (np.empty(size, self.dtype), np.empty(size, self.dtype), np.empty(scratch, self.dtype))
             self._local.buffers = buffers
         for start in range(0, n, step):
             stop = min(n, start + step)
             self._run_chunk(X[start:stop], weights, {k: v[start:stop] for k, v in arrays.items()}, partials, buffers)
 
     def _run_chunk(self, X: np.ndarray, weights: tuple[np.ndarray, ...], out: dict[str, np.ndarray],
-                   partials: dict[str, tuple[int, ...]], buffers: tuple[np.ndarray, np.ndarray]) -> None:
+                   partials: dict[str, tuple[int, ...]], buffers: tuple[np.ndarray, ...]) -> None:
         b, d, S = X.shape[0], self.d, self.streams
         t0, s0, l0 = 1, 1 + self.n_tan, 1 + self.n_tan + self.n_sec
         # streams-major layout (streams, points, width): every stream is contiguous for the
@@ -141,8 +224,9 @@ class LayeredPlan:
             np.matmul(current.reshape(-1, current.shape[2]), W, out=nxt.reshape(-1, h))
             nxt[0] += bias
             if apply is not None:
+                scratch = buffers[2][: self.slots * b * h].reshape(self.slots, b, h)
                 with np.errstate(all="ignore"):  # inf/nan are results here, as in the expression kernels
-                    apply(nxt[0], nxt[t0:s0], nxt[s0:l0], nxt[l0:], self.pi, self.pk)
+                    apply(nxt[0], nxt[t0:s0], nxt[s0:l0], nxt[l0:], self.pi, self.pk, scratch)
             current = nxt
         self._store(current, out, partials)
 
