@@ -8,6 +8,7 @@
 
 from . import activations
 from .activations import Activation
+from .check import VerificationError, VerifyReport, backprop, finite_differences, finite_differences_params, verify
 from .coefficients import Coefficients, coefficients, taylor
 from .derivatives import diff, grad, hessian, jacobian, laplacian, param_grad
 from .errors import (
@@ -43,11 +44,16 @@ __all__ = [
     "ShapeError",
     "SymnetError",
     "WeightError",
+    "VerificationError",
+    "VerifyReport",
     "activations",
+    "backprop",
     "coefficients",
     "compile",
     "compile_loss",
     "diff",
+    "finite_differences",
+    "finite_differences_params",
     "grad",
     "hessian",
     "jacobian",
@@ -59,4 +65,5 @@ __all__ = [
     "simplify",
     "softplus",
     "taylor",
+    "verify",
 ]

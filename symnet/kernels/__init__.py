@@ -27,6 +27,7 @@ array([2.000002, 5.000029])
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -62,6 +63,7 @@ _WORDS = ("value", "jacobian", "hessian", "laplacian")
 stats = {"sources_generated": 0, "kernels_built": 0}
 
 _MEMO: dict[str, tuple[Any, str, bool]] = {}
+_THREADS = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
 _MEMO_LOCK = threading.Lock()
 _WORKQUEUE_LOCK = threading.Lock()
 
@@ -229,7 +231,7 @@ class Kernel:
             if out is None else _reuse(out, self._outputs, n, m, d, self.dtype, single)
         if n:
             if self._plan is not None:
-                self._plan.run(points, self._weights, arrays, self._partials)
+                self._plan.run(points, self._weights, arrays, self._partials, _THREADS if self.parallel else 1)
             elif self.backend == "numba":
                 self._run_numba(points, arrays)
             else:
@@ -372,7 +374,9 @@ def compile(  # noqa: A001 - the public name the API promises
     strategy = _choose(net, request, strategy)
     if strategy == "layered":
         backend = "numpy"  # BLAS and numpy's SIMD functions; nothing to compile (see _layered)
-    parallel = bool(parallel) and backend == "numba"
+        parallel = bool(parallel)  # chunks of points on all cores
+    else:
+        parallel = bool(parallel) and backend == "numba"
     versions = {"python": list(sys.version_info[:2]), "numba": _numba_version() if backend == "numba" else None}
     outputs = tuple(o for o in _WORDS if o in request.words) + tuple(_partial_name(a) for a in request.partials)
     partials = {_partial_name(a): a for a in request.partials}

@@ -20,6 +20,7 @@ reused across chunks, layers and calls.
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 import numpy as np
@@ -191,20 +192,36 @@ class LayeredPlan:
         return max(1, MEMORY_BUDGET // per_point)
 
     def run(self, X: np.ndarray, weights: tuple[np.ndarray, ...], arrays: dict[str, np.ndarray],
-            partials: dict[str, tuple[int, ...]]) -> None:
+            partials: dict[str, tuple[int, ...]], threads: int = 1) -> None:
+        """Evaluate all points, ``threads`` chunks at a time (BLAS then runs one thread per chunk)."""
         n = X.shape[0]
         step = min(n, self.chunk_size())
-        # fresh memory is expensive (the kernel zero-fills every new page): two buffers per
-        # thread are reused across chunks, layers and calls
+        starts = list(range(0, n, step))
+
+        def work(start: int) -> None:
+            stop = min(n, start + step)
+            self._run_chunk(X[start:stop], weights, {k: v[start:stop] for k, v in arrays.items()}, partials,
+                            self._buffers(step))
+
+        if threads <= 1 or len(starts) == 1:
+            for start in starts:
+                work(start)
+            return
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
+            list(pool.map(work, starts))
+
+    def _buffers(self, step: int) -> tuple[np.ndarray, ...]:
+        # fresh memory is expensive (the kernel zero-fills every new page): buffers are kept
+        # per thread and reused across chunks, layers and calls
         size = step * self.streams * max(self.widths)
         scratch = step * max(self.widths) * self.slots
         buffers = getattr(self._local, "buffers", None)
         if buffers is None or buffers[0].size < size or buffers[2].size < scratch:
             buffers = (np.empty(size, self.dtype), np.empty(size, self.dtype), np.empty(scratch, self.dtype))
             self._local.buffers = buffers
-        for start in range(0, n, step):
-            stop = min(n, start + step)
-            self._run_chunk(X[start:stop], weights, {k: v[start:stop] for k, v in arrays.items()}, partials, buffers)
+        return buffers
 
     def _run_chunk(self, X: np.ndarray, weights: tuple[np.ndarray, ...], out: dict[str, np.ndarray],
                    partials: dict[str, tuple[int, ...]], buffers: tuple[np.ndarray, ...]) -> None:

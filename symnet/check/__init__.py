@@ -1,0 +1,33 @@
+"""Cross-checks: numeric back-propagation, finite differences, and ``verify``, which compares
+them with the exact kernel.
+
+* :func:`backprop` -- value, input Jacobian and Hessian, and loss gradients of a numeric network,
+  in plain numpy from the layer list alone (no SymPy);
+* :func:`finite_differences` / :func:`finite_differences_params` -- central differences with a
+  step chosen from machine epsilon, and an error estimate per entry;
+* :func:`verify` -- the three derivations compared, with tolerances derived from their error
+  bounds; a :class:`VerifyReport` or a :class:`VerificationError`.
+
+>>> import symnet
+>>> from symnet.check import verify
+>>> net = symnet.Network.from_weights([[[1.0]], [[2.0]]], [[0.5], [0.0]], ["sin", "linear"])
+>>> verify(net, n_points=3).ok
+True
+"""
+
+from .backprop import Backprop, Derivatives, backprop
+from .finite_differences import FiniteDifferences, finite_differences, finite_differences_params
+from .verify import Comparison, VerificationError, VerifyReport, verify
+
+__all__ = [
+    "Backprop",
+    "Comparison",
+    "Derivatives",
+    "FiniteDifferences",
+    "VerificationError",
+    "VerifyReport",
+    "backprop",
+    "finite_differences",
+    "finite_differences_params",
+    "verify",
+]
