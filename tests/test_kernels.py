@@ -16,7 +16,7 @@ from symnet import kernels
 
 from conftest import evaluate, random_network
 
-CASES = [("numpy", "expression"), ("numba", "expression"), ("numpy", "layered")]
+CASES = [("numpy", "expression"), ("numba", "expression"), ("numpy", "layered"), ("numba", "layered")]
 
 
 def exact(net, X):

@@ -27,7 +27,6 @@ array([2.000002, 5.000029])
 from __future__ import annotations
 
 import json
-import os
 import sys
 import threading
 import time
@@ -63,7 +62,6 @@ _WORDS = ("value", "jacobian", "hessian", "laplacian")
 stats = {"sources_generated": 0, "kernels_built": 0}
 
 _MEMO: dict[str, tuple[Any, str, bool]] = {}
-_THREADS = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
 _MEMO_LOCK = threading.Lock()
 _WORKQUEUE_LOCK = threading.Lock()
 
@@ -231,7 +229,7 @@ class Kernel:
             if out is None else _reuse(out, self._outputs, n, m, d, self.dtype, single)
         if n:
             if self._plan is not None:
-                self._plan.run(points, self._weights, arrays, self._partials, _THREADS if self.parallel else 1)
+                self._plan.run(points, self._weights, arrays, self._partials)
             elif self.backend == "numba":
                 self._run_numba(points, arrays)
             else:
@@ -372,11 +370,7 @@ def compile(  # noqa: A001 - the public name the API promises
     request = _parse_request(derivatives, net)
     weights = _weight_arrays(net, dtype)
     strategy = _choose(net, request, strategy)
-    if strategy == "layered":
-        backend = "numpy"  # BLAS and numpy's SIMD functions; nothing to compile (see _layered)
-        parallel = bool(parallel)  # chunks of points on all cores
-    else:
-        parallel = bool(parallel) and backend == "numba"
+    parallel = bool(parallel) and backend == "numba"
     versions = {"python": list(sys.version_info[:2]), "numba": _numba_version() if backend == "numba" else None}
     outputs = tuple(o for o in _WORDS if o in request.words) + tuple(_partial_name(a) for a in request.partials)
     partials = {_partial_name(a): a for a in request.partials}
@@ -391,8 +385,8 @@ def compile(  # noqa: A001 - the public name the API promises
         reused = key in _MEMO
         if not reused:
             if strategy == "layered":
-                plan = LayeredPlan(net, request.words, request.partials, dtype)
-                _MEMO[key] = (plan, "\n\n".join(plan.sources), False)
+                plan = LayeredPlan(net, request.words, request.partials, dtype, backend, parallel, use_disk)
+                _MEMO[key] = (plan, "\n\n".join(plan.sources), plan.loaded_from_disk)
             else:
                 twin = Network.symbolic(net.layer_sizes, net.activations)
 
@@ -408,7 +402,7 @@ def compile(  # noqa: A001 - the public name the API promises
     kernel = Kernel(net, derivatives, backend, dtype, parallel, source, strategy, from_disk, 0.0,
                     None if strategy == "layered" else compiled, weights, outputs, chunk,
                     compiled if strategy == "layered" else None, partials)
-    if backend == "numba" and strategy == "expression" and not reused:
+    if backend == "numba" and not reused:
         _warm_up(kernel, key, use_disk)
     object.__setattr__(kernel, "build_seconds", 0.0 if reused else time.perf_counter() - start)
     return kernel

@@ -11,16 +11,17 @@ them with the chain rule
     lap(a) = f'(z) lap(z) + f''(z) sum_i dz_i**2,
 
 in one elementwise pass whose ``f, f', f''`` are printed from SymPy's derivatives of the
-scalar activation -- exact, as in the expression strategy -- and evaluated with numpy's SIMD
-functions.  Nothing is compiled: weights are runtime arguments and the pass depends only on
-the activation.  Points are processed in chunks whose buffers fit :data:`MEMORY_BUDGET`,
+scalar activation -- exact, as in the expression strategy.  Transcendental functions run as
+numpy's SIMD ufuncs; the arithmetic is fused into one numba loop (``backend="numba"``,
+cached on disk) or runs as numpy operations into scratch arrays (``backend="numpy"``,
+nothing compiled).  Weights are runtime arguments; the pass depends only on the activation
+and the request.  Points are processed in chunks whose buffers fit :data:`MEMORY_BUDGET`,
 reused across chunks, layers and calls.
 """
 
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 import numpy as np
@@ -30,7 +31,7 @@ from ..activations import T, Activation
 from ..network import Network
 from . import _cache
 from ..functions import sigmoid, softplus
-from ._codegen import _ArrayPrinter
+from ._codegen import _ArrayPrinter, _ScalarPrinter
 
 __all__ = ["LayeredPlan", "supports"]
 
@@ -75,7 +76,7 @@ class _Emitter:
         """A name or literal holding ``expr``."""
         if expr in self.names:
             return self.names[expr]
-        if expr.is_Number:
+        if expr.is_number:  # constants such as sqrt(2) are folded, not broadcast
             return repr(float(expr))
         out = self.new()
         self.emit(expr, out)
@@ -152,11 +153,84 @@ def _pass_source(activation: Activation, header: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+_TRANSCENDENTAL = tuple(_UFUNCS) + (softplus,)
+
+
+def _fused_source(activation: Activation, n_tan: int, pairs: list[tuple[int, int]], laplacian: bool,
+                  parallel: bool, cache: bool, header: str) -> str:
+    """``apply(Z, TAN, SEC, LAP, pi, pk, s)``: transcendental functions by numpy, the rest fused in numba.
+
+    numpy's SIMD ``tanh``/``exp``/``erf`` fill scratch arrays ``U`` (numba's scalar libm calls
+    are 5-15x slower); then one numba loop over points and units -- straight-line in the
+    streams, which are unrolled for this request so LLVM vectorises over units -- forms
+    ``f, f', f''`` by arithmetic and updates value, tangents, Hessian pairs and Laplacian.
+    """
+    z = sympy.Symbol("z", real=True)
+    exprs = [activation.derivative(k).xreplace({T: z}) for k in range(3)]
+    # transcendental calls become u_k, computed once by numpy; LLVM shares the arithmetic
+    emitter = _Emitter({z: "Z"})
+    calls: dict[sympy.Expr, sympy.Symbol] = {}
+    slot_of: dict[sympy.Symbol, int] = {}
+
+    def hoist(expr: sympy.Expr) -> sympy.Expr:
+        for node in sorted(expr.atoms(sympy.Function), key=sympy.count_ops):
+            if node.func in _TRANSCENDENTAL and node not in calls:
+                inner = node.xreplace(calls)
+                arg = emitter.value(inner.args[0])
+                out = emitter.new()
+                u = sympy.Symbol(f"u{len(calls)}", real=True)
+                emitter.names[u] = out
+                slot_of[u] = emitter.slots - 1
+                calls[node] = u
+                if node.func is softplus:
+                    emitter.lines.append(f"numpy.logaddexp(0.0, {arg}, out={out})")
+                else:
+                    emitter.lines.append(f"{_UFUNCS[node.func]}({arg}, out={out})")
+        return expr.xreplace(calls)
+
+    f0, f1, f2 = (hoist(e) for e in exprs)
+    names = {z: "z", **{u: u.name for u in calls.values()}}
+    printer = _ScalarPrinter(names)
+    loop = "numba.prange" if parallel else "range"
+    body = ["z = Z[p, j]"] + [f"{u.name} = U[{slot_of[u]}, p, j]" for u in calls.values()]
+    body += [f"f1 = {printer.doprint(f1)}", f"f2 = {printer.doprint(f2)}"]
+    for q, (i, k) in enumerate(pairs):
+        body.append(f"SEC[{q}, p, j] = f1 * SEC[{q}, p, j] + f2 * TAN[{i}, p, j] * TAN[{k}, p, j]")
+    if laplacian:
+        square_sum = " + ".join(f"TAN[{i}, p, j] * TAN[{i}, p, j]" for i in range(n_tan)) or "0.0"
+        body.append(f"LAP[0, p, j] = f1 * LAP[0, p, j] + f2 * ({square_sum})")
+    body += [f"TAN[{i}, p, j] = f1 * TAN[{i}, p, j]" for i in range(n_tan)]
+    body.append(f"Z[p, j] = {printer.doprint(f0)}")
+    numpy_part = "\n".join(f"    {line}" for line in emitter.lines) or "    pass"
+    fused_body = "\n".join(f"            {line}" for line in body)
+    return f'''"""{header}"""
+import math
+
+import numba
+import numpy
+import scipy.special
+
+SLOTS = {max(1, emitter.slots)}
+
+
+@numba.njit(parallel={parallel}, cache={cache}, nogil=True, error_model="numpy")
+def fused(Z, U, TAN, SEC, LAP):
+    for p in {loop}(Z.shape[0]):
+        for j in range(Z.shape[1]):
+{fused_body}
+
+
+def apply(Z, TAN, SEC, LAP, pi, pk, s):
+{numpy_part}
+    fused(Z, s, TAN, SEC, LAP)
+'''
+
+
 class LayeredPlan:
     """Buffers layout and compiled activation passes for one architecture and request."""
 
     def __init__(self, net: Network, words: tuple[str, ...], partials: tuple[tuple[int, ...], ...],
-                 dtype: np.dtype) -> None:
+                 dtype: np.dtype, backend: str = "numpy", parallel: bool = True, cache: bool = False) -> None:
         self.d = net.n_inputs
         self.m = net.n_outputs
         d = self.d
@@ -176,13 +250,20 @@ class LayeredPlan:
         self.passes: list[Callable[..., None] | None] = []
         self.slots = 1
         self.sources: list[str] = []
+        self.loaded_from_disk = True
         self._local = threading.local()
         for activation in net.activations:
             if activation.form == T:  # linear: nothing to do
                 self.passes.append(None)
                 continue
-            source = _pass_source(activation, f"Generated by symnet: the {activation.name} pass.")
-            module, _, _ = _cache.load_or_write(_cache.key_of(source), source, lambda: source, use_disk=False)
+            header = f"Generated by symnet: the {activation.name} pass."
+            if backend == "numba":
+                source = _fused_source(activation, self.n_tan, self.pairs, self.laplacian, parallel, cache, header)
+            else:
+                source = _pass_source(activation, header)
+            module, source, from_disk = _cache.load_or_write(_cache.key_of(source), source, lambda: source,
+                                                             use_disk=cache and backend == "numba")
+            self.loaded_from_disk &= from_disk
             self.passes.append(module.apply)
             self.sources.append(source)
             self.slots = max(self.slots, module.SLOTS)
@@ -192,25 +273,14 @@ class LayeredPlan:
         return max(1, MEMORY_BUDGET // per_point)
 
     def run(self, X: np.ndarray, weights: tuple[np.ndarray, ...], arrays: dict[str, np.ndarray],
-            partials: dict[str, tuple[int, ...]], threads: int = 1) -> None:
-        """Evaluate all points, ``threads`` chunks at a time (BLAS then runs one thread per chunk)."""
+            partials: dict[str, tuple[int, ...]]) -> None:
+        """Evaluate all points chunk by chunk (BLAS and the numba pass use every core)."""
         n = X.shape[0]
         step = min(n, self.chunk_size())
-        starts = list(range(0, n, step))
-
-        def work(start: int) -> None:
+        buffers = self._buffers(step)
+        for start in range(0, n, step):
             stop = min(n, start + step)
-            self._run_chunk(X[start:stop], weights, {k: v[start:stop] for k, v in arrays.items()}, partials,
-                            self._buffers(step))
-
-        if threads <= 1 or len(starts) == 1:
-            for start in starts:
-                work(start)
-            return
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
-            list(pool.map(work, starts))
+            self._run_chunk(X[start:stop], weights, {k: v[start:stop] for k, v in arrays.items()}, partials, buffers)
 
     def _buffers(self, step: int) -> tuple[np.ndarray, ...]:
         # fresh memory is expensive (the kernel zero-fills every new page): buffers are kept
