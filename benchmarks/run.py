@@ -1,0 +1,235 @@
+"""symnet against numpy, JAX, folx, PyTorch, CasADi and SymPy: value and derivatives at N points.
+
+Run:  make bench                                   (the full benchmark: minutes per net)
+      .venv/bin/python benchmarks/run.py --quick   (N / 100, 3 repeats: a smoke test)
+      .venv/bin/python benchmarks/run.py --nets T1,T3 --suite hessian --out /tmp/results.md
+
+Each net (``nets.py``) gets a floor row (the time the machine needs for the forward-mode FLOPs
+or for moving inputs and results, whichever is larger, from the matmul GFLOP/s and copy
+bandwidth measured at start-up), then one row per comparator (``comparators.py``): set-up
+seconds, median evaluation seconds after one warm-up call, points/s, time relative to symnet,
+and the largest absolute difference from symnet's exact kernel (from the numpy baseline while
+``symnet.compile`` does not exist).  Rows are printed as measured and the Markdown table is
+rewritten to ``--out`` after each one.
+
+Threads: ``machine.configure_threads`` sets OMP/OpenBLAS/MKL/numba thread counts and XLA's
+``intra_op_parallelism_threads`` to the core count before numpy, JAX or PyTorch is imported
+(values already in the environment win); PyTorch gets ``torch.set_num_threads``, CasADi maps
+on that many threads.  symnet's compile cache is a fresh temporary ``SYMNET_CACHE_DIR``.
+"""
+
+from __future__ import annotations
+
+import machine
+
+THREADS = machine.configure_threads()  # before numpy, JAX and PyTorch are imported
+
+import argparse  # noqa: E402
+import datetime  # noqa: E402
+import os  # noqa: E402
+import shlex  # noqa: E402
+import shutil  # noqa: E402
+import signal  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from comparators import COMPARATORS, Comparator, Derivs, Evaluate, Settings, Unavailable  # noqa: E402
+from nets import NETS, SUITES, RefNet  # noqa: E402
+
+DEFAULT_OUT = Path(__file__).with_name("RESULTS.md")
+MATMUL_WIDTHS = (32, 64, 128, 256)  # the layer widths of the reference nets, rounded up
+HEADER = ("net", "comparator", "set-up s", "eval s", "points/s", "time / symnet", "time / floor", "max abs err",
+          "notes")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The machine's measured limits: float64 matmul GFLOP/s by layer width, copy GB/s."""
+
+    gflops: dict[int, float]
+    bandwidth: float
+
+    @staticmethod
+    def width(net: RefNet) -> int:
+        """The measured matmul width that stands for ``net``: the first at least its widest layer."""
+        return next((w for w in MATMUL_WIDTHS if w >= max(net.sizes)), MATMUL_WIDTHS[-1])
+
+
+@dataclass
+class Measured:
+    """One comparator's numbers on one net (``None`` where it did not run)."""
+
+    setup_s: float | None = None
+    eval_s: float | None = None
+    result: Derivs | None = None
+
+
+class Report:
+    """The Markdown table: printed row by row, and rewritten to ``path`` after every row."""
+
+    def __init__(self, path: Path, header: list[str]) -> None:
+        self.path, self.lines = path, header + ["", "| " + " | ".join(HEADER) + " |",
+                                                "|" + "---|" * len(HEADER)]
+        print("\n".join(self.lines), flush=True)
+        self._write()
+
+    def row(self, *cells: str) -> None:
+        line = "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+        self.lines.append(line)
+        print(line, flush=True)
+        self._write()
+
+    def footnote(self, text: str) -> None:
+        self.lines += ["", text]
+        print("\n" + text, flush=True)
+        self._write()
+
+    def _write(self) -> None:
+        self.path.write_text("\n".join(self.lines) + "\n")
+
+
+def seconds(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3g}"
+
+
+def measure(evaluate: Evaluate, points: np.ndarray, repeats: int,
+            row_budget_s: float) -> tuple[Derivs, float, int]:
+    """Warm up once (its result is returned), then the median of ``repeats`` timed calls.
+
+    Fewer repeats (at least one) are made when they would not fit in ``row_budget_s``.
+    """
+    start = time.perf_counter()
+    result = evaluate(points)
+    warm_up = time.perf_counter() - start
+    repeats = max(1, min(repeats, int(row_budget_s / max(warm_up, 1e-9))))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        evaluate(points)
+        times.append(time.perf_counter() - start)
+    return result, statistics.median(times), repeats
+
+
+def floor_row(net: RefNet, n: int, limits: Limits, report: Report) -> float:
+    """Report and return the floor: the FLOP or the memory time of ``n`` points, whichever is larger."""
+    width = limits.width(net)
+    flop_s = n * net.flops_per_point() / (limits.gflops[width] * 1e9)
+    memory_s = n * net.bytes_per_point() / (limits.bandwidth * 1e9)
+    floor = max(flop_s, memory_s)
+    report.row(f"**{net.name}** {net.title}, {net.task}, N={n:,}", "floor: max(FLOP, memory)", "—",
+               seconds(floor), f"{n / floor:.3g}", "", "1", "",
+               f"{net.flops_per_point():,} FLOP/pt at {limits.gflops[width]:.1f} GFLOP/s (w={width}): "
+               f"{flop_s:.3g} s; {net.bytes_per_point()} B/pt at {limits.bandwidth:.1f} GB/s: {memory_s:.3g} s")
+    return floor
+
+
+def run_comparator(comparator: Comparator, net: RefNet, points: np.ndarray, settings: Settings,
+                   repeats: int, row_budget_s: float) -> tuple[Measured, str]:
+    """Set up and time one comparator; failures become the row's note, never an exception."""
+    try:
+        prepared = comparator.prepare(net, points, settings)
+        result, eval_s, done = measure(prepared.evaluate, points, repeats, row_budget_s)
+    except Unavailable as why:
+        return Measured(), str(why)
+    except Exception as exc:  # a comparator's bug or limit must not stop the others
+        return Measured(), f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
+    note = f"median of {done}" + (" (slow: fewer repeats)" if done < repeats else "")
+    return Measured(prepared.setup_s, eval_s, result), "; ".join(filter(None, [note, prepared.note]))
+
+
+def run_net(net: RefNet, n: int, settings: Settings, limits: Limits, report: Report, repeats: int,
+            row_budget_s: float) -> None:
+    """The floor row and one row per comparator that runs ``net.task``."""
+    points = net.points(n)
+    floor = floor_row(net, n, limits, report)
+    reference: Derivs | None = None
+    symnet_s: float | None = None
+    for comparator in COMPARATORS:
+        if net.task not in comparator.tasks:
+            continue
+        measured, note = run_comparator(comparator, net, points, settings, repeats, row_budget_s)
+        if comparator is COMPARATORS[0] and measured.eval_s is not None:  # symnet
+            symnet_s = measured.eval_s
+        if measured.result is None:
+            error = "—"
+        elif reference is None:
+            reference, error = measured.result, "reference"
+        else:
+            error = f"{measured.result.max_abs_error(reference):.1e}"
+        ratio = "" if measured.eval_s is None or symnet_s is None else f"{measured.eval_s / symnet_s:.3g}"
+        to_floor = "" if measured.eval_s is None else f"{measured.eval_s / floor:.3g}"
+        report.row(net.name, comparator.label, seconds(measured.setup_s), seconds(measured.eval_s),
+                   "—" if measured.eval_s is None else f"{n / measured.eval_s:.3g}", ratio, to_floor, error, note)
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="N / 100 and 3 repeats: a smoke test")
+    parser.add_argument("--nets", help="comma-separated net names (default: every net of --suite)")
+    parser.add_argument("--suite", choices=(*SUITES, "all"), default="all",
+                        help="hessian (T1-T5), laplacian (L1-L3) or all (default)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"Markdown file (default {DEFAULT_OUT.name})")
+    parser.add_argument("--repeats", type=int, help="timed calls per row (default 5, --quick 3)")
+    parser.add_argument("--row-budget", type=float, default=600.0,
+                        help="seconds of timed calls per row before fewer repeats are made (default 600)")
+    parser.add_argument("--sympy-budget", type=float,
+                        help="seconds plain SymPy may take to differentiate (default 600, --quick 60)")
+    parser.add_argument("--compile-budget", type=float,
+                        help="seconds a fresh-process symnet.compile may take (default 900, --quick 120)")
+    args = parser.parse_args(argv)
+    if args.nets:
+        unknown = sorted(set(args.nets.split(",")) - NETS.keys())
+        if unknown:
+            parser.error(f"unknown nets {unknown}; choose from {', '.join(NETS)}")
+    return args
+
+
+def selected(args: argparse.Namespace) -> list[RefNet]:
+    names = args.nets.split(",") if args.nets else list(NETS)
+    return [NETS[name] for name in names if args.suite in ("all", NETS[name].task)]
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    nets = selected(args)
+    repeats = args.repeats or (3 if args.quick else 5)
+    scale = 100 if args.quick else 1
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that `finally` removes the cache
+    cache = tempfile.mkdtemp(prefix="symnet-bench-cache-")
+    os.environ["SYMNET_CACHE_DIR"] = cache  # the symnet compile probes start from an empty cache
+    try:
+        limits = Limits({w: machine.matmul_gflops(w) for w in MATMUL_WIDTHS}, machine.memory_bandwidth())
+        header = [
+            "# symnet benchmark: value and derivatives of dense nets at N points",
+            "",
+            ("**QUICK SMOKE RUN (`--quick`: N / 100, few repeats): not benchmark figures.**\n"
+             if args.quick else ""),
+            f"- date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
+            f"- command: `{shlex.join([os.path.relpath(sys.executable), *sys.argv])}`",
+            *machine.describe(limits.gflops, limits.bandwidth, THREADS),
+            "- eval s: median of the timed calls after one warm-up call, numpy arrays in and out; "
+            "set-up s: what happens once per net and batch shape (compile, trace, differentiate)",
+            "- time / symnet: this row's eval time over symnet's (above 1: slower than symnet); "
+            "time / floor: over the floor row's (FLOP/pt over matmul GFLOP/s at the net's width, or "
+            "bytes/pt over copy bandwidth, whichever is larger); "
+            "max abs err: over value, gradient and Hessian (or Laplacian), against the `reference` row",
+        ]
+        report = Report(args.out, [line for line in header if line])
+        settings = Settings(sympy_budget_s=args.sympy_budget or (60.0 if args.quick else 600.0),
+                            compile_budget_s=args.compile_budget or (120.0 if args.quick else 900.0),
+                            threads=machine.cores())
+        for net in nets:
+            run_net(net, net.n_points // scale, settings, limits, report, repeats, args.row_budget)
+        report.footnote(f"Written by `benchmarks/run.py` to {args.out.name}.")
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
