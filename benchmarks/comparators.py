@@ -66,6 +66,10 @@ class Derivs:
         ours, theirs = self.arrays(), reference.arrays()
         return max(float(np.max(np.abs(ours[k] - theirs[k]))) for k in ours.keys() & theirs.keys())
 
+    def head(self, n: int) -> Derivs:
+        """The results at the first ``n`` points."""
+        return Derivs(**{k: v[:n] for k, v in self.arrays().items()})
+
     @staticmethod
     def concatenate(parts: list[Derivs]) -> Derivs:
         """The results of consecutive chunks of points, joined."""

@@ -130,21 +130,45 @@ def floor_row(net: RefNet, n: int, limits: Limits, report: Report) -> float:
 
 
 def run_comparator(comparator: Comparator, net: RefNet, points: np.ndarray, settings: Settings,
-                   repeats: int, row_budget_s: float) -> tuple[Measured, str]:
+                   repeats: int, row_budget_s: float, slow_s: float = 0.0) -> tuple[Measured, str]:
     """Set up and time one comparator; failures become the row's note, never an exception."""
+    note_subset = ""
     try:
+        if slow_s and comparator is not COMPARATORS[0]:
+            points, scale_up, note_subset = subset_for(comparator, net, points, settings, slow_s)
+        else:
+            scale_up = 1.0
         prepared = comparator.prepare(net, points, settings)
         result, eval_s, done = measure(prepared.evaluate, points, repeats, row_budget_s)
+        eval_s *= scale_up
     except Unavailable as why:
         return Measured(), str(why)
     except Exception as exc:  # a comparator's bug or limit must not stop the others
         return Measured(), f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
     note = f"median of {done}" + (" (slow: fewer repeats)" if done < repeats else "")
-    return Measured(prepared.setup_s, eval_s, result), "; ".join(filter(None, [note, prepared.note]))
+    return Measured(prepared.setup_s, eval_s, result), "; ".join(filter(None, [note, note_subset, prepared.note]))
+
+
+def subset_for(comparator: Comparator, net: RefNet, points: np.ndarray, settings: Settings,
+               slow_s: float) -> tuple[np.ndarray, float, str]:
+    """Points to time a slow comparator on: all of them, or a leading subset when one call on all
+    would take longer than ``slow_s`` (judged from a call on 1% of them).  Cost is linear in N
+    for every comparator here, so the subset's time is scaled by N / subset; the note says so."""
+    n = len(points)
+    probe = points[: max(1, n // 100)]
+    prepared = comparator.prepare(net, probe, settings)
+    prepared.evaluate(probe)
+    start = time.perf_counter()
+    prepared.evaluate(probe)
+    projected = (time.perf_counter() - start) * n / len(probe)
+    if projected <= slow_s:
+        return points, 1.0, ""
+    m = max(len(probe), int(n * slow_s / projected))
+    return points[:m], n / m, f"timed on the first {m:,} points and scaled by {n / m:.3g} (one call on all would take ~{projected:.0f} s)"
 
 
 def run_net(net: RefNet, n: int, settings: Settings, limits: Limits, report: Report, repeats: int,
-            row_budget_s: float) -> None:
+            row_budget_s: float, slow_s: float = 0.0) -> None:
     """The floor row and one row per comparator that runs ``net.task``."""
     points = net.points(n)
     floor = floor_row(net, n, limits, report)
@@ -153,7 +177,7 @@ def run_net(net: RefNet, n: int, settings: Settings, limits: Limits, report: Rep
     for comparator in COMPARATORS:
         if net.task not in comparator.tasks:
             continue
-        measured, note = run_comparator(comparator, net, points, settings, repeats, row_budget_s)
+        measured, note = run_comparator(comparator, net, points, settings, repeats, row_budget_s, slow_s)
         if comparator is COMPARATORS[0] and measured.eval_s is not None:  # symnet
             symnet_s = measured.eval_s
         if measured.result is None:
@@ -161,7 +185,7 @@ def run_net(net: RefNet, n: int, settings: Settings, limits: Limits, report: Rep
         elif reference is None:
             reference, error = measured.result, "reference"
         else:
-            error = f"{measured.result.max_abs_error(reference):.1e}"
+            error = f"{measured.result.max_abs_error(reference.head(len(measured.result.value))):.1e}"
         ratio = "" if measured.eval_s is None or symnet_s is None else f"{measured.eval_s / symnet_s:.3g}"
         to_floor = "" if measured.eval_s is None else f"{measured.eval_s / floor:.3g}"
         report.row(net.name, comparator.label, seconds(measured.setup_s), seconds(measured.eval_s),
@@ -178,6 +202,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, help="timed calls per row (default 5, --quick 3)")
     parser.add_argument("--row-budget", type=float, default=600.0,
                         help="seconds of timed calls per row before fewer repeats are made (default 600)")
+    parser.add_argument("--slow", type=float, default=20.0,
+                        help="a comparator whose one call on all N points would take longer than this many "
+                             "seconds is timed on a subset and scaled (default 20; 0 turns it off)")
     parser.add_argument("--sympy-budget", type=float,
                         help="seconds plain SymPy may take to differentiate (default 600, --quick 60)")
     parser.add_argument("--compile-budget", type=float,
@@ -225,7 +252,7 @@ def main(argv: list[str] | None = None) -> None:
                             compile_budget_s=args.compile_budget or (120.0 if args.quick else 900.0),
                             threads=machine.cores())
         for net in nets:
-            run_net(net, net.n_points // scale, settings, limits, report, repeats, args.row_budget)
+            run_net(net, net.n_points // scale, settings, limits, report, repeats, args.row_budget, args.slow)
         report.footnote(f"Written by `benchmarks/run.py` to {args.out.name}.")
     finally:
         shutil.rmtree(cache, ignore_errors=True)
