@@ -167,6 +167,13 @@ def subset_for(comparator: Comparator, net: RefNet, points: np.ndarray, settings
     return points[:m], n / m, f"timed on the first {m:,} points and scaled by {n / m:.3g} (one call on all would take ~{projected:.0f} s)"
 
 
+ONLY: list[str] = []  # set from --comparators
+
+
+def wanted(comparator: Comparator) -> bool:
+    return comparator is COMPARATORS[0] or not ONLY or any(w in comparator.label.lower() for w in ONLY)
+
+
 def run_net(net: RefNet, n: int, settings: Settings, limits: Limits, report: Report, repeats: int,
             row_budget_s: float, slow_s: float = 0.0) -> None:
     """The floor row and one row per comparator that runs ``net.task``."""
@@ -175,7 +182,7 @@ def run_net(net: RefNet, n: int, settings: Settings, limits: Limits, report: Rep
     reference: Derivs | None = None
     symnet_s: float | None = None
     for comparator in COMPARATORS:
-        if net.task not in comparator.tasks:
+        if net.task not in comparator.tasks or not wanted(comparator):
             continue
         measured, note = run_comparator(comparator, net, points, settings, repeats, row_budget_s, slow_s)
         if comparator is COMPARATORS[0] and measured.eval_s is not None:  # symnet
@@ -196,6 +203,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="N / 100 and 3 repeats: a smoke test")
     parser.add_argument("--nets", help="comma-separated net names (default: every net of --suite)")
+    parser.add_argument("--comparators", help="comma-separated words; only comparators whose label contains "
+                        "one of them (case-insensitive) run, symnet always (default: all)")
     parser.add_argument("--suite", choices=(*SUITES, "all"), default="all",
                         help="hessian (T1-T5), laplacian (L1-L3) or all (default)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"Markdown file (default {DEFAULT_OUT.name})")
@@ -225,6 +234,8 @@ def selected(args: argparse.Namespace) -> list[RefNet]:
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     nets = selected(args)
+    if args.comparators:
+        ONLY.extend(w.strip().lower() for w in args.comparators.split(","))
     repeats = args.repeats or (3 if args.quick else 5)
     scale = 100 if args.quick else 1
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that `finally` removes the cache
