@@ -75,7 +75,7 @@ def torch_objective(net: symnet.Network, X: np.ndarray, y: np.ndarray, dy: np.nd
             jacobian, = torch.autograd.grad(a.sum(), inputs, create_graph=True)
             loss = loss + torch.mean((jacobian - slopes) ** 2)
         gradient, = torch.autograd.grad(loss, params)
-        return float(loss), gradient.numpy()
+        return float(loss.detach()), gradient.numpy()
 
     return objective
 
@@ -108,30 +108,38 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=20, help="L-BFGS iterations per timed run")
     args = parser.parse_args()
 
-    import torch
-
-    torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
     net, X, y, dy = problem(args.points)
     theta = _pack([(layer.weight_array(), layer.bias_array()) for layer in net.layers])
     cases = [("value loss (mse)", None), ("value + input-derivative loss (Sobolev)", dy)]
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"numpy {np.__version__}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+    # symnet first, before torch is imported: torch's OpenMP threads keep spinning after each
+    # operation and would take the cores from numpy's BLAS threads if the two were interleaved
+    ours = {title: symnet_objective(net, X, y, slopes) for title, slopes in cases}
+    timings: dict[str, list[float]] = {title: [median_seconds(lambda: f(theta), args.repeats),
+                                               lbfgs_iteration_seconds(f, theta, args.iterations, args.repeats)]
+                                       for title, f in ours.items()}
+    import torch
+
+    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    for title, slopes in cases:
+        theirs = torch_objective(net, X, y, slopes)
+        (a, ga), (b, gb) = ours[title](theta), theirs(theta)
+        assert abs(a - b) <= 1e-12 * abs(b) and np.allclose(ga, gb, rtol=1e-9, atol=1e-12), f"{title}: they disagree"
+        timings[title] += [median_seconds(lambda: theirs(theta), args.repeats),
+                           lbfgs_iteration_seconds(theirs, theta, args.iterations, args.repeats)]
+
+    print(f"machine: {platform.machine()}, {threads} cores, Python {platform.python_version()}, "
+          f"numpy {np.__version__}, scipy {scipy.__version__}, torch {torch.__version__} "
+          f"({torch.get_num_threads()} threads), "
           f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}")
     print(f"net: {'-'.join(map(str, SIZES))} tanh, {len(theta)} weights, {args.points} points, float64; "
-          f"median of {args.repeats} runs\n")
+          f"median of {args.repeats} runs; same loss and gradient checked first\n")
     print("| task | symnet | PyTorch autograd | PyTorch / symnet |\n|---|---|---|---|")
-    for title, slopes in cases:
-        ours, theirs = symnet_objective(net, X, y, slopes), torch_objective(net, X, y, slopes)
-        (a, ga), (b, gb) = ours(theta), theirs(theta)
-        assert abs(a - b) <= 1e-12 * abs(b) and np.allclose(ga, gb, rtol=1e-9, atol=1e-12), "the two disagree"
-        t_ours = median_seconds(lambda: ours(theta), args.repeats)
-        t_theirs = median_seconds(lambda: theirs(theta), args.repeats)
-        print(f"| {title}: loss + gradient | {t_ours * 1e3:.1f} ms | {t_theirs * 1e3:.1f} ms | "
-              f"{t_theirs / t_ours:.2f} |", flush=True)
-        i_ours = lbfgs_iteration_seconds(ours, theta, args.iterations, args.repeats)
-        i_theirs = lbfgs_iteration_seconds(theirs, theta, args.iterations, args.repeats)
-        print(f"| {title}: one L-BFGS iteration | {i_ours * 1e3:.1f} ms | {i_theirs * 1e3:.1f} ms | "
-              f"{i_theirs / i_ours:.2f} |", flush=True)
+    for title, (ours_once, ours_step, theirs_once, theirs_step) in timings.items():
+        print(f"| {title}: loss + gradient | {ours_once * 1e3:.1f} ms | {theirs_once * 1e3:.1f} ms | "
+              f"{theirs_once / ours_once:.2f} |")
+        print(f"| {title}: one L-BFGS iteration | {ours_step * 1e3:.1f} ms | {theirs_step * 1e3:.1f} ms | "
+              f"{theirs_step / ours_step:.2f} |")
 
 
 if __name__ == "__main__":

@@ -21,10 +21,14 @@ from .errors import (
     WeightError,
 )
 from .functions import sigmoid, softplus
+from .kinks import KinkReport, kinks
+from .train import FitResult, fit
 from .kernels import Kernel, KernelResult, LossKernel, compile, compile_loss
 from .network import Dense, Network
 from .printing import latex, pretty, simplify
 from .program import Program
+from . import io
+from .io import from_keras, from_torch, load
 
 __version__ = "0.1.0"
 
@@ -35,8 +39,10 @@ __all__ = [
     "Dense",
     "Kernel",
     "KernelResult",
+    "KinkReport",
     "LossKernel",
     "ExpressionSizeWarning",
+    "FitResult",
     "InputError",
     "Network",
     "NotPolynomialError",
@@ -53,12 +59,18 @@ __all__ = [
     "compile_loss",
     "diff",
     "finite_differences",
+    "fit",
     "finite_differences_params",
+    "from_keras",
+    "from_torch",
     "grad",
     "hessian",
+    "io",
     "jacobian",
+    "kinks",
     "laplacian",
     "latex",
+    "load",
     "param_grad",
     "pretty",
     "sigmoid",

@@ -269,6 +269,8 @@ def from_form(form: sympy.Expr, name: str | None = None) -> Activation:
 
 
 def _lambdify(expr: sympy.Expr) -> NumericFn:
+    # numeric functions take almost-everywhere values: a Dirac delta is 0 away from its kink
+    expr = expr.replace(sympy.DiracDelta, lambda *args: sympy.S.Zero)
     compiled = sympy.lambdify(T, expr, modules=["scipy", "numpy"])
     return lambda z: np.broadcast_to(compiled(z), np.shape(z)).astype(np.result_type(z, np.float64))
 
@@ -316,7 +318,7 @@ def _half_at_zero(z: np.ndarray, positive: Any, negative: Any) -> np.ndarray:
 def _leaky_relu(alpha: float = 0.01) -> Activation:
     a = sympy.Float(alpha)
     return _elementwise(
-        f"leaky_relu(alpha={alpha:g})",
+        f"leaky_relu(alpha={alpha!r})",
         a * T + (1 - a) * sympy.Max(0, T),
         lambda z: np.where(z > 0, z, alpha * z),
         lambda z: _half_at_zero(z, 1.0, alpha),
@@ -328,7 +330,7 @@ def _leaky_relu(alpha: float = 0.01) -> Activation:
 def _elu(alpha: float = 1.0) -> Activation:
     a = sympy.Float(alpha)
     return _elementwise(
-        f"elu(alpha={alpha:g})",
+        f"elu(alpha={alpha!r})",
         sympy.Max(0, T) + a * (sympy.exp(sympy.Min(0, T)) - 1),
         lambda z: np.where(z > 0, z, alpha * np.expm1(np.minimum(z, 0))),
         lambda z: _half_at_zero(z, 1.0, alpha * np.exp(np.minimum(z, 0))),

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -426,6 +428,16 @@ class Network:
 
     def _repr_latex_(self) -> str:
         return f"$\\displaystyle {self.latex()}$"
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write this network to ``path`` in symnet's file format; ``symnet.load(path)`` reads it back equal.
+
+        The format (one ``.npz``, JSON metadata and float64 arrays, never pickled) is described
+        in ``docs/io.md``.
+        """
+        from .io.format import save
+
+        return save(self, path)
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, Network) and self._inputs == other._inputs

@@ -101,12 +101,13 @@ class LossKernel:
             value, delta = _loss_and_delta(self.loss, activations[-1], targets, net.activations[-1])
         n = X.shape[0]
         grads: list[tuple[np.ndarray, np.ndarray]] = []
-        for number in range(len(Ws) - 1, -1, -1):
-            if slopes[number] is not None and not (number == len(Ws) - 1 and self._merged()):
-                delta = delta * slopes[number]
-            grads.append((activations[number].T @ delta / n, delta.sum(axis=0) / n))
-            if number:
-                delta = delta @ Ws[number].T
+        with np.errstate(all="ignore"):  # as in the forward pass: inf/nan are results, not warnings
+            for number in range(len(Ws) - 1, -1, -1):
+                if slopes[number] is not None and not (number == len(Ws) - 1 and self._merged()):
+                    delta = delta * slopes[number]
+                grads.append((activations[number].T @ delta / n, delta.sum(axis=0) / n))
+                if number:
+                    delta = delta @ Ws[number].T
         return float(value), grads[::-1]
 
     def _merged(self) -> bool:
@@ -138,6 +139,8 @@ def _loss_and_delta(loss: str, y: np.ndarray, t: np.ndarray, last: Activation) -
         shifted = y - y.max(axis=1, keepdims=True)
         log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         return float(-np.sum(t * log_p) / n), np.exp(log_p) * t.sum(axis=1, keepdims=True) - t
+    # 0 * log(0) is 0: a class the target gives no weight costs nothing, even if its probability underflows
+    cross = float(-np.sum(np.where(t != 0, t * np.log(np.where(t != 0, y, 1.0)), 0.0)) / n)
     if not last.elementwise:  # softmax then cross entropy: dloss/dZ = p * sum(t) - t
-        return float(-np.sum(t * np.log(y)) / n), y * t.sum(axis=1, keepdims=True) - t
-    return float(-np.sum(t * np.log(y)) / n), -t / y
+        return cross, y * t.sum(axis=1, keepdims=True) - t
+    return cross, np.where(t != 0, -t / np.where(t != 0, y, 1.0), 0.0)

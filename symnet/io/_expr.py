@@ -1,0 +1,302 @@
+"""A safe reader and writer for the expressions symnet keeps in files and takes on the command line.
+
+Expressions in a file (symbolic weights, traced activations) and activations given on the
+command line (``--activation 0=x**2``) are *text*, and text from outside must never reach
+``eval``, ``sympify`` or ``parse_expr``.  :func:`parse` is a small tokenizer and
+recursive-descent parser that knows only
+
+* numbers: ``2`` (an exact SymPy ``Integer``), ``0.5``, ``1e-05`` (a float64 ``Float``);
+* names the caller allows (input or parameter symbols, ``x`` or ``t``) and the constants
+  ``pi`` and ``E``;
+* ``+ - * / **``, unary minus, parentheses;
+* the functions in :data:`FUNCTIONS` (``exp``, ``log``, ``sin``, ``cos``, ``tanh``, ``sqrt``,
+  ``erf``, ``Abs``, ``Max``, ``Min``, ``Heaviside``, ``sigmoid``, ``softplus``).
+
+Anything else is an :class:`ExpressionError` that names the token:
+
+>>> import sympy
+>>> x = sympy.Symbol("x", real=True)
+>>> parse("0.5*x**2 - sigmoid(-x)", {"x": x})
+0.5*x**2 - sigmoid(-x)
+>>> parse("__import__('os')", {"x": x})
+Traceback (most recent call last):
+...
+symnet.io._expr.ExpressionError: expression "__import__('os')": unknown function '__import__' at position 0; allowed functions: Abs, Heaviside, Max, Min, cos, erf, exp, log, sigmoid, sin, softplus, sqrt, tanh
+
+:func:`to_text` writes an expression so that :func:`parse` reads back exactly the same
+expression (floats with ``repr``, so every bit survives), and refuses what it cannot:
+
+>>> to_text(sympy.Rational(1, 3) * x + 0.1, {"x": x})
+'x/3 + 0.1'
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable, Mapping
+
+import sympy
+from sympy.printing.str import StrPrinter
+
+from ..errors import SymnetError
+from ..functions import sigmoid, softplus
+
+__all__ = ["ExpressionError", "FUNCTIONS", "CONSTANTS", "parse", "to_text"]
+
+
+class ExpressionError(SymnetError, ValueError):
+    """Text is not an expression symnet reads: an unknown name or function, a bad token, too deep."""
+
+
+#: name -> (SymPy function, least number of arguments, most number of arguments or None)
+FUNCTIONS: dict[str, tuple[Callable[..., sympy.Expr], int, int | None]] = {
+    "exp": (sympy.exp, 1, 1),
+    "log": (sympy.log, 1, 1),
+    "sin": (sympy.sin, 1, 1),
+    "cos": (sympy.cos, 1, 1),
+    "tanh": (sympy.tanh, 1, 1),
+    "sqrt": (sympy.sqrt, 1, 1),
+    "erf": (sympy.erf, 1, 1),
+    "Abs": (sympy.Abs, 1, 1),
+    "Max": (sympy.Max, 1, None),
+    "Min": (sympy.Min, 1, None),
+    "Heaviside": (sympy.Heaviside, 1, 2),
+    "sigmoid": (sigmoid, 1, 1),
+    "softplus": (softplus, 1, 1),
+}
+CONSTANTS: dict[str, sympy.Expr] = {"pi": sympy.pi, "E": sympy.E}
+
+#: limits that keep hostile text from exhausting time or memory
+MAX_LENGTH = 1_000_000
+MAX_DEPTH = 100
+MAX_DIGITS = 400
+MAX_INTEGER_EXPONENT = 1000
+MAX_BITS = 4096  # exact integers and rationals larger than this are refused
+
+_TOKEN = re.compile(r"""\s*(?:
+    (?P<number>(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)
+  | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
+  | (?P<op>\*\*|[-+*/(),])
+  | (?P<end>\Z)
+)""", re.VERBOSE)
+
+
+def _allowed(symbols: Mapping[str, Any]) -> str:
+    return ", ".join(sorted(symbols)) or "none"
+
+
+class _Parser:
+    """Recursive descent over ``expr := term (+|- term)*``, ``term := unary (*|/ unary)*``,
+    ``unary := (-|+) unary | power``, ``power := atom (** unary)?``,
+    ``atom := number | name | name(args) | (expr)`` -- Python's precedences."""
+
+    def __init__(self, text: str, symbols: Mapping[str, sympy.Expr]) -> None:
+        if len(text) > MAX_LENGTH:
+            raise ExpressionError(f"expression of {len(text):,} characters is longer than {MAX_LENGTH:,}")
+        self.text = text
+        self.symbols = symbols
+        self.position = 0  # where the next token starts
+        self.current = self._read()
+        self.depth = 0
+
+    def error(self, message: str) -> ExpressionError:
+        shown = self.text if len(self.text) <= 80 else self.text[:77] + "..."
+        return ExpressionError(f'expression "{shown}": {message}')
+
+    def _read(self) -> tuple[str, str, int]:
+        """The token at ``self.position`` (tokens are read one at a time, so the first error is reported)."""
+        match = _TOKEN.match(self.text, self.position)
+        if match is None or (match.end() == self.position and match.lastgroup != "end"):
+            rest = self.text[self.position:]
+            where = self.position + len(rest) - len(rest.lstrip())
+            char = self.text[where]
+            raise self.error(f"unexpected character {char!r} at position {where}"
+                             + ("; use ** for powers" if char == "^" else ""))
+        kind = match.lastgroup or "end"
+        self.position = match.end()
+        return kind, match.group(kind), match.start(kind)
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def peek(self) -> tuple[str, str, int]:
+        return self.current
+
+    def take(self) -> tuple[str, str, int]:
+        token = self.current
+        if token[0] != "end":
+            self.current = self._read()
+        return token
+
+    def expect(self, op: str) -> None:
+        kind, value, position = self.take()
+        if (kind, value) != ("op", op):
+            found = "the end" if kind == "end" else repr(value)
+            raise self.error(f"expected {op!r} at position {position} but found {found}")
+
+    def enter(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self.error(f"nested more than {MAX_DEPTH} levels deep")
+
+    # --- grammar --------------------------------------------------------------------------
+
+    def parse(self) -> sympy.Expr:
+        result = self.expr()
+        kind, value, position = self.peek()
+        if kind != "end":
+            raise self.error(f"unexpected {value!r} at position {position}")
+        return result
+
+    def expr(self) -> sympy.Expr:
+        self.enter()
+        result = self.term()
+        while self.peek()[:2] in (("op", "+"), ("op", "-")):
+            op, position = self.take()[1:]
+            right = self.term()
+            result = self.checked(result + right if op == "+" else result - right, position)
+        self.depth -= 1
+        return result
+
+    def term(self) -> sympy.Expr:
+        result = self.unary()
+        while self.peek()[:2] in (("op", "*"), ("op", "/")):
+            op, position = self.take()[1:]
+            right = self.unary()
+            if op == "/" and right == 0:
+                raise self.error(f"division by zero at position {position}")
+            result = self.checked(result * right if op == "*" else result / right, position)
+        return result
+
+    def unary(self) -> sympy.Expr:
+        if self.peek()[:2] in (("op", "-"), ("op", "+")):
+            op = self.take()[1]
+            self.enter()
+            operand = self.unary()
+            self.depth -= 1
+            return -operand if op == "-" else operand
+        return self.power()
+
+    def power(self) -> sympy.Expr:
+        base = self.atom()
+        if self.peek()[:2] != ("op", "**"):
+            return base
+        position = self.take()[2]
+        self.enter()
+        exponent = self.unary()
+        self.depth -= 1
+        if base.is_Number and exponent.is_Integer and abs(int(exponent)) > MAX_INTEGER_EXPONENT:
+            raise self.error(f"the power at position {position} has an exponent larger than {MAX_INTEGER_EXPONENT}")
+        if base == 0 and exponent.is_negative:
+            raise self.error(f"0 to a negative power at position {position}")
+        if base.is_Rational and exponent.is_Integer:
+            bits = max(abs(base.p).bit_length(), base.q.bit_length()) * abs(int(exponent))
+            if bits > MAX_BITS:
+                raise self.error(f"the power at position {position} is an exact number of more than {MAX_BITS} bits")
+        return self.checked(base ** exponent, position)
+
+    def checked(self, value: sympy.Expr, position: int) -> sympy.Expr:
+        if value.is_Rational and max(abs(value.p).bit_length(), value.q.bit_length()) > MAX_BITS:
+            raise self.error(f"the result at position {position} is an exact number of more than {MAX_BITS} bits")
+        return value
+
+    def atom(self) -> sympy.Expr:
+        kind, value, position = self.take()
+        if kind == "number":
+            return self.number(value, position)
+        if kind == "name":
+            if self.peek()[:2] == ("op", "("):
+                return self.call(value, position)
+            if value in self.symbols:
+                return self.symbols[value]
+            if value in CONSTANTS:
+                return CONSTANTS[value]
+            hint = f" (did you mean {value}(...)?)" if value in FUNCTIONS else ""
+            raise self.error(f"unknown name {value!r} at position {position}{hint}; allowed names: "
+                             f"{_allowed({**self.symbols, **CONSTANTS})}")
+        if (kind, value) == ("op", "("):
+            inner = self.expr()
+            self.expect(")")
+            return inner
+        found = "the end" if kind == "end" else repr(value)
+        raise self.error(f"expected a number, a name or '(' at position {position} but found {found}")
+
+    def number(self, text: str, position: int) -> sympy.Expr:
+        if len(text) > MAX_DIGITS:
+            raise self.error(f"the number at position {position} has more than {MAX_DIGITS} characters")
+        if "." in text or "e" in text or "E" in text:
+            value = float(text)
+            if value in (float("inf"), float("-inf")):
+                raise self.error(f"the number {text} at position {position} does not fit a float64")
+            return sympy.Float(value)
+        return self.checked(sympy.Integer(int(text)), position)
+
+    def call(self, name: str, position: int) -> sympy.Expr:
+        if name not in FUNCTIONS:
+            raise self.error(f"unknown function {name!r} at position {position}; allowed functions: "
+                             f"{_allowed(FUNCTIONS)}")
+        function, least, most = FUNCTIONS[name]
+        self.expect("(")
+        args = [] if self.peek()[:2] == ("op", ")") else [self.expr()]
+        while self.peek()[:2] == ("op", ","):
+            self.take()
+            args.append(self.expr())
+        self.expect(")")
+        if len(args) < least or (most is not None and len(args) > most):
+            wanted = f"{least}" if least == most else f"{least} or more" if most is None else f"{least} to {most}"
+            raise self.error(f"{name} at position {position} takes {wanted} argument(s), not {len(args)}")
+        return function(*args)
+
+
+def parse(text: str, symbols: Mapping[str, sympy.Expr]) -> sympy.Expr:
+    """Read ``text`` as a SymPy expression over ``symbols`` (name -> symbol); never evaluates code.
+
+    Raises :class:`ExpressionError` naming the offending token and its position.
+
+    >>> t = sympy.Symbol("t", real=True)
+    >>> parse("Max(0, t) + 0.01*Min(0, t)", {"t": t})
+    Max(0, t) + 0.01*Min(0, t)
+    >>> parse("2**-1 * t", {"t": t})
+    t/2
+    """
+    if not isinstance(text, str):
+        raise ExpressionError(f"an expression must be text, not {type(text).__name__}")
+    return _Parser(text, symbols).parse()
+
+
+class _Writer(StrPrinter):
+    """``sstr`` with floats written by ``repr`` (exact for float64) and names checked."""
+
+    def __init__(self, symbols: Mapping[str, sympy.Expr]) -> None:
+        super().__init__({"full_prec": True})
+        self._symbols = symbols
+
+    def _print_Float(self, expr: sympy.Float) -> str:
+        if getattr(expr, "_prec", 53) != 53:
+            raise ExpressionError(
+                f"the number {expr} has {expr._prec}-bit precision; symnet writes floats as float64 "
+                "(53 bits): round it with sympy.Float(float(x)) or give it as an exact Rational"
+            )
+        value = float(expr)
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ExpressionError(f"{expr} is not a finite number")
+        return repr(value)
+
+    def _print_Symbol(self, expr: sympy.Symbol) -> str:
+        if self._symbols.get(expr.name) != expr:
+            raise ExpressionError(f"symbol {expr.name!r} cannot be written: it is not one of {_allowed(self._symbols)}")
+        return expr.name
+
+
+def to_text(expr: sympy.Expr, symbols: Mapping[str, sympy.Expr]) -> str:
+    """``expr`` as text that :func:`parse` reads back to exactly ``expr``; :class:`ExpressionError` if none.
+
+    ``symbols`` maps each allowed name to its symbol (the same mapping :func:`parse` gets).
+    """
+    text = _Writer(symbols).doprint(expr)
+    try:
+        back = parse(text, symbols)
+    except ExpressionError as exc:
+        raise ExpressionError(f"{expr} cannot be written as an expression symnet reads back: {exc}") from None
+    if back != expr:
+        raise ExpressionError(f"{expr} cannot be written exactly: it reads back as {back}")
+    return text

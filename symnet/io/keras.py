@@ -1,0 +1,593 @@
+"""Import Keras 3 models: a live model (:func:`from_keras`) or a ``.keras`` file (:func:`load_keras`).
+
+Supported: ``Sequential`` models and functional models that are a simple chain, made of
+``Dense`` layers (built-in activations, or Python callables SymPy can trace such as story
+003's ``lambda x: x**2``), ``Activation``, ``ReLU``, ``LeakyReLU``, ``ELU`` and ``Softmax``
+layers, and the layers that are the identity at inference (``InputLayer``, ``Dropout``,
+``Identity``).  An activation layer after a ``Dense`` layer is folded into that layer's
+activation.  Anything else raises :class:`~symnet.io.UnsupportedLayerError` naming the
+layer and its type.
+
+Activations map through symnet's registry with their parameters read from the layer
+(Keras 3 defaults for plain names: ``leaky_relu`` has ``negative_slope=0.2``, ``elu``
+``alpha=1.0``; ``gelu`` is the exact erf form).
+
+:func:`load_keras` never runs code from the file: it reads the architecture from the
+archive's ``config.json`` and the weights from its ``model.weights.h5`` with ``h5py``.  A
+lambda activation -- which Keras stores as marshalled Python bytecode -- stops it with an
+:class:`~symnet.io.UntrustedCodeError` that offers two ways on: give the activation as an
+expression (``activations={0: "x**2"}``), or pass ``trust=True`` to let Keras rebuild the
+lambda from its bytecode (``keras.saving.deserialize_keras_object(..., safe_mode=False)``,
+which *runs* code from the file) and trace it with SymPy.  (Keras 3.15's own
+``keras.saving.load_model(path, safe_mode=False)`` cannot reload a ``Dense`` lambda
+activation: it saves the lambda without the ``__lambda__`` tag its loader needs.)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import io
+import json
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+
+from .. import activations as _activations
+from ..activations import Activation, T
+from ..errors import ActivationError, SymnetError
+from ..network import Network
+from ._expr import ExpressionError, parse
+from .format import FileFormatError, UnsupportedLayerError, UntrustedCodeError
+
+__all__ = ["from_keras", "load_keras", "activation_from_text", "KERAS_DEFAULTS"]
+
+#: Keras 3's defaults for activations given by name (``Dense(activation="leaky_relu")``);
+#: a test checks them against the installed Keras.
+KERAS_DEFAULTS: dict[str, dict[str, Any]] = {
+    "relu": {"negative_slope": 0.0, "max_value": None, "threshold": 0.0},
+    "leaky_relu": {"negative_slope": 0.2},
+    "elu": {"alpha": 1.0},
+    "gelu": {"approximate": False},
+}
+_PLAIN = {"linear": "linear", "sigmoid": "sigmoid", "tanh": "tanh", "softplus": "softplus", "silu": "silu",
+          "swish": "silu", "exponential": "exp", "softmax": "softmax"}
+_IDENTITY_LAYERS = ("InputLayer", "Dropout", "Identity")
+_ACTIVATION_LAYERS = ("Activation", "ReLU", "LeakyReLU", "ELU", "Softmax")
+_SUPPORTED = ("Dense", *_ACTIVATION_LAYERS, *_IDENTITY_LAYERS)
+
+
+def _import_keras() -> Any:
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    import keras
+
+    return keras
+
+
+# --- activations ------------------------------------------------------------------------------
+
+
+def activation_from_text(text: str) -> Activation:
+    """An activation from text: a registered name (``"tanh"``, ``"leaky_relu(0.3)"``) or an
+    expression in ``x`` (or ``t``) read by the safe expression reader.
+
+    >>> activation_from_text("x**2").form
+    t**2
+    >>> activation_from_text("leaky_relu(alpha=0.3)").name
+    'leaky_relu(alpha=0.3)'
+    """
+    try:
+        return _activations.get(text)
+    except ActivationError:
+        pass
+    try:
+        form = parse(text, {"x": T, "t": T})
+    except ExpressionError as exc:
+        raise ActivationError(f"{exc}; write an expression in x such as x**2, or a registered activation "
+                              f"({', '.join(_activations.names())})") from None
+    return _activations.from_form(form, name=f"t -> {form}")
+
+
+def _builtin(name: str | None, params: Mapping[str, Any], where: str) -> Activation:
+    """A Keras built-in activation (by name, with parameters) as a symnet activation."""
+    if name is None or name == "linear":
+        return _activations.activation("linear")
+    params = {**KERAS_DEFAULTS.get(name, {}), **params}
+    if name == "relu":
+        if params["max_value"] is not None or params["threshold"] != 0:
+            raise UnsupportedLayerError(
+                f"{where}: relu with max_value={params['max_value']} and threshold={params['threshold']} is not "
+                "supported (only max_value=None, threshold=0); give the activation as an expression instead"
+            )
+        slope = float(params["negative_slope"])
+        return _activations.activation("leaky_relu", alpha=slope) if slope else _activations.activation("relu")
+    if name == "leaky_relu":
+        return _activations.activation("leaky_relu", alpha=float(params["negative_slope"]))
+    if name == "elu":
+        return _activations.activation("elu", alpha=float(params["alpha"]))
+    if name == "gelu":
+        if params["approximate"]:
+            raise UnsupportedLayerError(f"{where}: gelu with approximate=True is the tanh approximation, not the "
+                                        "erf gelu symnet has; give the activation as an expression instead")
+        return _activations.activation("gelu")
+    if name in _PLAIN:
+        return _activations.activation(_PLAIN[name])
+    known = sorted({*_PLAIN, *KERAS_DEFAULTS})
+    raise UnsupportedLayerError(f"{where}: Keras activation {name!r} has no symnet equivalent (supported: "
+                                f"{', '.join(known)}); give it as an expression in x instead")
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """An activation that must come from the user: a lambda in a file, a custom function, an untraceable callable."""
+
+    reason: str
+    code: bool  # whether trust=True (running the file's code) could load it
+    error: SymnetError | None = None  # an unsupported built-in: raised unless the layer's activation is replaced
+
+
+def _deferred(make: Any, *args: Any) -> Activation | _Pending:
+    """``make(*args)``, with an unsupported activation kept for later: an override may replace it."""
+    try:
+        return make(*args)
+    except UnsupportedLayerError as exc:
+        return _Pending(str(exc), code=False, error=exc)
+
+
+@dataclass
+class _Step:
+    """One Keras layer as symnet sees it: a dense layer or an activation to fold into the one before."""
+
+    name: str
+    class_name: str
+    dense_index: int | None
+    activation: Activation | _Pending
+    kernel: np.ndarray | None = None
+    bias: np.ndarray | None = None
+    units: int = 0  # from a file's config.json, before the weights are read
+    use_bias: bool = True
+
+    def where(self) -> str:
+        index = "" if self.dense_index is None else f", Dense index {self.dense_index}"
+        return f"layer {self.name!r} ({self.class_name}{index})"
+
+
+def _compose(outer: Activation, inner: Activation, where: str) -> Activation:
+    """``outer(inner(t))`` as one activation; its numeric derivatives follow the chain rule from the parts'."""
+    if inner.name == "linear":
+        return outer
+    if outer.name == "linear":
+        return inner
+    if outer.form is None or inner.form is None:
+        raise UnsupportedLayerError(f"{where}: {outer.name} after {inner.name} cannot be written as one "
+                                    "activation; softmax must be the only activation of its layer")
+    form = outer.form.xreplace({T: inner.form})
+    composed = _activations.from_form(form, name=f"t -> {form}")
+    f, g = outer, inner
+    if None in (f.numpy_derivative, f.numpy_second_derivative, g.numpy_derivative, g.numpy_second_derivative):
+        return composed  # pragma: no cover - every registered elementwise activation has both
+
+    def first(z: np.ndarray) -> np.ndarray:
+        return f.numpy_derivative(g.numpy(z)) * g.numpy_derivative(z)  # type: ignore[misc]
+
+    def second(z: np.ndarray) -> np.ndarray:
+        inner_value, slope = g.numpy(z), g.numpy_derivative(z)  # type: ignore[misc]
+        return (f.numpy_second_derivative(inner_value) * slope**2  # type: ignore[misc]
+                + f.numpy_derivative(inner_value) * g.numpy_second_derivative(z))  # type: ignore[misc]
+
+    return dataclasses.replace(composed, numpy=lambda z: f.numpy(g.numpy(z)), numpy_derivative=first,
+                               numpy_second_derivative=second, _derivatives={})
+
+
+# --- shared back end -----------------------------------------------------------------------------
+
+
+def _override(steps: list[_Step], overrides: Mapping[int | str, Any] | None, where: str) -> None:
+    if not overrides:
+        return
+    dense = [s for s in steps if s.dense_index is not None]
+    by_name = {s.name: s for s in steps}
+    for key, value in overrides.items():
+        if isinstance(key, str) and key in by_name:
+            step = by_name[key]
+        elif (isinstance(key, int) and not isinstance(key, bool)) or (isinstance(key, str) and key.isdigit()):
+            index = int(key)
+            if not 0 <= index < len(dense):
+                raise ActivationError(f"{where}: activation for layer {index}: there are {len(dense)} Dense layers, "
+                                      f"indexed 0..{len(dense) - 1}")
+            step = dense[index]
+        else:
+            raise ActivationError(f"{where}: activation for layer {key!r}: no such layer; give a layer name "
+                                  f"({', '.join(by_name)}) or a 0-based index among the Dense layers")
+        try:
+            step.activation = activation_from_text(value) if isinstance(value, str) else _activations.get(value)
+        except ActivationError as exc:
+            raise ActivationError(f"{where}: activation for {step.where()}: {exc}") from None
+
+
+def _build(steps: list[_Step], where: str, path: Path | None) -> Network:
+    weights, biases, acts = [], [], []
+    for step in steps:
+        if isinstance(step.activation, _Pending):
+            raise _pending_error(step, where, path)
+        if step.dense_index is None:
+            if not weights:
+                raise UnsupportedLayerError(f"{where}: {step.where()} comes before any Dense layer; a symnet "
+                                            "network starts with a Dense layer")
+            acts[-1] = _compose(step.activation, acts[-1], f"{where}: {step.where()}")
+            continue
+        weights.append(step.kernel)
+        biases.append(step.bias)
+        acts.append(step.activation)
+    if not weights:
+        raise UnsupportedLayerError(f"{where}: the model has no Dense layer")
+    try:
+        return Network.from_weights(weights, biases, acts)
+    except SymnetError as exc:
+        raise type(exc)(f"{where}: {exc}") from None
+
+
+def _pending_error(step: _Step, where: str, path: Path | None) -> SymnetError:
+    key = step.dense_index if step.dense_index is not None else repr(step.name)
+    cli_key = step.dense_index if step.dense_index is not None else step.name
+    api = "symnet.io.load_keras(path, " if path is not None else "symnet.io.from_keras(model, "
+    pending: _Pending = step.activation  # type: ignore[assignment]
+    example = "EXPR" if pending.error is not None else "x**2"
+    ways = (f"give the activation as an expression in x, e.g. {api}activations={{{key}: \"{example}\"}})"
+            + (f" or on the command line --activation {cli_key}={example}" if path is not None else ""))
+    if pending.error is not None:
+        return type(pending.error)(f"{pending.error}: {ways}")
+    if path is None:
+        return ActivationError(f"{where}: {step.where()}: {pending.reason}; {ways}")
+    text = f"{where}: {step.where()} {pending.reason}; symnet never runs code from a file. Either {ways}"
+    if pending.code:
+        text += (", or, if you trust the file, pass trust=True (--trust), which lets Keras rebuild the lambda "
+                 "from its bytecode (safe_mode=False) and so runs code from the file")
+    return UntrustedCodeError(text)
+
+
+# --- live models ---------------------------------------------------------------------------------
+
+
+def from_keras(model: Any, activations: Mapping[int | str, Any] | None = None) -> Network:
+    """The symnet network of a built Keras 3 ``Sequential`` or chain-shaped functional model.
+
+    Args:
+        model: a built ``keras.Sequential`` or ``keras.Model(inputs, outputs)`` whose layers
+            form one chain (see the module docstring for the supported layers).
+        activations: overrides ``{layer: activation}``, the layer by name or by 0-based index
+            among the Dense layers; an activation is a registered name, an expression in ``x``
+            (``"x**2"``), an :class:`~symnet.Activation` or a callable SymPy can trace.  Needed
+            for Python activations SymPy cannot trace (ones written with ``keras.ops``).
+
+    Weights are taken in float64 (``np.asarray(w, float64)``: float32 weights convert exactly).
+    """
+    keras = _import_keras()
+    if not isinstance(model, keras.Model):
+        raise UnsupportedLayerError(f"from_keras needs a keras.Model (Sequential or functional), not "
+                                    f"{type(model).__name__}")
+    where = f"Keras model {model.name!r}"
+    if not isinstance(model, keras.Sequential) and type(model).__name__ != "Functional":
+        raise UnsupportedLayerError(f"{where} is a subclassed {type(model).__name__}, whose call() symnet cannot "
+                                    "read; rebuild it as a keras.Sequential or a functional chain")
+    if not model.built:
+        raise UnsupportedLayerError(f"{where} is not built: give it a keras.Input or call it on data first")
+    steps = [_live_step(layer, keras, where) for layer in _live_chain(model, keras, where)]
+    _number_dense(steps)
+    _override(steps, activations, where)
+    return _build([s for s in steps if s.class_name not in _IDENTITY_LAYERS], where, None)
+
+
+def _live_chain(model: Any, keras: Any, where: str) -> list[Any]:
+    layers = list(model.layers)
+    if isinstance(model, keras.Sequential):
+        return layers
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise UnsupportedLayerError(f"{where} has {len(model.inputs)} inputs and {len(model.outputs)} outputs; "
+                                    "symnet reads single-input, single-output chains")
+    current = model.inputs[0]
+    for layer in layers:
+        if type(layer).__name__ == "InputLayer":
+            continue
+        if layer.input is not current:
+            raise UnsupportedLayerError(f"{where} is not a simple chain: layer {layer.name!r} "
+                                        f"({type(layer).__name__}) does not take the previous layer's output")
+        current = layer.output
+    if model.outputs[0] is not current:
+        raise UnsupportedLayerError(f"{where} is not a simple chain: its output is not the last layer's")
+    return layers
+
+
+def _live_step(layer: Any, keras: Any, where: str) -> _Step:
+    kind = type(layer).__name__
+    name = layer.name
+    here = f"{where}: layer {name!r} ({kind})"
+    if kind not in _SUPPORTED or not type(layer).__module__.startswith("keras."):
+        raise UnsupportedLayerError(f"{here} is not supported; symnet reads {', '.join(_SUPPORTED)} layers")
+    if kind in _IDENTITY_LAYERS:
+        return _Step(name, kind, None, _activations.activation("linear"))
+    if kind == "Dense":
+        if getattr(layer, "lora_enabled", False) or getattr(layer, "quantization_mode", None):
+            raise UnsupportedLayerError(f"{here} is quantized or has LoRA weights; merge them into a plain Dense layer")
+        arrays = [_to_numpy(w) for w in layer.weights]
+        if len(arrays) != (2 if layer.use_bias else 1):
+            raise UnsupportedLayerError(f"{here} has {len(arrays)} weight arrays; symnet reads a kernel and a bias")
+        return _Step(name, kind, -1, _deferred(_live_activation, layer.activation, keras, here),
+                     arrays[0], arrays[1] if layer.use_bias else None)
+    if kind == "Activation":
+        return _Step(name, kind, None, _deferred(_live_activation, layer.activation, keras, here))
+    return _Step(name, kind, None, _deferred(_layer_activation, kind, layer.get_config(), here))
+
+
+def _to_numpy(variable: Any) -> np.ndarray:
+    """A Keras variable as a float64 array (the torch backend's tensors directly: numpy 2 warns about Keras's)."""
+    value = getattr(variable, "value", variable)
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    return np.asarray(value, dtype=np.float64)
+
+
+def _live_activation(fn: Any, keras: Any, where: str) -> Activation | _Pending:
+    if fn is None:
+        return _activations.activation("linear")
+    name = getattr(fn, "__name__", None)
+    if name and str(getattr(fn, "__module__", "")).startswith("keras"):
+        try:
+            known = keras.activations.get(name) is fn
+        except ValueError:
+            known = False
+        if known:
+            params = {k: p.default for k, p in inspect.signature(fn).parameters.items()
+                      if p.default is not inspect.Parameter.empty}
+            return _builtin(name, params, where)
+    try:
+        return _activations.get(fn)
+    except ActivationError as exc:
+        return _Pending(str(exc), code=False)
+
+
+def _layer_activation(kind: str, config: Mapping[str, Any], where: str) -> Activation:
+    """The activation of a ReLU, LeakyReLU, ELU or Softmax layer from its config."""
+    if kind == "ReLU":
+        return _builtin("relu", {k: config.get(k, v) for k, v in KERAS_DEFAULTS["relu"].items()}, where)
+    if kind == "LeakyReLU":
+        return _builtin("leaky_relu", {"negative_slope": config.get("negative_slope", 0.3)}, where)
+    if kind == "ELU":
+        return _builtin("elu", {"alpha": config.get("alpha", 1.0)}, where)
+    axis = config.get("axis", -1)
+    if axis not in (-1, [-1], (-1,)):
+        raise UnsupportedLayerError(f"{where}: Softmax over axis {axis} is not supported; symnet's softmax acts "
+                                    "on the last axis")
+    return _activations.activation("softmax")
+
+
+def _number_dense(steps: list[_Step]) -> None:
+    index = 0
+    for step in steps:
+        if step.dense_index is not None:
+            step.dense_index = index
+            index += 1
+
+
+# --- .keras files --------------------------------------------------------------------------------
+
+
+def load_keras(path: str | os.PathLike[str], activations: Mapping[int | str, Any] | None = None,
+               trust: bool = False) -> Network:
+    """The network in a ``.keras`` file, read without running any code from it.
+
+    Args:
+        path: a Keras 3 ``.keras`` archive.
+        activations: overrides ``{layer: activation}`` as in :func:`from_keras`; how to load a
+            model whose activation is a lambda, safely: ``activations={0: "x**2"}``.
+        trust: rebuild lambda activations from the file's bytecode with Keras
+            (``safe_mode=False``) and trace them with SymPy: this *runs* code from the file --
+            only for files you trust.
+
+    Raises :class:`~symnet.io.UntrustedCodeError` for a lambda or custom activation without
+    an override, :class:`~symnet.io.UnsupportedLayerError` for other layers, and
+    :class:`~symnet.io.FileFormatError` for a file that is not a readable ``.keras`` archive.
+    """
+    path = Path(path)
+    config, weights_file = _read_archive(path)
+    where = str(path)
+    steps = _config_steps(config, where, trust)
+    _number_dense(steps)
+    _override(steps, activations, where)
+    dense = [s for s in steps if s.dense_index is not None]
+    _read_weights(weights_file, dense, path)
+    return _build([s for s in steps if s.class_name not in _IDENTITY_LAYERS], where, path)
+
+
+def _read_archive(path: Path) -> tuple[dict[str, Any], bytes]:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            if "config.json" not in names:
+                raise FileFormatError(f"{path}: not a .keras archive (no config.json)")
+            if "model.weights.h5" not in names:
+                raise FileFormatError(f"{path}: the archive has no model.weights.h5 (sharded or missing weights are "
+                                      "not supported); save the model with model.save('model.keras')")
+            config_text = archive.read("config.json")
+            weights = archive.read("model.weights.h5")
+    except zipfile.BadZipFile as exc:
+        raise FileFormatError(f"{path}: not a .keras archive, or a truncated one ({exc})") from None
+    try:
+        config = json.loads(config_text.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FileFormatError(f"{path}: config.json is not valid JSON ({exc})") from None
+    if not isinstance(config, dict):
+        raise FileFormatError(f"{path}: config.json does not describe a model")
+    return config, weights
+
+
+def _config_steps(config: dict[str, Any], where: str, trust: bool) -> list[_Step]:
+    kind = config.get("class_name")
+    body = config.get("config")
+    if kind not in ("Sequential", "Functional", "Model") or not isinstance(body, dict) \
+            or not isinstance(body.get("layers"), list):
+        raise UnsupportedLayerError(f"{where}: the model is a {kind!r}; symnet reads Sequential models and "
+                                    "functional chains")
+    layers = body["layers"]
+    for layer in layers:
+        if not isinstance(layer, dict) or not isinstance(layer.get("config"), dict):
+            raise FileFormatError(f"{where}: config.json lists a layer that is not an object: {str(layer)[:80]}")
+    if kind != "Sequential":
+        _check_chain(body, layers, where)
+    return [_config_step(layer, where, trust) for layer in layers]
+
+
+def _check_chain(body: dict[str, Any], layers: list[dict[str, Any]], where: str) -> None:
+    previous = None
+    for layer in layers:
+        name = layer["config"].get("name")
+        if layer.get("class_name") == "InputLayer":
+            previous = name
+            continue
+        nodes = layer.get("inbound_nodes")
+        try:
+            (node,) = nodes  # type: ignore[misc]
+            (arg,) = node["args"]
+            source = arg["config"]["keras_history"][0]
+        except (TypeError, ValueError, KeyError, IndexError):
+            source = None
+        if previous is None or source != previous:
+            raise UnsupportedLayerError(f"{where}: the functional model is not a simple chain at layer {name!r} "
+                                        f"({layer.get('class_name')}); symnet reads one input through one chain of "
+                                        "layers")
+        previous = name
+    outputs = body.get("output_layers")
+    if isinstance(outputs, list) and outputs and not isinstance(outputs[0], list):
+        outputs = [outputs]
+    if not (isinstance(outputs, list) and len(outputs) == 1 and outputs[0][:1] == [previous]):
+        raise UnsupportedLayerError(f"{where}: the functional model's output is not its last layer {previous!r}")
+
+
+def _config_step(layer: dict[str, Any], where: str, trust: bool) -> _Step:
+    kind = layer.get("class_name")
+    config = layer["config"]
+    name = str(config.get("name"))
+    here = f"{where}: layer {name!r} ({kind})"
+    module = str(layer.get("module") or "keras.layers")
+    if kind not in _SUPPORTED or not module.startswith("keras"):
+        raise UnsupportedLayerError(f"{here} is not supported; symnet reads {', '.join(_SUPPORTED)} layers")
+    if kind in _IDENTITY_LAYERS:
+        return _Step(name, kind, None, _activations.activation("linear"))
+    if kind == "Dense":
+        if config.get("lora_rank") or config.get("quantization_config"):
+            raise UnsupportedLayerError(f"{here} is quantized or has LoRA weights; merge them into a plain Dense layer")
+        units = config.get("units")
+        if not isinstance(units, int) or units < 1:
+            raise FileFormatError(f"{here}: units is {units!r}")
+        return _Step(name, kind, -1, _deferred(_config_activation, config.get("activation"), here, trust), units=units,
+                     use_bias=bool(config.get("use_bias", True)))
+    if kind == "Activation":
+        return _Step(name, kind, None, _deferred(_config_activation, config.get("activation"), here, trust))
+    return _Step(name, kind, None, _deferred(_layer_activation, kind, config, here))
+
+
+def _config_activation(spec: Any, where: str, trust: bool) -> Activation | _Pending:
+    if spec is None or isinstance(spec, str):
+        return _builtin(spec, {}, where)
+    if isinstance(spec, dict):
+        if "value" in spec or spec.get("class_name") == "__lambda__":
+            if trust:
+                return _trusted_lambda(spec, where)
+            return _Pending("has a Python lambda activation, stored in the file as bytecode", code=True)
+        inner = spec.get("config")
+        if str(spec.get("module", "")).startswith("keras") and isinstance(inner, str):
+            return _builtin(inner, {}, where)
+        label = inner if isinstance(inner, str) else spec.get("class_name")
+        return _Pending(f"has the custom activation {label!r}, whose Python code is not in the file", code=False)
+    raise FileFormatError(f"{where}: cannot read activation {str(spec)[:80]!r}")
+
+
+def _trusted_lambda(spec: dict[str, Any], where: str) -> Activation | _Pending:
+    """Rebuild a lambda from the file's bytecode with Keras (this runs code from the file) and trace it."""
+    keras = _import_keras()
+    # Keras 3 saves a Dense lambda activation as its bare {"value": [...]} config, without the
+    # "__lambda__" tag its own loader needs; give the tag back
+    tagged = spec if spec.get("class_name") == "__lambda__" else {"class_name": "__lambda__", "config": spec}
+    try:
+        fn = keras.saving.deserialize_keras_object(tagged, safe_mode=False)
+    except Exception as exc:  # corrupt bytecode, another Python version: Keras raises many kinds
+        raise FileFormatError(f"{where}: Keras could not rebuild the lambda activation from its bytecode "
+                              f"({type(exc).__name__}: {exc}); give the activation as an expression instead") from None
+    try:
+        return _activations.get(fn)
+    except ActivationError as exc:
+        return _Pending(f"has a lambda activation that SymPy cannot trace ({exc})", code=False)
+
+
+def _read_weights(data: bytes, dense: list[_Step], path: Path) -> None:
+    import h5py
+
+    try:
+        h5 = h5py.File(io.BytesIO(data), "r")
+    except OSError as exc:
+        raise FileFormatError(f"{path}: model.weights.h5 is not a readable HDF5 file ({exc})") from None
+    with h5:
+        groups = dict(_vars_groups(h5, path))
+        for count, step in enumerate(dense):
+            named = [g for g, (layer_name, _) in groups.items() if layer_name == step.name]
+            # Keras names weight groups by class, in layer order (dense, dense_1, ...) and stores the
+            # layer's name as an attribute; files without the attribute are matched by position
+            key = named[0] if len(named) == 1 else "layers/dense" + (f"_{count}" if count else "")
+            if key not in groups:
+                raise FileFormatError(f"{path}: model.weights.h5 has no weights for {step.where()}")
+            arrays = groups[key][1]
+            units, use_bias = step.units, step.use_bias
+            if len(arrays) != (2 if use_bias else 1):
+                raise FileFormatError(f"{path}: {step.where()} has {len(arrays)} weight arrays in model.weights.h5; "
+                                      f"expected {'a kernel and a bias' if use_bias else 'a kernel'}")
+            kernel = _dataset(arrays[0], path, step, "kernel")
+            if kernel.ndim != 2 or kernel.shape[1] != units:
+                raise FileFormatError(f"{path}: {step.where()}: kernel has shape {kernel.shape} but the layer has "
+                                      f"{units} units: (fan_in, {units}) is needed")
+            step.kernel = kernel
+            step.bias = None
+            if use_bias:
+                bias = _dataset(arrays[1], path, step, "bias")
+                if bias.shape != (units,):
+                    raise FileFormatError(f"{path}: {step.where()}: bias has shape {bias.shape} but ({units},) is needed")
+                step.bias = bias
+
+
+def _vars_groups(h5: Any, path: Path) -> Iterator[tuple[str, tuple[str | None, list[Any]]]]:
+    import h5py
+
+    layers = h5.get("layers", getlink=False)
+    if not isinstance(layers, h5py.Group):
+        raise FileFormatError(f"{path}: model.weights.h5 has no 'layers' group")
+    for key in layers:
+        group = layers.get(key)
+        variables = group.get("vars") if isinstance(group, h5py.Group) else None
+        if not isinstance(variables, h5py.Group):
+            continue
+        name = variables.attrs.get("name")
+        items = sorted(variables.keys(), key=lambda k: int(k) if k.isdigit() else -1)
+        yield f"layers/{key}", (str(name) if name is not None else None,
+                                [(variables, k) for k in items])
+
+
+def _dataset(item: tuple[Any, str], path: Path, step: _Step, what: str) -> np.ndarray:
+    import h5py
+
+    group, key = item
+    link = group.get(key, getlink=True)
+    dataset = group.get(key)
+    if not isinstance(link, h5py.HardLink) or not isinstance(dataset, h5py.Dataset) \
+            or dataset.external or dataset.is_virtual:
+        raise FileFormatError(f"{path}: {step.where()}: the {what} is not a plain dataset inside the file")
+    if dataset.dtype.kind != "f":
+        raise FileFormatError(f"{path}: {step.where()}: the {what} has dtype {dataset.dtype}; expected floats")
+    array = np.asarray(dataset[()], dtype=np.float64)
+    bad = np.argwhere(~np.isfinite(array))
+    if bad.size:
+        index = tuple(int(i) for i in bad[0])
+        raise FileFormatError(f"{path}: {step.where()}: {what}{list(index)} is {array[index]}; weights must be finite")
+    return array

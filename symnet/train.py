@@ -1,0 +1,534 @@
+"""Training with exact gradients: values, input derivatives, or both.
+
+:func:`fit` minimises a loss over a network's weights with L-BFGS
+(:func:`scipy.optimize.minimize`, ``method="L-BFGS-B"``, ``jac=True``) or Adam, using exact
+compiled gradients:
+
+* value targets only: :func:`symnet.compile_loss` (reverse mode, one BLAS product per layer);
+* derivative targets (``dy``), or value targets with gaps (NaN): the exact gradient of the
+  loss on values and input Jacobians, :mod:`symnet._sobolev` (forward tangents, then reverse
+  accumulation through both streams).
+
+The loss, for ``loss="mse"``::
+
+    L = value_weight      * mean over given (n, k)    of (y_k(x_n) - y[n, k])**2
+      + derivative_weight * mean over given (n, k, i) of (dy_k/dx_i(x_n) - dy[n, k, i])**2
+
+where *given* means not NaN.  Networks are immutable: :func:`fit` returns a new one in a
+:class:`FitResult`.  docs/training.md has the details, and a note on scipy's BLAS threads,
+which on a busy machine can cost small networks more than their gradients.  The weights travel as one float64 vector, layer by layer, each ``W``
+row-major then ``b`` -- the order of ``net.params`` of the symbolic twin.
+
+>>> import numpy as np, symnet
+>>> X = np.linspace(-1, 1, 21)
+>>> start = symnet.Network.symbolic([1, 1], "linear")          # y = w x + b, weights to be drawn
+>>> result = fit(start, X, 3 * X - 1, seed=0)
+>>> print(result.net.expr.evalf(6))
+3.0*x0 - 1.0
+>>> result.converged, result.history.shape == (result.n_iterations + 1,), result.loss < 1e-15
+(True, True, True)
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import scipy.optimize
+import sympy
+
+from ._sobolev import SobolevLoss
+from .errors import InputError, ShapeError
+from .kernels import compile_loss
+from .kernels._loss import LOSSES
+from .network import Network
+
+__all__ = ["fit", "FitResult"]
+
+OPTIMIZERS = ("lbfgs", "adam")
+_DEFAULT_MAX_ITER = {"lbfgs": 1000, "adam": 10000}
+_DEFAULT_PATIENCE = {"lbfgs": 1, "adam": 100}
+_DEFAULT_PRINT_EVERY = 100
+
+Weights = list[tuple[np.ndarray, np.ndarray]]
+Callback = Callable[[int, float, Weights], Any]
+
+
+@dataclass(frozen=True, eq=False)
+class FitResult:
+    """What :func:`fit` returns.
+
+    Attributes:
+        net: the trained network (a new :class:`~symnet.Network`, numeric).
+        history: ``(n_iterations + 1,)``: the loss on all the data at the start and after
+            each iteration (an Adam epoch, or an L-BFGS iteration).
+        n_iterations: iterations done.
+        n_evaluations: loss-and-gradient evaluations (L-BFGS's line searches take several
+            per iteration; Adam with minibatches one per batch plus one per epoch).
+        converged: whether a convergence test stopped the run (``tol`` and ``patience``, or
+            L-BFGS-B's own tests), rather than ``max_iter``, a callback, or divergence.
+        message: why the run stopped, in words.
+        optimizer: ``"lbfgs"`` or ``"adam"``.
+        seconds: wall time of the run.
+    """
+
+    net: Network
+    history: np.ndarray
+    n_iterations: int
+    n_evaluations: int
+    converged: bool
+    message: str
+    optimizer: str
+    seconds: float = field(repr=False, default=0.0)
+
+    @property
+    def loss(self) -> float:
+        """The final loss, ``history[-1]``."""
+        return float(self.history[-1])
+
+    def __repr__(self) -> str:
+        state = "converged" if self.converged else "not converged"
+        return (f"FitResult(loss={self.loss:.6g} after {self.n_iterations} iterations of {self.optimizer}, "
+                f"{state}: {self.message}; net={self.net!r})")
+
+
+# --- weights as one vector ------------------------------------------------------------------
+
+
+def _shapes(net: Network) -> list[tuple[int, int]]:
+    return [(layer.fan_in, layer.fan_out) for layer in net.layers]
+
+
+def _pack(weights: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """Layer by layer, ``W`` row-major then ``b``: one float64 vector."""
+    return np.concatenate([part for W, b in weights for part in (np.ravel(W), np.ravel(b))]).astype(np.float64)
+
+
+def _unpack(theta: np.ndarray, shapes: Sequence[tuple[int, int]]) -> Weights:
+    """The inverse of :func:`_pack`: views ``(W (fan_in, fan_out), b (fan_out,))`` into ``theta``."""
+    weights, start = [], 0
+    for fan_in, fan_out in shapes:
+        W = theta[start:start + fan_in * fan_out].reshape(fan_in, fan_out)
+        start += fan_in * fan_out
+        weights.append((W, theta[start:start + fan_out]))
+        start += fan_out
+    return weights
+
+
+def _network(theta: np.ndarray, template: Network) -> Network:
+    Ws, bs = zip(*_unpack(theta, _shapes(template)))
+    return Network.from_weights(list(Ws), list(bs), template.activations,
+                                input_names=[s.name for s in template.inputs])
+
+
+def _start(net: Network, rng: np.random.Generator) -> np.ndarray:
+    """Numeric entries as they are; symbolic ones drawn Glorot-uniform (weights) or 0 (biases)."""
+    weights = []
+    for number, layer in enumerate(net.layers, start=1):
+        limit = math.sqrt(6.0 / (layer.fan_in + layer.fan_out))
+        parts = []
+        for matrix, draw in ((layer.weight, True), (layer.bias, False)):
+            values = np.empty(matrix.shape)
+            for (i, j), entry in np.ndenumerate(np.array(matrix.tolist(), dtype=object)):
+                if not entry.free_symbols:
+                    values[i, j] = float(entry)
+                elif isinstance(entry, sympy.Symbol):
+                    values[i, j] = rng.uniform(-limit, limit) if draw else 0.0
+                else:
+                    raise InputError(
+                        f"layer {number}: entry {entry} is an expression, not a single parameter; fit trains "
+                        "numeric networks or ones whose free entries are plain symbols (Network.symbolic)"
+                    )
+            parts.append(values)
+        weights.append((parts[0], parts[1].reshape(-1)))
+    return _pack(weights)
+
+
+# --- the data ---------------------------------------------------------------------------------
+
+
+def _number(value: Any, name: str, *, positive: bool = False, allow_zero: bool = True) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
+        raise InputError(f"{name} must be a finite number, not {value!r}")
+    value = float(value)
+    if (positive and value <= 0) or (not allow_zero and value == 0) or value < 0:
+        raise InputError(f"{name} must be {'> 0' if positive else '>= 0'}, not {value!r}")
+    return value
+
+
+def _count(value: Any, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise InputError(f"{name} must be an integer >= {minimum}, not {value!r}")
+    return int(value)
+
+
+def _array(values: Any, name: str) -> np.ndarray:
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ShapeError(f"{name} must be an array of numbers") from exc
+    if np.isinf(array).any():
+        raise InputError(f"{name} holds inf; give finite numbers (NaN marks a missing target)")
+    return array
+
+
+def _points(X: Any, d: int) -> np.ndarray:
+    points = _array(X, "X")
+    if points.ndim == 1 and d == 1:
+        points = points.reshape(-1, 1)
+    if points.ndim != 2 or points.shape[1] != d:
+        raise ShapeError(f"X has shape {points.shape} but the network takes {d} inputs: give (N, {d})")
+    if np.isnan(points).any():
+        raise InputError("X holds NaN; every point must be finite (NaN marks missing targets in y and dy only)")
+    if not len(points):
+        raise ShapeError("X has no points")
+    return points
+
+
+def _values(y: Any, n: int, m: int) -> np.ndarray:
+    values = _array(y, "y")
+    if values.ndim == 1 and m == 1:
+        values = values.reshape(-1, 1)
+    if values.shape != (n, m):
+        single = f"({n},) or " if m == 1 else ""
+        raise ShapeError(f"y has shape {values.shape} but {single}({n}, {m}) is needed: one row of {m} output "
+                         "value(s) per point of X, NaN where none is known")
+    return values
+
+
+def _slopes(dy: Any, n: int, m: int, d: int) -> np.ndarray:
+    slopes = _array(dy, "dy")
+    if slopes.ndim == 1 and m == 1 and d == 1:
+        slopes = slopes.reshape(-1, 1, 1)
+    elif slopes.ndim == 2 and m == 1:
+        slopes = slopes.reshape(slopes.shape[0], 1, -1)
+    if slopes.shape != (n, m, d):
+        single = f"({n}, {d}) or " if m == 1 else ""
+        raise ShapeError(f"dy has shape {np.shape(dy)} but {single}({n}, {m}, {d}) is needed: dy[n, k, i] is the "
+                         "target of dy_k/dx_i at point n, NaN where none is known")
+    return slopes
+
+
+class _ArrayLayer:
+    """A layer as :class:`symnet.LossKernel` reads it, backed by arrays (no SymPy round trip)."""
+
+    def __init__(self, W: np.ndarray, b: np.ndarray) -> None:
+        self._W, self._b = W, b
+
+    def weight_array(self) -> np.ndarray:
+        return self._W
+
+    def bias_array(self) -> np.ndarray:
+        return self._b
+
+
+class _ArrayNet:
+    """The weights of ``template``'s architecture, as :class:`symnet.LossKernel` reads a network."""
+
+    def __init__(self, template: Network, weights: Weights) -> None:
+        self.layer_sizes, self.n_inputs, self.n_outputs = template.layer_sizes, template.n_inputs, template.n_outputs
+        self.activations = template.activations
+        self.layers = [_ArrayLayer(W, b) for W, b in weights]
+
+
+class _Objective:
+    """``theta -> (loss, gradient)`` over all points or some rows; counts its evaluations."""
+
+    def __init__(self, net: Network, X: np.ndarray, Y: np.ndarray | None, DY: np.ndarray | None, loss: str,
+                 value_weight: float, derivative_weight: float) -> None:
+        self.net, self.shapes, self.n_evaluations = net, _shapes(net), 0
+        self.X, self.Y = X, Y
+        gaps = Y is not None and Y.dtype.kind == "f" and bool(np.isnan(Y).any())
+        self.value_weight = value_weight
+        if DY is None and not gaps:
+            self.kind = "compile_loss"
+            self._kernel = compile_loss(net, loss)
+        else:
+            if loss != "mse":
+                why = "derivative targets (dy)" if DY is not None else "missing (NaN) value targets"
+                raise InputError(f"{why} need loss='mse'; the {loss} loss takes complete value targets only")
+            for number, activation in enumerate(net.activations, start=1):
+                if not activation.elementwise:
+                    raise InputError(f"layer {number}: a {activation.name} layer is supported with complete value "
+                                     "targets only (no dy, no NaN in y)")
+            self.kind = "sobolev"
+            self._sobolev = SobolevLoss(net.activations, X, Y, DY, value_weight, derivative_weight)
+
+    def __call__(self, theta: np.ndarray, rows: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+        self.n_evaluations += 1
+        weights = _unpack(theta, self.shapes)
+        with np.errstate(all="ignore"):  # overflow gives an inf/nan loss, which ends the run with a message
+            if self.kind == "sobolev":
+                value, grads = self._sobolev(weights, rows)
+            else:
+                X, Y = (self.X, self.Y) if rows is None else (self.X[rows], self.Y[rows])  # type: ignore[index]
+                value, grads = self._kernel(X, Y, weights=_ArrayNet(self.net, weights))  # type: ignore[arg-type]
+                value, grads = self.value_weight * value, [(self.value_weight * dW, self.value_weight * db)
+                                                           for dW, db in grads]
+            return float(value), _pack(grads)
+
+
+# --- fit ----------------------------------------------------------------------------------------
+
+
+def fit(
+    net: Network,
+    X: Any,
+    y: Any = None,
+    *,
+    dy: Any = None,
+    loss: str = "mse",
+    value_weight: float = 1.0,
+    derivative_weight: float = 1.0,
+    optimizer: str = "lbfgs",
+    max_iter: int | None = None,
+    tol: float = 1e-12,
+    patience: int | None = None,
+    lr: float = 1e-3,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    eps: float = 1e-8,
+    batch_size: int | None = None,
+    options: Mapping[str, Any] | None = None,
+    seed: int | None = 0,
+    verbose: bool | int = False,
+    callback: Callback | None = None,
+) -> FitResult:
+    """Train ``net`` on values ``y`` and/or input derivatives ``dy`` at points ``X``, with exact gradients.
+
+    Args:
+        net: the starting network.  Numeric weights are the starting point; symbolic entries
+            (:meth:`Network.symbolic`) are drawn from ``seed``: weights Glorot-uniform
+            ``U(-sqrt(6 / (fan_in + fan_out)), +...)``, biases 0.  Every weight is trained.
+        X: points ``(N, d)``; ``(N,)`` for one-input nets.
+        y: value targets ``(N, m)``, ``(N,)`` for one output, NaN where a point has none
+            (``loss="mse"``); integer class labels ``(N,)`` for the cross entropies; or ``None``.
+        dy: derivative targets ``(N, m, d)``, ``dy[n, k, i]`` the target of ``dy_k/dx_i`` at
+            ``X[n]`` (``(N, d)`` for one output), NaN where a point has none; or ``None``.
+            A point may carry a value, some partial derivatives, or both.
+        loss: ``"mse"`` (the loss in the module docstring), or -- value targets only --
+            ``"cross_entropy"`` / ``"softmax_cross_entropy"`` as in :func:`symnet.param_grad`.
+        value_weight, derivative_weight: the weights of the two mean squared errors, ``>= 0``.
+        optimizer: ``"lbfgs"`` (:func:`scipy.optimize.minimize` with ``method="L-BFGS-B"``,
+            ``jac=True``; full batch) or ``"adam"``.
+        max_iter: at most this many iterations (L-BFGS iterations, or Adam epochs); default
+            1000 for L-BFGS, 10000 for Adam.
+        tol: an iteration *improves* when it lowers the best loss so far by more than
+            ``tol * |best|`` (relative, so tiny losses keep improving).
+        patience: early stop: the run ends, converged, after ``patience`` iterations in a row
+            without improvement; default ``None``: 1 for L-BFGS (whose iterations each lower
+            the loss), 100 for Adam (whose steps may overshoot).
+        lr, beta1, beta2, eps: Adam's step size and moment decay rates (Kingma & Ba's defaults).
+        batch_size: Adam only: minibatches of this many points, reshuffled every epoch from
+            ``seed``; ``None`` for full batches.
+        options: options for L-BFGS-B (``maxcor``, ``maxls``, ``maxfun``, ``ftol``, ``gtol``),
+            overriding symnet's ``ftol=0, gtol=0`` (scipy's tests off: ``tol`` decides) and
+            ``maxfun = 10 * max_iter``.
+        seed: seeds the random start of symbolic entries and the minibatch order (a
+            :func:`numpy.random.default_rng` seed); the default 0 makes runs repeatable.
+        verbose: ``True`` prints the loss every 100 iterations and a last line; an integer
+            ``k`` every ``k`` iterations.
+        callback: called after every iteration as ``callback(iteration, loss, weights)``
+            (``weights`` a list of ``(W, b)`` arrays, valid during the call); returning
+            ``True`` stops the run.
+
+    Returns:
+        A :class:`FitResult`: ``.net``, ``.history`` ``(n_iterations + 1,)``, ``.loss``,
+        ``.n_iterations``, ``.converged``, ``.message``.
+
+    >>> import numpy as np, symnet
+    >>> X = np.linspace(-2, 2, 9)
+    >>> start = symnet.Network.from_weights([[[0.5]], [[1.0]]], [[0.0], [0.0]], ["square", "linear"])
+    >>> result = fit(start, X, y=np.full(9, np.nan), dy=2 * X + 1)      # slopes only: y' = 2x + 1
+    >>> coefficients = symnet.coefficients(result.net)
+    >>> round(float(coefficients[2]), 6), round(float(coefficients[1]), 6)
+    (1.0, 1.0)
+    """
+    started = time.perf_counter()
+    if not isinstance(net, Network):
+        raise InputError(f"fit trains a symnet.Network, not {type(net).__name__}")
+    if optimizer not in OPTIMIZERS:
+        raise InputError(f"optimizer must be one of {OPTIMIZERS}, not {optimizer!r}")
+    if loss not in LOSSES:
+        raise InputError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
+    d, m = net.n_inputs, net.n_outputs
+    points = _points(X, d)
+    n = len(points)
+    if y is None and dy is None:
+        raise InputError("fit needs targets: values y, derivatives dy, or both")
+    if y is None:
+        values = None
+    elif loss != "mse" and np.asarray(y).dtype.kind in "iu":
+        values = np.asarray(y)  # class labels, checked by the loss kernel
+        if values.shape != (n,):
+            raise ShapeError(f"class labels y have shape {values.shape} but ({n},) is needed")
+    else:
+        values = _values(y, n, m)
+    slopes = None if dy is None else _slopes(dy, n, m, d)
+    value_weight = _number(value_weight, "value_weight")
+    derivative_weight = _number(derivative_weight, "derivative_weight")
+    given_values = 0 if values is None else int(values.size if values.dtype.kind in "iu" else (~np.isnan(values)).sum())
+    given_slopes = 0 if slopes is None else int((~np.isnan(slopes)).sum())
+    if given_values * value_weight + given_slopes * derivative_weight == 0:
+        raise InputError("every target is missing (NaN) or weighted 0: give some values y or derivatives dy")
+    if values is not None and loss != "mse" and values.dtype.kind == "f" and np.isnan(values).any():
+        raise InputError(f"y holds NaN; the {loss} loss needs a complete target per point (use loss='mse')")
+    max_iter = _DEFAULT_MAX_ITER[optimizer] if max_iter is None else _count(max_iter, "max_iter")
+    tol = _number(tol, "tol")
+    patience = _DEFAULT_PATIENCE[optimizer] if patience is None else _count(patience, "patience")
+    every = _print_every(verbose)
+    if batch_size is not None:
+        if optimizer != "adam":
+            raise InputError("batch_size is for optimizer='adam'; L-BFGS uses every point in each iteration")
+        batch_size = min(_count(batch_size, "batch_size"), n)
+    if options is not None and optimizer != "lbfgs":
+        raise InputError("options are L-BFGS-B options; for Adam use lr, beta1, beta2, eps")
+    rng = np.random.default_rng(seed)
+    theta = _start(net, rng)
+    objective = _Objective(net, points, values, slopes, loss, value_weight, derivative_weight)
+    monitor = _Monitor(objective.shapes, tol, patience, every, callback, optimizer)
+    if optimizer == "lbfgs":
+        theta, converged, message, iterations = _lbfgs(objective, theta, max_iter, options, monitor)
+    else:
+        theta, converged, message, iterations = _adam(objective, theta, max_iter, lr, beta1, beta2, eps,
+                                                      batch_size, rng, monitor)
+    history = np.array(monitor.history[:iterations + 1])
+    if every:
+        print(f"fit[{optimizer}]: {iterations} iterations, loss {history[-1]:.6e}; {message}", flush=True)
+    return FitResult(_network(theta, net), history, iterations, objective.n_evaluations, converged, message,
+                     optimizer, time.perf_counter() - started)
+
+
+def _print_every(verbose: bool | int) -> int:
+    if isinstance(verbose, bool):
+        return _DEFAULT_PRINT_EVERY if verbose else 0
+    return _count(verbose, "verbose", minimum=0)
+
+
+class _Stop(Exception):
+    """Raised inside the L-BFGS callback to end the run."""
+
+
+class _Monitor:
+    """History, progress printing, the callback and the early-stopping rule, shared by both optimizers."""
+
+    def __init__(self, shapes: list[tuple[int, int]], tol: float, patience: int, every: int,
+                 callback: Callback | None, optimizer: str) -> None:
+        self.shapes, self.tol, self.patience, self.every = shapes, tol, patience, every
+        self.callback, self.optimizer = callback, optimizer
+        self.history: list[float] = []
+        self.best, self.stale = math.inf, 0
+        self.reason: tuple[bool, str] | None = None  # (converged, message) when a stop was asked for
+
+    def start(self, loss: float) -> None:
+        self.history = [loss]
+        self.best = loss
+
+    def step(self, theta: np.ndarray, loss: float) -> bool:
+        """Record iteration ``len(history)``; ``True`` means stop."""
+        self.history.append(loss)
+        iteration = len(self.history) - 1
+        if self.every and iteration % self.every == 0:
+            print(f"fit[{self.optimizer}] iteration {iteration:6d}  loss {loss:.6e}", flush=True)
+        if not math.isfinite(loss):
+            self.reason = (False, f"the loss became {loss} at iteration {iteration} (diverged: lower lr); "
+                                  "the net holds the weights of the iteration before")
+            return True
+        if loss < self.best - self.tol * abs(self.best):
+            self.best, self.stale = loss, 0
+        else:
+            self.best, self.stale = min(self.best, loss), self.stale + 1
+        if self.callback is not None and self.callback(iteration, loss, _unpack(theta, self.shapes)) is True:
+            self.reason = (False, f"the callback asked to stop at iteration {iteration}")
+            return True
+        if self.stale >= self.patience:
+            times = "the last iteration" if self.patience == 1 else f"{self.patience} iterations in a row"
+            self.reason = (True, f"{times} lowered the loss by less than tol={self.tol:g} (relative)")
+            return True
+        return False
+
+
+def _lbfgs(objective: _Objective, theta: np.ndarray, max_iter: int, options: Mapping[str, Any] | None,
+           monitor: _Monitor) -> tuple[np.ndarray, bool, str, int]:
+    first = objective(theta)
+    if not math.isfinite(first[0]):
+        raise InputError(f"the loss is {first[0]} at the starting weights; start from other weights")
+    monitor.start(first[0])
+    cache = {theta.tobytes(): first}
+
+    def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
+        key = x.tobytes()
+        if key not in cache:  # scipy asks for the same point again at the start
+            cache.clear()
+            cache[key] = objective(x)
+        return cache[key]
+
+    stopped_at = {}
+
+    def step(intermediate_result: scipy.optimize.OptimizeResult) -> None:
+        # accepted iterates passed the line search's sufficient-decrease test: their loss is finite
+        if monitor.step(intermediate_result.x, float(intermediate_result.fun)):
+            stopped_at["theta"] = np.array(intermediate_result.x, dtype=np.float64)
+            raise StopIteration
+
+    settings = {"maxiter": max_iter, "maxfun": 10 * max_iter, "ftol": 0.0, "gtol": 0.0, **dict(options or {})}
+    result = scipy.optimize.minimize(fun, theta, method="L-BFGS-B", jac=True, callback=step, options=settings)
+    iterations = len(monitor.history) - 1
+    if monitor.reason is not None:
+        converged, message = monitor.reason
+        return stopped_at["theta"], converged, message, iterations
+    message, converged = str(result.message), bool(result.success)
+    if not converged and iterations >= max_iter:
+        message = f"max_iter={max_iter} iterations reached"
+    elif message.startswith("ABNORMAL"):  # no step along the search direction lowered the loss
+        message, converged = ("the line search found no lower loss: the loss is at its rounding level "
+                              f"(L-BFGS-B: {message.strip()})"), True
+    return np.asarray(result.x, dtype=np.float64), converged, message, iterations
+
+
+def _adam(objective: _Objective, theta: np.ndarray, max_iter: int, lr: float, beta1: float, beta2: float,
+          eps: float, batch_size: int | None, rng: np.random.Generator,
+          monitor: _Monitor) -> tuple[np.ndarray, bool, str, int]:
+    lr = _number(lr, "lr", positive=True)
+    eps = _number(eps, "eps", positive=True)
+    for name, beta in (("beta1", beta1), ("beta2", beta2)):
+        if _number(beta, name) >= 1:
+            raise InputError(f"{name} must lie in [0, 1), not {beta!r}")
+    n = len(objective.X)
+    first_moment, second_moment = np.zeros_like(theta), np.zeros_like(theta)
+    steps = 0
+    loss, gradient = objective(theta)
+    monitor.start(loss)
+    if not math.isfinite(loss):
+        raise InputError(f"the loss is {loss} at the starting weights; start from other weights")
+
+    def update(theta: np.ndarray, gradient: np.ndarray) -> np.ndarray:
+        nonlocal first_moment, second_moment, steps
+        steps += 1
+        first_moment = beta1 * first_moment + (1 - beta1) * gradient
+        second_moment = beta2 * second_moment + (1 - beta2) * gradient * gradient
+        corrected1 = first_moment / (1 - beta1 ** steps)
+        corrected2 = second_moment / (1 - beta2 ** steps)
+        return theta - lr * corrected1 / (np.sqrt(corrected2) + eps)
+
+    for epoch in range(1, max_iter + 1):
+        previous = theta
+        if batch_size is None:
+            theta = update(theta, gradient)
+        else:
+            order = rng.permutation(n)
+            for begin in range(0, n, batch_size):
+                _, batch_gradient = objective(theta, order[begin:begin + batch_size])
+                theta = update(theta, batch_gradient)
+        loss, gradient = objective(theta)
+        if monitor.step(theta, loss):
+            converged, message = monitor.reason  # type: ignore[misc]
+            if not math.isfinite(loss):
+                monitor.history.pop()
+                return previous, converged, message, epoch - 1
+            return theta, converged, message, epoch
+    return theta, False, f"max_iter={max_iter} epochs reached", max_iter

@@ -1,0 +1,350 @@
+"""Import from Keras 3 (torch backend): live models and .keras files, which are read without running their code.
+
+Keras 3 computes ``matmul`` of two float64 tensors in float32 (its dtype rules follow JAX's
+default, ``BIT64_TO_BIT32_DTYPE``), so ``model.predict`` is float32-accurate even for a
+float64 model.  The 1e-12 comparisons therefore use :func:`keras_forward`: the same layers
+with Keras's own activation functions, the affine maps done in float64 by torch; and
+``model.predict`` is checked against it to float32 accuracy.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Any, Iterator
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import symnet  # noqa: E402
+from symnet.io import (FileFormatError, UnsupportedLayerError, UntrustedCodeError, detect, from_keras,  # noqa: E402
+                       load_keras, read_network)
+from symnet.io.keras import KERAS_DEFAULTS  # noqa: E402
+
+# Keras 3.15's variables warn under numpy 2 whenever Keras itself turns them into arrays (predict, save)
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
+
+POINTS = np.random.default_rng(11).normal(size=(4, 3))
+STORY_003 = ([np.array([[-1.3284513]]), np.array([-1.328055]), np.array([[0.5667597]]), np.array([1.0003909])])
+
+
+@pytest.fixture(autouse=True, scope="module")
+def float64() -> Iterator[None]:
+    """Float64 Keras layers for this module only (the global dtype policy sticks unless reset too)."""
+    old = keras.config.floatx(), keras.config.dtype_policy()
+    keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")
+    yield
+    keras.config.set_floatx(old[0])
+    keras.config.set_dtype_policy(old[1])
+
+
+def keras_forward(model: Any, x: torch.Tensor) -> torch.Tensor:
+    """The model on points ``x`` (N, d) in float64: Keras's layers and activations, float64 affine maps."""
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind in ("InputLayer", "Dropout"):
+            continue
+        if kind == "Dense":
+            kernel, *bias = (w.value.detach().double() for w in layer.weights)
+            x = layer.activation(x @ kernel + (bias[0] if bias else 0.0))
+        else:
+            x = layer(x)
+    return x
+
+
+def assert_agrees(net: symnet.Network, model: Any, X: np.ndarray = POINTS) -> None:
+    result = symnet.compile(net, ("value", "jacobian", "hessian"), backend="numpy")(X)
+    np.testing.assert_allclose(result.value, model.predict(X, verbose=0), rtol=1e-5, atol=1e-6)  # float32 matmul
+    for p, x in enumerate(torch.tensor(X)):
+        def f(y: torch.Tensor) -> torch.Tensor:
+            return keras_forward(model, y[None, :])[0]
+
+        np.testing.assert_allclose(result.value[p], f(x).detach().numpy(), rtol=1e-12, atol=1e-12)
+        jacobian = torch.autograd.functional.jacobian(f, x).numpy()
+        np.testing.assert_allclose(result.jacobian[p], jacobian, rtol=1e-12, atol=1e-12)
+        hessian = torch.autograd.functional.jacobian(
+            lambda y: torch.autograd.functional.jacobian(f, y, create_graph=True), x).numpy()
+        np.testing.assert_allclose(result.hessian[p], hessian, rtol=1e-11, atol=1e-12)
+
+
+def save_quietly(model: Any, path: Path) -> Path:
+    """model.save, with Keras's warning about lambdas (it serialises their bytecode) expected."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*lambda", category=UserWarning)
+        model.save(path)
+    return path
+
+
+def story_003(activation: Any = lambda x: x**2) -> Any:
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, activation=activation), keras.layers.Dense(1)])
+    model.set_weights(STORY_003)
+    return model
+
+
+def test_keras_defaults_are_those_of_the_installed_keras() -> None:
+    for name, defaults in KERAS_DEFAULTS.items():
+        signature = inspect.signature(getattr(keras.activations, name)).parameters
+        assert {k: signature[k].default for k in defaults} == defaults
+    assert keras.layers.LeakyReLU().negative_slope == 0.3  # the layer's default differs: read from the config
+
+
+@pytest.mark.parametrize("activation, name", [
+    ("linear", "linear"), ("relu", "relu"), ("sigmoid", "sigmoid"), ("tanh", "tanh"), ("softplus", "softplus"),
+    ("silu", "silu"), ("swish", "silu"), ("gelu", "gelu"), ("elu", "elu(alpha=1.0)"),
+    ("leaky_relu", "leaky_relu(alpha=0.2)"), ("exponential", "exp"), (keras.activations.elu, "elu(alpha=1.0)"),
+    (None, "linear"),
+])
+def test_dense_activations_agree(activation: Any, name: str) -> None:
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, activation=activation), keras.layers.Dense(2)])
+    net = from_keras(model)
+    assert net.activations[0].name == name
+    assert_agrees(net, model)
+
+
+def test_activation_layers_and_a_softmax_output(tmp_path: Path) -> None:
+    keras.utils.set_random_seed(1)
+    layers = keras.layers
+    model = keras.Sequential([
+        keras.Input((3,)), layers.Dense(4), layers.LeakyReLU(negative_slope=0.1), layers.Dense(4),
+        layers.ReLU(negative_slope=0.05), layers.Dense(3, activation="tanh"), layers.Dropout(0.3), layers.Dense(3),
+        layers.ELU(alpha=0.7), layers.Dense(2), layers.Activation("softmax"),
+    ])
+    net = from_keras(model)
+    assert [a.name for a in net.activations] == ["leaky_relu(alpha=0.1)", "leaky_relu(alpha=0.05)", "tanh",
+                                                 "elu(alpha=0.7)", "softmax"]
+    assert_agrees(net, model)
+    assert load_keras(save_quietly(model, tmp_path / "layers.keras")) == net
+
+
+def test_a_functional_chain_equals_its_sequential_twin(tmp_path: Path) -> None:
+    keras.utils.set_random_seed(2)
+    inputs = keras.Input((3,))
+    hidden = keras.layers.Dense(4, activation="gelu", name="hidden")(inputs)
+    hidden = keras.layers.Activation("tanh")(hidden)  # folded into the layer before: tanh(gelu(z))
+    outputs = keras.layers.Dense(1, name="out")(hidden)
+    model = keras.Model(inputs, outputs)
+    net = from_keras(model)
+    assert str(net.activations[0].form) == "tanh(t*(erf(sqrt(2)*t/2) + 1)/2)"
+    assert_agrees(net, model)
+    assert load_keras(save_quietly(model, tmp_path / "functional.keras")) == net
+
+
+def test_story_003_lambda_activation_from_a_live_model() -> None:
+    net = from_keras(story_003())
+    assert {k: round(float(v), 7) for k, v in symnet.coefficients(net).items()} == \
+        {(2,): 1.0002078, (1,): 1.9998188, (0,): 2.000002}
+
+
+def test_story_003_from_a_keras_file(tmp_path: Path) -> None:
+    path = save_quietly(story_003(), tmp_path / "parabola.keras")
+    assert detect(path) == "keras"
+    with pytest.raises(UntrustedCodeError) as caught:
+        load_keras(path)
+    message = str(caught.value)
+    for part in ("parabola.keras: layer 'dense", "(Dense, Dense index 0) has a Python lambda activation",
+                 "symnet never runs code from a file", 'activations={0: "x**2"}', "--activation 0=x**2",
+                 "trust=True (--trust)"):
+        assert part in message
+    net = load_keras(path, activations={0: "x**2"})
+    assert net == from_keras(story_003())
+    assert read_network(path, activations={"0": "x**2"}) == net
+    assert {k: round(float(v), 7) for k, v in symnet.coefficients(net).items()} == \
+        {(2,): 1.0002078, (1,): 1.9998188, (0,): 2.000002}
+
+
+def test_a_lambda_in_a_file_never_runs_unless_trusted(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+
+    def trap(x: Any, marker: str = str(marker)) -> Any:  # a lambda's bytecode and defaults travel in the file
+        open(marker, "w").close()
+        return x**2
+
+    path = save_quietly(story_003(lambda x, m=str(marker): (open(m, "w").close(), x**2)[1]),
+                        tmp_path / "trap.keras")
+    marker.unlink(missing_ok=True)
+    with pytest.raises(UntrustedCodeError, match="lambda"):
+        load_keras(path)
+    assert read_network(path, activations={0: "x**2"}) == from_keras(story_003())
+    assert not marker.exists()
+    trusted = load_keras(path, trust=True)  # rebuilds the lambda from bytecode and traces it: runs it
+    assert marker.exists()
+    assert trusted == from_keras(story_003())
+    assert trap  # (the named twin above documents what the lambda does)
+
+
+def test_a_custom_function_is_traced_live_and_overridden_from_a_file(tmp_path: Path) -> None:
+    def cube(x: Any) -> Any:
+        return x**3
+
+    model = story_003(cube)
+    assert str(from_keras(model).activations[0].form) == "t**3"
+    path = save_quietly(model, tmp_path / "cube.keras")
+    with pytest.raises(UntrustedCodeError, match=r"custom activation 'cube', whose Python code is not in the file"):
+        load_keras(path)
+    with pytest.raises(UntrustedCodeError) as caught:
+        load_keras(path, trust=True)  # trust cannot help: the code is not there
+    assert "trust" not in str(caught.value)
+    assert load_keras(path, activations={model.layers[0].name: "x**3"}) == from_keras(model)
+
+
+def test_an_untraceable_callable_needs_an_expression() -> None:
+    model = story_003(lambda x: keras.ops.square(x))
+    with pytest.raises(symnet.ActivationError, match=r"layer 'dense.*cannot be traced by SymPy.*"
+                                                     r"from_keras\(model, activations=\{0: \"x\*\*2\"\}\)"):
+        from_keras(model)
+    net = from_keras(model, activations={0: "x**2"})
+    assert_agrees(net, model, POINTS[:, :1])
+
+
+def test_an_unknown_keras_activation_is_named_and_can_be_replaced(tmp_path: Path) -> None:
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(2, activation="relu6"), keras.layers.Dense(1)])
+    with pytest.raises(UnsupportedLayerError, match=r"layer 'dense.*Keras activation 'relu6' has no symnet equiv"):
+        from_keras(model)
+    path = save_quietly(model, tmp_path / "relu6.keras")
+    with pytest.raises(UnsupportedLayerError, match=r"relu6\.keras: layer 'dense.*'relu6'"):
+        load_keras(path)
+    net = load_keras(path, activations={0: "Min(Max(0, x), 6)"})
+    assert_agrees(net, model, POINTS[:, :1] * 5)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda L: [L.Dense(2), L.BatchNormalization()], r"layer 'batch_normalization.*' \(BatchNormalization\) is not "
+                                                     r"supported"),
+    (lambda L: [L.Dense(2), L.ReLU(max_value=6.0)], r"relu with max_value=6.0 and threshold=0.0 is not supported"),
+    (lambda L: [L.Activation("tanh"), L.Dense(2)], r"layer 'activation.*' \(Activation\) comes before any Dense"),
+    (lambda L: [L.Dense(2, activation="softmax"), L.Activation("tanh")], r"tanh after softmax cannot be written"),
+    (lambda L: [L.Dense(2), L.Softmax(axis=0)], r"Softmax over axis 0 is not supported"),
+])
+def test_unsupported_layers_are_named(make: Any, message: str, tmp_path: Path) -> None:
+    model = keras.Sequential([keras.Input((2,)), *make(keras.layers)])
+    with pytest.raises(UnsupportedLayerError, match=message):
+        from_keras(model)
+    with pytest.raises(UnsupportedLayerError, match=message):
+        load_keras(save_quietly(model, tmp_path / "m.keras"))
+
+
+def test_models_that_are_not_chains(tmp_path: Path) -> None:
+    inputs = keras.Input((2,))
+    hidden = keras.layers.Dense(2)(inputs)
+    model = keras.Model(inputs, keras.layers.Add()([hidden, keras.layers.Dense(2)(hidden)]))
+    with pytest.raises(UnsupportedLayerError, match=r"not a simple chain: layer 'add' \(Add\) does not take"):
+        from_keras(model)
+    with pytest.raises(UnsupportedLayerError, match=r"not a simple chain at layer 'add' \(Add\)"):
+        load_keras(save_quietly(model, tmp_path / "skip.keras"))
+
+    first, second = keras.Input((1,)), keras.Input((1,))
+    two = keras.Model([first, second], keras.layers.Concatenate()([first, second]))
+    with pytest.raises(UnsupportedLayerError, match=r"has 2 inputs and 1 outputs"):
+        from_keras(two)
+
+    class Custom(keras.Model):
+        def call(self, x: Any) -> Any:
+            return x
+
+    with pytest.raises(UnsupportedLayerError, match=r"is a subclassed Custom, whose call\(\) symnet cannot read"):
+        from_keras(Custom())
+    with pytest.raises(UnsupportedLayerError, match=r"is not built: give it a keras.Input"):
+        from_keras(keras.Sequential([keras.layers.Dense(1)]))
+    with pytest.raises(UnsupportedLayerError, match=r"from_keras needs a keras.Model .*, not Dense"):
+        from_keras(keras.layers.Dense(1))
+
+
+def test_override_errors_name_the_layer() -> None:
+    model = story_003()
+    with pytest.raises(symnet.ActivationError, match=r"activation for layer 'nope': no such layer; give a layer "
+                                                     r"name \(dense.*\) or a 0-based index"):
+        from_keras(model, activations={"nope": "x"})
+    with pytest.raises(symnet.ActivationError, match=r"activation for layer 5: there are 2 Dense layers"):
+        from_keras(model, activations={5: "x"})
+    with pytest.raises(symnet.ActivationError, match=r"Dense index 0\): expression \"x\^2\": unexpected character"):
+        from_keras(model, activations={0: "x^2"})
+
+
+# --- damaged .keras files ------------------------------------------------------------------------------
+
+
+def rewrite(path: Path, target: Path, change_config: Any = None, weights: bytes | None = None) -> Path:
+    """A copy of a .keras archive with its config or weights changed."""
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(target, "w") as out:
+        for name in source.namelist():
+            data = source.read(name)
+            if name == "config.json" and change_config is not None:
+                config = json.loads(data)
+                change_config(config)
+                data = json.dumps(config).encode()
+            if name == "model.weights.h5" and weights is not None:
+                data = weights
+            out.writestr(name, data)
+    return target
+
+
+@pytest.fixture(scope="module")
+def small_keras(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3, activation="tanh"), keras.layers.Dense(1)])
+    return save_quietly(model, tmp_path_factory.mktemp("keras") / "small.keras")
+
+
+def test_nan_weights_are_refused(tmp_path: Path) -> None:
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.set_weights([np.array([[np.nan]]), np.zeros(1)])
+    with pytest.raises(FileFormatError, match=r"nan\.keras: layer 'dense.*kernel\[0, 0\] is nan; weights must be"):
+        load_keras(save_quietly(model, tmp_path / "nan.keras"))
+
+
+def test_weights_that_do_not_fit_the_config(small_keras: Path, tmp_path: Path) -> None:
+    def more_units(config: dict) -> None:
+        config["config"]["layers"][1]["config"]["units"] = 5
+
+    with pytest.raises(FileFormatError, match=r"units\.keras: layer 'dense.*kernel has shape \(2, 3\) but the layer "
+                                              r"has 5 units"):
+        load_keras(rewrite(small_keras, tmp_path / "units.keras", more_units))
+
+    def no_bias(config: dict) -> None:
+        config["config"]["layers"][1]["config"]["use_bias"] = False
+
+    with pytest.raises(FileFormatError, match=r"has 2 weight arrays in model.weights.h5; expected a kernel"):
+        load_keras(rewrite(small_keras, tmp_path / "bias.keras", no_bias))
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda p: p.write_bytes(p.read_bytes()[:300]), r"not a \.keras archive, or a truncated one"),
+    (lambda p: p.write_text("hello"), r"not a \.keras archive"),
+])
+def test_damaged_archives(small_keras: Path, tmp_path: Path, damage: Any, message: str) -> None:
+    path = tmp_path / "damaged.keras"
+    path.write_bytes(small_keras.read_bytes())
+    damage(path)
+    with pytest.raises(FileFormatError, match=r"damaged\.keras: " + message):
+        load_keras(path)
+
+
+def test_archive_parts_missing_or_garbled(small_keras: Path, tmp_path: Path) -> None:
+    with pytest.raises(FileFormatError, match=r"weights\.keras: model.weights.h5 is not a readable HDF5 file"):
+        load_keras(rewrite(small_keras, tmp_path / "weights.keras", weights=b"not hdf5"))
+    target = tmp_path / "noconfig.keras"
+    with zipfile.ZipFile(target, "w") as out:
+        out.writestr("model.weights.h5", b"")
+    with pytest.raises(FileFormatError, match=r"noconfig\.keras: not a \.keras archive \(no config.json\)"):
+        load_keras(target)
+
+    def garble(config: dict) -> None:
+        config["class_name"] = "MyModel"
+
+    with pytest.raises(UnsupportedLayerError, match=r"the model is a 'MyModel'; symnet reads Sequential"):
+        load_keras(rewrite(small_keras, tmp_path / "custom.keras", garble))
+
+
+def test_options_that_do_not_apply(small_keras: Path) -> None:
+    with pytest.raises(FileFormatError, match="a .keras file stores its architecture"):
+        read_network(small_keras, layer_activations=["tanh", "linear"])
