@@ -15,7 +15,7 @@ Matrix([[(1 - sigmoid(x0))**2*sigmoid(x0) - (1 - sigmoid(x0))*sigmoid(x0)**2]])
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import sympy

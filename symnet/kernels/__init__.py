@@ -43,7 +43,7 @@ from ..program import MultiIndex, build, closure
 from . import _cache
 from ._codegen import Output, generate
 from ._layered import LayeredPlan, supports
-from ._loss import LOSSES, LossKernel
+from ._loss import LossKernel
 
 __all__ = ["compile", "compile_loss", "Kernel", "KernelResult", "LossKernel", "NumbaUnavailableWarning", "stats"]
 
