@@ -213,28 +213,6 @@ def _slopes(dy: Any, n: int, m: int, d: int) -> np.ndarray:
     return slopes
 
 
-class _ArrayLayer:
-    """A layer as :class:`symnet.LossKernel` reads it, backed by arrays (no SymPy round trip)."""
-
-    def __init__(self, W: np.ndarray, b: np.ndarray) -> None:
-        self._W, self._b = W, b
-
-    def weight_array(self) -> np.ndarray:
-        return self._W
-
-    def bias_array(self) -> np.ndarray:
-        return self._b
-
-
-class _ArrayNet:
-    """The weights of ``template``'s architecture, as :class:`symnet.LossKernel` reads a network."""
-
-    def __init__(self, template: Network, weights: Weights) -> None:
-        self.layer_sizes, self.n_inputs, self.n_outputs = template.layer_sizes, template.n_inputs, template.n_outputs
-        self.activations = template.activations
-        self.layers = [_ArrayLayer(W, b) for W, b in weights]
-
-
 class _Objective:
     """``theta -> (loss, gradient)`` over all points or some rows; counts its evaluations."""
 
@@ -266,7 +244,7 @@ class _Objective:
                 value, grads = self._sobolev(weights, rows)
             else:
                 X, Y = (self.X, self.Y) if rows is None else (self.X[rows], self.Y[rows])  # type: ignore[index]
-                value, grads = self._kernel(X, Y, weights=_ArrayNet(self.net, weights))  # type: ignore[arg-type]
+                value, grads = self._kernel(X, Y, weights=weights)
                 value, grads = self.value_weight * value, [(self.value_weight * dW, self.value_weight * db)
                                                            for dW, db in grads]
             return float(value), _pack(grads)

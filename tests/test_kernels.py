@@ -303,3 +303,19 @@ def test_loss_kernel_seed_004_and_errors():
     with pytest.raises(symnet.ShapeError, match="Y has shape"):
         symnet.compile_loss(random_network(np.random.default_rng(0), [2, 1], ["linear"]), "mse")(np.zeros((3, 2)),
                                                                                                   np.zeros((2, 1)))
+
+
+def test_loss_kernel_takes_weight_arrays():
+    rng = np.random.default_rng(12)
+    net = random_network(rng, [2, 3, 1], ["tanh", "linear"])
+    other = random_network(rng, [2, 3, 1], ["tanh", "linear"])
+    X, Y = rng.normal(size=(5, 2)), rng.normal(size=(5, 1))
+    kernel = symnet.compile_loss(net, "mse")
+    arrays = [(la.weight_array(), la.bias_array()) for la in other.layers]
+    by_arrays, by_net = kernel(X, Y, weights=arrays), kernel(X, Y, weights=other)
+    assert by_arrays[0] == by_net[0]
+    for (a, b), (c, e) in zip(by_arrays[1], by_net[1]):
+        np.testing.assert_array_equal(a, c)
+        np.testing.assert_array_equal(b, e)
+    with pytest.raises(symnet.ShapeError, match=r"layer 2: W \(2, 1\) and b \(1,\) given, \(3, 1\)"):
+        kernel(X, Y, weights=[arrays[0], (np.zeros((2, 1)), np.zeros(1))])

@@ -13,7 +13,7 @@ calls the same kernel with new weights every step.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -32,8 +32,9 @@ class LossKernel:
     """``kernel(X, Y) -> (loss, [(dW, db), ...])`` for one architecture and loss.
 
     Args of the call: ``X`` ``(N, d)``; ``Y`` ``(N, m)`` targets (or ``(N,)`` for one output;
-    integer class labels ``(N,)`` for the cross entropies); optional ``weights=`` a network of
-    the same architecture whose weights to use (default: the one compiled).
+    integer class labels ``(N,)`` for the cross entropies); optional ``weights=``: a network of
+    the same architecture, or a list of ``(W, b)`` arrays per layer, whose weights to use
+    (default: the network compiled).
     Returns the mean loss (a float) and per layer ``dW`` ``(fan_in, fan_out)`` and ``db``
     ``(fan_out,)``, in float64, matching :func:`symnet.param_grad`.
     """
@@ -59,16 +60,23 @@ class LossKernel:
             self._passes.append(module.apply)
             self.slots = max(self.slots, module.SLOTS)
 
-    def __call__(self, X: Any, Y: Any, weights: Network | None = None) -> tuple[float, list[tuple[np.ndarray, np.ndarray]]]:
-        net = weights or self.net
-        if weights is not None and weights.layer_sizes != self.net.layer_sizes:
-            raise ShapeError(f"weights has layer sizes {weights.layer_sizes}, the kernel {self.net.layer_sizes}")
+    def __call__(self, X: Any, Y: Any, weights: Network | Sequence[tuple[Any, Any]] | None = None
+                 ) -> tuple[float, list[tuple[np.ndarray, np.ndarray]]]:
+        net = self.net
+        if weights is None:
+            Ws = [layer.weight_array() for layer in net.layers]
+            bs = [layer.bias_array() for layer in net.layers]
+        elif isinstance(weights, Network):
+            if weights.layer_sizes != net.layer_sizes:
+                raise ShapeError(f"weights has layer sizes {weights.layer_sizes}, the kernel {net.layer_sizes}")
+            Ws = [layer.weight_array() for layer in weights.layers]
+            bs = [layer.bias_array() for layer in weights.layers]
+        else:  # (W, b) arrays per layer: no SymPy round trip, for training loops
+            Ws, bs = _arrays(weights, net)
         X = np.ascontiguousarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != net.n_inputs:
             raise ShapeError(f"X has shape {X.shape} but the network takes {net.n_inputs} inputs: give (N, {net.n_inputs})")
         targets = _targets(Y, X.shape[0], net.n_outputs, self.loss)
-        Ws = [layer.weight_array() for layer in net.layers]
-        bs = [layer.bias_array() for layer in net.layers]
         activations, slopes = [X], []
         with np.errstate(all="ignore"):  # saturation gives inf/0 here as in the closed form
             for W, b, apply, activation in zip(Ws, bs, self._passes, net.activations):
@@ -97,6 +105,21 @@ class LossKernel:
     def _merged(self) -> bool:
         """Softmax with cross entropy: delta is already dloss/dZ."""
         return not self.net.activations[-1].elementwise
+
+
+def _arrays(weights: Sequence[tuple[Any, Any]], net: Network) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    pairs = list(weights)
+    if len(pairs) != len(net.layers):
+        raise ShapeError(f"weights has {len(pairs)} (W, b) pairs but the network has {len(net.layers)} layers")
+    Ws, bs = [], []
+    for number, ((W, b), layer) in enumerate(zip(pairs, net.layers), start=1):
+        W, b = np.asarray(W, dtype=np.float64), np.asarray(b, dtype=np.float64).reshape(-1)
+        if W.shape != (layer.fan_in, layer.fan_out) or b.shape != (layer.fan_out,):
+            raise ShapeError(f"layer {number}: W {W.shape} and b {b.shape} given, "
+                             f"({layer.fan_in}, {layer.fan_out}) and ({layer.fan_out},) needed")
+        Ws.append(W)
+        bs.append(b)
+    return Ws, bs
 
 
 def _targets(Y: Any, n: int, m: int, loss: str) -> np.ndarray:
