@@ -25,7 +25,7 @@ from .kinks import KinkReport, kinks
 from .train import FitResult, fit
 from .kernels import Kernel, KernelResult, LossKernel, compile, compile_loss
 from .network import Dense, Network
-from .printing import latex, pretty, simplify
+from .printing import formula, latex, pretty, simplify
 from .program import Program
 from . import io
 from .io import from_keras, from_torch, load
@@ -60,6 +60,7 @@ __all__ = [
     "diff",
     "finite_differences",
     "fit",
+    "formula",
     "finite_differences_params",
     "from_keras",
     "from_torch",

@@ -20,7 +20,7 @@ import sympy
 
 from .functions import sigmoid
 
-__all__ = ["simplify", "pretty", "latex"]
+__all__ = ["formula", "simplify", "pretty", "latex"]
 
 
 def _reciprocal_logistic(expr: sympy.Basic) -> bool:
@@ -105,3 +105,47 @@ def pretty(obj: Any) -> str:
 def latex(obj: Any) -> str:
     """A network's closed form, or any expression, as LaTeX (``sigmoid`` prints as ``\\sigma``)."""
     return sympy.latex(_shown(obj), full_prec=False)
+
+
+_TEX_NAMES = {"sigmoid": r"\sigma", "tanh": r"\tanh", "softplus": r"\operatorname{softplus}", "sin": r"\sin",
+              "cos": r"\cos", "exp": r"\exp"}
+
+
+def _tex_activation(activation: Any) -> str:
+    return _TEX_NAMES.get(activation.name, r"\operatorname{%s}" % activation.name.split("(")[0].replace("_", r"\_"))
+
+
+def formula(net: Any, what: str = "jacobian") -> str:
+    """The layer-wise closed form in matrix notation, as LaTeX (column vectors, ``z_l = W_l^T a_{l-1} + b_l``).
+
+    ``what="value"`` gives the forward pass, ``"jacobian"`` the chain rule
+    ``J = diag(f_L'(z_L)) W_L^T ... diag(f_1'(z_1)) W_1^T`` (a linear layer contributes
+    ``W^T`` alone; a softmax layer its Jacobian ``diag(p) - p p^T``).
+
+    >>> from symnet import Network
+    >>> net = Network.symbolic([2, 3, 3, 1], ["tanh", "sigmoid", "linear"])
+    >>> print(formula(net, "jacobian"))
+    J = W_{3}^{T} \\operatorname{diag}\\left(\\sigma'(z_{2})\\right) W_{2}^{T} \\operatorname{diag}\\left(\\tanh'(z_{1})\\right) W_{1}^{T}
+    >>> print(formula(net, "value"))
+    y = W_{3}^{T} \\sigma\\left(W_{2}^{T} \\tanh\\left(W_{1}^{T} x + b_{1}\\right) + b_{2}\\right) + b_{3}
+    """
+    from .errors import InputError
+
+    if what == "value":
+        inner = "x"
+        for number, layer in enumerate(net.layers, start=1):
+            inner = f"W_{{{number}}}^{{T}} {inner} + b_{{{number}}}"
+            if layer.activation.name != "linear":
+                inner = f"{_tex_activation(layer.activation)}\\left({inner}\\right)"
+        return f"y = {inner}"
+    if what == "jacobian":
+        factors = []
+        for number, layer in enumerate(net.layers, start=1):
+            name = layer.activation.name
+            factors.append(f"W_{{{number}}}^{{T}}")
+            if name == "softmax":
+                factors.append(f"\\left(\\operatorname{{diag}}(p_{{{number}}}) - p_{{{number}}} p_{{{number}}}^{{T}}\\right)")
+            elif name != "linear":
+                factors.append(f"\\operatorname{{diag}}\\left({_tex_activation(layer.activation)}'(z_{{{number}}})\\right)")
+        return "J = " + " ".join(reversed(factors))
+    raise InputError(f"formula knows 'value' and 'jacobian', not {what!r}; exact Hessians: symnet.hessian(net)")

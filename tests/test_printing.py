@@ -31,3 +31,12 @@ def test_pretty_and_latex():
     assert "0.5667597" in text and "0.566759700000000" not in text
     assert symnet.latex(Network.symbolic([1, 1], "sigmoid")).startswith("\\sigma\\left(")
     assert symnet.latex(np.float64(1.5) * sympy.Symbol("x")) == "1.5 x"
+
+
+def test_formula_in_matrix_notation():
+    net = Network.symbolic([2, 3, 2], ["relu", "softmax"])
+    assert symnet.formula(net) == ("J = \\left(\\operatorname{diag}(p_{2}) - p_{2} p_{2}^{T}\\right) W_{2}^{T} "
+                                   "\\operatorname{diag}\\left(\\operatorname{relu}'(z_{1})\\right) W_{1}^{T}")
+    import pytest
+    with pytest.raises(symnet.InputError, match="formula knows 'value' and 'jacobian'"):
+        symnet.formula(net, "hessian")
