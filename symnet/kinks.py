@@ -32,7 +32,6 @@ from functools import lru_cache
 from typing import Any, NamedTuple
 
 import numpy as np
-import scipy.optimize
 import sympy
 
 from .activations import T, Activation
@@ -389,6 +388,8 @@ def _solve_bracketing(net: Network, number: int, kink_values: tuple[float, ...],
                 return float(_preactivation(net, number, np.array([x]))[0][0, neuron] - kink)
 
             a, b = float(grid[piece, step]), float(grid[piece, step + 1])
+            import scipy.optimize  # lazily: most reports never bracket a root
+
             root = scipy.optimize.brentq(residual, a, b, xtol=1e-15 * max(1.0, abs(a), abs(b)), rtol=4 * _EPS)
             found.append(Crossing(float(root), number, int(neuron), float(kink)))
     return _dedupe(found)

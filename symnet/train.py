@@ -38,7 +38,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
-import scipy.optimize
 import sympy
 
 from ._sobolev import SobolevLoss
@@ -447,11 +446,13 @@ def _lbfgs(objective: _Objective, theta: np.ndarray, max_iter: int, options: Map
 
     stopped_at = {}
 
-    def step(intermediate_result: scipy.optimize.OptimizeResult) -> None:
+    def step(intermediate_result: Any) -> None:  # a scipy.optimize.OptimizeResult
         # accepted iterates passed the line search's sufficient-decrease test: their loss is finite
         if monitor.step(intermediate_result.x, float(intermediate_result.fun)):
             stopped_at["theta"] = np.array(intermediate_result.x, dtype=np.float64)
             raise StopIteration
+
+    import scipy.optimize  # here, not at import time: it costs 0.15 s of `import symnet`
 
     settings = {"maxiter": max_iter, "maxfun": 10 * max_iter, "ftol": 0.0, "gtol": 0.0, **dict(options or {})}
     result = scipy.optimize.minimize(fun, theta, method="L-BFGS-B", jac=True, callback=step, options=settings)

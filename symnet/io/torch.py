@@ -145,7 +145,7 @@ def load_torch(
     path = Path(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
+    except pickle.UnpicklingError:
         raise UntrustedCodeError(
             f"{path}: holds Python objects (a pickled module?) that PyTorch's weights-only loader refuses; symnet "
             "never unpickles. Save the weights alone: torch.save(module.state_dict(), path)"

@@ -18,6 +18,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..activations import T, Activation
+from ..derivatives import LOSSES
 from ..errors import InputError, ShapeError
 from ..network import Network
 from . import _cache
@@ -25,7 +26,6 @@ from ._layered import derivatives_source
 
 __all__ = ["LossKernel", "LOSSES"]
 
-LOSSES = ("mse", "cross_entropy", "softmax_cross_entropy")
 
 
 class LossKernel:
