@@ -9,6 +9,9 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+import subprocess
+import sys
+import tempfile
 import time
 from typing import Callable
 
@@ -98,6 +101,29 @@ def memory_bandwidth(megabytes: int = 256, repeats: int = 5) -> float:
     dst = np.empty_like(src)
     seconds = best_time(lambda: np.copyto(dst, src), repeats)
     return 2.0 * src.nbytes / seconds / 1e9
+
+
+_NUMBA_PROBE = """
+import time, numpy
+start = time.perf_counter()
+import numba
+imported = time.perf_counter()
+from trivial import f
+f(numpy.zeros(1))
+print(imported - start, time.perf_counter() - imported)
+"""
+
+
+def numba_cache_floor() -> tuple[float, float]:
+    """Seconds a fresh interpreter needs to import numba and to run a trivial ``@njit(cache=True)``
+    function from numba's disk cache: the floor under any disk-cache hit of a numba kernel."""
+    with tempfile.TemporaryDirectory(prefix="symnet-numba-floor-") as folder:
+        with open(os.path.join(folder, "trivial.py"), "w") as module:
+            module.write("import numba\n\n@numba.njit(cache=True)\ndef f(x):\n    return x[0] + 1.0\n")
+        runs = [subprocess.run([sys.executable, "-c", _NUMBA_PROBE], cwd=folder, capture_output=True, text=True,
+                               check=True).stdout.split() for _ in range(4)]
+    imports, calls = zip(*[(float(a), float(b)) for a, b in runs[1:]])  # the first run fills the cache
+    return sorted(imports)[1], sorted(calls)[1]
 
 
 def describe(gflops: dict[int, float], bandwidth: float, threads: dict[str, str]) -> list[str]:

@@ -243,6 +243,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ["SYMNET_CACHE_DIR"] = cache  # the symnet compile probes start from an empty cache
     try:
         limits = Limits({w: machine.matmul_gflops(w) for w in MATMUL_WIDTHS}, machine.memory_bandwidth())
+        floor = machine.numba_cache_floor()
         header = [
             "# symnet benchmark: value and derivatives of dense nets at N points",
             "",
@@ -251,6 +252,8 @@ def main(argv: list[str] | None = None) -> None:
             f"- date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
             f"- command: `{shlex.join([os.path.relpath(sys.executable), *sys.argv])}`",
             *machine.describe(limits.gflops, limits.bandwidth, THREADS),
+            "- numba's own floor under a disk-cache hit, fresh interpreter (median of 3): import numba "
+            f"{floor[0]:.3f} s + first call of a trivial cached @njit function {floor[1]:.3f} s",
             "- eval s: median of the timed calls after one warm-up call, numpy arrays in and out; "
             "set-up s: what happens once per net and batch shape (compile, trace, differentiate)",
             "- time / symnet: this row's eval time over symnet's (above 1: slower than symnet); "

@@ -44,6 +44,7 @@ from . import _cache
 from ._codegen import Output, generate
 from ._layered import LayeredPlan, supports
 from ._loss import LossKernel
+from ._pool import OutputPool
 
 __all__ = ["compile", "compile_loss", "Kernel", "KernelResult", "LossKernel", "NumbaUnavailableWarning", "stats"]
 
@@ -217,18 +218,22 @@ class Kernel:
     _chunk: int = field(repr=False)
     _plan: LayeredPlan | None = field(default=None, repr=False)
     _partials: dict[str, MultiIndex] = field(default_factory=dict, repr=False)
+    _pool: OutputPool = field(default_factory=OutputPool, repr=False)
 
     def __call__(self, X: Any, out: KernelResult | None = None) -> KernelResult:
         """Evaluate at the points ``X``; ``out`` (an earlier result of the same shapes) is filled in place.
 
-        Reusing ``out`` saves allocating -- and the operating system zero-filling -- fresh
-        result arrays, which for small networks costs more than the arithmetic.
+        Without ``out``, result memory comes from the kernel's pool: arrays of an earlier call
+        that the caller no longer holds are reused, arrays still held are never touched
+        (:mod:`symnet.kernels._pool`; ``kernel.release_memory()`` frees the pool).  Fresh
+        memory costs a page fault per page on first write, which for small networks costs
+        more than the arithmetic.
         """
         net = self.net
         d, m = net.n_inputs, net.n_outputs
         points, single = _as_points(X, d, self.dtype)
         n = points.shape[0]
-        arrays = {name: np.empty(_shape(name, n, m, d), dtype=self.dtype) for name in self._outputs} \
+        arrays = self._pool.arrays({name: _shape(name, n, m, d) for name in self._outputs}, self.dtype) \
             if out is None else _reuse(out, self._outputs, n, m, d, self.dtype, single)
         if n:
             if self._plan is not None:
@@ -251,6 +256,10 @@ class Kernel:
         else:
             self._fn(points, *self._weights, *arrays.values())
 
+    def release_memory(self) -> None:
+        """Give back the result memory kept for reuse (arrays callers still hold stay valid)."""
+        self._pool.clear()
+
     def with_weights(self, net: Network) -> Kernel:
         """The same compiled kernel evaluating another network of the same architecture."""
         if _architecture(net) != _architecture(self.net):
@@ -259,7 +268,7 @@ class Kernel:
             )
         return Kernel(net, self.derivatives, self.backend, self.dtype, self.parallel, self.source, self.strategy,
                       self.loaded_from_disk, 0.0, self._fn, _weight_arrays(net, self.dtype), self._outputs, self._chunk,
-                      self._plan, self._partials)
+                      self._plan, self._partials, self._pool)
 
     def __repr__(self) -> str:
         return (f"Kernel({self.net!r}, derivatives={self.derivatives}, backend={self.backend!r}, "
