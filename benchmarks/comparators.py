@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -233,6 +234,29 @@ def jax_autodiff(net: RefNet, X: np.ndarray, settings: Settings) -> Prepared:
     return _jax_batched(net, X, point)
 
 
+def jax_plain_hessian(net: RefNet, X: np.ndarray, settings: Settings) -> Prepared:
+    """JAX as issue 3 states it: ``jit(vmap)`` of ``f``, ``grad(f)`` and ``hessian(f)`` per point.
+
+    XLA shares what it can between the three, but ``hessian`` (``jacfwd(jacrev)``) reruns the
+    forward pass; :func:`jax_autodiff` is the faster formulation, both are in the table.
+    """
+    if net.task != HESSIAN:
+        raise Unavailable("Hessian task only (the Laplacian rows use trace(hessian) already)")
+    jax, f = _jax_net(net)
+    return _jax_batched(net, X, lambda x: (f(x), jax.grad(f)(x), jax.hessian(f)(x)))
+
+
+def jet_for_pytorch(net: RefNet, X: np.ndarray, settings: Settings) -> Prepared:
+    """jet-for-pytorch (collapsed Taylor mode), where it can be installed: it requires Python >= 3.12."""
+    if net.task != LAPLACIAN:
+        raise Unavailable("Laplacian only")
+    if sys.version_info < (3, 12):
+        raise Unavailable(f"cannot be installed here: jet-for-pytorch requires Python >= 3.12, this run uses "
+                          f"Python {platform.python_version()}")
+    raise Unavailable("no adapter yet: its research-prototype API changed between 0.0.1 and 1.0.0 and could "
+                      "not be tested on this project's Python 3.11 machine")
+
+
 def folx_laplacian(net: RefNet, X: np.ndarray, settings: Settings) -> Prepared:
     """folx's forward Laplacian (dense: ``sparsity_threshold=0``), mapped like :func:`jax_autodiff`."""
     if net.task != LAPLACIAN:
@@ -436,7 +460,9 @@ COMPARATORS: tuple[Comparator, ...] = (
     Comparator("symnet.compile(backend='numba')", symnet_kernel),
     Comparator("numpy forward mode (hand-written)", numpy_forward_mode),
     Comparator("JAX jit(vmap) of jacfwd(value_and_grad) / trace(hessian)", jax_autodiff),
+    Comparator("JAX jit(vmap) of grad + hessian (issue 3's formulation)", jax_plain_hessian, (HESSIAN,)),
     Comparator("folx forward Laplacian (JAX)", folx_laplacian, (LAPLACIAN,)),
+    Comparator("jet-for-pytorch collapsed Taylor mode", jet_for_pytorch, (LAPLACIAN,)),
     Comparator("PyTorch torch.func vmap", torch_func),
     Comparator("CasADi SX hessian, Function.map(thread)", casadi_sx),
     Comparator("SymPy diff + lambdify (numpy)", sympy_plain),

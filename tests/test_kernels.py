@@ -169,7 +169,8 @@ def test_nan_propagates_to_its_point_only(backend, strategy):
 
 @pytest.mark.parametrize("backend, strategy", CASES)
 def test_saturation(backend, strategy):
-    for act, z in [("tanh", 500.0), ("softplus", 800.0), ("sigmoid", 800.0)]:
+    for act, z in [("tanh", 500.0), ("softplus", 800.0), ("sigmoid", 800.0), ("softplus", np.inf),
+                   ("sigmoid", np.inf), ("silu", 800.0)]:
         net = symnet.Network.from_weights([[[1.0]], [[1.0]]], [[0.0], [0.0]], [act, "linear"])
         result = symnet.compile(net, backend=backend, strategy=strategy)(np.array([[z], [-z]]))
         fn = symnet.activations.get(act)

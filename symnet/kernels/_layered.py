@@ -35,11 +35,6 @@ from ._codegen import _ArrayPrinter, _ScalarPrinter
 
 __all__ = ["LayeredPlan", "supports"]
 
-#: The numba-fused pass unrolls every stream into one loop body; past this many streams it
-#: stops vectorising and the numpy pass is faster (measured per stream-element: 0.9 ns fused
-#: vs 3.6 ns numpy at 6 streams (T4), 7 ns vs 6 ns at 10 (T5), 24 ns vs 1.7 ns at 34 (L3)).
-FUSED_MAX_STREAMS = 6
-
 #: Bytes of stacked streams a chunk of points may use (two ping-pong buffers).
 MEMORY_BUDGET = 64 * 2**20
 
@@ -184,13 +179,13 @@ _TRANSCENDENTAL = tuple(_UFUNCS) + (softplus,)
 
 
 def _fused_source(activation: Activation, n_tan: int, pairs: list[tuple[int, int]], laplacian: bool,
-                  parallel: bool, cache: bool, header: str) -> str:
+                  cache: bool, header: str) -> str:
     """``apply(Z, TAN, SEC, LAP, pi, pk, s)``: transcendental functions by numpy, the rest fused in numba.
 
     numpy's SIMD ``tanh``/``exp``/``erf`` fill scratch arrays ``U`` (numba's scalar libm calls
-    are 5-15x slower); then one numba loop over points and units -- straight-line in the
-    streams, which are unrolled for this request so LLVM vectorises over units -- forms
-    ``f, f', f''`` by arithmetic and updates value, tangents, Hessian pairs and Laplacian.
+    are 5-15x slower); then one numba loop over points forms ``f, f', f''`` of a point's units
+    by arithmetic and updates its value, tangents, Hessian pairs and Laplacian, one vectorised
+    loop over the units per stream (the streams are unrolled for this request).
     """
     z = sympy.Symbol("z", real=True)
     exprs = [activation.derivative(k).xreplace({T: z}) for k in range(3)]
@@ -198,38 +193,73 @@ def _fused_source(activation: Activation, n_tan: int, pairs: list[tuple[int, int
     emitter = _Emitter({z: "Z"})
     calls: dict[sympy.Expr, sympy.Symbol] = {}
     slot_of: dict[sympy.Symbol, int] = {}
+    scalars: list[tuple[sympy.Symbol, sympy.Expr]] = []  # computed per element in the numba loop
+
+    def numpy_slot(lines: Callable[[str], list[str]]) -> sympy.Symbol:
+        out = emitter.new()
+        u = sympy.Symbol(f"u{len(slot_of) + len(scalars)}", real=True)
+        emitter.names[u] = out
+        slot_of[u] = emitter.slots - 1
+        emitter.lines.extend(lines(out))
+        return u
+
+    decays: dict[sympy.Expr, sympy.Symbol] = {}
+    logs: dict[sympy.Expr, sympy.Symbol] = {}
+
+    def decay(arg: sympy.Expr) -> sympy.Symbol:
+        """``exp(-|arg|)`` by numpy's SIMD exp: sigmoid and softplus from it never overflow."""
+        if arg not in decays:
+            name = emitter.value(arg)
+            decays[arg] = numpy_slot(lambda out: [f"numpy.abs({name}, out={out})", f"numpy.negative({out}, out={out})",
+                                                  f"numpy.exp({out}, out={out})"])
+        return decays[arg]
 
     def hoist(expr: sympy.Expr) -> sympy.Expr:
         for node in sorted(expr.atoms(sympy.Function), key=sympy.count_ops):
-            if node.func in _TRANSCENDENTAL and node not in calls:
-                inner = node.xreplace(calls)
-                arg = emitter.value(inner.args[0])
-                out = emitter.new()
-                u = sympy.Symbol(f"u{len(calls)}", real=True)
-                emitter.names[u] = out
-                slot_of[u] = emitter.slots - 1
-                calls[node] = u
-                if node.func is softplus:
-                    emitter.lines.append(f"numpy.logaddexp(0.0, {arg}, out={out})")
-                else:
-                    emitter.lines.append(f"{_UFUNCS[node.func]}({arg}, out={out})")
+            if node.func not in _TRANSCENDENTAL or node in calls:
+                continue
+            arg = node.args[0].xreplace(calls)
+            # sigmoid and softplus by numpy's exp and log1p and arithmetic: numpy's logaddexp
+            # and scipy's expit ran at 21 and 5.5 ns per element here, exp at 0.8, log1p at 1.2
+            if node.func is sigmoid:
+                e = decay(arg)
+                u = sympy.Symbol(f"u{len(slot_of) + len(scalars)}", real=True)
+                scalars.append((u, sympy.Piecewise((1 / (1 + e), arg >= 0), (e / (1 + e), True))))
+            elif node.func is softplus:
+                e = decay(arg)
+                if arg not in logs:
+                    logs[arg] = numpy_slot(lambda out, name=emitter.names[e]: [f"numpy.log1p({name}, out={out})"])
+                u = sympy.Symbol(f"u{len(slot_of) + len(scalars)}", real=True)
+                scalars.append((u, sympy.Max(arg, 0) + logs[arg]))
+            else:
+                name = emitter.value(arg)
+                u = numpy_slot(lambda out, name=name, func=node.func: [f"{_UFUNCS[func]}({name}, out={out})"])
+            calls[node] = u
         return expr.xreplace(calls)
 
     f0, f1, f2 = (hoist(e) for e in exprs)
-    names = {z: "z", **{u: u.name for u in calls.values()}}
+    names = {z: "z", **{u: u.name for u in slot_of}, **{u: u.name for u, _ in scalars}}
     printer = _ScalarPrinter(names)
-    loop = "numba.prange" if parallel else "range"
-    body = ["z = Z[p, j]"] + [f"{u.name} = U[{slot_of[u]}, p, j]" for u in calls.values()]
-    body += [f"f1 = {printer.doprint(f1)}", f"f2 = {printer.doprint(f2)}"]
+    # One short loop over the units per stream: each touches two or three rows, so LLVM
+    # vectorises it whatever the number of streams (one loop body holding every stream
+    # stopped vectorising past 6 streams: 7 ns per stream-element at 10, 24 ns at 34).
+    rows = ["z = Z[p, j]"] + [f"{u.name} = U[{slot}, p, j]" for u, slot in slot_of.items()]
+    rows += [f"{u.name} = {printer.doprint(value)}" for u, value in scalars]
+    rows += [f"F1[j] = {printer.doprint(f1)}", f"F2[j] = {printer.doprint(f2)}", f"Z[p, j] = {printer.doprint(f0)}"]
+    loops = [("for j in range(H):", rows)]
     for q, (i, k) in enumerate(pairs):
-        body.append(f"SEC[{q}, p, j] = f1 * SEC[{q}, p, j] + f2 * TAN[{i}, p, j] * TAN[{k}, p, j]")
+        loops.append(("for j in range(H):",
+                      [f"SEC[{q}, p, j] = F1[j] * SEC[{q}, p, j] + F2[j] * TAN[{i}, p, j] * TAN[{k}, p, j]"]))
     if laplacian:
-        square_sum = " + ".join(f"TAN[{i}, p, j] * TAN[{i}, p, j]" for i in range(n_tan)) or "0.0"
-        body.append(f"LAP[0, p, j] = f1 * LAP[0, p, j] + f2 * ({square_sum})")
-    body += [f"TAN[{i}, p, j] = f1 * TAN[{i}, p, j]" for i in range(n_tan)]
-    body.append(f"Z[p, j] = {printer.doprint(f0)}")
+        loops.append(("for j in range(H):", ["ACC[j] = 0.0"]))
+        for i in range(n_tan):
+            loops.append(("for j in range(H):", [f"ACC[j] += TAN[{i}, p, j] * TAN[{i}, p, j]"]))
+        loops.append(("for j in range(H):", ["LAP[0, p, j] = F1[j] * LAP[0, p, j] + F2[j] * ACC[j]"]))
+    for i in range(n_tan):
+        loops.append(("for j in range(H):", [f"TAN[{i}, p, j] *= F1[j]"]))
+    fused_body = "\n".join(f"        {head}\n" + "\n".join(f"            {line}" for line in body)
+                           for head, body in loops)
     numpy_part = "\n".join(f"    {line}" for line in emitter.lines) or "    pass"
-    fused_body = "\n".join(f"            {line}" for line in body)
     return f'''"""{header}"""
 import math
 
@@ -240,10 +270,13 @@ import scipy.special
 SLOTS = {max(1, emitter.slots)}
 
 
-@numba.njit(parallel={parallel}, cache={cache}, nogil=True, error_model="numpy")
+@numba.njit(cache={cache}, nogil=True, error_model="numpy")
 def fused(Z, U, TAN, SEC, LAP):
-    for p in {loop}(Z.shape[0]):
-        for j in range(Z.shape[1]):
+    H = Z.shape[1]
+    F1 = numpy.empty(H, Z.dtype)
+    F2 = numpy.empty(H, Z.dtype)
+    ACC = numpy.empty(H, Z.dtype)
+    for p in range(Z.shape[0]):
 {fused_body}
 
 
@@ -284,10 +317,10 @@ class LayeredPlan:
                 self.passes.append(None)
                 continue
             header = f"Generated by symnet: the {activation.name} pass."
-            if backend == "numba" and self.streams <= FUSED_MAX_STREAMS:
+            if backend == "numba":
                 # serial: numba's OpenMP threads spin after a parallel loop and then fight
                 # BLAS's threads for the cores (measured 0.66 s serial vs 0.82 s parallel on T5)
-                source = _fused_source(activation, self.n_tan, self.pairs, self.laplacian, False, cache, header)
+                source = _fused_source(activation, self.n_tan, self.pairs, self.laplacian, cache, header)
             else:
                 source = _pass_source(activation, header)
             module, source, from_disk = _cache.load_or_write(_cache.key_of(source), source, lambda: source,
