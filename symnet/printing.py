@@ -122,12 +122,28 @@ def formula(net: Any, what: str = "jacobian") -> str:
     ``J = diag(f_L'(z_L)) W_L^T ... diag(f_1'(z_1)) W_1^T`` (a linear layer contributes
     ``W^T`` alone; a softmax layer its Jacobian ``diag(p) - p p^T``).
 
+    ``"hessian"`` and ``"laplacian"`` give the exact second derivatives of output ``y_k`` as
+    one term per nonlinear layer -- what the layered kernels compute in Taylor mode:
+
+        H_k = sum_l J_{z_l}^T diag(delta_l * f_l''(z_l)) J_{z_l},
+        Laplacian y_k = sum_l sum_j delta_{l,j} f_l''(z_{l,j}) |grad z_{l,j}|^2,
+
+    where ``J_{z_l} = dz_l/dx`` is the Jacobian chain up to layer ``l`` and
+    ``delta_l = dy_k/da_l`` flows back from ``delta_L = e_k`` through
+    ``delta_{l-1} = W_l diag(f_l'(z_l)) delta_l``: the lines after the first define them.
+
     >>> from symnet import Network
     >>> net = Network.symbolic([2, 3, 3, 1], ["tanh", "sigmoid", "linear"])
     >>> print(formula(net, "jacobian"))
     J = W_{3}^{T} \\operatorname{diag}\\left(\\sigma'(z_{2})\\right) W_{2}^{T} \\operatorname{diag}\\left(\\tanh'(z_{1})\\right) W_{1}^{T}
     >>> print(formula(net, "value"))
     y = W_{3}^{T} \\sigma\\left(W_{2}^{T} \\tanh\\left(W_{1}^{T} x + b_{1}\\right) + b_{2}\\right) + b_{3}
+    >>> print(formula(net, "hessian"))
+    H = J_{z_{1}}^{T} \\operatorname{diag}\\left(\\delta_{1} \\odot \\tanh''(z_{1})\\right) J_{z_{1}} + J_{z_{2}}^{T} \\operatorname{diag}\\left(\\delta_{2} \\odot \\sigma''(z_{2})\\right) J_{z_{2}}
+    J_{z_{1}} = W_{1}^{T}
+    J_{z_{2}} = W_{2}^{T} \\operatorname{diag}\\left(\\tanh'(z_{1})\\right) W_{1}^{T}
+    \\delta_{2} = W_{3}
+    \\delta_{1} = W_{2} \\operatorname{diag}\\left(\\sigma'(z_{2})\\right) \\delta_{2}
     """
     from .errors import InputError
 
@@ -139,13 +155,65 @@ def formula(net: Any, what: str = "jacobian") -> str:
                 inner = f"{_tex_activation(layer.activation)}\\left({inner}\\right)"
         return f"y = {inner}"
     if what == "jacobian":
-        factors = []
-        for number, layer in enumerate(net.layers, start=1):
-            name = layer.activation.name
-            factors.append(f"W_{{{number}}}^{{T}}")
-            if name == "softmax":
-                factors.append(f"\\left(\\operatorname{{diag}}(p_{{{number}}}) - p_{{{number}}} p_{{{number}}}^{{T}}\\right)")
-            elif name != "linear":
-                factors.append(f"\\operatorname{{diag}}\\left({_tex_activation(layer.activation)}'(z_{{{number}}})\\right)")
-        return "J = " + " ".join(reversed(factors))
-    raise InputError(f"formula knows 'value' and 'jacobian', not {what!r}; exact Hessians: symnet.hessian(net)")
+        return "J = " + _chain(net.layers)
+    if what in ("hessian", "laplacian"):
+        return _second_order(net, what)
+    raise InputError(f"formula knows 'value', 'jacobian', 'hessian' and 'laplacian', not {what!r}")
+
+
+def _slope(layer: Any, number: int) -> str | None:
+    """The factor a layer's activation puts in a Jacobian chain (``None`` for linear)."""
+    name = layer.activation.name
+    if name == "softmax":
+        return f"\\left(\\operatorname{{diag}}(p_{{{number}}}) - p_{{{number}}} p_{{{number}}}^{{T}}\\right)"
+    if name == "linear":
+        return None
+    return f"\\operatorname{{diag}}\\left({_tex_activation(layer.activation)}'(z_{{{number}}})\\right)"
+
+
+def _chain(layers: Any, last_slope: bool = True) -> str:
+    """``f_L' W_L^T ... f_1' W_1^T`` over ``layers`` (without the last slope if ``last_slope`` is false)."""
+    factors = []
+    for number, layer in enumerate(layers, start=1):
+        factors.append(f"W_{{{number}}}^{{T}}")
+        slope = _slope(layer, number)
+        if slope and (last_slope or number < len(layers)):
+            factors.append(slope)
+    return " ".join(reversed(factors))
+
+
+def _second_order(net: Any, what: str) -> str:
+    from .errors import InputError
+
+    layers = net.layers
+    for number, layer in enumerate(layers, start=1):
+        if not layer.activation.elementwise:
+            raise InputError(f"formula(net, {what!r}): layer {number}'s {layer.activation.name} is not elementwise; "
+                             "the exact second derivatives are symnet.hessian(net) and symnet.laplacian(net)")
+    curved = [n for n, layer in enumerate(layers, start=1) if layer.activation.name != "linear"]
+    output = "y" if net.n_outputs == 1 else "y_{k}"
+    if not curved:
+        return ("H" if what == "hessian" else f"\\Delta {output}") + " = 0"
+    terms = []
+    for n in curved:
+        second = f"{_tex_activation(layers[n - 1].activation)}''(z_{{{n}}})"
+        if what == "hessian":
+            terms.append(f"J_{{z_{{{n}}}}}^{{T}} \\operatorname{{diag}}\\left(\\delta_{{{n}}} \\odot {second}\\right) "
+                         f"J_{{z_{{{n}}}}}")
+        else:
+            terms.append(f"\\sum_{{j}} \\left(\\delta_{{{n}}} \\odot {second}\\right)_{{j}} "
+                         f"\\left\\lVert \\nabla z_{{{n},j}} \\right\\rVert^{{2}}")
+    head = ("H" if net.n_outputs == 1 else "H_{k}") if what == "hessian" else f"\\Delta {output}"
+    lines = [f"{head} = " + " + ".join(terms)]
+    lines += [f"J_{{z_{{{n}}}}} = " + _chain(layers[:n], last_slope=False) for n in curved]
+    if what == "laplacian":
+        lines.append(f"\\nabla z_{{l,j}}^{{T}} = \\text{{row }} j \\text{{ of }} J_{{z_{{l}}}}")
+    L = len(layers)
+    if L in curved:
+        lines.append(f"\\delta_{{{L}}} = " + ("e_{k}" if net.n_outputs > 1 else "1"))
+    for n in range(L - 1, min(curved) - 1, -1):  # delta_n = dy/da_n, back from the output
+        factors = [f"W_{{{n + 1}}}", _slope(layers[n], n + 1)]
+        factors.append(f"\\delta_{{{n + 1}}}" if n + 1 < L or L in curved else
+                       ("e_{k}" if net.n_outputs > 1 else None))
+        lines.append(f"\\delta_{{{n}}} = " + " ".join(f for f in factors if f))
+    return "\n".join(lines)
