@@ -320,3 +320,40 @@ def test_loss_kernel_takes_weight_arrays():
         np.testing.assert_array_equal(b, e)
     with pytest.raises(symnet.ShapeError, match=r"layer 2: W \(2, 1\) and b \(1,\) given, \(3, 1\)"):
         kernel(X, Y, weights=[arrays[0], (np.zeros((2, 1)), np.zeros(1))])
+
+
+@pytest.mark.parametrize("backend, strategy", CASES)
+def test_progress_reports_every_piece_and_changes_nothing(backend, strategy, capsys):
+    net = random_network(np.random.default_rng(4), [2, 3, 1], ["tanh", "linear"])
+    kernel = symnet.compile(net, backend=backend, strategy=strategy)
+    X = np.random.default_rng(1).normal(size=(150_000, 2))
+    seen = []
+    result = kernel(X, progress=lambda done, total: seen.append((done, total)))
+    assert seen and seen[-1] == (len(X), len(X))
+    assert [done for done, _ in seen] == sorted({done for done, _ in seen})  # strictly increasing
+    plain = kernel(X)
+    for name, array in plain.as_dict().items():
+        np.testing.assert_array_equal(result[name], array)
+    kernel(X[:10], progress=True)
+    assert "symnet: 100% of 10 points" in capsys.readouterr().err
+
+
+def test_layered_memory_is_the_results_plus_a_fixed_budget(monkeypatch):
+    """10^7 points of a 3-128-128-128-128-1 net: 1.04 GB of results plus at most MEMORY_BUDGET of buffers."""
+    import tracemalloc
+
+    from symnet.kernels import _layered
+
+    monkeypatch.setattr(_layered, "MEMORY_BUDGET", 4 * 2**20)
+    net = random_network(np.random.default_rng(5), [3, 97, 97, 1], ["softplus", "softplus", "linear"])
+    kernel = symnet.compile(net, backend="numpy", strategy="layered")  # an architecture no other test compiles
+    X = np.random.default_rng(2).normal(size=(40_000, 3))
+    results = X.shape[0] * (1 + 3 + 9) * 8
+    tracemalloc.start()
+    try:
+        kernel(X)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak <= results + _layered.MEMORY_BUDGET + 2**20, (peak, results)
+    assert peak >= results  # the measurement sees numpy's allocations at all

@@ -45,6 +45,7 @@ from ._codegen import Output, generate
 from ._layered import LayeredPlan, supports
 from ._loss import LossKernel
 from ._pool import OutputPool
+from ._progress import Progress, ProgressArg, pieces
 
 __all__ = ["compile", "compile_loss", "Kernel", "KernelResult", "LossKernel", "NumbaUnavailableWarning", "stats"]
 
@@ -220,8 +221,11 @@ class Kernel:
     _partials: dict[str, MultiIndex] = field(default_factory=dict, repr=False)
     _pool: OutputPool = field(default_factory=OutputPool, repr=False)
 
-    def __call__(self, X: Any, out: KernelResult | None = None) -> KernelResult:
+    def __call__(self, X: Any, out: KernelResult | None = None, progress: ProgressArg = False) -> KernelResult:
         """Evaluate at the points ``X``; ``out`` (an earlier result of the same shapes) is filled in place.
+
+        ``progress=True`` prints the share of points done (on stderr, updated twice a second);
+        ``progress=callback`` calls ``callback(done, total)`` after each piece of the batch.
 
         Without ``out``, result memory comes from the kernel's pool: arrays of an earlier call
         that the caller no longer holds are reused, arrays still held are never touched
@@ -235,16 +239,20 @@ class Kernel:
         n = points.shape[0]
         arrays = self._pool.arrays({name: _shape(name, n, m, d) for name in self._outputs}, self.dtype) \
             if out is None else _reuse(out, self._outputs, n, m, d, self.dtype, single)
-        if n:
-            if self._plan is not None:
-                self._plan.run(points, self._weights, arrays, self._partials)
-            elif self.backend == "numba":
-                self._run_numba(points, arrays)
-            else:
-                for start in range(0, n, self._chunk):
-                    stop = min(n, start + self._chunk)
-                    with np.errstate(all="ignore"):  # inf/nan are results here, as in the numba kernel
-                        self._fn(points[start:stop], *self._weights, *(a[start:stop] for a in arrays.values()))
+        report = Progress(n, progress)
+        if n and self._plan is not None:
+            self._plan.run(points, self._weights, arrays, self._partials, report if report.active else None)
+        elif n and self.backend == "numba":
+            # one call runs fastest; progress needs pieces (each ~1% of the batch, >= 65,536 points)
+            for start, stop in pieces(n) if report.active else [(0, n)]:
+                self._run_numba(points[start:stop], {k: a[start:stop] for k, a in arrays.items()})
+                report(stop)
+        elif n:
+            for start in range(0, n, self._chunk):
+                stop = min(n, start + self._chunk)
+                with np.errstate(all="ignore"):  # inf/nan are results here, as in the numba kernel
+                    self._fn(points[start:stop], *self._weights, *(a[start:stop] for a in arrays.values()))
+                report(stop)
         if single:
             arrays = {k: v[0] for k, v in arrays.items()}
         return KernelResult(arrays)

@@ -335,14 +335,19 @@ class LayeredPlan:
         return max(1, MEMORY_BUDGET // per_point)
 
     def run(self, X: np.ndarray, weights: tuple[np.ndarray, ...], arrays: dict[str, np.ndarray],
-            partials: dict[str, tuple[int, ...]]) -> None:
-        """Evaluate all points chunk by chunk (BLAS and the numba pass use every core)."""
+            partials: dict[str, tuple[int, ...]], report: Callable[[int], None] | None = None) -> None:
+        """Evaluate all points chunk by chunk (BLAS and the numba pass use every core).
+
+        ``report(done)`` is called after each chunk.
+        """
         n = X.shape[0]
         step = min(n, self.chunk_size())
         buffers = self._buffers(step)
         for start in range(0, n, step):
             stop = min(n, start + step)
             self._run_chunk(X[start:stop], weights, {k: v[start:stop] for k, v in arrays.items()}, partials, buffers)
+            if report is not None:
+                report(stop)
 
     def _buffers(self, step: int) -> tuple[np.ndarray, ...]:
         # fresh memory is expensive (the kernel zero-fills every new page): buffers are kept
