@@ -357,3 +357,41 @@ def test_layered_memory_is_the_results_plus_a_fixed_budget(monkeypatch):
         tracemalloc.stop()
     assert peak <= results + _layered.MEMORY_BUDGET + 2**20, (peak, results)
     assert peak >= results  # the measurement sees numpy's allocations at all
+
+
+@pytest.mark.parametrize("seed, sizes, acts", [
+    (0, [3, 5, 4, 1], ["tanh", "softplus", "linear"]),
+    (1, [5, 4, 2], ["sigmoid", "silu"]),
+    (2, [4, 6, 6, 1], ["relu", "elu", "tanh"]),
+    (3, [8, 7, 1], ["gelu", "linear"]),
+])
+def test_forward_over_reverse_agrees_with_the_expression_kernel(seed, sizes, acts):
+    net = random_network(np.random.default_rng(seed), sizes, acts)
+    request = ("value", "jacobian", "hessian", "laplacian", (0, 2), (1,))
+    layered = symnet.compile(net, request, strategy="layered")
+    assert layered.schedule == "forward-over-reverse"
+    X = np.random.default_rng(seed).normal(size=(300, sizes[0]))
+    got, want = layered(X), symnet.compile(net, request, backend="numpy", strategy="expression")(X)
+    for name, array in want.as_dict().items():
+        assert_close(got[name], array)
+    assert np.array_equal(got.hessian, got.hessian.transpose(0, 1, 3, 2))  # exactly symmetric
+
+
+def test_the_schedule_follows_the_stream_count():
+    wide = lambda d, m: random_network(np.random.default_rng(0), [d, 40, m], ["tanh", "linear"])  # noqa: E731
+    assert symnet.compile(wide(3, 1), "hessian").schedule == "forward-over-reverse"  # 8 streams, not 10
+    assert symnet.compile(wide(2, 1), "hessian").schedule == "forward"  # 6 either way
+    assert symnet.compile(wide(8, 1), "laplacian").schedule == "forward"  # forward Laplacian: 10 streams
+    assert symnet.compile(wide(3, 2), "hessian").schedule == "forward"  # 12 streams against 10
+    assert symnet.compile(wide(3, 1), "hessian", backend="numpy").schedule == "forward"
+    assert symnet.compile(wide(1, 1), "hessian", strategy="expression").schedule is None
+
+
+def test_forward_over_reverse_keeps_nan_to_its_point():
+    net = random_network(np.random.default_rng(6), [3, 30, 1], ["tanh", "linear"])
+    kernel = symnet.compile(net, "hessian", strategy="layered")
+    assert kernel.schedule == "forward-over-reverse"
+    X = np.random.default_rng(0).normal(size=(5, 3))
+    X[2, 1] = np.nan
+    hessian = kernel(X).hessian
+    assert np.isnan(hessian[2]).all() and np.isfinite(hessian[[0, 1, 3, 4]]).all()

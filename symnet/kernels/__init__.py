@@ -45,6 +45,7 @@ from ._codegen import Output, generate
 from ._layered import LayeredPlan, supports
 from ._loss import LossKernel
 from ._pool import OutputPool
+from ._reverse import ReversePlan, cheaper
 from ._progress import Progress, ProgressArg, pieces
 
 __all__ = ["compile", "compile_loss", "Kernel", "KernelResult", "LossKernel", "NumbaUnavailableWarning", "stats"]
@@ -217,7 +218,7 @@ class Kernel:
     _weights: tuple[np.ndarray, ...] = field(repr=False)
     _outputs: tuple[str, ...] = field(repr=False)
     _chunk: int = field(repr=False)
-    _plan: LayeredPlan | None = field(default=None, repr=False)
+    _plan: LayeredPlan | ReversePlan | None = field(default=None, repr=False)
     _partials: dict[str, MultiIndex] = field(default_factory=dict, repr=False)
     _pool: OutputPool = field(default_factory=OutputPool, repr=False)
 
@@ -263,6 +264,13 @@ class Kernel:
                 self._fn(points, *self._weights, *arrays.values())
         else:
             self._fn(points, *self._weights, *arrays.values())
+
+    @property
+    def schedule(self) -> str | None:
+        """How the layered strategy runs: ``"forward"`` (Taylor mode) or ``"forward-over-reverse"``
+        (full Hessians of nets with three or more inputs, where it needs fewer matrix products);
+        ``None`` for the expression strategy."""
+        return None if self._plan is None else self._plan.schedule
 
     def release_memory(self) -> None:
         """Give back the result memory kept for reuse (arrays callers still hold stay valid)."""
@@ -405,7 +413,9 @@ def compile(  # noqa: A001 - the public name the API promises
         reused = key in _MEMO
         if not reused:
             if strategy == "layered":
-                plan = LayeredPlan(net, request.words, request.partials, dtype, backend, parallel, use_disk)
+                plan = ReversePlan(net, request.words, request.partials, dtype, use_disk) \
+                    if backend == "numba" and cheaper(net, request.words, request.partials) else \
+                    LayeredPlan(net, request.words, request.partials, dtype, backend, parallel, use_disk)
                 _MEMO[key] = (plan, "\n\n".join(plan.sources), plan.loaded_from_disk)
             else:
                 twin = Network.symbolic(net.layer_sizes, net.activations)

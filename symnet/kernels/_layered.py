@@ -179,13 +179,15 @@ _TRANSCENDENTAL = tuple(_UFUNCS) + (softplus,)
 
 
 def _fused_source(activation: Activation, n_tan: int, pairs: list[tuple[int, int]], laplacian: bool,
-                  cache: bool, header: str) -> str:
+                  cache: bool, header: str, keep: bool = False) -> str:
     """``apply(Z, TAN, SEC, LAP, pi, pk, s)``: transcendental functions by numpy, the rest fused in numba.
 
     numpy's SIMD ``tanh``/``exp``/``erf`` fill scratch arrays ``U`` (numba's scalar libm calls
     are 5-15x slower); then one numba loop over points forms ``f, f', f''`` of a point's units
     by arithmetic and updates its value, tangents, Hessian pairs and Laplacian, one vectorised
-    loop over the units per stream (the streams are unrolled for this request).
+    loop over the units per stream (the streams are unrolled for this request).  With ``keep``,
+    ``apply`` takes two more arrays shaped like ``Z`` and leaves ``f'(Z)`` and ``f''(Z)`` in them
+    (the reverse sweep of :mod:`symnet.kernels._reverse` needs them).
     """
     z = sympy.Symbol("z", real=True)
     exprs = [activation.derivative(k).xreplace({T: z}) for k in range(3)]
@@ -260,6 +262,8 @@ def _fused_source(activation: Activation, n_tan: int, pairs: list[tuple[int, int
     fused_body = "\n".join(f"        {head}\n" + "\n".join(f"            {line}" for line in body)
                            for head, body in loops)
     numpy_part = "\n".join(f"    {line}" for line in emitter.lines) or "    pass"
+    kept = ", D1, D2" if keep else ""
+    rows = "        F1 = D1[p]\n        F2 = D2[p]\n" if keep else ""
     return f'''"""{header}"""
 import math
 
@@ -271,23 +275,49 @@ SLOTS = {max(1, emitter.slots)}
 
 
 @numba.njit(cache={cache}, nogil=True, error_model="numpy")
-def fused(Z, U, TAN, SEC, LAP):
+def fused(Z, U, TAN, SEC, LAP{kept}):
     H = Z.shape[1]
     F1 = numpy.empty(H, Z.dtype)
     F2 = numpy.empty(H, Z.dtype)
     ACC = numpy.empty(H, Z.dtype)
     for p in range(Z.shape[0]):
-{fused_body}
+{rows}{fused_body}
 
 
-def apply(Z, TAN, SEC, LAP, pi, pk, s):
+def apply(Z, TAN, SEC, LAP, pi, pk, s{kept}):
 {numpy_part}
-    fused(Z, s, TAN, SEC, LAP)
+    fused(Z, s, TAN, SEC, LAP{kept})
 '''
+
+
+def seeded(buffer: np.ndarray, X: np.ndarray, streams: int, tangents: int) -> np.ndarray:
+    """The input streams ``(streams, b, d)`` in ``buffer``: ``X``, then ``dx/dx_i = e_i``, then zeros.
+
+    Streams-major layout (streams, points, width): every stream is contiguous for the SIMD
+    ufuncs, and all streams still go through one matrix multiply per layer.
+    """
+    b, d = X.shape
+    current = buffer[: streams * b * d].reshape(streams, b, d)
+    current[0] = X
+    current[1:1 + tangents] = np.eye(d, dtype=buffer.dtype)[:tangents, None, :]
+    current[1 + tangents:] = 0
+    return current
+
+
+def affine(current: np.ndarray, W: np.ndarray, bias: np.ndarray, buffer: np.ndarray) -> np.ndarray:
+    """Every stream through ``z = a W`` in one matrix multiply into ``buffer``; the value gets ``+ b``."""
+    streams, b, _ = current.shape
+    h = W.shape[1]
+    nxt = buffer[: streams * b * h].reshape(streams, b, h)
+    np.matmul(current.reshape(-1, current.shape[2]), W, out=nxt.reshape(-1, h))
+    nxt[0] += bias
+    return nxt
 
 
 class LayeredPlan:
     """Buffers layout and compiled activation passes for one architecture and request."""
+
+    schedule = "forward"
 
     def __init__(self, net: Network, words: tuple[str, ...], partials: tuple[tuple[int, ...], ...],
                  dtype: np.dtype, backend: str = "numpy", parallel: bool = True, cache: bool = False) -> None:
@@ -362,21 +392,12 @@ class LayeredPlan:
 
     def _run_chunk(self, X: np.ndarray, weights: tuple[np.ndarray, ...], out: dict[str, np.ndarray],
                    partials: dict[str, tuple[int, ...]], buffers: tuple[np.ndarray, ...]) -> None:
-        b, d, S = X.shape[0], self.d, self.streams
+        b, S = X.shape[0], self.streams
         t0, s0, l0 = 1, 1 + self.n_tan, 1 + self.n_tan + self.n_sec
-        # streams-major layout (streams, points, width): every stream is contiguous for the
-        # SIMD ufuncs, and all streams still go through one matrix multiply per layer
-        current = buffers[0][: S * b * d].reshape(S, b, d)
-        current[0] = X
-        if self.n_tan:
-            current[t0:s0] = np.eye(d, dtype=self.dtype)[:, None, :]
-        current[s0:] = 0
+        current = seeded(buffers[0], X, S, self.n_tan)
         for number, apply in enumerate(self.passes):
-            W, bias = weights[2 * number], weights[2 * number + 1]
-            h = W.shape[1]
-            nxt = buffers[(number + 1) % 2][: S * b * h].reshape(S, b, h)
-            np.matmul(current.reshape(-1, current.shape[2]), W, out=nxt.reshape(-1, h))
-            nxt[0] += bias
+            nxt = affine(current, weights[2 * number], weights[2 * number + 1], buffers[(number + 1) % 2])
+            h = nxt.shape[2]
             if apply is not None:
                 scratch = buffers[2][: self.slots * b * h].reshape(self.slots, b, h)
                 with np.errstate(all="ignore"):  # inf/nan are results here, as in the expression kernels
