@@ -338,15 +338,17 @@ def test_progress_reports_every_piece_and_changes_nothing(backend, strategy, cap
     assert "symnet: 100% of 10 points" in capsys.readouterr().err
 
 
-def test_layered_memory_is_the_results_plus_a_fixed_budget(monkeypatch):
+@pytest.mark.parametrize("backend, schedule, width", [("numpy", "forward", 97), ("numba", "forward-over-reverse", 98)])
+def test_layered_memory_is_the_results_plus_a_fixed_budget(monkeypatch, backend, schedule, width):
     """10^7 points of a 3-128-128-128-128-1 net: 1.04 GB of results plus at most MEMORY_BUDGET of buffers."""
     import tracemalloc
 
     from symnet.kernels import _layered
 
     monkeypatch.setattr(_layered, "MEMORY_BUDGET", 4 * 2**20)
-    net = random_network(np.random.default_rng(5), [3, 97, 97, 1], ["softplus", "softplus", "linear"])
-    kernel = symnet.compile(net, backend="numpy", strategy="layered")  # an architecture no other test compiles
+    net = random_network(np.random.default_rng(5), [3, width, width, 1], ["softplus", "softplus", "linear"])
+    kernel = symnet.compile(net, backend=backend, strategy="layered")  # an architecture no other test compiles
+    assert kernel.schedule == schedule
     X = np.random.default_rng(2).normal(size=(40_000, 3))
     results = X.shape[0] * (1 + 3 + 9) * 8
     tracemalloc.start()

@@ -26,8 +26,8 @@ from typing import Callable
 import numpy as np
 
 from ..network import Network
-from . import _cache
-from ._layered import MEMORY_BUDGET, _fused_source, affine, seeded
+from . import _cache, _layered
+from ._layered import _fused_source, affine, seeded
 
 __all__ = ["ReversePlan", "cheaper"]
 
@@ -90,7 +90,7 @@ class ReversePlan:
         streams, widest = 1 + self.d, max(self.widths)
         kept = sum((self.d + 2) * width for width, apply in zip(self.widths[1:], self.passes) if apply is not None)
         per_point = (4 * streams * widest + self.slots * widest + kept) * self.dtype.itemsize
-        return max(1, MEMORY_BUDGET // per_point)
+        return max(1, _layered.MEMORY_BUDGET // per_point)
 
     def run(self, X: np.ndarray, weights: tuple[np.ndarray, ...], arrays: dict[str, np.ndarray],
             partials: dict[str, tuple[int, ...]], report: Callable[[int], None] | None = None) -> None:
