@@ -286,6 +286,19 @@ class Kernel:
                       self.loaded_from_disk, 0.0, self._fn, _weight_arrays(net, self.dtype), self._outputs, self._chunk,
                       self._plan, self._partials, self._pool)
 
+    def map_blocks(self, X: Any) -> Any:
+        """Evaluate lazily over a Dask array of points: :func:`symnet.dask.evaluate` (needs ``symnet[dask]``)."""
+        from .. import dask as _dask  # imported on use: `import symnet` must not import Dask
+
+        return _dask.evaluate(self, X)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Compiled code does not pickle: the receiver compiles again from the network (its
+        # weights included, as with_weights left them) and the options.  compile is keyed by
+        # architecture and options, never weights, so that process's memo or its own disk cache
+        # answers it.  A kernel built with cache=False arrives with cache=True (not recorded).
+        return (compile, (self.net, self.derivatives, self.backend, self.dtype, self.parallel, True, self.strategy))
+
     def __repr__(self) -> str:
         return (f"Kernel({self.net!r}, derivatives={self.derivatives}, backend={self.backend!r}, "
                 f"dtype={self.dtype.name}, strategy={self.strategy!r})")

@@ -60,6 +60,10 @@ class LossKernel:
             self._passes.append(module.apply)
             self.slots = max(self.slots, module.SLOTS)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # activation passes of exec'd modules and per-thread buffers do not pickle: rebuild them
+        return (LossKernel, (self.net, self.loss))
+
     def __call__(self, X: Any, Y: Any, weights: Network | Sequence[tuple[Any, Any]] | None = None
                  ) -> tuple[float, list[tuple[np.ndarray, np.ndarray]]]:
         net = self.net
