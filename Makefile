@@ -26,6 +26,8 @@ $(BENCH_STAMP): $(STAMP)
 
 bench: $(BENCH_STAMP)
 	$(PY) benchmarks/run.py
+	$(PY) benchmarks/train_speed.py
+	$(PY) benchmarks/dask_throughput.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
