@@ -35,8 +35,11 @@ from ._codegen import _ArrayPrinter, _ScalarPrinter
 
 __all__ = ["LayeredPlan", "supports"]
 
-#: Bytes of stacked streams a chunk of points may use (two ping-pong buffers).
-MEMORY_BUDGET = 64 * 2**20
+#: Bytes of stacked streams a chunk of points may use (two ping-pong buffers).  Chunks that
+#: stay in the last-level cache run faster than larger ones (value + derivatives at 10^5
+#: points, 2-core EPYC: T4 0.24 s at 16 MiB against 0.32 s at 64 MiB, T5 1.32 against 1.73 s,
+#: L1 0.18 against 0.24 s, L3 0.45 against 0.53 s; 8 MiB was no better).
+MEMORY_BUDGET = 16 * 2**20
 
 
 def supports(net: Network, words: tuple[str, ...], partials: tuple[tuple[int, ...], ...]) -> str | None:
