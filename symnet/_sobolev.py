@@ -7,21 +7,37 @@ targets, any of which may be missing (NaN in the data):
 
 ``cv = value_weight / #values given``, ``cd = derivative_weight / #derivatives given`` (the
 means over the targets present, weighted).  Its gradient with respect to every weight is
-computed exactly in two sweeps over the layers, in matrix form:
+computed exactly, in matrix form, by one of two schedules; for ``d`` inputs and ``m``
+outputs the first costs ``3 (1 + d)`` matrix products per layer, the second ``3 (1 + m)``,
+so the second runs when ``m < d`` (a 2-input, 1-output net: 6 products instead of 9).
 
-* **forward**, carrying each layer's values ``A`` ``(N, n)`` and input tangents ``dA_i``
-  ``(N, n)``, one per input: ``Z = A W + b``, ``dZ_i = dA_i W``, ``A' = f(Z)``,
-  ``dA_i' = f'(Z) dZ_i``;
-* **reverse**, through both streams, from ``gA = dL/dA`` and ``gT_i = dL/d(dA_i)``:
+**Tangents forward, then reverse** carries each layer's values ``A`` ``(N, n)`` and input
+tangents ``dA_i``, one per input: ``Z = A W + b``, ``dZ_i = dA_i W``, ``A' = f(Z)``,
+``dA_i' = f'(Z) dZ_i``; then reverse through both streams, from ``gA = dL/dA`` and
+``gT_i = dL/d(dA_i)``:
 
-      gZ  = gA f'(Z) + f''(Z) sum_i gT_i dZ_i        gdZ_i = gT_i f'(Z)
-      dW  = A^T gZ + sum_i dA_i^T gdZ_i               db    = sum_n gZ
-      gA  = gZ W^T                                    gT_i  = gdZ_i W^T
+    gZ  = gA f'(Z) + f''(Z) sum_i gT_i dZ_i        gdZ_i = gT_i f'(Z)
+    dW  = A^T gZ + sum_i dA_i^T gdZ_i               db    = sum_n gZ
+    gA  = gZ W^T                                    gT_i  = gdZ_i W^T
 
-The ``1 + d`` streams are stacked, ``(1 + d, N, n)``, so each layer costs one matrix
-product forward and two in reverse, each over all streams at once.  Arrays are reused from
-one evaluation to the next (:class:`Workspace`): for a 2-64-64-1 net on 10,000 points,
-fresh ones cost more in page faults than the arithmetic.
+The ``1 + d`` streams are stacked, ``(1 + d, N, n)``: one matrix product forward and two in
+reverse per layer, each over all streams at once.
+
+**Reverse over reverse** computes ``J`` by backpropagation, one stream per output ``k``:
+``g_l = dy_k/dZ_l = h_l f'(Z_l)`` with ``h_{l-1} = g_l W_l^T`` (``h`` of the last layer: the
+unit vector ``e_k``) and ``J_k = g_1 W_1^T``; then differentiates that computation too.  A
+sweep up the layers carries ``gg_l = dL/dg_l`` from ``gg_1 = dL/dJ W_1``:
+
+    dW_1 += dL/dJ^T g_1,   gh_l = gg_l f'(Z_l),   dW_{l+1} += gh_l^T g_{l+1},   gg_{l+1} = gh_l W_{l+1},
+    and each layer's share through its slopes, c_l = f''(Z_l) sum_k gg_l h_l;
+
+a sweep down is ordinary backpropagation of the value loss with those shares added:
+``gZ_l = gA_l f'(Z_l) + c_l``, ``dW_l += A_{l-1}^T gZ_l``, ``db_l = sum_n gZ_l``,
+``gA_{l-1} = gZ_l W_l^T``.
+
+As in :mod:`symnet.kernels._loss`, and for the reasons measured in :mod:`symnet.kernels._blocks`,
+arrays are reused from one evaluation to the next (:class:`Workspace`), the points go
+through in chunks, and the elementwise passes block by block.
 
 ``f, f', f''`` of each activation are printed from SymPy's derivatives of its form (with
 ``Heaviside(0) = 1/2`` and ``DiracDelta`` as 0: the almost-everywhere values, as every
@@ -44,42 +60,23 @@ from .activations import T, Activation
 from .errors import InputError
 from .kernels import _cache
 from .kernels._layered import derivatives_source
+from .kernels._blocks import PerThread, Workspace, back_through, block_rows, blocks, chunk_rows
 
 __all__ = ["SobolevLoss", "Workspace", "derivative_pass"]
 
-Pass = Callable[..., tuple[np.ndarray, np.ndarray | None, np.ndarray | None]]
+Pass = Callable[..., None]
 
 
-class Workspace:
-    """Arrays kept from one evaluation to the next, by name and shape.
-
-    Large fresh arrays come from the operating system as zero-filled pages, one fault per
-    page on first touch; reusing them saves that.  An array handed out is valid until the
-    next request of the same name and shape: one evaluation at a time.
-    """
-
-    def __init__(self) -> None:
-        self._arrays: dict[tuple[Any, ...], np.ndarray] = {}
-
-    def __call__(self, name: Any, shape: tuple[int, ...]) -> np.ndarray:
-        key = (name, shape)
-        array = self._arrays.get(key)
-        if array is None:
-            array = self._arrays[key] = np.empty(shape)
-        return array
-
-
-def _fresh(name: Any, shape: tuple[int, ...]) -> np.ndarray:
-    return np.empty(shape)
-
-
-def derivative_pass(activation: Activation) -> Pass:
-    """``(Z, space=None, tag=0) -> (f(Z), f'(Z), f''(Z))`` elementwise; ``None`` stands for 1 and 0 (linear).
-
-    With a :class:`Workspace` ``space`` the results (and scratch) live in its arrays named by ``tag``.
+def derivative_pass(activation: Activation) -> tuple[Pass | None, int]:
+    """``(apply, slots)``: ``apply(Z, F0, F1, F2, s)`` writes ``f(Z), f'(Z), f''(Z)`` elementwise
+    into ``F0, F1, F2``, using ``s``, ``slots`` scratch arrays shaped like ``Z``; ``(None, 0)``
+    for linear (``f' = 1``, ``f'' = 0``).
 
     >>> from symnet import activations
-    >>> f, d1, d2 = derivative_pass(activations.get("relu"))(np.array([-1.0, 0.0, 2.0]))
+    >>> apply, slots = derivative_pass(activations.get("relu"))
+    >>> Z = np.array([-1.0, 0.0, 2.0])
+    >>> f, d1, d2 = np.empty(3), np.empty(3), np.empty(3)
+    >>> apply(Z, f, d1, d2, np.empty((slots, 3)))
     >>> f, d1, bool(np.all(d2 == 0))      # Heaviside(0) = 1/2; DiracDelta is 0 a.e.
     (array([0., 0., 2.]), array([0. , 0.5, 1. ]), True)
     """
@@ -87,20 +84,10 @@ def derivative_pass(activation: Activation) -> Pass:
         raise InputError(f"activation {activation.name!r} acts on a whole layer; derivative targets need "
                          "elementwise activations")
     if activation.form == T:
-        return lambda Z, space=None, tag=0: (Z, None, None)
+        return None, 0
     source = derivatives_source(activation, 3)
     module, _, _ = _cache.load_or_write(_cache.key_of(source), source, lambda: source, use_disk=False)
-    apply, slots = module.apply, module.SLOTS
-
-    def run(Z: np.ndarray, space: Workspace | None = None,
-            tag: Any = 0) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-        new = space or _fresh
-        F0, F1, F2 = (new((tag, name), Z.shape) for name in ("F0", "F1", "F2"))
-        with np.errstate(all="ignore"):  # saturation gives inf/0 here as in the closed form
-            apply(Z, F0, F1, F2, new((tag, "s"), (slots, *Z.shape)))
-        return F0, F1, F2
-
-    return run
+    return module.apply, module.SLOTS
 
 
 def _masked(targets: np.ndarray | None) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -113,6 +100,17 @@ def _masked(targets: np.ndarray | None) -> tuple[np.ndarray | None, np.ndarray |
     return np.where(given, targets, 0.0), given
 
 
+def _residual(values: np.ndarray, target: np.ndarray | None, given: np.ndarray | None, scale: float,
+              out: np.ndarray) -> float:
+    """``scale * sum of (values - target)**2`` over the given targets; ``out`` = its derivative."""
+    if target is None or not scale:
+        out[...] = 0.0
+        return 0.0
+    residual = values - target if given is None else np.where(given, values - target, 0.0)
+    np.multiply(residual, 2 * scale, out=out)
+    return scale * float(np.sum(residual * residual))
+
+
 class SobolevLoss:
     """The loss above and its exact gradient for one architecture and data set.
 
@@ -123,51 +121,31 @@ class SobolevLoss:
         DY: derivative targets ``(N, m, d)``, ``DY[n, k, i]`` for ``dy_k/dx_i``, NaN where none
             is given, or ``None``.
         value_weight, derivative_weight: ``>= 0``.
+        reverse: the schedule: ``True`` reverse over reverse, ``False`` tangents forward;
+            default: the one with fewer matrix products, reverse when ``m < d``.
 
     ``loss(weights, rows=None)`` with ``weights`` a list of ``(W (fan_in, fan_out), b (fan_out,))``
     returns ``(L, [(dW, db), ...])`` (fresh arrays); ``rows`` (indices) evaluates the loss of
-    those points only, its means taken over the targets given among them.  One evaluation at
-    a time per instance (its :class:`Workspace` is reused).
+    those points only, its means taken over the targets given among them.  Each thread
+    calling it keeps its own buffers (about :data:`~symnet.kernels._blocks.CHUNK_BYTES`).
+    ``loss.reverse`` says which schedule runs.
     """
 
     def __init__(self, activations: Sequence[Any], X: np.ndarray, Y: np.ndarray | None, DY: np.ndarray | None,
-                 value_weight: float = 1.0, derivative_weight: float = 1.0) -> None:
+                 value_weight: float = 1.0, derivative_weight: float = 1.0, reverse: bool | None = None) -> None:
         from .activations import get
 
         self.activations = [get(a) for a in activations]
         self._passes = [derivative_pass(a) for a in self.activations]
         self.X = np.ascontiguousarray(X, dtype=np.float64)
         self.Y, self.Y_given = _masked(None if Y is None else np.asarray(Y, dtype=np.float64))
-        DY = None if DY is None else np.ascontiguousarray(np.transpose(np.asarray(DY, dtype=np.float64), (2, 0, 1)))
-        self.DY, self.DY_given = _masked(DY)  # stored (d, N, m), as the tangent streams
+        DY = None if DY is None else np.asarray(DY, dtype=np.float64)
+        self.reverse = DY is not None and (DY.shape[1] < DY.shape[2] if reverse is None else reverse)
+        # stored as the streams they are compared with: (m, N, d) in reverse, else (d, N, m)
+        DY = None if DY is None else np.ascontiguousarray(np.transpose(DY, (1, 0, 2) if self.reverse else (2, 0, 1)))
+        self.DY, self.DY_given = _masked(DY)
         self.value_weight, self.derivative_weight = float(value_weight), float(derivative_weight)
-        self._space = Workspace()
-
-    def _forward(self, weights: Sequence[tuple[np.ndarray, np.ndarray]], X: np.ndarray,
-                 k: int) -> tuple[list[tuple[Any, ...]], np.ndarray]:
-        """The streams stacked, ``S`` ``(k, N, width)``: value, then tangents; one product per layer for all."""
-        space, n = self._space, X.shape[0]
-        trace = []
-        S = None
-        for number, ((W, b), apply) in enumerate(zip(weights, self._passes)):
-            P = space(("P", number), (k, n, W.shape[1]))  # pre-activations and their tangents
-            if number == 0:
-                np.matmul(X, W, out=P[0])
-                if k > 1:
-                    P[1:] = W[:, None, :]  # dZ/dx_i of the first layer: row i of W at every point
-            else:
-                np.matmul(S.reshape(k * n, -1), W, out=P.reshape(k * n, -1))  # type: ignore[union-attr]
-            P[0] += b
-            F0, F1, F2 = apply(P[0], space, number)
-            if F1 is None:  # linear: the streams pass through
-                out = P
-            else:
-                out = space(("A", number), P.shape)
-                out[0] = F0
-                np.multiply(P[1:], F1, out=out[1:])
-            trace.append((S, P, F1, F2))
-            S = out
-        return trace, S  # type: ignore[return-value]
+        self._space = PerThread()
 
     def __call__(self, weights: Sequence[tuple[np.ndarray, np.ndarray]],
                  rows: np.ndarray | None = None) -> tuple[float, list[tuple[np.ndarray, np.ndarray]]]:
@@ -179,38 +157,211 @@ class SobolevLoss:
         n, d = X.shape
         count_v = 0 if Y is None else (Y.size if Y_given is None else int(Y_given.sum()))
         count_d = 0 if DY is None else (DY.size if DY_given is None else int(DY_given.sum()))
-        tangents = count_d > 0
-        k = 1 + d if tangents else 1  # streams: the value, then one tangent per input
-        space = self._space
+        scales = (self.value_weight / count_v if count_v else 0.0, self.derivative_weight / count_d if count_d else 0.0)
+        if not count_d:
+            DY = DY_given = None
+        widths = [W.shape[1] for W, _ in weights]
+        if DY is not None and self.reverse:
+            sweep, streams = self._reverse_chunk, widths[-1]
+            # per point: each layer's f, f', f'', share c and the m streams g and h; two of gg and gA
+            per_point = (4 + 2 * streams) * sum(widths) + (2 * streams + 2) * max(widths)
+        else:
+            sweep, streams = self._tangent_chunk, 1 + d if DY is not None else 1
+            # per point: each layer's pre-activations and outputs (all streams), f' and f''; two
+            # adjoints.  Budgeted at a quarter: chunks 4x larger than the others' ran 15 % faster
+            # while other virtual machines loaded the memory, 15 % slower otherwise, and never
+            # slower than whole batches (2-64-64-1 net, 10,000 points, 2-core machine)
+            per_point = ((2 * streams + 2) * sum(widths) + 2 * streams * max(widths)) // 4
+        chunk = chunk_rows(per_point * X.itemsize)
+        grads = [(np.zeros(W.shape), np.zeros(b.shape)) for W, b in weights]
+        loss = 0.0
         with np.errstate(all="ignore"):
-            trace, S = self._forward(weights, X, k)
-            loss = 0.0
-            G = space(("G", len(trace)), S.shape)  # dL/dS: [dL/dy; dL/dJ_1; ...; dL/dJ_d]
-            G.fill(0.0)
-            if count_v:
-                residual = S[0] - Y if Y_given is None else np.where(Y_given, S[0] - Y, 0.0)
-                scale = self.value_weight / count_v
-                loss += scale * float(np.sum(residual * residual))
-                np.multiply(residual, 2 * scale, out=G[0])
-            if tangents:
-                residual = S[1:] - DY if DY_given is None else np.where(DY_given, S[1:] - DY, 0.0)
-                scale = self.derivative_weight / count_d
-                loss += scale * float(np.sum(residual * residual))
-                np.multiply(residual, 2 * scale, out=G[1:])
-            grads = []
-            for number in range(len(trace) - 1, -1, -1):
-                S_in, P, F1, F2 = trace[number]
+            for start in range(0, n, chunk):
+                part = slice(start, start + chunk)
+                targets = (None if Y is None else Y[part], None if Y_given is None else Y_given[part],
+                           None if DY is None else DY[:, part], None if DY_given is None else DY_given[:, part])
+                loss += sweep(weights, X[part], targets, scales, chunk, grads)
+        return loss, grads
+
+    def _arrays(self, n: int, capacity: int) -> Callable[..., np.ndarray]:
+        """``array(name, width, count=1)``: this thread's ``(count, n, width)`` buffer ``name``."""
+        space = self._space()
+
+        def array(name: Any, width: int, count: int = 1) -> np.ndarray:
+            return space.part(name, (count, n, width), count * capacity * width)
+
+        return array
+
+    def _tangent_chunk(self, weights: Sequence[tuple[np.ndarray, np.ndarray]], X: np.ndarray,
+                       targets: tuple[np.ndarray | None, ...], scales: tuple[float, float], capacity: int,
+                       grads: list[tuple[np.ndarray, np.ndarray]]) -> float:
+        """Tangents forward, then reverse: add this chunk's share of the gradient to ``grads``; return its loss."""
+        n, k = X.shape[0], 1 + (X.shape[1] if targets[2] is not None else 0)
+        array = self._arrays(n, capacity)
+        trace, S = [], None
+        for number, ((W, b), (apply, slots)) in enumerate(zip(weights, self._passes)):
+            P = array(("P", number), W.shape[1], k)  # pre-activations and their tangents
+            if number == 0:
+                np.matmul(X, W, out=P[0])
+                if k > 1:
+                    P[1:] = W[:, None, :]  # dZ/dx_i of the first layer: row i of W at every point
+            else:
+                np.matmul(S.reshape(k * n, -1), W, out=P.reshape(k * n, -1))  # type: ignore[union-attr]
+            if apply is None:  # linear: the streams pass through
+                P[0] += b
+                out, F1, F2 = P, None, None
+            else:
+                out = array(("A", number), W.shape[1], k)
+                F1, F2 = array(("F", number), W.shape[1], 2)  # f'(Z), f''(Z)
+                _activate(self._space, apply, slots, P[0], b, out[0], F1, F2, P[1:], out[1:])
+            trace.append((S, P, F1, F2))
+            S = out
+        G = array(("G", len(trace) % 2), S.shape[2], k)  # dL/dS: [dL/dy; dL/dJ_1; ...; dL/dJ_d]
+        Y, Y_given, DY, DY_given = targets
+        loss = _residual(S[0], Y, Y_given, scales[0], G[0])
+        if k > 1:
+            loss += _residual(S[1:], DY, DY_given, scales[1], G[1:])
+        ones = _ones(self._space, n, capacity)
+        for number in range(len(trace) - 1, -1, -1):
+            S_in, P, F1, F2 = trace[number]
+            if F1 is not None:
+                _tangent_adjoints(self._space, G, P, F1, F2)  # now [gZ; gdZ_i]
+            flat = G.reshape(k * n, -1)
+            dW, db = grads[number]
+            if number == 0:  # the inputs' tangents are the identity
+                dW += X.T @ G[0]
+                if k > 1:
+                    dW += ones @ G[1:]
+            else:
+                dW += S_in.reshape(k * n, -1).T @ flat
+            db += ones @ G[0]
+            if number:
                 W = weights[number][0]
-                H = G if F1 is None else np.multiply(G, F1, out=space(("H", number), G.shape))  # [gZ; gdZ_i]
-                if tangents and F2 is not None:
-                    H[0] += F2 * np.einsum("inj,inj->nj", G[1:], P[1:])
-                flat = H.reshape(k * n, -1)
-                if number == 0:  # the inputs' tangents are the identity
-                    dW = X.T @ H[0] + (H[1:].sum(axis=1) if tangents else 0.0)
-                else:
-                    dW = S_in.reshape(k * n, -1).T @ flat
-                grads.append((dW, H[0].sum(axis=0)))
-                if number:
-                    G = space(("G", number), (k, n, W.shape[0]))
-                    np.matmul(flat, W.T, out=G.reshape(k * n, -1))
-        return loss, grads[::-1]
+                G_in = array(("G", number % 2), W.shape[0], k)  # two buffers in turn: G is the other
+                back_through(flat, W, G_in.reshape(k * n, -1), None, G_in)
+                G = G_in
+        return loss
+
+    def _reverse_chunk(self, weights: Sequence[tuple[np.ndarray, np.ndarray]], X: np.ndarray,
+                       targets: tuple[np.ndarray | None, ...], scales: tuple[float, float], capacity: int,
+                       grads: list[tuple[np.ndarray, np.ndarray]]) -> float:
+        """Reverse over reverse: add this chunk's share of the gradient to ``grads``; return its loss."""
+        n, last, m = X.shape[0], len(weights) - 1, weights[-1][0].shape[1]
+        array = self._arrays(n, capacity)
+        A, D, E = [X], [], []  # per layer: f(Z), f'(Z), f''(Z); None for linear
+        for number, ((W, b), (apply, slots)) in enumerate(zip(weights, self._passes)):
+            if apply is None:
+                Z = array(("A", number), W.shape[1])[0]
+                np.matmul(A[-1], W, out=Z)
+                Z += b
+                A.append(Z)
+                D.append(None)
+                E.append(None)
+                continue
+            Z = array("Z", W.shape[1])[0]  # read only by the activation pass: one buffer per width
+            np.matmul(A[-1], W, out=Z)
+            F0, F1, F2 = array(("F", number), W.shape[1], 3)
+            _activate(self._space, apply, slots, Z, b, F0, F1, F2)
+            A.append(F0)
+            D.append(F1)
+            E.append(F2)
+        # the Jacobian, one stream per output: h (dy_k/dA of each layer) and g (dy_k/dZ)
+        h, g = [None] * (last + 1), [None] * (last + 1)
+        h[last] = array("seed", m, m)
+        h[last][...] = np.eye(m)[:, None, :]  # dy_k/dy = e_k
+        g[last] = h[last] if D[last] is None else np.multiply(h[last], D[last], out=array(("g", last), m, m))
+        for number in range(last, 0, -1):
+            W, slope = weights[number][0], D[number - 1]
+            h[number - 1] = array(("h", number - 1), W.shape[0], m)
+            g[number - 1] = h[number - 1] if slope is None else array(("g", number - 1), W.shape[0], m)
+            for k in range(m):
+                back_through(g[number][k], W, h[number - 1][k], slope, g[number - 1][k])
+        J = array("J", X.shape[1], m)
+        back_through(g[0].reshape(m * n, -1), weights[0][0], J.reshape(m * n, -1), None, J)
+        Y, Y_given, DY, DY_given = targets
+        gJ = array("gJ", X.shape[1], m)
+        loss = _residual(J, DY, DY_given, scales[1], gJ)
+        # up: gg = dL/dg, and each layer's share c through its slopes
+        grads[0][0][...] += gJ.reshape(m * n, -1).T @ g[0].reshape(m * n, -1)
+        gg = array(("gg", 0), weights[0][0].shape[1], m)
+        np.matmul(gJ.reshape(m * n, -1), weights[0][0], out=gg.reshape(m * n, -1))
+        shares: list[np.ndarray | None] = []
+        for number in range(last + 1):
+            if D[number] is None:
+                shares.append(None)
+            else:
+                share = array(("c", number), D[number].shape[1])[0]
+                _slope_shares(self._space, gg, h[number], D[number], E[number], share, number < last)
+                shares.append(share)
+            if number < last:  # gg is now gh = dL/dh
+                W = weights[number + 1][0]
+                grads[number + 1][0][...] += gg.reshape(m * n, -1).T @ g[number + 1].reshape(m * n, -1)
+                gg_next = array(("gg", (number + 1) % 2), W.shape[1], m)
+                np.matmul(gg.reshape(m * n, -1), W, out=gg_next.reshape(m * n, -1))
+                gg = gg_next
+        # down: backpropagation of the value loss, each layer's share added
+        gZ = array("gy", m)[0]
+        loss += _residual(A[-1], Y, Y_given, scales[0], gZ)
+        if D[last] is not None:
+            gZ *= D[last]
+            gZ += shares[last]
+        ones = _ones(self._space, n, capacity)
+        for number in range(last, -1, -1):
+            dW, db = grads[number]
+            dW += A[number].T @ gZ
+            db += ones @ gZ
+            if number:
+                W = weights[number][0]
+                gA = array(("gA", number % 2), W.shape[0])[0]
+                gZ = back_through(gZ, W, gA, D[number - 1], gA, shares[number - 1])
+        return loss
+
+
+def _ones(space: PerThread, n: int, capacity: int) -> np.ndarray:
+    """``n`` ones: bias gradients are ``ones @ gZ``, a BLAS product, faster than a sum over the points."""
+    ones = space().part("ones", (n,), capacity)
+    ones.fill(1.0)
+    return ones
+
+
+def _activate(space: PerThread, apply: Pass, slots: int, Z: np.ndarray, b: np.ndarray, F0: np.ndarray,
+              F1: np.ndarray, F2: np.ndarray, tangents: np.ndarray | None = None,
+              out: np.ndarray | None = None) -> None:
+    """``Z += b``; ``F0, F1, F2 = f(Z), f'(Z), f''(Z)``; ``out = f'(Z) tangents``: block by block."""
+    size, scratch = slots * block_rows(Z.shape[1]) * Z.shape[1], space()
+    for rows in blocks(*Z.shape):
+        z = Z[rows]
+        z += b
+        apply(z, F0[rows], F1[rows], F2[rows], scratch.part("s", (slots, *z.shape), size))
+        if tangents is not None and len(tangents):
+            np.multiply(tangents[:, rows], F1[rows], out=out[:, rows])  # type: ignore[index]
+
+
+def _tangent_adjoints(space: PerThread, G: np.ndarray, P: np.ndarray, F1: np.ndarray, F2: np.ndarray) -> None:
+    """In place, from ``G = [gA; gT_i]``: ``[gZ; gdZ_i] = [gA f' + f'' sum_i gT_i dZ_i; gT_i f']``, block by block."""
+    for rows in blocks(*G.shape[1:]):
+        if len(G) > 1:  # the tangents' term, before G[1:] is overwritten
+            term = _sum_of_products(space, G[1:, rows], P[1:, rows])
+            term *= F2[rows]
+        np.multiply(G[:, rows], F1[rows], out=G[:, rows])
+        if len(G) > 1:
+            G[0, rows] += term
+
+
+def _slope_shares(space: PerThread, gg: np.ndarray, h: np.ndarray, D: np.ndarray, E: np.ndarray,
+                  share: np.ndarray, onward: bool) -> None:
+    """``share = f''(Z) sum_k gg_k h_k``, then (``onward``) ``gg *= f'(Z)`` in place, block by block."""
+    for rows in blocks(*D.shape):
+        np.multiply(_sum_of_products(space, gg[:, rows], h[:, rows]), E[rows], out=share[rows])
+        if onward:
+            np.multiply(gg[:, rows], D[rows], out=gg[:, rows])
+
+
+def _sum_of_products(space: PerThread, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``sum_k a[k] * b[k]`` of two stacks of blocks, in scratch."""
+    size = block_rows(a.shape[2]) * a.shape[2]
+    total, product = (space().part(name, a.shape[1:], size) for name in ("sum", "product"))
+    np.multiply(a[0], b[0], out=total)
+    for k in range(1, len(a)):
+        total += np.multiply(a[k], b[k], out=product)
+    return total

@@ -6,8 +6,8 @@ compiled gradients:
 
 * value targets only: :func:`symnet.compile_loss` (reverse mode, one BLAS product per layer);
 * derivative targets (``dy``), or value targets with gaps (NaN): the exact gradient of the
-  loss on values and input Jacobians, :mod:`symnet._sobolev` (forward tangents, then reverse
-  accumulation through both streams).
+  loss on values and input Jacobians, :mod:`symnet._sobolev` (forward tangents then reverse
+  accumulation, or reverse over reverse when the net has fewer outputs than inputs).
 
 The loss, for ``loss="mse"``::
 
@@ -15,9 +15,10 @@ The loss, for ``loss="mse"``::
       + derivative_weight * mean over given (n, k, i) of (dy_k/dx_i(x_n) - dy[n, k, i])**2
 
 where *given* means not NaN.  Networks are immutable: :func:`fit` returns a new one in a
-:class:`FitResult`.  docs/training.md has the details, and a note on scipy's BLAS threads,
-which on a busy machine can cost small networks more than their gradients.  The weights travel as one float64 vector, layer by layer, each ``W``
-row-major then ``b`` -- the order of ``net.params`` of the symbolic twin.
+:class:`FitResult`.  docs/training.md has the details, and the speed against PyTorch.
+During L-BFGS, scipy's own BLAS runs on one thread (:func:`_scipy_blas_on_one_thread` says
+why).  The weights travel as one float64 vector, layer by layer, each ``W`` row-major then
+``b`` -- the order of ``net.params`` of the symbolic twin.
 
 >>> import numpy as np, symnet
 >>> X = np.linspace(-1, 1, 21)
@@ -31,9 +32,12 @@ row-major then ``b`` -- the order of ``net.params`` of the symbolic twin.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
+import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -455,7 +459,8 @@ def _lbfgs(objective: _Objective, theta: np.ndarray, max_iter: int, options: Map
     import scipy.optimize  # here, not at import time: it costs 0.15 s of `import symnet`
 
     settings = {"maxiter": max_iter, "maxfun": 10 * max_iter, "ftol": 0.0, "gtol": 0.0, **dict(options or {})}
-    result = scipy.optimize.minimize(fun, theta, method="L-BFGS-B", jac=True, callback=step, options=settings)
+    with _scipy_blas_on_one_thread():
+        result = scipy.optimize.minimize(fun, theta, method="L-BFGS-B", jac=True, callback=step, options=settings)
     iterations = len(monitor.history) - 1
     if monitor.reason is not None:
         converged, message = monitor.reason
@@ -467,6 +472,29 @@ def _lbfgs(objective: _Objective, theta: np.ndarray, max_iter: int, options: Map
         message, converged = ("the line search found no lower loss: the loss is at its rounding level "
                               f"(L-BFGS-B: {message.strip()})"), True
     return np.asarray(result.x, dtype=np.float64), converged, message, iterations
+
+
+def _scipy_blas_on_one_thread() -> contextlib.AbstractContextManager[Any]:
+    """A context in which scipy's own BLAS, if scipy bundles one, runs on one thread.
+
+    L-BFGS-B does its vector algebra (a few products of ``10 x n_weights``) with it.  On the
+    2-core machine of docs/training.md (2-64-64-1 tanh net, 10,000 points, 4,417 weights),
+    with two threads that took 3-6 ms per iteration, and the threads, spinning after each
+    call, slowed the next gradient evaluation 1.5-2x (for PyTorch's gradients as for
+    symnet's); with one, 0.4 ms and no slowdown: 20 ms per iteration instead of 30-44.
+    numpy's BLAS, which the gradients use, keeps its threads.  A scipy sharing numpy's BLAS
+    is left alone.
+    """
+    import scipy
+    from threadpoolctl import ThreadpoolController  # a dependency of symnet
+
+    package = os.path.dirname(scipy.__file__)  # wheels keep it in scipy.libs, beside the package
+    with warnings.catch_warnings():  # threadpoolctl warns about OpenMP runtimes it finds loaded
+        warnings.simplefilter("ignore")
+        controller = ThreadpoolController()
+    own = [lib.filepath for lib in controller.lib_controllers
+           if lib.user_api == "blas" and lib.filepath.startswith(package)]
+    return controller.select(filepath=own).limit(limits=1) if own else contextlib.nullcontext()
 
 
 def _adam(objective: _Objective, theta: np.ndarray, max_iter: int, lr: float, beta1: float, beta2: float,

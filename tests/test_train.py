@@ -97,6 +97,70 @@ def test_the_loss_is_the_weighted_mean_of_the_given_errors():
     assert only_slopes == pytest.approx(4.0 * slope_part, rel=1e-13)
 
 
+def small_chunks_and_blocks(monkeypatch) -> None:
+    """Chunks and elementwise blocks of 8 points: every seam exercised."""
+    from symnet.kernels import _blocks
+
+    monkeypatch.setattr(_blocks, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(_blocks, "BLOCK_BYTES", 1)
+
+
+@pytest.mark.parametrize("dy_fraction", [None, 0.3])
+def test_chunks_blocks_and_threads_change_no_result(monkeypatch, dy_fraction):
+    """53 points in chunks of 8 (the last one short) and blocks of 8 rows, against one of each."""
+    rng = np.random.default_rng(8)
+    net = random_net(8, [2, 5, 4, 1], ["tanh", "softplus", "linear"])
+    X, y = rng.normal(size=(53, 2)), rng.normal(size=(53, 1))
+    dy = None if dy_fraction is None else with_gaps(rng, rng.normal(size=(53, 1, 2)), dy_fraction)
+    whole = _Objective(net, X, y, dy, "mse", 0.7, 1.3)(weights_of(net))
+    small_chunks_and_blocks(monkeypatch)
+    objective = _Objective(net, X, y, dy, "mse", 0.7, 1.3)
+    for _ in range(2):  # the second call reuses the first one's buffers
+        value, gradient = objective(weights_of(net))
+        assert value == pytest.approx(whole[0], rel=1e-14)
+        np.testing.assert_allclose(gradient, whole[1], rtol=1e-13, atol=1e-15)
+    rows = np.arange(3, 50, 2)  # minibatches: a subset of the points, in chunks too
+    np.testing.assert_allclose(objective(weights_of(net), rows)[1],
+                               _Objective(net, X[rows], y[rows], None if dy is None else dy[rows], "mse", 0.7, 1.3)(
+                                   weights_of(net))[1], rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("sizes, activations", [([3, 4, 3, 2], ["tanh", "softplus", "sigmoid"]),
+                                                 ([2, 5, 1], ["gelu", "linear"]), ([1, 3, 2], ["sin", "tanh"])])
+def test_both_schedules_give_the_same_gradient(sizes, activations):
+    from symnet._sobolev import SobolevLoss
+
+    rng = np.random.default_rng(10)
+    net = random_net(10, sizes, activations)
+    n, d, m = 11, sizes[0], sizes[-1]
+    X, y = rng.normal(size=(n, d)), with_gaps(rng, rng.normal(size=(n, m)), 0.3)
+    dy = with_gaps(rng, rng.normal(size=(n, m, d)), 0.3)
+    weights = [(layer.weight_array(), layer.bias_array()) for layer in net.layers]
+    losses = [SobolevLoss(net.activations, X, y, dy, 0.7, 1.3, reverse=reverse) for reverse in (False, True)]
+    assert [loss.reverse for loss in losses] == [False, True]
+    assert SobolevLoss(net.activations, X, y, dy).reverse == (m < d)  # the one with fewer products
+    (tangents, by_tangents), (reverse, by_reverse) = (loss(weights) for loss in losses)
+    assert reverse == pytest.approx(tangents, rel=1e-14)
+    np.testing.assert_allclose(_pack(by_reverse), _pack(by_tangents), rtol=1e-12, atol=1e-14)
+
+
+def test_threads_may_share_one_objective():
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(9)
+    net = random_net(9, [2, 16, 1], ["tanh", "linear"])
+    X, y, dy = rng.normal(size=(3000, 2)), rng.normal(size=(3000, 1)), rng.normal(size=(3000, 1, 2))
+    for slopes in (None, dy):
+        objective = _Objective(net, X, y, slopes, "mse", 1.0, 1.0)
+        thetas = [weights_of(random_net(seed, [2, 16, 1], ["tanh", "linear"])) for seed in range(6)]
+        alone = [objective(theta) for theta in thetas]
+        with ThreadPoolExecutor(3) as pool:
+            together = list(pool.map(objective, thetas * 3))
+        for (value, gradient), (expected, expected_gradient) in zip(together, alone * 3):
+            assert value == expected
+            np.testing.assert_array_equal(gradient, expected_gradient)
+
+
 def test_weights_vector_follows_the_order_of_params():
     net = random_net(5, [2, 3, 1], ["tanh", "linear"])
     twin = symnet.Network.symbolic(net.layer_sizes, net.activations)

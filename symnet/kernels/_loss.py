@@ -9,6 +9,12 @@ activation by the same emitter as the layered strategy), then
 
 one BLAS product per layer and direction.  Weights are runtime arguments: a training loop
 calls the same kernel with new weights every step.
+
+For training loops, which call a kernel thousands of times on one batch, the per-point
+arrays live in buffers kept from call to call, the points go through in chunks and the
+activation passes block by block (:mod:`symnet.kernels._blocks` says why); bias gradients
+are a product with a vector of ones rather than a sum over an axis, and a one-unit layer's
+``delta W^T`` an outer product formed block by block rather than a BLAS call.
 """
 
 from __future__ import annotations
@@ -22,10 +28,10 @@ from ..derivatives import LOSSES
 from ..errors import InputError, ShapeError
 from ..network import Network
 from . import _cache
+from ._blocks import PerThread, back_through, block_rows, blocks, chunk_rows
 from ._layered import derivatives_source
 
 __all__ = ["LossKernel", "LOSSES"]
-
 
 
 class LossKernel:
@@ -36,7 +42,10 @@ class LossKernel:
     the same architecture, or a list of ``(W, b)`` arrays per layer, whose weights to use
     (default: the network compiled).
     Returns the mean loss (a float) and per layer ``dW`` ``(fan_in, fan_out)`` and ``db``
-    ``(fan_out,)``, in float64, matching :func:`symnet.param_grad`.
+    ``(fan_out,)``, in float64 (new arrays), matching :func:`symnet.param_grad`.
+
+    Threads may call one kernel at once: each keeps its own buffers (about
+    :data:`~symnet.kernels._blocks.CHUNK_BYTES`) for as long as the kernel and the thread live.
     """
 
     def __init__(self, net: Network, loss: str) -> None:
@@ -59,6 +68,10 @@ class LossKernel:
             module, _, _ = _cache.load_or_write(_cache.key_of(source), source, lambda: source, use_disk=False)
             self._passes.append(module.apply)
             self.slots = max(self.slots, module.SLOTS)
+        # per point and layer: an activation pass's input, output and slope, and an adjoint
+        self.chunk = chunk_rows(4 * sum(net.layer_sizes[1:]) * np.dtype(np.float64).itemsize)
+        self._ones = np.ones(self.chunk)  # bias gradients: ones @ delta
+        self._space = PerThread()
 
     def __reduce__(self) -> tuple[Any, ...]:
         # activation passes of exec'd modules and per-thread buffers do not pickle: rebuild them
@@ -80,35 +93,66 @@ class LossKernel:
         X = np.ascontiguousarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != net.n_inputs:
             raise ShapeError(f"X has shape {X.shape} but the network takes {net.n_inputs} inputs: give (N, {net.n_inputs})")
-        targets = _targets(Y, X.shape[0], net.n_outputs, self.loss)
-        activations, slopes = [X], []
-        with np.errstate(all="ignore"):  # saturation gives inf/0 here as in the closed form
-            for W, b, apply, activation in zip(Ws, bs, self._passes, net.activations):
-                Z = activations[-1] @ W + b
-                if apply is not None:
-                    A, D = np.empty_like(Z), np.empty_like(Z)
-                    apply(Z, A, D, np.empty((self.slots, *Z.shape)))
-                elif activation.elementwise:  # linear
-                    A, D = Z, np.ones_like(Z)
-                else:  # softmax output
-                    A, D = activation.numpy(Z), None
-                activations.append(A)
-                slopes.append(D)
-            value, delta = _loss_and_delta(self.loss, activations[-1], targets, net.activations[-1])
         n = X.shape[0]
-        grads: list[tuple[np.ndarray, np.ndarray]] = []
-        with np.errstate(all="ignore"):  # as in the forward pass: inf/nan are results, not warnings
-            for number in range(len(Ws) - 1, -1, -1):
-                if slopes[number] is not None and not (number == len(Ws) - 1 and self._merged()):
-                    delta = delta * slopes[number]
-                grads.append((activations[number].T @ delta / n, delta.sum(axis=0) / n))
-                if number:
-                    delta = delta @ Ws[number].T
-        return float(value), grads[::-1]
+        targets = _targets(Y, n, net.n_outputs, self.loss)
+        grads = [(np.zeros(W.shape), np.zeros(b.shape)) for W, b in zip(Ws, bs)]
+        total = 0.0
+        with np.errstate(all="ignore"):  # saturation gives inf/0 here as in the closed form
+            for start in range(0, n, self.chunk):
+                stop = min(n, start + self.chunk)
+                total += self._chunk(X[start:stop], targets[start:stop], Ws, bs, grads)
+            for dW, db in grads:
+                dW /= n
+                db /= n
+            return total / n if n else float("nan"), grads
 
-    def _merged(self) -> bool:
-        """Softmax with cross entropy: delta is already dloss/dZ."""
-        return not self.net.activations[-1].elementwise
+    def _chunk(self, X: np.ndarray, targets: np.ndarray, Ws: list[np.ndarray], bs: list[np.ndarray],
+               grads: list[tuple[np.ndarray, np.ndarray]]) -> float:
+        """Add this chunk's sums of the gradients to ``grads``; return its sum of the loss."""
+        space, rows, last = self._space(), X.shape[0], len(Ws) - 1
+
+        def array(name: Any, width: int) -> np.ndarray:
+            return space.part(name, (rows, width), self.chunk * width)
+
+        activations, slopes = [X], []
+        for number, (W, b, apply, activation) in enumerate(zip(Ws, bs, self._passes, self.net.activations)):
+            width = W.shape[1]
+            if apply is not None:
+                Z = array("Z", width)  # needed only until the pass has read it: one buffer per width
+                np.matmul(activations[-1], W, out=Z)
+                A, D = array(("A", number), width), array(("D", number), width)
+                self._activate(apply, Z, b, A, D)
+            else:
+                A = array(("A", number), width)
+                np.matmul(activations[-1], W, out=A)
+                A += b
+                D = None  # linear: f' = 1
+                if not activation.elementwise:  # softmax output; its cross entropy gives dloss/dZ
+                    A = activation.numpy(A)
+            activations.append(A)
+            slopes.append(D)
+        value, delta = _loss_and_delta(self.loss, activations[-1], targets, self.net.activations[-1])
+        if slopes[last] is not None:
+            delta *= slopes[last]
+        for number in range(last, -1, -1):
+            dW, db = grads[number]
+            dW += activations[number].T @ delta
+            db += self._ones[:rows] @ delta
+            if number:
+                # f'(Z) is not needed again: the next delta takes its place
+                G, D = array(("G", number % 2), Ws[number].shape[0]), slopes[number - 1]
+                delta = back_through(delta, Ws[number], G, D, G if D is None else D)
+        return value
+
+    def _activate(self, apply: Callable[..., None], Z: np.ndarray, b: np.ndarray, A: np.ndarray,
+                  D: np.ndarray) -> None:
+        """``A = f(Z + b)``, ``D = f'(Z + b)``, block by block: the pass's scratch stays in the cache."""
+        size = self.slots * block_rows(Z.shape[1]) * Z.shape[1]
+        space = self._space()
+        for rows in blocks(*Z.shape):
+            z = Z[rows]
+            z += b
+            apply(z, A[rows], D[rows], space.part("s", (self.slots, *z.shape), size))
 
 
 def _arrays(weights: Sequence[tuple[Any, Any]], net: Network) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -141,17 +185,17 @@ def _targets(Y: Any, n: int, m: int, loss: str) -> np.ndarray:
 
 
 def _loss_and_delta(loss: str, y: np.ndarray, t: np.ndarray, last: Activation) -> tuple[float, np.ndarray]:
-    """The mean loss and ``dloss/dA`` (or ``dloss/dZ`` for a softmax output) per point."""
-    n, m = y.shape
+    """The loss summed over the points and ``dloss_n/dA`` (or ``dloss_n/dZ`` for a softmax output) per point."""
+    m = y.shape[1]
     if loss == "mse":
         residual = y - t
-        return float(np.mean(residual**2)), 2 * residual / m
+        return float(np.sum(residual * residual)) / m, residual * (2 / m)
     if loss == "softmax_cross_entropy":
         shifted = y - y.max(axis=1, keepdims=True)
         log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-        return float(-np.sum(t * log_p) / n), np.exp(log_p) * t.sum(axis=1, keepdims=True) - t
+        return float(-np.sum(t * log_p)), np.exp(log_p) * t.sum(axis=1, keepdims=True) - t
     # 0 * log(0) is 0: a class the target gives no weight costs nothing, even if its probability underflows
-    cross = float(-np.sum(np.where(t != 0, t * np.log(np.where(t != 0, y, 1.0)), 0.0)) / n)
+    cross = float(-np.sum(np.where(t != 0, t * np.log(np.where(t != 0, y, 1.0)), 0.0)))
     if not last.elementwise:  # softmax then cross entropy: dloss/dZ = p * sum(t) - t
         return cross, y * t.sum(axis=1, keepdims=True) - t
     return cross, np.where(t != 0, -t / np.where(t != 0, y, 1.0), 0.0)
