@@ -17,20 +17,19 @@ import textwrap
 import time
 from pathlib import Path
 
+# Dask is in the `test` extra: without it these tests fail rather than skip.
+import cloudpickle  # installed with distributed
+import dask
+import dask.array as da
+import distributed
 import numpy as np
 import pytest
 
 import symnet
+import symnet.dask as sd
 from symnet import kernels
 
-dask = pytest.importorskip("dask")
-da = pytest.importorskip("dask.array")
-distributed = pytest.importorskip("distributed")
-cloudpickle = pytest.importorskip("cloudpickle")
-
-import symnet.dask as sd  # noqa: E402  (after the skips: needs Dask)
-
-from conftest import random_network  # noqa: E402
+from conftest import random_network
 
 DERIVATIVES = ("value", "jacobian", "hessian", "laplacian", (0, 0, 1))
 NAMES = ("value", "jacobian", "hessian", "laplacian", "partial_0_0_1")

@@ -57,19 +57,19 @@ class Workspace:
     def __init__(self) -> None:
         self._arrays: dict[tuple[Any, ...], np.ndarray] = {}
 
-    def __call__(self, name: Any, shape: tuple[int, ...]) -> np.ndarray:
-        key = (name, shape)
+    def __call__(self, name: Any, shape: tuple[int, ...], dtype: Any = np.float64) -> np.ndarray:
+        key = (name, shape, np.dtype(dtype))
         array = self._arrays.get(key)
         if array is None:
-            array = self._arrays[key] = np.empty(shape)
+            array = self._arrays[key] = np.empty(shape, dtype)
         return array
 
-    def part(self, name: Any, shape: tuple[int, ...], size: int) -> np.ndarray:
+    def part(self, name: Any, shape: tuple[int, ...], size: int, dtype: Any = np.float64) -> np.ndarray:
         """A C-contiguous ``shape`` at the start of the flat array ``name`` of ``size`` entries.
 
         One buffer serves every chunk of points up to its size, the last shorter one included.
         """
-        return self(name, (size,))[:prod(shape)].reshape(shape)
+        return self(name, (size,), dtype)[:prod(shape)].reshape(shape)
 
 
 class PerThread:

@@ -21,7 +21,6 @@ reused across chunks, layers and calls.
 
 from __future__ import annotations
 
-import threading
 from typing import Callable
 
 import numpy as np
@@ -30,6 +29,7 @@ import sympy
 from ..activations import T, Activation
 from ..network import Network
 from . import _cache
+from ._blocks import PerThread
 from ..functions import sigmoid, softplus
 from ._codegen import _ArrayPrinter, _ScalarPrinter
 
@@ -267,6 +267,7 @@ def _fused_source(activation: Activation, n_tan: int, pairs: list[tuple[int, int
     numpy_part = "\n".join(f"    {line}" for line in emitter.lines) or "    pass"
     kept = ", D1, D2" if keep else ""
     rows = "        F1 = D1[p]\n        F2 = D2[p]\n" if keep else ""
+    locals_ = "" if keep else "    F1 = numpy.empty(H, Z.dtype)\n    F2 = numpy.empty(H, Z.dtype)\n"
     return f'''"""{header}"""
 import math
 
@@ -280,9 +281,7 @@ SLOTS = {max(1, emitter.slots)}
 @numba.njit(cache={cache}, nogil=True, error_model="numpy")
 def fused(Z, U, TAN, SEC, LAP{kept}):
     H = Z.shape[1]
-    F1 = numpy.empty(H, Z.dtype)
-    F2 = numpy.empty(H, Z.dtype)
-    ACC = numpy.empty(H, Z.dtype)
+{locals_}    ACC = numpy.empty(H, Z.dtype)
     for p in range(Z.shape[0]):
 {rows}{fused_body}
 
@@ -344,7 +343,7 @@ class LayeredPlan:
         self.slots = 1
         self.sources: list[str] = []
         self.loaded_from_disk = True
-        self._local = threading.local()
+        self._space = PerThread()  # buffers reused across chunks, layers and calls, per thread
         for activation in net.activations:
             if activation.form == T:  # linear: nothing to do
                 self.passes.append(None)
@@ -375,27 +374,20 @@ class LayeredPlan:
         """
         n = X.shape[0]
         step = min(n, self.chunk_size())
-        buffers = self._buffers(step)
         for start in range(0, n, step):
             stop = min(n, start + step)
-            self._run_chunk(X[start:stop], weights, {k: v[start:stop] for k, v in arrays.items()}, partials, buffers)
+            self._run_chunk(X[start:stop], weights, {k: v[start:stop] for k, v in arrays.items()}, partials)
             if report is not None:
                 report(stop)
 
-    def _buffers(self, step: int) -> tuple[np.ndarray, ...]:
-        # fresh memory is expensive (the kernel zero-fills every new page): buffers are kept
-        # per thread and reused across chunks, layers and calls
-        size = step * self.streams * max(self.widths)
-        scratch = step * max(self.widths) * self.slots
-        buffers = getattr(self._local, "buffers", None)
-        if buffers is None or buffers[0].size < size or buffers[2].size < scratch:
-            buffers = (np.empty(size, self.dtype), np.empty(size, self.dtype), np.empty(scratch, self.dtype))
-            self._local.buffers = buffers
-        return buffers
-
     def _run_chunk(self, X: np.ndarray, weights: tuple[np.ndarray, ...], out: dict[str, np.ndarray],
-                   partials: dict[str, tuple[int, ...]], buffers: tuple[np.ndarray, ...]) -> None:
+                   partials: dict[str, tuple[int, ...]]) -> None:
         b, S = X.shape[0], self.streams
+        # fresh memory is expensive (the kernel zero-fills every new page): buffers sized for
+        # a full chunk serve every chunk and call
+        space, rows = self._space(), self.chunk_size() * max(self.widths)
+        buffers = [space(name, (rows * size,), self.dtype)
+                   for name, size in (("ping", S), ("pong", S), ("scratch", self.slots))]
         t0, s0, l0 = 1, 1 + self.n_tan, 1 + self.n_tan + self.n_sec
         current = seeded(buffers[0], X, S, self.n_tan)
         for number, apply in enumerate(self.passes):

@@ -20,13 +20,13 @@ forward schedule, printed into the same fused numba pass.
 
 from __future__ import annotations
 
-import threading
 from typing import Callable
 
 import numpy as np
 
 from ..network import Network
 from . import _cache, _layered
+from ._blocks import PerThread
 from ._layered import _fused_source, affine, seeded
 
 __all__ = ["ReversePlan", "cheaper"]
@@ -68,7 +68,7 @@ class ReversePlan:
         self.sources: list[str] = []
         self.slots = 1
         self.loaded_from_disk = True
-        self._local = threading.local()
+        self._space = PerThread()  # buffers reused across chunks and calls, per thread
         for activation in net.activations:
             if activation.name == "linear":
                 self.passes.append(None)
@@ -103,24 +103,13 @@ class ReversePlan:
             if report is not None:
                 report(stop)
 
-    def _buffers(self, b: int) -> dict[str, list[np.ndarray]]:
-        # reused across chunks and calls, per thread: fresh pages cost more than the arithmetic
-        buffers = getattr(self._local, "buffers", None)
-        if buffers is None or buffers["b"] < b:
-            streams, widest = 1 + self.d, max(self.widths)
-            flat = lambda size: np.empty(size, self.dtype)  # noqa: E731
-            buffers = {"b": b, "ping": [flat(streams * b * widest) for _ in range(4)],
-                       "scratch": flat(self.slots * b * widest),
-                       "kept": [flat((self.d + 2) * b * width) if apply is not None else None
-                                for width, apply in zip(self.widths[1:], self.passes)]}
-            self._local.buffers = buffers
-        return buffers
-
     def _run_chunk(self, X: np.ndarray, weights: tuple[np.ndarray, ...], out: dict[str, np.ndarray],
                    partials: dict[str, tuple[int, ...]]) -> None:
         b, d, S = X.shape[0], self.d, 1 + self.d
-        buffers = self._buffers(b)
-        ping = buffers["ping"]
+        # fresh memory is expensive (the kernel zero-fills every new page): buffers sized for
+        # a full chunk serve every chunk and call
+        space, chunk, widest = self._space(), self.chunk_size(), max(self.widths)
+        ping = [space(("ping", k), (chunk * S * widest,), self.dtype) for k in range(4)]
         current = seeded(ping[0], X, S, d)
         kept: list[tuple[np.ndarray, np.ndarray, np.ndarray] | None] = []
         for number, apply in enumerate(self.passes):
@@ -129,10 +118,10 @@ class ReversePlan:
             if apply is None:
                 kept.append(None)
             else:
-                store = buffers["kept"][number][: (d + 2) * b * h].reshape(d + 2, b, h)
+                store = space.part(("kept", number), (d + 2, b, h), (d + 2) * chunk * h, self.dtype)
                 tangents, slope, curvature = store[:d], store[d], store[d + 1]
                 np.copyto(tangents, nxt[1:])  # dz/dx_i, before the pass turns them into da/dx_i
-                scratch = buffers["scratch"][: self.slots * b * h].reshape(self.slots, b, h)
+                scratch = space.part("scratch", (self.slots, b, h), self.slots * chunk * widest, self.dtype)
                 with np.errstate(all="ignore"):  # inf/nan are results here, as in the other kernels
                     apply(nxt[0], nxt[1:], nxt[S:], nxt[S:], None, None, scratch, slope, curvature)
                 kept.append((tangents, slope, curvature))
@@ -142,8 +131,9 @@ class ReversePlan:
     def _outputs(self, value: np.ndarray, kept: list, weights: tuple[np.ndarray, ...], out: dict[str, np.ndarray],
                  partials: dict[str, tuple[int, ...]], pong: list[np.ndarray]) -> None:
         b, d, m, S = value.shape[0], self.d, self.m, 1 + self.d
-        gradient = np.empty((b, m, d), self.dtype)
-        hessian = np.empty((b, m, d, d), self.dtype)
+        space, chunk = self._space(), self.chunk_size()
+        gradient = space.part("gradient", (b, m, d), chunk * m * d, self.dtype)
+        hessian = space.part("hessian", (b, m, d, d), chunk * m * d * d, self.dtype)
         last = len(self.passes) - 1
         for k in range(m):
             adjoint = pong[0][: S * b * m].reshape(S, b, m)  # (dy_k/dz_L, its tangents)
