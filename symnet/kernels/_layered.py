@@ -292,18 +292,28 @@ def apply(Z, TAN, SEC, LAP, pi, pk, s{kept}):
 '''
 
 
-def seeded(buffer: np.ndarray, X: np.ndarray, streams: int, tangents: int) -> np.ndarray:
-    """The input streams ``(streams, b, d)`` in ``buffer``: ``X``, then ``dx/dx_i = e_i``, then zeros.
+def entered(X: np.ndarray, W: np.ndarray, bias: np.ndarray, streams: int, tangents: int,
+            buffer: np.ndarray) -> np.ndarray:
+    """The first layer's streams ``(streams, b, h)`` in ``buffer``: ``z = X W + b``, ``dz/dx_i = W[i]``, zeros.
 
-    Streams-major layout (streams, points, width): every stream is contiguous for the SIMD
-    ufuncs, and all streams still go through one matrix multiply per layer.
+    The seeds ``dx/dx_i = e_i`` make the first layer's tangents the rows of ``W`` at every
+    point, and its second-order streams zero, so only the value needs a product (for one
+    input an outer product: BLAS handles a product of inner dimension 1 at a quarter of the
+    speed of a broadcast multiply).  Streams-major layout (streams, points, width): every
+    stream is contiguous for the SIMD ufuncs, and the later layers map all streams with one
+    matrix multiply.
     """
     b, d = X.shape
-    current = buffer[: streams * b * d].reshape(streams, b, d)
-    current[0] = X
-    current[1:1 + tangents] = np.eye(d, dtype=buffer.dtype)[:tangents, None, :]
-    current[1 + tangents:] = 0
-    return current
+    h = W.shape[1]
+    nxt = buffer[: streams * b * h].reshape(streams, b, h)
+    if d == 1:
+        np.multiply(X, W[0], out=nxt[0])
+    else:
+        np.matmul(X, W, out=nxt[0])
+    nxt[0] += bias
+    nxt[1:1 + tangents] = W[:tangents, None, :]
+    nxt[1 + tangents:] = 0
+    return nxt
 
 
 def affine(current: np.ndarray, W: np.ndarray, bias: np.ndarray, buffer: np.ndarray) -> np.ndarray:
@@ -389,9 +399,10 @@ class LayeredPlan:
         buffers = [space(name, (rows * size,), self.dtype)
                    for name, size in (("ping", S), ("pong", S), ("scratch", self.slots))]
         t0, s0, l0 = 1, 1 + self.n_tan, 1 + self.n_tan + self.n_sec
-        current = seeded(buffers[0], X, S, self.n_tan)
+        current = None
         for number, apply in enumerate(self.passes):
-            nxt = affine(current, weights[2 * number], weights[2 * number + 1], buffers[(number + 1) % 2])
+            W, bias, buffer = weights[2 * number], weights[2 * number + 1], buffers[(number + 1) % 2]
+            nxt = entered(X, W, bias, S, self.n_tan, buffer) if number == 0 else affine(current, W, bias, buffer)
             h = nxt.shape[2]
             if apply is not None:
                 scratch = buffers[2][: self.slots * b * h].reshape(self.slots, b, h)

@@ -27,7 +27,7 @@ import numpy as np
 from ..network import Network
 from . import _cache, _layered
 from ._blocks import PerThread
-from ._layered import _fused_source, affine, seeded
+from ._layered import _fused_source, affine, entered
 
 __all__ = ["ReversePlan", "cheaper"]
 
@@ -110,10 +110,11 @@ class ReversePlan:
         # a full chunk serve every chunk and call
         space, chunk, widest = self._space(), self.chunk_size(), max(self.widths)
         ping = [space(("ping", k), (chunk * S * widest,), self.dtype) for k in range(4)]
-        current = seeded(ping[0], X, S, d)
+        current = None
         kept: list[tuple[np.ndarray, np.ndarray, np.ndarray] | None] = []
         for number, apply in enumerate(self.passes):
-            nxt = affine(current, weights[2 * number], weights[2 * number + 1], ping[(number + 1) % 2])
+            W, bias, buffer = weights[2 * number], weights[2 * number + 1], ping[(number + 1) % 2]
+            nxt = entered(X, W, bias, S, d, buffer) if number == 0 else affine(current, W, bias, buffer)
             h = nxt.shape[2]
             if apply is None:
                 kept.append(None)
