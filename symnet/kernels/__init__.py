@@ -40,7 +40,7 @@ import sympy
 from ..errors import InputError, ShapeError, SymnetError
 from ..network import Network
 from ..program import MultiIndex, build, closure
-from . import _cache
+from . import _cache, _threads
 from ._codegen import Output, generate
 from ._layered import LayeredPlan, supports
 from ._loss import LossKernel
@@ -201,6 +201,7 @@ class Kernel:
         source: the generated Python source (deterministic for the same architecture).
         backend: ``"numba"`` or ``"numpy"``.
         strategy: ``"expression"`` (the program printed point by point) or ``"layered"``.
+        threads: how many threads one call runs on (:attr:`threads`).
         loaded_from_disk: whether the source came from the disk cache.
         build_seconds: wall time of :func:`compile` for this kernel (0 when reused in-process).
     """
@@ -271,6 +272,15 @@ class Kernel:
         (full Hessians of nets with three or more inputs, where it needs fewer matrix products);
         ``None`` for the expression strategy."""
         return None if self._plan is None else self._plan.schedule
+
+    @property
+    def threads(self) -> int:
+        """Threads one call runs on: the layered strategy's chunks go to this many threads
+        (1 where numpy's BLAS cannot be limited per thread: :mod:`symnet.kernels._threads`);
+        a parallel expression kernel uses numba's threads."""
+        if self._plan is not None:
+            return self._plan.threads
+        return _threads.numba_threads() if self.parallel else 1
 
     def release_memory(self) -> None:
         """Give back the result memory kept for reuse (arrays callers still hold stay valid)."""
@@ -426,7 +436,7 @@ def compile(  # noqa: A001 - the public name the API promises
         reused = key in _MEMO
         if not reused:
             if strategy == "layered":
-                plan = ReversePlan(net, request.words, request.partials, dtype, use_disk) \
+                plan = ReversePlan(net, request.words, request.partials, dtype, use_disk, parallel) \
                     if backend == "numba" and cheaper(net, request.words, request.partials) else \
                     LayeredPlan(net, request.words, request.partials, dtype, backend, parallel, use_disk)
                 _MEMO[key] = (plan, "\n\n".join(plan.sources), plan.loaded_from_disk)

@@ -27,7 +27,7 @@ import numpy as np
 from ..network import Network
 from . import _cache, _layered
 from ._blocks import PerThread
-from ._layered import _fused_source, affine, entered
+from ._layered import ChunkedPlan, _fused_source, affine, entered
 
 __all__ = ["ReversePlan", "cheaper"]
 
@@ -54,14 +54,15 @@ def cheaper(net: Network, words: tuple[str, ...], partials: tuple[tuple[int, ...
     return (1 + d) * (1 + m) < 1 + d + d * (d + 1) // 2
 
 
-class ReversePlan:
+class ReversePlan(ChunkedPlan):
     """Buffers and compiled passes of forward-over-reverse for one architecture (numba backend)."""
 
     schedule = "forward-over-reverse"
 
     def __init__(self, net: Network, words: tuple[str, ...], partials: tuple[tuple[int, ...], ...],
-                 dtype: np.dtype, cache: bool = False) -> None:
+                 dtype: np.dtype, cache: bool = False, parallel: bool = True) -> None:
         self.d, self.m = net.n_inputs, net.n_outputs
+        self.parallel = parallel
         self.widths = net.layer_sizes
         self.dtype = dtype
         self.passes: list[Callable[..., None] | None] = []
@@ -91,17 +92,6 @@ class ReversePlan:
         kept = sum((self.d + 2) * width for width, apply in zip(self.widths[1:], self.passes) if apply is not None)
         per_point = (4 * streams * widest + self.slots * widest + kept) * self.dtype.itemsize
         return max(1, _layered.MEMORY_BUDGET // per_point)
-
-    def run(self, X: np.ndarray, weights: tuple[np.ndarray, ...], arrays: dict[str, np.ndarray],
-            partials: dict[str, tuple[int, ...]], report: Callable[[int], None] | None = None) -> None:
-        """Evaluate all points chunk by chunk; ``report(done)`` after each chunk."""
-        n = X.shape[0]
-        step = min(n, self.chunk_size())
-        for start in range(0, n, step):
-            stop = min(n, start + step)
-            self._run_chunk(X[start:stop], weights, {k: v[start:stop] for k, v in arrays.items()}, partials)
-            if report is not None:
-                report(stop)
 
     def _run_chunk(self, X: np.ndarray, weights: tuple[np.ndarray, ...], out: dict[str, np.ndarray],
                    partials: dict[str, tuple[int, ...]]) -> None:
