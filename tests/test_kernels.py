@@ -338,7 +338,7 @@ def test_progress_reports_every_piece_and_changes_nothing(backend, strategy, cap
     assert "symnet: 100% of 10 points" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("backend, schedule, width", [("numpy", "forward", 97), ("numba", "forward-over-reverse", 98)])
+@pytest.mark.parametrize("backend, schedule, width", [("numpy", "forward", 97), ("numba", "forward-adjoint", 98)])
 def test_layered_memory_is_the_results_plus_a_fixed_budget(monkeypatch, backend, schedule, width):
     """10^7 points of a 3-128-128-128-128-1 net: 1.04 GB of results plus at most MEMORY_BUDGET of buffers per thread."""
     import tracemalloc
@@ -363,15 +363,16 @@ def test_layered_memory_is_the_results_plus_a_fixed_budget(monkeypatch, backend,
 
 @pytest.mark.parametrize("seed, sizes, acts", [
     (0, [3, 5, 4, 1], ["tanh", "softplus", "linear"]),
-    (1, [5, 4, 2], ["sigmoid", "silu"]),
+    (1, [5, 4, 2], ["sigmoid", "silu"]),  # two outputs, a nonlinear last layer
     (2, [4, 6, 6, 1], ["relu", "elu", "tanh"]),
     (3, [8, 7, 1], ["gelu", "linear"]),
+    (4, [3, 6, 6, 6, 2], ["linear", "tanh", "linear", "softplus"]),  # linear first and middle layers
 ])
-def test_forward_over_reverse_agrees_with_the_expression_kernel(seed, sizes, acts):
+def test_forward_adjoint_agrees_with_the_expression_kernel(seed, sizes, acts):
     net = random_network(np.random.default_rng(seed), sizes, acts)
     request = ("value", "jacobian", "hessian", "laplacian", (0, 2), (1,))
     layered = symnet.compile(net, request, strategy="layered")
-    assert layered.schedule == "forward-over-reverse"
+    assert layered.schedule == "forward-adjoint"
     X = np.random.default_rng(seed).normal(size=(300, sizes[0]))
     got, want = layered(X), symnet.compile(net, request, backend="numpy", strategy="expression")(X)
     for name, array in want.as_dict().items():
@@ -379,21 +380,57 @@ def test_forward_over_reverse_agrees_with_the_expression_kernel(seed, sizes, act
     assert np.array_equal(got.hessian, got.hessian.transpose(0, 1, 3, 2))  # exactly symmetric
 
 
+@pytest.mark.parametrize("request_", [((0, 1),), ("value", (2, 2), (0, 1)), ("laplacian", (1, 2)), ("jacobian", (0, 0))])
+def test_forward_adjoint_computes_only_the_second_partials_asked_for(request_):
+    net = random_network(np.random.default_rng(7), [3, 9, 9, 1], ["tanh", "softplus", "linear"])
+    layered = symnet.compile(net, request_, strategy="layered")
+    assert layered.schedule == "forward-adjoint"
+    X = np.random.default_rng(8).normal(size=(200, 3))
+    got, want = layered(X), symnet.compile(net, request_, backend="numpy", strategy="expression")(X)
+    assert set(got.as_dict()) == set(want.as_dict())
+    for name, array in want.as_dict().items():
+        assert_close(got[name], array)
+
+
 def test_the_schedule_follows_the_stream_count():
     wide = lambda d, m: random_network(np.random.default_rng(0), [d, 40, m], ["tanh", "linear"])  # noqa: E731
-    assert symnet.compile(wide(3, 1), "hessian").schedule == "forward-over-reverse"  # 8 streams, not 10
-    assert symnet.compile(wide(2, 1), "hessian").schedule == "forward"  # 6 either way
+    assert symnet.compile(wide(3, 1), "hessian").schedule == "forward-adjoint"  # 5 streams, not 10
+    assert symnet.compile(wide(2, 1), "hessian").schedule == "forward-adjoint"  # 4, not 6
+    assert symnet.compile(wide(3, 3), "hessian").schedule == "forward-adjoint"  # 7, not 10
+    assert symnet.compile(wide(2, 3), "hessian").schedule == "forward"  # 6 either way: forward measured faster
+    assert symnet.compile(wide(1, 1), "hessian").schedule == "forward"  # 3 either way
     assert symnet.compile(wide(8, 1), "laplacian").schedule == "forward"  # forward Laplacian: 10 streams
-    assert symnet.compile(wide(3, 2), "hessian").schedule == "forward"  # 12 streams against 10
+    assert symnet.compile(wide(3, 1), (0, 1)).schedule == "forward-adjoint"  # forward pushes every pair
     assert symnet.compile(wide(3, 1), "hessian", backend="numpy").schedule == "forward"
+    one_layer = random_network(np.random.default_rng(0), [3, 40], ["tanh"])
+    assert symnet.compile(one_layer, "hessian", strategy="layered").schedule == "forward"  # nothing to sweep
     assert symnet.compile(wide(1, 1), "hessian", strategy="expression").schedule is None
 
 
-def test_forward_over_reverse_keeps_nan_to_its_point():
-    net = random_network(np.random.default_rng(6), [3, 30, 1], ["tanh", "linear"])
+def test_forward_adjoint_keeps_nan_to_its_point():
+    net = random_network(np.random.default_rng(6), [3, 30, 30, 1], ["tanh", "tanh", "linear"])
     kernel = symnet.compile(net, "hessian", strategy="layered")
-    assert kernel.schedule == "forward-over-reverse"
+    assert kernel.schedule == "forward-adjoint"
     X = np.random.default_rng(0).normal(size=(5, 3))
     X[2, 1] = np.nan
+    X[4] = 600.0  # saturated: f' and f'' are 0 there, not NaN
     hessian = kernel(X).hessian
     assert np.isnan(hessian[2]).all() and np.isfinite(hessian[[0, 1, 3, 4]]).all()
+    forward = symnet.compile(net, "hessian", backend="numpy", strategy="layered")  # the forward schedule
+    assert_close(hessian[[0, 1, 3, 4]], forward(X[[0, 1, 3, 4]]).hessian)
+
+
+def test_the_schedule_can_be_chosen_and_is_checked():
+    net = random_network(np.random.default_rng(0), [3, 20, 20, 1], ["tanh", "tanh", "linear"])
+    X = np.random.default_rng(1).normal(size=(100, 3))
+    forward = symnet.compile(net, "hessian", strategy="layered", schedule="forward")
+    assert forward.schedule == "forward"
+    assert_close(forward(X).hessian, symnet.compile(net, "hessian", strategy="layered")(X).hessian)
+    with pytest.raises(symnet.InputError, match="numba backend"):
+        symnet.compile(net, "hessian", backend="numpy", strategy="layered", schedule="forward-adjoint")
+    with pytest.raises(symnet.InputError, match="a Laplacian alone goes forward"):
+        symnet.compile(net, "laplacian", strategy="layered", schedule="forward-adjoint")
+    with pytest.raises(symnet.InputError, match="pass strategy='layered'"):
+        symnet.compile(net, "hessian", strategy="expression", schedule="forward")
+    with pytest.raises(symnet.InputError, match="schedule must be one of"):
+        symnet.compile(net, "hessian", schedule="reverse")

@@ -45,7 +45,7 @@ from ._codegen import Output, generate
 from ._layered import LayeredPlan, supports
 from ._loss import LossKernel
 from ._pool import OutputPool
-from ._reverse import ReversePlan, cheaper
+from ._adjoint import AdjointPlan, adjoint_unsupported, cheaper
 from ._progress import Progress, ProgressArg, pieces
 
 __all__ = ["compile", "compile_loss", "Kernel", "KernelResult", "LossKernel", "NumbaUnavailableWarning", "stats"]
@@ -53,6 +53,7 @@ __all__ = ["compile", "compile_loss", "Kernel", "KernelResult", "LossKernel", "N
 _VERSION = "1"  # bump when generated code changes meaning
 _BACKENDS = ("numba", "numpy")
 _STRATEGIES = ("auto", "expression", "layered")
+_SCHEDULES = ("auto", "forward", "forward-adjoint")
 
 #: ``strategy="auto"`` prints the expression program while it has at most this many
 #: weight-times-stream terms.  Measured (value + gradient + Hessian of 2-h-h-1 tanh nets,
@@ -219,7 +220,7 @@ class Kernel:
     _weights: tuple[np.ndarray, ...] = field(repr=False)
     _outputs: tuple[str, ...] = field(repr=False)
     _chunk: int = field(repr=False)
-    _plan: LayeredPlan | ReversePlan | None = field(default=None, repr=False)
+    _plan: LayeredPlan | AdjointPlan | None = field(default=None, repr=False)
     _partials: dict[str, MultiIndex] = field(default_factory=dict, repr=False)
     _pool: OutputPool = field(default_factory=OutputPool, repr=False)
 
@@ -268,9 +269,9 @@ class Kernel:
 
     @property
     def schedule(self) -> str | None:
-        """How the layered strategy runs: ``"forward"`` (Taylor mode) or ``"forward-over-reverse"``
-        (full Hessians of nets with three or more inputs, where it needs fewer matrix products);
-        ``None`` for the expression strategy."""
+        """How the layered strategy runs: ``"forward"`` (Taylor mode) or ``"forward-adjoint"``
+        (Hessian entries of nets with two or more inputs, where it needs fewer matrix
+        products: :mod:`symnet.kernels._adjoint`); ``None`` for the expression strategy."""
         return None if self._plan is None else self._plan.schedule
 
     @property
@@ -307,7 +308,8 @@ class Kernel:
         # weights included, as with_weights left them) and the options.  compile is keyed by
         # architecture and options, never weights, so that process's memo or its own disk cache
         # answers it.  A kernel built with cache=False arrives with cache=True (not recorded).
-        return (compile, (self.net, self.derivatives, self.backend, self.dtype, self.parallel, True, self.strategy))
+        return (compile, (self.net, self.derivatives, self.backend, self.dtype, self.parallel, True, self.strategy,
+                          self.schedule or "auto"))
 
     def __repr__(self) -> str:
         return (f"Kernel({self.net!r}, derivatives={self.derivatives}, backend={self.backend!r}, "
@@ -382,6 +384,7 @@ def compile(  # noqa: A001 - the public name the API promises
     parallel: bool = True,
     cache: bool = True,
     strategy: str = "auto",
+    schedule: str = "auto",
 ) -> Kernel:
     """Compile the value and exact derivatives of ``net`` into a batch kernel.
 
@@ -394,7 +397,9 @@ def compile(  # noqa: A001 - the public name the API promises
             be imported, ``"numba"`` falls back to ``"numpy"`` with a
             :class:`NumbaUnavailableWarning`; ``kernel.backend`` says which ran.
         dtype: ``numpy.float64`` or ``numpy.float32`` for inputs, weights and results.
-        parallel: ``numba.prange`` over points (numba backend).
+        parallel: use every core (numba backend): ``numba.prange`` over points in the
+            expression strategy, chunks of points on ``kernel.threads`` threads in the layered
+            one (:mod:`symnet.kernels._threads`).
         cache: keep generated kernels on disk (``$SYMNET_CACHE_DIR``, default
             ``~/.cache/symnet``); a second process then skips code generation and compilation.
         strategy: ``"expression"`` prints the chain-rule program point by point (one fused,
@@ -402,6 +407,11 @@ def compile(  # noqa: A001 - the public name the API promises
             tangents and second-order terms layer by layer with one matrix multiply per layer
             (best for wide networks; see :mod:`symnet.kernels._layered`); ``"auto"`` picks
             by size (:data:`EXPRESSION_LIMIT`).  ``kernel.strategy`` says which was used.
+        schedule: for the layered strategy, ``"forward"`` (Taylor mode: every derivative
+            stream through every layer) or ``"forward-adjoint"`` (value and tangents forward,
+            then one adjoint sweep adding each layer's Hessian term; numba backend, for
+            Hessian entries: :mod:`symnet.kernels._adjoint`); ``"auto"`` takes the one with
+            fewer streams.  ``kernel.schedule`` says which was used.
 
     Returns:
         a :class:`Kernel`; ``kernel(X)`` returns a :class:`KernelResult`.
@@ -411,6 +421,8 @@ def compile(  # noqa: A001 - the public name the API promises
         raise InputError(f"backend must be one of {_BACKENDS}, not {backend!r}")
     if strategy not in _STRATEGIES:
         raise InputError(f"strategy must be one of {_STRATEGIES}, not {strategy!r}")
+    if schedule not in _SCHEDULES:
+        raise InputError(f"schedule must be one of {_SCHEDULES}, not {schedule!r}")
     dtype = np.dtype(dtype)
     if dtype not in (np.dtype(np.float64), np.dtype(np.float32)):
         raise InputError(f"dtype must be float64 or float32, not {dtype}")
@@ -421,6 +433,7 @@ def compile(  # noqa: A001 - the public name the API promises
     request = _parse_request(derivatives, net)
     weights = _weight_arrays(net, dtype)
     strategy = _choose(net, request, strategy)
+    schedule = _schedule(net, request, strategy, backend, schedule)
     parallel = bool(parallel) and backend == "numba"
     versions = {"python": list(sys.version_info[:2]), "numba": _numba_version() if backend == "numba" else None}
     outputs = tuple(o for o in _WORDS if o in request.words) + tuple(_partial_name(a) for a in request.partials)
@@ -428,7 +441,7 @@ def compile(  # noqa: A001 - the public name the API promises
     description = json.dumps({
         "symnet_kernel": _VERSION, "architecture": repr(_architecture(net)), "words": request.words,
         "partials": request.partials, "backend": backend, "dtype": dtype.name, "parallel": parallel,
-        "strategy": strategy, **versions}, sort_keys=True)
+        "strategy": strategy, "schedule": schedule, **versions}, sort_keys=True)
     key = _cache.key_of(description)
     use_disk = cache and backend == "numba"
     derivatives = tuple(derivatives) if not isinstance(derivatives, str) else (derivatives,)
@@ -436,9 +449,8 @@ def compile(  # noqa: A001 - the public name the API promises
         reused = key in _MEMO
         if not reused:
             if strategy == "layered":
-                plan = ReversePlan(net, request.words, request.partials, dtype, use_disk, parallel) \
-                    if backend == "numba" and cheaper(net, request.words, request.partials) else \
-                    LayeredPlan(net, request.words, request.partials, dtype, backend, parallel, use_disk)
+                plan = AdjointPlan(net, request.words, request.partials, dtype, use_disk, parallel) \
+                    if schedule == "forward-adjoint" else LayeredPlan(net, request.words, request.partials, dtype, backend, parallel, use_disk)
                 _MEMO[key] = (plan, "\n\n".join(plan.sources), plan.loaded_from_disk)
             else:
                 twin = Network.symbolic(net.layer_sizes, net.activations)
@@ -486,6 +498,22 @@ def _choose(net: Network, request: _Request, strategy: str) -> str:
     streams = len(closure(request.multi_indices(net.n_inputs)))
     terms = sum(layer.fan_in * layer.fan_out for layer in net.layers) * streams
     return "expression" if terms <= EXPRESSION_LIMIT else "layered"
+
+
+def _schedule(net: Network, request: _Request, strategy: str, backend: str, schedule: str) -> str | None:
+    if strategy != "layered":
+        if schedule != "auto":
+            raise InputError(f"schedule={schedule!r} is for the layered strategy; this kernel uses {strategy!r}: "
+                             "pass strategy='layered' too")
+        return None
+    if schedule == "forward-adjoint":
+        reason = adjoint_unsupported(net, request.words, request.partials, backend)
+        if reason:
+            raise InputError(f"schedule='forward-adjoint' cannot evaluate this request: {reason}; use schedule='forward'")
+        return schedule
+    if schedule == "auto":
+        return "forward-adjoint" if backend == "numba" and cheaper(net, request.words, request.partials) else "forward"
+    return schedule
 
 
 def _source(twin: Network, request: _Request, backend: str, parallel: bool, description: str, cache: bool) -> str:

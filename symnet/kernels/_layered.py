@@ -192,7 +192,7 @@ def _fused_source(activation: Activation, n_tan: int, pairs: list[tuple[int, int
     by arithmetic and updates its value, tangents, Hessian pairs and Laplacian, one vectorised
     loop over the units per stream (the streams are unrolled for this request).  With ``keep``,
     ``apply`` takes two more arrays shaped like ``Z`` and leaves ``f'(Z)`` and ``f''(Z)`` in them
-    (the reverse sweep of :mod:`symnet.kernels._reverse` needs them).
+    (the adjoint sweep of :mod:`symnet.kernels._adjoint` needs them).
     """
     z = sympy.Symbol("z", real=True)
     exprs = [activation.derivative(k).xreplace({T: z}) for k in range(3)]
