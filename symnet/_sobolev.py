@@ -61,6 +61,7 @@ from .errors import InputError
 from .kernels import _cache
 from .kernels._layered import derivatives_source
 from .kernels._blocks import PerThread, Workspace, back_through, block_rows, blocks, chunk_rows
+from .kernels._threads import sum_over_chunks, thread_count
 
 __all__ = ["SobolevLoss", "Workspace", "derivative_pass"]
 
@@ -123,6 +124,7 @@ class SobolevLoss:
         value_weight, derivative_weight: ``>= 0``.
         reverse: the schedule: ``True`` reverse over reverse, ``False`` tangents forward;
             default: the one with fewer matrix products, reverse when ``m < d``.
+        parallel: chunks of points on several threads (:mod:`symnet.kernels._threads`).
 
     ``loss(weights, rows=None)`` with ``weights`` a list of ``(W (fan_in, fan_out), b (fan_out,))``
     returns ``(L, [(dW, db), ...])`` (fresh arrays); ``rows`` (indices) evaluates the loss of
@@ -132,7 +134,8 @@ class SobolevLoss:
     """
 
     def __init__(self, activations: Sequence[Any], X: np.ndarray, Y: np.ndarray | None, DY: np.ndarray | None,
-                 value_weight: float = 1.0, derivative_weight: float = 1.0, reverse: bool | None = None) -> None:
+                 value_weight: float = 1.0, derivative_weight: float = 1.0, reverse: bool | None = None,
+                 parallel: bool = True) -> None:
         from .activations import get
 
         self.activations = [get(a) for a in activations]
@@ -146,6 +149,7 @@ class SobolevLoss:
         self.DY, self.DY_given = _masked(DY)
         self.value_weight, self.derivative_weight = float(value_weight), float(derivative_weight)
         self._space = PerThread()
+        self.parallel = parallel
 
     def __call__(self, weights: Sequence[tuple[np.ndarray, np.ndarray]],
                  rows: np.ndarray | None = None) -> tuple[float, list[tuple[np.ndarray, np.ndarray]]]:
@@ -173,15 +177,15 @@ class SobolevLoss:
             # slower than whole batches (2-64-64-1 net, 10,000 points, 2-core machine)
             per_point = ((2 * streams + 2) * sum(widths) + 2 * streams * max(widths)) // 4
         chunk = chunk_rows(per_point * X.itemsize)
-        grads = [(np.zeros(W.shape), np.zeros(b.shape)) for W, b in weights]
-        loss = 0.0
-        with np.errstate(all="ignore"):
-            for start in range(0, n, chunk):
-                part = slice(start, start + chunk)
-                targets = (None if Y is None else Y[part], None if Y_given is None else Y_given[part],
-                           None if DY is None else DY[:, part], None if DY_given is None else DY_given[:, part])
-                loss += sweep(weights, X[part], targets, scales, chunk, grads)
-        return loss, grads
+        def work(start: int, stop: int, grads: list) -> float:
+            part = slice(start, stop)
+            targets = (None if Y is None else Y[part], None if Y_given is None else Y_given[part],
+                       None if DY is None else DY[:, part], None if DY_given is None else DY_given[:, part])
+            with np.errstate(all="ignore"):
+                return sweep(weights, X[part], targets, scales, chunk, grads)
+
+        like = [(np.asarray(W, dtype=np.float64), np.asarray(b, dtype=np.float64)) for W, b in weights]
+        return sum_over_chunks(n, chunk, work, like, thread_count() if self.parallel else 1)
 
     def _arrays(self, n: int, capacity: int) -> Callable[..., np.ndarray]:
         """``array(name, width, count=1)``: this thread's ``(count, n, width)`` buffer ``name``."""

@@ -37,6 +37,7 @@ def test_parallel_covers_every_point_once_on_two_threads_and_reports_from_the_ca
     workers, reporters, seen, blas_inside = set(), set(), [], []
 
     def work(start, stop):
+        assert stop - start <= _threads.SMALLEST_SHARE  # never more than the chunk asked for
         workers.add(threading.get_ident())
         blas_inside.append(blas_threads())
         time.sleep(0.002)  # long enough that both threads take some ranges
@@ -121,3 +122,41 @@ def test_parallel_kernels_agree_with_serial_ones(sizes, acts, request_):
     got, want = parallel(X), serial(X)
     for name, array in want.as_dict().items():
         np.testing.assert_allclose(got[name], array, rtol=1e-13, atol=1e-13)
+
+
+def test_sums_over_chunks_are_added_in_point_order():
+    n = 40 * _threads.SMALLEST_SHARE
+    values = np.random.default_rng(0).normal(size=n) * 10.0 ** np.random.default_rng(1).integers(-8, 8, n)
+
+    def work(start, stop, sums):
+        time.sleep(0.001 * (start % 3))  # the threads finish out of order
+        sums[0][0][0] += values[start:stop].sum()
+        return float(stop - start)
+
+    results = [_threads.sum_over_chunks(n, 2 * _threads.SMALLEST_SHARE, work, [(np.zeros(1),)], threads=2)
+               for _ in range(3)]
+    assert all(total == n for total, _ in results)
+    assert results[0][1][0][0][0] == results[1][1][0][0][0] == results[2][1][0][0][0]  # bit for bit
+    assert np.isclose(results[0][1][0][0][0], values.sum(), rtol=1e-9, atol=1e-6)
+
+
+def test_parallel_loss_gradients_agree_with_serial_ones_and_repeat_exactly():
+    from symnet._sobolev import SobolevLoss
+    from symnet.kernels._loss import LossKernel
+
+    rng = np.random.default_rng(2)
+    net = random_network(rng, [2, 16, 16, 1], ["tanh", "tanh", "linear"])
+    X = rng.normal(size=(20_000, 2))
+    Y = np.sin(X[:, :1])
+    DY = np.where(rng.random((20_000, 1, 2)) < 0.5, np.nan, 1.0)  # some derivative targets missing
+    weights = [(layer.weight_array(), layer.bias_array()) for layer in net.layers]
+    pairs = [(LossKernel(net, "mse", parallel=False), LossKernel(net, "mse")),
+             (SobolevLoss(net.activations, X, Y, DY, parallel=False), SobolevLoss(net.activations, X, Y, DY))]
+    for serial, parallel in pairs:
+        call = (lambda kernel: kernel(X, Y, weights)) if isinstance(serial, LossKernel) else (lambda kernel: kernel(weights))
+        (want, want_grads), (got, got_grads), (again, again_grads) = call(serial), call(parallel), call(parallel)
+        assert np.isclose(got, want, rtol=1e-13) and got == again
+        for (dW, db), (dW_want, db_want), (dW_again, db_again) in zip(got_grads, want_grads, again_grads):
+            np.testing.assert_allclose(dW, dW_want, rtol=1e-11, atol=1e-15)
+            np.testing.assert_allclose(db, db_want, rtol=1e-11, atol=1e-15)
+            assert np.array_equal(dW, dW_again) and np.array_equal(db, db_again)

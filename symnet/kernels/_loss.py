@@ -30,6 +30,7 @@ from ..network import Network
 from . import _cache
 from ._blocks import PerThread, back_through, block_rows, blocks, chunk_rows
 from ._layered import derivatives_source
+from ._threads import sum_over_chunks, thread_count
 
 __all__ = ["LossKernel", "LOSSES"]
 
@@ -48,7 +49,7 @@ class LossKernel:
     :data:`~symnet.kernels._blocks.CHUNK_BYTES`) for as long as the kernel and the thread live.
     """
 
-    def __init__(self, net: Network, loss: str) -> None:
+    def __init__(self, net: Network, loss: str, parallel: bool = True) -> None:
         if loss not in LOSSES:
             raise InputError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
         for number, activation in enumerate(net.activations[:-1], start=1):
@@ -72,10 +73,16 @@ class LossKernel:
         self.chunk = chunk_rows(4 * sum(net.layer_sizes[1:]) * np.dtype(np.float64).itemsize)
         self._ones = np.ones(self.chunk)  # bias gradients: ones @ delta
         self._space = PerThread()
+        self.parallel = parallel
+
+    @property
+    def threads(self) -> int:
+        """Threads a call spreads its chunks of points over (:mod:`symnet.kernels._threads`)."""
+        return thread_count() if self.parallel else 1
 
     def __reduce__(self) -> tuple[Any, ...]:
         # activation passes of exec'd modules and per-thread buffers do not pickle: rebuild them
-        return (LossKernel, (self.net, self.loss))
+        return (LossKernel, (self.net, self.loss, self.parallel))
 
     def __call__(self, X: Any, Y: Any, weights: Network | Sequence[tuple[Any, Any]] | None = None
                  ) -> tuple[float, list[tuple[np.ndarray, np.ndarray]]]:
@@ -95,16 +102,15 @@ class LossKernel:
             raise ShapeError(f"X has shape {X.shape} but the network takes {net.n_inputs} inputs: give (N, {net.n_inputs})")
         n = X.shape[0]
         targets = _targets(Y, n, net.n_outputs, self.loss)
-        grads = [(np.zeros(W.shape), np.zeros(b.shape)) for W, b in zip(Ws, bs)]
-        total = 0.0
-        with np.errstate(all="ignore"):  # saturation gives inf/0 here as in the closed form
-            for start in range(0, n, self.chunk):
-                stop = min(n, start + self.chunk)
-                total += self._chunk(X[start:stop], targets[start:stop], Ws, bs, grads)
-            for dW, db in grads:
-                dW /= n
-                db /= n
-            return total / n if n else float("nan"), grads
+        def work(start: int, stop: int, grads: list) -> float:
+            with np.errstate(all="ignore"):  # saturation gives inf/0 here as in the closed form
+                return self._chunk(X[start:stop], targets[start:stop], Ws, bs, grads)
+
+        total, grads = sum_over_chunks(n, self.chunk, work, [(W, b) for W, b in zip(Ws, bs)], self.threads)
+        for dW, db in grads:
+            dW /= max(n, 1)
+            db /= max(n, 1)
+        return total / n if n else float("nan"), grads
 
     def _chunk(self, X: np.ndarray, targets: np.ndarray, Ws: list[np.ndarray], bs: list[np.ndarray],
                grads: list[tuple[np.ndarray, np.ndarray]]) -> float:

@@ -33,7 +33,9 @@ from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any, Callable, Iterator
 
-__all__ = ["numba_threads", "over_chunks", "thread_count"]
+import numpy as np
+
+__all__ = ["numba_threads", "over_chunks", "sum_over_chunks", "thread_count"]
 
 #: A batch is split across threads only into ranges of at least this many points: for fewer,
 #: handing work to a thread (~20-50 us) costs more than it saves.
@@ -130,8 +132,10 @@ def over_chunks(n: int, chunk: int, work: Callable[[int, int], None], report: Ca
     """
     if n < 2 * SMALLEST_SHARE:
         threads = 1
-    elif threads > 1:  # at least one range per thread
-        chunk = min(chunk, max(SMALLEST_SHARE, -(-n // threads)))
+    elif threads > 1:  # as many ranges for each thread, none over chunk, of nearly equal size
+        count = -(-n // max(1, chunk))
+        count = -(-count // threads) * threads
+        chunk = -(-n // count)  # never more than chunk: callers size their buffers by it
     chunk = max(1, chunk)
     starts = range(0, n, chunk)
     if threads <= 1 or len(starts) < 2:
@@ -187,3 +191,38 @@ def over_chunks(n: int, chunk: int, work: Callable[[int, int], None], report: Ca
                     helper.result()
     if error is not None:
         raise error
+
+
+Sums = list[tuple[np.ndarray, ...]]
+
+
+def sum_over_chunks(n: int, chunk: int, work: Callable[[int, int, Sums], float], like: Sums,
+                    threads: int = 1) -> tuple[float, Sums]:
+    """Sums over ranges of points, as :func:`over_chunks` runs them: ``(sum of work's values, arrays)``.
+
+    ``work(start, stop, sums)`` adds its range's share into ``sums``, fresh zero arrays shaped
+    like ``like``, and returns its share of a scalar.  The ranges' shares are added in the
+    order of the points, not of the threads, so a call gives the same result every time.
+
+    >>> total, [(counts,)] = sum_over_chunks(10, 4, lambda start, stop, sums: float(stop - start), [(np.zeros(1),)])
+    >>> total, counts
+    (10.0, array([0.]))
+    """
+    def zeros() -> Sums:
+        return [tuple(np.zeros_like(array) for array in group) for group in like]
+
+    shares: dict[int, tuple[float, Sums]] = {}
+
+    def run(start: int, stop: int) -> None:
+        sums = zeros()
+        shares[start] = work(start, stop, sums), sums
+
+    over_chunks(n, chunk, run, threads=threads)
+    total, result = 0.0, zeros()
+    for start in sorted(shares):
+        value, sums = shares[start]
+        total += value
+        for group, share in zip(result, sums):
+            for array, part in zip(group, share):
+                array += part
+    return total, result
