@@ -1,13 +1,15 @@
-"""Two variants of each layered kernel side by side: one thread against all, or forward against forward-adjoint.
+"""Two variants of each kernel side by side: one thread against all, or forward against forward-adjoint.
 
 Default: for each benchmark net of :mod:`nets` (value + gradient + Hessian, or value +
 Laplacian), the kernel with its chunks on one thread (``parallel=False``) against the one
 using every core.  With ``--schedules``: for the Hessian nets, ``schedule="forward"``
-against ``schedule="forward-adjoint"``, both on every core.  The two take turns
+against ``schedule="forward-adjoint"``, both on every core.  With ``--losses``: the loss
+gradients of training (``compile_loss``'s mse and the Sobolev loss of ``fit``), one thread
+against all, for the 2-64-64-1 tanh net on 10,000 points of benchmarks/train_speed.py.  The two take turns
 ``--rounds`` times, ``--repeats`` timed calls each after a warm-up; the medians over all
 calls are printed with their ratio.  Run:
 
-    python benchmarks/threads.py [--schedules] [--nets T3,T4,T5,L1,L2,L3] [--rounds 3] [--repeats 3]
+    python benchmarks/threads.py [--schedules | --losses] [--nets T3,T4,T5,L1,L2,L3] [--rounds 3] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -21,13 +23,50 @@ import symnet
 from nets import NETS
 
 
+def alternate(calls: dict[str, object], rounds: int, repeats: int) -> dict[str, float]:
+    """Median seconds of each zero-argument call, the calls taking turns ``rounds`` times."""
+    times: dict[str, list[float]] = {label: [] for label in calls}
+    for _ in range(rounds):
+        for label, call in calls.items():
+            call()
+            for _ in range(repeats):
+                start = time.perf_counter()
+                call()
+                times[label].append(time.perf_counter() - start)
+    return {label: float(np.median(values)) for label, values in times.items()}
+
+
+def losses(rounds: int, repeats: int) -> None:
+    from symnet._sobolev import SobolevLoss
+    from symnet.kernels._loss import LossKernel
+
+    rng = np.random.default_rng(0)
+    sizes = [2, 64, 64, 1]
+    weights = [(rng.normal(size=(a, b)) / np.sqrt(a), np.zeros(b)) for a, b in zip(sizes, sizes[1:])]
+    net = symnet.Network.from_weights([W for W, _ in weights], [b for _, b in weights], ["tanh", "tanh", "linear"])
+    X = rng.uniform(-3, 3, (10_000, 2))
+    Y = np.sin(X[:, :1]) * np.cos(X[:, 1:])
+    DY = np.stack([np.cos(X[:, 0]) * np.cos(X[:, 1]), -np.sin(X[:, 0]) * np.sin(X[:, 1])], axis=1)[:, None, :]
+    mse = {parallel: LossKernel(net, "mse", parallel=parallel) for parallel in (False, True)}
+    sobolev = {parallel: SobolevLoss(net.activations, X, Y, DY, parallel=parallel) for parallel in (False, True)}
+    for name, calls in (("value loss (mse)", {p: (lambda k=k: k(X, Y, weights)) for p, k in mse.items()}),
+                        ("Sobolev loss", {p: (lambda k=k: k(weights)) for p, k in sobolev.items()})):
+        medians = alternate({"one thread": calls[False], "all threads": calls[True]}, rounds, repeats)
+        serial, parallel = medians["one thread"], medians["all threads"]
+        print(f"{name}, 2-64-64-1 tanh, 10,000 points ({mse[True].threads} threads): one thread "
+              f"{serial * 1e3:.1f} ms, all threads {parallel * 1e3:.1f} ms, ratio {serial / parallel:.2f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nets", default=None, help="default: T3,T4,T5,L1,L2,L3 (T3,T4,T5 with --schedules)")
     parser.add_argument("--schedules", action="store_true")
+    parser.add_argument("--losses", action="store_true")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    if args.losses:
+        return losses(5 * args.rounds, 7 * args.repeats)
     names = args.nets or ("T3,T4,T5" if args.schedules else "T3,T4,T5,L1,L2,L3")
     for name in names.split(","):
         reference = NETS[name]
@@ -39,15 +78,9 @@ def main() -> None:
         else:
             kernels = {"one thread": symnet.compile(net, words, parallel=False), "all threads": symnet.compile(net, words)}
         X = reference.points(reference.n_points)
-        times: dict[str, list[float]] = {label: [] for label in kernels}
-        for _ in range(args.rounds):
-            for label, kernel in kernels.items():
-                kernel(X)
-                for _ in range(args.repeats):
-                    start = time.perf_counter()
-                    kernel(X)
-                    times[label].append(time.perf_counter() - start)
-        (first, a), (second, b) = ((label, float(np.median(times[label]))) for label in kernels)
+        medians = alternate({label: (lambda k=kernel: k(X)) for label, kernel in kernels.items()},
+                            args.rounds, args.repeats)
+        (first, a), (second, b) = medians.items()
         kernel = kernels[second]
         print(f"{name} ({kernel.schedule}, {kernel.threads} threads, {X.shape[0]:,} points): {first} {a:.3f} s, "
               f"{second} {b:.3f} s, ratio {a / b:.2f}", flush=True)
