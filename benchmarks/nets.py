@@ -122,7 +122,35 @@ class RefNet:
         return np.random.default_rng(seed).standard_normal((n, self.n_inputs))
 
     def flops_per_point(self) -> int:
-        """FLOPs per point of forward-mode value + derivatives (a lower bound, used for the floor).
+        """FLOPs per point of value + derivatives, the cheaper of two schedules (used for the floor).
+
+        :meth:`forward_flops` and, for Hessians, :meth:`adjoint_flops`.
+        """
+        if self.task == HESSIAN and len(self.weights) > 1:
+            return min(self.forward_flops(), self.adjoint_flops())
+        return self.forward_flops()
+
+    def adjoint_flops(self) -> int:
+        """FLOPs per point of value, gradient and Hessian by forward tangents and one adjoint sweep.
+
+        Forward: value and ``d`` tangents through every layer (layer 1: the value only), the
+        chain rule ``3 + d`` per unit.  Back (one output): one stream through every layer but
+        the first, and per unit of a nonlinear layer ``2`` (``g f''``, ``g f'``) plus ``3s``
+        for its Hessian term; layer 1's term is a product ``2 b s``.
+        """
+        d = self.n_inputs
+        second = d * (d + 1) // 2
+        total = 0
+        for layer, (w, act) in enumerate(zip(self.weights, self.activations)):
+            a, b = w.shape
+            total += 2 * a * b * (1 if layer == 0 else 1 + d)  # forward
+            total += 2 * a * b if layer else 0  # the adjoint back through W
+            if act != "linear":
+                total += b * (3 + d) + b * (2 + 3 * second if layer else 1 + 2 * second)
+        return total
+
+    def forward_flops(self) -> int:
+        """FLOPs per point of forward-mode value + derivatives.
 
         Forward mode carries, per unit, the value, ``d`` first-order tangents and either the
         ``s = d(d+1)/2`` distinct second-order terms (Hessian task) or one Laplacian term.
