@@ -50,13 +50,12 @@ _saved = 0  # BLAS's thread count before the first of them
 @lru_cache(maxsize=1)
 def _blas_thread_count() -> tuple[Callable[[], int], Callable[[int], Any]] | None:
     """``(get, set)`` of numpy's BLAS's thread count, or ``None`` where it is not OpenBLAS or MKL."""
-    import numpy
     from threadpoolctl import ThreadpoolController  # a dependency of symnet
 
     with warnings.catch_warnings():  # threadpoolctl warns about OpenMP runtimes it finds loaded
         warnings.simplefilter("ignore")
         libraries = [lib for lib in ThreadpoolController().lib_controllers if lib.user_api == "blas"]
-    package = os.path.dirname(numpy.__file__)  # wheels keep their BLAS in numpy.libs, beside the package
+    package = os.path.dirname(np.__file__)  # wheels keep their BLAS in numpy.libs, beside the package
     own = [lib for lib in libraries if lib.filepath.startswith(package)] or libraries
     if len(own) != 1:
         return None
