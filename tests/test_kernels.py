@@ -10,6 +10,8 @@ import threading
 import numpy as np
 import pytest
 import sympy
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import symnet
 from symnet import kernels
@@ -434,3 +436,22 @@ def test_the_schedule_can_be_chosen_and_is_checked():
         symnet.compile(net, "hessian", strategy="expression", schedule="forward")
     with pytest.raises(symnet.InputError, match="schedule must be one of"):
         symnet.compile(net, "hessian", schedule="reverse")
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), d=st.integers(1, 4), m=st.integers(1, 3),
+       hidden=st.lists(st.integers(1, 12), min_size=1, max_size=3),
+       names=st.lists(st.sampled_from(["tanh", "sigmoid", "softplus", "silu", "gelu", "elu", "relu", "sin", "linear"]),
+                      min_size=4, max_size=4))
+def test_the_layer_sum_of_forward_adjoint_equals_taylor_mode(seed, d, m, hidden, names):
+    """H = sum_l J_l^T diag(g_l f_l'') J_l (forward-adjoint) against second-order Taylor mode, on random nets."""
+    rng = np.random.default_rng(seed)
+    sizes = [d, *hidden, m]
+    net = random_network(rng, sizes, names[: len(sizes) - 1])
+    request = ("value", "jacobian", "hessian", "laplacian")
+    adjoint = symnet.compile(net, request, strategy="layered", schedule="forward-adjoint")
+    forward = symnet.compile(net, request, strategy="layered", schedule="forward")
+    X = rng.normal(size=(40, d))
+    got, want = adjoint(X), forward(X)
+    for name, array in want.as_dict().items():
+        assert_close(got[name], array)
