@@ -5,11 +5,13 @@ Laplacian), the kernel with its chunks on one thread (``parallel=False``) agains
 using every core.  With ``--schedules``: for the Hessian nets, ``schedule="forward"``
 against ``schedule="forward-adjoint"``, both on every core.  With ``--losses``: the loss
 gradients of training (``compile_loss``'s mse and the Sobolev loss of ``fit``), one thread
-against all, for the 2-64-64-1 tanh net on 10,000 points of benchmarks/train_speed.py.  The two take turns
+against all, for the 2-64-64-1 tanh net on 10,000 points of benchmarks/train_speed.py.
+With ``--budgets 4,8,16``: each net's default kernel with each memory budget per thread, in
+MiB (the forward schedule's ``_layered.MEMORY_BUDGET``, forward-adjoint's ``_adjoint.MEMORY_BUDGET``).  The two take turns
 ``--rounds`` times, ``--repeats`` timed calls each after a warm-up; the medians over all
 calls are printed with their ratio.  Run:
 
-    python benchmarks/threads.py [--schedules | --losses] [--nets T3,T4,T5,L1,L2,L3] [--rounds 3] [--repeats 3]
+    python benchmarks/threads.py [--schedules | --losses | --budgets 4,8,16] [--nets T3,T4,T5,L1,L2,L3] [--rounds 3] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -57,11 +59,34 @@ def losses(rounds: int, repeats: int) -> None:
               f"{serial * 1e3:.1f} ms, all threads {parallel * 1e3:.1f} ms, ratio {serial / parallel:.2f}", flush=True)
 
 
+def budgets(net: symnet.Network, words: tuple[str, ...], X: np.ndarray, name: str, args: argparse.Namespace) -> None:
+    from symnet.kernels import _adjoint, _layered
+
+    kernel = symnet.compile(net, words)
+    module = _layered if kernel.schedule == "forward" else _adjoint
+    default = module.MEMORY_BUDGET
+
+    def with_budget(mib: int):
+        def call() -> None:
+            module.MEMORY_BUDGET = mib * 2**20
+            kernel(X)
+        return call
+
+    try:
+        medians = alternate({mib: with_budget(mib) for mib in map(int, args.budgets.split(","))},
+                            args.rounds, args.repeats)
+    finally:
+        module.MEMORY_BUDGET = default
+    print(f"{name} ({kernel.schedule}, {kernel.threads} threads): "
+          + ", ".join(f"{mib} MiB {seconds:.3f} s" for mib, seconds in medians.items()), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nets", default=None, help="default: T3,T4,T5,L1,L2,L3 (T3,T4,T5 with --schedules)")
     parser.add_argument("--schedules", action="store_true")
     parser.add_argument("--losses", action="store_true")
+    parser.add_argument("--budgets", help="comma-separated MiB")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
@@ -72,6 +97,9 @@ def main() -> None:
         reference = NETS[name]
         net = reference.symnet_network()
         words = ("value", "jacobian", "hessian") if reference.task == "hessian" else ("value", "laplacian")
+        if args.budgets:
+            budgets(net, words, reference.points(reference.n_points), name, args)
+            continue
         if args.schedules:
             kernels = {schedule: symnet.compile(net, words, strategy="layered", schedule=schedule)
                        for schedule in ("forward", "forward-adjoint")}

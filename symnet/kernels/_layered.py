@@ -36,12 +36,14 @@ from ._codegen import _ArrayPrinter, _ScalarPrinter
 
 __all__ = ["LayeredPlan", "supports"]
 
-#: Bytes of stacked streams a chunk of points may use (two ping-pong buffers), per thread
-#: (:mod:`symnet.kernels._threads`: each thread works on its own chunk).  Chunks that
-#: stay in the last-level cache run faster than larger ones (value + derivatives at 10^5
-#: points, 2-core EPYC: T4 0.24 s at 16 MiB against 0.32 s at 64 MiB, T5 1.32 against 1.73 s,
-#: L1 0.18 against 0.24 s, L3 0.45 against 0.53 s; 8 MiB was no better).
-MEMORY_BUDGET = 16 * 2**20
+#: Bytes of stacked streams a chunk of points may use (two ping-pong buffers and the pass's
+#: scratch), per thread (:mod:`symnet.kernels._threads`: each thread works on its own chunk).
+#: Chunks that stay in the caches run faster than larger ones: with one thread, 16 MiB beat
+#: 64 MiB (T4 0.24 s against 0.32 s, L1 0.18 against 0.24 s); with a chunk per core, 4 MiB
+#: beat 8 and 16 MiB (medians of 9, 2-core EPYC, ``benchmarks/threads.py --budgets 4,8,16``:
+#: T3 0.238/0.242/0.273 s, L1 0.122/0.135/0.165 s, L2 0.183/0.221/0.238 s, L3 0.453/0.468/0.465 s).
+#: The forward-adjoint schedule has its own (:data:`symnet.kernels._adjoint.MEMORY_BUDGET`).
+MEMORY_BUDGET = 4 * 2**20
 
 
 def supports(net: Network, words: tuple[str, ...], partials: tuple[tuple[int, ...], ...]) -> str | None:

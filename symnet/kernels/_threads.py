@@ -6,9 +6,9 @@ chunk is a few matrix products, which BLAS spreads over the cores, and elementwi
 core instead, each product on a single BLAS thread, keeps all cores busy through the passes
 too.  Measured on the 2-core machine of docs/kernels.md with the benchmark's nets (value and
 derivatives; ``parallel=False`` against ``parallel=True``, alternating rounds, medians of 9;
-``python benchmarks/threads.py``): T3 0.37 -> 0.24 s, T4 0.23 ->
-0.20 s, T5 1.37 -> 1.14 s, L1 0.16 -> 0.14 s, L2 0.21 -> 0.22 s, L3 0.50 -> 0.46 s.  Without
-the BLAS limit the threads oversubscribe the cores: slower than one thread (T3 0.62 s).
+``python benchmarks/threads.py``): T3 0.365 -> 0.228 s, T4 0.208 -> 0.148 s, T5 1.01 ->
+0.80 s, L1 0.158 -> 0.116 s, L2 0.204 -> 0.173 s, L3 0.454 -> 0.432 s.  Without the BLAS
+limit the threads oversubscribe the cores: slower than one thread (T3 0.62 s against 0.42).
 
 numpy's BLAS (OpenBLAS in numpy's wheels) keeps one process-wide thread pool and one
 process-wide thread count, so the limit is process-wide too: while a parallel layered kernel
