@@ -186,7 +186,7 @@ _TRANSCENDENTAL = tuple(_UFUNCS) + (softplus,)
 
 
 def _fused_source(activation: Activation, n_tan: int, pairs: list[tuple[int, int]], laplacian: bool,
-                  cache: bool, header: str, keep: bool = False) -> str:
+                  cache: bool, header: str, keep: bool = False, first: bool = False) -> str:
     """``apply(Z, TAN, SEC, LAP, pi, pk, s)``: transcendental functions by numpy, the rest fused in numba.
 
     numpy's SIMD ``tanh``/``exp``/``erf`` fill scratch arrays ``U`` (numba's scalar libm calls
@@ -194,7 +194,10 @@ def _fused_source(activation: Activation, n_tan: int, pairs: list[tuple[int, int
     by arithmetic and updates its value, tangents, Hessian pairs and Laplacian, one vectorised
     loop over the units per stream (the streams are unrolled for this request).  With ``keep``,
     ``apply`` takes two more arrays shaped like ``Z`` and leaves ``f'(Z)`` and ``f''(Z)`` in them
-    (the adjoint sweep of :mod:`symnet.kernels._adjoint` needs them).
+    (the adjoint sweep of :mod:`symnet.kernels._adjoint` needs them).  With ``first`` (the
+    first layer), ``apply`` takes the layer's ``W`` last and writes the tangents ``f' W[i]``
+    and second-order terms ``f'' W[i] W[k]`` without reading them: the first layer's
+    tangents are ``W``'s rows at every point (see :func:`entered`).
     """
     z = sympy.Symbol("z", real=True)
     exprs = [activation.derivative(k).xreplace({T: z}) for k in range(3)]
@@ -256,22 +259,36 @@ def _fused_source(activation: Activation, n_tan: int, pairs: list[tuple[int, int
     rows += [f"{u.name} = {printer.doprint(value)}" for u, value in scalars]
     rows += [f"F1[j] = {printer.doprint(f1)}", f"F2[j] = {printer.doprint(f2)}", f"Z[p, j] = {printer.doprint(f0)}"]
     loops = [("for j in range(H):", rows)]
-    for q, (i, k) in enumerate(pairs):
-        loops.append(("for j in range(H):",
-                      [f"SEC[{q}, p, j] = F1[j] * SEC[{q}, p, j] + F2[j] * TAN[{i}, p, j] * TAN[{k}, p, j]"]))
-    if laplacian:
-        loops.append(("for j in range(H):", ["ACC[j] = 0.0"]))
+    if first:  # dz/dx_i = W[i] at every point, second-order terms 0: nothing to read
+        for q in range(len(pairs)):
+            loops.append(("for j in range(H):", [f"SEC[{q}, p, j] = F2[j] * WW[{q}, j]"]))
+        if laplacian:
+            loops.append(("for j in range(H):", ["LAP[0, p, j] = F2[j] * WW[-1, j]"]))
         for i in range(n_tan):
-            loops.append(("for j in range(H):", [f"ACC[j] += TAN[{i}, p, j] * TAN[{i}, p, j]"]))
-        loops.append(("for j in range(H):", ["LAP[0, p, j] = F1[j] * LAP[0, p, j] + F2[j] * ACC[j]"]))
-    for i in range(n_tan):
-        loops.append(("for j in range(H):", [f"TAN[{i}, p, j] *= F1[j]"]))
+            loops.append(("for j in range(H):", [f"TAN[{i}, p, j] = F1[j] * W[{i}, j]"]))
+    else:
+        for q, (i, k) in enumerate(pairs):
+            loops.append(("for j in range(H):",
+                          [f"SEC[{q}, p, j] = F1[j] * SEC[{q}, p, j] + F2[j] * TAN[{i}, p, j] * TAN[{k}, p, j]"]))
+        if laplacian:
+            loops.append(("for j in range(H):", ["ACC[j] = 0.0"]))
+            for i in range(n_tan):
+                loops.append(("for j in range(H):", [f"ACC[j] += TAN[{i}, p, j] * TAN[{i}, p, j]"]))
+            loops.append(("for j in range(H):", ["LAP[0, p, j] = F1[j] * LAP[0, p, j] + F2[j] * ACC[j]"]))
+        for i in range(n_tan):
+            loops.append(("for j in range(H):", [f"TAN[{i}, p, j] *= F1[j]"]))
     fused_body = "\n".join(f"        {head}\n" + "\n".join(f"            {line}" for line in body)
                            for head, body in loops)
     numpy_part = "\n".join(f"    {line}" for line in emitter.lines) or "    pass"
-    kept = ", D1, D2" if keep else ""
+    kept = (", D1, D2" if keep else "") + (", W" if first else "")
     rows = "        F1 = D1[p]\n        F2 = D2[p]\n" if keep else ""
     locals_ = "" if keep else "    F1 = numpy.empty(H, Z.dtype)\n    F2 = numpy.empty(H, Z.dtype)\n"
+    if first:  # the products W[i] W[k] (and their sum over i = k, last) once per chunk
+        products = [f"W[{i}] * W[{k}]" for i, k in pairs]
+        if laplacian:
+            products.append(" + ".join(f"W[{i}] * W[{i}]" for i in range(n_tan)) or "0.0 * W[0]")
+        locals_ += f"    WW = numpy.empty(({max(1, len(products))}, H), Z.dtype)\n"
+        locals_ += "".join(f"    WW[{q}] = {product}\n" for q, product in enumerate(products))
     return f'''"""{header}"""
 import math
 
@@ -297,8 +314,11 @@ def apply(Z, TAN, SEC, LAP, pi, pk, s{kept}):
 
 
 def entered(X: np.ndarray, W: np.ndarray, bias: np.ndarray, streams: int, tangents: int,
-            buffer: np.ndarray) -> np.ndarray:
+            buffer: np.ndarray, fill: bool = True) -> np.ndarray:
     """The first layer's streams ``(streams, b, h)`` in ``buffer``: ``z = X W + b``, ``dz/dx_i = W[i]``, zeros.
+
+    With ``fill=False`` only the value is written: the first layer's numba pass
+    (:func:`_fused_source` with ``first``) writes the others from ``W`` itself.
 
     The seeds ``dx/dx_i = e_i`` make the first layer's tangents the rows of ``W`` at every
     point, and its second-order streams zero, so only the value needs a product (for one
@@ -315,8 +335,9 @@ def entered(X: np.ndarray, W: np.ndarray, bias: np.ndarray, streams: int, tangen
     else:
         np.matmul(X, W, out=nxt[0])
     nxt[0] += bias
-    nxt[1:1 + tangents] = W[:tangents, None, :]
-    nxt[1 + tangents:] = 0
+    if fill:
+        nxt[1:1 + tangents] = W[:tangents, None, :]
+        nxt[1 + tangents:] = 0
     return nxt
 
 
@@ -388,15 +409,18 @@ class LayeredPlan(ChunkedPlan):
         self.loaded_from_disk = True
         self._space = PerThread()  # buffers reused across chunks, layers and calls, per thread
         self.parallel = parallel and backend == "numba"
-        for activation in net.activations:
+        # the numba pass of a nonlinear first layer writes its tangents from W (see entered)
+        self.first_from_weights = backend == "numba" and net.activations[0].form != T
+        for number, activation in enumerate(net.activations):
             if activation.form == T:  # linear: nothing to do
                 self.passes.append(None)
                 continue
-            header = f"Generated by symnet: the {activation.name} pass."
+            header = f"Generated by symnet: the {activation.name} pass" + (" of a first layer." if number == 0 else ".")
             if backend == "numba":
                 # serial: numba's OpenMP threads spin after a parallel loop and then fight
                 # BLAS's threads for the cores (measured 0.66 s serial vs 0.82 s parallel on T5)
-                source = _fused_source(activation, self.n_tan, self.pairs, self.laplacian, cache, header)
+                source = _fused_source(activation, self.n_tan, self.pairs, self.laplacian, cache, header,
+                                       first=number == 0)
             else:
                 source = _pass_source(activation, header)
             module, source, from_disk = _cache.load_or_write(_cache.key_of(source), source, lambda: source,
@@ -422,12 +446,14 @@ class LayeredPlan(ChunkedPlan):
         current = None
         for number, apply in enumerate(self.passes):
             W, bias, buffer = weights[2 * number], weights[2 * number + 1], buffers[(number + 1) % 2]
-            nxt = entered(X, W, bias, S, self.n_tan, buffer) if number == 0 else affine(current, W, bias, buffer)
+            first = number == 0 and self.first_from_weights
+            nxt = entered(X, W, bias, S, self.n_tan, buffer, not first) if number == 0 \
+                else affine(current, W, bias, buffer)
             h = nxt.shape[2]
             if apply is not None:
                 scratch = buffers[2][: self.slots * b * h].reshape(self.slots, b, h)
                 with np.errstate(all="ignore"):  # inf/nan are results here, as in the expression kernels
-                    apply(nxt[0], nxt[t0:s0], nxt[s0:l0], nxt[l0:], self.pi, self.pk, scratch)
+                    apply(nxt[0], nxt[t0:s0], nxt[s0:l0], nxt[l0:], self.pi, self.pk, scratch, *((W,) if first else ()))
             current = nxt
         self._store(current, out, partials)
 
