@@ -225,6 +225,11 @@ def test_numba_missing_is_said(monkeypatch):
     with pytest.warns(kernels.NumbaUnavailableWarning, match="numba is not available"):
         kernel = symnet.compile(net, backend="numba")
     assert kernel.backend == "numpy"
+    # a forward-adjoint kernel unpickled where numba is missing still evaluates, and says how
+    wide = random_network(np.random.default_rng(4), [3, 30, 30, 1], ["tanh", "tanh", "linear"])
+    with pytest.warns(kernels.NumbaUnavailableWarning, match="and the forward schedule"):
+        rebuilt = symnet.compile(wide, "hessian", strategy="layered", schedule="forward-adjoint")
+    assert (rebuilt.backend, rebuilt.schedule) == ("numpy", "forward")
 
 
 PROBE = textwrap.dedent("""

@@ -427,9 +427,12 @@ def compile(  # noqa: A001 - the public name the API promises
     if dtype not in (np.dtype(np.float64), np.dtype(np.float32)):
         raise InputError(f"dtype must be float64 or float32, not {dtype}")
     if backend == "numba" and not _numba_available():
-        warnings.warn("numba is not available; using the numpy backend (kernel.backend == 'numpy')",
+        # a kernel rebuilt from a pickle names its schedule; forward-adjoint needs numba
+        forward = " and the forward schedule" if schedule == "forward-adjoint" else ""
+        warnings.warn(f"numba is not available; using the numpy backend{forward} (kernel.backend == 'numpy')",
                       NumbaUnavailableWarning, stacklevel=2)
         backend = "numpy"
+        schedule = "forward" if schedule == "forward-adjoint" else schedule
     request = _parse_request(derivatives, net)
     weights = _weight_arrays(net, dtype)
     strategy = _choose(net, request, strategy)
