@@ -185,7 +185,7 @@ class SobolevLoss:
                 return sweep(weights, X[part], targets, scales, chunk, grads)
 
         like = [(np.asarray(W, dtype=np.float64), np.asarray(b, dtype=np.float64)) for W, b in weights]
-        return sum_over_chunks(n, chunk, work, like, thread_count() if self.parallel else 1)
+        return sum_over_chunks(n, chunk, work, like, thread_count(self.parallel))
 
     def _arrays(self, n: int, capacity: int) -> Callable[..., np.ndarray]:
         """``array(name, width, count=1)``: this thread's ``(count, n, width)`` buffer ``name``."""

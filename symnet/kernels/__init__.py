@@ -277,7 +277,7 @@ class Kernel:
     @property
     def threads(self) -> int:
         """Threads one call runs on: the layered strategy's chunks go to this many threads
-        (1 where numpy's BLAS cannot be limited per thread: :mod:`symnet.kernels._threads`);
+        (1 where numpy's BLAS's thread count cannot be set: :mod:`symnet.kernels._threads`);
         a parallel expression kernel uses numba's threads."""
         if self._plan is not None:
             return self._plan.threads
@@ -452,8 +452,10 @@ def compile(  # noqa: A001 - the public name the API promises
         reused = key in _MEMO
         if not reused:
             if strategy == "layered":
-                plan = AdjointPlan(net, request.words, request.partials, dtype, use_disk, parallel) \
-                    if schedule == "forward-adjoint" else LayeredPlan(net, request.words, request.partials, dtype, backend, parallel, use_disk)
+                if schedule == "forward-adjoint":
+                    plan = AdjointPlan(net, request.words, request.partials, dtype, use_disk, parallel)
+                else:
+                    plan = LayeredPlan(net, request.words, request.partials, dtype, backend, parallel, use_disk)
                 _MEMO[key] = (plan, "\n\n".join(plan.sources), plan.loaded_from_disk)
             else:
                 twin = Network.symbolic(net.layer_sizes, net.activations)

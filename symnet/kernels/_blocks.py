@@ -16,10 +16,9 @@ docs/training.md (2-64-64-1 tanh net, 10,000 points, arrays of 5 MB):
   for any batch.
 
 Threads inside one pass do not pay here: numpy's ufuncs release the GIL, but spreading the
-blocks of a pass over both cores made the kernels 5-10 % slower (waking a helper thread per pass, and the
-cores busy with BLAS's own threads right after each product).  Whole chunks of points on
-separate threads, each with BLAS on one thread, do pay for the evaluation kernels
-(:mod:`symnet.kernels._threads`).
+blocks of a pass over both cores made the kernels 5-10 % slower (waking a helper thread per
+pass, and the cores busy with BLAS's own threads right after each product).  Whole chunks of
+points on separate threads, with BLAS on one thread, do pay (:mod:`symnet.kernels._threads`).
 """
 
 from __future__ import annotations

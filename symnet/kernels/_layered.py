@@ -21,7 +21,7 @@ reused across chunks, layers and calls.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import sympy
@@ -286,14 +286,12 @@ def _fused_source(activation: Activation, n_tan: int, pairs: list[tuple[int, int
     kept = (", D1, D2" if keep else "") + (", W" if first else "")
     rows = "        F1 = D1[p]\n        F2 = D2[p]\n" if keep else ""
     locals_ = "" if keep else "    F1 = numpy.empty(H, Z.dtype)\n    F2 = numpy.empty(H, Z.dtype)\n"
-    if first:  # the products W[i] W[k] (and their sum over i = k, last) once per chunk, by plain
-        # loops: numba compiled array expressions over W several times slower
+    if first and (pairs or laplacian):  # the products W[i] W[k] (and their sum over i = k, last)
+        # once per chunk, by plain loops: numba compiled array expressions several times slower
         locals_ += f"    WW = numpy.zeros(({len(pairs) + 1}, H), Z.dtype)\n    for j in range(H):\n"
         locals_ += "".join(f"        WW[{q}, j] = W[{i}, j] * W[{k}, j]\n" for q, (i, k) in enumerate(pairs))
         if laplacian:
             locals_ += "        for i in range(W.shape[0]):\n            WW[-1, j] += W[i, j] * W[i, j]\n"
-        elif not pairs:
-            locals_ += "        pass\n"
     return f'''"""{header}"""
 import math
 
@@ -322,15 +320,13 @@ def entered(X: np.ndarray, W: np.ndarray, bias: np.ndarray, streams: int, tangen
             buffer: np.ndarray, fill: bool = True) -> np.ndarray:
     """The first layer's streams ``(streams, b, h)`` in ``buffer``: ``z = X W + b``, ``dz/dx_i = W[i]``, zeros.
 
-    With ``fill=False`` only the value is written: the first layer's numba pass
-    (:func:`_fused_source` with ``first``) writes the others from ``W`` itself.
-
     The seeds ``dx/dx_i = e_i`` make the first layer's tangents the rows of ``W`` at every
     point, and its second-order streams zero, so only the value needs a product (for one
     input an outer product: BLAS handles a product of inner dimension 1 at a quarter of the
-    speed of a broadcast multiply).  Streams-major layout (streams, points, width): every
-    stream is contiguous for the SIMD ufuncs, and the later layers map all streams with one
-    matrix multiply.
+    speed of a broadcast multiply).  With ``fill=False`` only the value is written: the first
+    layer's numba pass (:func:`_fused_source` with ``first``) writes the others from ``W``.
+    Streams-major layout (streams, points, width): every stream is contiguous for the SIMD
+    ufuncs, and the later layers map all streams with one matrix multiply.
     """
     b, d = X.shape
     h = W.shape[1]
@@ -364,7 +360,22 @@ class ChunkedPlan:
     @property
     def threads(self) -> int:
         """Threads a call spreads its chunks over (:func:`symnet.kernels._threads.thread_count`)."""
-        return thread_count() if self.parallel else 1
+        return thread_count(self.parallel)
+
+    def __init__(self) -> None:
+        self.sources: list[str] = []
+        self.slots = 1  # scratch arrays of the widest layer the passes need
+        self.loaded_from_disk = True
+        self._space = PerThread()  # buffers reused across chunks, layers and calls, per thread
+
+    def _load(self, source: str, cache: bool) -> Any:
+        """The module of a generated source (compiled numba code cached on disk with ``cache``)."""
+        module, source, from_disk = _cache.load_or_write(_cache.key_of(source), source, lambda: source,
+                                                         use_disk=cache and "numba.njit" in source)
+        self.loaded_from_disk &= from_disk
+        self.sources.append(source)
+        self.slots = max(self.slots, getattr(module, "SLOTS", 1))
+        return module
 
     def chunk_size(self) -> int:
         raise NotImplementedError
@@ -408,11 +419,8 @@ class LayeredPlan(ChunkedPlan):
         self.streams = 1 + self.n_tan + self.n_sec + self.n_lap
         self.widths = net.layer_sizes
         self.dtype = dtype
+        super().__init__()
         self.passes: list[Callable[..., None] | None] = []
-        self.slots = 1
-        self.sources: list[str] = []
-        self.loaded_from_disk = True
-        self._space = PerThread()  # buffers reused across chunks, layers and calls, per thread
         self.parallel = parallel and backend == "numba"
         # the numba pass of a nonlinear first layer writes its tangents from W (see entered)
         self.first_from_weights = backend == "numba" and net.activations[0].form != T
@@ -428,12 +436,7 @@ class LayeredPlan(ChunkedPlan):
                                        first=number == 0)
             else:
                 source = _pass_source(activation, header)
-            module, source, from_disk = _cache.load_or_write(_cache.key_of(source), source, lambda: source,
-                                                             use_disk=cache and "numba.njit" in source)
-            self.loaded_from_disk &= from_disk
-            self.passes.append(module.apply)
-            self.sources.append(source)
-            self.slots = max(self.slots, module.SLOTS)
+            self.passes.append(self._load(source, cache).apply)
 
     def chunk_size(self) -> int:
         per_point = (2 * self.streams + self.slots) * max(self.widths) * self.dtype.itemsize
@@ -463,27 +466,31 @@ class LayeredPlan(ChunkedPlan):
         self._store(current, out, partials)
 
     def _store(self, final: np.ndarray, out: dict[str, np.ndarray], partials: dict[str, tuple[int, ...]]) -> None:
-        t0, s0, l0 = 1, 1 + self.n_tan, 1 + self.n_tan + self.n_sec
-        pair_index = {pair: q for q, pair in enumerate(self.pairs)}
-        for name, target in out.items():
-            if name == "value":
-                target[...] = final[0]
-            elif name == "jacobian":
-                target[...] = final[t0:s0].transpose(1, 2, 0)
-            elif name == "hessian":
-                for q, (i, k) in enumerate(self.pairs):
-                    target[:, :, i, k] = final[s0 + q]
-                    target[:, :, k, i] = final[s0 + q]
-            elif name == "laplacian":
-                if self.laplacian:
-                    target[...] = final[l0]
-                else:
-                    target[...] = sum(final[s0 + pair_index[(i, i)]] for i in range(self.d))
-            else:
-                alpha = partials[name]
-                if not alpha:
-                    target[...] = final[0]
-                elif len(alpha) == 1:
-                    target[...] = final[t0 + alpha[0]]
-                else:
-                    target[...] = final[s0 + pair_index[alpha]]
+        s0, l0 = 1 + self.n_tan, 1 + self.n_tan + self.n_sec
+        store(out, partials, final[0], final[1:s0], self.pairs, lambda q: final[s0 + q],
+              final[l0] if self.laplacian else None)
+
+
+def store(out: dict[str, np.ndarray], partials: dict[str, tuple[int, ...]], value: np.ndarray,
+          tangents: np.ndarray, pairs: list[tuple[int, int]], second: Callable[[int], np.ndarray],
+          laplacian: np.ndarray | None = None) -> None:
+    """Write a chunk's results into ``out``, from either schedule's arrays.
+
+    ``value`` ``(b, m)``; ``tangents`` ``(d, b, m)``; ``second(q)`` the ``(b, m)`` entries of
+    Hessian pair ``pairs[q]``; ``laplacian`` ``(b, m)``, or ``None`` to sum the diagonal pairs.
+    """
+    pair_index = {pair: q for q, pair in enumerate(pairs)}
+    for name, target in out.items():
+        if name == "value":
+            target[...] = value
+        elif name == "jacobian":
+            target[...] = tangents.transpose(1, 2, 0)
+        elif name == "hessian":
+            for q, (i, k) in enumerate(pairs):
+                target[:, :, i, k] = target[:, :, k, i] = second(q)
+        elif name == "laplacian":
+            target[...] = laplacian if laplacian is not None else \
+                sum(second(pair_index[(i, i)]) for i in range(tangents.shape[0]))
+        else:
+            alpha = partials[name]
+            target[...] = value if not alpha else tangents[alpha[0]] if len(alpha) == 1 else second(pair_index[alpha])

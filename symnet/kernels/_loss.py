@@ -78,7 +78,7 @@ class LossKernel:
     @property
     def threads(self) -> int:
         """Threads a call spreads its chunks of points over (:mod:`symnet.kernels._threads`)."""
-        return thread_count() if self.parallel else 1
+        return thread_count(self.parallel)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # activation passes of exec'd modules and per-thread buffers do not pickle: rebuild them

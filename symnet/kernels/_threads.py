@@ -79,10 +79,11 @@ def numba_threads() -> int:
     return max(1, int(numba.config.NUMBA_NUM_THREADS))
 
 
-def thread_count() -> int:
-    """Threads a parallel layered kernel spreads its chunks over: :func:`numba_threads`, or 1
-    where numpy's BLAS's thread count cannot be set (see the module's docstring)."""
-    return numba_threads() if _blas_thread_count() is not None else 1
+def thread_count(parallel: bool = True) -> int:
+    """Threads a layered kernel (or loss gradient) spreads its chunks over: :func:`numba_threads`
+    when ``parallel``, and 1 otherwise or where numpy's BLAS's thread count cannot be set (see
+    the module's docstring)."""
+    return numba_threads() if parallel and _blas_thread_count() is not None else 1
 
 
 @contextmanager
