@@ -462,3 +462,20 @@ def test_the_layer_sum_of_forward_adjoint_equals_taylor_mode(seed, d, m, hidden,
     got, want = adjoint(X), forward(X)
     for name, array in want.as_dict().items():
         assert_close(got[name], array)
+
+
+@pytest.mark.parametrize("d, act, schedule, computes_z", [
+    (1, "tanh", "forward", True), (4, "sigmoid", "forward-adjoint", True), (2, "relu", "forward", True),
+    (5, "tanh", "forward", False),  # more inputs than AFFINE_INPUTS: one product over the chunk
+    (2, "softplus", "forward-adjoint", False),  # numpy reads z first (log1p)
+    (2, "linear", "forward", False),  # no pass at all
+])
+def test_a_first_layer_with_few_inputs_computes_z_in_its_pass(d, act, schedule, computes_z):
+    net = random_network(np.random.default_rng(d), [d, 6, 5, 1], [act, "tanh", "linear"])
+    request = ("value", "jacobian", "hessian")
+    kernel = symnet.compile(net, request, strategy="layered", schedule=schedule)
+    assert kernel._plan.first_affine is computes_z
+    X = np.asfortranarray(np.random.default_rng(0).normal(size=(700, d)))  # a strided input takes the same path
+    got, want = kernel(X), symnet.compile(net, request, backend="numpy", strategy="expression")(X)
+    for name, array in want.as_dict().items():
+        assert_close(got[name], array)

@@ -11,16 +11,18 @@ them with the chain rule
     lap(a) = f'(z) lap(z) + f''(z) sum_i dz_i**2,
 
 in one elementwise pass whose ``f, f', f''`` are printed from SymPy's derivatives of the
-scalar activation -- exact, as in the expression strategy.  Transcendental functions run as
-numpy's SIMD ufuncs; the arithmetic is fused into one numba loop (``backend="numba"``,
-cached on disk) or runs as numpy operations into scratch arrays (``backend="numpy"``,
-nothing compiled).  Weights are runtime arguments; the pass depends only on the activation
+scalar activation -- exact, as in the expression strategy.  With ``backend="numba"`` the
+pass is one numba loop (cached on disk): ``tanh`` and the ``exp`` of sigmoid-like
+activations are computed in it by :mod:`._vecmath`, which LLVM vectorises, other
+transcendental functions beforehand by numpy's SIMD ufuncs; with ``backend="numpy"`` it
+runs as numpy operations into scratch arrays (nothing compiled).  Weights are runtime arguments; the pass depends only on the activation
 and the request.  Points are processed in chunks whose buffers fit :data:`MEMORY_BUDGET`,
 reused across chunks, layers and calls.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -44,6 +46,11 @@ __all__ = ["LayeredPlan", "supports"]
 #: T3 0.238/0.242/0.273 s, L1 0.122/0.135/0.165 s, L2 0.183/0.221/0.238 s, L3 0.453/0.468/0.465 s).
 #: The forward-adjoint schedule has its own (:data:`symnet.kernels._adjoint.MEMORY_BUDGET`).
 MEMORY_BUDGET = 4 * 2**20
+
+#: First layers with at most this many inputs compute ``z = X W + b`` inside their numba pass,
+#: point by point, instead of a product over the chunk and a pass adding the bias
+#: (T3, 1 input: the product and bias took 40 of 300 ms on one thread).
+AFFINE_INPUTS = 4
 
 
 def supports(net: Network, words: tuple[str, ...], partials: tuple[tuple[int, ...], ...]) -> str | None:
@@ -185,23 +192,49 @@ def _pass_source(activation: Activation, header: str) -> str:
 _TRANSCENDENTAL = tuple(_UFUNCS) + (softplus,)
 
 
-def _fused_source(activation: Activation, n_tan: int, pairs: list[tuple[int, int]], laplacian: bool,
-                  cache: bool, header: str, keep: bool = False, first: bool = False) -> str:
-    """``apply(Z, TAN, SEC, LAP, pi, pk, s)``: transcendental functions by numpy, the rest fused in numba.
+class _Tanh(sympy.Function):
+    """``tanh`` printed as :func:`symnet.kernels._vecmath.tanh`, which LLVM vectorises in the fused loop."""
 
-    numpy's SIMD ``tanh``/``exp``/``erf`` fill scratch arrays ``U`` (numba's scalar libm calls
-    are 5-15x slower); then one numba loop over points forms ``f, f', f''`` of a point's units
-    by arithmetic and updates its value, tangents, Hessian pairs and Laplacian, one vectorised
-    loop over the units per stream (the streams are unrolled for this request).  With ``keep``,
+    def _pythoncode(self, printer: Any) -> str:
+        return f"_vecmath.tanh({printer._print(self.args[0])})"
+
+
+class _ExpNonpositive(sympy.Function):
+    """``exp`` of a non-positive argument, printed as :func:`symnet.kernels._vecmath.exp_nonpositive`."""
+
+    def _pythoncode(self, printer: Any) -> str:
+        return f"_vecmath.exp_nonpositive({printer._print(self.args[0])})"
+
+
+def _vecmath_version() -> str:
+    """A digest of :mod:`_vecmath`'s source: generated modules that call it name it, so an edit recompiles them."""
+    import hashlib
+    from . import _vecmath
+    return hashlib.sha256(Path(_vecmath.__file__).read_bytes()).hexdigest()[:16]
+
+
+def _fused_source(activation: Activation, n_tan: int, pairs: list[tuple[int, int]], laplacian: bool,
+                  cache: bool, header: str, keep: bool = False, first: bool = False, inputs: int = 0) -> str:
+    """``apply(Z, TAN, SEC, LAP, pi, pk, s)``: one numba loop over points, fed by numpy where it must be.
+
+    One numba loop over points forms ``f, f', f''`` of a point's units and updates its value,
+    tangents, Hessian pairs and Laplacian, one vectorised loop over the units per stream.
+    ``tanh`` and ``exp(-|z|)`` (sigmoid, silu, softplus's derivatives) are computed in the loop by
+    :mod:`._vecmath` (a T3 pass: 2.3 -> 1.75 ns per element); other transcendental functions
+    (``erf``, softplus's ``log1p``, ...) by numpy's SIMD ufuncs into scratch arrays ``U``
+    first (numba's scalar libm calls are 5-15x slower).  With ``keep``,
     ``apply`` takes two more arrays shaped like ``Z`` and leaves ``f'(Z)`` and ``f''(Z)`` in them
     (the adjoint sweep of :mod:`symnet.kernels._adjoint` needs them).  With ``first`` (the
     first layer), ``apply`` takes the layer's ``W`` last and writes the tangents ``f' W[i]``
     and second-order terms ``f'' W[i] W[k]`` without reading them: the first layer's
-    tangents are ``W``'s rows at every point (see :func:`entered`).
+    tangents are ``W``'s rows at every point (see :func:`entered`).  With ``inputs`` (the
+    first layer's fan-in) too, ``apply`` also takes ``X`` and the bias and computes
+    ``z = X W + b`` itself, point by point; the module's ``AFFINE`` says whether it does (not
+    when numpy must read ``Z`` first).
     """
     z = sympy.Symbol("z", real=True)
     exprs = [activation.derivative(k).xreplace({T: z}) for k in range(3)]
-    # transcendental calls become u_k, computed once by numpy; LLVM shares the arithmetic
+    # transcendental calls become u_k, computed once (by numpy or in the loop); LLVM shares the arithmetic
     emitter = _Emitter({z: "Z"})
     calls: dict[sympy.Expr, sympy.Symbol] = {}
     slot_of: dict[sympy.Symbol, int] = {}
@@ -218,12 +251,27 @@ def _fused_source(activation: Activation, n_tan: int, pairs: list[tuple[int, int
     decays: dict[sympy.Expr, sympy.Symbol] = {}
     logs: dict[sympy.Expr, sympy.Symbol] = {}
 
+    def scalar(value: sympy.Expr) -> sympy.Symbol:
+        u = sympy.Symbol(f"u{len(slot_of) + len(scalars)}", real=True)
+        scalars.append((u, value))
+        return u
+
+    logged = {node.args[0] for expr in exprs for node in expr.atoms(softplus)}
+
     def decay(arg: sympy.Expr) -> sympy.Symbol:
-        """``exp(-|arg|)`` by numpy's SIMD exp: sigmoid and softplus from it never overflow."""
+        """``exp(-|arg|)``: sigmoid and softplus from it never overflow.
+
+        In the loop (:mod:`._vecmath`), unless softplus needs its ``log1p`` too: numpy has a
+        SIMD ``log1p`` and numba does not, so then numpy computes both.
+        """
         if arg not in decays:
-            name = emitter.value(arg)
-            decays[arg] = numpy_slot(lambda out: [f"numpy.abs({name}, out={out})", f"numpy.negative({out}, out={out})",
-                                                  f"numpy.exp({out}, out={out})"])
+            if arg in logged:
+                name = emitter.value(arg)
+                decays[arg] = numpy_slot(lambda out: [f"numpy.abs({name}, out={out})",
+                                                      f"numpy.negative({out}, out={out})",
+                                                      f"numpy.exp({out}, out={out})"])
+            else:
+                decays[arg] = scalar(_ExpNonpositive(-sympy.Abs(arg)))
         return decays[arg]
 
     def hoist(expr: sympy.Expr) -> sympy.Expr:
@@ -235,14 +283,14 @@ def _fused_source(activation: Activation, n_tan: int, pairs: list[tuple[int, int
             # and scipy's expit ran at 21 and 5.5 ns per element here, exp at 0.8, log1p at 1.2
             if node.func is sigmoid:
                 e = decay(arg)
-                u = sympy.Symbol(f"u{len(slot_of) + len(scalars)}", real=True)
-                scalars.append((u, sympy.Piecewise((1 / (1 + e), arg >= 0), (e / (1 + e), True))))
+                u = scalar(sympy.Piecewise((1 / (1 + e), arg >= 0), (e / (1 + e), True)))
             elif node.func is softplus:
                 e = decay(arg)
                 if arg not in logs:
                     logs[arg] = numpy_slot(lambda out, name=emitter.names[e]: [f"numpy.log1p({name}, out={out})"])
-                u = sympy.Symbol(f"u{len(slot_of) + len(scalars)}", real=True)
-                scalars.append((u, sympy.Max(arg, 0) + logs[arg]))
+                u = scalar(sympy.Max(arg, 0) + logs[arg])
+            elif node.func is sympy.tanh:
+                u = scalar(_Tanh(arg))
             else:
                 name = emitter.value(arg)
                 u = numpy_slot(lambda out, name=name, func=node.func: [f"{_UFUNCS[func]}({name}, out={out})"])
@@ -280,10 +328,13 @@ def _fused_source(activation: Activation, n_tan: int, pairs: list[tuple[int, int
             loops.append(("for j in range(H):", ["LAP[0, p, j] = F1[j] * LAP[0, p, j] + F2[j] * ACC[j]"]))
         if n_tan:
             loops.append(("for i in range(TAN.shape[0]):", ["for j in range(H):", "    TAN[i, p, j] *= F1[j]"]))
+    unrolled = inputs if first and not emitter.lines else 0
+    if unrolled:  # z = X W + b, unrolled over the inputs: no product over the chunk, no pass adding b
+        rows[0] = "z = B[j]" + "".join(f" + X[p, {i}] * W[{i}, j]" for i in range(unrolled))
     fused_body = "\n".join(f"        {head}\n" + "\n".join(f"            {line}" for line in body)
                            for head, body in loops)
     numpy_part = "\n".join(f"    {line}" for line in emitter.lines) or "    pass"
-    kept = (", D1, D2" if keep else "") + (", W" if first else "")
+    kept = (", D1, D2" if keep else "") + (", W" if first else "") + (", X, B" if unrolled else "")
     rows = "        F1 = D1[p]\n        F2 = D2[p]\n" if keep else ""
     locals_ = "" if keep else "    F1 = numpy.empty(H, Z.dtype)\n    F2 = numpy.empty(H, Z.dtype)\n"
     if first and (pairs or laplacian):  # the products W[i] W[k] (and their sum over i = k, last)
@@ -299,10 +350,13 @@ import numba
 import numpy
 import scipy.special
 
+from symnet.kernels import _vecmath  # source digest {_vecmath_version()}
+
 SLOTS = {max(1, emitter.slots)}
+AFFINE = {bool(unrolled)}
 
 
-@numba.njit(cache={cache}, nogil=True, error_model="numpy")
+@numba.njit(cache={cache}, nogil=True, error_model="numpy", fastmath={{"contract"}})
 def fused(Z, U, TAN, SEC, LAP{kept}):
     H = Z.shape[1]
 {locals_}    ACC = numpy.empty(H, Z.dtype)
@@ -317,25 +371,29 @@ def apply(Z, TAN, SEC, LAP, pi, pk, s{kept}):
 
 
 def entered(X: np.ndarray, W: np.ndarray, bias: np.ndarray, streams: int, tangents: int,
-            buffer: np.ndarray, fill: bool = True) -> np.ndarray:
+            buffer: np.ndarray, fill: bool = True, value: bool = True) -> np.ndarray:
     """The first layer's streams ``(streams, b, h)`` in ``buffer``: ``z = X W + b``, ``dz/dx_i = W[i]``, zeros.
 
     The seeds ``dx/dx_i = e_i`` make the first layer's tangents the rows of ``W`` at every
     point, and its second-order streams zero, so only the value needs a product (for one
     input an outer product: BLAS handles a product of inner dimension 1 at a quarter of the
     speed of a broadcast multiply).  With ``fill=False`` only the value is written: the first
-    layer's numba pass (:func:`_fused_source` with ``first``) writes the others from ``W``.
+    layer's numba pass (:func:`_fused_source` with ``first``) writes the others from ``W``;
+    with ``value=False`` not even the value (that pass computes it, ``affine``).
     Streams-major layout (streams, points, width): every stream is contiguous for the SIMD
     ufuncs, and the later layers map all streams with one matrix multiply.
     """
     b, d = X.shape
     h = W.shape[1]
     nxt = buffer[: streams * b * h].reshape(streams, b, h)
-    if d == 1:
+    if not value:
+        pass
+    elif d == 1:
         np.multiply(X, W[0], out=nxt[0])
+        nxt[0] += bias
     else:
         np.matmul(X, W, out=nxt[0])
-    nxt[0] += bias
+        nxt[0] += bias
     if fill:
         nxt[1:1 + tangents] = W[:tangents, None, :]
         nxt[1 + tangents:] = 0
@@ -356,6 +414,7 @@ class ChunkedPlan:
     """Evaluation chunk by chunk, on :attr:`threads` threads (:mod:`symnet.kernels._threads`)."""
 
     parallel = False
+    first_affine = False  # the first layer's pass computes z = X W + b itself
 
     @property
     def threads(self) -> int:
@@ -376,6 +435,23 @@ class ChunkedPlan:
         self.sources.append(source)
         self.slots = max(self.slots, getattr(module, "SLOTS", 1))
         return module
+
+    def _load_pass(self, source: str, cache: bool, number: int) -> Callable[..., None]:
+        """The ``apply`` of layer ``number``'s pass; the first layer's says whether it computes ``z`` (``AFFINE``)."""
+        module = self._load(source, cache)
+        if number == 0:
+            self.first_affine = bool(getattr(module, "AFFINE", False))
+        return module.apply
+
+    def _entered(self, X: np.ndarray, W: np.ndarray, bias: np.ndarray, streams: int, tangents: int,
+                 buffer: np.ndarray, from_weights: bool) -> np.ndarray:
+        """:func:`entered`, leaving to the first layer's pass what it writes itself."""
+        return entered(X, W, bias, streams, tangents, buffer, fill=not from_weights,
+                       value=not (from_weights and self.first_affine))
+
+    def _first_arguments(self, X: np.ndarray, W: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, ...]:
+        """What the first layer's numba pass takes after the streams: ``W`` (and ``X, b`` if it computes ``z``)."""
+        return (W, X, bias) if self.first_affine else (W,)
 
     def chunk_size(self) -> int:
         raise NotImplementedError
@@ -433,10 +509,10 @@ class LayeredPlan(ChunkedPlan):
                 # serial: numba's OpenMP threads spin after a parallel loop and then fight
                 # BLAS's threads for the cores (measured 0.66 s serial vs 0.82 s parallel on T5)
                 source = _fused_source(activation, self.n_tan, self.pairs, self.laplacian, cache, header,
-                                       first=number == 0)
+                                       first=number == 0, inputs=d if d <= AFFINE_INPUTS else 0)
             else:
                 source = _pass_source(activation, header)
-            self.passes.append(self._load(source, cache).apply)
+            self.passes.append(self._load_pass(source, cache, number))
 
     def chunk_size(self) -> int:
         per_point = (2 * self.streams + self.slots) * max(self.widths) * self.dtype.itemsize
@@ -455,13 +531,14 @@ class LayeredPlan(ChunkedPlan):
         for number, apply in enumerate(self.passes):
             W, bias, buffer = weights[2 * number], weights[2 * number + 1], buffers[(number + 1) % 2]
             first = number == 0 and self.first_from_weights
-            nxt = entered(X, W, bias, S, self.n_tan, buffer, not first) if number == 0 \
+            nxt = self._entered(X, W, bias, S, self.n_tan, buffer, first) if number == 0 \
                 else affine(current, W, bias, buffer)
             h = nxt.shape[2]
             if apply is not None:
                 scratch = buffers[2][: self.slots * b * h].reshape(self.slots, b, h)
                 with np.errstate(all="ignore"):  # inf/nan are results here, as in the expression kernels
-                    apply(nxt[0], nxt[t0:s0], nxt[s0:l0], nxt[l0:], self.pi, self.pk, scratch, *((W,) if first else ()))
+                    apply(nxt[0], nxt[t0:s0], nxt[s0:l0], nxt[l0:], self.pi, self.pk, scratch,
+                          *(self._first_arguments(X, W, bias) if first else ()))
             current = nxt
         self._store(current, out, partials)
 

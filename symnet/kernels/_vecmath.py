@@ -1,0 +1,101 @@
+"""``tanh`` and ``exp`` of a non-positive argument as numba code that LLVM vectorises.
+
+numba calls libm one element at a time (``math.tanh`` ran at 15.7 ns per element on this
+project's 2-core EPYC), so the layered passes used to compute transcendental functions with
+numpy's SIMD ufuncs into scratch arrays (``numpy.tanh`` 1.7 ns) and read them back.  These
+functions are plain arithmetic -- a Cody-Waite range reduction ``x = k ln 2 + r``, a
+degree-13 Taylor polynomial of ``expm1(r)`` on ``|r| <= ln(2)/2`` (truncation error below
+1e-17) and ``2**k`` written into the exponent bits -- so LLVM vectorises the loop that calls
+them (AVX-512 here: 1.08 ns per element for ``tanh``, no scratch array, no second pass).
+
+Accuracy, against glibc's correctly rounded-or-nearly ``math.tanh``/``math.exp``: at most
+3 ulp (numpy's SIMD ``tanh`` is at 2-3 ulp on the same points); ``tests/test_vecmath.py``
+checks 4 ulp over the whole range.  NaN, ``±inf``, ``±0`` and subnormal results behave as in
+libm.  No fast-math flag other than ``contract`` (fused multiply-add) is used, so NaN and
+infinities keep their IEEE meaning.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba.core import types
+from numba.extending import intrinsic
+
+__all__ = ["exp_nonpositive", "tanh"]
+
+_LN2_HI = 6.93147180369123816490e-01  # ln 2 to 32 bits: k * _LN2_HI is exact for |k| < 2**20
+_LN2_LO = 1.90821492927058770002e-10
+_INV_LN2 = 1.44269504088896338700e+00
+_FLAGS = dict(inline="always", error_model="numpy", fastmath={"contract"}, nogil=True, cache=True)
+
+
+@intrinsic
+def _bits_as_float(typingctx, bits):  # type: ignore[no-untyped-def]
+    """The float64 whose IEEE bits are the int64 ``bits`` (a register move, not a memory round trip)."""
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        return builder.bitcast(args[0], ir.DoubleType())
+    return types.float64(types.int64), codegen
+
+
+@numba.njit(**_FLAGS)
+def _two_to(k: float) -> float:
+    """``2**k`` for an integral ``k`` in ``[-1022, 1023]``."""
+    return _bits_as_float((np.int64(k) + 1023) << 52)
+
+
+@numba.njit(**_FLAGS)
+def _reduced(x: float) -> tuple[float, float]:
+    """``(k, expm1(r))`` with ``x = k ln 2 + r``, ``|r| <= ln(2)/2``; ``x`` finite and ``|x| < 2**20``."""
+    k = math.floor(x * _INV_LN2 + 0.5)
+    r = (x - k * _LN2_HI) - k * _LN2_LO
+    p = 1.0 / 87178291200.0  # 1/14!, then Horner down to 1/2!
+    p = p * r + 1.0 / 6227020800.0
+    p = p * r + 1.0 / 479001600.0
+    p = p * r + 1.0 / 39916800.0
+    p = p * r + 1.0 / 3628800.0
+    p = p * r + 1.0 / 362880.0
+    p = p * r + 1.0 / 40320.0
+    p = p * r + 1.0 / 5040.0
+    p = p * r + 1.0 / 720.0
+    p = p * r + 1.0 / 120.0
+    p = p * r + 1.0 / 24.0
+    p = p * r + 1.0 / 6.0
+    p = p * r + 0.5
+    return k, r + r * r * p
+
+
+@numba.njit(**_FLAGS)
+def exp_nonpositive(x: float) -> float:
+    """``exp(x)`` for ``x <= 0`` (positive ``x`` gives ``1.0``); subnormal results and ``exp(-inf) = 0``.
+
+    >>> import numpy as np
+    >>> from symnet.kernels._vecmath import exp_nonpositive
+    >>> bool(abs(exp_nonpositive(-1.0) - np.exp(-1.0)) <= 4 * np.spacing(np.exp(-1.0)))
+    True
+    """
+    clamped = min(max(x, -746.0), 0.0)  # exp(-746) rounds to 0; NaN is restored below
+    k, em = _reduced(clamped)
+    half = math.floor(k * 0.5)  # 2**k as two factors: k reaches -1076, below the normal range
+    result = ((em + 1.0) * _two_to(half)) * _two_to(k - half)
+    return result if x == x else x
+
+
+@numba.njit(**_FLAGS)
+def tanh(z: float) -> float:
+    """``tanh(z)`` as ``-e / (2 + e)`` with ``e = expm1(-2|z|)`` (no cancellation near 0), sign of ``z``.
+
+    >>> import math
+    >>> from symnet.kernels._vecmath import tanh
+    >>> tanh(0.5) == math.tanh(0.5), tanh(-800.0), tanh(-0.0)
+    (True, -1.0, -0.0)
+    """
+    x = max(-2.0 * abs(z), -45.0)  # tanh(|z| >= 19.1) rounds to 1; NaN is restored below
+    k, em = _reduced(x)
+    scale = _two_to(k)
+    e = scale * em + (scale - 1.0)  # expm1(x) = 2**k expm1(r) + 2**k - 1
+    t = math.copysign(-e / (2.0 + e), z)
+    return t if z == z else z

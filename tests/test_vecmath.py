@@ -1,0 +1,80 @@
+"""symnet.kernels._vecmath: tanh and exp(x <= 0) against libm, to a few ulp, with IEEE special values."""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from symnet.kernels import _vecmath
+
+ULP = 4  # measured at most 3 over 1.6 million points; numpy's SIMD tanh is at 2-3 on the same points
+
+
+@numba.njit(error_model="numpy", fastmath={"contract"})
+def _tanh_loop(z, out):  # the way the layered passes call it: inside a loop LLVM vectorises
+    for p in range(z.shape[0]):
+        out[p] = _vecmath.tanh(z[p])
+
+
+@numba.njit(error_model="numpy", fastmath={"contract"})
+def _exp_loop(x, out):
+    for p in range(x.shape[0]):
+        out[p] = _vecmath.exp_nonpositive(x[p])
+
+
+def _ulps(got: np.ndarray, want: np.ndarray) -> np.ndarray:
+    """Distance in units of the last place of ``want`` (subnormal spacing below the normal range)."""
+    return np.abs(got - want) / np.spacing(np.abs(want))
+
+
+def _run(loop, x: np.ndarray) -> np.ndarray:
+    out = np.empty_like(x)
+    loop(x, out)
+    return out
+
+
+@pytest.mark.parametrize("scale", [1e-300, 1e-8, 1e-3, 0.1, 1.0, 3.0, 10.0, 30.0, 1e3])
+def test_tanh_within_ulps_of_libm(scale):
+    z = np.random.default_rng(1).normal(size=20_000) * scale
+    want = np.array([math.tanh(v) for v in z])
+    assert _ulps(_run(_tanh_loop, z), want).max() <= ULP
+
+
+@pytest.mark.parametrize("low, high", [(-1e-8, 0.0), (-1.0, 0.0), (-40.0, -1.0), (-700.0, -40.0),
+                                       (-708.5, -700.0), (-745.2, -708.4)])
+def test_exp_within_ulps_of_libm(low, high):
+    x = np.random.default_rng(2).uniform(low, high, 20_000)
+    want = np.array([math.exp(v) for v in x])
+    got = _run(_exp_loop, x)
+    normal = want >= np.finfo(float).tiny
+    assert _ulps(got[normal], want[normal]).max(initial=0.0) <= ULP
+    # subnormal results carry fewer bits: absolute error within a few of their spacing
+    assert np.all(np.abs(got[~normal] - want[~normal]) <= ULP * 5e-324)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(allow_nan=False, allow_infinity=False, width=64))
+def test_tanh_any_float(z):
+    want = math.tanh(z)
+    got = _vecmath.tanh(z)
+    assert abs(got - want) <= ULP * np.spacing(abs(want)) and math.copysign(1, got) == math.copysign(1, want)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(max_value=0.0, allow_nan=False, width=64))
+def test_exp_any_nonpositive_float(x):
+    want = math.exp(x)
+    assert abs(_vecmath.exp_nonpositive(x) - want) <= ULP * np.spacing(want)
+
+
+def test_special_values():
+    z = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 800.0, -800.0, 19.0, -19.1, 5e-324, -1e-310])
+    assert np.array_equal(_run(_tanh_loop, z), np.tanh(z), equal_nan=True)
+    assert np.array_equal(np.signbit(_run(_tanh_loop, z)), np.signbit(np.tanh(z)))
+    x = np.array([0.0, -0.0, -np.inf, np.nan, -746.0, -1e4, -5e-324])
+    assert np.array_equal(_run(_exp_loop, x), np.exp(x), equal_nan=True)
