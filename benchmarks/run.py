@@ -7,10 +7,11 @@ Run:  make bench                                   (the full benchmark: minutes 
 Each net (``nets.py``) gets a floor row (the time the machine needs for the forward-mode FLOPs
 or for moving inputs and results, whichever is larger, from the matmul GFLOP/s and copy
 bandwidth measured at start-up), then one row per comparator (``comparators.py``): set-up
-seconds, median evaluation seconds after one warm-up call, points/s, time relative to symnet,
+seconds, median evaluation seconds after one warm-up call (the comparators of a net take turns,
+one call each per round), points/s, time relative to symnet,
 and the largest absolute difference from symnet's exact kernel (from the numpy baseline while
-``symnet.compile`` does not exist).  Rows are printed as measured and the Markdown table is
-rewritten to ``--out`` after each one.
+``symnet.compile`` does not exist).  A net's rows are printed when its comparators are done,
+and the Markdown table is rewritten to ``--out`` after each row.
 
 Threads: ``machine.configure_threads`` sets OMP/OpenBLAS/MKL/numba thread counts and XLA's
 ``intra_op_parallelism_threads`` to the core count before numpy, JAX or PyTorch is imported
@@ -34,7 +35,8 @@ import statistics  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from typing import Any  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -98,22 +100,70 @@ def seconds(value: float | None) -> str:
     return "—" if value is None else f"{value:.3g}"
 
 
-def measure(evaluate: Evaluate, points: np.ndarray, repeats: int,
-            row_budget_s: float) -> tuple[Derivs, float, int]:
-    """Warm up once (its result is returned), then the median of ``repeats`` timed calls.
+@dataclass
+class Entry:
+    """One comparator being timed on one net: its prepared evaluation, or why it has none."""
 
-    Fewer repeats (at least one) are made when they would not fit in ``row_budget_s``.
+    comparator: Comparator
+    prepared: Any = None
+    points: np.ndarray | None = None
+    scale_up: float = 1.0
+    result: Derivs | None = None
+    repeats: int = 0
+    times: list[float] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    failure: str = ""
+
+
+def prepare(comparator: Comparator, net: RefNet, points: np.ndarray, settings: Settings, repeats: int,
+            row_budget_s: float, slow_s: float = 0.0) -> Entry:
+    """Set up one comparator and make its warm-up call; a failure becomes the entry's note, never an exception.
+
+    Fewer timed calls (at least one) are planned when ``repeats`` would not fit in ``row_budget_s``.
     """
-    start = time.perf_counter()
-    result = evaluate(points)
-    warm_up = time.perf_counter() - start
-    repeats = max(1, min(repeats, int(row_budget_s / max(warm_up, 1e-9))))
-    times = []
-    for _ in range(repeats):
+    entry = Entry(comparator)
+    try:
+        if slow_s and comparator is not COMPARATORS[0]:
+            points, entry.scale_up, note_subset = subset_for(comparator, net, points, settings, slow_s)
+            entry.notes.append(note_subset)
+        entry.prepared = comparator.prepare(net, points, settings)
+        entry.points = points
         start = time.perf_counter()
-        evaluate(points)
-        times.append(time.perf_counter() - start)
-    return result, statistics.median(times), repeats
+        entry.result = entry.prepared.evaluate(points)
+        warm_up = time.perf_counter() - start
+        entry.repeats = max(1, min(repeats, int(row_budget_s / max(warm_up, 1e-9))))
+    except Unavailable as why:
+        entry.failure = str(why)
+    except Exception as exc:  # a comparator's bug or limit must not stop the others
+        entry.failure = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
+    return entry
+
+
+def time_in_turns(entries: list[Entry]) -> None:
+    """Timed calls, the comparators taking turns: one call each per round, so that each row's
+    median is taken over the same minutes as the others' (this machine's speed swings 1.3-1.7x
+    from minute to minute; timing one comparator after another put them in different states)."""
+    for round_ in range(max((e.repeats for e in entries if not e.failure), default=0)):
+        for entry in entries:
+            if entry.failure or round_ >= entry.repeats:
+                continue
+            try:
+                start = time.perf_counter()
+                entry.prepared.evaluate(entry.points)
+                entry.times.append(time.perf_counter() - start)
+            except Exception as exc:  # noqa: BLE001 -- as in prepare
+                entry.failure = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
+
+
+def measured(entry: Entry, repeats: int) -> tuple[Measured, str]:
+    """The row's numbers and note."""
+    if entry.failure:
+        return Measured(), entry.failure
+    done = len(entry.times)
+    note = f"median of {done}, in turns with the other rows" + (" (slow: fewer repeats)" if done < repeats else "")
+    eval_s = statistics.median(entry.times) * entry.scale_up
+    return (Measured(entry.prepared.setup_s, eval_s, entry.result),
+            "; ".join(filter(None, [note, *entry.notes, entry.prepared.note])))
 
 
 def floor_row(net: RefNet, n: int, limits: Limits, report: Report) -> float:
@@ -127,26 +177,6 @@ def floor_row(net: RefNet, n: int, limits: Limits, report: Report) -> float:
                f"{net.flops_per_point():,} FLOP/pt at {limits.gflops[width]:.1f} GFLOP/s (w={width}): "
                f"{flop_s:.3g} s; {net.bytes_per_point()} B/pt at {limits.bandwidth:.1f} GB/s: {memory_s:.3g} s")
     return floor
-
-
-def run_comparator(comparator: Comparator, net: RefNet, points: np.ndarray, settings: Settings,
-                   repeats: int, row_budget_s: float, slow_s: float = 0.0) -> tuple[Measured, str]:
-    """Set up and time one comparator; failures become the row's note, never an exception."""
-    note_subset = ""
-    try:
-        if slow_s and comparator is not COMPARATORS[0]:
-            points, scale_up, note_subset = subset_for(comparator, net, points, settings, slow_s)
-        else:
-            scale_up = 1.0
-        prepared = comparator.prepare(net, points, settings)
-        result, eval_s, done = measure(prepared.evaluate, points, repeats, row_budget_s)
-        eval_s *= scale_up
-    except Unavailable as why:
-        return Measured(), str(why)
-    except Exception as exc:  # a comparator's bug or limit must not stop the others
-        return Measured(), f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
-    note = f"median of {done}" + (" (slow: fewer repeats)" if done < repeats else "")
-    return Measured(prepared.setup_s, eval_s, result), "; ".join(filter(None, [note, note_subset, prepared.note]))
 
 
 def subset_for(comparator: Comparator, net: RefNet, points: np.ndarray, settings: Settings,
@@ -176,27 +206,32 @@ def wanted(comparator: Comparator) -> bool:
 
 def run_net(net: RefNet, n: int, settings: Settings, limits: Limits, report: Report, repeats: int,
             row_budget_s: float, slow_s: float = 0.0) -> None:
-    """The floor row and one row per comparator that runs ``net.task``."""
+    """The floor row and one row per comparator that runs ``net.task``, timed in turns."""
     points = net.points(n)
     floor = floor_row(net, n, limits, report)
+    entries = []
+    for comparator in COMPARATORS:
+        if net.task in comparator.tasks and wanted(comparator):
+            print(f"{net.name}: setting up {comparator.label}", flush=True)
+            entries.append(prepare(comparator, net, points, settings, repeats, row_budget_s, slow_s))
+    print(f"{net.name}: timing {sum(not e.failure for e in entries)} comparators in turns", flush=True)
+    time_in_turns(entries)
     reference: Derivs | None = None
     symnet_s: float | None = None
-    for comparator in COMPARATORS:
-        if net.task not in comparator.tasks or not wanted(comparator):
-            continue
-        measured, note = run_comparator(comparator, net, points, settings, repeats, row_budget_s, slow_s)
-        if comparator is COMPARATORS[0] and measured.eval_s is not None:  # symnet
-            symnet_s = measured.eval_s
-        if measured.result is None:
+    for entry in entries:
+        row, note = measured(entry, repeats)
+        if entry.comparator is COMPARATORS[0] and row.eval_s is not None:  # symnet
+            symnet_s = row.eval_s
+        if row.result is None:
             error = "—"
         elif reference is None:
-            reference, error = measured.result, "reference"
+            reference, error = row.result, "reference"
         else:
-            error = f"{measured.result.max_abs_error(reference.head(len(measured.result.value))):.1e}"
-        ratio = "" if measured.eval_s is None or symnet_s is None else f"{measured.eval_s / symnet_s:.3g}"
-        to_floor = "" if measured.eval_s is None else f"{measured.eval_s / floor:.3g}"
-        report.row(net.name, comparator.label, seconds(measured.setup_s), seconds(measured.eval_s),
-                   "—" if measured.eval_s is None else f"{n / measured.eval_s:.3g}", ratio, to_floor, error, note)
+            error = f"{row.result.max_abs_error(reference.head(len(row.result.value))):.1e}"
+        ratio = "" if row.eval_s is None or symnet_s is None else f"{row.eval_s / symnet_s:.3g}"
+        to_floor = "" if row.eval_s is None else f"{row.eval_s / floor:.3g}"
+        report.row(net.name, entry.comparator.label, seconds(row.setup_s), seconds(row.eval_s),
+                   "—" if row.eval_s is None else f"{n / row.eval_s:.3g}", ratio, to_floor, error, note)
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -254,7 +289,7 @@ def main(argv: list[str] | None = None) -> None:
             *machine.describe(limits.gflops, limits.bandwidth, THREADS),
             "- numba's own floor under a disk-cache hit, fresh interpreter (median of 3): import numba "
             f"{floor[0]:.3f} s + first call of a trivial cached @njit function {floor[1]:.3f} s",
-            "- eval s: median of the timed calls after one warm-up call, numpy arrays in and out; "
+            "- eval s: median of the timed calls after one warm-up call, the comparators of a net taking turns (one call each per round), numpy arrays in and out; "
             "set-up s: what happens once per net and batch shape (compile, trace, differentiate)",
             "- time / symnet: this row's eval time over symnet's (above 1: slower than symnet); "
             "time / floor: over the floor row's (FLOP/pt over matmul GFLOP/s at the net's width, or "
