@@ -94,8 +94,9 @@ def test_auto_strategy_chooses_by_size_and_says_so():
     assert symnet.compile(soft, backend="numpy").strategy == "expression"
     with pytest.raises(symnet.InputError, match="not elementwise; use strategy='expression'"):
         symnet.compile(soft, strategy="layered")
-    third_order = symnet.compile(wide, [(0, 0, 1)], backend="numpy")
-    assert third_order.strategy == "expression"
+    assert symnet.compile(wide, [(0, 0, 1)], backend="numpy").strategy == "layered"
+    mid = random_network(np.random.default_rng(0), [2, 16, 1], ["tanh", "linear"])
+    assert symnet.compile(mid, [(0, 0, 1, 1)], backend="numpy").strategy == "expression"  # order 4
 
 
 def test_softmax_kernel():
@@ -479,3 +480,66 @@ def test_a_first_layer_with_few_inputs_computes_z_in_its_pass(d, act, schedule, 
     got, want = kernel(X), symnet.compile(net, request, backend="numpy", strategy="expression")(X)
     for name, array in want.as_dict().items():
         assert_close(got[name], array)
+
+
+THIRD_ORDER_NETS = [
+    (0, [2, 5, 4, 1], ["tanh", "softplus", "linear"]),
+    (1, [1, 6, 1], ["gelu", "linear"]),  # numpy computes erf before the loop
+    (2, [3, 3, 3, 2], ["sigmoid", "silu", "tanh"]),  # two outputs, a nonlinear last layer
+    (3, [6, 5, 1], ["tanh", "linear"]),  # more inputs than AFFINE_INPUTS
+    (4, [2, 3, 3, 1], ["linear", "sin", "linear"]),  # a linear first layer
+    (5, [2, 4, 1], ["relu", "linear"]),  # almost-everywhere values
+]
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+@pytest.mark.parametrize("seed, sizes, acts", THIRD_ORDER_NETS)
+def test_layered_third_order_partials_match_the_exact_expression(backend, seed, sizes, acts):
+    net = random_network(np.random.default_rng(seed), sizes, acts)
+    d = sizes[0]
+    requests = [("value", "laplacian", (0, 0, 0), (d - 1, 0, 0), (0, d - 1, d - 1)),  # only the pairs they need
+                ("jacobian", "hessian", (0, d - 1, 0))]  # every pair
+    X = np.random.default_rng(seed + 10).uniform(-1.5, 1.5, (5, d))
+    for request in requests:
+        kernel = symnet.compile(net, request, backend=backend, strategy="layered")
+        assert kernel.schedule == "forward"
+        got, want = kernel(X), symnet.compile(net, request, backend="numpy", strategy="expression")(X)
+        for name, array in want.as_dict().items():
+            assert_close(got[name], array)
+    if backend == "numpy":
+        return
+    # and against 30-digit arithmetic: a third partial by sympy.diff of the flat expression,
+    # independent of symnet's chain-rule program
+    third = sympy.diff(net.outputs[0], net.inputs[0], net.inputs[d - 1], net.inputs[0])
+    third = third.replace(sympy.DiracDelta, lambda *args: sympy.S.Zero)  # relu: 0 almost everywhere
+    assert_close(got[(0, 0, d - 1)][:, 0], np.array([evaluate(third, net.inputs, x) for x in X]))
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10_000), d=st.integers(1, 3),
+       hidden=st.lists(st.integers(1, 9), min_size=1, max_size=3),
+       names=st.lists(st.sampled_from(["tanh", "sigmoid", "softplus", "silu", "gelu", "elu", "sin", "linear"]),
+                      min_size=4, max_size=4),
+       triple=st.lists(st.integers(0, 2), min_size=3, max_size=3))
+def test_a_third_order_partial_is_the_derivative_of_a_hessian_entry(seed, d, hidden, names, triple):
+    """d3y/dx_i dx_k dx_l against a central difference of the layered Hessian entry (i, k) along x_l."""
+    rng = np.random.default_rng(seed)
+    net = random_network(rng, [d, *hidden, 1], names[: len(hidden) + 1])
+    i, k, l = (t % d for t in triple)
+    third = symnet.compile(net, ("hessian", (i, k, l)), strategy="layered")
+    X = rng.uniform(-1, 1, (20, d))
+    step = np.zeros(d)
+    step[l] = h = 1e-4
+    difference = (third(X + step).hessian[:, 0, i, k] - third(X - step).hessian[:, 0, i, k]) / (2 * h)
+    # O(h^2) truncation with derivatives of order 5 of these nets well below 1e3
+    assert np.max(np.abs(third(X)[(i, k, l)][:, 0] - difference)) <= 1e-4 * (1 + np.max(np.abs(difference)))
+
+
+def test_the_layered_strategy_takes_third_order_and_says_what_it_cannot():
+    wide = random_network(np.random.default_rng(0), [2, 40, 40, 1], ["tanh", "tanh", "linear"])
+    assert symnet.compile(wide, ("value", (0, 1, 1))).strategy == "layered"  # auto: too big for the expression
+    with pytest.raises(symnet.InputError, match="partials of order 4 or more"):
+        symnet.compile(wide, (0, 0, 1, 1), strategy="layered")
+    assert symnet.compile(wide, ("hessian", (0, 0, 1))).schedule == "forward"  # auto
+    with pytest.raises(symnet.InputError, match="third-order partials are propagated forward"):
+        symnet.compile(wide, ("hessian", (0, 0, 1)), strategy="layered", schedule="forward-adjoint")

@@ -3,27 +3,29 @@
 For a batch of points every layer carries stacked *streams* per unit: the value ``z``, the
 first-order tangents ``dz/dx_i`` and the second-order terms -- the packed Hessian entries
 ``d2z/dx_i dx_k`` (``i <= k``) or, for the Laplacian alone, one collapsed stream
-``sum_i d2z/dx_i2`` (the forward Laplacian).  An affine layer maps every stream with one
-matrix multiply (BLAS) on the stack ``(points * streams, width) @ W``; the activation maps
-them with the chain rule
+``sum_i d2z/dx_i2`` (the forward Laplacian) -- and one stream per asked-for third-order
+partial ``d3z/dx_i dx_k dx_l``.  An affine layer maps every stream with one matrix multiply
+(BLAS) on the stack ``(points * streams, width) @ W``; the activation maps them with the
+chain rule
 
     a = f(z),   da_i = f'(z) dz_i,   d2a_ik = f'(z) d2z_ik + f''(z) dz_i dz_k,
     lap(a) = f'(z) lap(z) + f''(z) sum_i dz_i**2,
+    d3a_ikl = f'(z) d3z_ikl + f''(z) (dz_i d2z_kl + dz_k d2z_il + dz_l d2z_ik) + f3(z) dz_i dz_k dz_l,
 
-in one elementwise pass whose ``f, f', f''`` are printed from SymPy's derivatives of the
-scalar activation -- exact, as in the expression strategy.  With ``backend="numba"`` the
-pass is one numba loop (cached on disk): ``tanh`` and the ``exp`` of sigmoid-like
-activations are computed in it by :mod:`._vecmath`, which LLVM vectorises, other
-transcendental functions beforehand by numpy's SIMD ufuncs; with ``backend="numpy"`` it
-runs as numpy operations into scratch arrays (nothing compiled).  Weights are runtime arguments; the pass depends only on the activation
-and the request.  Points are processed in chunks whose buffers fit :data:`MEMORY_BUDGET`,
+in one elementwise pass whose ``f, f', f''`` (and third derivative ``f3``) are printed from
+SymPy's derivatives of the scalar activation -- exact, as in the expression strategy.  With
+``backend="numba"`` the pass is one numba loop (cached on disk): ``tanh`` and the ``exp``
+of sigmoid-like activations are computed in it by :mod:`._vecmath`, which LLVM vectorises,
+other transcendental functions beforehand by numpy's SIMD ufuncs; with ``backend="numpy"``
+it runs as numpy operations into scratch arrays (nothing compiled).  Weights are runtime
+arguments; the pass depends only on the activation and the request.  Points are processed in chunks whose buffers fit :data:`MEMORY_BUDGET`,
 reused across chunks, layers and calls.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import sympy
@@ -58,8 +60,8 @@ def supports(net: Network, words: tuple[str, ...], partials: tuple[tuple[int, ..
     for number, activation in enumerate(net.activations, start=1):
         if not activation.elementwise:
             return f"layer {number}'s activation {activation.name!r} is not elementwise"
-    if any(len(alpha) > 2 for alpha in partials):
-        return "partials of order 3 or more need the expression strategy"
+    if any(len(alpha) > 3 for alpha in partials):
+        return "partials of order 4 or more need the expression strategy"
     return None
 
 
@@ -153,23 +155,45 @@ def derivatives_source(activation: Activation, count: int) -> str:
             f"def apply(Z, {outputs}, s):\n{body}\n")
 
 
-def _pass_source(activation: Activation, header: str) -> str:
-    """An elementwise pass ``apply(Z, TAN, SEC, LAP, pi, pk, s)`` for one activation, in numpy.
+def _pass_source(activation: Activation, header: str, third: bool = False) -> str:
+    """An elementwise pass ``apply(Z, TAN, SEC, LAP, TRI, pi, pk, tri, s)`` for one activation, in numpy.
 
-    ``f, f', f''`` share their subexpressions (``sympy.cse``: ``tanh(z)`` is computed once) and
-    are evaluated with numpy's SIMD ufuncs into the scratch arrays ``s``; on this project's
-    machine ``numpy.tanh`` ran at 1.7-3.3 ns per element, numba's scalar ``math.tanh`` at 25 ns.
+    ``f, f', f''`` (and the third derivative with ``third``) share their subexpressions
+    (``sympy.cse``: ``tanh(z)`` is computed once) and are evaluated with numpy's SIMD ufuncs
+    into the scratch arrays ``s``; on this project's machine ``numpy.tanh`` ran at 1.7-3.3 ns
+    per element, numba's scalar ``math.tanh`` at 25 ns.  Row ``q`` of ``tri`` names third-order
+    entry ``TRI[q]``'s inputs ``i, k, l`` and the rows of ``SEC`` holding ``(k, l), (i, l), (i, k)``.
     """
     z = sympy.Symbol("z", real=True)
-    derivatives = [activation.derivative(k).xreplace({T: z}) for k in range(3)]
-    temporaries, (f0, f1, f2) = sympy.cse(derivatives, symbols=sympy.numbered_symbols("c", real=True))
+    derivatives = [activation.derivative(k).xreplace({T: z}) for k in range(4 if third else 3)]
+    temporaries, (f0, f1, f2, *f3) = sympy.cse(derivatives, symbols=sympy.numbered_symbols("c", real=True))
     emitter = _Emitter({z: "Z"})
     for symbol, expr in temporaries:
         emitter.names[symbol] = emitter.value(expr)
     f1_name, f2_name = emitter.value(f1), emitter.value(f2)
+    f3_name = emitter.value(f3[0]) if third else ""
     f0_name = emitter.value(f0)
     work = emitter.new()
-    body = emitter.lines + [
+    body = list(emitter.lines)
+    if third:  # before SEC and TAN change: the update reads this layer's inputs
+        other = emitter.new()
+        body += [
+            "for q in range(TRI.shape[0]):",
+            "    i, k, l, kl, il, ik = tri[q]",
+            f"    numpy.multiply(TAN[i], SEC[kl], out={work})",
+            f"    numpy.multiply(TAN[k], SEC[il], out={other})",
+            f"    numpy.add({work}, {other}, out={work})",
+            f"    numpy.multiply(TAN[l], SEC[ik], out={other})",
+            f"    numpy.add({work}, {other}, out={work})",
+            f"    numpy.multiply({work}, {f2_name}, out={work})",
+            f"    numpy.multiply(TAN[i], TAN[k], out={other})",
+            f"    numpy.multiply({other}, TAN[l], out={other})",
+            f"    numpy.multiply({other}, {f3_name}, out={other})",
+            f"    numpy.add({work}, {other}, out={work})",
+            f"    numpy.multiply(TRI[q], {f1_name}, out=TRI[q])",
+            f"    numpy.add(TRI[q], {work}, out=TRI[q])",
+        ]
+    body += [
         "for q in range(SEC.shape[0]):",
         f"    numpy.multiply(TAN[pi[q]], TAN[pk[q]], out={work})",
         f"    numpy.multiply({work}, {f2_name}, out={work})",
@@ -185,7 +209,7 @@ def _pass_source(activation: Activation, header: str) -> str:
     ]
     lines = [f'"""{header}"""', "import numpy", "import scipy.special", "",
              f"SLOTS = {emitter.slots}", "", "",
-             "def apply(Z, TAN, SEC, LAP, pi, pk, s):"] + [f"    {line}" for line in body]
+             "def apply(Z, TAN, SEC, LAP, TRI, pi, pk, tri, s):"] + [f"    {line}" for line in body]
     return "\n".join(lines) + "\n"
 
 
@@ -214,8 +238,9 @@ def _vecmath_version() -> str:
 
 
 def _fused_source(activation: Activation, n_tan: int, pairs: list[tuple[int, int]], laplacian: bool,
-                  cache: bool, header: str, keep: bool = False, first: bool = False, inputs: int = 0) -> str:
-    """``apply(Z, TAN, SEC, LAP, pi, pk, s)``: one numba loop over points, fed by numpy where it must be.
+                  cache: bool, header: str, keep: bool = False, first: bool = False, inputs: int = 0,
+                  triples: Sequence[tuple[int, int, int]] = ()) -> str:
+    """``apply(Z, TAN, SEC, LAP, TRI, pi, pk, tri, s)``: one numba loop over points, fed by numpy where it must be.
 
     One numba loop over points forms ``f, f', f''`` of a point's units and updates its value,
     tangents, Hessian pairs and Laplacian, one vectorised loop over the units per stream.
@@ -230,10 +255,11 @@ def _fused_source(activation: Activation, n_tan: int, pairs: list[tuple[int, int
     tangents are ``W``'s rows at every point (see :func:`entered`).  With ``inputs`` (the
     first layer's fan-in) too, ``apply`` also takes ``X`` and the bias and computes
     ``z = X W + b`` itself, point by point; the module's ``AFFINE`` says whether it does (not
-    when numpy must read ``Z`` first).
+    when numpy must read ``Z`` first).  ``triples`` are the third-order entries ``TRI`` holds
+    (each ``i <= k <= l``; ``pairs`` must hold their pairs).
     """
     z = sympy.Symbol("z", real=True)
-    exprs = [activation.derivative(k).xreplace({T: z}) for k in range(3)]
+    exprs = [activation.derivative(k).xreplace({T: z}) for k in range(4 if triples else 3)]
     # transcendental calls become u_k, computed once (by numpy or in the loop); LLVM shares the arithmetic
     emitter = _Emitter({z: "Z"})
     calls: dict[sympy.Expr, sympy.Symbol] = {}
@@ -297,7 +323,7 @@ def _fused_source(activation: Activation, n_tan: int, pairs: list[tuple[int, int
             calls[node] = u
         return expr.xreplace(calls)
 
-    f0, f1, f2 = (hoist(e) for e in exprs)
+    f0, f1, f2, *f3 = (hoist(e) for e in exprs)
     names = {z: "z", **{u: u.name for u in slot_of}, **{u: u.name for u, _ in scalars}}
     printer = _ScalarPrinter(names)
     # One short loop over the units per stream: each touches two or three rows, so LLVM
@@ -305,9 +331,14 @@ def _fused_source(activation: Activation, n_tan: int, pairs: list[tuple[int, int
     # stopped vectorising past 6 streams: 7 ns per stream-element at 10, 24 ns at 34).
     rows = ["z = Z[p, j]"] + [f"{u.name} = U[{slot}, p, j]" for u, slot in slot_of.items()]
     rows += [f"{u.name} = {printer.doprint(value)}" for u, value in scalars]
-    rows += [f"F1[j] = {printer.doprint(f1)}", f"F2[j] = {printer.doprint(f2)}", f"Z[p, j] = {printer.doprint(f0)}"]
+    rows += [f"F1[j] = {printer.doprint(f1)}", f"F2[j] = {printer.doprint(f2)}"]
+    rows += [f"F3[j] = {printer.doprint(f3[0])}"] if triples else []
+    rows += [f"Z[p, j] = {printer.doprint(f0)}"]
     loops = [("for j in range(H):", rows)]
-    if first:  # dz/dx_i = W[i] at every point, second-order terms 0: nothing to read
+    pair_index = {pair: q for q, pair in enumerate(pairs)}
+    if first:  # dz/dx_i = W[i] at every point, higher-order terms 0: nothing to read
+        for q in range(len(triples)):
+            loops.append(("for j in range(H):", [f"TRI[{q}, p, j] = F3[j] * WWW[{q}, j]"]))
         for q in range(len(pairs)):
             loops.append(("for j in range(H):", [f"SEC[{q}, p, j] = F2[j] * WW[{q}, j]"]))
         if laplacian:
@@ -315,6 +346,14 @@ def _fused_source(activation: Activation, n_tan: int, pairs: list[tuple[int, int
         if n_tan:
             loops.append(("for i in range(TAN.shape[0]):", ["for j in range(H):", "    TAN[i, p, j] = F1[j] * W[i, j]"]))
     else:
+        # d3a_ikl = F1 d3z_ikl + F2 (dz_i d2z_kl + dz_k d2z_il + dz_l d2z_ik) + F3 dz_i dz_k dz_l,
+        # before the second-order and tangent streams change
+        for q, (i, k, l) in enumerate(triples):
+            kl, il, ik = pair_index[(k, l)], pair_index[(i, l)], pair_index[(i, k)]
+            loops.append(("for j in range(H):", [
+                f"TRI[{q}, p, j] = (F1[j] * TRI[{q}, p, j] + F2[j] * (TAN[{i}, p, j] * SEC[{kl}, p, j]"
+                f" + TAN[{k}, p, j] * SEC[{il}, p, j] + TAN[{l}, p, j] * SEC[{ik}, p, j])"
+                f" + F3[j] * TAN[{i}, p, j] * TAN[{k}, p, j] * TAN[{l}, p, j])"]))
         for q, (i, k) in enumerate(pairs):
             loops.append(("for j in range(H):",
                           [f"SEC[{q}, p, j] = F1[j] * SEC[{q}, p, j] + F2[j] * TAN[{i}, p, j] * TAN[{k}, p, j]"]))
@@ -337,12 +376,17 @@ def _fused_source(activation: Activation, n_tan: int, pairs: list[tuple[int, int
     kept = (", D1, D2" if keep else "") + (", W" if first else "") + (", X, B" if unrolled else "")
     rows = "        F1 = D1[p]\n        F2 = D2[p]\n" if keep else ""
     locals_ = "" if keep else "    F1 = numpy.empty(H, Z.dtype)\n    F2 = numpy.empty(H, Z.dtype)\n"
+    locals_ += "    F3 = numpy.empty(H, Z.dtype)\n" if triples else ""
     if first and (pairs or laplacian):  # the products W[i] W[k] (and their sum over i = k, last)
         # once per chunk, by plain loops: numba compiled array expressions several times slower
         locals_ += f"    WW = numpy.zeros(({len(pairs) + 1}, H), Z.dtype)\n    for j in range(H):\n"
         locals_ += "".join(f"        WW[{q}, j] = W[{i}, j] * W[{k}, j]\n" for q, (i, k) in enumerate(pairs))
         if laplacian:
             locals_ += "        for i in range(W.shape[0]):\n            WW[-1, j] += W[i, j] * W[i, j]\n"
+    if first and triples:
+        locals_ += f"    WWW = numpy.empty(({len(triples)}, H), Z.dtype)\n    for j in range(H):\n"
+        locals_ += "".join(f"        WWW[{q}, j] = W[{i}, j] * W[{k}, j] * W[{l}, j]\n"
+                           for q, (i, k, l) in enumerate(triples))
     return f'''"""{header}"""
 import math
 
@@ -357,16 +401,16 @@ AFFINE = {bool(unrolled)}
 
 
 @numba.njit(cache={cache}, nogil=True, error_model="numpy", fastmath={{"contract"}})
-def fused(Z, U, TAN, SEC, LAP{kept}):
+def fused(Z, U, TAN, SEC, LAP, TRI{kept}):
     H = Z.shape[1]
 {locals_}    ACC = numpy.empty(H, Z.dtype)
     for p in range(Z.shape[0]):
 {rows}{fused_body}
 
 
-def apply(Z, TAN, SEC, LAP, pi, pk, s{kept}):
+def apply(Z, TAN, SEC, LAP, TRI, pi, pk, tri, s{kept}):
 {numpy_part}
-    fused(Z, s, TAN, SEC, LAP{kept})
+    fused(Z, s, TAN, SEC, LAP, TRI{kept})
 '''
 
 
@@ -483,16 +527,24 @@ class LayeredPlan(ChunkedPlan):
         self.m = net.n_outputs
         d = self.d
         second = {tuple(a) for a in partials if len(a) == 2}
+        self.triples = sorted({tuple(a) for a in partials if len(a) == 3})
         self.hessian = "hessian" in words or bool(second)
         self.laplacian = "laplacian" in words and not self.hessian
-        self.tangents = self.hessian or self.laplacian or "jacobian" in words or any(len(a) == 1 for a in partials)
-        self.pairs = [(i, k) for i in range(d) for k in range(i, d)] if self.hessian else []
+        self.tangents = self.hessian or self.laplacian or bool(self.triples) or "jacobian" in words \
+            or any(len(a) == 1 for a in partials)
+        # third-order entries need the pairs inside them: (k, l), (i, l), (i, k) of (i, k, l)
+        self.pairs = [(i, k) for i in range(d) for k in range(i, d)] if self.hessian else \
+            sorted({pair for i, k, l in self.triples for pair in ((k, l), (i, l), (i, k))})
         self.pi = np.array([i for i, _ in self.pairs], dtype=np.int64)
         self.pk = np.array([k for _, k in self.pairs], dtype=np.int64)
+        index = {pair: q for q, pair in enumerate(self.pairs)}
+        self.tri = np.array([(i, k, l, index[(k, l)], index[(i, l)], index[(i, k)]) for i, k, l in self.triples],
+                            dtype=np.int64).reshape(-1, 6)
         self.n_tan = d if self.tangents else 0
         self.n_sec = len(self.pairs)
         self.n_lap = 1 if self.laplacian else 0
-        self.streams = 1 + self.n_tan + self.n_sec + self.n_lap
+        self.n_tri = len(self.triples)
+        self.streams = 1 + self.n_tan + self.n_sec + self.n_lap + self.n_tri
         self.widths = net.layer_sizes
         self.dtype = dtype
         super().__init__()
@@ -509,9 +561,10 @@ class LayeredPlan(ChunkedPlan):
                 # serial: numba's OpenMP threads spin after a parallel loop and then fight
                 # BLAS's threads for the cores (measured 0.66 s serial vs 0.82 s parallel on T5)
                 source = _fused_source(activation, self.n_tan, self.pairs, self.laplacian, cache, header,
-                                       first=number == 0, inputs=d if d <= AFFINE_INPUTS else 0)
+                                       first=number == 0, inputs=d if d <= AFFINE_INPUTS else 0,
+                                       triples=self.triples)
             else:
-                source = _pass_source(activation, header)
+                source = _pass_source(activation, header, third=bool(self.triples))
             self.passes.append(self._load_pass(source, cache, number))
 
     def chunk_size(self) -> int:
@@ -527,6 +580,7 @@ class LayeredPlan(ChunkedPlan):
         buffers = [space(name, (rows * size,), self.dtype)
                    for name, size in (("ping", S), ("pong", S), ("scratch", self.slots))]
         t0, s0, l0 = 1, 1 + self.n_tan, 1 + self.n_tan + self.n_sec
+        r0 = l0 + self.n_lap
         current = None
         for number, apply in enumerate(self.passes):
             W, bias, buffer = weights[2 * number], weights[2 * number + 1], buffers[(number + 1) % 2]
@@ -537,24 +591,27 @@ class LayeredPlan(ChunkedPlan):
             if apply is not None:
                 scratch = buffers[2][: self.slots * b * h].reshape(self.slots, b, h)
                 with np.errstate(all="ignore"):  # inf/nan are results here, as in the expression kernels
-                    apply(nxt[0], nxt[t0:s0], nxt[s0:l0], nxt[l0:], self.pi, self.pk, scratch,
+                    apply(nxt[0], nxt[t0:s0], nxt[s0:l0], nxt[l0:r0], nxt[r0:], self.pi, self.pk, self.tri, scratch,
                           *(self._first_arguments(X, W, bias) if first else ()))
             current = nxt
         self._store(current, out, partials)
 
     def _store(self, final: np.ndarray, out: dict[str, np.ndarray], partials: dict[str, tuple[int, ...]]) -> None:
         s0, l0 = 1 + self.n_tan, 1 + self.n_tan + self.n_sec
+        r0 = l0 + self.n_lap
+        triple_index = {triple: q for q, triple in enumerate(self.triples)}
         store(out, partials, final[0], final[1:s0], self.pairs, lambda q: final[s0 + q],
-              final[l0] if self.laplacian else None)
+              final[l0] if self.laplacian else None, lambda alpha: final[r0 + triple_index[alpha]])
 
 
 def store(out: dict[str, np.ndarray], partials: dict[str, tuple[int, ...]], value: np.ndarray,
           tangents: np.ndarray, pairs: list[tuple[int, int]], second: Callable[[int], np.ndarray],
-          laplacian: np.ndarray | None = None) -> None:
+          laplacian: np.ndarray | None = None, third: Callable[[tuple[int, ...]], np.ndarray] | None = None) -> None:
     """Write a chunk's results into ``out``, from either schedule's arrays.
 
     ``value`` ``(b, m)``; ``tangents`` ``(d, b, m)``; ``second(q)`` the ``(b, m)`` entries of
-    Hessian pair ``pairs[q]``; ``laplacian`` ``(b, m)``, or ``None`` to sum the diagonal pairs.
+    Hessian pair ``pairs[q]``; ``laplacian`` ``(b, m)``, or ``None`` to sum the diagonal pairs;
+    ``third(alpha)`` the ``(b, m)`` entries of third-order partial ``alpha``.
     """
     pair_index = {pair: q for q, pair in enumerate(pairs)}
     for name, target in out.items():
@@ -570,4 +627,7 @@ def store(out: dict[str, np.ndarray], partials: dict[str, tuple[int, ...]], valu
                 sum(second(pair_index[(i, i)]) for i in range(tangents.shape[0]))
         else:
             alpha = partials[name]
-            target[...] = value if not alpha else tangents[alpha[0]] if len(alpha) == 1 else second(pair_index[alpha])
+            if len(alpha) == 3 and third is not None:
+                target[...] = third(alpha)
+            else:
+                target[...] = value if not alpha else tangents[alpha[0]] if len(alpha) == 1 else second(pair_index[alpha])
