@@ -18,8 +18,8 @@ SymPy's derivatives of the scalar activation -- exact, as in the expression stra
 of sigmoid-like activations are computed in it by :mod:`._vecmath`, which LLVM vectorises,
 other transcendental functions beforehand by numpy's SIMD ufuncs; with ``backend="numpy"``
 it runs as numpy operations into scratch arrays (nothing compiled).  Weights are runtime
-arguments; the pass depends only on the activation and the request.  Points are processed in chunks whose buffers fit :data:`MEMORY_BUDGET`,
-reused across chunks, layers and calls.
+arguments; the pass depends only on the activation and the request.  Points are processed
+in chunks whose buffers fit :data:`MEMORY_BUDGET`, reused across chunks, layers and calls.
 """
 
 from __future__ import annotations
@@ -423,20 +423,18 @@ def entered(X: np.ndarray, W: np.ndarray, bias: np.ndarray, streams: int, tangen
     input an outer product: BLAS handles a product of inner dimension 1 at a quarter of the
     speed of a broadcast multiply).  With ``fill=False`` only the value is written: the first
     layer's numba pass (:func:`_fused_source` with ``first``) writes the others from ``W``;
-    with ``value=False`` not even the value (that pass computes it, ``affine``).
+    with ``value=False`` not even the value (that pass computes ``z`` too: its ``inputs``).
     Streams-major layout (streams, points, width): every stream is contiguous for the SIMD
     ufuncs, and the later layers map all streams with one matrix multiply.
     """
     b, d = X.shape
     h = W.shape[1]
     nxt = buffer[: streams * b * h].reshape(streams, b, h)
-    if not value:
-        pass
-    elif d == 1:
-        np.multiply(X, W[0], out=nxt[0])
-        nxt[0] += bias
-    else:
-        np.matmul(X, W, out=nxt[0])
+    if value:
+        if d == 1:
+            np.multiply(X, W[0], out=nxt[0])
+        else:
+            np.matmul(X, W, out=nxt[0])
         nxt[0] += bias
     if fill:
         nxt[1:1 + tangents] = W[:tangents, None, :]
