@@ -30,7 +30,7 @@ bench: $(BENCH_STAMP)
 	$(PY) benchmarks/threads.py
 	$(PY) benchmarks/threads.py --schedules
 	$(PY) benchmarks/threads.py --losses
-	$(PY) benchmarks/third_order.py
+	$(PY) benchmarks/higher_order.py
 	$(PY) benchmarks/dask_throughput.py
 
 clean:

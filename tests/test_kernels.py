@@ -95,8 +95,8 @@ def test_auto_strategy_chooses_by_size_and_says_so():
     with pytest.raises(symnet.InputError, match="not elementwise; use strategy='expression'"):
         symnet.compile(soft, strategy="layered")
     assert symnet.compile(wide, [(0, 0, 1)], backend="numpy").strategy == "layered"
-    mid = random_network(np.random.default_rng(0), [2, 16, 1], ["tanh", "linear"])
-    assert symnet.compile(mid, [(0, 0, 1, 1)], backend="numpy").strategy == "expression"  # order 4
+    tiny = random_network(np.random.default_rng(0), [2, 2, 1], ["tanh", "linear"])
+    assert symnet.compile(tiny, [(0, 0, 0, 0, 1, 1, 1)], backend="numpy").strategy == "expression"  # order 7
 
 
 def test_softmax_kernel():
@@ -482,7 +482,7 @@ def test_a_first_layer_with_few_inputs_computes_z_in_its_pass(d, act, schedule, 
         assert_close(got[name], array)
 
 
-THIRD_ORDER_NETS = [
+HIGHER_ORDER_NETS = [
     (0, [2, 5, 4, 1], ["tanh", "softplus", "linear"]),
     (1, [1, 6, 1], ["gelu", "linear"]),  # numpy computes erf before the loop
     (2, [3, 3, 3, 2], ["sigmoid", "silu", "tanh"]),  # two outputs, a nonlinear last layer
@@ -493,26 +493,30 @@ THIRD_ORDER_NETS = [
 
 
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
-@pytest.mark.parametrize("seed, sizes, acts", THIRD_ORDER_NETS)
-def test_layered_third_order_partials_match_the_exact_expression(backend, seed, sizes, acts):
+@pytest.mark.parametrize("seed, sizes, acts", HIGHER_ORDER_NETS)
+def test_layered_higher_order_partials_match_the_exact_expression(backend, seed, sizes, acts):
     net = random_network(np.random.default_rng(seed), sizes, acts)
     d = sizes[0]
     requests = [("value", "laplacian", (0, 0, 0), (d - 1, 0, 0), (0, d - 1, d - 1)),  # only the pairs they need
-                ("jacobian", "hessian", (0, d - 1, 0))]  # every pair
+                ("jacobian", "hessian", (0, d - 1, 0)),  # every pair
+                ((0, 0, d - 1, d - 1), (0, d - 1, 0, 0, d - 1)),  # orders 4 and 5: the biharmonic's terms, ...
+                ((0,) * 6,)]  # and the highest order the layered strategy takes
     X = np.random.default_rng(seed + 10).uniform(-1.5, 1.5, (5, d))
+    results = []
     for request in requests:
         kernel = symnet.compile(net, request, backend=backend, strategy="layered")
         assert kernel.schedule == "forward"
         got, want = kernel(X), symnet.compile(net, request, backend="numpy", strategy="expression")(X)
         for name, array in want.as_dict().items():
             assert_close(got[name], array)
+        results.append(got)
     if backend == "numpy":
         return
     # and against 30-digit arithmetic: a third partial by sympy.diff of the flat expression,
     # independent of symnet's chain-rule program
     third = sympy.diff(net.outputs[0], net.inputs[0], net.inputs[d - 1], net.inputs[0])
     third = third.replace(sympy.DiracDelta, lambda *args: sympy.S.Zero)  # relu: 0 almost everywhere
-    assert_close(got[(0, 0, d - 1)][:, 0], np.array([evaluate(third, net.inputs, x) for x in X]))
+    assert_close(results[1][(0, 0, d - 1)][:, 0], np.array([evaluate(third, net.inputs, x) for x in X]))
 
 
 @settings(max_examples=20, deadline=None)
@@ -520,26 +524,39 @@ def test_layered_third_order_partials_match_the_exact_expression(backend, seed, 
        hidden=st.lists(st.integers(1, 9), min_size=1, max_size=3),
        names=st.lists(st.sampled_from(["tanh", "sigmoid", "softplus", "silu", "gelu", "elu", "sin", "linear"]),
                       min_size=4, max_size=4),
-       triple=st.lists(st.integers(0, 2), min_size=3, max_size=3))
-def test_a_third_order_partial_is_the_derivative_of_a_hessian_entry(seed, d, hidden, names, triple):
-    """d3y/dx_i dx_k dx_l against a central difference of the layered Hessian entry (i, k) along x_l."""
+       alpha=st.lists(st.integers(0, 2), min_size=2, max_size=4), along=st.integers(0, 2))
+def test_a_higher_order_partial_is_the_derivative_of_the_one_below(seed, d, hidden, names, alpha, along):
+    """d^(alpha + l) y against a central difference of the layered d^alpha y along x_l (orders 3 to 5)."""
     rng = np.random.default_rng(seed)
     net = random_network(rng, [d, *hidden, 1], names[: len(hidden) + 1])
-    i, k, l = (t % d for t in triple)
-    third = symnet.compile(net, ("hessian", (i, k, l)), strategy="layered")
+    alpha, l = tuple(sorted(a % d for a in alpha)), along % d
+    beta = tuple(sorted(alpha + (l,)))
+    kernel = symnet.compile(net, (alpha, beta), strategy="layered")
     X = rng.uniform(-1, 1, (20, d))
     step = np.zeros(d)
     step[l] = h = 1e-4
-    difference = (third(X + step).hessian[:, 0, i, k] - third(X - step).hessian[:, 0, i, k]) / (2 * h)
-    # O(h^2) truncation with derivatives of order 5 of these nets well below 1e3
-    assert np.max(np.abs(third(X)[(i, k, l)][:, 0] - difference)) <= 1e-4 * (1 + np.max(np.abs(difference)))
+    difference = (kernel(X + step)[alpha][:, 0] - kernel(X - step)[alpha][:, 0]) / (2 * h)
+    # O(h^2) truncation with derivatives of order 7 of these nets well below 1e3
+    assert np.max(np.abs(kernel(X)[beta][:, 0] - difference)) <= 1e-4 * (1 + np.max(np.abs(difference)))
 
 
-def test_the_layered_strategy_takes_third_order_and_says_what_it_cannot():
+def test_faa_di_bruno_terms():
+    from symnet.kernels._layered import _partitions, higher_streams
+
+    # d4 f(z) = f1 z4 + f2 (4 z1 z3 + 3 z2^2) + 6 f3 z1^2 z2 + f4 z1^4 (fk, zk: k-th derivatives)
+    assert _partitions((0, 0, 0, 0)) == {((0,), (0, 0, 0)): 4, ((0, 0), (0, 0)): 3,
+                                         ((0,), (0,), (0, 0)): 6, ((0,), (0,), (0,), (0,)): 1}
+    # the number of partitions of 5 distinct positions into 2 or more blocks: Bell(5) - 1
+    assert sum(_partitions((0, 1, 2, 3, 4)).values()) == 51
+    assert higher_streams([(0, 0, 1, 1), (2,), (1, 2)]) == [(0, 0, 1), (0, 1, 1), (0, 0, 1, 1)]
+
+
+def test_the_layered_strategy_takes_higher_orders_and_says_what_it_cannot():
     wide = random_network(np.random.default_rng(0), [2, 40, 40, 1], ["tanh", "tanh", "linear"])
     assert symnet.compile(wide, ("value", (0, 1, 1))).strategy == "layered"  # auto: too big for the expression
-    with pytest.raises(symnet.InputError, match="partials of order 4 or more"):
-        symnet.compile(wide, (0, 0, 1, 1), strategy="layered")
+    assert symnet.compile(wide, ((0, 0, 0, 0), (0, 0, 1, 1), (1, 1, 1, 1))).strategy == "layered"  # a biharmonic
+    with pytest.raises(symnet.InputError, match="partials of order 7 or more"):
+        symnet.compile(wide, (0, 0, 0, 0, 1, 1, 1), strategy="layered")
     assert symnet.compile(wide, ("hessian", (0, 0, 1))).schedule == "forward"  # auto
-    with pytest.raises(symnet.InputError, match="third-order partials are propagated forward"):
+    with pytest.raises(symnet.InputError, match="partials of order 3 or more are propagated forward"):
         symnet.compile(wide, ("hessian", (0, 0, 1)), strategy="layered", schedule="forward-adjoint")

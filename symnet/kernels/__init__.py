@@ -404,10 +404,10 @@ def compile(  # noqa: A001 - the public name the API promises
             ``~/.cache/symnet``); a second process then skips code generation and compilation.
         strategy: ``"expression"`` prints the chain-rule program point by point (one fused,
             unrolled kernel: best for small networks); ``"layered"`` propagates value,
-            tangents, second-order terms and asked-for third-order partials layer by layer
+            tangents, second-order terms and asked-for partials of order 3 to 6 layer by layer
             with one matrix multiply per layer (best for wide networks; see
             :mod:`symnet.kernels._layered`); ``"auto"`` picks by size
-            (:data:`EXPRESSION_LIMIT`; partials of order 4 or more and softmax layers take
+            (:data:`EXPRESSION_LIMIT`; partials of order 7 or more and softmax layers take
             the expression strategy).  ``kernel.strategy`` says which was used.
         schedule: for the layered strategy, ``"forward"`` (Taylor mode: every derivative
             stream through every layer) or ``"forward-adjoint"`` (value and tangents forward,

@@ -84,8 +84,8 @@ def adjoint_unsupported(net: Network, words: tuple[str, ...], partials: tuple[tu
     """``None`` if the forward-adjoint schedule can evaluate this request, else the reason it cannot."""
     if backend != "numba":
         return "it needs the numba backend"
-    if any(len(alpha) == 3 for alpha in partials):
-        return "third-order partials are propagated forward (Taylor mode)"
+    if any(len(alpha) >= 3 for alpha in partials):
+        return "partials of order 3 or more are propagated forward (Taylor mode)"
     if not _second_order(net.n_inputs, words, partials):
         return "it computes Hessian entries, and none was asked for (a Laplacian alone goes forward)"
     if len(net.layers) < 2:
@@ -172,7 +172,7 @@ class AdjointPlan(ChunkedPlan):
                 slope, curvature = store[-2], store[-1]
                 scratch = space.part("scratch", (self.slots, b, h), self.slots * chunk * widest, self.dtype)
                 with np.errstate(all="ignore"):  # inf/nan are results here, as in the other kernels
-                    apply(nxt[0], nxt[1:], nxt[S:], nxt[S:], nxt[S:], None, None, None, scratch, slope, curvature,
+                    apply(nxt[0], nxt[1:], nxt[S:], nxt[S:], nxt[S:], None, None, scratch, slope, curvature,
                           *(self._first_arguments(X, W, bias) if number == 0 else ()))
                 kept.append((tangents, slope, curvature))
             current = nxt

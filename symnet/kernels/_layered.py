@@ -3,35 +3,39 @@
 For a batch of points every layer carries stacked *streams* per unit: the value ``z``, the
 first-order tangents ``dz/dx_i`` and the second-order terms -- the packed Hessian entries
 ``d2z/dx_i dx_k`` (``i <= k``) or, for the Laplacian alone, one collapsed stream
-``sum_i d2z/dx_i2`` (the forward Laplacian) -- and one stream per asked-for third-order
-partial ``d3z/dx_i dx_k dx_l``.  An affine layer maps every stream with one matrix multiply
-(BLAS) on the stack ``(points * streams, width) @ W``; the activation maps them with the
-chain rule
+``sum_i d2z/dx_i2`` (the forward Laplacian) -- and, for partials of order 3 and more, one
+stream per multi-index they need (the partial and every sub-multi-index of order 3 or
+more).  An affine layer maps every stream with one matrix multiply (BLAS) on the stack
+``(points * streams, width) @ W``; the activation maps them with the chain rule
 
     a = f(z),   da_i = f'(z) dz_i,   d2a_ik = f'(z) d2z_ik + f''(z) dz_i dz_k,
     lap(a) = f'(z) lap(z) + f''(z) sum_i dz_i**2,
     d3a_ikl = f'(z) d3z_ikl + f''(z) (dz_i d2z_kl + dz_k d2z_il + dz_l d2z_ik) + f3(z) dz_i dz_k dz_l,
 
-in one elementwise pass whose ``f, f', f''`` (and third derivative ``f3``) are printed from
-SymPy's derivatives of the scalar activation -- exact, as in the expression strategy.  With
-``backend="numba"`` the pass is one numba loop (cached on disk): ``tanh`` and the ``exp``
-of sigmoid-like activations are computed in it by :mod:`._vecmath`, which LLVM vectorises,
-other transcendental functions beforehand by numpy's SIMD ufuncs; with ``backend="numpy"``
-it runs as numpy operations into scratch arrays (nothing compiled).  Weights are runtime
+and for any order Faa di Bruno's formula (one term per partition of the multi-index:
+:func:`_partitions`), in one elementwise pass whose ``f, f', f''`` (and higher derivatives
+``fk``) are printed from SymPy's derivatives of the scalar activation -- exact, as in the
+expression strategy.  With ``backend="numba"`` the pass is one numba loop (cached on disk):
+``tanh`` and the ``exp`` of sigmoid-like activations are computed in it by
+:mod:`._vecmath`, which LLVM vectorises, other transcendental functions beforehand by
+numpy's SIMD ufuncs; with ``backend="numpy"`` it runs as numpy operations into scratch
+arrays (nothing compiled).  Weights are runtime
 arguments; the pass depends only on the activation and the request.  Points are processed
 in chunks whose buffers fit :data:`MEMORY_BUDGET`, reused across chunks, layers and calls.
 """
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import sympy
 
 from ..activations import T, Activation
 from ..network import Network
+from ..program import MultiIndex
 from . import _cache
 from ._blocks import PerThread
 from ._threads import over_chunks, thread_count
@@ -49,6 +53,10 @@ __all__ = ["LayeredPlan", "supports"]
 #: The forward-adjoint schedule has its own (:data:`symnet.kernels._adjoint.MEMORY_BUDGET`).
 MEMORY_BUDGET = 4 * 2**20
 
+#: The highest order of a partial the layered strategy propagates (Faa di Bruno's formula has
+#: 203 terms at order 6 and 877 at 7; past it the expression strategy takes the request).
+MAX_ORDER = 6
+
 #: First layers with at most this many inputs compute ``z = X W + b`` inside their numba pass,
 #: point by point, instead of a product over the chunk and a pass adding the bias
 #: (T3, 1 input: the product and bias took 40 of 300 ms on one thread).
@@ -60,8 +68,8 @@ def supports(net: Network, words: tuple[str, ...], partials: tuple[tuple[int, ..
     for number, activation in enumerate(net.activations, start=1):
         if not activation.elementwise:
             return f"layer {number}'s activation {activation.name!r} is not elementwise"
-    if any(len(alpha) > 3 for alpha in partials):
-        return "partials of order 4 or more need the expression strategy"
+    if any(len(alpha) > MAX_ORDER for alpha in partials):
+        return f"partials of order {MAX_ORDER + 1} or more need the expression strategy"
     return None
 
 
@@ -155,44 +163,97 @@ def derivatives_source(activation: Activation, count: int) -> str:
             f"def apply(Z, {outputs}, s):\n{body}\n")
 
 
-def _pass_source(activation: Activation, header: str, third: bool = False) -> str:
-    """An elementwise pass ``apply(Z, TAN, SEC, LAP, TRI, pi, pk, tri, s)`` for one activation, in numpy.
+def _partitions(alpha: MultiIndex) -> dict[tuple[MultiIndex, ...], int]:
+    """Faa di Bruno's terms of ``d^alpha f(z)`` beyond ``f'(z) d^alpha z``: for each partition of
+    ``alpha``'s positions into two or more blocks, the blocks (as sorted multi-indices, the
+    partition sorted) and how many partitions give the same blocks.  A partition into ``k``
+    blocks contributes ``f^(k)(z) * prod(d^block z)``.
 
-    ``f, f', f''`` (and the third derivative with ``third``) share their subexpressions
-    (``sympy.cse``: ``tanh(z)`` is computed once) and are evaluated with numpy's SIMD ufuncs
-    into the scratch arrays ``s``; on this project's machine ``numpy.tanh`` ran at 1.7-3.3 ns
-    per element, numba's scalar ``math.tanh`` at 25 ns.  Row ``q`` of ``tri`` names third-order
-    entry ``TRI[q]``'s inputs ``i, k, l`` and the rows of ``SEC`` holding ``(k, l), (i, l), (i, k)``.
+    >>> _partitions((0, 0, 1))  # d3a/dx0^2 dx1: f2 (2 dz0 d2z01 + dz1 d2z00) + f3 dz0^2 dz1
+    {((0,), (0, 1)): 2, ((1,), (0, 0)): 1, ((0,), (0,), (1,)): 1}
+    """
+    def set_partitions(items: list[int]) -> Iterator[list[list[int]]]:
+        if not items:
+            yield []
+            return
+        first, rest = items[0], items[1:]
+        for smaller in set_partitions(rest):
+            for n, block in enumerate(smaller):
+                yield smaller[:n] + [[first] + block] + smaller[n + 1:]
+            yield [[first]] + smaller
+
+    counts: dict[tuple[MultiIndex, ...], int] = {}
+    for partition in set_partitions(list(range(len(alpha)))):
+        if len(partition) > 1:
+            blocks = tuple(sorted((tuple(sorted(alpha[p] for p in block)) for block in partition),
+                                  key=lambda block: (len(block), block)))
+            counts[blocks] = counts.get(blocks, 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: (len(item[0]), item[0])))
+
+
+def _stream_of(pairs: Sequence[MultiIndex], higher: Sequence[MultiIndex]) -> Callable[[MultiIndex], tuple[str, int]]:
+    """Where a pass finds ``d^block z``: ``("TAN", i)``, ``("SEC", pair)`` or ``("HIGH", row)``."""
+    pair_index = {pair: q for q, pair in enumerate(pairs)}
+    high_index = {alpha: q for q, alpha in enumerate(higher)}
+
+    def stream(block: MultiIndex) -> tuple[str, int]:
+        if len(block) == 1:
+            return "TAN", block[0]
+        return ("SEC", pair_index[block]) if len(block) == 2 else ("HIGH", high_index[block])
+
+    return stream
+
+
+def _highest_first(higher: Sequence[MultiIndex]) -> list[tuple[int, MultiIndex]]:
+    """``(row, alpha)`` of the streams of order 3 and more, highest order first: each update
+    reads the lower orders, so these must still hold this layer's inputs."""
+    return sorted(enumerate(higher), key=lambda item: -len(item[1]))
+
+
+def higher_streams(partials: Sequence[MultiIndex]) -> list[MultiIndex]:
+    """The streams of order 3 and more that the partials ``partials`` need: each partial of
+    order 3 or more and every sub-multi-index of it of order 3 or more (Faa di Bruno's
+    formula reads them), sorted by order, then lexicographically."""
+    needed = {tuple(sorted(sub)) for alpha in partials if len(alpha) >= 3
+              for size in range(3, len(alpha) + 1) for sub in itertools.combinations(alpha, size)}
+    return sorted(needed, key=lambda alpha: (len(alpha), alpha))
+
+
+def _pass_source(activation: Activation, header: str, pairs: Sequence[MultiIndex] = (),
+                 higher: Sequence[MultiIndex] = ()) -> str:
+    """An elementwise pass ``apply(Z, TAN, SEC, LAP, HIGH, pi, pk, s)`` for one activation, in numpy.
+
+    ``f, f', f''`` (and higher derivatives, for the streams of order 3 and more ``higher``)
+    share their subexpressions (``sympy.cse``: ``tanh(z)`` is computed once) and are
+    evaluated with numpy's SIMD ufuncs into the scratch arrays ``s``; on this project's
+    machine ``numpy.tanh`` ran at 1.7-3.3 ns per element, numba's scalar ``math.tanh`` at
+    25 ns.  ``SEC`` holds the Hessian entries ``pairs``, ``HIGH`` the entries ``higher``.
     """
     z = sympy.Symbol("z", real=True)
-    derivatives = [activation.derivative(k).xreplace({T: z}) for k in range(4 if third else 3)]
-    temporaries, (f0, f1, f2, *f3) = sympy.cse(derivatives, symbols=sympy.numbered_symbols("c", real=True))
+    order = max((len(alpha) for alpha in higher), default=2)
+    derivatives = [activation.derivative(k).xreplace({T: z}) for k in range(order + 1)]
+    temporaries, reduced = sympy.cse(derivatives, symbols=sympy.numbered_symbols("c", real=True))
     emitter = _Emitter({z: "Z"})
     for symbol, expr in temporaries:
         emitter.names[symbol] = emitter.value(expr)
-    f1_name, f2_name = emitter.value(f1), emitter.value(f2)
-    f3_name = emitter.value(f3[0]) if third else ""
-    f0_name = emitter.value(f0)
+    f_names = [""] + [emitter.value(reduced[k]) for k in range(1, order + 1)]
+    f1_name, f2_name = f_names[1], f_names[2]
+    f0_name = emitter.value(reduced[0])
     work = emitter.new()
     body = list(emitter.lines)
-    if third:  # before SEC and TAN change: the update reads this layer's inputs
-        other = emitter.new()
-        body += [
-            "for q in range(TRI.shape[0]):",
-            "    i, k, l, kl, il, ik = tri[q]",
-            f"    numpy.multiply(TAN[i], SEC[kl], out={work})",
-            f"    numpy.multiply(TAN[k], SEC[il], out={other})",
-            f"    numpy.add({work}, {other}, out={work})",
-            f"    numpy.multiply(TAN[l], SEC[ik], out={other})",
-            f"    numpy.add({work}, {other}, out={work})",
-            f"    numpy.multiply({work}, {f2_name}, out={work})",
-            f"    numpy.multiply(TAN[i], TAN[k], out={other})",
-            f"    numpy.multiply({other}, TAN[l], out={other})",
-            f"    numpy.multiply({other}, {f3_name}, out={other})",
-            f"    numpy.add({work}, {other}, out={work})",
-            f"    numpy.multiply(TRI[q], {f1_name}, out=TRI[q])",
-            f"    numpy.add(TRI[q], {work}, out=TRI[q])",
-        ]
+    if higher:  # before SEC and TAN change, highest order first: the updates read this layer's inputs
+        term = emitter.new()
+        stream = _stream_of(pairs, higher)
+        refs = lambda block: "{}[{}]".format(*stream(block))  # noqa: E731
+        for q, alpha in _highest_first(higher):
+            body.append(f"numpy.multiply(HIGH[{q}], {f1_name}, out=HIGH[{q}])")
+            for blocks, count in _partitions(alpha).items():
+                body.append(f"numpy.multiply({refs(blocks[0])}, {refs(blocks[1])}, out={term})")
+                body += [f"numpy.multiply({term}, {refs(block)}, out={term})" for block in blocks[2:]]
+                body.append(f"numpy.multiply({term}, {f_names[len(blocks)]}, out={term})")
+                if count != 1:
+                    body.append(f"numpy.multiply({term}, {float(count)!r}, out={term})")
+                body.append(f"numpy.add(HIGH[{q}], {term}, out=HIGH[{q}])")
     body += [
         "for q in range(SEC.shape[0]):",
         f"    numpy.multiply(TAN[pi[q]], TAN[pk[q]], out={work})",
@@ -209,7 +270,7 @@ def _pass_source(activation: Activation, header: str, third: bool = False) -> st
     ]
     lines = [f'"""{header}"""', "import numpy", "import scipy.special", "",
              f"SLOTS = {emitter.slots}", "", "",
-             "def apply(Z, TAN, SEC, LAP, TRI, pi, pk, tri, s):"] + [f"    {line}" for line in body]
+             "def apply(Z, TAN, SEC, LAP, HIGH, pi, pk, s):"] + [f"    {line}" for line in body]
     return "\n".join(lines) + "\n"
 
 
@@ -239,8 +300,8 @@ def _vecmath_version() -> str:
 
 def _fused_source(activation: Activation, n_tan: int, pairs: list[tuple[int, int]], laplacian: bool,
                   cache: bool, header: str, keep: bool = False, first: bool = False, inputs: int = 0,
-                  triples: Sequence[tuple[int, int, int]] = ()) -> str:
-    """``apply(Z, TAN, SEC, LAP, TRI, pi, pk, tri, s)``: one numba loop over points, fed by numpy where it must be.
+                  higher: Sequence[MultiIndex] = ()) -> str:
+    """``apply(Z, TAN, SEC, LAP, HIGH, pi, pk, s)``: one numba loop over points, fed by numpy where it must be.
 
     One numba loop over points forms ``f, f', f''`` of a point's units and updates its value,
     tangents, Hessian pairs and Laplacian, one vectorised loop over the units per stream.
@@ -255,11 +316,12 @@ def _fused_source(activation: Activation, n_tan: int, pairs: list[tuple[int, int
     tangents are ``W``'s rows at every point (see :func:`entered`).  With ``inputs`` (the
     first layer's fan-in) too, ``apply`` also takes ``X`` and the bias and computes
     ``z = X W + b`` itself, point by point; the module's ``AFFINE`` says whether it does (not
-    when numpy must read ``Z`` first).  ``triples`` are the third-order entries ``TRI`` holds
-    (each ``i <= k <= l``; ``pairs`` must hold their pairs).
+    when numpy must read ``Z`` first).  ``higher`` are the entries of order 3 and more that
+    ``HIGH`` holds (:func:`higher_streams`; ``pairs`` must hold the pairs inside them).
     """
     z = sympy.Symbol("z", real=True)
-    exprs = [activation.derivative(k).xreplace({T: z}) for k in range(4 if triples else 3)]
+    order = max((len(alpha) for alpha in higher), default=2)
+    exprs = [activation.derivative(k).xreplace({T: z}) for k in range(order + 1)]
     # transcendental calls become u_k, computed once (by numpy or in the loop); LLVM shares the arithmetic
     emitter = _Emitter({z: "Z"})
     calls: dict[sympy.Expr, sympy.Symbol] = {}
@@ -323,7 +385,7 @@ def _fused_source(activation: Activation, n_tan: int, pairs: list[tuple[int, int
             calls[node] = u
         return expr.xreplace(calls)
 
-    f0, f1, f2, *f3 = (hoist(e) for e in exprs)
+    f0, *fk = (hoist(e) for e in exprs)
     names = {z: "z", **{u: u.name for u in slot_of}, **{u: u.name for u, _ in scalars}}
     printer = _ScalarPrinter(names)
     # One short loop over the units per stream: each touches two or three rows, so LLVM
@@ -331,14 +393,12 @@ def _fused_source(activation: Activation, n_tan: int, pairs: list[tuple[int, int
     # stopped vectorising past 6 streams: 7 ns per stream-element at 10, 24 ns at 34).
     rows = ["z = Z[p, j]"] + [f"{u.name} = U[{slot}, p, j]" for u, slot in slot_of.items()]
     rows += [f"{u.name} = {printer.doprint(value)}" for u, value in scalars]
-    rows += [f"F1[j] = {printer.doprint(f1)}", f"F2[j] = {printer.doprint(f2)}"]
-    rows += [f"F3[j] = {printer.doprint(f3[0])}"] if triples else []
+    rows += [f"F{k}[j] = {printer.doprint(f)}" for k, f in enumerate(fk, start=1)]
     rows += [f"Z[p, j] = {printer.doprint(f0)}"]
     loops = [("for j in range(H):", rows)]
-    pair_index = {pair: q for q, pair in enumerate(pairs)}
     if first:  # dz/dx_i = W[i] at every point, higher-order terms 0: nothing to read
-        for q in range(len(triples)):
-            loops.append(("for j in range(H):", [f"TRI[{q}, p, j] = F3[j] * WWW[{q}, j]"]))
+        for q, alpha in enumerate(higher):
+            loops.append(("for j in range(H):", [f"HIGH[{q}, p, j] = F{len(alpha)}[j] * WP[{q}, j]"]))
         for q in range(len(pairs)):
             loops.append(("for j in range(H):", [f"SEC[{q}, p, j] = F2[j] * WW[{q}, j]"]))
         if laplacian:
@@ -346,14 +406,15 @@ def _fused_source(activation: Activation, n_tan: int, pairs: list[tuple[int, int
         if n_tan:
             loops.append(("for i in range(TAN.shape[0]):", ["for j in range(H):", "    TAN[i, p, j] = F1[j] * W[i, j]"]))
     else:
-        # d3a_ikl = F1 d3z_ikl + F2 (dz_i d2z_kl + dz_k d2z_il + dz_l d2z_ik) + F3 dz_i dz_k dz_l,
-        # before the second-order and tangent streams change
-        for q, (i, k, l) in enumerate(triples):
-            kl, il, ik = pair_index[(k, l)], pair_index[(i, l)], pair_index[(i, k)]
-            loops.append(("for j in range(H):", [
-                f"TRI[{q}, p, j] = (F1[j] * TRI[{q}, p, j] + F2[j] * (TAN[{i}, p, j] * SEC[{kl}, p, j]"
-                f" + TAN[{k}, p, j] * SEC[{il}, p, j] + TAN[{l}, p, j] * SEC[{ik}, p, j])"
-                f" + F3[j] * TAN[{i}, p, j] * TAN[{k}, p, j] * TAN[{l}, p, j])"]))
+        # Faa di Bruno, e.g. d3a_ikl = F1 d3z_ikl + F2 (dz_i d2z_kl + dz_k d2z_il + dz_l d2z_ik)
+        # + F3 dz_i dz_k dz_l; highest order first, before the pairs and tangents change
+        stream = _stream_of(pairs, higher)
+        for q, alpha in _highest_first(higher):
+            terms = [f"F1[j] * HIGH[{q}, p, j]"]
+            for blocks, count in _partitions(alpha).items():
+                product = " * ".join("{}[{}, p, j]".format(*stream(block)) for block in blocks)
+                terms.append(f"{'' if count == 1 else f'{count}.0 * '}F{len(blocks)}[j] * {product}")
+            loops.append(("for j in range(H):", [f"HIGH[{q}, p, j] = " + " + ".join(terms)]))
         for q, (i, k) in enumerate(pairs):
             loops.append(("for j in range(H):",
                           [f"SEC[{q}, p, j] = F1[j] * SEC[{q}, p, j] + F2[j] * TAN[{i}, p, j] * TAN[{k}, p, j]"]))
@@ -376,17 +437,17 @@ def _fused_source(activation: Activation, n_tan: int, pairs: list[tuple[int, int
     kept = (", D1, D2" if keep else "") + (", W" if first else "") + (", X, B" if unrolled else "")
     rows = "        F1 = D1[p]\n        F2 = D2[p]\n" if keep else ""
     locals_ = "" if keep else "    F1 = numpy.empty(H, Z.dtype)\n    F2 = numpy.empty(H, Z.dtype)\n"
-    locals_ += "    F3 = numpy.empty(H, Z.dtype)\n" if triples else ""
+    locals_ += "".join(f"    F{k} = numpy.empty(H, Z.dtype)\n" for k in range(3, order + 1))
     if first and (pairs or laplacian):  # the products W[i] W[k] (and their sum over i = k, last)
         # once per chunk, by plain loops: numba compiled array expressions several times slower
         locals_ += f"    WW = numpy.zeros(({len(pairs) + 1}, H), Z.dtype)\n    for j in range(H):\n"
         locals_ += "".join(f"        WW[{q}, j] = W[{i}, j] * W[{k}, j]\n" for q, (i, k) in enumerate(pairs))
         if laplacian:
             locals_ += "        for i in range(W.shape[0]):\n            WW[-1, j] += W[i, j] * W[i, j]\n"
-    if first and triples:
-        locals_ += f"    WWW = numpy.empty(({len(triples)}, H), Z.dtype)\n    for j in range(H):\n"
-        locals_ += "".join(f"        WWW[{q}, j] = W[{i}, j] * W[{k}, j] * W[{l}, j]\n"
-                           for q, (i, k, l) in enumerate(triples))
+    if first and higher:  # the products W[i] W[k] W[l] ... of each higher stream's inputs
+        locals_ += f"    WP = numpy.empty(({len(higher)}, H), Z.dtype)\n    for j in range(H):\n"
+        locals_ += "".join(f"        WP[{q}, j] = " + " * ".join(f"W[{i}, j]" for i in alpha) + "\n"
+                           for q, alpha in enumerate(higher))
     return f'''"""{header}"""
 import math
 
@@ -401,16 +462,16 @@ AFFINE = {bool(unrolled)}
 
 
 @numba.njit(cache={cache}, nogil=True, error_model="numpy", fastmath={{"contract"}})
-def fused(Z, U, TAN, SEC, LAP, TRI{kept}):
+def fused(Z, U, TAN, SEC, LAP, HIGH{kept}):
     H = Z.shape[1]
 {locals_}    ACC = numpy.empty(H, Z.dtype)
     for p in range(Z.shape[0]):
 {rows}{fused_body}
 
 
-def apply(Z, TAN, SEC, LAP, TRI, pi, pk, tri, s{kept}):
+def apply(Z, TAN, SEC, LAP, HIGH, pi, pk, s{kept}):
 {numpy_part}
-    fused(Z, s, TAN, SEC, LAP, TRI{kept})
+    fused(Z, s, TAN, SEC, LAP, HIGH{kept})
 '''
 
 
@@ -525,24 +586,21 @@ class LayeredPlan(ChunkedPlan):
         self.m = net.n_outputs
         d = self.d
         second = {tuple(a) for a in partials if len(a) == 2}
-        self.triples = sorted({tuple(a) for a in partials if len(a) == 3})
+        self.higher = higher_streams(partials)
         self.hessian = "hessian" in words or bool(second)
         self.laplacian = "laplacian" in words and not self.hessian
-        self.tangents = self.hessian or self.laplacian or bool(self.triples) or "jacobian" in words \
+        self.tangents = self.hessian or self.laplacian or bool(self.higher) or "jacobian" in words \
             or any(len(a) == 1 for a in partials)
-        # third-order entries need the pairs inside them: (k, l), (i, l), (i, k) of (i, k, l)
+        # higher streams need the pairs inside them: (k, l), (i, l), (i, k) of (i, k, l)
         self.pairs = [(i, k) for i in range(d) for k in range(i, d)] if self.hessian else \
-            sorted({pair for i, k, l in self.triples for pair in ((k, l), (i, l), (i, k))})
+            sorted({pair for alpha in self.higher for pair in itertools.combinations(alpha, 2)})
         self.pi = np.array([i for i, _ in self.pairs], dtype=np.int64)
         self.pk = np.array([k for _, k in self.pairs], dtype=np.int64)
-        index = {pair: q for q, pair in enumerate(self.pairs)}
-        self.tri = np.array([(i, k, l, index[(k, l)], index[(i, l)], index[(i, k)]) for i, k, l in self.triples],
-                            dtype=np.int64).reshape(-1, 6)
         self.n_tan = d if self.tangents else 0
         self.n_sec = len(self.pairs)
         self.n_lap = 1 if self.laplacian else 0
-        self.n_tri = len(self.triples)
-        self.streams = 1 + self.n_tan + self.n_sec + self.n_lap + self.n_tri
+        self.n_high = len(self.higher)
+        self.streams = 1 + self.n_tan + self.n_sec + self.n_lap + self.n_high
         self.widths = net.layer_sizes
         self.dtype = dtype
         super().__init__()
@@ -560,9 +618,9 @@ class LayeredPlan(ChunkedPlan):
                 # BLAS's threads for the cores (measured 0.66 s serial vs 0.82 s parallel on T5)
                 source = _fused_source(activation, self.n_tan, self.pairs, self.laplacian, cache, header,
                                        first=number == 0, inputs=d if d <= AFFINE_INPUTS else 0,
-                                       triples=self.triples)
+                                       higher=self.higher)
             else:
-                source = _pass_source(activation, header, third=bool(self.triples))
+                source = _pass_source(activation, header, self.pairs, self.higher)
             self.passes.append(self._load_pass(source, cache, number))
 
     def chunk_size(self) -> int:
@@ -589,7 +647,7 @@ class LayeredPlan(ChunkedPlan):
             if apply is not None:
                 scratch = buffers[2][: self.slots * b * h].reshape(self.slots, b, h)
                 with np.errstate(all="ignore"):  # inf/nan are results here, as in the expression kernels
-                    apply(nxt[0], nxt[t0:s0], nxt[s0:l0], nxt[l0:r0], nxt[r0:], self.pi, self.pk, self.tri, scratch,
+                    apply(nxt[0], nxt[t0:s0], nxt[s0:l0], nxt[l0:r0], nxt[r0:], self.pi, self.pk, scratch,
                           *(self._first_arguments(X, W, bias) if first else ()))
             current = nxt
         self._store(current, out, partials)
@@ -597,19 +655,19 @@ class LayeredPlan(ChunkedPlan):
     def _store(self, final: np.ndarray, out: dict[str, np.ndarray], partials: dict[str, tuple[int, ...]]) -> None:
         s0, l0 = 1 + self.n_tan, 1 + self.n_tan + self.n_sec
         r0 = l0 + self.n_lap
-        triple_index = {triple: q for q, triple in enumerate(self.triples)}
+        high_index = {alpha: q for q, alpha in enumerate(self.higher)}
         store(out, partials, final[0], final[1:s0], self.pairs, lambda q: final[s0 + q],
-              final[l0] if self.laplacian else None, lambda alpha: final[r0 + triple_index[alpha]])
+              final[l0] if self.laplacian else None, lambda alpha: final[r0 + high_index[alpha]])
 
 
 def store(out: dict[str, np.ndarray], partials: dict[str, tuple[int, ...]], value: np.ndarray,
           tangents: np.ndarray, pairs: list[tuple[int, int]], second: Callable[[int], np.ndarray],
-          laplacian: np.ndarray | None = None, third: Callable[[tuple[int, ...]], np.ndarray] | None = None) -> None:
+          laplacian: np.ndarray | None = None, higher: Callable[[MultiIndex], np.ndarray] | None = None) -> None:
     """Write a chunk's results into ``out``, from either schedule's arrays.
 
     ``value`` ``(b, m)``; ``tangents`` ``(d, b, m)``; ``second(q)`` the ``(b, m)`` entries of
     Hessian pair ``pairs[q]``; ``laplacian`` ``(b, m)``, or ``None`` to sum the diagonal pairs;
-    ``third(alpha)`` the ``(b, m)`` entries of third-order partial ``alpha``.
+    ``higher(alpha)`` the ``(b, m)`` entries of partial ``alpha`` of order 3 or more.
     """
     pair_index = {pair: q for q, pair in enumerate(pairs)}
     for name, target in out.items():
@@ -625,7 +683,7 @@ def store(out: dict[str, np.ndarray], partials: dict[str, tuple[int, ...]], valu
                 sum(second(pair_index[(i, i)]) for i in range(tangents.shape[0]))
         else:
             alpha = partials[name]
-            if len(alpha) == 3 and third is not None:
-                target[...] = third(alpha)
+            if len(alpha) >= 3 and higher is not None:
+                target[...] = higher(alpha)
             else:
                 target[...] = value if not alpha else tangents[alpha[0]] if len(alpha) == 1 else second(pair_index[alpha])

@@ -1,9 +1,10 @@
-"""Third-order partials of wide nets: symnet's layered kernel against JAX and PyTorch, side by side.
+"""Partials of order 3 and 4 of wide nets: symnet's layered kernel against JAX and PyTorch, side by side.
 
-Two requests a physics-informed network meets (value and third derivatives at 10^5 points):
+Three requests a physics-informed network meets (value and higher derivatives at 10^5 points):
 
 * K1, 1-64-64-1 tanh: ``u, u_x, u_xxx`` (the Korteweg-de Vries equation);
-* K2, 2-64-64-64-1 tanh: ``u, u_xxx, u_xyy`` (``d/dx`` of the Laplacian).
+* K2, 2-64-64-64-1 tanh: ``u, u_xxx, u_xyy`` (``d/dx`` of the Laplacian);
+* B1, 2-64-64-64-1 tanh: ``u, u_xxxx, u_xxyy, u_yyyy`` (the biharmonic ``u_xxxx + 2 u_xxyy + u_yyyy``).
 
 symnet: ``symnet.compile(net, ("value", (0, 0, 0), ...))`` (``strategy="auto"`` takes the
 layered one: the expression kernel of these nets would not compile in reasonable time).
@@ -13,7 +14,7 @@ cheapest way either offers to a single mixed partial), ``jit(lax.map)`` in JAX a
 calls each after a warm-up; the medians and ratios are printed as a Markdown table, with the
 largest difference of each framework's numbers from symnet's.  Run:
 
-    python benchmarks/third_order.py [--rounds 3] [--repeats 3] [--points 100000]
+    python benchmarks/higher_order.py [--rounds 3] [--repeats 3] [--points 100000]
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ CASES = (
     ("K1", _random_net("K1", [1, 64, 64, 1], "tanh", 10**5, HESSIAN), ((), (0,), (0, 0, 0)), "u, u_x, u_xxx"),
     ("K2", _random_net("K2", [2, 64, 64, 64, 1], "tanh", 10**5, HESSIAN), ((), (0, 0, 0), (0, 1, 1)),
      "u, u_xxx, u_xyy"),
+    ("B1", _random_net("B1", [2, 64, 64, 64, 1], "tanh", 10**5, HESSIAN), ((), (0, 0, 0, 0), (0, 0, 1, 1), (1, 1, 1, 1)),
+     "u, u_xxxx, u_xxyy, u_yyyy"),
 )
 
 
