@@ -33,7 +33,7 @@ import numpy as np
 
 from ..network import Network
 from ..activations import T
-from ._layered import AFFINE_INPUTS, ChunkedPlan, _fused_source, affine, store
+from ._layered import AFFINE_INPUTS, ChunkedPlan, _fused_source, affine, pair_indices, store
 
 __all__ = ["AdjointPlan", "adjoint_unsupported", "cheaper"]
 
@@ -115,8 +115,7 @@ class AdjointPlan(ChunkedPlan):
                  dtype: np.dtype, cache: bool = False, parallel: bool = True) -> None:
         self.d, self.m = net.n_inputs, net.n_outputs
         self.pairs = _second_order(self.d, words, partials)
-        self.pi = np.array([i for i, _ in self.pairs], dtype=np.int64)
-        self.pk = np.array([k for _, k in self.pairs], dtype=np.int64)
+        self.pi, self.pk = pair_indices(self.pairs)
         self.widths = net.layer_sizes
         self.dtype = dtype
         self.parallel = parallel
@@ -164,12 +163,12 @@ class AdjointPlan(ChunkedPlan):
             if apply is None:
                 kept.append(None)
             else:
-                store = space.part(("kept", number), (self._kept_size(number) // h, b, h),
+                saved = space.part(("kept", number), (self._kept_size(number) // h, b, h),
                                    chunk * self._kept_size(number), self.dtype)
-                tangents = store[:d] if number else None
+                tangents = saved[:d] if number else None
                 if tangents is not None:
                     np.copyto(tangents, nxt[1:])  # dz/dx_i, before the pass turns them into da/dx_i
-                slope, curvature = store[-2], store[-1]
+                slope, curvature = saved[-2], saved[-1]
                 scratch = space.part("scratch", (self.slots, b, h), self.slots * chunk * widest, self.dtype)
                 with np.errstate(all="ignore"):  # inf/nan are results here, as in the other kernels
                     apply(nxt[0], nxt[1:], nxt[S:], nxt[S:], nxt[S:], None, None, scratch, slope, curvature,

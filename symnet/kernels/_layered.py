@@ -26,6 +26,8 @@ in chunks whose buffers fit :data:`MEMORY_BUDGET`, reused across chunks, layers 
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import itertools
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -291,9 +293,9 @@ class _ExpNonpositive(sympy.Function):
         return f"_vecmath.exp_nonpositive({printer._print(self.args[0])})"
 
 
+@functools.lru_cache(maxsize=1)
 def _vecmath_version() -> str:
     """A digest of :mod:`_vecmath`'s source: generated modules that call it name it, so an edit recompiles them."""
-    import hashlib
     from . import _vecmath
     return hashlib.sha256(Path(_vecmath.__file__).read_bytes()).hexdigest()[:16]
 
@@ -398,7 +400,7 @@ def _fused_source(activation: Activation, n_tan: int, pairs: list[tuple[int, int
     loops = [("for j in range(H):", rows)]
     if first:  # dz/dx_i = W[i] at every point, higher-order terms 0: nothing to read
         for q, alpha in enumerate(higher):
-            loops.append(("for j in range(H):", [f"HIGH[{q}, p, j] = F{len(alpha)}[j] * WP[{q}, j]"]))
+            loops.append(("for j in range(H):", [f"HIGH[{q}, p, j] = F{len(alpha)}[j] * WW[{len(pairs) + q}, j]"]))
         for q in range(len(pairs)):
             loops.append(("for j in range(H):", [f"SEC[{q}, p, j] = F2[j] * WW[{q}, j]"]))
         if laplacian:
@@ -435,19 +437,17 @@ def _fused_source(activation: Activation, n_tan: int, pairs: list[tuple[int, int
                            for head, body in loops)
     numpy_part = "\n".join(f"    {line}" for line in emitter.lines) or "    pass"
     kept = (", D1, D2" if keep else "") + (", W" if first else "") + (", X, B" if unrolled else "")
-    rows = "        F1 = D1[p]\n        F2 = D2[p]\n" if keep else ""
+    prelude = "        F1 = D1[p]\n        F2 = D2[p]\n" if keep else ""
     locals_ = "" if keep else "    F1 = numpy.empty(H, Z.dtype)\n    F2 = numpy.empty(H, Z.dtype)\n"
     locals_ += "".join(f"    F{k} = numpy.empty(H, Z.dtype)\n" for k in range(3, order + 1))
-    if first and (pairs or laplacian):  # the products W[i] W[k] (and their sum over i = k, last)
+    products = [*pairs, *higher]
+    if first and (products or laplacian):  # W[i] W[k] (...) of each pair and higher stream, then sum_i W[i]**2
         # once per chunk, by plain loops: numba compiled array expressions several times slower
-        locals_ += f"    WW = numpy.zeros(({len(pairs) + 1}, H), Z.dtype)\n    for j in range(H):\n"
-        locals_ += "".join(f"        WW[{q}, j] = W[{i}, j] * W[{k}, j]\n" for q, (i, k) in enumerate(pairs))
+        locals_ += f"    WW = numpy.zeros(({len(products) + 1}, H), Z.dtype)\n    for j in range(H):\n"
+        locals_ += "".join(f"        WW[{q}, j] = " + " * ".join(f"W[{i}, j]" for i in alpha) + "\n"
+                           for q, alpha in enumerate(products))
         if laplacian:
             locals_ += "        for i in range(W.shape[0]):\n            WW[-1, j] += W[i, j] * W[i, j]\n"
-    if first and higher:  # the products W[i] W[k] W[l] ... of each higher stream's inputs
-        locals_ += f"    WP = numpy.empty(({len(higher)}, H), Z.dtype)\n    for j in range(H):\n"
-        locals_ += "".join(f"        WP[{q}, j] = " + " * ".join(f"W[{i}, j]" for i in alpha) + "\n"
-                           for q, alpha in enumerate(higher))
     return f'''"""{header}"""
 import math
 
@@ -466,13 +466,18 @@ def fused(Z, U, TAN, SEC, LAP, HIGH{kept}):
     H = Z.shape[1]
 {locals_}    ACC = numpy.empty(H, Z.dtype)
     for p in range(Z.shape[0]):
-{rows}{fused_body}
+{prelude}{fused_body}
 
 
 def apply(Z, TAN, SEC, LAP, HIGH, pi, pk, s{kept}):
 {numpy_part}
     fused(Z, s, TAN, SEC, LAP, HIGH{kept})
 '''
+
+
+def pair_indices(pairs: Sequence[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """The first and the second input of each pair, as int64 arrays (the passes' ``pi, pk``)."""
+    return (np.array([i for i, _ in pairs], dtype=np.int64), np.array([k for _, k in pairs], dtype=np.int64))
 
 
 def entered(X: np.ndarray, W: np.ndarray, bias: np.ndarray, streams: int, tangents: int,
@@ -594,8 +599,7 @@ class LayeredPlan(ChunkedPlan):
         # higher streams need the pairs inside them: (k, l), (i, l), (i, k) of (i, k, l)
         self.pairs = [(i, k) for i in range(d) for k in range(i, d)] if self.hessian else \
             sorted({pair for alpha in self.higher for pair in itertools.combinations(alpha, 2)})
-        self.pi = np.array([i for i, _ in self.pairs], dtype=np.int64)
-        self.pk = np.array([k for _, k in self.pairs], dtype=np.int64)
+        self.pi, self.pk = pair_indices(self.pairs)
         self.n_tan = d if self.tangents else 0
         self.n_sec = len(self.pairs)
         self.n_lap = 1 if self.laplacian else 0

@@ -106,7 +106,7 @@ class LossKernel:
             with np.errstate(all="ignore"):  # saturation gives inf/0 here as in the closed form
                 return self._chunk(X[start:stop], targets[start:stop], Ws, bs, grads)
 
-        total, grads = sum_over_chunks(n, self.chunk, work, [(W, b) for W, b in zip(Ws, bs)], self.threads)
+        total, grads = sum_over_chunks(n, self.chunk, work, list(zip(Ws, bs)), self.threads)
         for dW, db in grads:
             dW /= max(n, 1)
             db /= max(n, 1)
