@@ -30,6 +30,8 @@ symbolic forms and in the numeric functions alike.
 from __future__ import annotations
 
 import inspect
+import math
+import numbers
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -41,7 +43,7 @@ import sympy
 
 from ._substitute import substitute
 from .errors import ActivationError
-from .functions import sigmoid, softplus
+from .functions import sigmoid, softplus, tail_safe
 
 __all__ = ["Activation", "T", "get", "register", "unregister", "names", "activation", "from_form"]
 
@@ -91,6 +93,9 @@ class Activation:
         if not self.elementwise:
             raise ActivationError(f"activation {self.name!r} has no scalar derivative")
         if order not in self._derivatives:
+            from .limits import check_order
+
+            check_order(order, f"activation {self.name!r}: derivative")
             previous = self.form if order == 0 else self.derivative(order - 1)
             self._derivatives[order] = previous if order == 0 else sympy.diff(previous, T)
         return self._derivatives[order]
@@ -250,14 +255,14 @@ def _trace(fn: Callable[..., Any]) -> Activation:
     return from_form(form, name=f"t -> {form}")
 
 
-def from_form(form: sympy.Expr, name: str | None = None) -> Activation:
+def from_form(form: sympy.Expr, name: str | None = None, kinks: tuple[float, ...] | None = None) -> Activation:
     """An activation from its SymPy form in :data:`T`; numeric functions are lambdified from it.
 
     >>> from_form(T**2).numpy_derivative(np.array([3.0]))
     array([6.])
     """
     first, second = sympy.diff(form, T), sympy.diff(form, T, 2)
-    kinks = _kinks_of(form)
+    kinks = _kinks_of(form) if kinks is None else tuple(sorted(float(k) for k in kinks))
     return Activation(
         name=name or f"t -> {form}",
         form=form,
@@ -271,28 +276,171 @@ def from_form(form: sympy.Expr, name: str | None = None) -> Activation:
 def _lambdify(expr: sympy.Expr) -> NumericFn:
     # numeric functions take almost-everywhere values: a Dirac delta is 0 away from its kink
     expr = expr.replace(sympy.DiracDelta, lambda *args: sympy.S.Zero)
-    compiled = sympy.lambdify(T, expr, modules=["scipy", "numpy"])
+    # tail-safe forms (symnet.functions.tail_safe): 1 - tanh(t)**2 is 0 in floats for |t| > 19
+    compiled = sympy.lambdify(T, tail_safe(expr), modules=["scipy", "numpy"])
     return lambda z: np.broadcast_to(compiled(z), np.shape(z)).astype(np.result_type(z, np.float64))
 
 
 def _kinks_of(form: sympy.Expr) -> tuple[float, ...]:
-    """Where a traced form stops being smooth: zeros of Max/Min/Abs/Heaviside/Piecewise arguments."""
+    """Where a traced form stops being smooth: real zeros of the arguments of Max/Min/Abs/Heaviside/sign
+    and of Piecewise conditions.
+
+    Only what is cheap and exact is solved: each argument (each branch of a ``Max``/``Abs``...
+    nested in it) must be a polynomial in ``t`` of degree at most
+    :data:`symnet.limits.MAX_KINK_DEGREE`, whose real roots are isolated exactly
+    (``sympy.Poly.real_roots``), or a product of such pieces, or ``a*g(u) + c`` for a strictly
+    monotone ``g`` (``exp``, ``tanh``, ``sigmoid``, ``erf``...; see ``_INVERSES``) of such a
+    piece ``u``.  Anything else -- ``sin(t)``, ``floor``, a degree or size past the limits --
+    is an :class:`ActivationError` saying so, never a silent "no kinks"; pass ``kinks=`` to
+    :func:`from_form` to give them yourself.
+
+    >>> _kinks_of(sympy.Min(1, sympy.Max(0, T)))
+    (0.0, 1.0)
+    >>> _kinks_of(sympy.Abs(T**2 - 2))
+    (-1.4142135623730951, 1.4142135623730951)
+    >>> _kinks_of(sympy.Max(0, sympy.tanh(T - 1)))
+    (1.0,)
+    """
+    from .limits import MAX_FORM_SIZE, MAX_KINK_BRANCHES, MAX_KINK_DEGREE, polynomial_degree, tree_size
+
+    shown = sympy.sstr(form)
+    shown = shown if len(shown) <= 80 else shown[:77] + "..."
+
+    def refuse(why: str) -> ActivationError:
+        return ActivationError(
+            f"cannot locate the kinks of activation form {shown}: {why}. symnet solves where the arguments of "
+            "Max, Min, Abs, Heaviside, sign and Piecewise conditions vanish when they are polynomials in t "
+            f"(degree <= symnet.limits.MAX_KINK_DEGREE = {MAX_KINK_DEGREE}), products of them, or exp, tanh, "
+            "sigmoid, erf... of them; give the kinks yourself with "
+            "symnet.activations.from_form(form, name, kinks=(...))"
+        )
+
+    def branches(expr: sympy.Expr) -> list[sympy.Expr]:
+        """``expr`` with each nested non-smooth function replaced by each of its smooth pieces."""
+        found = [expr]
+        while True:
+            nested = next((node for e in found for node in sympy.preorder_traversal(e) if _pieces(node)), None)
+            if nested is None:
+                return found
+            found = [e.xreplace({nested: piece}) for e in found for piece in _pieces(nested)]  # type: ignore[union-attr]
+            if len(found) > MAX_KINK_BRANCHES:
+                raise refuse(f"its nested Max/Min/Abs/... make more than symnet.limits.MAX_KINK_BRANCHES = "
+                             f"{MAX_KINK_BRANCHES} branches")
+
+    def zeros(arg: sympy.Expr, where: str, guard: sympy.Expr | None) -> set[float]:
+        if tree_size(arg, MAX_FORM_SIZE) > MAX_FORM_SIZE:
+            raise refuse(f"the argument of {where} has more than symnet.limits.MAX_FORM_SIZE = "
+                         f"{MAX_FORM_SIZE} nodes")
+        found: set[float] = set()
+        for piece in branches(arg):
+            try:
+                roots = real_zeros(piece, where)
+            except RecursionError:
+                raise refuse(f"the argument of {where} nests too deeply") from None
+            for root in roots:
+                # a root of one branch is a kink only where that branch is the one taken (and, for a
+                # Max/Min of more than two, where the two equal arguments are the ones it takes)
+                checks = ([] if piece == arg else [arg]) + ([] if guard is None else [guard])
+                at = {T: sympy.Float(root, 30)}
+                if all(_vanishes(c, at) for c in checks):
+                    found.add(root + 0.0)
+        return found
+
+    def real_zeros(piece: sympy.Expr, where: str) -> list[float]:
+        """The real zeros of a smooth piece: a polynomial, a product, or ``a*g(u) + c`` for an invertible ``g``."""
+        degree = polynomial_degree(piece, T)
+        if degree is not None:
+            if degree > MAX_KINK_DEGREE:
+                raise refuse(f"the argument of {where} is a polynomial of degree {degree}")
+            poly = sympy.Poly(piece, T) if degree else None
+            if poly is None or poly.is_zero:
+                return []  # constant: no isolated zero (or zero on a whole interval: no kink)
+            try:
+                return [float(r) for r in poly.real_roots()]
+            except (NotImplementedError, sympy.polys.polyerrors.PolynomialError):
+                return [float(sympy.re(r)) for r in poly.nroots()
+                        if abs(sympy.im(r)) <= 1e-12 * max(1.0, abs(float(sympy.re(r))))]
+        if piece.is_Mul:  # zero where a factor is
+            return [root for factor in piece.args if factor.has(T) for root in real_zeros(factor, where)]
+        if piece.is_Pow and piece.exp.is_number and piece.exp.is_real:
+            return real_zeros(piece.base, where) if piece.exp > 0 else []
+        constant, rest = piece.as_independent(T, as_Add=True)
+        coefficient, inner = rest.as_independent(T, as_Add=False)
+        inverse = _INVERSES.get(type(inner))  # type: ignore[arg-type]
+        if inverse is not None and len(inner.args) == 1 and (-constant / coefficient).is_real:
+            value = sympy.Float(-constant / coefficient, 30)
+            solved = inverse(value)
+            return [] if solved is None else real_zeros(inner.args[0] - solved, where)
+        text = sympy.sstr(piece)
+        raise refuse(f"the argument {text if len(text) <= 60 else text[:57] + '...'} of {where} is neither a "
+                     "polynomial in t nor an invertible function of one")
+
     points: set[float] = set()
     for node in sympy.preorder_traversal(form):
-        args: list[sympy.Expr] = []
-        if isinstance(node, (sympy.Max, sympy.Min)) and len(node.args) == 2:
-            args = [node.args[0] - node.args[1]]
+        if isinstance(node, (sympy.floor, sympy.ceiling, sympy.frac, sympy.Mod)):
+            raise refuse(f"{type(node).__name__} jumps at infinitely many points")
+        where = type(node).__name__
+        args: list[tuple[sympy.Expr, sympy.Expr | None]] = []  # (argument, what must vanish too)
+        if isinstance(node, (sympy.Max, sympy.Min)):
+            many = len(node.args) > 2  # a and b equal is a kink only where the Max/Min takes them
+            args = [(a - b, node - a if many else None) for i, a in enumerate(node.args) for b in node.args[i + 1:]]
         elif isinstance(node, (sympy.Abs, sympy.Heaviside, sympy.sign)):
-            args = [node.args[0]]
+            args = [(node.args[0], None)]
         elif isinstance(node, sympy.Piecewise):
-            args = [c.lhs - c.rhs for _, c in node.args if isinstance(c, sympy.core.relational.Relational)]
-        for arg in args:
-            try:
-                roots = sympy.solve(arg, T)
-            except NotImplementedError:
-                roots = []
-            points.update(float(r) for r in roots if r.is_real)
+            where = "a Piecewise condition"
+            for _, condition in node.args:
+                if isinstance(condition, sympy.Basic) and not isinstance(condition, sympy.logic.boolalg.BooleanAtom):
+                    relations = [condition] if isinstance(condition, sympy.core.relational.Relational) else \
+                        sorted(condition.atoms(sympy.core.relational.Relational), key=sympy.default_sort_key)
+                    args += [(r.lhs - r.rhs, None) for r in relations]
+        for arg, guard in args:
+            points.update(zeros(arg, where, guard))
     return tuple(sorted(points))
+
+
+def _vanishes(expr: sympy.Expr, at: dict[sympy.Symbol, sympy.Expr]) -> bool:
+    """Whether ``expr`` is 0 at the point ``at``, relative to the size of its terms there."""
+    try:
+        terms = [complex(term.xreplace(at).evalf(30)) for term in sympy.Add.make_args(expr)]
+    except (TypeError, ValueError):  # not a finite number there
+        return False
+    return abs(sum(terms)) <= 1e-9 * max(1e-300, sum(abs(t) for t in terms))
+
+
+def _inverse_in(lo: float, hi: float, fn: Callable[[sympy.Expr], sympy.Expr]) -> Callable[[sympy.Expr], Any]:
+    """``fn`` where ``lo < value < hi`` (the open range of the function it inverts), else ``None``."""
+    return lambda value: fn(value).evalf(30) if lo < value < hi else None
+
+
+#: Strictly monotone functions whose level sets symnet solves for kinks of composed forms
+#: (a Keras ``Dense(tanh)`` followed by a ``ReLU`` layer is ``Max(0, tanh(t))``): inverse on the range.
+_INVERSES: dict[type, Callable[[sympy.Expr], Any]] = {
+    sympy.exp: _inverse_in(0, np.inf, sympy.log),
+    sympy.tanh: _inverse_in(-1, 1, sympy.atanh),
+    sigmoid: _inverse_in(0, 1, lambda v: sympy.log(v / (1 - v))),
+    softplus: _inverse_in(0, np.inf, lambda v: sympy.log(sympy.exp(v) - 1)),
+    sympy.erf: _inverse_in(-1, 1, sympy.erfinv),
+    sympy.atan: _inverse_in(-np.pi / 2, np.pi / 2, sympy.tan),
+    sympy.sinh: _inverse_in(-np.inf, np.inf, sympy.asinh),
+    sympy.asinh: _inverse_in(-np.inf, np.inf, sympy.sinh),
+    sympy.atanh: _inverse_in(-np.inf, np.inf, sympy.tanh),
+    sympy.log: _inverse_in(-np.inf, np.inf, sympy.exp),
+}
+
+
+def _pieces(node: sympy.Basic) -> tuple[sympy.Expr, ...]:
+    """The smooth expressions a non-smooth function takes piece by piece (empty for anything else)."""
+    if isinstance(node, (sympy.Max, sympy.Min)):
+        return tuple(node.args)
+    if isinstance(node, sympy.Abs):
+        return (node.args[0], -node.args[0])
+    if isinstance(node, sympy.Heaviside):
+        return (sympy.S.Zero, sympy.S.One)
+    if isinstance(node, sympy.sign):
+        return (-sympy.S.One, sympy.S.One)
+    if isinstance(node, sympy.Piecewise):
+        return tuple(expr for expr, _ in node.args)
+    return ()
 
 
 # --- the built-in activations ------------------------------------------------------------
@@ -315,7 +463,28 @@ def _half_at_zero(z: np.ndarray, positive: Any, negative: Any) -> np.ndarray:
     return np.where(z > 0, positive, np.where(z < 0, negative, (positive + negative) / 2))
 
 
+def _parameter(activation: str, name: str, value: Any) -> float:
+    """An activation parameter as a finite real float, else :class:`ActivationError`.
+
+    >>> _parameter("elu", "alpha", float("nan"))
+    Traceback (most recent call last):
+    ...
+    symnet.errors.ActivationError: elu: alpha=nan must be a finite real number
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, sympy.Expr)):
+        raise ActivationError(f"{activation}: {name}={value!r} of type {type(value).__name__} must be a finite "
+                              "real number")
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        number = math.nan
+    if not math.isfinite(number):
+        raise ActivationError(f"{activation}: {name}={value!r} must be a finite real number")
+    return number
+
+
 def _leaky_relu(alpha: float = 0.01) -> Activation:
+    alpha = _parameter("leaky_relu", "alpha", alpha)
     a = sympy.Float(alpha)
     return _elementwise(
         f"leaky_relu(alpha={alpha!r})",
@@ -328,6 +497,7 @@ def _leaky_relu(alpha: float = 0.01) -> Activation:
 
 
 def _elu(alpha: float = 1.0) -> Activation:
+    alpha = _parameter("elu", "alpha", alpha)
     a = sympy.Float(alpha)
     return _elementwise(
         f"elu(alpha={alpha!r})",
@@ -344,35 +514,97 @@ def _softmax_numpy(z: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
-_SQRT2 = np.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)
+
+# The rules below keep relative accuracy over the whole float64 range (tests/test_tails.py
+# checks them against mpmath): no ``1 - tanh(z)**2`` (0 for |z| > 19) or ``1 - sigmoid(z)``
+# (0 for z > 37), whose exact values are far above the smallest float.
+
+
+def _sig_slope(z: np.ndarray) -> np.ndarray:
+    """``sigmoid'(z) = sigmoid(z) sigmoid(-z)``: each factor is ``expit``, exact to an ulp or two."""
+    z = np.asarray(z, dtype=np.result_type(z, np.float64))
+    return _sig(z) * _sig(-z)
+
+
+def _tanh_slope(z: np.ndarray) -> np.ndarray:
+    """``tanh'(z) = 1 - tanh(z)**2 = 4 sigmoid(2z) sigmoid(-2z)``."""
+    return 4 * _sig_slope(2 * np.asarray(z, dtype=np.result_type(z, np.float64)))
+
+
+def _two_product(a: np.ndarray, b: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(p, r)`` with ``p = fl(a*b)`` and ``a*b = p + r`` exactly (Dekker; ``|a|, |b| < 1e150``)."""
+    def split(x: Any) -> tuple[Any, Any]:
+        c = 134217729.0 * x  # 2**27 + 1: halves of 26 bits, whose products are exact
+        hi = c - (c - x)
+        return hi, x - hi
+    p = a * b
+    (ah, al), (bh, bl) = split(a), split(b)
+    return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
+
+
+def _phi(z: np.ndarray) -> np.ndarray:
+    """The normal density ``exp(-z**2/2)/sqrt(2 pi)``, with ``z**2`` exact.
+
+    ``exp(-z*z/2)`` inherits ``z*z``'s rounding error times ``z**2/2`` (up to 1.4e-13 at
+    ``|z| = 38``); with ``z*z = p + r`` exactly, ``exp(-(p + r)/2) = exp(-p/2) (1 - r/2)``.
+    """
+    z = np.abs(np.asarray(z, dtype=np.result_type(z, np.float64)))
+    p, r = _two_product(np.minimum(z, 40.0), np.minimum(z, 40.0))  # exp(-800) is 0; NaN stays NaN
+    return _INV_SQRT_2PI * np.exp(-p / 2) * (1 - r / 2)
+
+
+def _clip40(z: np.ndarray) -> np.ndarray:
+    """``z`` clipped to ``[-40, 40]``, for polynomials multiplying ``_phi(z)``: past 40 the
+    product is below the smallest float (0), where ``z**2 * 0`` would be ``inf * 0 = NaN``."""
+    return np.clip(np.asarray(z, dtype=np.result_type(z, np.float64)), -40.0, 40.0)
+
+
+def _phi_cdf(z: np.ndarray) -> np.ndarray:
+    """``Phi(z) = erfc(-z/sqrt 2)/2``: ``(1 + erf(z/sqrt 2))/2`` is 0 in floats for ``z < -8.3``.
+
+    The argument ``x = z/sqrt 2`` is rounded, which costs up to ``z**2`` ulp in the lower
+    tail (``scipy.special.ndtr`` too), so it gets Taylor's first-order correction from the
+    rounding error ``dx = (z - x sqrt 2)/sqrt 2``, formed exactly with Dekker's product.
+    """
+    z = np.asarray(z, dtype=np.result_type(z, np.float64))
+    x = z * _INV_SQRT2
+    value = scipy.special.erfc(-x) / 2
+    inner = np.abs(x) < 40.0  # erfc is 0 or 2 beyond; keeps the products finite
+    xs, zs = np.where(inner, x, 0.0), np.where(inner, z, 0.0)
+    p, r = _two_product(xs, _SQRT2_HI)
+    dx = (((zs - p) - r) - xs * _SQRT2_LO) * _INV_SQRT2
+    return value + np.where(inner, dx * np.exp(-xs * xs) / np.sqrt(np.pi), 0.0)
+
+
+_SQRT2_HI = 1.4142135623730951  # sqrt 2 = _SQRT2_HI + _SQRT2_LO to 106 bits
+_SQRT2_LO = float(sympy.sqrt(2).evalf(40) - sympy.Float(_SQRT2_HI, 40))
+_INV_SQRT2 = 1.0 / _SQRT2_HI
 
 register("linear", _elementwise("linear", T, lambda z: np.asarray(z, float) * 1.0,
                                 lambda z: np.ones_like(np.asarray(z, float)),
                                 lambda z: np.zeros_like(np.asarray(z, float))),
          aliases=("identity", "none"))
-register("sigmoid", _elementwise("sigmoid", sigmoid(T), _sig,
-                                 lambda z: _sig(z) * (1 - _sig(z)),
-                                 lambda z: _sig(z) * (1 - _sig(z)) * (1 - 2 * _sig(z))),
+register("sigmoid", _elementwise("sigmoid", sigmoid(T), _sig, _sig_slope,
+                                 lambda z: -_sig_slope(z) * np.tanh(np.asarray(z, float) / 2)),
          aliases=("logistic",))
-register("tanh", _elementwise("tanh", sympy.tanh(T), np.tanh,
-                              lambda z: 1 - np.tanh(z) ** 2,
-                              lambda z: -2 * np.tanh(z) * (1 - np.tanh(z) ** 2)))
+register("tanh", _elementwise("tanh", sympy.tanh(T), np.tanh, _tanh_slope,
+                              lambda z: -2 * np.tanh(z) * _tanh_slope(z)))
 register("relu", _elementwise("relu", sympy.Max(0, T), lambda z: np.maximum(z, 0),
                               lambda z: _half_at_zero(z, 1.0, 0.0),
                               lambda z: np.zeros_like(np.asarray(z, float)), kinks=(0.0,)))
 register("leaky_relu", _leaky_relu)
 register("elu", _elu)
 register("softplus", _elementwise("softplus", softplus(T), lambda z: np.logaddexp(0.0, z),
-                                  _sig, lambda z: _sig(z) * (1 - _sig(z))))
+                                  _sig, _sig_slope))
 register("silu", _elementwise("silu", T * sigmoid(T), lambda z: z * _sig(z),
-                              lambda z: _sig(z) * (1 + z * (1 - _sig(z))),
-                              lambda z: _sig(z) * (1 - _sig(z)) * (2 + z * (1 - 2 * _sig(z)))),
+                              lambda z: _sig(z) * (1 + z * _sig(-np.asarray(z, float))),
+                              lambda z: _sig_slope(z) * (2 - z * np.tanh(np.asarray(z, float) / 2))),
          aliases=("swish",))
 register("gelu", _elementwise("gelu", T / 2 * (1 + sympy.erf(T / sympy.sqrt(2))),
-                              lambda z: z / 2 * (1 + scipy.special.erf(z / _SQRT2)),
-                              lambda z: (1 + scipy.special.erf(z / _SQRT2)) / 2 + z * _INV_SQRT_2PI * np.exp(-z * z / 2),
-                              lambda z: _INV_SQRT_2PI * np.exp(-z * z / 2) * (2 - z * z)))
+                              lambda z: z * _phi_cdf(z),
+                              lambda z: _phi_cdf(z) + _clip40(z) * _phi(z),
+                              lambda z: _phi(z) * (2 - np.square(_clip40(z)))))
 register("sin", _elementwise("sin", sympy.sin(T), np.sin, np.cos, lambda z: -np.sin(z)))
 register("cos", _elementwise("cos", sympy.cos(T), np.cos, lambda z: -np.sin(z), lambda z: -np.cos(z)))
 register("exp", _elementwise("exp", sympy.exp(T), np.exp, np.exp, np.exp))

@@ -14,6 +14,10 @@ running its code; ``--activation LAYER=EXPR`` for lambda activations, or ``--tru
 PyTorch state dict (``--act tanh,tanh,linear``, optionally ``--arch 1-32-32-1``).  Errors go
 to stderr with exit status 2 (``verify``: 1 when the checks disagree); ``--debug`` shows
 the traceback.
+
+Everything printed passes through :func:`symnet.io.safe_text`: text from a file (names,
+forms, messages quoting them) never reaches the terminal with raw control characters
+(ANSI escapes, carriage returns, bidirectional overrides), and error messages are shortened.
 """
 
 from __future__ import annotations
@@ -36,6 +40,38 @@ _DEMO_WEIGHTS = ([[[-1.3284513]], [[0.5667597]]], [[-1.328055], [1.0003909]])
 
 class _UsageError(Exception):
     """A command-line value that cannot be read (reported like any other error)."""
+
+
+#: the longest error message printed (the rest is cut, with "...")
+_MAX_MESSAGE = 2000
+
+
+def _say(text: object = "", file: Any = None) -> None:
+    """Print ``text`` with every control character escaped (newlines kept): file text is never printed raw."""
+    print(_safe(text, newlines=True), file=file)
+
+
+def _safe(text: object, limit: int | None = None, newlines: bool = False) -> str:
+    from .io import safe_text
+
+    return safe_text(text, limit, newlines=newlines)
+
+
+def _int_between(low: int, high: int | None = None) -> Any:
+    """An argparse type: an integer in ``[low, high]``, else a usage error naming the range."""
+
+    def read(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low or (high is not None and value > high):
+            wanted = f"at least {low}" if high is None else f"from {low} to {high}"
+            raise argparse.ArgumentTypeError(f"{value} is out of range: give an integer {wanted}")
+        return value
+
+    read.__name__ = "integer"
+    return read
 
 
 def _split(text: str) -> list[str]:
@@ -111,12 +147,12 @@ def _demo(args: argparse.Namespace) -> int:
     weights, biases = _DEMO_WEIGHTS
     net = symnet.Network.from_weights(weights, biases, [lambda x: x**2, "linear"])
     c = symnet.coefficients(net)
-    print("story 003: Keras Dense(1, activation=lambda x: x**2) -> Dense(1), trained on y = x^2 + 2x + 2")
-    print(f"network:          {net!r}")
-    print(f"closed form:      y = {net}")
-    print("learned parabola: y = {:.7f} x^2 + {:.7f} x + {:.7f}".format(*(float(c[k]) for k in (2, 1, 0))))
+    _say("story 003: Keras Dense(1, activation=lambda x: x**2) -> Dense(1), trained on y = x^2 + 2x + 2")
+    _say(f"network:          {net!r}")
+    _say(f"closed form:      y = {net}")
+    _say("learned parabola: y = {:.7f} x^2 + {:.7f} x + {:.7f}".format(*(float(c[k]) for k in (2, 1, 0))))
     formulas = symnet.coefficients(symnet.Network.symbolic([1, 1, 1], ["square", "linear"]))
-    print("as formulas of the weights:", ", ".join(f"x^{k}: {formulas[k]}" for k in (2, 1, 0)))
+    _say("as formulas of the weights: " + ", ".join(f"x^{k}: {formulas[k]}" for k in (2, 1, 0)))
     return 0
 
 
@@ -125,26 +161,26 @@ def _inspect(args: argparse.Namespace) -> int:
 
     kind = detect(args.file)
     net = _load(args)
-    print(f"file:     {args.file} ({kind})")
-    print(f"network:  {net!r}")
-    print(f"inputs:   {', '.join(map(str, net.inputs))}")
+    _say(f"file:     {_safe(args.file)} ({kind})")
+    _say(f"network:  {_safe(repr(net), _MAX_MESSAGE)}")
+    _say(f"inputs:   {_safe(', '.join(map(str, net.inputs)), _MAX_MESSAGE)}")
     rows = [("layer", "shape", "activation", "weights")]
     for number, layer in enumerate(net.layers, start=1):
         free = len(layer.weight.free_symbols | layer.bias.free_symbols)
-        rows.append((str(number), f"{layer.fan_in} -> {layer.fan_out}", layer.activation.name,
+        rows.append((str(number), f"{layer.fan_in} -> {layer.fan_out}", _safe(layer.activation.name, 80),
                      "numeric" if layer.is_numeric else f"{free} symbols"))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for row in rows:
-        print("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        _say("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
     size = sum(layer.fan_in * layer.fan_out for layer in net.layers)
     text = [] if size > args.max_weights else [sympy.sstr(expr, full_prec=False) for expr in net.outputs]
     if size > args.max_weights or sum(map(len, text)) > 40 * args.max_weights:
-        print(f"closed form: not shown ({size} weights, {sum(map(len, text)) or 'many'} characters; raise "
+        _say(f"closed form: not shown ({size} weights, {sum(map(len, text)) or 'many'} characters; raise "
               "--max-weights, or see symnet export FILE --lang latex)")
         return 0
-    print("closed form:")
+    _say("closed form:")
     for k, line in enumerate(text):
-        print(f"  {'y' if net.n_outputs == 1 else f'y{k}'} = {line}")
+        _say(f"  {'y' if net.n_outputs == 1 else f'y{k}'} = {line}")
     return 0
 
 
@@ -173,7 +209,7 @@ def _coeffs(args: argparse.Namespace) -> int:
         kind, shown_about, order = "polynomial", None, None
     items = sorted(coefficients.items(), key=lambda kv: (-sum(kv[0]), [-e for e in kv[0]]))
     if args.format == "json":
-        print(json.dumps({
+        _say(json.dumps({
             "kind": kind, "inputs": [s.name for s in net.inputs], "output": args.output or 0,
             "about": None if shown_about is None else [str(a) for a in shown_about], "order": order,
             "coefficients": [{"exponents": list(e), "monomial": _monomial(net.inputs, e, shown_about),
@@ -181,13 +217,13 @@ def _coeffs(args: argparse.Namespace) -> int:
                              for e, c in items],
         }, indent=1))
     elif args.format == "latex":
-        print(f"y = {symnet.latex(coefficients.as_expr())}")
+        _say(f"y = {symnet.latex(coefficients.as_expr())}")
     else:
         where = "" if shown_about is None else " about (" + ", ".join(map(str, shown_about)) + f"), order {order}"
-        print(f"{kind} coefficients of {net!r}{where}:")
+        _say(f"{kind} coefficients of {_safe(repr(net), _MAX_MESSAGE)}{where}:")
         width = max([len(_monomial(net.inputs, e, shown_about)) for e, _ in items] + [1])
         for e, c in items:
-            print(f"  {_monomial(net.inputs, e, shown_about).ljust(width)}  {_show(c, args.digits)}")
+            _say(f"  {_monomial(net.inputs, e, shown_about).ljust(width)}  {_show(c, args.digits)}")
     return 0
 
 
@@ -203,7 +239,7 @@ def _points(args: argparse.Namespace, d: int) -> np.ndarray:
                 except ValueError:
                     if number == 1:  # a header
                         continue
-                    raise _UsageError(f"{args.csv}, line {number}: {row} is not a row of numbers") from None
+                    raise _UsageError(f"{args.csv}, line {number}: {_safe(row, 200)} is not a row of numbers") from None
     if not points:
         raise _UsageError("give points with --at 1,1 (repeatable) or --csv FILE")
     for p in points:
@@ -221,16 +257,16 @@ def _derive(args: argparse.Namespace) -> int:
     result = symnet.compile(net, words, backend="numpy")(X)
     names = {"value": "value", "jacobian": "gradient", "hessian": "hessian"}
     if args.format == "json":
-        print(json.dumps({"inputs": [s.name for s in net.inputs], "points": [
+        _say(json.dumps({"inputs": [s.name for s in net.inputs], "points": [
             {"x": list(X[p]), **{names[w]: getattr(result, w)[p].tolist() for w in words}} for p in range(len(X))
         ]}, indent=1))
         return 0
-    np.set_printoptions(precision=args.digits or 17, suppress=False)
+    np.set_printoptions(precision=17 if args.digits is None else args.digits, suppress=False)
     for p in range(len(X)):
-        print(f"x = {np.array2string(X[p], separator=', ')}")
+        _say(f"x = {np.array2string(X[p], separator=', ')}")
         for w in words:
             text = np.array2string(getattr(result, w)[p], separator=", ", prefix="  " + " " * 10)
-            print(f"  {names[w]:<9} {text}")
+            _say(f"  {names[w]:<9} {text}")
     return 0
 
 
@@ -239,9 +275,9 @@ def _verify(args: argparse.Namespace) -> int:
 
     net = _load(args)
     report = symnet.verify(net, n_points=args.points, seed=args.seed)
-    print(repr(report))
+    _say(repr(report))
     if not report.ok:
-        print(report.message(), file=sys.stderr)
+        _say(_safe(report.message(), _MAX_MESSAGE, newlines=True), file=sys.stderr)
         return 1
     return 0
 
@@ -255,7 +291,7 @@ def _export(args: argparse.Namespace) -> int:
         with open(args.output, "w") as stream:
             stream.write(text if text.endswith("\n") else text + "\n")
     else:
-        print(text.rstrip("\n"))
+        _say(text.rstrip("\n"))
     return 0
 
 
@@ -277,20 +313,23 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("--trust", action="store_true",
                         help="let Keras rebuild lambda activations from a .keras file's bytecode (runs its code)")
     source.add_argument("--arch", metavar="SIZES", help="state dict: layer sizes, e.g. 1-32-32-1 (checked)")
-    source.add_argument("--act", metavar="ACTS", help="state dict: activations, e.g. tanh,tanh,linear")
+    source.add_argument("--act", metavar="ACTS", help="state dict: one activation per Linear layer, the output layer "
+                        "included, e.g. tanh,tanh,linear (one name only for a one-layer net)")
 
     sub.add_parser("demo", parents=[debug], help="story 003: the parabola a Keras net learned").set_defaults(run=_demo)
 
     inspect = sub.add_parser("inspect", parents=[source], help="layers, sizes, activations, closed form")
-    inspect.add_argument("--max-weights", type=int, default=64, help="show the closed form up to this many weights")
+    inspect.add_argument("--max-weights", type=_int_between(0), default=64,
+                         help="show the closed form up to this many weights")
     inspect.set_defaults(run=_inspect)
 
     coeffs = sub.add_parser("coeffs", parents=[source], help="polynomial or Taylor coefficients")
     coeffs.add_argument("--about", metavar="POINT", help="Taylor expansion point, e.g. 0 or 1,2 (use --about=-1)")
-    coeffs.add_argument("--order", type=int, help="Taylor order (asks for Taylor coefficients)")
-    coeffs.add_argument("--output", type=int, help="which output of a multi-output network")
+    coeffs.add_argument("--order", type=_int_between(0), help="Taylor order (asks for Taylor coefficients)")
+    coeffs.add_argument("--output", type=_int_between(0), help="which output of a multi-output network")
     coeffs.add_argument("--format", choices=("text", "latex", "json"), default="text")
-    coeffs.add_argument("--digits", type=int, help="significant digits of numeric coefficients")
+    coeffs.add_argument("--digits", type=_int_between(1, 1000), help="significant digits of numeric coefficients "
+                        "(1 to 1000)")
     coeffs.set_defaults(run=_coeffs)
 
     derive = sub.add_parser("derive", parents=[source], help="value, gradient, Hessian at points")
@@ -298,12 +337,13 @@ def _parser() -> argparse.ArgumentParser:
     derive.add_argument("--csv", metavar="CSVFILE", help="points, one per row (a header row is skipped)")
     derive.add_argument("--order", type=int, choices=(0, 1, 2), default=2, help="0 value, 1 + gradient, 2 + Hessian")
     derive.add_argument("--format", choices=("text", "json"), default="text")
-    derive.add_argument("--digits", type=int, help="digits printed (default 17)")
+    derive.add_argument("--digits", type=_int_between(1, 1000), help="digits printed (default 17; 1 to 1000)")
     derive.set_defaults(run=_derive)
 
     verify = sub.add_parser("verify", parents=[source], help="check the exact derivatives three ways")
-    verify.add_argument("--points", type=int, default=8, help="random points to check")
-    verify.add_argument("--seed", type=int, default=0)
+    verify.add_argument("--points", type=_int_between(1, 100_000), default=8,
+                        help="random points to check (1 to 100000)")
+    verify.add_argument("--seed", type=_int_between(0), default=0, help="seed of the random points (0 or more)")
     verify.set_defaults(run=_verify)
 
     export = sub.add_parser("export", parents=[source], help="C, Python or LaTeX source of the derivatives")
@@ -328,13 +368,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SymnetError, OSError, _UsageError) as exc:
         if args.debug:
             raise
-        print(f"symnet {args.command}: error: {exc}", file=sys.stderr)
+        print(f"symnet {args.command}: error: {_safe(exc, _MAX_MESSAGE)}", file=sys.stderr)
         return 2
     except Exception as exc:  # a bug: say so, briefly
         if args.debug:
             raise
-        print(f"symnet {args.command}: internal error: {type(exc).__name__}: {exc} (run with --debug for the "
-              "traceback)", file=sys.stderr)
+        print(f"symnet {args.command}: internal error: {type(exc).__name__}: {_safe(exc, _MAX_MESSAGE)} (run with "
+              "--debug for the traceback)", file=sys.stderr)
         return 2
 
 

@@ -19,7 +19,9 @@ from typing import Any, Mapping, Sequence
 
 import sympy
 
+from .activations import T
 from .errors import InputError, NotPolynomialError
+from .limits import check_order, check_polynomial_size, check_terms, polynomial_degree, taylor_terms
 from .network import Network
 from .program import build, multi_indices
 
@@ -70,7 +72,10 @@ def coefficients(net: Network, output: int | None = None, as_poly: bool = False)
 
     Returns a :class:`Coefficients` mapping (exponent tuple -> coefficient), or a SymPy
     ``Poly`` in the inputs with ``as_poly=True``.  Raises :class:`~symnet.NotPolynomialError`
-    for other networks; use :func:`taylor` there.
+    for other networks; use :func:`taylor` there.  The total degree (the product of the layers'
+    degrees) is checked before anything is expanded: past
+    :data:`symnet.limits.MAX_POLYNOMIAL_DEGREE` or :data:`symnet.limits.MAX_MONOMIALS` it is a
+    :class:`~symnet.LimitError`.
     """
     k = net.output_index(output)
     for number, layer in enumerate(net.layers, start=1):
@@ -80,6 +85,11 @@ def coefficients(net: Network, output: int | None = None, as_poly: bool = False)
                 "is not a polynomial in its inputs; use symnet.taylor(net, about=..., order=...) for its "
                 "Taylor coefficients instead"
             )
+    degree = 1
+    for layer in net.layers:
+        layer_degree = polynomial_degree(layer.activation.form, T)
+        degree *= 1 if layer_degree is None else max(layer_degree, 1)
+    check_polynomial_size(degree, net.n_inputs, "coefficients")
     poly = sympy.Poly(net.outputs[k], *net.inputs)
     if as_poly:
         return poly
@@ -93,7 +103,8 @@ def taylor(net: Network, about: Any, order: int, output: int | None = None) -> C
     mapping from input (symbol or name) to value; values may be SymPy expressions.  The
     coefficient of ``(x - about)**e`` is ``d^e f(about) / e!``; every exponent up to
     ``order`` is listed, zeros included.  Computed from the chain-rule program evaluated at
-    the point, never by ``sympy.series`` of the whole network.
+    the point, never by ``sympy.series`` of the whole network.  ``order`` is at most
+    :data:`symnet.limits.MAX_DERIVATIVE_ORDER` (else a :class:`~symnet.LimitError`).
 
     >>> net = Network.from_weights([[[1]], [[1]]], [[0], [0]], ["sin", "linear"])
     >>> taylor(net, 0, 5)
@@ -102,6 +113,9 @@ def taylor(net: Network, about: Any, order: int, output: int | None = None) -> C
     k = net.output_index(output)
     if not isinstance(order, int) or order < 0:
         raise InputError(f"order must be a non-negative integer, not {order!r}")
+    check_order(order, "taylor")
+    check_terms(taylor_terms(net.n_inputs, order, sum(layer.fan_out for layer in net.layers)),
+                f"taylor of order {order} in {net.n_inputs} inputs")
     point = _point(net, about)
     indices = multi_indices(net.n_inputs, order)
     program = build(net, indices)

@@ -21,7 +21,9 @@ import numpy as np
 import sympy
 
 from .activations import T
-from .errors import InputError, ShapeError
+from . import limits
+from .errors import InputError, LimitError, ShapeError
+from .losses import LOSSES, check_loss, parse_targets
 from .network import Network
 from .program import Program, build
 
@@ -95,7 +97,7 @@ def _per_output(net: Network, output: int | None, pick: Any, program: Program) -
 
 # --- parameter gradients ---------------------------------------------------------------------
 
-LOSSES = ("mse", "cross_entropy", "softmax_cross_entropy")
+# LOSSES and the targets rule live in symnet.losses, shared by every loss-taking function
 
 
 def param_grad(net: Network, loss: str, data: tuple[Any, Any]) -> list[tuple[sympy.ImmutableMatrix, sympy.ImmutableMatrix]]:
@@ -108,22 +110,32 @@ def param_grad(net: Network, loss: str, data: tuple[Any, Any]) -> list[tuple[sym
             activation is softmax; ``"softmax_cross_entropy"`` -- the same with softmax applied
             to the network outputs (logits).
         data: ``X`` of shape ``(N, n_inputs)`` (or one point ``(n_inputs,)``) and targets ``Y``
-            of shape ``(N, n_outputs)`` (or ``(N,)``); for the cross entropies ``Y`` may also be
-            integer class labels of shape ``(N,)``.
+            read by :func:`symnet.losses.parse_targets`: ``(N, n_outputs)`` (``(N,)`` for one
+            output); for the cross entropies also integer class labels ``(N,)`` (two or more
+            outputs).
 
     Returns:
         One ``(dW, db)`` pair per layer, ``dW`` of the layer's W shape ``(fan_in, fan_out)`` and
         ``db`` of shape ``(1, fan_out)``: exact numbers for a numeric network, formulas of the
         parameters for a symbolic one.  Computed by reverse accumulation (back-propagation) over
-        the layers with SymPy arithmetic, never by ``sympy.diff`` of the loss.
+        the layers with SymPy arithmetic, never by ``sympy.diff`` of the loss.  Points times
+        parameters past :data:`symnet.limits.MAX_SYMBOLIC_POINT_PARAMETERS` are refused
+        (:class:`~symnet.LimitError`): use :func:`symnet.compile_loss` for big batches.
 
     >>> net = Network.from_weights([[[2.0]]], [[0.0]], ["linear"])
     >>> param_grad(net, "mse", ([[1.0]], [[3.0]]))  # d/dw (w*1 - 3)**2 = 2*(2 - 3)
     [(Matrix([[-2.0]]), Matrix([[-2.0]]))]
     """
-    if loss not in LOSSES:
-        raise InputError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
+    check_loss(loss)
     X, targets = _data(net, loss, data)
+    parameters = sum(layer.fan_in * layer.fan_out + layer.fan_out for layer in net.layers)
+    if len(X) * parameters > limits.MAX_SYMBOLIC_POINT_PARAMETERS:
+        raise LimitError(
+            f"param_grad over {len(X)} points of a network with {parameters} weights and biases is "
+            f"{len(X) * parameters:,} exact back-propagations, above "
+            f"symnet.limits.MAX_SYMBOLIC_POINT_PARAMETERS = {limits.MAX_SYMBOLIC_POINT_PARAMETERS:,}: use "
+            "symnet.compile_loss(net, loss)(X, Y) for float64 gradients, or fewer points"
+        )
     scale = sympy.Integer(len(X))
     layers = net.layers
     totals = [(sympy.zeros(la.fan_in, la.fan_out), sympy.zeros(1, la.fan_out)) for la in layers]
@@ -155,19 +167,9 @@ def _data(net: Network, loss: str, data: tuple[Any, Any]) -> tuple[list[list[sym
         X = X.reshape(1, -1)
     if X.ndim != 2 or X.shape[1] != net.n_inputs:
         raise ShapeError(f"X has shape {X.shape} but the network takes {net.n_inputs} inputs: give (N, {net.n_inputs})")
-    Y = np.asarray(Y, dtype=object)
-    m = net.n_outputs
-    if loss != "mse" and Y.ndim == 1 and len(Y) == len(X) and not (m == 1 and len(X) == 1) \
-            and all(isinstance(v, (int, np.integer)) for v in Y):
-        if any(not 0 <= v < m for v in Y):
-            raise ShapeError(f"class labels must lie in 0..{m - 1}")
-        Y = np.eye(m, dtype=int)[Y.astype(int)].astype(object)
-    if Y.ndim <= 1:
-        Y = Y.reshape(len(X), -1) if Y.size == len(X) * m else Y.reshape(1, -1)
-    if Y.shape != (len(X), m):
-        raise ShapeError(f"Y has shape {Y.shape} but ({len(X)}, {m}) is needed: one target row per point of X")
+    Y = parse_targets(loss, Y, len(X), net.n_outputs, exact=True, name="Y")  # the rule of symnet.losses
     to_expr = lambda v: v if isinstance(v, sympy.Basic) else sympy.sympify(float(v) if not isinstance(v, (int, np.integer)) else int(v))  # noqa: E731
-    return [[to_expr(v) for v in row] for row in X], [[to_expr(v) for v in row] for row in Y]
+    return [[to_expr(v) for v in row] for row in X], [list(row) for row in Y]
 
 
 def _output_delta(loss: str, activation: Any, y: sympy.Matrix, z: sympy.Matrix, t: sympy.Matrix) -> sympy.Matrix:

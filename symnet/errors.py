@@ -15,6 +15,8 @@ __all__ = [
     "ActivationError",
     "InputError",
     "NotPolynomialError",
+    "ImportMismatchError",
+    "LimitError",
     "ExpressionSizeWarning",
 ]
 
@@ -41,6 +43,14 @@ class InputError(SymnetError, ValueError):
 
 class NotPolynomialError(SymnetError, ValueError):
     """Polynomial coefficients were asked of a network that is not a polynomial."""
+
+
+class LimitError(SymnetError, ValueError):
+    """A request exceeds one of the work limits in :mod:`symnet.limits` (it would not finish in reasonable time)."""
+
+
+class ImportMismatchError(SymnetError, ValueError):
+    """An imported network does not compute what the framework object it came from computes."""
 
 
 class ExpressionSizeWarning(UserWarning):

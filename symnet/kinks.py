@@ -36,7 +36,8 @@ import sympy
 
 from .activations import T, Activation
 from .check.backprop import backprop
-from .errors import InputError
+from .errors import InputError, LimitError
+from .limits import MAX_FORM_SIZE, MAX_KINK_RESOLUTION, tree_size
 from .network import Network
 
 __all__ = ["kinks", "KinkReport", "KinkHit", "Crossing"]
@@ -213,6 +214,10 @@ def kinks(net: Network, X: Any = None, tol: float = 1e-8, *, domain: tuple[float
         raise InputError(f"tol must be a finite number >= 0, not {tol!r}")
     if isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer)) or resolution < 3:
         raise InputError(f"resolution must be an integer >= 3, not {resolution!r}")
+    if resolution > MAX_KINK_RESOLUTION:
+        raise LimitError(f"resolution={resolution} is above symnet.limits.MAX_KINK_RESOLUTION = "
+                         f"{MAX_KINK_RESOLUTION:,} grid points per piece; bracketing that finely needs gigabytes: "
+                         "give a smaller domain instead")
     lo, hi = _domain(domain)
     points, near, hits = None, np.zeros(0, dtype=bool), ()
     if X is not None:
@@ -270,9 +275,12 @@ def _domain(domain: tuple[float, float] | None) -> tuple[float, float]:
 
 @lru_cache(maxsize=None)
 def _piecewise_linear_form(form: sympy.Expr) -> bool:
+    if tree_size(form, MAX_FORM_SIZE) > MAX_FORM_SIZE:  # sympy.simplify of a huge form would not finish
+        raise LimitError(f"an activation form of more than symnet.limits.MAX_FORM_SIZE = {MAX_FORM_SIZE} nodes is "
+                         "too big to test for piecewise linearity; kinks() cannot locate its kinks")
     second = sympy.diff(form, T, 2)
     second = second.replace(lambda e: isinstance(e, sympy.DiracDelta), lambda e: sympy.S.Zero)
-    return bool(sympy.simplify(second) == 0)
+    return bool(second == 0 or sympy.simplify(second) == 0)
 
 
 def _piecewise_linear(activation: Activation) -> bool:

@@ -84,26 +84,111 @@ def _to_array(matrix: sympy.ImmutableMatrix, dtype: Any, layer: Dense, what: str
 
 
 def _entry(value: Any, where: str) -> sympy.Expr:
-    """One weight as a SymPy number or expression; never parses strings."""
+    """One weight as a SymPy number or expression; never parses strings.
+
+    Numbers must be real and within float64's range (``|w| <= 1.8e308``), the range every
+    numeric path evaluates in; a symbolic weight may hold symbols, but each of its parts that
+    is a number must meet the same rule (:func:`_check_weight`).
+    """
     if isinstance(value, sympy.Basic):
         if not isinstance(value, sympy.Expr):
             raise WeightError(f"{where}: {value!r} is not a SymPy expression")
-        if value.has(sympy.nan, sympy.zoo, sympy.oo, -sympy.oo):
-            raise WeightError(f"{where} is {value}; weights must be finite")
-        return value
+        return _check_weight(value, where)
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Number):
         raise WeightError(
-            f"{where} is {value!r} of type {type(value).__name__}; weights must be numbers or SymPy "
+            f"{where} is {_brief(value)} of type {type(value).__name__}; weights must be numbers or SymPy "
             "expressions (strings are never parsed)"
         )
     if isinstance(value, numbers.Integral):
-        return sympy.Integer(int(value))
+        return _check_weight(sympy.Integer(int(value)), where)
     if isinstance(value, numbers.Complex) and not isinstance(value, numbers.Real):
         raise WeightError(f"{where} is complex ({value}); weights must be real")
-    as_float = float(value)  # type: ignore[arg-type]
+    try:
+        as_float = float(value)  # type: ignore[arg-type]
+    except OverflowError:  # a Fraction beyond float64
+        as_float = math.inf
     if not math.isfinite(as_float):
         raise WeightError(f"{where} is {as_float}; weights must be finite (was the net trained to divergence?)")
     return sympy.Float(as_float)
+
+
+#: float64's largest finite value: every numeric path evaluates weights in float64.
+_FLOAT_MAX = float(np.finfo(np.float64).max)
+
+
+def _brief(value: Any, limit: int = 40) -> str:
+    """``value`` for a message, cut to ``limit`` characters (``10**400`` has 401 digits)."""
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= limit else f"{text[:limit - 3]}..."
+
+
+def _numeric_parts(expr: sympy.Expr) -> list[sympy.Expr]:
+    """The largest subexpressions of ``expr`` without symbols (``exp(1000)`` of ``a*exp(1000)``)."""
+    parts, stack = [], [expr]
+    while stack:
+        node = stack.pop()
+        if node.is_Symbol:
+            continue
+        if not node.free_symbols:
+            parts.append(node)
+        else:
+            stack.extend(node.args)
+    return parts
+
+
+def _check_weight(value: sympy.Expr, where: str) -> sympy.Expr:
+    """``value`` if every number in it is real, finite and within float64's range, else :class:`WeightError`.
+
+    >>> _check_weight(sympy.Symbol("a", real=True) * sympy.exp(1000), "layer 1: W[0, 0]")
+    Traceback (most recent call last):
+    ...
+    symnet.errors.WeightError: layer 1: W[0, 0] = a*exp(1000): its part is exp(1000) = 1.97e+434, beyond ...
+    """
+    for part in _numeric_parts(value):
+        _check_number(part, where if part is value else f"{where} = {_brief(value)}: its part")
+    return value
+
+
+def _check_number(number: sympy.Expr, where: str) -> None:
+    if number.is_Float or number.is_Rational:  # the common case, without evalf
+        try:
+            finite = math.isfinite(float(number)) and number.is_finite is not False
+        except OverflowError:  # an Integer beyond float64
+            finite = False
+        if not finite:
+            raise WeightError(f"{where} is {_brief(sympy.Float(number, 15) if number.is_finite else number)}, "
+                              "beyond float64's range (|w| <= 1.8e308); weights must be finite numbers that "
+                              "float64 can hold")
+        return
+    if number.has(sympy.nan, sympy.zoo, sympy.oo, -sympy.oo):
+        raise WeightError(f"{where} is {_brief(number)}; weights must be finite")
+    try:
+        approx = number.evalf(20, chop=True)
+    except (ArithmeticError, ValueError, TypeError) as exc:  # evalf of something absurd
+        raise WeightError(f"{where} is {_brief(number)}, which cannot be evaluated ({exc}); weights must be "
+                          "real numbers") from None
+    if not approx.is_Number:
+        if approx.has(sympy.I) or approx.is_extended_real is False:
+            raise WeightError(f"{where} is {_brief(number)}, which is complex ({_brief(approx)}); weights must be real")
+        raise WeightError(f"{where} is {_brief(number)}, which does not evaluate to a number; weights must be "
+                          "real numbers or expressions in real symbols")
+    if approx.has(sympy.nan, sympy.zoo, sympy.oo, -sympy.oo) or not abs(float(approx)) <= _FLOAT_MAX:
+        raise WeightError(f"{where} is {_brief(number)} = {_brief(sympy.Float(approx, 3))}, beyond float64's range "
+                          "(|w| <= 1.8e308); weights must be finite numbers that float64 can hold")
+
+
+def _check_layer(layer: Any, number: int) -> None:
+    """Every entry of a layer's ``W`` and ``b`` (:func:`_check_weight`), however the layer was built."""
+    for what, matrix in (("W", layer.weight), ("b", layer.bias)):
+        if not isinstance(matrix, sympy.MatrixBase):
+            raise WeightError(f"layer {number}: {what} is a {type(matrix).__name__}, not a SymPy matrix; "
+                              "build networks with Network.from_weights or give Dense ImmutableMatrix entries")
+        for (i, j), value in np.ndenumerate(np.array(matrix.tolist(), dtype=object).reshape(matrix.shape)):
+            where = f"layer {number}: {what}[{i}, {j}]" if what == "W" else f"layer {number}: b[{j}]"
+            if not isinstance(value, sympy.Expr):
+                raise WeightError(f"{where} is {_brief(value)} of type {type(value).__name__}, not a SymPy expression")
+            if not (value.is_Symbol or (type(value) is sympy.Float and math.isfinite(float(value)))):
+                _check_weight(value, where)
 
 
 def _matrix(values: Any, shape: tuple[int, int], where: str) -> sympy.ImmutableMatrix:
@@ -195,6 +280,7 @@ class Network:
                     f"layer {number}: W has shape {layer.weight.shape} but layer {number - 1} "
                     f"outputs {layers[number - 2].fan_out} values"
                 )
+            _check_layer(layer, number)
         object.__setattr__(self, "_layers", layers)
         object.__setattr__(self, "_inputs", _input_symbols(inputs, layers[0].fan_in))
         clash = {s.name for s in self._inputs} & {s.name for s in self.params}
@@ -418,11 +504,25 @@ class Network:
         return f"Network({sizes}, activations=({acts}){names}, {kind})"
 
     def __str__(self) -> str:
+        from .printing import summary
+
+        short = summary(self)  # a closed form of millions of nodes would print for minutes
+        if short is not None:
+            return short
         shown = self.outputs[0] if self.n_outputs == 1 else self.outputs
         return sympy.sstr(shown, full_prec=False)
 
-    def latex(self) -> str:
-        """The closed form as LaTeX (one output) or a LaTeX column vector."""
+    def latex(self, full: bool = False) -> str:
+        """The closed form as LaTeX (one output) or a LaTeX column vector.
+
+        A closed form too big to print quickly (:data:`symnet.limits.MAX_PRINT_SIZE`) gives a
+        one-line summary unless ``full=True``.
+        """
+        from .printing import latex_text, summary
+
+        short = None if full else summary(self)
+        if short is not None:
+            return latex_text(short)
         shown = self.outputs[0] if self.n_outputs == 1 else self.outputs
         return sympy.latex(shown, full_prec=False)
 
@@ -459,8 +559,9 @@ def _short(items: Iterable[Any], limit: int = 8) -> str:
 
 
 def _activation_list(activations: Sequence[Any] | Any, n_layers: int) -> list[Activation]:
-    if isinstance(activations, (str, Activation, sympy.Lambda)) or callable(activations) or activations is None:
-        specs = [activations] * n_layers
+    if isinstance(activations, (str, bytes, Activation, sympy.Lambda)) or callable(activations) \
+            or activations is None or not isinstance(activations, Iterable):
+        specs = [activations] * n_layers  # one for every layer; get() refuses what is no activation
     else:
         specs = list(activations)
         if len(specs) != n_layers:

@@ -20,7 +20,7 @@ import sympy
 
 from .functions import sigmoid
 
-__all__ = ["formula", "simplify", "pretty", "latex"]
+__all__ = ["formula", "simplify", "pretty", "latex", "summary", "latex_text"]
 
 
 def _reciprocal_logistic(expr: sympy.Basic) -> bool:
@@ -97,13 +97,69 @@ def _shown(obj: Any) -> Any:
     return obj
 
 
-def pretty(obj: Any) -> str:
-    """A network's closed form, or any expression, as 2-D text; floats without trailing zeros."""
+def summary(net: Any) -> str | None:
+    """A one-line description of a network too big to print, or ``None`` if it prints in reasonable time.
+
+    Decided from :func:`symnet.limits.closed_form_size`, an estimate from the architecture:
+    nothing is built.  Above :data:`symnet.limits.MAX_PRINT_SIZE` nodes ``str(net)``,
+    ``net.latex()``, :func:`pretty` and :func:`latex` show this line; ``full=True`` (or
+    ``net.expr`` / ``net.outputs``) gives the whole closed form.
+
+    >>> from symnet import Network
+    >>> print(summary(Network.symbolic([2, 64, 64, 64, 1], ["tanh", "tanh", "tanh", "linear"])))
+    Network(2 -> 64 -> 64 -> 64 -> 1, activations=(tanh, tanh, tanh, linear), 8577 symbolic parameters): closed form of about 3,200,000 nodes, too big to print quickly; print(symnet.pretty(net, full=True)) or net.expr to see it
+    >>> summary(Network.symbolic([1, 1, 1], ["square", "linear"])) is None
+    True
+    """
+    from .limits import MAX_PRINT_SIZE, closed_form_size
+
+    size = closed_form_size(net)
+    if size <= MAX_PRINT_SIZE:
+        return None
+    rounded = float(f"{size:.2g}")  # an estimate: two significant digits
+    return (f"{net!r}: closed form of about {rounded:,.0f} nodes, too big to print quickly; "
+            "print(symnet.pretty(net, full=True)) or net.expr to see it")
+
+
+def latex_text(text: str) -> str:
+    """``text`` as LaTeX that shows it verbatim (``\\text{...}`` with the special characters escaped).
+
+    >>> print(latex_text("a_1 -> {b}"))
+    \\text{a\\_1 $\\to$ \\{b\\}}
+    """
+    escapes = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "_": r"\_", "^": r"\^{}", "#": r"\#",
+               "$": r"\$", "%": r"\%", "&": r"\&", "~": r"\~{}"}
+    escaped = "".join(escapes.get(c, c) for c in text).replace("->", "$\\to$")
+    return f"\\text{{{escaped}}}"
+
+
+def pretty(obj: Any, full: bool = False) -> str:
+    """A network's closed form, or any expression, as 2-D text; floats without trailing zeros.
+
+    A network whose closed form is too big to print quickly gives its :func:`summary` unless
+    ``full=True``.
+    """
+    from .network import Network
+
+    if isinstance(obj, Network) and not full:
+        short = summary(obj)
+        if short is not None:
+            return short
     return sympy.pretty(_shown(obj), full_prec=False)
 
 
-def latex(obj: Any) -> str:
-    """A network's closed form, or any expression, as LaTeX (``sigmoid`` prints as ``\\sigma``)."""
+def latex(obj: Any, full: bool = False) -> str:
+    """A network's closed form, or any expression, as LaTeX (``sigmoid`` prints as ``\\sigma``).
+
+    A network whose closed form is too big to print quickly gives its :func:`summary` (as
+    ``\\text{...}``) unless ``full=True``.
+    """
+    from .network import Network
+
+    if isinstance(obj, Network) and not full:
+        short = summary(obj)
+        if short is not None:
+            return latex_text(short)
     return sympy.latex(_shown(obj), full_prec=False)
 
 

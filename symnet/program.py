@@ -34,6 +34,7 @@ from __future__ import annotations
 import itertools
 import warnings
 from functools import lru_cache
+from math import comb
 from typing import Any, Iterable, Sequence
 
 import sympy
@@ -41,6 +42,7 @@ import sympy
 from ._substitute import substitute
 from .activations import T
 from .errors import ExpressionSizeWarning
+from .limits import chain_rule_terms, check_order, check_terms
 
 __all__ = ["Program", "build", "closure", "multi_indices"]
 
@@ -186,7 +188,13 @@ def closure(wanted: Iterable[MultiIndex]) -> list[MultiIndex]:
 
 
 def multi_indices(n_inputs: int, order: int) -> list[MultiIndex]:
-    """Every multi-index of total order ``<= order`` over ``n_inputs`` inputs."""
+    """Every multi-index of total order ``<= order`` over ``n_inputs`` inputs.
+
+    Refused (:class:`~symnet.LimitError`) past :data:`symnet.limits.MAX_DERIVATIVE_ORDER` or
+    :data:`symnet.limits.MAX_CHAIN_RULE_TERMS` multi-indices.
+    """
+    check_order(order, "multi_indices")
+    check_terms(comb(n_inputs + order, order), f"multi-indices of order <= {order} in {n_inputs} inputs")
     return [a for k in range(order + 1) for a in itertools.combinations_with_replacement(range(n_inputs), k)]
 
 
@@ -239,8 +247,10 @@ class _Builder:
             else:
                 terms = []
                 for partition in _set_partitions(len(alpha)):
+                    if derivatives[len(partition)] == 0:  # linear layers: only the one-block partition
+                        continue
                     factors = [jet.get(_sub(alpha, block), sympy.S.Zero) for block in partition]
-                    if all(f != 0 for f in factors) and derivatives[len(partition)] != 0:
+                    if all(f != 0 for f in factors):
                         terms.append(derivatives[len(partition)] * sympy.Mul(*factors))
                 expr = sympy.Add(*terms)
             if expr != 0:
@@ -303,8 +313,17 @@ def build(network: Any, wanted: Iterable[MultiIndex]) -> Program:
     """The program computing the jets ``wanted`` (multi-indices) of every network output.
 
     The returned program's ``jets[k][alpha]`` is ``d^alpha`` of output ``k`` over nodes.
+    Raises :class:`~symnet.LimitError` for a partial above
+    :data:`symnet.limits.MAX_DERIVATIVE_ORDER` or more than
+    :data:`symnet.limits.MAX_CHAIN_RULE_TERMS` chain-rule terms in all.
     """
+    wanted = [tuple(alpha) for alpha in wanted]
+    for alpha in wanted:
+        check_order(len(alpha), "a partial derivative")
     indices = closure(wanted)
+    neurons = sum(layer.fan_out for layer in network.layers)
+    check_terms(chain_rule_terms((len(alpha) for alpha in indices), neurons),
+                f"{len(indices)} partials over {neurons} neurons")
     names = [s.name for s in network.inputs]
     program = Program(network.inputs)
     builder = _Builder(program, indices, names)

@@ -47,7 +47,7 @@ import sympy
 from ._sobolev import SobolevLoss
 from .errors import InputError, ShapeError
 from .kernels import compile_loss
-from .kernels._loss import LOSSES
+from .losses import check_loss, parse_targets
 from .network import Network
 
 __all__ = ["fit", "FitResult"]
@@ -192,17 +192,6 @@ def _points(X: Any, d: int) -> np.ndarray:
     return points
 
 
-def _values(y: Any, n: int, m: int) -> np.ndarray:
-    values = _array(y, "y")
-    if values.ndim == 1 and m == 1:
-        values = values.reshape(-1, 1)
-    if values.shape != (n, m):
-        single = f"({n},) or " if m == 1 else ""
-        raise ShapeError(f"y has shape {values.shape} but {single}({n}, {m}) is needed: one row of {m} output "
-                         "value(s) per point of X, NaN where none is known")
-    return values
-
-
 def _slopes(dy: Any, n: int, m: int, d: int) -> np.ndarray:
     slopes = _array(dy, "dy")
     if slopes.ndim == 1 and m == 1 and d == 1:
@@ -287,7 +276,8 @@ def fit(
             ``U(-sqrt(6 / (fan_in + fan_out)), +...)``, biases 0.  Every weight is trained.
         X: points ``(N, d)``; ``(N,)`` for one-input nets.
         y: value targets ``(N, m)``, ``(N,)`` for one output, NaN where a point has none
-            (``loss="mse"``); integer class labels ``(N,)`` for the cross entropies; or ``None``.
+            (``loss="mse"``); integer class labels ``(N,)`` for the cross entropies of two or more
+            outputs (the rule of :func:`symnet.losses.parse_targets`); or ``None``.
         dy: derivative targets ``(N, m, d)``, ``dy[n, k, i]`` the target of ``dy_k/dx_i`` at
             ``X[n]`` (``(N, d)`` for one output), NaN where a point has none; or ``None``.
             A point may carry a value, some partial derivatives, or both.
@@ -334,8 +324,7 @@ def fit(
         raise InputError(f"fit trains a symnet.Network, not {type(net).__name__}")
     if optimizer not in OPTIMIZERS:
         raise InputError(f"optimizer must be one of {OPTIMIZERS}, not {optimizer!r}")
-    if loss not in LOSSES:
-        raise InputError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
+    check_loss(loss)
     d, m = net.n_inputs, net.n_outputs
     points = _points(X, d)
     n = len(points)
@@ -343,21 +332,15 @@ def fit(
         raise InputError("fit needs targets: values y, derivatives dy, or both")
     if y is None:
         values = None
-    elif loss != "mse" and np.asarray(y).dtype.kind in "iu":
-        values = np.asarray(y)  # class labels, checked by the loss kernel
-        if values.shape != (n,):
-            raise ShapeError(f"class labels y have shape {values.shape} but ({n},) is needed")
-    else:
-        values = _values(y, n, m)
+    else:  # the rule of symnet.losses, as in param_grad, backprop and compile_loss; NaN: no target (mse)
+        values = parse_targets(loss, y, n, m, missing=loss == "mse", name="y")
     slopes = None if dy is None else _slopes(dy, n, m, d)
     value_weight = _number(value_weight, "value_weight")
     derivative_weight = _number(derivative_weight, "derivative_weight")
-    given_values = 0 if values is None else int(values.size if values.dtype.kind in "iu" else (~np.isnan(values)).sum())
+    given_values = 0 if values is None else int((~np.isnan(values)).sum())
     given_slopes = 0 if slopes is None else int((~np.isnan(slopes)).sum())
     if given_values * value_weight + given_slopes * derivative_weight == 0:
         raise InputError("every target is missing (NaN) or weighted 0: give some values y or derivatives dy")
-    if values is not None and loss != "mse" and values.dtype.kind == "f" and np.isnan(values).any():
-        raise InputError(f"y holds NaN; the {loss} loss needs a complete target per point (use loss='mse')")
     max_iter = _DEFAULT_MAX_ITER[optimizer] if max_iter is None else _count(max_iter, "max_iter")
     tol = _number(tol, "tol")
     patience = _DEFAULT_PATIENCE[optimizer] if patience is None else _count(patience, "patience")

@@ -116,3 +116,23 @@ def test_softmax_is_layerwise():
         act(T)
     probabilities = act.numpy(np.array([[1000.0, 1000.0], [0.0, np.log(3.0)]]))
     np.testing.assert_allclose(probabilities, [[0.5, 0.5], [0.25, 0.75]])
+
+
+@pytest.mark.parametrize("spec", [("leaky_relu", float("inf")), ("elu", float("nan")), ("elu", -float("inf")),
+                                  ("leaky_relu", True), ("elu", "1.0"), ("elu", 1 + 1j), ("leaky_relu", 1e400)])
+def test_parameters_must_be_finite_real_numbers(spec):
+    name, alpha = spec
+    with pytest.raises(symnet.ActivationError, match=rf"{name}: alpha=.* must be a finite real number"):
+        activations.activation(name, alpha=alpha)
+
+
+def test_parameters_out_of_range_in_strings():
+    with pytest.raises(symnet.ActivationError, match=r"leaky_relu: alpha=inf must be a finite real number"):
+        activations.get("leaky_relu(1e400)")
+    with pytest.raises(symnet.ActivationError, match="use numbers"):
+        activations.get("elu(nan)")
+
+
+def test_numpy_parameters_give_plain_names():
+    assert activations.activation("leaky_relu", alpha=np.float64(0.2)).name == "leaky_relu(alpha=0.2)"
+    assert activations.get(activations.activation("elu", alpha=np.float32(0.5)).name).name == "elu(alpha=0.5)"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -215,3 +216,71 @@ def test_bad_arguments(files: dict[str, Path], capsys: pytest.CaptureFixture[str
         cli.main(["derive", str(files["ones"]), "--at", "1,1", "--order", "3"])
     assert exit_.value.code == 2 and "invalid choice" in capsys.readouterr().err
     assert "'a' is not a number" in failed(main(capsys, "derive", files["ones"], "--at", "a,1"))
+
+
+# --- nothing from a file reaches the terminal raw (issue 15) -----------------------------------------
+
+RAW = ("\x1b", "\r", "\x07", "\u202e", "\u2066", "\u200b")
+
+
+def test_control_characters_in_names_are_printed_escaped(files: dict[str, Path], capsys: pytest.CaptureFixture[str],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    name = "red\x1b[31m\r\x07\u202eevil\u2066\u200b"
+    net = symnet.Network.from_weights([[[2.0]], [[1.0]]], None,
+                                      [symnet.activations.from_form(symnet.activations.T**2, name=name), "linear"])
+    monkeypatch.setattr(symnet.io, "read_network", lambda *args, **kwargs: net)
+    for command in ("inspect", "coeffs", "verify"):
+        out = ok(main(capsys, command, files["ones"]))
+        assert not any(c in out for c in RAW), command
+        assert command == "verify" or "red\\x1b[31m\\r\\x07\\u202eevil\\u2066\\u200b" in out, command
+
+
+def test_error_messages_quoting_a_file_are_escaped_and_short(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    meta = {"format": "symnet-network", "version": 1, "inputs": ["x0"], "symbols": {},
+            "layers": [{"fan_in": 1, "fan_out": 1, "activation": {"name": "\x1b[2J\u202etanh" * 1000, "form": "t"},
+                        "W": {"text": [["1"]]}, "b": {"text": ["0"]}}]}
+    path = tmp_path / "ansi.npz"
+    with open(path, "wb") as stream:
+        np.savez(stream, symnet=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
+    err = failed(main(capsys, "inspect", path))
+    assert not any(c in err for c in RAW) and len(err.splitlines()) == 1 and len(err) < 2100
+    assert "is named '\\x1b[2J\\u202etanh" in err
+
+
+def test_planted_payloads_do_nothing_through_the_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    marker = tmp_path / "pwned"
+    payload = f'x"""\nimport pathlib; pathlib.Path({str(marker)!r}).touch()\n"""'
+    layer = {"fan_in": 1, "fan_out": 1, "activation": {"name": "tanh", "form": "tanh(t)"},
+             "W": {"text": [["1"]]}, "b": {"text": ["0"]}}
+    plants = [{**layer, "activation": {"name": payload, "form": "t"}},
+              {**layer, "activation": {"name": "t -> t", "form": payload}},
+              {**layer, "W": {"text": [[payload]]}}]
+    for number, plant in enumerate(plants):
+        meta = {"format": "symnet-network", "version": 1, "inputs": ["x0"], "symbols": {}, "layers": [plant]}
+        path = tmp_path / f"plant{number}.npz"
+        with open(path, "wb") as stream:
+            np.savez(stream, symnet=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
+        for command in (["inspect"], ["export", "--lang", "python"], ["export", "--lang", "c"], ["derive", "--at", "1"],
+                        ["verify"], ["coeffs"]):
+            err = failed(main(capsys, command[0], path, *command[1:]))
+            assert err.count("\n") == 1, (command, err)
+            assert not marker.exists(), (number, command)
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["coeffs", "{ones}", "--digits", "-5"], r"argument --digits: -5 is out of range: give an integer from 1 to 1000"),
+    (["coeffs", "{ones}", "--digits", "10000000"], r"--digits: 10000000 is out of range"),
+    (["derive", "{ones}", "--at", "1,1", "--digits", "0"], r"--digits: 0 is out of range"),
+    (["coeffs", "{ones}", "--order", "-1"], r"--order: -1 is out of range: give an integer at least 0"),
+    (["coeffs", "{ones}", "--output", "-1"], r"--output: -1 is out of range"),
+    (["verify", "{ones}", "--points", "0"], r"--points: 0 is out of range: give an integer from 1 to 100000"),
+    (["verify", "{ones}", "--seed", "-1"], r"--seed: -1 is out of range"),
+    (["inspect", "{ones}", "--max-weights", "x"], r"--max-weights: 'x' is not an integer"),
+])
+def test_numeric_options_are_checked_by_the_parser(arguments: list[str], message: str, files: dict[str, Path],
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([a.format(ones=files["ones"]) for a in arguments])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and re.search(message, err), err

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import ctypes
 import shutil
 import subprocess
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -142,10 +144,78 @@ def test_latex_export() -> None:
     ({"lang": "fortran"}, r"lang must be one of c, python, latex, not 'fortran'"),
     ({"derivatives": ("value", "curl")}, r"cannot export derivative 'curl'; choose from value, gradient"),
     ({"derivatives": ()}, r"derivatives is empty"),
-    ({"name": "double"}, r"name 'double' must be an identifier and not a reserved word"),
-    ({"name": "my net"}, r"name 'my net' must be an identifier"),
+    ({"name": "double"}, r"name 'double' must be an ASCII identifier and not a reserved word"),
+    ({"name": "my net"}, r"name 'my net' must be an ASCII identifier"),
 ])
 def test_export_errors(kwargs: dict, message: str) -> None:
     arguments = {"net": NETS["kinks"], "lang": "python", **kwargs}
     with pytest.raises(symnet.InputError, match=message):
         export(**arguments)
+
+
+# --- names never reach generated text raw (issue 15) ------------------------------------------------
+
+HOSTILE = 'x"""\nimport pathlib; pathlib.Path({marker!r}).touch()\n""" */ \x1b[2J \u202e \\'
+
+
+def test_hostile_activation_names_are_escaped_in_exported_code(cc: str, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    name = HOSTILE.format(marker=str(marker))
+    net = symnet.Network.from_weights([[[2.0]], [[3.0]]], [[1.0], [0.5]],
+                                      [symnet.activations.from_form(symnet.activations.T**2, name=name), "linear"])
+    python = export(net, "python", ("value", "gradient"))
+    c = export(net, "c", ("value", "gradient"))
+    for source in (python, c):
+        assert all(line.isprintable() for line in source.splitlines())  # no control or bidi characters
+    tree = ast.parse(python)
+    assert [type(node).__name__ for node in tree.body] == ["Expr", "Import", "FunctionDef"]  # a docstring, no more
+    assert "\\x1b[2J \\u202e" in ast.get_docstring(tree) and '\\"\\"\\"' in python
+    namespace: dict[str, Any] = {}
+    exec(compile(python, "<symnet export>", "exec"), namespace)
+    assert namespace["network"](1.0) == (27.5, [36.0])
+    assert c.count("*/") == 1 and c.index("*/") < c.index("#include")  # the header comment ends where it should
+    got = run_c(export(net, "c", WORDS), net, np.array([[1.0]]), cc, tmp_path)
+    assert got["value"][0, 0] == 27.5
+    assert not marker.exists()
+
+
+def test_c_comments_cannot_be_ended_or_spliced() -> None:
+    from symnet.io.export import _c_comment
+
+    assert _c_comment("/* a */ b") == "/* a * / b"
+    assert _c_comment(" * ends in \\") == " * ends in \\ " and _c_comment(" * ??/") == " * ??/ "
+
+
+def test_latex_export_refuses_names_that_are_not_identifiers() -> None:
+    net = symnet.Network.from_weights([[[sympy.Symbol("a}\\input{/etc/passwd", real=True)]]], None, "tanh")
+    with pytest.raises(symnet.InputError, match=r"cannot export LaTeX: the name 'a}\\\\input\{/etc/passwd' is not "
+                                                r"an identifier; rename it"):
+        export(net, "latex")
+
+
+def test_a_unicode_input_name_cannot_collide_with_a_generated_name(cc: str, tmp_path: Path) -> None:
+    # Python reads identifiers NFKC-normalised: the full-width ｚ1_0 *is* z1_0, the first neuron's local
+    net = symnet.Network.from_weights([[[2.0, -1.0]], [[3.0], [0.5]]], [[1.0, 0.25], [0.5]], ["tanh", "linear"],
+                                      input_names=["\uff5a1_0"])
+    source = export(net, "python", WORDS)
+    assert "def network(z1_0):" in source and "    z1_0_1 = " in source
+    np.testing.assert_allclose(run_python(source, net, POINTS[:, :1])["value"], expected(net, POINTS[:, :1])["value"],
+                               rtol=1e-12)
+    c = export(net, "c", WORDS)
+    assert c[c.index("*/"):].isascii() and "const double z1_0 = x[0];" in c
+    np.testing.assert_allclose(run_c(c, net, POINTS[:, :1], cc, tmp_path)["value"],
+                               expected(net, POINTS[:, :1])["value"], rtol=1e-12)
+
+
+@pytest.mark.parametrize("names", [["_1", "\u03be"], ["\u2168", "IX"]])  # '_1' once looped for ever; Ⅸ is IX to NFKC
+def test_input_names_become_distinct_identifiers(names: list[str], cc: str, tmp_path: Path) -> None:
+    net = symnet.Network.from_weights([[[1.0], [2.0]]], [[0.5]], "tanh", input_names=names)
+    source = export(net, "python", WORDS)
+    arguments = ast.parse(source).body[-1].args.args  # type: ignore[attr-defined]
+    assert len({unicodedata.normalize("NFKC", a.arg) for a in arguments}) == 2
+    np.testing.assert_allclose(run_python(source, net, POINTS)["gradient"], expected(net, POINTS)["gradient"],
+                               rtol=1e-12)
+    c = export(net, "c", WORDS)
+    assert c[c.index("*/"):].isascii()  # the code; the comment names the inputs as they are
+    np.testing.assert_allclose(run_c(c, net, POINTS, cc, tmp_path)["gradient"], expected(net, POINTS)["gradient"],
+                               rtol=1e-12)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
 import subprocess
 import sys
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -70,16 +72,27 @@ def test_round_trip_is_exact(net: symnet.Network, tmp_path: Path) -> None:
             assert a.weight_array().tobytes() == b.weight_array().tobytes()
 
 
-def test_user_registered_activation_loads_without_the_registry(tmp_path: Path) -> None:
+def test_user_registered_activation_loads_only_where_registered_with_the_same_form(tmp_path: Path) -> None:
     cube = symnet.activations.from_form(T**3, name="cube")
     symnet.activations.register("cube", cube)
     try:
         net = symnet.Network.from_weights([[[2.0]]], None, "cube")
         path = save(net, tmp_path / "cube.npz")
+        back = load(path)
+        assert back == net and back.activations[0].name == "cube"
     finally:
         symnet.activations.unregister("cube")
-    back = load(path)  # the form travels with the file
-    assert back == net and back.activations[0].name == "cube"
+    with pytest.raises(FileFormatError, match=r"cube\.npz: layer 1's activation is 'cube', an unknown activation \(the "
+                       r"file gives its form 't\*\*3': register the activation under this name, with this form, "
+                       r"before loading\)"):
+        load(path)  # a name alone could claim anything: only the registry vouches for it
+    symnet.activations.register("cube", symnet.activations.from_form(T**5, name="cube"))
+    try:
+        with pytest.raises(FileFormatError, match=r"activation 'cube' is stored with the form 't\*\*3', but the "
+                           r"registered 'cube' is 't\*\*5'"):
+            load(path)
+    finally:
+        symnet.activations.unregister("cube")
 
 
 def test_save_writes_exactly_the_path_and_nothing_else(tmp_path: Path) -> None:
@@ -191,7 +204,7 @@ def test_a_pickled_object_array_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "objects.npz"
     with open(path, "wb") as stream:
         np.savez(stream, symnet=np.array([{"a": 1}], dtype=object))
-    with pytest.raises(UntrustedCodeError, match=r"objects\.npz: holds a pickled Python object array"):
+    with pytest.raises(UntrustedCodeError, match=r"objects\.npz: array 'symnet' holds a pickled Python object array"):
         load(path)
 
 
@@ -232,7 +245,7 @@ def test_code_in_an_expression_is_refused_and_never_run(where: str, text: str, t
     ({"fan_in": 3}, {"W1": np.ones((1, 1))}, r"layer 1 has fan_in=3, fan_out=1 but 1 inputs"),
     ({"activation": {"name": "softmax", "form": None}, "fan_out": 1}, {"W1": np.ones((1, 1))}, None),
     ({"activation": {"name": "tanh"}}, {"W1": np.ones((1, 1))}, r"activation 'tanh' is stored without its form"),
-    ({"activation": {"name": "warp_drive", "form": None}}, {"W1": np.ones((1, 1))}, r"unknown activation 'warp_drive'"),
+    ({"activation": {"name": "warp_drive", "form": None}}, {"W1": np.ones((1, 1))}, r"activation is 'warp_drive', an unknown activation; registered activations: cos, "),
     ({"W": "W1"}, {"W1": np.ones((1, 1))}, r"layers\[0\]\.W is str, not dict"),
 ])
 def test_corrupt_contents_are_named(change: dict, arrays: dict, message: str | None, tmp_path: Path) -> None:
@@ -338,3 +351,323 @@ def test_expression_reader_follows_python_precedence() -> None:
 def test_to_text_refuses_unknown_symbols() -> None:
     with pytest.raises(ExpressionError, match="symbol 'y' cannot be written"):
         to_text(sympy.Symbol("y", real=True), {"x": T})
+
+
+# --- activation names: validated on load (issue 15) ----------------------------------------------
+
+PAYLOAD = 'x"""\nimport pathlib; pathlib.Path({marker!r}).touch()\n"""'
+
+
+@pytest.mark.parametrize("activation, message", [
+    ({"name": "tanh", "form": "t**2"},
+     r"layer 1's activation 'tanh' is stored with the form 't\*\*2', but the registered 'tanh' is 'tanh\(t\)': the "
+     r"file's name and form disagree"),
+    ({"name": "leaky_relu(alpha=0.2)", "form": "0.3*t + 0.7*Max(0, t)"}, r"'leaky_relu\(alpha=0\.2\)' is stored with"),
+    ({"name": "leaky_relu(alpha=os.system)", "form": "t"}, r"cannot read parameter 'alpha=os.system'"),
+    ({"name": "leaky_relu(alpha=__import__('os'))", "form": "t"}, r"neither a registered activation"),
+    ({"name": " tanh", "form": "tanh(t)"}, r"is named ' tanh': neither a registered activation"),
+    ({"name": "linear", "form": None}, r"activation 'linear' is stored without its form"),
+    ({"name": "softmax", "form": "t"}, r"'softmax' acts on a whole layer and has no form, but the file gives"),
+    ({"name": "t -> t**3", "form": "t**2"},
+     r"is named 't -> t\*\*3' but its form 't\*\*2' gives the name 't -> t\*\*2'; a traced activation's name"),
+    ({"name": "t -> t**2 ", "form": "t**2"}, r"is named 't -> t\*\*2 ' but its form"),
+    ({"name": "t -> t**2", "form": None}, r"'t -> t\*\*2' is stored without its form"),
+    ({"name": "x" * 300, "form": "t"}, r"is named 'xxxxx.*\.\.\.: neither a registered"),
+    ({"name": "tanh\x1b[2J\u202e", "form": "tanh(t)"}, r"is named 'tanh\\x1b\[2J\\u202e': neither"),
+    ({"name": PAYLOAD, "form": "t**2"}, r"is named 'x\"\"\"\\nimport pathlib.*\.\.\.: neither a registered"),
+])
+def test_an_activation_name_must_be_the_registry_s_or_the_traced_form_s(activation: dict, message: str,
+                                                                       tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    activation = {k: v.format(marker=str(marker)) if k == "name" and v == PAYLOAD else v for k, v in activation.items()}
+    path = write(tmp_path / "named.npz", good_meta(activation=activation), W1=np.ones((1, 1)))
+    with pytest.raises(FileFormatError, match=r"named\.npz: .*" + message) as caught:
+        load(path)
+    assert str(caught.value).isprintable()  # the name is quoted escaped, never raw
+    assert not marker.exists()
+
+
+def test_registered_and_traced_names_load(tmp_path: Path) -> None:
+    for activation in ({"name": "t -> t**2", "form": "t**2"}, {"name": "tanh", "form": "tanh(t)"},
+                       {"name": "leaky_relu(alpha=0.2)", "form": "0.2*t + 0.8*Max(0, t)"}):
+        path = write(tmp_path / "ok.npz", good_meta(activation=activation), W1=np.ones((1, 1)))
+        assert load(path).activations[0].name == activation["name"]
+
+
+@pytest.mark.parametrize("name", ["tanh", 'x"""\nimport os\n"""', "t -> t**3", "cube\x1b[2J"])
+def test_save_refuses_an_activation_name_that_load_would_refuse(name: str, tmp_path: Path) -> None:
+    net = symnet.Network.from_weights([[[1.0]]], None, symnet.activations.from_form(T**2, name=name))
+    with pytest.raises(FileFormatError, match=r"cannot save, load would refuse the file: .*x\.npz: layer 1's "
+                                              r"activation"):
+        save(net, tmp_path / "x.npz")
+    assert not os.listdir(tmp_path)
+
+
+# --- numbers out of range (issue 15) ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, message", [
+    ("1e300**1000", r"'1e300\*\*1000': 1\.0+5e\+300000 is not a finite real float64 number"),
+    ("exp(1000)", r"exp\(1000\) is not a finite real float64 number \(math range error\)"),
+    ("1e400", r"the number 1e400 at position 0 does not fit a float64"),
+    ("1e-400", r"the number 1e-400 at position 0 is too small for a float64"),
+    ("sqrt(-1)", r"'sqrt\(-1\)': I is not a finite real float64 number"),
+    ("log(-1)", r"'log\(-1\)': I\*pi is not a finite real float64"),
+    ("(-8)**(1/3)", r"is not a finite real float64 number"),
+    ("a*exp(1000) + 1", r"'a\*exp\(1000\) \+ 1': exp\(1000\) is not a finite real float64"),
+    ("sin(exp(exp(exp(4))))", r"is not a finite real float64 number"),  # SymPy's evalf would never return
+    ("log(0)", r"zoo is not a finite real float64 number"),
+    ("10**400", r"'10\*\*400': 10000.* is not a finite real float64 number"),
+])
+def test_weights_beyond_float64_or_not_real_are_refused(text: str, message: str, tmp_path: Path) -> None:
+    meta = good_meta(b={"text": [text]})
+    meta["symbols"] = {"a": {"real": True}}
+    path = write(tmp_path / "range.npz", meta, W1=np.ones((1, 1)))
+    with pytest.raises(FileFormatError, match=r"range\.npz: layer 1: b\[0\]" + r".*" + message):
+        load(path)
+
+
+@pytest.mark.parametrize("form, message", [
+    ("t*exp(1000)", r"its form has a number that is not a finite real float64: exp\(1000\)"),
+    ("sqrt(-1)*t", r"its form has a number that is not a finite real float64: I is not"),
+    ("t**10**10", r"exponent larger than 1000 \(MAX_INTEGER_EXPONENT\)"),
+    ("Abs(t**10**10 - 2)", r"exponent larger than 1000"),
+])
+def test_activation_forms_out_of_range_are_refused(form: str, message: str, tmp_path: Path) -> None:
+    path = write(tmp_path / "form.npz", good_meta(activation={"name": f"t -> {form}", "form": form}),
+                 W1=np.ones((1, 1)))
+    with pytest.raises(FileFormatError, match=r"form\.npz: layer 1's activation: .*" + message):
+        load(path)
+
+
+# --- the archive itself: every failure a FileFormatError, nothing allocated from a header (issue 15) ----
+
+
+def test_damaged_bytes_are_file_format_errors(tmp_path: Path) -> None:
+    data = save(PARABOLA, tmp_path / "good.npz").read_bytes()
+    path = tmp_path / "flipped.npz"
+    kinds: set[str] = set()
+    for position in range(0, len(data), 3):  # one byte inverted at every third position, and truncations there
+        for damaged in (data[:position] + bytes([data[position] ^ 0xFF]) + data[position + 1:], data[:position]):
+            path.write_bytes(damaged)
+            try:
+                back = load(path)
+            except FileFormatError as exc:
+                kinds.add(str(exc).split("(")[1].split(":")[0] if "is corrupt" in str(exc) else "other")
+            else:
+                assert back == PARABOLA  # a byte the reader never looks at (a timestamp, a comment)
+    assert {"zlib.error", "zipfile.BadZipFile"} <= kinds  # the kinds of damage that once escaped raw
+
+
+def test_a_changed_weight_in_a_stored_archive_fails_its_checksum(tmp_path: Path) -> None:
+    data = bytearray(write(tmp_path / "stored.npz", good_meta(), W1=np.array([[1.2345]])).read_bytes())
+    data[data.index(np.array([1.2345]).tobytes())] ^= 1  # np.savez stores uncompressed: the float's bytes are there
+    (tmp_path / "flipped.npz").write_bytes(bytes(data))
+    with pytest.raises(FileFormatError, match=r"flipped\.npz: the archive is corrupt or truncated \(zipfile\.BadZipFile: "
+                                              r"Bad CRC-32 for file 'W1\.npy'\)"):
+        load(tmp_path / "flipped.npz")
+
+
+def _member(name: str, header: dict, body: bytes = b"") -> tuple[str, bytes]:
+    stream = io.BytesIO()
+    np.lib.format.write_array_header_1_0(stream, header)
+    return f"{name}.npy", stream.getvalue() + body
+
+
+def _zip(path: Path, *members: tuple[str, bytes], compression: int = zipfile.ZIP_STORED) -> Path:
+    with zipfile.ZipFile(path, "w", compression) as archive:
+        for name, data in members:
+            archive.writestr(name, data)
+    return path
+
+
+def test_a_header_declaring_huge_arrays_allocates_nothing(tmp_path: Path) -> None:
+    meta = json.dumps(good_meta()).encode()
+    symnet_member = _member("symnet", {"descr": "|u1", "fortran_order": False, "shape": (len(meta),)}, meta)
+    huge = _member("W1", {"descr": "<f8", "fortran_order": False, "shape": (10**6, 10**6)}, b"\0" * 8)
+    with pytest.raises(FileFormatError, match=r"huge\.npz: layer 1: W \(W1\) has shape \(1000000, 1000000\) but the "
+                                              r"layer needs \(1, 1\)"):
+        load(_zip(tmp_path / "huge.npz", symnet_member, huge))
+    lying = _member("symnet", {"descr": "|u1", "fortran_order": False, "shape": (10**12,)}, meta)
+    with pytest.raises(FileFormatError, match=r"lying\.npz: the metadata \(symnet\) must be 1-D uint8 of at most "
+                                              r"67108864 bytes \(symnet\.io\.format\.MAX_METADATA_BYTES\), not \(1000000000000,\)"):
+        load(_zip(tmp_path / "lying.npz", lying))
+    short = _member("W1", {"descr": "<f8", "fortran_order": False, "shape": (1, 1)}, b"\0" * 3)
+    with pytest.raises(FileFormatError, match=r"short\.npz: layer 1: W \(W1\) is truncated: 3 of 8 bytes"):
+        load(_zip(tmp_path / "short.npz", symnet_member, short))
+    long = _member("W1", {"descr": "<f8", "fortran_order": False, "shape": (1, 1)}, b"\0" * 16)
+    with pytest.raises(FileFormatError, match=r"long\.npz: layer 1: W \(W1\) has bytes after its 8 bytes of data"):
+        load(_zip(tmp_path / "long.npz", symnet_member, long))
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"fan_out": 10**6}, r"layer 1 has 1000000 units, more than 100000 \(symnet\.io\.format\.MAX_UNITS\)"),
+    # checked against the header, never built
+    ({"fan_out": 90_000}, r"layer 1: W \(W1\) has shape \(1, 1\) but the layer needs \(1, 90000\)"),
+])
+def test_declared_sizes_are_bounded_before_anything_is_built(change: dict, message: str, tmp_path: Path) -> None:
+    path = write(tmp_path / "big.npz", good_meta(**change), W1=np.ones((1, 1)))
+    with pytest.raises(FileFormatError, match=r"big\.npz: " + message):
+        load(path)
+
+
+def test_too_many_layers_or_weights(tmp_path: Path) -> None:
+    layer = {"fan_in": 1, "fan_out": 1, "activation": {"name": "linear", "form": "t"},
+             "W": {"text": [["1"]]}, "b": {"text": ["0"]}}
+    meta = {**good_meta(), "layers": [layer] * 1001}
+    with pytest.raises(FileFormatError, match=r"deep\.npz: the file lists 1001 layers, more than 1000 "
+                                              r"\(symnet\.io\.format\.MAX_LAYERS\)"):
+        load(write(tmp_path / "deep.npz", meta))
+    wide = [{**layer, "fan_out": 5000}, {**layer, "fan_in": 5000, "fan_out": 5000}]
+    meta = {**good_meta(), "layers": wide}
+    with pytest.raises(FileFormatError, match=r"wide\.npz: the layers up to layer 2 have 25015000 weights and biases, "
+                                              r"more than 1000000 \(symnet\.io\.format\.MAX_WEIGHTS\)"):
+        load(write(tmp_path / "wide.npz", meta))
+
+
+def test_deeply_nested_json_is_a_file_format_error(tmp_path: Path) -> None:
+    path = tmp_path / "nested.npz"
+    with open(path, "wb") as stream:
+        np.savez(stream, symnet=np.frombuffer(b"[" * 100_000 + b"]" * 100_000, dtype=np.uint8))
+    with pytest.raises(FileFormatError, match=r"nested\.npz: the metadata is not valid JSON \(nested too deeply\)"):
+        load(path)
+
+
+@pytest.mark.parametrize("members, message", [
+    ([("symnet.npy", b""), ("symnet.npy", b"")], r"the archive holds 'symnet\.npy' twice"),
+    ([("../evil.npy", b"")], r"unexpected member '\.\./evil\.npy' in the archive"),
+    ([("notes.txt", b"hi")], r"unexpected member 'notes\.txt'"),
+])
+def test_archive_members_must_be_arrays(members: list, message: str, tmp_path: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns about the duplicate name
+        path = _zip(tmp_path / "members.npz", *members)
+    with pytest.raises(FileFormatError, match=r"members\.npz: " + message):
+        load(path)
+
+
+def test_an_unsupported_compression_is_a_file_format_error(tmp_path: Path) -> None:
+    path = save(PARABOLA, tmp_path / "method.npz")
+    data = bytearray(path.read_bytes())
+    central = data.index(b"PK\x01\x02")  # the first member's central directory entry
+    data[central + 10:central + 12] = (99).to_bytes(2, "little")  # a compression method no one knows
+    path.write_bytes(bytes(data))
+    with pytest.raises(FileFormatError, match=r"method\.npz: the archive is corrupt or truncated "
+                                              r"\(NotImplementedError: That compression method is not supported\)"):
+        load(path)
+
+
+def test_opening_errors_keep_their_own_kind_and_read_errors_are_not_called_corruption(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(IsADirectoryError):
+        load(tmp_path)
+    path = save(PARABOLA, tmp_path / "disk.npz")
+
+    def failing_read(self: object, *args: object) -> bytes:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(zipfile.ZipExtFile, "read", failing_read)
+    with pytest.raises(FileFormatError, match=r"disk\.npz: reading the archive failed \(OSError: \[Errno 5\] "
+                                              r"Input/output error\); the file is damaged or the disk could not"):
+        load(path)
+
+
+@pytest.mark.parametrize("meta_change, message", [
+    ({"inputs": ["x\u202e0"]}, r"inputs\[0\] is 'x\\u202e0'; input names are identifiers"),
+    ({"inputs": [7]}, r"inputs\[0\] is 7; input names are identifiers"),
+    ({"inputs": ["x" * 201]}, r"input names are identifiers of at most 200 characters"),
+    ({"version": True}, r"format version True is not a positive integer"),
+    ({"symbols": {"w" * 201: {}}}, r"is not an identifier of at most 200 ASCII characters"),
+    ({"layers": [[]]}, r"layers\[0\] is list, not an object"),
+])
+def test_metadata_fields_of_the_wrong_kind(meta_change: dict, message: str, tmp_path: Path) -> None:
+    path = write(tmp_path / "kinds.npz", {**good_meta(), **meta_change}, W1=np.ones((1, 1)))
+    with pytest.raises(FileFormatError, match=r"kinds\.npz: .*" + message):
+        load(path)
+
+
+# --- the expression reader's limits (issue 15) ------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, message", [
+    ("t**10**10", r"the power at position 1 has an exponent larger than 1000 \(MAX_INTEGER_EXPONENT\)"),
+    ("(t**1000)**1000", r"a power with an exponent larger than 1000"),
+    ("t**1000*t**1000", r"a power with an exponent larger than 1000"),
+    ("t**1e10", r"exponent larger than 1000"),
+    ("Max(" + ", ".join(["t"] * 33) + ")", r"Max at position 0 has more than 32 arguments \(MAX_ARGUMENTS\)"),
+    ("t+" * 50_000 + "t", r"expression of 100,001 characters is longer than 100,000"),
+    ("-" * 150 + "t", r"nested more than 100 levels deep"),
+    ("exp(" * 120 + "t" + ")" * 120, r"nested more than 100 levels deep"),
+])
+def test_the_reader_refuses_past_its_limits(text: str, message: str) -> None:
+    with pytest.raises(ExpressionError, match=message):
+        parse(text, {"t": T})
+
+
+def test_the_reader_is_linear_in_the_number_of_terms(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = {"terms": 0}
+    flatten = sympy.Add.flatten.__func__  # type: ignore[attr-defined]
+
+    def counting(cls: type, seq: list) -> object:
+        seen["terms"] += len(seq)
+        return flatten(cls, seq)
+
+    n = 2000
+    text = " + ".join(f"{i}.5*t**{i % 7}" for i in range(n))  # 26 kB: adding term by term flattened ~n**2/2 terms
+    monkeypatch.setattr(sympy.Add, "flatten", classmethod(counting))
+    result = parse(text, {"t": T})
+    monkeypatch.undo()
+    assert seen["terms"] < 5 * n
+    assert result == sympy.Add(*(sympy.Float(i + 0.5) * T ** (i % 7) for i in range(n)))
+
+
+def test_error_messages_show_file_text_escaped() -> None:
+    with pytest.raises(ExpressionError) as caught:
+        parse("t\x1b[2J\u202e", {"t": T})
+    assert str(caught.value).isprintable() and "\\x1b" in str(caught.value)
+
+
+# --- planted payloads write nothing (issue 15) --------------------------------------------------------
+
+
+class _Plant:
+    """Pickles as a call that creates the marker file, if anything ever unpickles it."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (open, (str(self.marker), "w"))
+
+
+def test_planted_payloads_in_a_symnet_file_write_nothing(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    payload = PAYLOAD.format(marker=str(marker))
+    layer = good_meta()["layers"][0]
+    metas = [
+        good_meta(activation={"name": payload, "form": "t"}),
+        good_meta(activation={"name": "t -> t", "form": payload}),
+        good_meta(activation={"name": f"t -> {payload}", "form": payload}),
+        {**good_meta(), "inputs": [payload]},
+        {**good_meta(), "symbols": {payload: {}}},
+        {**good_meta(), "symbols": {"a": {payload: True}}},
+        good_meta(b={"text": [payload]}),
+        {**good_meta(), "layers": [{**layer, payload: 1}]},
+        {**good_meta(), payload: 1},
+        good_meta(activation={"name": "tanh", "form": "tanh(t)", payload: 1}),
+    ]
+    for number, meta in enumerate(metas):
+        path = write(tmp_path / f"plant{number}.npz", meta, W1=np.ones((1, 1)))
+        with pytest.raises(FileFormatError) as caught:
+            symnet.compile(load(path), ("value",))
+        assert str(caught.value).isprintable(), number
+        assert not marker.exists(), number
+    for name in ("symnet", "W1"):
+        path = tmp_path / f"pickle_{name}.npz"
+        arrays = {"symnet": np.frombuffer(json.dumps(good_meta()).encode(), dtype=np.uint8), "W1": np.ones((1, 1))}
+        arrays[name] = np.array([_Plant(marker)], dtype=object)
+        with open(path, "wb") as stream:
+            np.savez(stream, **arrays)
+        with pytest.raises(UntrustedCodeError, match=rf"pickle_{name}\.npz: array '{name}' holds a pickled Python"):
+            load(path)
+        assert not marker.exists()

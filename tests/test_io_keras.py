@@ -318,7 +318,7 @@ def test_weights_that_do_not_fit_the_config(small_keras: Path, tmp_path: Path) -
 
 
 @pytest.mark.parametrize("damage, message", [
-    (lambda p: p.write_bytes(p.read_bytes()[:300]), r"not a \.keras archive, or a truncated one"),
+    (lambda p: p.write_bytes(p.read_bytes()[:300]), r"not a \.keras archive, or a damaged or truncated one"),
     (lambda p: p.write_text("hello"), r"not a \.keras archive"),
 ])
 def test_damaged_archives(small_keras: Path, tmp_path: Path, damage: Any, message: str) -> None:
@@ -348,3 +348,168 @@ def test_archive_parts_missing_or_garbled(small_keras: Path, tmp_path: Path) -> 
 def test_options_that_do_not_apply(small_keras: Path) -> None:
     with pytest.raises(FileFormatError, match="a .keras file stores its architecture"):
         read_network(small_keras, layer_activations=["tanh", "linear"])
+
+
+# --- issue 15: checked against the live model; damaged and hostile files -------------------------------------
+
+
+def test_an_override_that_is_not_the_models_activation_fails_the_check() -> None:
+    model = story_003()
+    with pytest.raises(symnet.ImportMismatchError, match=r"Keras model '.*': symnet's layer 0 \(layers 'dense.*' "
+                                                         r"\(Dense\)\) computes other values than Keras's at the check "
+                                                         r"points: largest difference .* pass check=False"):
+        from_keras(model, activations={0: "x**3"})
+    assert str(from_keras(model, activations={0: "x**3"}, check=False).activations[0].form) == "t**3"
+
+
+def test_a_sequential_whose_call_is_not_its_layers_raises() -> None:
+    class Doubled(keras.Sequential):
+        def call(self, inputs: Any, training: Any = None, mask: Any = None) -> Any:
+            return 2 * super().call(inputs, training=training, mask=mask)
+
+    keras.utils.set_random_seed(4)
+    model = Doubled([keras.Input((2,)), keras.layers.Dense(3, activation="tanh"), keras.layers.Dense(1)])
+    with pytest.raises(symnet.ImportMismatchError, match=r"every layer agrees with Keras, but the whole model's own "
+                                                         r"call computes something else: .*Keras computes float64 "
+                                                         r"matrix products in float32"):
+        from_keras(model)
+    assert from_keras(model, check=False).layer_sizes == (2, 3, 1)
+
+
+def replace_weights(path: Path, target: Path, edit: Any) -> Path:
+    """A copy of a .keras archive whose model.weights.h5 is rebuilt with ``edit(h5_file)`` applied."""
+    import io
+
+    import h5py
+
+    with zipfile.ZipFile(path) as source:
+        data = source.read("model.weights.h5")
+    buffer = io.BytesIO(data)
+    with h5py.File(buffer, "r+") as h5:
+        edit(h5)
+    return rewrite(path, target, weights=buffer.getvalue())
+
+
+def test_a_dataset_declaring_huge_shapes_is_refused_before_reading(small_keras: Path, tmp_path: Path) -> None:
+    def huge(shape: tuple[int, ...]) -> Any:
+        def edit(h5: Any) -> None:
+            del h5["layers/dense/vars/0"]
+            h5["layers/dense/vars"].create_dataset("0", shape=shape, dtype="f8", chunks=(1, 1))  # nothing stored
+
+        return edit
+
+    with pytest.raises(FileFormatError, match=r"wide\.keras: layer 'dense.*kernel has shape \(2, 1000000000000\) but "
+                                              r"the layer has 3 units: \(fan_in, 3\) is needed"):
+        load_keras(replace_weights(small_keras, tmp_path / "wide.keras", huge((2, 10**12))))
+
+    def many_units(config: dict) -> None:
+        config["config"]["layers"][1]["config"]["units"] = 10**12
+
+    consistent = rewrite(replace_weights(small_keras, tmp_path / "w.keras", huge((2, 10**12))),
+                         tmp_path / "units.keras", many_units)
+    with pytest.raises(FileFormatError, match=r"units\.keras: layer 'dense.*the kernel declares shape "
+                                              r"\(2, 1000000000000\), more than the 100,000,000 numbers"):
+        load_keras(consistent)
+
+
+def test_a_kernel_that_does_not_chain_is_refused_before_reading(small_keras: Path, tmp_path: Path) -> None:
+    def edit(h5: Any) -> None:
+        del h5["layers/dense_1/vars/0"]
+        h5["layers/dense_1/vars"].create_dataset("0", data=np.ones((7, 1)))
+
+    with pytest.raises(FileFormatError, match=r"chain\.keras: layer 'dense.*' \(Dense, Dense index 1\): kernel has "
+                                              r"shape \(7, 1\) but the Dense layer before has 3 units: \(3, 1\) is "
+                                              r"needed"):
+        load_keras(replace_weights(small_keras, tmp_path / "chain.keras", edit))
+
+
+def test_a_bit_flip_in_a_compressed_member_is_a_file_format_error(small_keras: Path, tmp_path: Path) -> None:
+    target = tmp_path / "flipped.keras"
+    with zipfile.ZipFile(small_keras) as source, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as out:
+        for name in source.namelist():
+            out.writestr(name, source.read(name))
+    data = bytearray(target.read_bytes())
+    with zipfile.ZipFile(target) as archive:
+        info = archive.getinfo("config.json")
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    data[start:start + 8] = b"\xff" * 8  # an invalid deflate block: zlib.error, not a BadZipFile
+    target.write_bytes(bytes(data))
+    with pytest.raises(FileFormatError, match=r"flipped\.keras: not a \.keras archive, or a damaged or truncated one "
+                                              r"\(error: .*"):
+        load_keras(target)
+
+
+def test_deeply_nested_config_json_is_a_file_format_error(small_keras: Path, tmp_path: Path) -> None:
+    target = tmp_path / "deep.keras"
+    with zipfile.ZipFile(small_keras) as source, zipfile.ZipFile(target, "w") as out:
+        out.writestr("config.json", '{"a": ' * 100_000 + "1" + "}" * 100_000)
+        out.writestr("model.weights.h5", source.read("model.weights.h5"))
+    with pytest.raises(FileFormatError, match=r"deep\.keras: config.json is nested too deeply"):
+        load_keras(target)
+
+
+def test_a_config_declaring_a_huge_member_is_refused(small_keras: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import symnet.io.keras as reader
+
+    monkeypatch.setattr(reader, "MAX_CONFIG_BYTES", 100)
+    with pytest.raises(FileFormatError, match=r"small\.keras: config.json declares [\d,]+ bytes, more than the 100"):
+        load_keras(small_keras)
+
+
+def test_os_errors_are_not_relabelled_as_damaged_archives(small_keras: Path, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        load_keras(tmp_path / "missing.keras")
+    with pytest.raises(IsADirectoryError):
+        load_keras(tmp_path)
+    with pytest.raises(FileFormatError, match=r"hdf\.keras: model.weights.h5 is not a readable HDF5 file"):
+        load_keras(rewrite(small_keras, tmp_path / "hdf.keras", weights=b"\x89HDF\r\n\x1a\n" + b"\0" * 200))
+
+
+def test_planted_payloads_in_a_keras_file_run_nothing(small_keras: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+
+    def foreign_layer(config: dict) -> None:  # a layer class from an arbitrary module
+        config["config"]["layers"][1].update(module="os", class_name="system", registered_name="system")
+        config["config"]["layers"][1]["config"]["command"] = f"touch {marker}"
+
+    def lookalike_module(config: dict) -> None:
+        config["config"]["layers"][1]["module"] = "keras_evil.layers"
+
+    def foreign_activation(config: dict) -> None:
+        config["config"]["layers"][1]["config"]["activation"] = {
+            "module": "builtins", "class_name": "function", "config": "exec", "registered_name": "exec"}
+
+    for change, error, message in [
+        (foreign_layer, UnsupportedLayerError, r"layer 'dense.*' \(system\) from module 'os' is not supported; .* "
+                                               r"never imports a module a file names"),
+        (lookalike_module, UnsupportedLayerError, r"\(Dense\) from module 'keras_evil.layers' is not supported"),
+        (foreign_activation, UntrustedCodeError, r"custom activation 'exec', whose Python code is not in the file"),
+    ]:
+        path = rewrite(small_keras, tmp_path / f"{change.__name__}.keras", change)
+        for trust in (False, True):
+            with pytest.raises(error, match=message):
+                load_keras(path, trust=trust)
+
+    # a Lambda layer: Keras stores its bytecode; symnet reads no Lambda layer, trusted or not
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1),
+                              keras.layers.Lambda(lambda x, m=str(marker): (open(m, "w").close(), x)[1])])
+    marker.unlink(missing_ok=True)
+    path = save_quietly(model, tmp_path / "lambda_layer.keras")
+    for trust in (False, True):
+        with pytest.raises(UnsupportedLayerError, match=r"layer 'lambda.*' \(Lambda\) is not supported"):
+            load_keras(path, trust=trust)
+    assert not marker.exists()
+
+
+def test_a_layer_called_twice_is_refused_not_dropped(tmp_path: Path) -> None:
+    act = keras.layers.Activation("tanh")  # model.layers lists a shared layer once
+    inputs = keras.Input((2,))
+    hidden = act(keras.layers.Dense(3)(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(1)(act(keras.layers.Dense(3)(hidden))))
+    with pytest.raises(UnsupportedLayerError, match=r"not a simple chain: layer 'dense.*' \(Dense\) does not take the "
+                                                    r"previous layer's output \(a branch, or a layer called at more "
+                                                    r"than one place"):
+        from_keras(model)
+    with pytest.raises(UnsupportedLayerError, match=r"not a simple chain at layer"):
+        load_keras(save_quietly(model, tmp_path / "shared.keras"))

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 import symnet
+from symnet import ImportMismatchError
 from symnet.io import (FileFormatError, UnsupportedLayerError, UntrustedCodeError, from_torch, load_torch,
                        read_network)
 
@@ -83,14 +84,13 @@ def test_a_single_linear_module() -> None:
     assert_agrees(from_torch(module), module)
 
 
-def test_softplus_threshold_only_changes_numerics_far_out() -> None:
+def test_softplus_with_a_low_threshold_is_refused_not_imported_as_plain_softplus() -> None:
     module = nn.Sequential(nn.Linear(1, 1), nn.Softplus(threshold=5.0)).double()
-    with torch.no_grad():
-        module[0].weight.fill_(1.0)
-        module[0].bias.fill_(0.0)
-    net = from_torch(module)
-    X = np.array([[-3.0], [0.5], [4.0]])  # below the threshold: torch computes log1p(exp(x)) too
-    assert_agrees(net, module, X)
+    with pytest.raises(UnsupportedLayerError, match=r"module '1' \(Softplus\): Softplus\(threshold=5.0\) returns x "
+                                                    r"itself where x > 5.0, which differs .* by up to 0.00672; .* use "
+                                                    r"threshold >= 20"):
+        from_torch(module)
+    assert from_torch(nn.Sequential(nn.Linear(1, 1), nn.Softplus(threshold=20.0))).activations[0].name == "softplus"
 
 
 @pytest.mark.parametrize("module, message", [
@@ -141,7 +141,7 @@ def test_state_dict_round_trip(mlp: nn.Sequential, tmp_path: Path) -> None:
     assert read_network(path, layer_activations=["tanh", "tanh", "linear"]) == net
     assert_agrees(net, mlp)
     # one entry replaced by index or by the state dict's prefix; expressions in x work too
-    swapped = load_torch(path, "tanh", overrides={2: "linear", "2": "x**2"})
+    swapped = load_torch(path, ["tanh", "tanh", "tanh"], overrides={2: "linear", "2": "x**2"})
     assert [a.name for a in swapped.activations] == ["tanh", "t -> t**2", "linear"]
 
 
@@ -154,10 +154,21 @@ def test_state_dict_wrapped_in_a_checkpoint_dict(mlp: nn.Sequential, tmp_path: P
     ({"activations": None}, symnet.ActivationError, r"a state dict holds no activations; give one per Linear layer"),
     ({"activations": ["tanh"] * 2}, symnet.ActivationError, r"2 activations for 3 Linear layers \(0, 2, 4\)"),
     ({"activations": ["tanh", "tanh", "relu6"]}, symnet.ActivationError, r"Linear layer 2 \(4\): .*'relu6'"),
-    ({"activations": "tanh", "layer_sizes": [3, 5, 4, 1]}, symnet.ShapeError,
+    ({"activations": ["tanh"] * 3, "layer_sizes": [3, 5, 4, 1]}, symnet.ShapeError,
      r"the weights give layer sizes 3-4-4-1, not the 3-5-4-1 given"),
-    ({"activations": "tanh", "overrides": {7: "tanh"}}, symnet.ActivationError, r"activation for layer 7: there are 3 Linear layers"),
-    ({"activations": "tanh", "overrides": {"fc": "tanh"}}, symnet.ActivationError, r"activation for layer 'fc': no such layer"),
+    ({"activations": ["tanh"] * 3, "overrides": {7: "tanh"}}, symnet.ActivationError,
+     r"activation for layer 7: there are 3 Linear layers"),
+    ({"activations": ["tanh"] * 3, "overrides": {"fc": "tanh"}}, symnet.ActivationError,
+     r"activation for layer 'fc': no such layer"),
+    # one name for several layers: does the output layer have it too? Never guessed
+    ({"activations": "tanh"}, symnet.ActivationError,
+     r"one activation for 3 Linear layers \(0, 2, 4\) does not say whether the output layer has it too; give one "
+     r"per layer, output layer included, e.g. \['tanh', 'tanh', 'linear'\] \(on the command line --act "
+     r"tanh,tanh,linear\)"),
+    ({"activations": "tanh", "overrides": {2: "linear"}}, symnet.ActivationError, r"one activation for 3 Linear"),
+    ({"activations": ["tanh"], "order": ["0", "2", "4"]}, symnet.ActivationError, r"1 activations for 3 Linear"),
+    ({"activations": ["tanh"] * 3, "order": ["0", "4"]}, symnet.InputError,
+     r"order=\['0', '4'\] must list each layer prefix once; the file has '0', '2', '4'"),
 ])
 def test_state_dict_argument_errors(mlp: nn.Sequential, tmp_path: Path, kwargs: dict, error: type,
                                     message: str) -> None:
@@ -190,7 +201,8 @@ def test_bad_state_dicts_are_named(state: object, error: type, message: str, tmp
     path = tmp_path / "bad.pt"
     torch.save(state, path)
     with pytest.raises(error, match=r"bad\.pt: " + message):
-        load_torch(path, "tanh")
+        layers = {key.rpartition(".")[0] for key in state} if isinstance(state, dict) else {""}
+        load_torch(path, ["tanh"] * max(len(layers), 1))
 
 
 def test_a_corrupt_torch_file(mlp: nn.Sequential, tmp_path: Path) -> None:
@@ -199,3 +211,226 @@ def test_a_corrupt_torch_file(mlp: nn.Sequential, tmp_path: Path) -> None:
     path.write_bytes(path.read_bytes()[:200])
     with pytest.raises(FileFormatError, match=r"cut\.pt: "):
         read_network(path, layer_activations="tanh")
+
+
+# --- issue 15: no silently wrong network ---------------------------------------------------------
+
+
+def test_an_activation_module_reused_at_several_positions_counts_at_each() -> None:
+    torch.manual_seed(4)
+    act = nn.Tanh()  # the PINN pattern: one activation object between every pair of layers
+    module = nn.Sequential(nn.Linear(3, 4), act, nn.Linear(4, 4), act, nn.Linear(4, 1)).double()
+    net = from_torch(module)
+    assert [a.name for a in net.activations] == ["tanh", "tanh", "linear"]
+    assert_agrees(net, module)
+    inner = nn.Sequential(nn.Linear(4, 4), act)  # reused inside and across nested Sequentials too
+    nested = nn.Sequential(nn.Linear(3, 4), act, inner, inner, nn.Linear(4, 1)).double()
+    assert [a.name for a in from_torch(nested).activations] == ["tanh", "tanh", "tanh", "linear"]
+    assert_agrees(from_torch(nested), nested)
+
+
+def test_a_shared_linear_used_twice_is_two_layers_with_the_same_weights() -> None:
+    torch.manual_seed(5)
+    shared = nn.Linear(4, 4)
+    module = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), shared, nn.Tanh(), shared, nn.Tanh(), nn.Linear(4, 1)).double()
+    net = from_torch(module)
+    assert net.layer_sizes == (3, 4, 4, 4, 1)
+    assert net.layers[1].weight == net.layers[2].weight and net.layers[1].bias == net.layers[2].bias
+    assert_agrees(net, module)
+
+
+class SkipsALayer(nn.Sequential):
+    """Its children read as a chain of three layers, but forward() leaves out the middle one."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self[4](self[1](self[0](x)))
+
+
+class Residual(nn.Sequential):
+    """forward() adds a skip connection the children do not show."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self[1](self[0](x))
+        return self[4](h + self[3](self[2](h)))
+
+
+@pytest.mark.parametrize("kind", [SkipsALayer, Residual])
+def test_a_forward_that_differs_from_its_children_raises_unless_check_is_off(kind: type) -> None:
+    torch.manual_seed(6)
+    module = kind(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 1))
+    with pytest.raises(ImportMismatchError, match=rf"from_torch\({kind.__name__} module\): every layer agrees with "
+                                                  r"PyTorch, but the whole model's own call computes something else: "
+                                                  r"largest difference .* pass check=False"):
+        from_torch(module)
+    assert from_torch(module, check=False).layer_sizes == (3, 4, 4, 1)  # the children as a chain, as asked
+    assert isinstance(ImportMismatchError("x"), symnet.SymnetError) and isinstance(ImportMismatchError("x"), ValueError)
+
+
+def test_the_first_layer_that_differs_is_named() -> None:
+    torch.manual_seed(7)
+    module = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 1))
+    module[2].register_forward_hook(lambda _, __, out: 2 * out)  # a hook changes what module '2' computes
+    with pytest.raises(ImportMismatchError, match=r"from_torch\(nn.Sequential\): symnet's layer 1 \(modules '2' "
+                                                  r"\(Linear\), '3' \(Tanh\)\) computes other values than PyTorch's at "
+                                                  r"the check points: largest difference .* \(tolerance .*, 8 seeded "
+                                                  r"points in \[-2, 2\]\^3\)"):
+        from_torch(module)
+    assert from_torch(module, check=False).layer_sizes == (3, 4, 4, 1)
+
+
+def test_the_check_leaves_the_module_as_it_was() -> None:
+    module = nn.Sequential(nn.Linear(3, 4), nn.Dropout(0.5), nn.Softmax())  # float32, training mode, Softmax(dim=None)
+    from_torch(module)  # the check runs in eval mode (Dropout off) in float64, without Softmax's dim warning
+    assert module.training and module[1].training
+    assert module[0].weight.dtype == torch.float32
+
+
+def test_a_state_dict_saved_with_sorted_keys_loads_in_layer_order(tmp_path: Path) -> None:
+    torch.manual_seed(8)
+    parts: list[nn.Module] = []
+    for _ in range(11):
+        parts += [nn.Linear(3, 3), nn.Tanh()]
+    module = nn.Sequential(*parts[:-1]).double()  # Linear layers at indices 0, 2, ..., 20: equal shapes
+    state = module.state_dict()
+    torch.save(dict(sorted(state.items())), tmp_path / "sorted.pt")  # "10.weight" before "2.weight"
+    assert list(dict(sorted(state.items())))[2] == "10.bias"
+    net = load_torch(tmp_path / "sorted.pt", ["tanh"] * 10 + ["linear"])
+    assert net == from_torch(module)
+    nested = nn.Sequential(nn.Sequential(*parts[:4]), *parts[4:-1]).double()  # "0.0", "0.2", "1", ..., "10", ...
+    torch.save(dict(sorted(nested.state_dict().items())), tmp_path / "nested.pt")
+    assert load_torch(tmp_path / "nested.pt", ["tanh"] * 10 + ["linear"]) == net
+
+
+class Named(nn.Module):
+    """Registers its equal-size layers in another order than forward() runs them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc_out = nn.Linear(4, 4)
+        self.fc1 = nn.Linear(4, 4)
+        self.fc2 = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc_out(torch.tanh(self.fc2(torch.tanh(self.fc1(x)))))
+
+
+def test_named_layers_whose_order_the_file_cannot_say_are_refused(tmp_path: Path) -> None:
+    torch.manual_seed(9)
+    module = Named().double()
+    path = tmp_path / "named.pt"
+    torch.save(module.state_dict(), path)
+    with pytest.raises(FileFormatError, match=r"named\.pt: the layers 'fc_out', 'fc1', 'fc2' have names, not "
+                                              r"nn.Sequential indices, so the file does not say the order forward\(\) "
+                                              r"runs them in, and their shapes chain in more than one order "
+                                              r"\(\[fc_out, fc1, fc2\] and \[fc_out, fc2, fc1\], ...\); symnet will "
+                                              r"not guess: give the prefixes in the order forward\(\) runs them, "
+                                              r"load_torch\(path, activations, order=\[...\]\), or .*"
+                                              r"from_torch\(module\)"):
+        load_torch(path, ["tanh", "tanh", "linear"])
+    net = load_torch(path, ["tanh", "tanh", "linear"], order=["fc1", "fc2", "fc_out"])
+    twin = nn.Sequential(module.fc1, nn.Tanh(), module.fc2, nn.Tanh(), module.fc_out)
+    assert net == from_torch(twin)
+    x = torch.tensor(POINTS[:, :1].repeat(4, axis=1))
+    np.testing.assert_allclose(symnet.compile(net, "value", backend="numpy")(x.numpy()).value,
+                               module(x).detach().numpy(), rtol=1e-12)
+
+
+def test_named_layers_whose_shapes_chain_one_way_only_load_in_that_order(tmp_path: Path) -> None:
+    class Sized(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.head = nn.Linear(5, 1)
+            self.body = nn.Linear(4, 5)
+            self.stem = nn.Linear(3, 4)
+
+    torch.manual_seed(10)
+    module = Sized().double()
+    torch.save(module.state_dict(), tmp_path / "sized.pt")
+    net = load_torch(tmp_path / "sized.pt", ["tanh", "tanh", "linear"])
+    assert net == from_torch(nn.Sequential(module.stem, nn.Tanh(), module.body, nn.Tanh(), module.head))
+    torch.save({"a.weight": torch.ones(2, 3), "b.weight": torch.ones(2, 3)}, tmp_path / "apart.pt")
+    with pytest.raises(symnet.ShapeError, match=r"apart\.pt: the layers 'a', 'b' .* \(2, 3\), \(2, 3\) chain in no "
+                                                r"order"):
+        load_torch(tmp_path / "apart.pt", ["tanh", "linear"])
+
+
+def test_a_pickled_payload_runs_nothing(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self) -> tuple:
+            return (open, (str(marker), "w"))
+
+    path = tmp_path / "payload.pt"
+    torch.save({"0.weight": torch.ones(1, 1), "extra": Payload()}, path)
+    assert not marker.exists()
+    with pytest.raises(UntrustedCodeError, match=r"payload\.pt: holds Python objects .* symnet never unpickles"):
+        load_torch(path, ["linear"])
+    with pytest.raises(UntrustedCodeError):
+        read_network(path, layer_activations="linear")
+    assert not marker.exists()
+
+
+def test_a_tensor_declaring_more_values_than_the_file_holds_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "huge.pt"
+    torch.save({"0.weight": torch.zeros(1).expand(10**6, 10**6)}, path)  # one number, stride 0: 10^12 declared
+    assert path.stat().st_size < 10**4
+    with pytest.raises(FileFormatError, match=r"huge\.pt: entry '0.weight' of shape \(1000000, 1000000\) takes the "
+                                              r"state dict past 100,000,000 numbers"):
+        load_torch(path, ["linear"])
+
+
+def test_a_bit_flip_in_a_torch_file_is_a_file_format_error(mlp: nn.Sequential, tmp_path: Path) -> None:
+    path = tmp_path / "flip.pt"
+    torch.save(mlp.state_dict(), path)
+    data = bytearray(path.read_bytes())
+    for offset in range(0, len(data), 97):
+        data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(FileFormatError, match=r"flip\.pt: "):
+        load_torch(path, ["tanh", "tanh", "linear"])
+    with pytest.raises(FileNotFoundError):
+        load_torch(tmp_path / "missing.pt", ["tanh"])
+
+
+@pytest.mark.parametrize("activation", [nn.LeakyReLU(0.3), nn.ELU(alpha=0.5)])
+def test_an_activation_imported_without_its_parameter_would_be_caught(activation: nn.Module,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import symnet.io.torch as reader
+
+    module = nn.Sequential(nn.Linear(2, 3), activation, nn.Linear(3, 1))
+    assert from_torch(module).activations[0].name in ("leaky_relu(alpha=0.3)", "elu(alpha=0.5)")
+    default = {"LeakyReLU": "leaky_relu", "ELU": "elu"}[type(activation).__name__]
+    monkeypatch.setattr(reader, "_module_activation", lambda module, where: symnet.activations.activation(default))
+    with pytest.raises(ImportMismatchError, match=rf"symnet's layer 0 \(modules '0' \(Linear\), '1' "
+                                                  rf"\({type(activation).__name__}\)\) computes other values"):
+        from_torch(module)
+
+
+def test_the_command_line_needs_one_activation_per_layer(mlp: nn.Sequential, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from symnet.cli import main
+
+    path = tmp_path / "mlp.pt"
+    torch.save(mlp.state_dict(), path)
+    assert main(["inspect", str(path), "--act", "tanh"]) == 2
+    assert "one activation for 3 Linear layers (0, 2, 4) does not say whether the output layer has it too; give " \
+           "one per layer, output layer included, e.g. ['tanh', 'tanh', 'linear'] (on the command line --act " \
+           "tanh,tanh,linear)" in capsys.readouterr().err
+    assert main(["inspect", str(path), "--act", "tanh,tanh,linear"]) == 0
+    assert "activations=(tanh, tanh, linear)" in capsys.readouterr().out
+
+
+def test_look_alike_modules_are_refused() -> None:
+    class Tanh(nn.Module):  # named like torch's, computes something else
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x
+
+    with pytest.raises(UnsupportedLayerError, match=r"module '1' \(Tanh\) is not supported"):
+        from_torch(nn.Sequential(nn.Linear(2, 2), Tanh(), nn.Linear(2, 1)))
+    class Linear(nn.Linear):  # a subclass is not nn.Linear: its forward may differ
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return 2 * super().forward(x)
+
+    with pytest.raises(UnsupportedLayerError, match=r"module '0' \(Linear\) is not supported"):
+        from_torch(nn.Sequential(Linear(2, 2)))

@@ -560,3 +560,123 @@ def test_the_layered_strategy_takes_higher_orders_and_says_what_it_cannot():
     assert symnet.compile(wide, ("hessian", (0, 0, 1))).schedule == "forward"  # auto
     with pytest.raises(symnet.InputError, match="partials of order 3 or more are propagated forward"):
         symnet.compile(wide, ("hessian", (0, 0, 1)), strategy="layered", schedule="forward-adjoint")
+
+
+# --- no user text in generated source (issue 15) ---------------------------------------------
+
+HOSTILE = 'x"""\nimport pathlib; pathlib.Path({marker!r}).touch()\n"""'
+
+
+def hostile_square(name):
+    # dataclasses.replace: the name reaches the kernels even if from_form one day refuses it
+    import dataclasses
+    from symnet.activations import T
+    return dataclasses.replace(symnet.activations.from_form(T**2), name=name)
+
+
+def square_nets(act):
+    rng = np.random.default_rng(8)
+    W, b = [rng.normal(size=(2, 3)), rng.normal(size=(3, 1))], [rng.normal(size=3), rng.normal(size=1)]
+    return symnet.Network.from_weights(W, b, [act, "linear"]), \
+        symnet.Network.from_weights(W, b, [hostile_square("t -> t**2"), "linear"])
+
+
+def test_a_hostile_activation_name_runs_nothing_in_any_kernel(tmp_path, monkeypatch):
+    monkeypatch.setattr(kernels, "_MEMO", {})  # kernels are keyed by the form: build each one here
+    from symnet._sobolev import derivative_pass
+    from symnet.check._lambdify_kernel import lambdify_kernel
+
+    marker = tmp_path / "MARKER"
+    hostile, plain = square_nets(hostile_square(HOSTILE.format(marker=str(marker))))
+    X, Y = np.array([[0.3, -0.5], [1.5, 0.25]]), np.array([[1.0], [-1.0]])
+    want = exact(plain, X)  # the same form under a plain name (kernels of one form share a key: not them)
+    for backend, strategy, schedule in [(b, s, "auto") for b, s in CASES] + [("numba", "layered", "forward-adjoint")]:
+        got = symnet.compile(hostile, backend=backend, strategy=strategy, schedule=schedule, cache=True)(X)
+        for array, reference in zip((got.value, got.jacobian, got.hessian), want):
+            assert_close(array, reference)
+    assert 'x"""' not in symnet.compile(hostile, backend="numba", strategy="layered").source
+    assert symnet.compile_loss(hostile, "mse")(X, Y)[0] == symnet.compile_loss(plain, "mse")(X, Y)[0]
+    assert derivative_pass(hostile.activations[0])[1] == derivative_pass(plain.activations[0])[1]
+    np.testing.assert_array_equal(lambdify_kernel(hostile, ["hessian"])(X).hessian,
+                                  lambdify_kernel(plain, ["hessian"])(X).hessian)
+    trained = symnet.fit(hostile, X, Y, max_iter=3).history
+    np.testing.assert_array_equal(trained, symnet.fit(plain, X, Y, max_iter=3).history)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("name", ['a\\', 'b"', 'c"""', "*/ d", "e\r\nimport os", "f\u202eg", "h\x00i", "j'''k",
+                                  'l\\\\"""\nprint(1)\n#'])  # l\\""" : the backslashes escape each other
+def test_generated_docstrings_are_inert_whatever_the_name(name, monkeypatch):
+    import ast
+
+    monkeypatch.setattr(kernels, "_MEMO", {})  # kernels are keyed by the form: build each one here
+
+    hostile, plain = square_nets(hostile_square(name))
+    for strategy in ("expression", "layered"):
+        kernel = symnet.compile(hostile, backend="numpy", strategy=strategy)
+        # module level holds docstrings, imports, constants and functions only: nothing runs on import
+        for node in ast.parse(kernel.source).body:
+            assert isinstance(node, (ast.Import, ast.ImportFrom, ast.Assign, ast.FunctionDef)) or \
+                isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant), ast.dump(node)
+        assert kernel.source.isascii() and "\r" not in kernel.source and "\x00" not in kernel.source
+        point = np.array([[0.5, 2.0]])
+        assert_close(kernel(point).hessian, exact(plain, point)[2])
+
+
+def test_program_names_are_ascii_so_python_cannot_fold_two_into_one():
+    from types import SimpleNamespace
+
+    from symnet.kernels._codegen import _Names
+    from symnet.program import Node
+
+    fullwidth, ascii_, keyword_ = Node("a1_0[\uff58]"), Node("a1_0[x]"), Node("lambda")
+    names = _Names(SimpleNamespace(inputs=[], assignments=[(fullwidth, 0), (ascii_, 0), (keyword_, 0)]), {}).map
+    assert all(name.isascii() and name.isidentifier() for name in names.values())
+    assert len(set(names.values())) == 3 and names[keyword_] != "lambda"
+
+
+# --- Ctrl-C lands between pieces of a big batch (issue 15) -----------------------------------
+
+
+def test_numba_expression_batches_go_in_pieces_of_bounded_work(monkeypatch):
+    net = random_network(np.random.default_rng(2), [2, 3, 1], ["tanh", "linear"])
+    kernel = symnet.compile(net, backend="numba", strategy="expression")
+    lines = kernel.source.count("\n")
+    assert kernel._numba_chunk == max(4096, kernels._INTERRUPT_WORK // lines)
+    X = np.random.default_rng(3).normal(size=(10_000, 2))
+    calls = []
+    run = kernels.Kernel._run_numba
+    monkeypatch.setattr(kernels.Kernel, "_run_numba", lambda self, points, arrays: (calls.append(len(points)),
+                                                                                     run(self, points, arrays)))
+    monkeypatch.setattr(kernels, "_INTERRUPT_WORK", 1 << 60)
+    whole = kernel(X)
+    assert calls == [10_000]
+    calls.clear()
+    monkeypatch.setattr(kernels, "_INTERRUPT_WORK", 1)  # the smallest piece: 4096 points
+    pieces = kernel(X)
+    assert calls == [4096, 4096, 1808]
+    for name, array in whole.as_dict().items():
+        np.testing.assert_array_equal(pieces[name], array)
+    assert kernels._spans(10, 4, [(0, 6), (6, 10)]) == [(0, 4), (4, 6), (6, 10)]
+    assert kernels._spans(0, 4, []) == []
+
+
+def test_an_interrupt_lands_between_pieces(monkeypatch):
+    import _thread
+
+    net = random_network(np.random.default_rng(2), [2, 3, 1], ["tanh", "linear"])
+    kernel = symnet.compile(net, backend="numba", strategy="expression")
+    monkeypatch.setattr(kernels, "_INTERRUPT_WORK", 1)
+    calls = []
+    run = kernels.Kernel._run_numba
+
+    def run_then_ctrl_c(self, points, arrays):
+        run(self, points, arrays)
+        calls.append(len(points))
+        if len(calls) == 2:
+            _thread.interrupt_main()  # what Ctrl-C does while the second piece runs
+
+    monkeypatch.setattr(kernels.Kernel, "_run_numba", run_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        kernel(np.zeros((50_000, 2)))
+    assert calls == [4096, 4096]  # the rest of the batch was not computed

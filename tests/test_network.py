@@ -149,3 +149,61 @@ def test_zero_layers_or_units_refused():
         Network([])
     with pytest.raises(symnet.ShapeError, match="all >= 1"):
         Network.symbolic([2, 0, 1], "tanh")
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    (sympy.Float(1e300) ** 1000, r"layer 1: W\[0, 1\] is 1\.0+5e\+300000, beyond float64's range"),
+    (sympy.Float("1e400"), r"layer 1: W\[0, 1\] is 1\.0+e\+400, beyond float64's range"),
+    (sympy.exp(1000), r"layer 1: W\[0, 1\] is exp\(1000\) = 1\.97e\+434, beyond float64's range"),
+    (10**400, r"layer 1: W\[0, 1\] is 1\.0+e\+400, beyond float64's range"),
+    (sympy.Rational(10**400, 3), "beyond float64's range"),
+    (sympy.sqrt(-1), r"layer 1: W\[0, 1\] is I, which is complex \(1\.0\*I\); weights must be real"),
+    (sympy.I + 1, r"layer 1: W\[0, 1\] is 1 \+ I, which is complex"),
+    (sympy.log(-2), "which is complex"),
+    (sympy.nan, r"layer 1: W\[0, 1\] is nan; weights must be finite"),
+    (sympy.Symbol("a", real=True) * sympy.exp(1000), r"W\[0, 1\] = a\*exp\(1000\): its part is exp\(1000\)"),
+    (sympy.Symbol("a", real=True) + sympy.I, "its part is I, which is complex"),
+    (sympy.Function("f")(1), r"f\(1\), which does not evaluate to a number"),
+    (np.complex128(1 + 0j), r"layer 1: W\[0, 1\] is complex"),
+    (np.longdouble("1e400"), "weights must be finite"),
+    (b"1.0", "strings are never parsed"),
+])
+def test_out_of_range_weights_are_refused_where_they_enter(value, message):
+    with pytest.raises(symnet.WeightError, match=message):
+        Network.from_weights([[[1.0, value]]], None, "tanh")
+
+
+def test_out_of_range_weights_in_biases_arrays_subs_and_dense():
+    with pytest.raises(symnet.WeightError, match=r"layer 2: b\[0\] is exp\(1000\)"):
+        Network.from_weights([[[1.0]], [[1.0]]], [[0.0], [sympy.exp(1000)]], "tanh")
+    with pytest.raises(symnet.WeightError, match=r"layer 1: W\[0, 0\] is complex \(\(1\+0j\)\)"):  # a complex dtype
+        Network.from_weights([np.array([[1.0], [1j]])], None, "tanh")
+    with pytest.raises(symnet.WeightError, match=r"layer 1: W\[0, 0\] is 1\.0+e\+400"):
+        Network.from_weights([np.array([[10**400]], dtype=object)], None, "tanh", layout="torch")
+    with pytest.raises(symnet.WeightError, match="strings are never parsed"):
+        Network.from_weights([np.array([["1.0"]])], None, "tanh")
+    net = Network.symbolic([1, 1, 1], "tanh")
+    with pytest.raises(symnet.WeightError, match=r"value for w1_0_0 is 1\.0+e\+400"):
+        net.subs(w1_0_0=sympy.Float("1e400"))
+    with pytest.raises(symnet.WeightError, match="value for b2_0 is I"):
+        net.subs(b2_0=sympy.I)
+    a = sympy.Symbol("a", real=True)
+    mixed = Network.from_weights([[[a * 1e300]]], None, "tanh")  # symbols are fine
+    with pytest.raises(symnet.WeightError, match=r"layer 1: W\[0, 0\] is 1\.0+e\+310"):  # until the product is a number
+        mixed.subs(a=1e10)
+    dense = symnet.Dense(sympy.ImmutableMatrix([[sympy.Float("1e400")]]), sympy.ImmutableMatrix([[0]]),
+                         symnet.activations.get("tanh"))
+    with pytest.raises(symnet.WeightError, match=r"layer 1: W\[0, 0\] is 1\.0+e\+400"):
+        Network([dense])
+    raw = symnet.Dense(np.ones((1, 1)), sympy.ImmutableMatrix([[0]]), symnet.activations.get("tanh"))
+    with pytest.raises(symnet.WeightError, match="layer 1: W is a ndarray, not a SymPy matrix"):
+        Network([raw])
+
+
+@pytest.mark.parametrize("activations", [42, 4.2, object(), b"tanh", [42]])
+def test_activations_that_are_no_activation(activations):
+    with pytest.raises(symnet.ActivationError,
+                       match=r"layer 1: cannot use .* as an activation; give a name \(cos, elu"):
+        Network.from_weights([[[1.0]]], None, activations)
+    with pytest.raises(symnet.ActivationError, match="as an activation"):
+        Network.symbolic([1, 1], activations)

@@ -1,3 +1,5 @@
+import time
+
 import numpy as np
 import pytest
 import sympy
@@ -80,3 +82,52 @@ def test_second_order_formulas_state_the_exact_hessian(sizes, acts):
 
 def test_second_order_formula_of_a_linear_network_is_zero():
     assert symnet.formula(Network.symbolic([2, 3, 1], ["linear", "linear"]), "hessian") == "H = 0"
+
+
+# --- big closed forms: a summary, and a way to ask for the whole -------------------------------------
+
+
+def _realistic(sizes, acts):
+    return random_network(np.random.default_rng(3), sizes, acts)
+
+
+@pytest.mark.parametrize("show", [str, repr, lambda net: net._repr_latex_(), symnet.pretty, symnet.latex,
+                                  lambda net: net.latex()])
+def test_a_realistic_net_prints_at_once_and_says_how_to_see_the_whole(show):
+    net = _realistic([2, 64, 64, 64, 1], ["tanh", "tanh", "tanh", "linear"])
+    start = time.perf_counter()
+    text = show(net)
+    assert time.perf_counter() - start < 1.0, "printing built the closed form"
+    assert "2 -> 64 -> 64 -> 64 -> 1" in text or r"2 $\to$ 64 $\to$ 64 $\to$ 64 $\to$ 1" in text
+    if show is not repr:
+        assert "closed form of about" in text and "full=True" in text and "net.expr" in text
+
+
+def test_the_summary_latex_is_valid_text():
+    net = Network.symbolic([3, 40, 40, 2], ["tanh", "sigmoid", "softmax"], input_names=["u_1", "v", "w"])
+    tex = net._repr_latex_()
+    assert tex.startswith("$\\displaystyle \\text{Network(3 $\\to$ 40") and tex.endswith("}$")
+    assert "inputs=(u\\_1, v, w)" in tex and "net.expr" in tex
+
+
+def test_small_nets_print_in_full_and_full_true_prints_any_net(monkeypatch):
+    net = Network.from_weights([-1.3284513, 0.5667597], [-1.328055, 1.0003909], ["square", "linear"])
+    assert str(net) == "0.5667597*(-1.3284513*x0 - 1.328055)**2 + 1.0003909"  # the README's example
+    medium = _realistic([2, 8, 8, 1], ["tanh", "tanh", "linear"])
+    whole = sympy.sstr(medium.expr, full_prec=False)
+    assert str(medium) == whole
+    monkeypatch.setattr(symnet.limits, "MAX_PRINT_SIZE", 100)  # now medium counts as big
+    assert "closed form of about" in str(medium) and "closed form of about" in symnet.pretty(medium)
+    assert symnet.pretty(medium, full=True) == sympy.pretty(medium.expr, full_prec=False)
+    assert medium.latex(full=True) == symnet.latex(medium, full=True) == sympy.latex(medium.expr, full_prec=False)
+    assert symnet.pretty(medium.expr) == sympy.pretty(medium.expr, full_prec=False)  # expressions: always whole
+
+
+@pytest.mark.parametrize("sizes, acts", [([1, 1, 1], ["square", "linear"]), ([2, 8, 8, 1], ["tanh", "tanh", "linear"]),
+                                         ([2, 6, 6, 1], ["sigmoid", "silu", "linear"]),
+                                         ([1, 4, 4, 4, 1], ["relu", "elu", "gelu", "linear"]), ([2, 3], ["softmax"]),
+                                         ([3, 10, 10, 2], ["tanh", "tanh", "linear"])])
+def test_the_size_estimate_follows_the_real_closed_form(sizes, acts):
+    net = _realistic(sizes, acts)
+    real = sum(symnet.limits.tree_size(e) for e in net.outputs)
+    assert 0.7 * real <= symnet.limits.closed_form_size(net) <= 1.5 * real

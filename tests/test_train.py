@@ -281,7 +281,7 @@ def test_fit_returns_a_new_network_with_the_same_inputs():
 
 
 @pytest.mark.parametrize("kwargs, error, match", [
-    ({"y": np.zeros((5, 2))}, ShapeError, r"y has shape \(5, 2\) but \(5,\) or \(5, 1\) is needed"),
+    ({"y": np.zeros((5, 2))}, ShapeError, r"y has shape \(5, 2\) but \(5, 1\) is needed \(or \(5,\) for one output\)"),
     ({"y": np.zeros(5), "dy": np.zeros((5, 3))}, ShapeError, r"dy has shape \(5, 3\) but \(5, 2\) or \(5, 1, 2\)"),
     ({}, InputError, "fit needs targets"),
     ({"y": np.full(5, np.nan)}, InputError, "every target is missing"),

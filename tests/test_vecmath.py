@@ -78,3 +78,29 @@ def test_special_values():
     assert np.array_equal(np.signbit(_run(_tanh_loop, z)), np.signbit(np.tanh(z)))
     x = np.array([0.0, -0.0, -np.inf, np.nan, -746.0, -1e4, -5e-324])
     assert np.array_equal(_run(_exp_loop, x), np.exp(x), equal_nan=True)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(allow_nan=False, width=64))
+def test_tanh_parts_any_float(z):
+    """tanh within ULP of libm; sigmoid(±2|z|) = (1 ± |tanh z|)/2 to a few ulp of mpmath, down to 5e-324."""
+    import mpmath
+
+    t, high, low = _vecmath.tanh_parts(z)
+    want = math.tanh(z)
+    assert abs(t - want) <= ULP * np.spacing(abs(want)) and math.copysign(1, t) == math.copysign(1, want)
+    with mpmath.workdps(60):
+        x = 2 * abs(mpmath.mpf(z))
+        exact_low = 1 / (1 + mpmath.exp(x)) if z != math.inf else mpmath.mpf(0)
+        exact_high = 1 - exact_low
+    for got, exact in ((high, exact_high), (low, exact_low)):
+        assert abs(got - exact) <= ULP * np.spacing(float(exact)) + 2**-1074, (z, got, exact)
+
+
+def test_tanh_parts_in_the_tails():
+    # 4 sigmoid(2z) sigmoid(-2z) = tanh'(z): 1 - tanh(z)**2 is 0 from |z| = 19.1 on
+    for z, slope in ((20.0, 1.6993417021166355e-17), (-40.0, 7.219405551381661e-35), (300.0, 1.0601586212017243e-260)):
+        t, high, low = _vecmath.tanh_parts(z)
+        assert abs(t) == 1.0 and 4 * high * low == pytest.approx(slope, rel=4e-16)
+    assert _vecmath.tanh_parts(800.0) == (1.0, 1.0, 0.0)
+    assert all(math.isnan(v) for v in _vecmath.tanh_parts(math.nan))

@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 import symnet
@@ -19,7 +19,9 @@ TORCH_ACTIVATIONS = {
     "linear": lambda z: z,
     "sigmoid": torch.sigmoid,
     "tanh": torch.tanh,
-    "softplus": lambda z: torch.logaddexp(z, torch.zeros_like(z)),
+    # relu(z) + log1p(exp(-|z|)): torch's logaddexp has a NaN second derivative once exp(z) underflows
+    # (z < -745, e.g. after an exp layer), where softplus'' is an exact, finite 0
+    "softplus": lambda z: torch.relu(z) + torch.log1p(torch.exp(-torch.abs(z))),
     "silu": torch.nn.functional.silu,
     "gelu": torch.nn.functional.gelu,  # the exact erf form, as symnet's
     "sin": torch.sin,
@@ -61,6 +63,9 @@ def networks(draw):
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(net=networks(), seed=st.integers(0, 2**16))
+# found by a fresh clone's run: exp then softplus drives softplus's input below -745 at the first point,
+# where torch's logaddexp gave a NaN Hessian against the exact 0
+@example(net=random_network(np.random.default_rng(19), [2, 8, 2, 1], ["linear", "exp", "softplus"]), seed=3)
 def test_exact_backprop_finite_differences_and_torch_agree(net, seed):
     report = verify(net, n_points=3, seed=seed)
     assert report.ok, report.message() + "\n" + repr(report)

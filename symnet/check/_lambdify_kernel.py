@@ -45,8 +45,12 @@ def lambdify_kernel(net: Any, derivatives: Sequence[str]) -> Callable[[np.ndarra
     rename = {node: sympy.Dummy() for node, _ in steps}
     steps = [(rename[node], _printable(expr, rename)) for node, expr in steps]
     exprs = [_printable(e, rename) for e in exprs]
-    printer = _Printer({"fully_qualified_modules": False, "inline": True, "allow_unknown_functions": True})
-    fn = sympy.lambdify(net.inputs, exprs, ["scipy", "numpy"], cse=lambda _: (steps, exprs), printer=printer)
+    # no user text in the printed function: the inputs are dummies (dummify), and the printer
+    # refuses other symbols and functions it does not know (an unknown name would be code)
+    printer = _Printer({"fully_qualified_modules": False, "inline": True, "allow_unknown_functions": False,
+                        "strict": True})
+    fn = sympy.lambdify(net.inputs, exprs, ["scipy", "numpy"], cse=lambda _: (steps, exprs), printer=printer,
+                        dummify=True)
 
     def kernel(X: np.ndarray) -> Derivatives:
         X = np.asarray(X, dtype=np.float64)
@@ -71,6 +75,11 @@ class _Printer(SciPyPrinter):
 
     def _print_Float(self, expr: sympy.Float) -> str:
         return repr(float(expr))
+
+    def _print_Symbol(self, expr: sympy.Symbol) -> str:
+        if not isinstance(expr, sympy.Dummy):  # inputs and program nodes are dummies by now
+            raise ValueError(f"symbol {expr.name!r} has no place in the lambdified program")
+        return super()._print_Symbol(expr)
 
 
 def _printable(expr: sympy.Expr, rename: dict[Any, sympy.Dummy]) -> sympy.Expr:

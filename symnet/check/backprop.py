@@ -28,12 +28,13 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import ActivationError, InputError, ShapeError
+from ..losses import LOSSES, check_loss, parse_targets
 from ._roundoff import roundoff_bounds
 
 __all__ = ["Derivatives", "Backprop", "backprop", "forward", "LOSSES"]
 
-#: The losses :func:`backprop` differentiates, with the meaning of :func:`symnet.param_grad`.
-LOSSES = ("mse", "cross_entropy", "softmax_cross_entropy")
+# LOSSES (the meaning of :func:`symnet.param_grad`) and the targets rule: symnet.losses.  The
+# oracle shares the reading of its inputs, never the mathematics.
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,9 @@ def backprop(net: Any, X: Any, *, hessian: bool = False, loss: str | None = None
         loss: ``"mse"`` (mean over points and outputs of the squared error),
             ``"cross_entropy"`` (``-mean_n sum_k t_k log y_k``) or ``"softmax_cross_entropy"``
             (softmax applied to the outputs, then cross entropy); ``None`` for no loss.
-        targets: with a loss, ``(N, m)`` (or ``(N,)`` / ``(m,)``); for the cross entropies also
-            integer class labels ``(N,)``.
+        targets: with a loss, read by :func:`symnet.losses.parse_targets`: ``(N, m)`` (or
+            ``(N,)`` for one output, ``(m,)`` for one point); for the cross entropies also integer
+            class labels ``(N,)`` (two or more outputs).
         roundoff: also bound the float64 error of every entry (``result.roundoff``): errors are
             propagated through ``|W|`` and ``|f^(k)(z)|`` like the tangents, and each sum and
             activation formula adds its own rounding (see :mod:`symnet.check._roundoff`).
@@ -104,8 +106,8 @@ def backprop(net: Any, X: Any, *, hessian: bool = False, loss: str | None = None
     """
     layers = net.layers
     points, single = _points(X, net.n_inputs)
-    if loss is not None and loss not in LOSSES:
-        raise InputError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
+    if loss is not None:
+        check_loss(loss)
     if loss is None and targets is not None:
         raise InputError("targets were given without a loss; pass loss='mse', 'cross_entropy' or 'softmax_cross_entropy'")
     if loss is not None and targets is None:
@@ -230,22 +232,8 @@ def _drop_batch(key: str, value: Any) -> Any:
 
 
 def _targets(targets: Any, loss: str, n: int, m: int) -> np.ndarray:
-    """Targets as float ``(N, m)``; integer labels ``(N,)`` become one-hot rows for the cross entropies."""
-    raw = np.asarray(targets)
-    if loss != "mse" and raw.ndim == 1 and len(raw) == n and not (m == 1 and n == 1) \
-            and np.issubdtype(raw.dtype, np.integer):
-        if raw.min() < 0 or raw.max() >= m:
-            raise ShapeError(f"class labels must lie in 0..{m - 1}, got {raw.min()}..{raw.max()}")
-        return np.eye(m)[raw]
-    try:
-        t = raw.astype(np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ShapeError(f"targets must be numbers of shape ({n}, {m})") from exc
-    if t.ndim <= 1:
-        t = t.reshape(n, -1) if t.size == n * m else t.reshape(1, -1)
-    if t.shape != (n, m):
-        raise ShapeError(f"targets have shape {raw.shape} but ({n}, {m}) is needed: one target row per point of X")
-    return t
+    """Targets as float ``(N, m)`` by the rule of :func:`symnet.losses.parse_targets` (labels become one-hot)."""
+    return parse_targets(loss, targets, n, m)
 
 
 def _log_softmax(y: np.ndarray) -> np.ndarray:

@@ -7,6 +7,7 @@
 | :func:`save`, :func:`load` | symnet's own format: one ``.npz`` that round-trips every network |
 | :func:`read_network` | any of these files, recognised by its contents |
 | :func:`export` | the closed form and its derivatives as C, Python or LaTeX source |
+| :func:`safe_text` | text from a file, fit to print: control characters shown escaped |
 
 Keras, PyTorch and h5py are imported only when a function needs them.
 
@@ -17,7 +18,7 @@ Keras, PyTorch and h5py are imported only when a function needs them.
 True
 """
 
-from ._expr import ExpressionError
+from ._expr import ExpressionError, safe_text
 from .export import export
 from .format import FileFormatError, UnsupportedLayerError, UntrustedCodeError, detect, load, read_network, save
 from .keras import activation_from_text, from_keras, load_keras
@@ -37,5 +38,6 @@ __all__ = [
     "load_keras",
     "load_torch",
     "read_network",
+    "safe_text",
     "save",
 ]

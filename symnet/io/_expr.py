@@ -12,7 +12,15 @@ recursive-descent parser that knows only
 * the functions in :data:`FUNCTIONS` (``exp``, ``log``, ``sin``, ``cos``, ``tanh``, ``sqrt``,
   ``erf``, ``Abs``, ``Max``, ``Min``, ``Heaviside``, ``sigmoid``, ``softplus``).
 
-Anything else is an :class:`ExpressionError` that names the token:
+Anything else is an :class:`ExpressionError` that names the token.  Text that could make
+the reader (or SymPy after it) work without end is refused past limits that no file symnet
+writes comes near, each named in the message: :data:`MAX_LENGTH` characters per expression,
+:data:`MAX_DEPTH` levels of nesting, :data:`MAX_DIGITS` characters per number,
+exponents up to :data:`MAX_INTEGER_EXPONENT` in size (on any base: ``t**10**10`` is refused),
+exact numbers up to :data:`MAX_BITS` bits and :data:`MAX_ARGUMENTS` arguments to
+``Max``/``Min``.  Reading is linear in the length of the text (sums and products are built
+in one step, not term by term).  Error messages show the text through :func:`safe_text`,
+so control characters in a file never reach a terminal raw:
 
 >>> import sympy
 >>> x = sympy.Symbol("x", real=True)
@@ -41,7 +49,8 @@ from sympy.printing.str import StrPrinter
 from ..errors import SymnetError
 from ..functions import sigmoid, softplus
 
-__all__ = ["ExpressionError", "FUNCTIONS", "CONSTANTS", "parse", "to_text"]
+__all__ = ["ExpressionError", "FUNCTIONS", "CONSTANTS", "parse", "to_text", "safe_text", "MAX_LENGTH", "MAX_DEPTH",
+           "MAX_DIGITS", "MAX_INTEGER_EXPONENT", "MAX_BITS", "MAX_ARGUMENTS"]
 
 
 class ExpressionError(SymnetError, ValueError):
@@ -66,12 +75,46 @@ FUNCTIONS: dict[str, tuple[Callable[..., sympy.Expr], int, int | None]] = {
 }
 CONSTANTS: dict[str, sympy.Expr] = {"pi": sympy.pi, "E": sympy.E}
 
-#: limits that keep hostile text from exhausting time or memory
-MAX_LENGTH = 1_000_000
+# limits that keep hostile text from exhausting time or memory
+#: characters in one expression
+MAX_LENGTH = 100_000
+#: levels of nesting: parentheses, function calls, powers, unary signs
 MAX_DEPTH = 100
+#: characters in one number
 MAX_DIGITS = 400
+#: the largest exponent (in absolute value) of a power with a numeric exponent, on any base
 MAX_INTEGER_EXPONENT = 1000
-MAX_BITS = 4096  # exact integers and rationals larger than this are refused
+#: bits of an exact integer or of a rational's numerator or denominator
+MAX_BITS = 4096
+#: arguments of one Max or Min
+MAX_ARGUMENTS = 32
+
+
+def safe_text(text: object, limit: int | None = None, *, newlines: bool = False) -> str:
+    """``str(text)`` with every character a terminal could act on shown escaped, for printing.
+
+    Control and format characters (ANSI escapes, carriage return, bell, the right-to-left
+    and other bidirectional overrides, zero-width characters), line and paragraph separators
+    and unusual spaces -- every character that :meth:`str.isprintable` rejects -- are written
+    as Python escapes (``\\x1b``, ``\\u202e``), as ``repr`` writes them; the rest, backslashes and
+    quotes included, is kept.  ``newlines=True`` keeps ``"\\n"`` (for multi-line output);
+    ``limit`` shortens the result to that many characters, ending in ``"..."``.  symnet's
+    command line and its error messages show every text that comes from a file through this.
+
+    >>> print(safe_text("tanh\\x1b[2J\\u202e"))
+    tanh\\x1b[2J\\u202e
+    >>> safe_text("a" * 50, limit=10)
+    'aaaaaaa...'
+    """
+    text = str(text)
+    cut = limit is not None and len(text) > limit
+    if limit is not None:  # shorten first: escaping a huge text is wasted work
+        text = text[:limit]
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() or (newlines and c == "\n") else repr(c)[1:-1] for c in text)
+    if limit is not None and (cut or len(text) > limit):
+        text = text[:max(limit - 3, 0)] + "..."
+    return text
 
 _TOKEN = re.compile(r"""\s*(?:
     (?P<number>(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)
@@ -100,8 +143,7 @@ class _Parser:
         self.depth = 0
 
     def error(self, message: str) -> ExpressionError:
-        shown = self.text if len(self.text) <= 80 else self.text[:77] + "..."
-        return ExpressionError(f'expression "{shown}": {message}')
+        return ExpressionError(f'expression "{safe_text(self.text, 80)}": {message}')
 
     def _read(self) -> tuple[str, str, int]:
         """The token at ``self.position`` (tokens are read one at a time, so the first error is reported)."""
@@ -148,24 +190,46 @@ class _Parser:
         return result
 
     def expr(self) -> sympy.Expr:
+        """A sum, built by one ``Add``: adding term by term is quadratic in the number of terms."""
         self.enter()
         result = self.term()
-        while self.peek()[:2] in (("op", "+"), ("op", "-")):
-            op, position = self.take()[1:]
-            right = self.term()
-            result = self.checked(result + right if op == "+" else result - right, position)
+        if self.peek()[:2] in (("op", "+"), ("op", "-")):
+            number, terms, position = self.gather(sympy.S.Zero, [], result, self.current[2], "+")
+            while self.peek()[:2] in (("op", "+"), ("op", "-")):
+                op, position = self.take()[1:]
+                right = self.term()
+                number = self.gather(number, terms, right if op == "+" else -right, position, "+")[0]
+            result = self.checked(sympy.Add(number, *terms), position)
         self.depth -= 1
         return result
 
     def term(self) -> sympy.Expr:
+        """A product or quotient, built by one ``Mul``."""
         result = self.unary()
-        while self.peek()[:2] in (("op", "*"), ("op", "/")):
-            op, position = self.take()[1:]
-            right = self.unary()
-            if op == "/" and right == 0:
-                raise self.error(f"division by zero at position {position}")
-            result = self.checked(result * right if op == "*" else result / right, position)
+        if self.peek()[:2] in (("op", "*"), ("op", "/")):
+            number, factors, position = self.gather(sympy.S.One, [], result, self.current[2], "*")
+            while self.peek()[:2] in (("op", "*"), ("op", "/")):
+                op, position = self.take()[1:]
+                right = self.unary()
+                if op == "/":
+                    if right == 0:
+                        raise self.error(f"division by zero at position {position}")
+                    if right.is_Number:  # numbers divide directly, as SymPy's a/b does
+                        number = self.checked(number / right, position)
+                        continue
+                    right = self.checked(sympy.Pow(right, -1), position)
+                number = self.gather(number, factors, right, position, "*")[0]
+            result = self.checked(sympy.Mul(number, *factors), position)
         return result
+
+    def gather(self, number: sympy.Expr, items: list[sympy.Expr], item: sympy.Expr, position: int,
+               op: str) -> tuple[sympy.Expr, list[sympy.Expr], int]:
+        """Fold a numeric ``item`` into ``number`` (in order, checked), or keep it in ``items``."""
+        if item.is_Number:
+            number = self.checked(number + item if op == "+" else number * item, position)
+        else:
+            items.append(item)
+        return number, items, position
 
     def unary(self) -> sympy.Expr:
         if self.peek()[:2] in (("op", "-"), ("op", "+")):
@@ -184,8 +248,9 @@ class _Parser:
         self.enter()
         exponent = self.unary()
         self.depth -= 1
-        if base.is_Number and exponent.is_Integer and abs(int(exponent)) > MAX_INTEGER_EXPONENT:
-            raise self.error(f"the power at position {position} has an exponent larger than {MAX_INTEGER_EXPONENT}")
+        if exponent.is_Number and abs(exponent) > MAX_INTEGER_EXPONENT:
+            raise self.error(f"the power at position {position} has an exponent larger than {MAX_INTEGER_EXPONENT} "
+                             f"(MAX_INTEGER_EXPONENT)")
         if base == 0 and exponent.is_negative:
             raise self.error(f"0 to a negative power at position {position}")
         if base.is_Rational and exponent.is_Integer:
@@ -197,6 +262,9 @@ class _Parser:
     def checked(self, value: sympy.Expr, position: int) -> sympy.Expr:
         if value.is_Rational and max(abs(value.p).bit_length(), value.q.bit_length()) > MAX_BITS:
             raise self.error(f"the result at position {position} is an exact number of more than {MAX_BITS} bits")
+        if value.is_Pow and value.exp.is_Number and abs(value.exp) > MAX_INTEGER_EXPONENT:  # (t**1000)**1000
+            raise self.error(f"the result at position {position} is a power with an exponent larger than "
+                             f"{MAX_INTEGER_EXPONENT} (MAX_INTEGER_EXPONENT)")
         return value
 
     def atom(self) -> sympy.Expr:
@@ -227,6 +295,9 @@ class _Parser:
             value = float(text)
             if value in (float("inf"), float("-inf")):
                 raise self.error(f"the number {text} at position {position} does not fit a float64")
+            if value == 0 and re.search("[1-9]", re.split("[eE]", text)[0]):
+                raise self.error(f"the number {text} at position {position} is too small for a float64 "
+                                 "(it would read as 0)")
             return sympy.Float(value)
         return self.checked(sympy.Integer(int(text)), position)
 
@@ -239,6 +310,9 @@ class _Parser:
         args = [] if self.peek()[:2] == ("op", ")") else [self.expr()]
         while self.peek()[:2] == ("op", ","):
             self.take()
+            if len(args) >= MAX_ARGUMENTS:
+                raise self.error(f"{name} at position {position} has more than {MAX_ARGUMENTS} arguments "
+                                 "(MAX_ARGUMENTS)")
             args.append(self.expr())
         self.expect(")")
         if len(args) < least or (most is not None and len(args) > most):

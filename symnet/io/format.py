@@ -1,7 +1,7 @@
 """symnet's file format: one ``.npz`` archive that round-trips every network symnet can build.
 
-The archive (written by :func:`numpy.savez_compressed`, read with ``allow_pickle=False``)
-holds plain arrays only:
+The archive (written by :func:`numpy.savez_compressed`, read member by member with
+:mod:`zipfile` and :mod:`numpy.lib.format`, never unpickling) holds plain arrays only:
 
 * ``symnet``: the metadata, UTF-8 JSON bytes as a 1-D ``uint8`` array;
 * ``W{l}``, ``b{l}`` (``l`` counted from 1): float64 arrays ``(fan_in, fan_out)`` and
@@ -30,6 +30,42 @@ that is not what it claims (a pickle, an expression naming ``__import__``, a wei
 wrong shape, a truncated archive, a NaN weight) raises :class:`FileFormatError`, naming the
 file and what is wrong.
 
+**Activation names** are checked on load, so that a name can neither lie about the numbers
+nor carry text that breaks out of anything it is later written into:
+
+* a *registered* activation is stored under the registry's own spelling of its name,
+  parameters as numbers (``"tanh"``, ``"leaky_relu(alpha=0.2)"``: an identifier, optionally
+  followed by numeric parameters in parentheses); on load the name is looked up in the
+  registry (:func:`symnet.activations.get`) and must give back exactly that name, and the
+  stored form must equal the registered form.  ``name: tanh`` with ``form: t**2`` is
+  refused, naming the file, the layer and both texts.  A user-registered activation loads
+  where it is registered, under the same name with the same form;
+* a *traced* activation (a lambda, a SymPy ``Lambda``, a Keras lambda) is stored under the
+  name symnet gives it, ``"t -> "`` followed by its form as SymPy prints it
+  (``"t -> t**2"``), and nothing else: on load the name must be exactly ``"t -> "`` plus the
+  form read back from the file;
+* any other name is refused, and :func:`save` refuses to write a network whose activation
+  names :func:`load` would refuse.
+
+**Numbers** in text entries and forms must be finite real float64 values: a part without
+symbols is evaluated in float64, so ``1e300**1000``, ``exp(1000)``, ``sqrt(-1)`` or ``1e400``
+are refused with the file, layer and entry named; float arrays may hold no NaN or infinity.
+
+**Limits** (a file past one is refused before anything is allocated, with the limit named):
+:data:`MAX_LAYERS` layers, :data:`MAX_UNITS` units per layer (and inputs),
+:data:`MAX_WEIGHTS` weights and biases in all, :data:`MAX_METADATA_BYTES` bytes of metadata,
+:data:`MAX_NAME_LENGTH` characters per input, symbol or activation name, and the expression
+reader's own limits (:mod:`symnet.io._expr`).  Each ``.npy`` header is checked (version,
+dtype, shape) against the metadata before its data is read.  The limits are read when a file
+is loaded: a program that trusts its files and needs a bigger network assigns a larger value
+(``symnet.io.format.MAX_WEIGHTS = 10**7``).
+
+**Errors**: a file that cannot be opened raises the operating system's
+:class:`FileNotFoundError`, :class:`PermissionError` or :class:`IsADirectoryError`; anything
+wrong inside the archive (a bad zip, a damaged deflate stream, a truncated member, JSON
+nested too deeply, a read error) is a :class:`FileFormatError` naming the file.  Text from
+the file is quoted in messages through :func:`symnet.io.safe_text` and shortened.
+
 >>> import os, tempfile, symnet
 >>> net = symnet.Network.symbolic([1, 1, 1], ["square", "linear"])
 >>> path = os.path.join(tempfile.mkdtemp(), "parabola.npz")
@@ -42,12 +78,15 @@ True
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
+import struct
 import uuid
 import zipfile
+import zlib
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import sympy
@@ -56,9 +95,11 @@ from .. import activations as _activations
 from ..activations import Activation, T
 from ..errors import InputError, SymnetError
 from ..network import Dense, Network
-from ._expr import ExpressionError, parse, to_text
+from ..functions import sigmoid, softplus
+from ._expr import ExpressionError, parse, safe_text, to_text
 
-__all__ = ["FileFormatError", "UnsupportedLayerError", "UntrustedCodeError", "FORMAT", "VERSION", "save", "load", "detect", "read_network"]
+__all__ = ["FileFormatError", "UnsupportedLayerError", "UntrustedCodeError", "FORMAT", "VERSION", "save", "load",
+           "detect", "read_network", "MAX_LAYERS", "MAX_UNITS", "MAX_WEIGHTS", "MAX_METADATA_BYTES", "MAX_NAME_LENGTH"]
 
 FORMAT = "symnet-network"
 VERSION = 1
@@ -100,6 +141,10 @@ def save(net: Network, path: str | os.PathLike[str]) -> Path:
     if not isinstance(net, Network):
         raise InputError(f"save needs a symnet Network, not {type(net).__name__}")
     path = Path(path)
+    for name in (s.name for s in net.inputs):
+        if len(name) > MAX_NAME_LENGTH:
+            raise FileFormatError(f"{_shown(path)}: cannot save input {safe_text(repr(name), 80)}: input names have "
+                                  f"at most {MAX_NAME_LENGTH} characters")
     symbols = {p.name: p for p in net.params}
     declared = {name: _assumptions_of(symbol, path) for name, symbol in symbols.items()}
     arrays: dict[str, np.ndarray] = {}
@@ -117,7 +162,8 @@ def save(net: Network, path: str | os.PathLike[str]) -> Path:
                 try:
                     text = [[to_text(v, symbols) for v in row] for row in matrix.tolist()]
                 except ExpressionError as exc:
-                    raise FileFormatError(f"{path}: cannot save layer {number}'s {key}: {exc}") from None
+                    raise FileFormatError(f"{_shown(path)}: cannot save layer {number}'s {key}: "
+                                          f"{safe_text(exc, 300)}") from None
                 entry[key] = {"text": text if key == "W" else text[0]}
         layers.append(entry)
     meta = {
@@ -145,9 +191,10 @@ def _symnet_version() -> str:
 
 
 def _assumptions_of(symbol: sympy.Symbol, path: Path) -> dict[str, bool]:
-    if type(symbol) is not sympy.Symbol or not _IDENTIFIER.fullmatch(symbol.name):
-        raise FileFormatError(f"{path}: cannot save parameter {symbol!r} ({type(symbol).__name__}): only "
-                              "plain sympy.Symbol parameters named like identifiers can be saved")
+    if type(symbol) is not sympy.Symbol or not _IDENTIFIER.fullmatch(symbol.name) or len(symbol.name) > MAX_NAME_LENGTH:
+        raise FileFormatError(f"{_shown(path)}: cannot save parameter {safe_text(repr(symbol.name), 80)} "
+                              f"({type(symbol).__name__}): only plain sympy.Symbol parameters named like ASCII "
+                              f"identifiers of at most {MAX_NAME_LENGTH} characters can be saved")
     for short in ({"real": True}, {}):  # the usual cases, written short
         if sympy.Symbol(symbol.name, **short) == symbol:
             return short
@@ -156,51 +203,87 @@ def _assumptions_of(symbol: sympy.Symbol, path: Path) -> dict[str, bool]:
 
 def _activation_entry(activation: Activation, number: int, path: Path) -> dict[str, Any]:
     if activation.form is None:
+        entry = {"name": activation.name, "form": None}
+    else:
         try:
-            registered = _activations.get(activation.name)
-        except SymnetError:
-            registered = None
-        if registered is None or registered.form is not None:
-            raise FileFormatError(f"{path}: cannot save layer {number}'s activation {activation.name!r}: it has no "
-                                  "SymPy form and is not a registered layer-wise activation")
-        return {"name": activation.name, "form": None}
-    try:
-        return {"name": activation.name, "form": to_text(activation.form, {"t": T})}
-    except ExpressionError as exc:
-        raise FileFormatError(f"{path}: cannot save layer {number}'s activation {activation.name!r}: {exc}") from None
+            entry = {"name": activation.name, "form": to_text(activation.form, {"t": T})}
+        except ExpressionError as exc:
+            raise FileFormatError(f"{_shown(path)}: cannot save layer {number}'s activation "
+                                  f"{safe_text(repr(activation.name), 120)}: {exc}") from None
+    try:  # never write what load refuses
+        _activation(entry, number, path, build=False)
+    except FileFormatError as exc:
+        raise FileFormatError(f"cannot save, load would refuse the file: {exc}") from None
+    return entry
 
 
 # --- reading -----------------------------------------------------------------------------------
+
+#: limits on what a file may declare, checked before anything is allocated or parsed
+MAX_LAYERS = 1_000
+MAX_UNITS = 100_000
+MAX_WEIGHTS = 1_000_000
+MAX_METADATA_BYTES = 64 * 2**20
+MAX_NAME_LENGTH = 200
+
+_REGISTERED_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\([^()]*\))?")
+_TRACED_PREFIX = "t -> "
+_FLOAT64_MAX = float(np.finfo(np.float64).max)
+# corruption surfaces from zipfile, zlib, numpy's header reader and json as any of these
+_CORRUPT = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, ValueError, KeyError, IndexError,
+            NotImplementedError, RuntimeError, struct.error, OverflowError, MemoryError, SyntaxError, TypeError)
+_FUNCTIONS: dict[type, Callable[..., float]] = {
+    sympy.exp: math.exp, sympy.log: math.log, sympy.sin: math.sin, sympy.cos: math.cos, sympy.tanh: math.tanh,
+    sympy.erf: math.erf, sympy.Abs: abs, sympy.Max: max, sympy.Min: min,
+    sigmoid: lambda z: 1 / (1 + math.exp(-z)) if z >= 0 else math.exp(z) / (1 + math.exp(z)),
+    softplus: lambda z: max(z, 0.0) + math.log1p(math.exp(-abs(z))),
+    sympy.Heaviside: lambda z, h=0.5: 1.0 if z > 0 else 0.0 if z < 0 else h,
+}
 
 
 def load(path: str | os.PathLike[str]) -> Network:
     """Read a network that :func:`save` wrote; :class:`FileFormatError` for anything else.
 
-    Reads with ``numpy.load(path, allow_pickle=False)``; expressions go through the safe
-    reader of :mod:`symnet.io._expr`.  Every array's dtype, shape and finiteness is checked.
+    The archive is read member by member with :mod:`zipfile`: each ``.npy`` header is
+    checked (dtype, shape, size against what the metadata declares) before its data is
+    read, object arrays are refused unread, and expressions go through the safe reader of
+    :mod:`symnet.io._expr`.  A file that cannot be opened raises the usual
+    :class:`FileNotFoundError`, :class:`PermissionError` or :class:`IsADirectoryError`;
+    everything wrong inside it is a :class:`FileFormatError` that names the file.
     """
     path = Path(path)
     head = _head(path)
     if not head.startswith(_ZIP_MAGIC):
-        raise FileFormatError(f"{path}: not a symnet file ({_describe(head)}); symnet files are .npz archives "
-                              "written by symnet.io.save")
+        raise FileFormatError(f"{_shown(path)}: not a symnet file ({_describe(head)}); symnet files are .npz "
+                              "archives written by symnet.io.save")
     try:
-        with open(path, "rb") as stream, np.load(stream, allow_pickle=False) as archive:
-            names = set(archive.files)
-            if _META not in names:
-                raise FileFormatError(f"{path}: a .npz archive without symnet metadata (the {_META!r} array); "
-                                      "it was not written by symnet.io.save")
-            meta = _metadata(archive, path)
-            return _network(meta, archive, names, path)
+        with open(path, "rb") as stream, zipfile.ZipFile(stream) as archive:
+            members = _members(archive, path)
+            if _META not in members:
+                raise FileFormatError(f"{_shown(path)}: a .npz archive without symnet metadata (the {_META!r} "
+                                      "array); it was not written by symnet.io.save")
+            meta = _metadata(_Arrays(archive, members, path), path)
+            return _network(meta, _Arrays(archive, members, path), path)
     except FileFormatError:
         raise
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise
-        if "allow_pickle" in str(exc):
-            raise UntrustedCodeError(f"{path}: holds a pickled Python object array; symnet never unpickles (a symnet "
-                                     "file holds only numeric arrays)") from None
-        raise FileFormatError(f"{path}: the archive is corrupt or truncated ({type(exc).__name__}: {exc})") from None
+    except (FileNotFoundError, PermissionError, IsADirectoryError):
+        raise  # opening failed: the OS's own message names the file
+    except OSError as exc:
+        raise FileFormatError(f"{_shown(path)}: reading the archive failed ({_kind(exc)}: "
+                              f"{safe_text(exc, 200)}); the file is damaged or the disk could not read it") from None
+    except _CORRUPT as exc:
+        raise FileFormatError(f"{_shown(path)}: the archive is corrupt or truncated ({_kind(exc)}: "
+                              f"{safe_text(exc, 200)})") from None
+
+
+def _kind(exc: BaseException) -> str:
+    """``zlib.error``, ``zipfile.BadZipFile``, ``ValueError``: an exception's type as a reader knows it."""
+    module = type(exc).__module__
+    return type(exc).__name__ if module == "builtins" else f"{module}.{type(exc).__name__}"
+
+
+def _shown(path: Path) -> str:
+    return safe_text(path)
 
 
 def _head(path: Path) -> bytes:
@@ -222,112 +305,238 @@ def _describe(head: bytes) -> str:
     return f"it starts with bytes {head!r}"
 
 
-def _metadata(archive: Any, path: Path) -> dict[str, Any]:
-    raw = archive[_META]
-    if raw.dtype != np.uint8 or raw.ndim != 1:
-        raise FileFormatError(f"{path}: the {_META!r} array must be 1-D uint8 JSON bytes, not {raw.dtype} {raw.shape}")
+def _members(archive: zipfile.ZipFile, path: Path) -> dict[str, zipfile.ZipInfo]:
+    """The archive's arrays by name; anything that is not one ``NAME.npy`` per array is refused."""
+    infos = archive.infolist()
+    if len(infos) > 2 * MAX_LAYERS + 1:
+        raise FileFormatError(f"{_shown(path)}: the archive holds {len(infos)} members; a symnet file holds at most "
+                              f"{2 * MAX_LAYERS + 1} (symnet.io.format.MAX_LAYERS = {MAX_LAYERS})")
+    members: dict[str, zipfile.ZipInfo] = {}
+    for info in infos:
+        name = info.filename[:-4] if info.filename.endswith(".npy") else None
+        if not name or not _IDENTIFIER.fullmatch(name):
+            raise FileFormatError(f"{_shown(path)}: unexpected member {info.filename!r} in the archive; a symnet file "
+                                  "holds only NAME.npy arrays")
+        if name in members:
+            raise FileFormatError(f"{_shown(path)}: the archive holds {info.filename!r} twice")
+        members[name] = info
+    return members
+
+
+class _Arrays:
+    """Reads one array of the archive at a time, checking its ``.npy`` header before its data."""
+
+    def __init__(self, archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo], path: Path) -> None:
+        self.archive, self.members, self.path = archive, members, path
+
+    @property
+    def names(self) -> set[str]:
+        return set(self.members)
+
+    def read(self, name: str, dtype: np.dtype[Any], shape: tuple[int, ...] | None, where: str) -> np.ndarray:
+        """Array ``name``; ``shape`` None: any 1-D array of up to :data:`MAX_METADATA_BYTES` bytes."""
+        with self.archive.open(self.members[name]) as stream:
+            version = np.lib.format.read_magic(stream)
+            if version == (1, 0):
+                header = np.lib.format.read_array_header_1_0(stream)
+            elif version == (2, 0):
+                header = np.lib.format.read_array_header_2_0(stream)
+            else:
+                raise FileFormatError(f"{_shown(self.path)}: {where} ({name}) is a .npy of version {version}; "
+                                      "symnet writes versions 1.0 and 2.0")
+            found_shape, fortran, found = header
+            if found.hasobject:
+                raise UntrustedCodeError(f"{_shown(self.path)}: array {name!r} holds a pickled Python object "
+                                         "array; symnet never unpickles (a symnet file holds only numeric arrays)")
+            if found != dtype:
+                raise FileFormatError(f"{_shown(self.path)}: {where} ({name}) has dtype {found}; symnet stores "
+                                      f"{dtype}")
+            if shape is None:
+                if len(found_shape) != 1 or found_shape[0] > MAX_METADATA_BYTES:
+                    raise FileFormatError(f"{_shown(self.path)}: {where} ({name}) must be 1-D {dtype} of at most "
+                                          f"{MAX_METADATA_BYTES} bytes (symnet.io.format.MAX_METADATA_BYTES), not "
+                                          f"{found_shape}")
+            elif found_shape != shape:
+                raise FileFormatError(f"{_shown(self.path)}: {where} ({name}) has shape {found_shape} but the layer "
+                                      f"needs {shape}")
+            count = math.prod(found_shape)
+            data = stream.read(count * found.itemsize)
+            if len(data) != count * found.itemsize:
+                raise FileFormatError(f"{_shown(self.path)}: {where} ({name}) is truncated: {len(data)} of "
+                                      f"{count * found.itemsize} bytes")
+            if stream.read(1):  # reading to the end also checks the member's CRC-32
+                raise FileFormatError(f"{_shown(self.path)}: {where} ({name}) has bytes after its "
+                                      f"{count * found.itemsize} bytes of data")
+        return np.frombuffer(data, dtype=found).reshape(found_shape, order="F" if fortran else "C")
+
+
+def _metadata(arrays: _Arrays, path: Path) -> dict[str, Any]:
+    raw = arrays.read(_META, np.dtype(np.uint8), None, "the metadata")
     try:
         meta = json.loads(raw.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise FileFormatError(f"{path}: the metadata is not valid JSON ({exc})") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        problem = "nested too deeply" if isinstance(exc, RecursionError) else safe_text(exc, 200)
+        raise FileFormatError(f"{_shown(path)}: the metadata is not valid JSON ({problem})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise FileFormatError(f"{path}: the metadata does not describe a {FORMAT!r} file")
+        raise FileFormatError(f"{_shown(path)}: the metadata does not describe a {FORMAT!r} file")
     version = meta.get("version")
-    if not isinstance(version, int) or version < 1:
-        raise FileFormatError(f"{path}: format version {version!r} is not a positive integer")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise FileFormatError(f"{_shown(path)}: format version {safe_text(repr(version), 40)} is not a positive "
+                              "integer")
     if version > VERSION:
-        raise FileFormatError(f"{path}: written with format version {version}, newer than this symnet reads "
+        raise FileFormatError(f"{_shown(path)}: written with format version {version}, newer than this symnet reads "
                               f"({VERSION}); upgrade symnet")
+    _known_keys(meta, _META_KEYS, "the metadata", path)
     return meta
 
 
-def _need(container: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str, path: Path) -> Any:
-    if not isinstance(container, dict) or key not in container:
-        raise FileFormatError(f"{path}: the metadata lacks {where}{key}")
+_META_KEYS = frozenset({"format", "version", "symnet_version", "inputs", "symbols", "layers"})
+_LAYER_KEYS = frozenset({"fan_in", "fan_out", "activation", "W", "b"})
+_ACTIVATION_KEYS = frozenset({"name", "form"})
+
+
+def _known_keys(entry: dict[str, Any], known: frozenset[str], where: str, path: Path) -> None:
+    unknown = sorted(set(entry) - known)
+    if unknown:
+        raise FileFormatError(f"{_shown(path)}: {where} has unknown keys {safe_text(unknown, 120)}; format version "
+                              f"{VERSION} knows {', '.join(sorted(known))}")
+
+
+def _need(container: Any, key: str, kind: type | tuple[type, ...], where: str, path: Path) -> Any:
+    if not isinstance(container, dict):
+        raise FileFormatError(f"{_shown(path)}: {where.rstrip('.') or 'the metadata'} is "
+                              f"{type(container).__name__}, not an object")
+    if key not in container:
+        raise FileFormatError(f"{_shown(path)}: the metadata lacks {where}{key}")
     value = container[key]
     if not isinstance(value, kind) or isinstance(value, bool) and kind is int:
-        raise FileFormatError(f"{path}: {where}{key} is {type(value).__name__}, not {getattr(kind, '__name__', kind)}")
+        raise FileFormatError(f"{_shown(path)}: {where}{key} is {type(value).__name__}, not "
+                              f"{getattr(kind, '__name__', kind)}")
     return value
 
 
 def _symbols(meta: dict[str, Any], path: Path) -> dict[str, sympy.Symbol]:
     table = _need(meta, "symbols", dict, "", path)
+    if len(table) > MAX_WEIGHTS:
+        raise FileFormatError(f"{_shown(path)}: the file declares {len(table)} symbols, more than {MAX_WEIGHTS} "
+                              "(symnet.io.format.MAX_WEIGHTS)")
     symbols = {}
     for name, assumptions in table.items():
-        if not _IDENTIFIER.fullmatch(name):
-            raise FileFormatError(f"{path}: symbol name {name!r} is not an identifier")
+        if len(name) > MAX_NAME_LENGTH or not _IDENTIFIER.fullmatch(name):
+            raise FileFormatError(f"{_shown(path)}: symbol name {safe_text(repr(name), 80)} is not an identifier "
+                                  f"of at most {MAX_NAME_LENGTH} ASCII characters")
         if not isinstance(assumptions, dict) or not all(
                 k in _ASSUMPTIONS and isinstance(v, bool) for k, v in assumptions.items()):
-            raise FileFormatError(f"{path}: symbol {name!r} has assumptions {assumptions!r}; expected "
-                                  "{assumption name: true/false}")
+            raise FileFormatError(f"{_shown(path)}: symbol {name!r} has assumptions {safe_text(repr(assumptions), 80)}"
+                                  "; expected {assumption name: true/false}")
         try:
             symbols[name] = sympy.Symbol(name, **assumptions)
         except ValueError as exc:  # InconsistentAssumptions
-            raise FileFormatError(f"{path}: symbol {name!r} has inconsistent assumptions ({exc})") from None
+            raise FileFormatError(f"{_shown(path)}: symbol {name!r} has inconsistent assumptions ({exc})") from None
     return symbols
 
 
-def _network(meta: dict[str, Any], archive: Any, names: set[str], path: Path) -> Network:
-    symbols = _symbols(meta, path)
+def _inputs(meta: dict[str, Any], path: Path) -> list[str]:
     inputs = _need(meta, "inputs", list, "", path)
-    layer_entries = _need(meta, "layers", list, "", path)
-    if not layer_entries:
-        raise FileFormatError(f"{path}: the file lists no layers")
-    used = {_META}
-    layers = []
-    fan_in_expected = len(inputs)
-    for number, entry in enumerate(layer_entries, start=1):
+    if len(inputs) > MAX_UNITS:
+        raise FileFormatError(f"{_shown(path)}: the file declares {len(inputs)} inputs, more than {MAX_UNITS} "
+                              "(symnet.io.format.MAX_UNITS)")
+    for i, name in enumerate(inputs):
+        if not isinstance(name, str) or not name.isidentifier() or len(name) > MAX_NAME_LENGTH:
+            raise FileFormatError(f"{_shown(path)}: inputs[{i}] is {safe_text(repr(name), 80)}; input names are "
+                                  f"identifiers of at most {MAX_NAME_LENGTH} characters")
+    return inputs
+
+
+def _sizes(entries: list[Any], n_inputs: int, path: Path) -> list[tuple[int, int]]:
+    """Every layer's (fan_in, fan_out), checked against each other and the limits before anything is read."""
+    if not entries:
+        raise FileFormatError(f"{_shown(path)}: the file lists no layers")
+    if len(entries) > MAX_LAYERS:
+        raise FileFormatError(f"{_shown(path)}: the file lists {len(entries)} layers, more than {MAX_LAYERS} "
+                              "(symnet.io.format.MAX_LAYERS)")
+    sizes, total, fan_in_expected = [], 0, n_inputs
+    for number, entry in enumerate(entries, start=1):
         where = f"layers[{number - 1}]."
         fan_in = _need(entry, "fan_in", int, where, path)
         fan_out = _need(entry, "fan_out", int, where, path)
+        for key in ("activation", "W", "b"):
+            _need(entry, key, dict, where, path)
+        _known_keys(entry, _LAYER_KEYS, f"layers[{number - 1}]", path)
+        _known_keys(entry["activation"], _ACTIVATION_KEYS, f"layers[{number - 1}].activation", path)
         if fan_in != fan_in_expected or fan_out < 1:
-            before = f"{len(inputs)} inputs" if number == 1 else f"layer {number - 1} has {fan_in_expected} units"
-            raise FileFormatError(f"{path}: layer {number} has fan_in={fan_in}, fan_out={fan_out} but {before}")
+            before = f"{n_inputs} inputs" if number == 1 else f"layer {number - 1} has {fan_in_expected} units"
+            raise FileFormatError(f"{_shown(path)}: layer {number} has fan_in={fan_in}, fan_out={fan_out} but "
+                                  f"{before}")
+        if fan_out > MAX_UNITS:
+            raise FileFormatError(f"{_shown(path)}: layer {number} has {fan_out} units, more than {MAX_UNITS} "
+                                  "(symnet.io.format.MAX_UNITS)")
+        total += (fan_in + 1) * fan_out
+        if total > MAX_WEIGHTS:
+            raise FileFormatError(f"{_shown(path)}: the layers up to layer {number} have {total} weights and biases,"
+                                  f" more than {MAX_WEIGHTS} (symnet.io.format.MAX_WEIGHTS)")
+        sizes.append((fan_in, fan_out))
         fan_in_expected = fan_out
-        weight = _matrix(_need(entry, "W", dict, where, path), (fan_in, fan_out), False, f"layer {number}: W",
-                         archive, names, used, symbols, path)
-        bias = _matrix(_need(entry, "b", dict, where, path), (1, fan_out), True, f"layer {number}: b",
-                       archive, names, used, symbols, path)
+    return sizes
+
+
+def _network(meta: dict[str, Any], arrays: _Arrays, path: Path) -> Network:
+    symbols = _symbols(meta, path)
+    inputs = _inputs(meta, path)
+    layer_entries = _need(meta, "layers", list, "", path)
+    sizes = _sizes(layer_entries, len(inputs), path)
+    extra = sorted(arrays.names - {_META} - _referenced(layer_entries))
+    if extra:  # before reading any array
+        raise FileFormatError(f"{_shown(path)}: unexpected arrays {safe_text(extra, 200)}; a symnet file holds only "
+                              "the arrays its layers name")
+    used = {_META}
+    layers = []
+    for number, (entry, (fan_in, fan_out)) in enumerate(zip(layer_entries, sizes), start=1):
+        where = f"layers[{number - 1}]."
         activation = _activation(_need(entry, "activation", dict, where, path), number, path)
+        weight = _matrix(_need(entry, "W", dict, where, path), (fan_in, fan_out), False, f"layer {number}: W",
+                         arrays, used, symbols, path)
+        bias = _matrix(_need(entry, "b", dict, where, path), (1, fan_out), True, f"layer {number}: b",
+                       arrays, used, symbols, path)
         layers.append(Dense(weight, bias, activation))
-    extra = sorted(names - used)
-    if extra:
-        raise FileFormatError(f"{path}: unexpected arrays {extra}; a symnet file holds only {sorted(used)}")
     try:
         net = Network(layers, inputs)
     except SymnetError as exc:
-        raise FileFormatError(f"{path}: {exc}") from None
+        raise FileFormatError(f"{_shown(path)}: {exc}") from None
     unknown = {p.name for p in net.params} - set(symbols)
     if unknown:  # pragma: no cover - the expression reader only knows declared symbols
-        raise FileFormatError(f"{path}: parameters {sorted(unknown)} are not declared")
+        raise FileFormatError(f"{_shown(path)}: parameters {sorted(unknown)} are not declared")
     return net
 
 
-def _matrix(spec: dict[str, Any], shape: tuple[int, int], is_bias: bool, where: str, archive: Any,
-            names: set[str], used: set[str], symbols: dict[str, sympy.Symbol], path: Path) -> sympy.ImmutableMatrix:
+def _referenced(entries: list[Any]) -> set[str]:
+    return {spec["array"] for entry in entries for key in ("W", "b")
+            if isinstance(spec := entry.get(key), dict) and isinstance(spec.get("array"), str)}
+
+
+def _matrix(spec: dict[str, Any], shape: tuple[int, int], is_bias: bool, where: str, arrays: _Arrays,
+            used: set[str], symbols: dict[str, sympy.Symbol], path: Path) -> sympy.ImmutableMatrix:
     wanted = (shape[1],) if is_bias else shape
     if set(spec) == {"array"}:
         name = spec["array"]
-        if not isinstance(name, str) or name not in names or name == _META:
-            raise FileFormatError(f"{path}: {where} refers to array {name!r}, which the archive does not hold")
+        if not isinstance(name, str) or name not in arrays.names or name == _META:
+            raise FileFormatError(f"{_shown(path)}: {where} refers to array {safe_text(repr(name), 80)}, which the "
+                                  "archive does not hold")
         if name in used:
-            raise FileFormatError(f"{path}: {where} reuses array {name!r}")
+            raise FileFormatError(f"{_shown(path)}: {where} reuses array {name!r}")
         used.add(name)
-        array = archive[name]
-        if array.dtype != np.float64:
-            raise FileFormatError(f"{path}: {where} ({name}) has dtype {array.dtype}; symnet stores float64")
-        if array.shape != wanted:
-            raise FileFormatError(f"{path}: {where} ({name}) has shape {array.shape} but the layer needs {wanted}")
+        array = arrays.read(name, np.dtype(np.float64), wanted, where)
         bad = np.argwhere(~np.isfinite(array))
         if bad.size:
             index = tuple(int(i) for i in bad[0])
-            raise FileFormatError(f"{path}: {where}{list(index)} is {array[index]}; weights must be finite numbers")
+            raise FileFormatError(f"{_shown(path)}: {where}{list(index)} is {array[index]}; weights must be finite "
+                                  "numbers")
         return sympy.ImmutableMatrix(shape[0], shape[1], [sympy.Float(float(v)) for v in array.reshape(-1)])
     if set(spec) == {"text"}:
         rows = [spec["text"]] if is_bias else spec["text"]
         if not (isinstance(rows, list) and len(rows) == shape[0]
                 and all(isinstance(r, list) and len(r) == shape[1] for r in rows)):
-            raise FileFormatError(f"{path}: {where} text must be {'a list of' if is_bias else 'nested lists'} "
+            raise FileFormatError(f"{_shown(path)}: {where} text must be {'a list of' if is_bias else 'nested lists'} "
                                   f"{wanted} expressions")
         entries = []
         for i, row in enumerate(rows):
@@ -336,42 +545,129 @@ def _matrix(spec: dict[str, Any], shape: tuple[int, int], is_bias: bool, where: 
                 try:
                     value = parse(text, symbols)
                 except ExpressionError as exc:
-                    raise FileFormatError(f"{path}: {where}{index}: {exc}") from None
-                if value.has(sympy.nan, sympy.zoo, sympy.oo, -sympy.oo):
-                    raise FileFormatError(f"{path}: {where}{index} is {value}; weights must be finite")
+                    raise FileFormatError(f"{_shown(path)}: {where}{index}: {exc}") from None
+                problem = _number_problem(value)
+                if problem:
+                    raise FileFormatError(f"{_shown(path)}: {where}{index} is {safe_text(text, 80)!r}: {problem}; "
+                                          "weights must be finite real float64 numbers (or expressions of the "
+                                          "declared symbols)")
                 entries.append(value)
         return sympy.ImmutableMatrix(shape[0], shape[1], entries)
-    raise FileFormatError(f"{path}: {where} must be {{'array': name}} or {{'text': [...]}}, not {sorted(spec)}")
+    raise FileFormatError(f"{_shown(path)}: {where} must be {{'array': name}} or {{'text': [...]}}, not "
+                          f"{safe_text(sorted(spec), 80)}")
 
 
-def _activation(entry: dict[str, Any], number: int, path: Path) -> Activation:
+def _number_problem(expr: sympy.Expr) -> str | None:
+    """Why a part of ``expr`` without symbols is not a finite real float64 number, or None.
+
+    Each numeric part is evaluated in float64 (not with SymPy's arbitrary precision, which a
+    hostile ``sin(exp(exp(exp(4))))`` keeps busy for ever): a part that overflows, is
+    complex or is not finite is named.
+    """
+    if not expr.free_symbols:
+        try:
+            value = _float_value(expr)
+        except (OverflowError, ValueError, TypeError, ZeroDivisionError) as exc:
+            return f"{safe_text(expr, 80)} is not a finite real float64 number ({exc})"
+        if not math.isfinite(value) or abs(value) > _FLOAT64_MAX:
+            return f"{safe_text(expr, 80)} is beyond float64 ({value})"
+        return None
+    for arg in expr.args:
+        problem = _number_problem(arg)
+        if problem:
+            return problem
+    return None
+
+
+def _float_value(expr: sympy.Expr) -> float:
+    """``expr`` (no symbols) evaluated in float64; OverflowError, ValueError or TypeError if it is not a real float."""
+    if expr.is_Number:
+        if not (expr.is_Rational or expr.is_Float) or not expr.is_finite:
+            raise ValueError(f"{expr} is not a finite real number")
+        value = float(expr)
+    elif expr is sympy.pi or expr is sympy.E:
+        value = float(expr)
+    elif expr.is_Add:
+        value = math.fsum(_float_value(a) for a in expr.args)
+    elif expr.is_Mul:
+        value = 1.0
+        for a in expr.args:
+            value *= _float_value(a)
+    elif expr.is_Pow:
+        base, exponent = _float_value(expr.base), _float_value(expr.exp)
+        value = base ** exponent  # a complex result (a negative base to a fraction) is refused below
+    elif expr.func in _FUNCTIONS:  # sqrt is a Pow
+        value = _FUNCTIONS[expr.func](*(_float_value(a) for a in expr.args))
+    else:
+        raise ValueError(f"{type(expr).__name__} is not a real number symnet evaluates")
+    if isinstance(value, complex) or not math.isfinite(value):
+        raise ValueError(f"{value} is not a finite real number")
+    return float(value)
+
+
+def _activation(entry: dict[str, Any], number: int, path: Path, build: bool = True) -> Activation | None:
+    """The activation a file names, checked as the module docstring says (``build=False``: only checked)."""
     where = f"layers[{number - 1}].activation."
     name = _need(entry, "name", str, where, path)
     form_text = entry.get("form")
-    if form_text is None:
+    if form_text is not None and not isinstance(form_text, str):
+        raise FileFormatError(f"{_shown(path)}: {where}form is {type(form_text).__name__}, not text")
+    layer = f"{_shown(path)}: layer {number}'s activation"
+    shown = safe_text(repr(name), 120)
+    if name.startswith(_TRACED_PREFIX):  # a traced or user-built form: its name is the form, as symnet writes it
+        if form_text is None:
+            raise FileFormatError(f"{layer} {shown} is stored without its form")
+        form = _form(form_text, layer)
+        expected = f"{_TRACED_PREFIX}{form}"
+        if name != expected:
+            raise FileFormatError(f"{layer} is named {shown} but its form {safe_text(repr(form_text), 120)} gives "
+                                  f"the name {safe_text(repr(expected), 120)}; a traced activation's name must be "
+                                  "'t -> ' and its form exactly as symnet writes it")
+        if not build:
+            return None
         try:
-            registered = _activations.get(name)
+            return _activations.from_form(form, name=name)
         except SymnetError as exc:
-            raise FileFormatError(f"{path}: layer {number}: {exc}") from None
-        if registered.form is not None:
-            raise FileFormatError(f"{path}: layer {number}: activation {name!r} is stored without its form")
-        return registered
-    if not isinstance(form_text, str):
-        raise FileFormatError(f"{path}: {where}form is {type(form_text).__name__}, not text")
-    try:
-        form = parse(form_text, {"t": T})
-    except ExpressionError as exc:
-        raise FileFormatError(f"{path}: layer {number}'s activation: {exc}") from None
+            raise FileFormatError(f"{layer}: {safe_text(exc, 300)}") from None
+    if len(name) > MAX_NAME_LENGTH or not _REGISTERED_NAME.fullmatch(name):
+        raise FileFormatError(f"{layer} is named {shown}: neither a registered activation (a name such as 'tanh' "
+                              "or 'leaky_relu(alpha=0.2)') nor a traced form ('t -> t**2')")
+    if name.partition("(")[0] not in _activations.names():
+        hint = "" if form_text is None else (f" (the file gives its form {safe_text(repr(form_text), 120)}: register "
+                                             "the activation under this name, with this form, before loading)")
+        raise FileFormatError(f"{layer} is {shown}, an unknown activation{hint}; registered activations: "
+                              f"{', '.join(_activations.names())}")
     try:
         registered = _activations.get(name)
-        if registered.form == form:
-            return registered
-    except SymnetError:
-        pass
+    except SymnetError as exc:
+        raise FileFormatError(f"{layer}: {safe_text(exc, 300)}") from None
+    if registered.name != name:
+        raise FileFormatError(f"{layer} is named {shown}, but this activation's name is {registered.name!r}: "
+                              "files hold the registry's own spelling")
+    if form_text is None:
+        if registered.form is not None:
+            raise FileFormatError(f"{_shown(path)}: layer {number}: activation {name!r} is stored without its form")
+        return registered
+    if registered.form is None:
+        raise FileFormatError(f"{layer} {name!r} acts on a whole layer and has no form, but the file gives the "
+                              f"form {safe_text(repr(form_text), 120)}")
+    form = _form(form_text, layer)
+    if form != registered.form:
+        raise FileFormatError(f"{layer} {name!r} is stored with the form {safe_text(repr(form_text), 120)}, but the "
+                              f"registered {name!r} is {safe_text(repr(str(registered.form)), 120)}: the file's name "
+                              "and form disagree, so symnet will not guess which one is meant")
+    return registered
+
+
+def _form(text: str, layer: str) -> sympy.Expr:
     try:
-        return _activations.from_form(form, name=name)
-    except SymnetError as exc:  # pragma: no cover - from_form accepts any expression in t
-        raise FileFormatError(f"{path}: layer {number}: {exc}") from None
+        form = parse(text, {"t": T})
+    except ExpressionError as exc:
+        raise FileFormatError(f"{layer}: {exc}") from None
+    problem = _number_problem(form)
+    if problem:
+        raise FileFormatError(f"{layer}: its form has a number that is not a finite real float64: {problem}")
+    return form
 
 
 # --- any file ----------------------------------------------------------------------------------
@@ -388,19 +684,23 @@ def detect(path: str | os.PathLike[str]) -> str:
         try:
             with zipfile.ZipFile(path) as archive:
                 names = archive.namelist()
-        except zipfile.BadZipFile as exc:
-            raise FileFormatError(f"{path}: a damaged zip archive ({exc})") from None
+        except (FileNotFoundError, PermissionError, IsADirectoryError):
+            raise
+        except (OSError, *_CORRUPT) as exc:
+            raise FileFormatError(f"{_shown(path)}: a damaged zip archive ({_kind(exc)}: "
+                                  f"{safe_text(exc, 200)})") from None
         if f"{_META}.npy" in names:
             return "symnet"
         if "config.json" in names:
             return "keras"
         if any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
             return "torch"
-        raise FileFormatError(f"{path}: a zip archive that is neither a symnet file, a .keras model nor a "
-                              f"PyTorch file (it holds {', '.join(names[:5]) or 'nothing'})")
+        shown = safe_text(", ".join(repr(n) for n in names[:5]) or "nothing", 200)
+        raise FileFormatError(f"{_shown(path)}: a zip archive that is neither a symnet file, a .keras model nor a "
+                              f"PyTorch file (it holds {shown})")
     if path.suffix in (".pt", ".pth", ".bin") and head[:1] == b"\x80":
         return "torch"  # the legacy torch.save format; torch.load(weights_only=True) reads it safely
-    raise FileFormatError(f"{path}: not a network file symnet reads ({_describe(head)}); give a symnet file, "
+    raise FileFormatError(f"{_shown(path)}: not a network file symnet reads ({_describe(head)}); give a symnet file, "
                           "a .keras model or a PyTorch state dict (.pt)")
 
 

@@ -12,13 +12,23 @@ Activations map through symnet's registry with their parameters read from the la
 (Keras 3 defaults for plain names: ``leaky_relu`` has ``negative_slope=0.2``, ``elu``
 ``alpha=1.0``; ``gelu`` is the exact erf form).
 
+:func:`from_keras` checks the network it built against the live model (each layer in
+float64 with Keras's own activation code, then ``model(x)`` end to end to Keras's float32
+precision; see :mod:`symnet.io._compare`) and raises :class:`~symnet.ImportMismatchError`
+naming the first layer that differs; ``check=False`` skips it.  A layer called at more than
+one place is refused: Keras lists it once.
+
 :func:`load_keras` never runs code from the file: it reads the architecture from the
 archive's ``config.json`` and the weights from its ``model.weights.h5`` with ``h5py``.  A
 lambda activation -- which Keras stores as marshalled Python bytecode -- stops it with an
 :class:`~symnet.io.UntrustedCodeError` that offers two ways on: give the activation as an
 expression (``activations={0: "x**2"}``), or pass ``trust=True`` to let Keras rebuild the
 lambda from its bytecode (``keras.saving.deserialize_keras_object(..., safe_mode=False)``,
-which *runs* code from the file) and trace it with SymPy.  (Keras 3.15's own
+which *runs* code from the file) and trace it with SymPy; no other code, and no module a
+file names, is ever imported or run.  Reading is bounded (:data:`MAX_CONFIG_BYTES`,
+:data:`MAX_WEIGHTS_BYTES`, :data:`MAX_LAYER_VALUES`, each weight's shape checked against
+the config before it is read), and a damaged archive is a
+:class:`~symnet.io.FileFormatError` naming the file.  (Keras 3.15's own
 ``keras.saving.load_model(path, safe_mode=False)`` cannot reload a ``Dense`` lambda
 activation: it saves the lambda without the ``__lambda__`` tag its loader needs.)
 """
@@ -31,6 +41,7 @@ import io
 import json
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -41,10 +52,19 @@ from .. import activations as _activations
 from ..activations import Activation, T
 from ..errors import ActivationError, SymnetError
 from ..network import Network
+from ._compare import check_import, describe_modules
 from ._expr import ExpressionError, parse
 from .format import FileFormatError, UnsupportedLayerError, UntrustedCodeError
 
-__all__ = ["from_keras", "load_keras", "activation_from_text", "KERAS_DEFAULTS"]
+__all__ = ["from_keras", "load_keras", "activation_from_text", "KERAS_DEFAULTS", "MAX_CONFIG_BYTES",
+           "MAX_WEIGHTS_BYTES", "MAX_LAYER_VALUES"]
+
+#: The largest ``config.json`` :func:`load_keras` reads (its size as declared in the archive).
+MAX_CONFIG_BYTES = 16 * 2**20
+#: The largest ``model.weights.h5`` :func:`load_keras` reads.
+MAX_WEIGHTS_BYTES = 2**31
+#: The most numbers one weight array of a ``.keras`` file may declare (checked before reading it).
+MAX_LAYER_VALUES = 100_000_000
 
 #: Keras 3's defaults for activations given by name (``Dense(activation="leaky_relu")``);
 #: a test checks them against the installed Keras.
@@ -253,7 +273,7 @@ def _pending_error(step: _Step, where: str, path: Path | None) -> SymnetError:
 # --- live models ---------------------------------------------------------------------------------
 
 
-def from_keras(model: Any, activations: Mapping[int | str, Any] | None = None) -> Network:
+def from_keras(model: Any, activations: Mapping[int | str, Any] | None = None, *, check: bool = True) -> Network:
     """The symnet network of a built Keras 3 ``Sequential`` or chain-shaped functional model.
 
     Args:
@@ -263,6 +283,11 @@ def from_keras(model: Any, activations: Mapping[int | str, Any] | None = None) -
             among the Dense layers; an activation is a registered name, an expression in ``x``
             (``"x**2"``), an :class:`~symnet.Activation` or a callable SymPy can trace.  Needed
             for Python activations SymPy cannot trace (ones written with ``keras.ops``).
+        check: compare the result with the model at 8 seeded points in ``[-2, 2]^d``: each
+            layer in float64 (Keras's own activation code, the affine maps in float64), then
+            ``model(x)`` end to end to the precision Keras computes in (float64 matrix products
+            run in float32); raise :class:`~symnet.ImportMismatchError` naming the first layer
+            that differs.  An override that is not the model's activation fails this check.
 
     Weights are taken in float64 (``np.asarray(w, float64)``: float32 weights convert exactly).
     """
@@ -276,10 +301,58 @@ def from_keras(model: Any, activations: Mapping[int | str, Any] | None = None) -
                                     "read; rebuild it as a keras.Sequential or a functional chain")
     if not model.built:
         raise UnsupportedLayerError(f"{where} is not built: give it a keras.Input or call it on data first")
-    steps = [_live_step(layer, keras, where) for layer in _live_chain(model, keras, where)]
+    layers = _live_chain(model, keras, where)
+    steps = [_live_step(layer, keras, where) for layer in layers]
     _number_dense(steps)
     _override(steps, activations, where)
-    return _build([s for s in steps if s.class_name not in _IDENTITY_LAYERS], where, None)
+    net = _build([s for s in steps if s.class_name not in _IDENTITY_LAYERS], where, None)
+    if check:
+        _check_keras(net, model, [(layer, step) for layer, step in zip(layers, steps)
+                                  if step.class_name not in _IDENTITY_LAYERS], where)
+    return net
+
+
+def _check_keras(net: Network, model: Any, pairs: list[tuple[Any, _Step]], where: str) -> None:
+    """:func:`~symnet.io._compare.check_import` against the live model (layers in float64, then ``model(x)``)."""
+    import torch
+
+    groups: list[list[tuple[Any, _Step]]] = []
+    for layer, step in pairs:
+        if step.dense_index is not None or not groups:
+            groups.append([])
+        groups[-1].append((layer, step))
+
+    def tensor(h: np.ndarray) -> Any:
+        return torch.as_tensor(h, dtype=torch.float64)
+
+    def layer_values(k: int, h: np.ndarray) -> np.ndarray:
+        x = tensor(h)
+        for layer, step in groups[k]:
+            if step.dense_index is not None:  # Dense.call: matmul, bias, activation -- the products in float64
+                kernel, *bias = (tensor(_to_numpy(w)) for w in layer.weights)
+                x = x @ kernel + (bias[0] if bias else 0.0)
+                x = x if layer.activation is None else layer.activation(x)
+            else:
+                x = layer.call(x)
+        return _to_numpy(x)
+
+    def whole(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return _to_numpy(model(tensor(x), training=False))
+
+    eps = max([float(np.finfo(np.float32).eps)]
+              + [_eps(getattr(layer, "compute_dtype", "float32")) for layer, _ in pairs])
+    describe = describe_modules([[(step.name, step.class_name) for _, step in g] for g in groups], "layers")
+    check_import(net, layer_values, whole, describe, where, "Keras", whole_eps=eps,
+                 whole_note=f", {1000 * eps:.2g} relative: Keras computes float64 matrix products in float32 and "
+                            "the model's own precision may be lower")
+
+
+def _eps(dtype: Any) -> float:
+    try:
+        return float(np.finfo(str(dtype)).eps)
+    except (TypeError, ValueError):
+        return 2.0**-8 if "bfloat16" in str(dtype) else float(np.finfo(np.float32).eps)
 
 
 def _live_chain(model: Any, keras: Any, where: str) -> list[Any]:
@@ -295,7 +368,9 @@ def _live_chain(model: Any, keras: Any, where: str) -> list[Any]:
             continue
         if layer.input is not current:
             raise UnsupportedLayerError(f"{where} is not a simple chain: layer {layer.name!r} "
-                                        f"({type(layer).__name__}) does not take the previous layer's output")
+                                        f"({type(layer).__name__}) does not take the previous layer's output (a "
+                                        "branch, or a layer called at more than one place: Keras lists a shared "
+                                        "layer once, so symnet refuses it rather than drop a call)")
         current = layer.output
     if model.outputs[0] is not current:
         raise UnsupportedLayerError(f"{where} is not a simple chain: its output is not the last layer's")
@@ -404,25 +479,54 @@ def load_keras(path: str | os.PathLike[str], activations: Mapping[int | str, Any
 
 
 def _read_archive(path: Path) -> tuple[dict[str, Any], bytes]:
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-            if "config.json" not in names:
-                raise FileFormatError(f"{path}: not a .keras archive (no config.json)")
-            if "model.weights.h5" not in names:
-                raise FileFormatError(f"{path}: the archive has no model.weights.h5 (sharded or missing weights are "
-                                      "not supported); save the model with model.save('model.keras')")
-            config_text = archive.read("config.json")
-            weights = archive.read("model.weights.h5")
-    except zipfile.BadZipFile as exc:
-        raise FileFormatError(f"{path}: not a .keras archive, or a truncated one ({exc})") from None
+    with open(path, "rb") as handle:  # a missing or unreadable file is the OSError it is, not a damaged archive
+        try:
+            with zipfile.ZipFile(handle) as archive:
+                names = archive.namelist()
+                if "config.json" not in names:
+                    raise FileFormatError(f"{path}: not a .keras archive (no config.json)")
+                if "model.weights.h5" not in names:
+                    raise FileFormatError(f"{path}: the archive has no model.weights.h5 (sharded or missing weights "
+                                          "are not supported); save the model with model.save('model.keras')")
+                config_text = _member(archive, "config.json", MAX_CONFIG_BYTES, path)
+                weights = _member(archive, "model.weights.h5", MAX_WEIGHTS_BYTES, path)
+        except SymnetError:
+            raise
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, ValueError,
+                OSError) as exc:  # a bit flip: bad CRC, bad deflate stream, truncated, encrypted, unknown method
+            raise FileFormatError(f"{path}: not a .keras archive, or a damaged or truncated one "
+                                  f"({type(exc).__name__}: {str(exc)[:200]!r})") from None
     try:
         config = json.loads(config_text.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise FileFormatError(f"{path}: config.json is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise FileFormatError(f"{path}: config.json is nested too deeply to be a Keras model config") from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise FileFormatError(f"{path}: config.json is not valid JSON ({str(exc)[:200]!r})") from None
     if not isinstance(config, dict):
         raise FileFormatError(f"{path}: config.json does not describe a model")
     return config, weights
+
+
+def _member(archive: zipfile.ZipFile, name: str, limit: int, path: Path) -> bytes:
+    """One archive member, refused before reading when it declares more than ``limit`` bytes.
+
+    ``zipfile`` reads no more than the declared size (and checks the CRC), so the limit holds
+    however the data is compressed.
+    """
+    size = archive.getinfo(name).file_size
+    if size > limit:
+        raise FileFormatError(f"{path}: {name} declares {size:,} bytes, more than the {limit:,} symnet reads "
+                              "(symnet.io.keras.MAX_CONFIG_BYTES, MAX_WEIGHTS_BYTES)")
+    return archive.read(name)
+
+
+def _brief(value: Any) -> str:
+    """A short, escaped description of a value from a file, safe to print (no deep ``str()``)."""
+    if isinstance(value, str):
+        return repr(value[:60])
+    if isinstance(value, (int, float, bool)) or value is None:
+        return repr(value)
+    return f"a JSON {type(value).__name__}"
 
 
 def _config_steps(config: dict[str, Any], where: str, trust: bool) -> list[_Step]:
@@ -435,7 +539,7 @@ def _config_steps(config: dict[str, Any], where: str, trust: bool) -> list[_Step
     layers = body["layers"]
     for layer in layers:
         if not isinstance(layer, dict) or not isinstance(layer.get("config"), dict):
-            raise FileFormatError(f"{where}: config.json lists a layer that is not an object: {str(layer)[:80]}")
+            raise FileFormatError(f"{where}: config.json lists a layer that is not an object: {_brief(layer)}")
     if kind != "Sequential":
         _check_chain(body, layers, where)
     return [_config_step(layer, where, trust) for layer in layers]
@@ -470,11 +574,16 @@ def _check_chain(body: dict[str, Any], layers: list[dict[str, Any]], where: str)
 def _config_step(layer: dict[str, Any], where: str, trust: bool) -> _Step:
     kind = layer.get("class_name")
     config = layer["config"]
-    name = str(config.get("name"))
+    name = config.get("name")
+    if not isinstance(name, str) or not isinstance(kind, str):
+        raise FileFormatError(f"{where}: config.json lists a layer whose name ({_brief(name)}) or class_name "
+                              f"({_brief(kind)}) is not a string")
     here = f"{where}: layer {name!r} ({kind})"
-    module = str(layer.get("module") or "keras.layers")
-    if kind not in _SUPPORTED or not module.startswith("keras"):
-        raise UnsupportedLayerError(f"{here} is not supported; symnet reads {', '.join(_SUPPORTED)} layers")
+    module = layer.get("module") or "keras.layers"
+    if kind not in _SUPPORTED or not _keras_module(module):
+        origin = "" if _keras_module(module) else f" from module {_brief(module)}"
+        raise UnsupportedLayerError(f"{here}{origin} is not supported; symnet reads {', '.join(_SUPPORTED)} layers "
+                                    "from Keras and never imports a module a file names")
     if kind in _IDENTITY_LAYERS:
         return _Step(name, kind, None, _activations.activation("linear"))
     if kind == "Dense":
@@ -499,11 +608,17 @@ def _config_activation(spec: Any, where: str, trust: bool) -> Activation | _Pend
                 return _trusted_lambda(spec, where)
             return _Pending("has a Python lambda activation, stored in the file as bytecode", code=True)
         inner = spec.get("config")
-        if str(spec.get("module", "")).startswith("keras") and isinstance(inner, str):
+        if _keras_module(spec.get("module", "")) and isinstance(inner, str):
             return _builtin(inner, {}, where)
         label = inner if isinstance(inner, str) else spec.get("class_name")
-        return _Pending(f"has the custom activation {label!r}, whose Python code is not in the file", code=False)
-    raise FileFormatError(f"{where}: cannot read activation {str(spec)[:80]!r}")
+        return _Pending(f"has the custom activation {_brief(label)}, whose Python code is not in the file",
+                        code=False)
+    raise FileFormatError(f"{where}: cannot read activation {_brief(spec)}")
+
+
+def _keras_module(module: Any) -> bool:
+    """Whether a config's ``module`` is Keras's own (``keras``, ``keras.layers``; not ``keras_evil``)."""
+    return isinstance(module, str) and (module == "keras" or module.startswith("keras."))
 
 
 def _trusted_lambda(spec: dict[str, Any], where: str) -> Activation | _Pending:
@@ -529,32 +644,39 @@ def _read_weights(data: bytes, dense: list[_Step], path: Path) -> None:
     try:
         h5 = h5py.File(io.BytesIO(data), "r")
     except OSError as exc:
-        raise FileFormatError(f"{path}: model.weights.h5 is not a readable HDF5 file ({exc})") from None
+        raise FileFormatError(f"{path}: model.weights.h5 is not a readable HDF5 file ({str(exc)[:200]!r})") from None
     with h5:
-        groups = dict(_vars_groups(h5, path))
-        for count, step in enumerate(dense):
-            named = [g for g, (layer_name, _) in groups.items() if layer_name == step.name]
-            # Keras names weight groups by class, in layer order (dense, dense_1, ...) and stores the
-            # layer's name as an attribute; files without the attribute are matched by position
-            key = named[0] if len(named) == 1 else "layers/dense" + (f"_{count}" if count else "")
-            if key not in groups:
-                raise FileFormatError(f"{path}: model.weights.h5 has no weights for {step.where()}")
-            arrays = groups[key][1]
-            units, use_bias = step.units, step.use_bias
-            if len(arrays) != (2 if use_bias else 1):
-                raise FileFormatError(f"{path}: {step.where()} has {len(arrays)} weight arrays in model.weights.h5; "
-                                      f"expected {'a kernel and a bias' if use_bias else 'a kernel'}")
-            kernel = _dataset(arrays[0], path, step, "kernel")
-            if kernel.ndim != 2 or kernel.shape[1] != units:
-                raise FileFormatError(f"{path}: {step.where()}: kernel has shape {kernel.shape} but the layer has "
-                                      f"{units} units: (fan_in, {units}) is needed")
-            step.kernel = kernel
-            step.bias = None
-            if use_bias:
-                bias = _dataset(arrays[1], path, step, "bias")
-                if bias.shape != (units,):
-                    raise FileFormatError(f"{path}: {step.where()}: bias has shape {bias.shape} but ({units},) is needed")
-                step.bias = bias
+        try:
+            _read_dense_weights(h5, dense, path)
+        except SymnetError:
+            raise
+        except (OSError, KeyError, ValueError, TypeError, RuntimeError, RecursionError, MemoryError) as exc:
+            # h5py on damaged data: a bad chunk, a broken B-tree, a missing filter, a huge declared attribute
+            raise FileFormatError(f"{path}: model.weights.h5 is damaged ({type(exc).__name__}: "
+                                  f"{str(exc)[:200]!r})") from None
+
+
+def _read_dense_weights(h5: Any, dense: list[_Step], path: Path) -> None:
+    groups = dict(_vars_groups(h5, path))
+    fan_in = None
+    for count, step in enumerate(dense):
+        named = [g for g, (layer_name, _) in groups.items() if layer_name == step.name]
+        # Keras names weight groups by class, in layer order (dense, dense_1, ...) and stores the
+        # layer's name as an attribute; files without the attribute are matched by position
+        key = named[0] if len(named) == 1 else "layers/dense" + (f"_{count}" if count else "")
+        if key not in groups:
+            raise FileFormatError(f"{path}: model.weights.h5 has no weights for {step.where()}")
+        arrays = groups[key][1]
+        units, use_bias = step.units, step.use_bias
+        if len(arrays) != (2 if use_bias else 1):
+            raise FileFormatError(f"{path}: {step.where()} has {len(arrays)} weight arrays in model.weights.h5; "
+                                  f"expected {'a kernel and a bias' if use_bias else 'a kernel'}")
+        kernel = _dataset(arrays[0], path, step, "kernel", (fan_in, units))
+        step.kernel = kernel
+        step.bias = None
+        if use_bias:
+            step.bias = _dataset(arrays[1], path, step, "bias", (units,))
+        fan_in = units
 
 
 def _vars_groups(h5: Any, path: Path) -> Iterator[tuple[str, tuple[str | None, list[Any]]]]:
@@ -574,7 +696,9 @@ def _vars_groups(h5: Any, path: Path) -> Iterator[tuple[str, tuple[str | None, l
                                 [(variables, k) for k in items])
 
 
-def _dataset(item: tuple[Any, str], path: Path, step: _Step, what: str) -> np.ndarray:
+def _dataset(item: tuple[Any, str], path: Path, step: _Step, what: str,
+             shape: tuple[int | None, ...]) -> np.ndarray:
+    """A weight array, its shape and dtype checked against the config before any value is read."""
     import h5py
 
     group, key = item
@@ -583,9 +707,20 @@ def _dataset(item: tuple[Any, str], path: Path, step: _Step, what: str) -> np.nd
     if not isinstance(link, h5py.HardLink) or not isinstance(dataset, h5py.Dataset) \
             or dataset.external or dataset.is_virtual:
         raise FileFormatError(f"{path}: {step.where()}: the {what} is not a plain dataset inside the file")
-    if dataset.dtype.kind != "f":
+    if dataset.dtype.kind != "f" or dataset.dtype.itemsize > 8:
         raise FileFormatError(f"{path}: {step.where()}: the {what} has dtype {dataset.dtype}; expected floats")
+    declared = tuple(int(n) for n in dataset.shape)
+    if len(declared) != len(shape) or any(want is not None and got != want for got, want in zip(declared, shape)):
+        needed = "(" + ", ".join("fan_in" if n is None else str(n) for n in shape) + ("," * (len(shape) == 1)) + ")"
+        reason = (f"the Dense layer before has {shape[0]} units" if len(declared) == 2 == len(shape)
+                  and declared[1] == shape[1] else f"the layer has {step.units} units")
+        raise FileFormatError(f"{path}: {step.where()}: {what} has shape {declared} but {reason}: {needed} is needed")
+    if int(np.prod(declared, dtype=object)) > MAX_LAYER_VALUES:
+        raise FileFormatError(f"{path}: {step.where()}: the {what} declares shape {declared}, more than the "
+                              f"{MAX_LAYER_VALUES:,} numbers symnet reads per array (symnet.io.keras.MAX_LAYER_VALUES)")
     array = np.asarray(dataset[()], dtype=np.float64)
+    if array.shape != declared:
+        raise FileFormatError(f"{path}: {step.where()}: the {what} read as shape {array.shape}, not {declared}")
     bad = np.argwhere(~np.isfinite(array))
     if bad.size:
         index = tuple(int(i) for i in bad[0])

@@ -6,7 +6,8 @@ derivatives, each symmetric Hessian entry) is computed once per point -- and com
 
 * ``backend="numba"``: a per-point loop (``numba.prange`` when ``parallel=True``) compiled by
   numba, cached on disk (see :mod:`symnet.kernels._cache`) so a second process loads it in
-  milliseconds;
+  milliseconds -- only in a folder that is yours and that nobody else can write: otherwise a
+  :class:`CacheWarning` says why and kernels are compiled in memory;
 * ``backend="numpy"``: the same program as whole-array numpy code, evaluated in chunks;
   it compiles nothing.
 
@@ -41,6 +42,7 @@ from ..errors import InputError, ShapeError, SymnetError
 from ..network import Network
 from ..program import MultiIndex, build, closure
 from . import _cache, _threads
+from ._cache import CacheWarning
 from ._codegen import Output, generate
 from ._layered import LayeredPlan, supports
 from ._loss import LossKernel
@@ -48,9 +50,17 @@ from ._pool import OutputPool
 from ._adjoint import AdjointPlan, adjoint_unsupported, cheaper
 from ._progress import Progress, ProgressArg, pieces
 
-__all__ = ["compile", "compile_loss", "Kernel", "KernelResult", "LossKernel", "NumbaUnavailableWarning", "stats"]
+__all__ = ["compile", "compile_loss", "CacheWarning", "Kernel", "KernelResult", "LossKernel",
+           "NumbaUnavailableWarning", "stats"]
 
-_VERSION = "1"  # bump when generated code changes meaning
+_VERSION = "3"  # bump when generated code changes meaning
+
+#: Points one call of a numba expression kernel evaluates at most, times the lines of its
+#: source: a batch goes through in pieces of about this much work, so that Ctrl-C
+#: (``KeyboardInterrupt``, which Python handles between calls, never inside compiled code) is
+#: honoured within a fraction of a second, whatever the batch size.  The results are the same
+#: as in one call: every point is computed on its own.
+_INTERRUPT_WORK = 1 << 24
 _BACKENDS = ("numba", "numpy")
 _STRATEGIES = ("auto", "expression", "layered")
 _SCHEDULES = ("auto", "forward", "forward-adjoint")
@@ -246,8 +256,9 @@ class Kernel:
         if n and self._plan is not None:
             self._plan.run(points, self._weights, arrays, self._partials, report if report.active else None)
         elif n and self.backend == "numba":
-            # one call runs fastest; progress needs pieces (each ~1% of the batch, >= 65,536 points)
-            for start, stop in pieces(n) if report.active else [(0, n)]:
+            # progress needs pieces (each ~1% of the batch, >= 65,536 points); Ctrl-C needs
+            # pieces of bounded work (_INTERRUPT_WORK), since compiled code cannot be interrupted
+            for start, stop in _spans(n, self._numba_chunk, pieces(n) if report.active else [(0, n)]):
                 self._run_numba(points[start:stop], {k: a[start:stop] for k, a in arrays.items()})
                 report(stop)
         elif n:
@@ -259,6 +270,11 @@ class Kernel:
         if single:
             arrays = {k: v[0] for k, v in arrays.items()}
         return KernelResult(arrays)
+
+    @property
+    def _numba_chunk(self) -> int:
+        """Points per call of a numba expression kernel (:data:`_INTERRUPT_WORK`)."""
+        return max(4096, _INTERRUPT_WORK // max(1, self.source.count("\n")))
 
     def _run_numba(self, points: np.ndarray, arrays: dict[str, np.ndarray]) -> None:
         if self.parallel and _threading_layer() == "workqueue":
@@ -314,6 +330,15 @@ class Kernel:
     def __repr__(self) -> str:
         return (f"Kernel({self.net!r}, derivatives={self.derivatives}, backend={self.backend!r}, "
                 f"dtype={self.dtype.name}, strategy={self.strategy!r})")
+
+
+def _spans(n: int, chunk: int, pieces: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``pieces`` (consecutive ranges covering ``0..n``) cut further into ranges of at most ``chunk``.
+
+    >>> _spans(10, 4, [(0, 6), (6, 10)])
+    [(0, 4), (4, 6), (6, 10)]
+    """
+    return [(start, min(stop, start + chunk)) for first, stop in pieces for start in range(first, stop, chunk)]
 
 
 def _reuse(out: KernelResult, names: tuple[str, ...], n: int, m: int, d: int, dtype: np.dtype,
@@ -402,6 +427,9 @@ def compile(  # noqa: A001 - the public name the API promises
             one (:mod:`symnet.kernels._threads`).
         cache: keep generated kernels on disk (``$SYMNET_CACHE_DIR``, default
             ``~/.cache/symnet``); a second process then skips code generation and compilation.
+            Only a folder that is yours and not writable by group or others is used (created
+            with mode ``0o700``); otherwise a :class:`CacheWarning` says why, once, and the
+            kernel is compiled in memory (docs/kernels.md, "The cache folder").
         strategy: ``"expression"`` prints the chain-rule program point by point (one fused,
             unrolled kernel: best for small networks); ``"layered"`` propagates value,
             tangents, second-order terms and asked-for partials of order 3 to 6 layer by layer
@@ -453,6 +481,9 @@ def compile(  # noqa: A001 - the public name the API promises
     with _MEMO_LOCK:
         reused = key in _MEMO
         if not reused:
+            # the folder is checked (and created) before any source is generated: sources
+            # compiled in memory must not ask numba for cache=True
+            use_disk = use_disk and _cache.usable_cache_dir() is not None
             if strategy == "layered":
                 if schedule == "forward-adjoint":
                     plan = AdjointPlan(net, request.words, request.partials, dtype, use_disk, parallel)
@@ -481,7 +512,10 @@ def compile(  # noqa: A001 - the public name the API promises
 
 
 def _warm_up(kernel: Kernel, key: str, use_disk: bool) -> None:
-    """Compile (or load from numba's cache) now, not at first use; a corrupt numba cache is rebuilt."""
+    """Compile (or load from numba's cache) now, not at first use; a corrupt numba cache is rebuilt.
+
+    A layered kernel's cache entries are its generated passes (``plan.keys``), each rebuilt.
+    """
     point = np.zeros((1, kernel.net.n_inputs), kernel.dtype)
     try:
         kernel(point)
@@ -490,7 +524,8 @@ def _warm_up(kernel: Kernel, key: str, use_disk: bool) -> None:
             raise
         warnings.warn(f"symnet: numba's cache of kernel {key} was unreadable ({type(exc).__name__}); rebuilding it",
                       RuntimeWarning, stacklevel=3)
-        _cache.drop_numba_cache(key)
+        for entry in kernel._plan.keys if kernel._plan is not None else [key]:
+            _cache.drop_numba_cache(entry)
         kernel(point)
 
 
@@ -535,6 +570,7 @@ def _source(twin: Network, request: _Request, backend: str, parallel: bool, desc
             weights[layer.bias[0, j]] = f"b{number}[{j}]"
         arrays += [f"W{number}", f"b{number}"]
     outputs = _outputs(request, program.jets, twin.n_inputs)
+    # generate() renders the header inertly (names in the description may come from a file)
     header = ("Generated by symnet: do not edit.\n\n" + description.replace('"', "'") + "\n")
     return generate(program, weights, arrays, outputs, backend, parallel, header, cache=cache)
 

@@ -206,7 +206,11 @@ class AdjointPlan(ChunkedPlan):
                         P = W[self.pi] * W[self.pk]  # (pairs, h)
                         curved = np.multiply(G, curvature, out=space.part("curved", (m, b, h), chunk * m * widest,
                                                                           self.dtype))
-                        packed += (curved.reshape(m * b, h) @ P.T).reshape(m, b, len(self.pairs))
+                        if np.isfinite(P).all():
+                            packed += (curved.reshape(m * b, h) @ P.T).reshape(m, b, len(self.pairs))
+                        else:  # W_i W_k overflows (|w| > 1e154): (G f'') W_i, then W_k, so a zero f'' gives 0
+                            for q, (i, k) in enumerate(self.pairs):
+                                packed[:, :, q] += ((curved * W[i]) * W[k]).sum(axis=-1)
                 if number:
                     W = weights[2 * number]
                     back = adjoints[(last - number) % 2][: m * b * W.shape[0]].reshape(m, b, W.shape[0])

@@ -7,11 +7,17 @@ print their almost-everywhere values with NaN propagated (``Max``, ``Heaviside``
 SymPy's ``Heaviside(0) = 1/2``, ``DiracDelta`` as 0).  Floats print with ``repr`` so they
 round-trip exactly.  A printer refuses what it cannot print (``strict``) rather than
 emitting partial code.
+
+Nothing but these printers' output and fixed text reaches the source: labels such as an
+activation's name (which may come from a file) pass through :func:`docstring`, and program
+nodes get ASCII identifiers of their own (:class:`_Names`), so no user text is ever code.
 """
 
 from __future__ import annotations
 
+import keyword
 import re
+import string
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -19,9 +25,10 @@ import sympy
 from sympy.printing.numpy import SciPyPrinter
 from sympy.printing.pycode import PythonCodePrinter
 
+from ..functions import sigmoid, tail_safe
 from ..program import Program
 
-__all__ = ["Output", "generate"]
+__all__ = ["Output", "docstring", "generate"]
 
 
 @dataclass(frozen=True)
@@ -32,21 +39,46 @@ class Output:
     entries: tuple[tuple[tuple[int, ...], sympy.Expr], ...]
 
 
+_INERT = frozenset(string.ascii_letters + string.digits + " \n!#$%&'()*+,-./:;<=>?@[]^_`{|}~")
+
+
+def docstring(text: str) -> str:
+    r'''``text`` as a module docstring that cannot end early or run anything: every character
+    but printable ASCII (no backslash, no double quote) and newlines is written ``<U+XXXX>``.
+
+    >>> print(docstring('x"""; import os'))
+    """x<U+0022><U+0022><U+0022>; import os"""
+    >>> eval(docstring("a\\ b\u202e c"))
+    'a<U+005C> b<U+202E> c'
+    '''
+    return '"""' + "".join(c if c in _INERT else f"<U+{ord(c):04X}>" for c in text) + '"""'
+
+
 class _Names:
     """Identifiers for every symbol of the program, deterministic and collision-free."""
 
-    def __init__(self, program: Program, weights: dict[sympy.Symbol, str]) -> None:
+    def __init__(self, program: Program, weights: dict[sympy.Symbol, str], hoist: bool = False) -> None:
         self.map: dict[sympy.Symbol, str] = dict(weights)
-        taken = {"X", "p", "n", "math", "numpy", "numba", "scipy"} | set(weights.values())
+        taken = {"X", "p", "n", "math", "numpy", "numba", "scipy", "_sigmoid", "_sigmoid_pair"} | set(weights.values())
+        #: ``(local, "W1[0, 0]")``: weights read into scalars once, before the loop over points
+        #: (with ``hoist``).  numba compiles a loop of scalar arithmetic several times faster
+        #: than one indexing the weight arrays at every use.
+        self.hoisted: list[tuple[str, str]] = []
+        if hoist:
+            for symbol, text in weights.items():
+                local = self._fresh(re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower(), taken)
+                self.map[symbol] = local
+                self.hoisted.append((local, text))
         for i, x in enumerate(program.inputs):
             self.map[x] = self._fresh(f"x{i}", taken)
         for node, _ in program.assignments:
-            self.map[node] = self._fresh(re.sub(r"\W+", "_", node.name).strip("_"), taken)
+            # ASCII only: Python folds identifiers by NFKC, so "ｚ1" and "z1" would be one variable
+            self.map[node] = self._fresh(re.sub(r"[^A-Za-z0-9_]+", "_", node.name).strip("_"), taken)
 
     @staticmethod
     def _fresh(name: str, taken: set[str]) -> str:
         candidate, k = name, 1
-        while candidate in taken or not candidate.isidentifier():
+        while candidate in taken or not candidate.isidentifier() or keyword.iskeyword(candidate):
             candidate, k = f"{name}_{k}", k + 1
         taken.add(candidate)
         return candidate
@@ -61,12 +93,102 @@ def _nan_max(printer: PythonCodePrinter, args: Sequence[sympy.Expr], greater: st
     return result
 
 
-class _ScalarPrinter(PythonCodePrinter):
-    """Per-point scalar code for numba."""
+def _product(printer: PythonCodePrinter, expr: sympy.Mul) -> str | None:
+    """A product with its activation-derivative factors first, then one factor at a time.
 
-    def __init__(self, names: dict[sympy.Symbol, str]) -> None:
+    ``d2a*W**2`` would be ``0 * inf = NaN`` at ``w = 1e300`` where the exact value is 0;
+    ``d2a*W*W`` is ``(0 * 1e300) * 1e300 = 0``.  ``None`` unless ``expr`` is such a product
+    of symbols and numbers (then SymPy's printing is kept).
+    """
+    first = getattr(printer, "_first", ())
+    factors: list[tuple[int, sympy.Expr]] = []
+    for arg in expr.args:
+        base, exponent = arg.as_base_exp()
+        if arg.is_Number:
+            factors.append((1, arg))
+        elif base.is_Symbol and exponent.is_Integer and 1 <= exponent <= 8:
+            factors += [(0 if base in first else 2, base)] * int(exponent)
+        else:
+            return None
+    if not any(rank == 0 for rank, _ in factors) or len(factors) < 2:
+        return None
+    factors.sort(key=lambda item: item[0])
+    texts = [printer._print(f) if not f.is_Number or (f.is_Integer and f >= 0) else f"({printer._print(f)})"
+             for _, f in factors]
+    return "(" + "*".join(texts) + ")"
+
+
+class _SigmoidPair(sympy.Function):
+    """``sigmoid(x) * sigmoid(-x)``, printed for numba as one call: ``e / (1 + e)**2``, ``e = exp(-|x|)``.
+
+    Tail-safe forms of tanh' and sigmoid' are such products; as one function of one ``exp``
+    they cost what ``1 - tanh(z)**2`` did (LLVM shares the ``exp`` of a unit's derivatives),
+    and numba compiles a call where two inline branches per factor took many times longer.
+    """
+
+    nargs = 1
+
+
+def _pair_sigmoids(expr: sympy.Expr) -> sympy.Expr:
+    """``expr`` with each ``sigmoid(u)**p * sigmoid(-u)**q`` written ``_SigmoidPair(u)**min(p, q) * ...``."""
+
+    def pair(mul: sympy.Mul) -> sympy.Expr:
+        powers: dict[sympy.Expr, sympy.Expr] = {}
+        others: list[sympy.Expr] = []
+        for factor in mul.args:
+            base, exponent = factor.as_base_exp()
+            if isinstance(base, sigmoid) and exponent.is_Integer and exponent > 0:
+                powers[base.args[0]] = powers.get(base.args[0], 0) + exponent
+            else:
+                others.append(factor)
+        if not any(-u in powers for u in powers):
+            return mul
+        for u in sorted(powers, key=sympy.default_sort_key):
+            if u in powers and -u in powers and u != -u:
+                common = min(powers[u], powers[-u])
+                others.append(_SigmoidPair(u) ** common)
+                powers[u] -= common
+                powers[-u] -= common
+        others += [sigmoid(u) ** p for u, p in powers.items() if p]
+        return sympy.Mul(*others)
+
+    return expr.replace(lambda e: e.is_Mul and e.has(sigmoid), pair)
+
+
+#: Module-level helpers of numba kernels (njit functions that LLVM inlines into the loop).
+_NUMBA_HELPERS = """
+
+@numba.njit(cache={cache}, nogil=True, error_model='numpy')
+def _sigmoid(x):
+    # exp(-|x|) never overflows: 1/(1 + exp(-x)) is 0 for x < -709.8, where sigmoid(x) > 5e-324
+    e = math.exp(-abs(x))
+    return (1.0 if x >= 0 else e) / (1.0 + e)
+
+
+@numba.njit(cache={cache}, nogil=True, error_model='numpy')
+def _sigmoid_pair(x):
+    # sigmoid(x) * sigmoid(-x), relative accuracy in both tails
+    e = math.exp(-abs(x))
+    return e / ((1.0 + e) * (1.0 + e))
+"""
+
+
+class _ScalarPrinter(PythonCodePrinter):
+    """Per-point scalar code for numba (``sigmoid`` through the module's ``_sigmoid`` helpers)."""
+
+    def __init__(self, names: dict[sympy.Symbol, str], first: frozenset[sympy.Symbol] = frozenset()) -> None:
         super().__init__({"fully_qualified_modules": True, "strict": True})
         self._names = names
+        self._first = first  # activation-derivative nodes: printed first in products (_product)
+
+    def _print_Mul(self, expr: sympy.Mul) -> str:
+        return _product(self, expr) or super()._print_Mul(expr)
+
+    def _print_sigmoid(self, expr: sigmoid) -> str:
+        return f"_sigmoid({self._print(expr.args[0])})"
+
+    def _print__SigmoidPair(self, expr: _SigmoidPair) -> str:
+        return f"_sigmoid_pair({self._print(expr.args[0])})"
 
     def _print_Symbol(self, expr: sympy.Symbol) -> str:
         if expr not in self._names:
@@ -101,9 +223,13 @@ def _nested(printer: SciPyPrinter, function: str, args: Sequence[sympy.Expr]) ->
 class _ArrayPrinter(SciPyPrinter):
     """Whole-batch numpy code."""
 
-    def __init__(self, names: dict[sympy.Symbol, str]) -> None:
+    def __init__(self, names: dict[sympy.Symbol, str], first: frozenset[sympy.Symbol] = frozenset()) -> None:
         super().__init__({"fully_qualified_modules": True, "strict": True})
         self._names = names
+        self._first = first
+
+    def _print_Mul(self, expr: sympy.Mul) -> str:
+        return _product(self, expr) or super()._print_Mul(expr)
 
     _print_Symbol = _ScalarPrinter._print_Symbol
     _print_Float = _ScalarPrinter._print_Float
@@ -122,6 +248,37 @@ class _ArrayPrinter(SciPyPrinter):
         return f"(0.0 * ({self._print(expr.args[0])}))"
 
 
+#: The program's activation-derivative nodes (``d2a1_0``: f''(z) of unit 0 of layer 1).
+_DERIVATIVE_NODE = re.compile(r"d[0-9]+a.*")
+
+
+class _TailSafe:
+    """:func:`symnet.functions.tail_safe` of the program's activation forms, each form once.
+
+    ``1 - a1_0**2`` with ``a1_0 = tanh(z1_0)`` prints as ``4*sigmoid(2*z1_0)*sigmoid(-2*z1_0)``.
+    Expressions holding weights (the affine maps) are left alone; the forms of different units
+    differ only in their symbols, so each is rewritten once and renamed.
+    """
+
+    def __init__(self, program: Program, weights: set[sympy.Symbol]) -> None:
+        self.weights = weights
+        self.definitions = {node: expr for node, expr in program.assignments if isinstance(expr, (sympy.tanh, sigmoid))}
+        self.done: dict[sympy.Expr, sympy.Expr] = {}
+
+    def __call__(self, expr: sympy.Expr) -> sympy.Expr:
+        symbols = expr.free_symbols
+        if symbols & self.weights or not expr.has(sympy.Function, *self.definitions):
+            return expr
+        symbols |= {s for d in symbols & self.definitions.keys() for s in self.definitions[d].free_symbols}
+        order = sorted(symbols, key=str)
+        to_dummy = {s: sympy.Symbol(f"_s{k}", real=True) for k, s in enumerate(order)}
+        key = expr.xreplace(to_dummy)
+        if key not in self.done:
+            definitions = {to_dummy[s]: d.xreplace(to_dummy) for s, d in self.definitions.items() if s in to_dummy}
+            self.done[key] = tail_safe(key, definitions)
+        return self.done[key].xreplace({d: s for s, d in to_dummy.items()})
+
+
 def generate(
     program: Program,
     weights: dict[sympy.Symbol, str],
@@ -133,28 +290,34 @@ def generate(
     cache: bool = True,
 ) -> str:
     """The source of a module defining ``kernel(X, <weight arrays>, <output arrays>)``."""
-    names = _Names(program, weights)
+    names = _Names(program, weights, hoist=backend == "numba")
     exprs = [e for out in outputs for _, e in out.entries]
     needed = program.needed(exprs)
     args = ", ".join(["X", *weight_arrays, *(o.name for o in outputs)])
-    lines = [f'"""{header}"""', "import math", "", "import numpy", "import scipy.special"]
+    lines = [docstring(header), "import math", "", "import numpy", "import scipy.special"]
+    first = frozenset(node for node, _ in program.assignments if _DERIVATIVE_NODE.fullmatch(node.name))
     if backend == "numba":
-        printer: PythonCodePrinter = _ScalarPrinter(names.map)
+        printer: PythonCodePrinter = _ScalarPrinter(names.map, first)
         loop = "numba.prange" if parallel else "range"
-        lines += ["import numba", "", "",
+        lines += ["import numba", _NUMBA_HELPERS.format(cache=cache), "",
                   f"@numba.njit(parallel={parallel}, cache={cache}, nogil=True, error_model='numpy')",
-                  f"def kernel({args}):", f"    for p in {loop}(X.shape[0]):"]
+                  f"def kernel({args}):", *(f"    {local} = {text}" for local, text in names.hoisted),
+                  f"    for p in {loop}(X.shape[0]):"]
         indent = " " * 8
         inputs = [f"{indent}{names.map[x]} = X[p, {i}]" for i, x in enumerate(program.inputs)]
         target = "{name}[p, {index}]"
     else:
-        printer = _ArrayPrinter(names.map)
+        printer = _ArrayPrinter(names.map, first)
         lines += ["", "", f"def kernel({args}):"]
         indent = " " * 4
         inputs = [f"{indent}{names.map[x]} = X[:, {i}]" for i, x in enumerate(program.inputs)]
         target = "{name}[:, {index}]"
     lines += inputs
+    safe = _TailSafe(program, set(weights))
     for node, expr in needed:
+        expr = safe(expr)
+        if backend == "numba":
+            expr = _pair_sigmoids(expr)
         lines.append(f"{indent}{names.map[node]} = {printer.doprint(expr)}")
     shared: dict[sympy.Expr, str] = {}  # an expression stored twice (symmetric Hessian) is computed once
     uses = {}

@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..activations import T, Activation
-from ..derivatives import LOSSES
+from ..losses import LOSSES, check_loss, parse_targets
 from ..errors import InputError, ShapeError
 from ..network import Network
 from . import _cache
@@ -38,8 +38,9 @@ __all__ = ["LossKernel", "LOSSES"]
 class LossKernel:
     """``kernel(X, Y) -> (loss, [(dW, db), ...])`` for one architecture and loss.
 
-    Args of the call: ``X`` ``(N, d)``; ``Y`` ``(N, m)`` targets (or ``(N,)`` for one output;
-    integer class labels ``(N,)`` for the cross entropies); optional ``weights=``: a network of
+    Args of the call: ``X`` ``(N, d)``; ``Y`` targets read by :func:`symnet.losses.parse_targets`
+    (``(N, m)``, or ``(N,)`` for one output; integer class labels ``(N,)`` for the cross entropies
+    of two or more outputs); optional ``weights=``: a network of
     the same architecture, or a list of ``(W, b)`` arrays per layer, whose weights to use
     (default: the network compiled).
     Returns the mean loss (a float) and per layer ``dW`` ``(fan_in, fan_out)`` and ``db``
@@ -50,8 +51,7 @@ class LossKernel:
     """
 
     def __init__(self, net: Network, loss: str, parallel: bool = True) -> None:
-        if loss not in LOSSES:
-            raise InputError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
+        check_loss(loss)
         for number, activation in enumerate(net.activations[:-1], start=1):
             if not activation.elementwise:
                 raise InputError(f"layer {number}: {activation.name!r} is supported only as the last layer")
@@ -177,17 +177,8 @@ def _arrays(weights: Sequence[tuple[Any, Any]], net: Network) -> tuple[list[np.n
 
 
 def _targets(Y: Any, n: int, m: int, loss: str) -> np.ndarray:
-    Y = np.asarray(Y)
-    if loss != "mse" and Y.ndim == 1 and Y.shape[0] == n and Y.dtype.kind in "iu" and m > 1:
-        if Y.min(initial=0) < 0 or Y.max(initial=0) >= m:
-            raise ShapeError(f"class labels must lie in 0..{m - 1}")
-        return np.eye(m)[Y]
-    Y = np.asarray(Y, dtype=np.float64)
-    if Y.ndim == 1 and m == 1:
-        Y = Y.reshape(-1, 1)
-    if Y.shape != (n, m):
-        raise ShapeError(f"Y has shape {Y.shape} but ({n}, {m}) is needed: one target row per point of X")
-    return Y
+    """``Y`` as float ``(N, m)`` by the rule of :func:`symnet.losses.parse_targets` (labels become one-hot)."""
+    return parse_targets(loss, Y, n, m, name="Y")
 
 
 def _loss_and_delta(loss: str, y: np.ndarray, t: np.ndarray, last: Activation) -> tuple[float, np.ndarray]:

@@ -25,12 +25,17 @@ from llvmlite import ir
 from numba.core import types
 from numba.extending import intrinsic
 
-__all__ = ["exp_nonpositive", "tanh"]
+__all__ = ["exp_nonpositive", "tanh", "tanh_parts"]
 
 _LN2_HI = 6.93147180369123816490e-01  # ln 2 to 32 bits: k * _LN2_HI is exact for |k| < 2**20
 _LN2_LO = 1.90821492927058770002e-10
 _INV_LN2 = 1.44269504088896338700e+00
-_FLAGS = dict(inline="always", error_model="numpy", fastmath={"contract"}, nogil=True, cache=True)
+#: Not cached by numba (``cache=False``): these functions are inlined (``inline="always"``) into
+#: the generated passes that call them, whose compiled code symnet's kernel cache keeps
+#: (:mod:`._cache`), so they are compiled only with a pass that is not cached yet.  With
+#: ``cache=True`` numba would write into the installed package's ``__pycache__`` (or fail to
+#: import this module where neither it nor ``~/.cache`` can be written).
+_FLAGS = dict(inline="always", error_model="numpy", fastmath={"contract"}, nogil=True, cache=False)
 
 
 @intrinsic
@@ -99,3 +104,38 @@ def tanh(z: float) -> float:
     e = scale * em + (scale - 1.0)  # expm1(x) = 2**k expm1(r) + 2**k - 1
     t = math.copysign(-e / (2.0 + e), z)
     return t if z == z else z
+
+
+@numba.njit(**_FLAGS)
+def tanh_parts(z: float) -> tuple[float, float, float]:
+    """``(tanh(z), (1 + |tanh(z)|)/2, (1 - |tanh(z)|)/2)``, the last two to full relative accuracy.
+
+    They are ``sigmoid(2|z|) = 1/(1 + e)`` and ``sigmoid(-2|z|) = e/(1 + e)`` with
+    ``e = exp(-2|z|)``, from ``tanh``'s own range reduction and division, so
+    ``tanh' = 4 sigmoid(2z) sigmoid(-2z)`` costs a few multiplications and no ``exp`` of its
+    own, and keeps its relative accuracy where ``1 - tanh(z)**2`` is 0 (``|z| > 19``) down to
+    the smallest subnormal (``|z| = 372``).  ``tanh`` is ``-expm1(-2|z|) / (1 + e)`` as in
+    :func:`tanh`, its quotient formed from the shared reciprocal and one Newton step.
+
+    >>> from symnet.kernels._vecmath import tanh_parts
+    >>> t, high, low = tanh_parts(20.0)
+    >>> t, 4 * high * low
+    (1.0, 1.6993417021166355e-17)
+    """
+    x = max(-2.0 * abs(z), -746.0)  # exp(-746) rounds to 0; NaN is restored below
+    k, em = _reduced(x)
+    big = _two_to(k + 54.0)  # 2**(k + 54) is normal for k >= -1076; 2**k itself may be subnormal
+    scale = big * _TWO_TO_MINUS_54
+    m = scale * em + (scale - 1.0)  # expm1(x): -1 once 2**k underflows
+    d = 2.0 + m  # 1 + e
+    r = 1.0 / d
+    q = -m * r
+    q = q + (-m - q * d) * r  # one Newton step: as accurate as -m / d, without a second division
+    e = ((em + 1.0) * big) * _TWO_TO_MINUS_54  # exp(x), rounded once into the subnormal range
+    t = math.copysign(q, z)
+    if z != z:
+        return z, z, z
+    return t, r, e * r
+
+
+_TWO_TO_MINUS_54 = 2.0**-54

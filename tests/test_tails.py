@@ -1,0 +1,203 @@
+"""Relative accuracy of every built-in activation and its derivatives in the tails, in every path.
+
+Each path -- the hand-written numpy rules (the back-propagation oracle's), the expression
+kernels (numpy and numba backends) and the layered kernels (numpy, and numba as a first and as
+a later layer) -- is compared with mpmath at 60+ digits, by RELATIVE error, at ``|z|`` up to 700.
+``1 - tanh(z)**2`` was 0 for ``|z| > 19`` (exact 1.7e-17 at 20), ``1 + erf`` made ``gelu(-10)``
+0 (exact -7.6e-23), ``sigmoid(z)(1 - sigmoid(z))`` lost 8 digits at 20.  The tolerance is
+1e-13 relative up to order 2 and 1e-12 for orders 3 to 6 (their polynomials in ``tanh`` or
+``sigmoid`` cancel a little between the terms); results below the smallest normal float
+(2.2e-308) come from subnormal intermediates, which hold fewer digits, and are checked to
+an absolute 2**-1034.  A result is 0 only where the exact value is below 5e-324.
+"""
+
+from __future__ import annotations
+
+import mpmath
+import numpy as np
+import pytest
+import sympy
+
+import symnet
+from symnet.activations import T, get
+from symnet.check import backprop
+from symnet.functions import sigmoid, softplus, tail_safe
+from symnet.kernels import compile as compile_kernel
+
+ELEMENTWISE = ["linear", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "silu", "gelu", "sin", "cos",
+               "exp", "square"]
+TAILS = [s * v for v in (10.0, 20.0, 30.0, 38.0, 80.0, 200.0, 350.0, 500.0, 700.0) for s in (1, -1)]
+LOW = [s * v for v in (1e-10, 0.3, 4.0) for s in (1, -1)]  # no root of f, f', f'' of any built-in nearby
+NEAR_UNDERFLOW = 2.0**-1000  # below, intermediates such as exp(-z**2/2) may be subnormal (fewer digits)
+SMALLEST_SUBNORMAL = 2.0**-1074
+_forms: dict[tuple[str, int], object] = {}
+
+
+def exact(name: str, k: int, z: float) -> mpmath.mpf:
+    """``f^(k)(z)`` from SymPy's derivative, written with ``exp``, in mpmath with digits to spare.
+
+    Shares nothing with the paths under test but SymPy's ``diff`` (``tail_safe`` is not used).
+    """
+    with mpmath.workdps(60 + int(abs(z))):  # 1 - tanh(z)**2 needs |z| digits before it has any
+        x = mpmath.mpf(z)
+        if name == "gelu" and k < 2:  # 1 + erf(x) cancels at any precision: Phi and the density
+            return x * mpmath.ncdf(x) if k == 0 else mpmath.ncdf(x) + x * mpmath.npdf(x)
+        if (name, k) not in _forms:
+            form = get(name).derivative(k).rewrite(sympy.exp)
+            form = form.replace(sigmoid, lambda u: 1 / (1 + sympy.exp(-u)))
+            form = form.replace(softplus, lambda u: sympy.log(1 + sympy.exp(u)))
+            form = form.replace(sympy.DiracDelta, lambda *args: sympy.S.Zero)  # 0 away from the kink
+            _forms[(name, k)] = sympy.lambdify(T, form, modules="mpmath")
+        return mpmath.re(_forms[(name, k)](x))
+
+
+def assert_accurate(name: str, k: int, zs: list[float], got: np.ndarray, path: str) -> None:
+    rtol = 1e-13 if k <= 2 else 1e-12
+    for z, value in zip(zs, np.asarray(got, dtype=float).ravel()):
+        truth = exact(name, k, z)
+        where = f"{path}: {name}^({k})({z}) = {value!r}, exact {mpmath.nstr(truth, 17)}"
+        assert not np.isnan(value), where
+        if abs(truth) < SMALLEST_SUBNORMAL / 2:
+            assert value == 0 or abs(value) <= SMALLEST_SUBNORMAL, where
+        elif abs(truth) < NEAR_UNDERFLOW:
+            assert abs(value - truth) <= 2.0**-1034, where
+        else:
+            assert value != 0, where
+            assert abs((value - truth) / truth) <= rtol, where
+
+
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_numpy_rules_keep_relative_accuracy(name):
+    activation = get(name)
+    rules = [activation.numpy, activation.numpy_derivative, activation.numpy_second_derivative]
+    for k, rule in enumerate(rules):
+        zs = TAILS + LOW
+        assert_accurate(name, k, zs, rule(np.array(zs)), "numpy rule")
+
+
+def test_issue_examples():
+    tanh, sig, gelu = get("tanh"), get("sigmoid"), get("gelu")
+    assert tanh.numpy_derivative(np.array([20.0]))[0] == pytest.approx(1.6993417021166355e-17, rel=1e-14)
+    assert tanh.numpy_second_derivative(np.array([40.0]))[0] == pytest.approx(-1.443881110276332e-34, rel=1e-14)
+    assert gelu.numpy(np.array([-10.0]))[0] == pytest.approx(-7.619853024160526e-23, rel=1e-14)
+    assert sig.numpy_derivative(np.array([40.0]))[0] == pytest.approx(4.248354255291589e-18, rel=1e-14)
+
+
+ORDERS = 6  # the layered strategy's highest order (symnet.kernels._layered.MAX_ORDER)
+WORDS = ["value"] + [(0,) * k for k in range(1, ORDERS + 1)]
+
+
+def _run(net: symnet.Network, zs: list[float], orders: int, **options) -> list[np.ndarray]:
+    kernel = compile_kernel(net, WORDS[: orders + 1], parallel=False, **options)
+    result = kernel(np.array(zs).reshape(-1, 1))
+    return [result["value"]] + [result[(0,) * k] for k in range(1, orders + 1)]
+
+
+PATHS = {
+    "expression, numpy": (False, dict(backend="numpy", strategy="expression")),
+    "expression, numba": (False, dict(backend="numba", strategy="expression")),
+    "layered, numpy": (False, dict(backend="numpy", strategy="layered")),
+    "layered, numba, first layer": (False, dict(backend="numba", strategy="layered")),
+    "layered, numba, later layer": (True, dict(backend="numba", strategy="layered")),
+}
+
+
+#: Activations whose derivatives saturate or cancel in the tails run through every path; the
+#: others (``exp``, ``sin``, ``relu``, ...: nothing to cancel) through the paths that compile
+#: nothing.  The numba first-layer pass computes f, f', ... in the same loop rows as a later
+#: layer's (only the streams differ), so tanh stands for it.  Every path prints the same
+#: tail-safe SymPy forms, so the numba paths (5-10 s of compiling each) go to order 6 for
+#: tanh and sigmoid and to order 2 for the others; the numpy paths go to order 6 for all.
+SATURATING = ["tanh", "sigmoid", "softplus", "silu", "gelu", "elu"]
+CASES = [(name, path) for name in ELEMENTWISE if name != "linear" for path in PATHS
+         if "numpy" in path or (name in SATURATING and ("first" not in path or name == "tanh"))]
+
+
+@pytest.mark.parametrize(("name", "path"), CASES)
+def test_kernels_keep_relative_accuracy_to_order_6(name, path):
+    later, options = PATHS[path]
+    net = (symnet.Network.from_weights([[[1.0]], [[1.0]]], [[0.0], [0.0]], ["linear", name]) if later
+           else symnet.Network.from_weights([[[1.0]]], [[0.0]], [name]))
+    zs = TAILS + LOW
+    orders = ORDERS if "numpy" in path or name in ("tanh", "sigmoid") else 2
+    results = _run(net, zs, orders, **options)
+    for k, got in enumerate(results):
+        # sigmoid''(z) = -(2 sigmoid(z) - 1) ... has its root at 0; orders 3+ have roots below |z| = 5
+        keep = [i for i, z in enumerate(zs) if k <= 1 or (k == 2 and abs(z) > 1e-5) or abs(z) >= 5]
+        assert_accurate(name, k, [zs[i] for i in keep], np.ravel(got)[keep], path)
+
+
+def test_elu_near_zero_uses_expm1_when_compiled():
+    net = symnet.Network.from_weights([[[1.0]]], [[0.0]], ["elu"])
+    for backend in ("numpy", "numba"):
+        value = compile_kernel(net, ["value"], backend=backend, strategy="expression")(np.array([[-1e-10]])).value
+        assert value[0, 0] == pytest.approx(-9.9999999995e-11, rel=1e-15)  # exp(z) - 1: -1.000000082740371e-10
+
+
+def test_tail_safe_forms():
+    z, a = sympy.symbols("z a", real=True)
+    assert tail_safe(1 - sympy.tanh(z) ** 2) == 4 * sigmoid(2 * z) * sigmoid(-2 * z)
+    assert tail_safe(1 - a**2, {a: sympy.tanh(z)}) == 4 * sigmoid(2 * z) * sigmoid(-2 * z)
+    assert tail_safe(z * sigmoid(z) - z) == -z * sigmoid(-z)
+    assert tail_safe(sympy.exp(z) - 1).func.__name__ == "expm1"
+    assert str(tail_safe((1 + sympy.erf(z)) / 2)) == "erfc_neg(z)/2"
+    for name in ("tanh", "sigmoid", "silu", "gelu", "softplus"):  # same values, where floats agree
+        for k in range(4):
+            form = get(name).derivative(k)
+            rewritten = tail_safe(form)
+            for point in (sympy.Rational(-13, 10), sympy.Rational(2, 5), sympy.Rational(5, 2)):
+                difference = (rewritten.subs(T, point) - form.subs(T, point)).evalf(40)
+                assert abs(difference) <= 1e-30, (name, k, point)
+
+
+# --- w = 1e300: a zero derivative factor first, then the weights ---------------------------------
+
+
+def _hessians(net: symnet.Network, X: np.ndarray) -> dict[str, np.ndarray]:
+    out = {}
+    for label, options in [("expression, numpy", dict(backend="numpy", strategy="expression")),
+                           ("expression, numba", dict(backend="numba", strategy="expression")),
+                           ("layered, numpy", dict(backend="numpy", strategy="layered")),
+                           ("layered, numba", dict(backend="numba", strategy="layered", schedule="forward"))]:
+        result = compile_kernel(net, ["hessian", "laplacian"], parallel=False, **options)(X)
+        out[label] = result.hessian
+        out[label + ", laplacian"] = result.laplacian
+    return out
+
+
+def test_huge_weights_give_zero_not_nan_where_the_second_derivative_vanishes():
+    # f''(5e299) = 0 exactly, and (f'' w) w = 0; f'' (w w) = 0 * inf was NaN.  At x = 1e-300, z = 1
+    # and the exact Hessian f''(1) * 1e600 overflows: -inf is right there.
+    net = symnet.Network.from_weights([[[1e300]], [[1.0]]], [[0.0], [0.0]], ["tanh", "linear"])
+    X = np.array([[0.5], [-0.5], [1e-300]])
+    for label, hessian in _hessians(net, X).items():
+        assert list(np.ravel(hessian)) == [0.0, 0.0, -np.inf], label
+    with np.errstate(over="ignore"):  # the oracle's own f''(1) * 1e300 * 1e300 overflows, rightly
+        assert list(backprop(net, X, hessian=True).hessian.ravel()) == [0.0, 0.0, -np.inf]
+
+
+def test_huge_weights_in_every_schedule():
+    net = symnet.Network.from_weights([[[1e300, 1.0], [1.0, 1e300]], [[1.0, 1.0], [1.0, 1.0]], [[1.0], [1.0]]],
+                                      None, ["tanh", "tanh", "linear"])
+    X = np.array([[0.5, 0.5], [-0.25, 0.5]])
+    expected = backprop(net, X, hessian=True).hessian
+    assert np.isfinite(expected).all()
+    for label, hessian in _hessians(net, X).items():
+        if "laplacian" not in label:
+            np.testing.assert_array_equal(hessian, expected, err_msg=label)
+    adjoint = compile_kernel(net, ["hessian"], backend="numba", strategy="layered", schedule="forward-adjoint",
+                             parallel=False)(X)
+    np.testing.assert_array_equal(adjoint.hessian, expected)
+    higher = compile_kernel(net, [(0, 0, 1)], backend="numba", strategy="layered", parallel=False)(X)
+    assert np.isfinite(higher[(0, 0, 1)]).all()
+
+
+def test_user_forms_get_tail_safe_numeric_rules():
+    # lambdified from the form (the built-ins' rules are written by hand)
+    traced = get(lambda x: 3 * sympy.tanh(x))
+    assert traced.numpy_derivative(np.array([20.0]))[0] == pytest.approx(3 * 1.6993417021166355e-17, rel=1e-14)
+    assert traced.numpy_second_derivative(np.array([40.0]))[0] == pytest.approx(3 * -1.443881110276332e-34, rel=1e-14)
+    assert get(lambda x: x * (1 + sympy.erf(x / sympy.sqrt(2)))).numpy(np.array([-10.0]))[0] == pytest.approx(
+        -2 * 7.619853024160526e-23, rel=1e-13)
+    assert get(lambda x: 2 * (sympy.exp(x) - 1)).numpy(np.array([1e-10]))[0] == pytest.approx(2.0000000001e-10,
+                                                                                             rel=1e-15)
