@@ -25,11 +25,11 @@ from .errors import (
 from .functions import sigmoid, softplus
 from .kinks import KinkReport, kinks
 from .train import FitResult, fit
-from .kernels import Kernel, KernelResult, LossKernel, compile, compile_loss
+from .kernels import CacheWarning, Kernel, KernelResult, LossKernel, compile, compile_loss
 from .network import Dense, Network
 from .printing import formula, latex, pretty, simplify
 from .program import Program
-from . import io
+from . import io, limits, losses
 from .io import from_keras, from_torch, load
 
 __version__ = "0.1.0"
@@ -37,6 +37,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Activation",
     "ActivationError",
+    "CacheWarning",
     "Coefficients",
     "Dense",
     "Kernel",
@@ -71,6 +72,8 @@ __all__ = [
     "grad",
     "hessian",
     "io",
+    "limits",
+    "losses",
     "jacobian",
     "kinks",
     "laplacian",

@@ -1,0 +1,91 @@
+"""Old code against new on the same machine: symnet's kernels of the reference nets, alternating.
+
+Each side runs in its own fresh interpreter with ``PYTHONPATH`` pointing at one source tree
+(a ``git worktree`` of the old commit, and this tree), compiles every net asked for, and times
+``--repeats`` calls of each; the sides take turns for ``--rounds`` rounds, so that both see
+the same state of the machine.  The table gives each side's median over all its calls and
+the ratio old / new (above 1: the new code is faster).
+
+    git worktree add /tmp/old a4d4beb
+    .venv/bin/python benchmarks/ab.py --old /tmp/old --nets T1,T2,T3,T4,T5,L1,L2,L3
+
+The nets and their points come from this tree's ``benchmarks/nets.py`` for both sides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+_CHILD = """
+import json, sys, time
+sys.path.insert(0, {bench!r})
+import numpy as np
+import symnet
+from nets import NETS
+from comparators import SYMNET_DERIVATIVES
+times = {{}}
+for name in {nets!r}:
+    ref = NETS[name]
+    X = ref.points(ref.n_points)
+    kernel = symnet.compile(ref.symnet_network(), derivatives=SYMNET_DERIVATIVES[ref.task], backend="numba")
+    kernel(X[:2])
+    runs = []
+    for _ in range({repeats}):
+        start = time.perf_counter()
+        kernel(X)
+        runs.append(time.perf_counter() - start)
+    times[name] = runs
+print(json.dumps(times))
+"""
+
+
+def _side(tree: Path, nets: list[str], repeats: int, cache: str) -> dict[str, list[float]]:
+    env = {**os.environ, "PYTHONPATH": str(tree), "SYMNET_CACHE_DIR": cache}
+    code = _CHILD.format(bench=str(HERE), nets=nets, repeats=repeats)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--old", required=True, help="source tree of the old code (a git worktree)")
+    parser.add_argument("--new", default=str(HERE.parent), help="source tree of the new code (default: this one)")
+    parser.add_argument("--nets", default="T1,T2,T3,T4,T5,L1,L2,L3")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    nets = args.nets.split(",")
+    sides = {"old": Path(args.old), "new": Path(args.new)}
+    caches = {side: tempfile.mkdtemp(prefix=f"symnet-ab-{side}-") for side in sides}
+    runs: dict[str, dict[str, list[float]]] = {side: {net: [] for net in nets} for side in sides}
+    for round_ in range(args.rounds):
+        order = list(sides) if round_ % 2 == 0 else list(reversed(sides))
+        for side in order:
+            for net, times in _side(sides[side], nets, args.repeats, caches[side]).items():
+                runs[side][net] += times
+            print(f"round {round_ + 1}: {side} done", file=sys.stderr, flush=True)
+    import platform
+
+    from machine import cores, cpu_model
+
+    print(f"- machine: {cpu_model()}, {cores()} cores, Python {platform.python_version()}; "
+          f"load average at the end: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(f"old: {sides['old']}  new: {sides['new']}  ({args.rounds} rounds x {args.repeats} calls, medians)\n")
+    print("| net | old (s) | new (s) | old / new |")
+    print("|---|---|---|---|")
+    for net in nets:
+        old, new = statistics.median(runs["old"][net]), statistics.median(runs["new"][net])
+        print(f"| {net} | {old:.4f} | {new:.4f} | {old / new:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
