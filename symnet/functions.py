@@ -6,9 +6,6 @@ function whose derivative is the textbook ``sigmoid(x)*(1 - sigmoid(x))``, which
 numerically, prints as :math:`\\sigma(x)` in LaTeX, lambdifies to numpy and rewrites to
 ``exp`` on request:
 
->>> from typing import Mapping
-
-import sympy
 >>> x = sympy.Symbol("x", real=True)
 >>> sympy.diff(sigmoid(x), x)
 (1 - sigmoid(x))*sigmoid(x)
@@ -20,9 +17,11 @@ import sympy
 
 from __future__ import annotations
 
+from typing import Callable, Iterable, Mapping
+
 import sympy
 
-__all__ = ["sigmoid", "softplus", "erfc_neg", "tail_safe"]
+__all__ = ["sigmoid", "softplus", "erfc_neg", "tail_safe", "tail_safe_program"]
 
 
 class sigmoid(sympy.Function):  # noqa: N801 - SymPy functions are lower case
@@ -260,3 +259,37 @@ def _complement(add: sympy.Expr, definitions: Mapping[sympy.Symbol, sympy.Expr])
                     continue
                 return _complement(sympy.Add(new, *[t for k, t in enumerate(terms) if k not in (n, m)]), definitions)
     return add
+
+
+def tail_safe_program(assignments: Iterable[tuple[sympy.Symbol, sympy.Expr]],
+                      weights: Iterable[sympy.Symbol] = ()) -> Callable[[sympy.Expr], sympy.Expr]:
+    """:func:`tail_safe` for the expressions of a straight-line program, each form rewritten once.
+
+    ``assignments`` are the program's ``(node, expression)`` pairs; a node assigned ``tanh(u)``
+    or ``sigmoid(u)`` stands for it in the rewrite.  Expressions holding ``weights`` (the affine
+    maps) are left alone; the activation-derivative expressions of different units differ only
+    in their symbols, so each form is rewritten once and renamed.  Every consumer that prints a
+    program as code (the kernels, :func:`symnet.io.export`) rewrites through this.
+
+    >>> z, a, d = sympy.symbols("z a d", real=True)
+    >>> safe = tail_safe_program([(a, sympy.tanh(z)), (d, 1 - a**2)])
+    >>> safe(1 - a**2)
+    4*sigmoid(-2*z)*sigmoid(2*z)
+    """
+    weight_set = set(weights)
+    definitions = {node: expr for node, expr in assignments if isinstance(expr, (sympy.tanh, sigmoid))}
+    done: dict[sympy.Expr, sympy.Expr] = {}
+
+    def rewrite(expr: sympy.Expr) -> sympy.Expr:
+        symbols = expr.free_symbols
+        if symbols & weight_set or not expr.has(sympy.Function, *definitions):
+            return expr
+        symbols |= {s for d in symbols & definitions.keys() for s in definitions[d].free_symbols}
+        to_dummy = {s: sympy.Symbol(f"_s{k}", real=True) for k, s in enumerate(sorted(symbols, key=str))}
+        key = expr.xreplace(to_dummy)
+        if key not in done:
+            renamed = {to_dummy[s]: d.xreplace(to_dummy) for s, d in definitions.items() if s in to_dummy}
+            done[key] = tail_safe(key, renamed)
+        return done[key].xreplace({d: s for s, d in to_dummy.items()})
+
+    return rewrite

@@ -26,6 +26,7 @@ def close(a, b, rtol=1e-10):
     assert abs(a - b) <= rtol * (1 + abs(b)), (a, b)
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(net=networks(), seed=st.integers(0, 1000))
 def test_jacobian_and_hessian_match_sympy_diff(net, seed):

@@ -402,6 +402,7 @@ def test_forward_adjoint_computes_only_the_second_partials_asked_for(request_):
         assert_close(got[name], array)
 
 
+@pytest.mark.slow
 def test_the_schedule_follows_the_stream_count():
     wide = lambda d, m: random_network(np.random.default_rng(0), [d, 40, m], ["tanh", "linear"])  # noqa: E731
     assert symnet.compile(wide(3, 1), "hessian").schedule == "forward-adjoint"  # 5 streams, not 10
@@ -446,6 +447,7 @@ def test_the_schedule_can_be_chosen_and_is_checked():
         symnet.compile(net, "hessian", schedule="reverse")
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 10_000), d=st.integers(1, 4), m=st.integers(1, 3),
        hidden=st.lists(st.integers(1, 12), min_size=1, max_size=3),
@@ -492,6 +494,7 @@ HIGHER_ORDER_NETS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
 @pytest.mark.parametrize("seed, sizes, acts", HIGHER_ORDER_NETS)
 def test_layered_higher_order_partials_match_the_exact_expression(backend, seed, sizes, acts):
@@ -519,6 +522,7 @@ def test_layered_higher_order_partials_match_the_exact_expression(backend, seed,
     assert_close(results[1][(0, 0, d - 1)][:, 0], np.array([evaluate(third, net.inputs, x) for x in X]))
 
 
+@pytest.mark.slow
 @settings(max_examples=20, deadline=None)
 @given(seed=st.integers(0, 10_000), d=st.integers(1, 3),
        hidden=st.lists(st.integers(1, 9), min_size=1, max_size=3),

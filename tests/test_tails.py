@@ -201,3 +201,16 @@ def test_user_forms_get_tail_safe_numeric_rules():
         -2 * 7.619853024160526e-23, rel=1e-13)
     assert get(lambda x: 2 * (sympy.exp(x) - 1)).numpy(np.array([1e-10]))[0] == pytest.approx(2.0000000001e-10,
                                                                                              rel=1e-15)
+
+
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_exported_python_keeps_the_tails(name):
+    """symnet.io.export prints the kernels' tail-safe forms: its Python is as accurate as they are."""
+    net = symnet.Network.from_weights([[[1.0]], [[1.0]]], [[0.0], [0.0]], [name, "linear"])
+    namespace: dict = {}
+    exec(symnet.io.export(net, "python", derivatives=("value", "jacobian", "hessian")), namespace)  # noqa: S102
+    zs = [z for z in TAILS + LOW if not (name in ("exp",) and z > 700)]
+    results = [namespace["network"](z) for z in zs]
+    for k, pick in enumerate((lambda r: r[0], lambda r: r[1][0], lambda r: r[2][0][0])):
+        keep = [i for i, z in enumerate(zs) if k <= 1 or abs(z) > 1e-5]  # sigmoid'' has its root at 0
+        assert_accurate(name, k, [zs[i] for i in keep], np.array([pick(results[i]) for i in keep]), "export python")

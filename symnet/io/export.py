@@ -51,7 +51,7 @@ import sympy
 from sympy.printing.c import C99CodePrinter, get_math_macros
 
 from ..errors import InputError
-from ..functions import sigmoid, softplus
+from ..functions import erfc_neg, sigmoid, softplus, tail_safe_program
 from ..kernels._codegen import _ScalarPrinter
 from ..network import Network
 from ..printing import latex as _latex
@@ -98,6 +98,9 @@ class _PythonPrinter(_ScalarPrinter):
     def _print_softplus(self, expr: softplus) -> str:
         self.helpers.add("_softplus")
         return f"_softplus({self._print(expr.args[0])})"
+
+    def _print_erfc_neg(self, expr: erfc_neg) -> str:
+        return f"math.erfc(-({self._print(expr.args[0])}))"
 
 
 class _CPrinter(C99CodePrinter):
@@ -244,7 +247,8 @@ def _straight_line(net: Network, program: Program, words: list[str], reserved: f
     needed = program.needed(exprs)
     names = _names(net, [node for node, _ in needed], reserved, ascii_only=printer_class is _CPrinter)
     printer = printer_class(names)
-    lines = [(names[node], printer.doprint(expr)) for node, expr in needed]
+    safe = tail_safe_program(program.assignments, net.params)  # the kernels' forms: accurate in the tails
+    lines = [(names[node], printer.doprint(safe(expr))) for node, expr in needed]
     uses: dict[sympy.Expr, int] = {}
     for e in exprs:
         uses[e] = uses.get(e, 0) + 1

@@ -25,7 +25,7 @@ import sympy
 from sympy.printing.numpy import SciPyPrinter
 from sympy.printing.pycode import PythonCodePrinter
 
-from ..functions import sigmoid, tail_safe
+from ..functions import sigmoid, tail_safe_program
 from ..program import Program
 
 __all__ = ["Output", "docstring", "generate"]
@@ -252,33 +252,6 @@ class _ArrayPrinter(SciPyPrinter):
 _DERIVATIVE_NODE = re.compile(r"d[0-9]+a.*")
 
 
-class _TailSafe:
-    """:func:`symnet.functions.tail_safe` of the program's activation forms, each form once.
-
-    ``1 - a1_0**2`` with ``a1_0 = tanh(z1_0)`` prints as ``4*sigmoid(2*z1_0)*sigmoid(-2*z1_0)``.
-    Expressions holding weights (the affine maps) are left alone; the forms of different units
-    differ only in their symbols, so each is rewritten once and renamed.
-    """
-
-    def __init__(self, program: Program, weights: set[sympy.Symbol]) -> None:
-        self.weights = weights
-        self.definitions = {node: expr for node, expr in program.assignments if isinstance(expr, (sympy.tanh, sigmoid))}
-        self.done: dict[sympy.Expr, sympy.Expr] = {}
-
-    def __call__(self, expr: sympy.Expr) -> sympy.Expr:
-        symbols = expr.free_symbols
-        if symbols & self.weights or not expr.has(sympy.Function, *self.definitions):
-            return expr
-        symbols |= {s for d in symbols & self.definitions.keys() for s in self.definitions[d].free_symbols}
-        order = sorted(symbols, key=str)
-        to_dummy = {s: sympy.Symbol(f"_s{k}", real=True) for k, s in enumerate(order)}
-        key = expr.xreplace(to_dummy)
-        if key not in self.done:
-            definitions = {to_dummy[s]: d.xreplace(to_dummy) for s, d in self.definitions.items() if s in to_dummy}
-            self.done[key] = tail_safe(key, definitions)
-        return self.done[key].xreplace({d: s for s, d in to_dummy.items()})
-
-
 def generate(
     program: Program,
     weights: dict[sympy.Symbol, str],
@@ -313,7 +286,7 @@ def generate(
         inputs = [f"{indent}{names.map[x]} = X[:, {i}]" for i, x in enumerate(program.inputs)]
         target = "{name}[:, {index}]"
     lines += inputs
-    safe = _TailSafe(program, set(weights))
+    safe = tail_safe_program(program.assignments, weights)
     for node, expr in needed:
         expr = safe(expr)
         if backend == "numba":
