@@ -31,7 +31,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import sympy
 
-from . import activations as _activations
+from . import activations as _activations, float64
 from .activations import Activation
 from .errors import ActivationError, InputError, ShapeError, WeightError
 
@@ -162,6 +162,15 @@ def _check_number(number: sympy.Expr, where: str) -> None:
         return
     if number.has(sympy.nan, sympy.zoo, sympy.oo, -sympy.oo):
         raise WeightError(f"{where} is {_brief(number)}; weights must be finite")
+    try:  # float64 first: bounded work, where evalf can run for ever (sin(exp(exp(exp(4)))))
+        float64.value(number)
+        return
+    except OverflowError:
+        if sympy.count_ops(number) > 2:
+            raise WeightError(f"{where} is {_brief(number)}, whose evaluation leaves float64's range "
+                              "(|w| <= 1.8e308); weights must be finite numbers that float64 can hold") from None
+    except (ValueError, TypeError, ZeroDivisionError):
+        pass  # complex, or a function float64.value does not know: evalf says which, below
     try:
         approx = number.evalf(20, chop=True)
     except (ArithmeticError, ValueError, TypeError) as exc:  # evalf of something absurd

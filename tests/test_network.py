@@ -207,3 +207,12 @@ def test_activations_that_are_no_activation(activations):
         Network.from_weights([[[1.0]]], None, activations)
     with pytest.raises(symnet.ActivationError, match="as an activation"):
         Network.symbolic([1, 1], activations)
+
+
+def test_a_weight_whose_evaluation_would_not_end_is_refused_at_once():
+    """evalf of sin(exp(exp(exp(4)))) runs for ever; float64 evaluation overflows in microseconds."""
+    with pytest.raises(symnet.WeightError, match=r"layer 1: W\[0, 0\] is sin\(exp\(exp\(exp\(4\)\)\)\), whose evaluation "
+                                          r"leaves float64's range"):
+        symnet.Network.from_weights([[[sympy.sin(sympy.exp(sympy.exp(sympy.exp(4))))]]], [[0.0]], ["tanh"])
+    net = symnet.Network.from_weights([[[sympy.sqrt(2)]]], [[sympy.gamma(3)]], ["tanh"])  # exact numbers stay exact
+    assert net.layers[0].weight[0, 0] == sympy.sqrt(2) and net.layers[0].bias[0] == 2

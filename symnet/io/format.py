@@ -86,16 +86,15 @@ import uuid
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import sympy
 
-from .. import activations as _activations
+from .. import activations as _activations, float64
 from ..activations import Activation, T
 from ..errors import InputError, SymnetError
 from ..network import Dense, Network
-from ..functions import sigmoid, softplus
 from ._expr import ExpressionError, parse, safe_text, to_text
 
 __all__ = ["FileFormatError", "UnsupportedLayerError", "UntrustedCodeError", "FORMAT", "VERSION", "save", "load",
@@ -228,19 +227,9 @@ MAX_NAME_LENGTH = 200
 
 _REGISTERED_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\([^()]*\))?")
 _TRACED_PREFIX = "t -> "
-_FLOAT64_MAX = float(np.finfo(np.float64).max)
 # corruption surfaces from zipfile, zlib, numpy's header reader and json as any of these
 _CORRUPT = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, ValueError, KeyError, IndexError,
             NotImplementedError, RuntimeError, struct.error, OverflowError, MemoryError, SyntaxError, TypeError)
-_FUNCTIONS: dict[type, Callable[..., float]] = {
-    sympy.exp: math.exp, sympy.log: math.log, sympy.sin: math.sin, sympy.cos: math.cos, sympy.tanh: math.tanh,
-    sympy.erf: math.erf, sympy.Abs: abs, sympy.Max: max, sympy.Min: min,
-    sigmoid: lambda z: 1 / (1 + math.exp(-z)) if z >= 0 else math.exp(z) / (1 + math.exp(z)),
-    softplus: lambda z: max(z, 0.0) + math.log1p(math.exp(-abs(z))),
-    sympy.Heaviside: lambda z, h=0.5: 1.0 if z > 0 else 0.0 if z < 0 else h,
-}
-
-
 def load(path: str | os.PathLike[str]) -> Network:
     """Read a network that :func:`save` wrote; :class:`FileFormatError` for anything else.
 
@@ -566,43 +555,15 @@ def _number_problem(expr: sympy.Expr) -> str | None:
     """
     if not expr.free_symbols:
         try:
-            value = _float_value(expr)
+            float64.value(expr)
         except (OverflowError, ValueError, TypeError, ZeroDivisionError) as exc:
             return f"{safe_text(expr, 80)} is not a finite real float64 number ({exc})"
-        if not math.isfinite(value) or abs(value) > _FLOAT64_MAX:
-            return f"{safe_text(expr, 80)} is beyond float64 ({value})"
         return None
     for arg in expr.args:
         problem = _number_problem(arg)
         if problem:
             return problem
     return None
-
-
-def _float_value(expr: sympy.Expr) -> float:
-    """``expr`` (no symbols) evaluated in float64; OverflowError, ValueError or TypeError if it is not a real float."""
-    if expr.is_Number:
-        if not (expr.is_Rational or expr.is_Float) or not expr.is_finite:
-            raise ValueError(f"{expr} is not a finite real number")
-        value = float(expr)
-    elif expr is sympy.pi or expr is sympy.E:
-        value = float(expr)
-    elif expr.is_Add:
-        value = math.fsum(_float_value(a) for a in expr.args)
-    elif expr.is_Mul:
-        value = 1.0
-        for a in expr.args:
-            value *= _float_value(a)
-    elif expr.is_Pow:
-        base, exponent = _float_value(expr.base), _float_value(expr.exp)
-        value = base ** exponent  # a complex result (a negative base to a fraction) is refused below
-    elif expr.func in _FUNCTIONS:  # sqrt is a Pow
-        value = _FUNCTIONS[expr.func](*(_float_value(a) for a in expr.args))
-    else:
-        raise ValueError(f"{type(expr).__name__} is not a real number symnet evaluates")
-    if isinstance(value, complex) or not math.isfinite(value):
-        raise ValueError(f"{value} is not a finite real number")
-    return float(value)
 
 
 def _activation(entry: dict[str, Any], number: int, path: Path, build: bool = True) -> Activation | None:
