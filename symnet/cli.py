@@ -261,12 +261,12 @@ def _derive(args: argparse.Namespace) -> int:
             {"x": list(X[p]), **{names[w]: getattr(result, w)[p].tolist() for w in words}} for p in range(len(X))
         ]}, indent=1))
         return 0
-    np.set_printoptions(precision=17 if args.digits is None else args.digits, suppress=False)
-    for p in range(len(X)):
-        _say(f"x = {np.array2string(X[p], separator=', ')}")
-        for w in words:
-            text = np.array2string(getattr(result, w)[p], separator=", ", prefix="  " + " " * 10)
-            _say(f"  {names[w]:<9} {text}")
+    with np.printoptions(precision=17 if args.digits is None else args.digits, suppress=False):  # not global
+        for p in range(len(X)):
+            _say(f"x = {np.array2string(X[p], separator=', ')}")
+            for w in words:
+                text = np.array2string(getattr(result, w)[p], separator=", ", prefix="  " + " " * 10)
+                _say(f"  {names[w]:<9} {text}")
     return 0
 
 

@@ -136,8 +136,10 @@ def test_derive_at_points(files: dict[str, Path], capsys: pytest.CaptureFixture[
     np.testing.assert_array_equal([p["gradient"] for p in data["points"]], kernel.jacobian)
     np.testing.assert_array_equal([p["hessian"] for p in data["points"]], kernel.hessian)
     assert round(data["points"][0]["gradient"][0][0], 7) == 0.0903533
-    text = ok(main(capsys, "derive", files["ones"], "--at", "1,1", "--order", "1"))
+    before = np.get_printoptions()
+    text = ok(main(capsys, "derive", files["ones"], "--at", "1,1", "--order", "1", "--digits", "3"))
     assert text.splitlines()[0] == "x = [1., 1.]" and "gradient" in text and "hessian" not in text
+    assert np.get_printoptions() == before  # the command's precision does not leak into the caller's numpy
 
 
 def test_derive_points_from_csv(files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

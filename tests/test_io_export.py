@@ -219,3 +219,14 @@ def test_input_names_become_distinct_identifiers(names: list[str], cc: str, tmp_
     assert c[c.index("*/"):].isascii()  # the code; the comment names the inputs as they are
     np.testing.assert_allclose(run_c(c, net, POINTS, cc, tmp_path)["gradient"], expected(net, POINTS)["gradient"],
                                rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["tanh", "sigmoid", "softplus", "silu", "gelu", "elu"])
+def test_c_export_keeps_the_tails(name: str, cc: str, tmp_path: Path) -> None:
+    """The C prints the kernels' tail-safe forms: tanh'(40) is 7.2e-35, not 1 - 1 = 0 (mpmath at 60+ digits)."""
+    from test_tails import TAILS, assert_accurate
+
+    net = symnet.Network.from_weights([[[1.0]], [[1.0]]], [[0.0], [0.0]], [name, "linear"])
+    got = run_c(export(net, "c", WORDS), net, np.array(TAILS).reshape(-1, 1), cc, tmp_path)
+    for k, word in enumerate(("value", "gradient", "hessian")):
+        assert_accurate(name, k, TAILS, got[word], "export c")

@@ -66,8 +66,17 @@ _ALIASES = {"jacobian": "gradient", "grad": "gradient"}
 
 _C_RESERVED = frozenset("""auto break case char const continue default do double else enum extern float for goto if
 inline int long register restrict return short signed sizeof static struct switch typedef union unsigned void
-volatile while x exp log log1p sin cos tanh sqrt erf fabs fmax fmin pow math NAN INFINITY""".split())
+volatile while x exp log log1p sin cos tanh sqrt erf fabs fmax fmin pow math NAN INFINITY symnet_sigmoid""".split())
 _PY_RESERVED = frozenset({*keyword.kwlist, "math", "max", "min", "_sigmoid", "_softplus"})
+
+_C_HELPERS = {
+    "symnet_sigmoid": """/* The logistic function, without overflow for large |z|. */
+static double symnet_sigmoid(double z)
+{
+    const double e = exp(-fabs(z));
+    return (z >= 0 ? 1.0 : e) / (1.0 + e);
+}""",
+}
 
 _PY_HELPERS = {
     "_sigmoid": '''def _sigmoid(z):
@@ -109,8 +118,22 @@ class _CPrinter(C99CodePrinter):
     def __init__(self, names: dict[sympy.Symbol, str]) -> None:
         super().__init__({"strict": True})
         self._names = names
+        self.helpers: set[str] = set()
 
     _print_Symbol = _ScalarPrinter._print_Symbol  # names from the table, floats by repr: as in the kernels
+
+    printmethod = "_symnet_export_c"  # not _ccode: sigmoid's inline form repeats its argument four times
+
+    def _print_sigmoid(self, expr: sigmoid) -> str:
+        self.helpers.add("symnet_sigmoid")
+        return f"symnet_sigmoid({self._print(expr.args[0])})"
+
+    def _print_softplus(self, expr: softplus) -> str:
+        x = self._print(expr.args[0])
+        return f"(fmax({x}, 0.0) + log1p(exp(-fabs({x}))))"
+
+    def _print_erfc_neg(self, expr: erfc_neg) -> str:
+        return f"erfc(-({self._print(expr.args[0])}))"
     _print_Float = _ScalarPrinter._print_Float
 
     def _max(self, args: Sequence[sympy.Expr], greater: str) -> str:
@@ -298,7 +321,7 @@ def _python_source(net: Network, program: Program, words: list[str], name: str, 
 
 
 def _c_source(net: Network, program: Program, words: list[str], name: str, header: str) -> str:
-    _, names, lines, codes = _straight_line(net, program, words, _C_RESERVED | {name, *words}, _CPrinter)
+    printer, names, lines, codes = _straight_line(net, program, words, _C_RESERVED | {name, *words}, _CPrinter)
     m, d = net.n_outputs, net.n_inputs
     sizes = {"value": f"[{m}]", "gradient": f"[{m}*{d}], index k*{d} + i", "hessian": f"[{m}*{d}*{d}], index "
              f"(k*{d} + i)*{d} + j", "laplacian": f"[{m}]"}
@@ -314,8 +337,9 @@ def _c_source(net: Network, program: Program, words: list[str], name: str, heade
                 else (index[0] * d + index[1]) * d + index[2]
             body.append(f"    {word}[{flat}] = {code};")
     signature = ", ".join(["const double *x", *(f"double *{w}" for w in words)])
-    return "\n".join([*doc, "#include <math.h>", *_macros("\n".join(body)), "", f"void {name}({signature})", "{",
-                      *body, "}"]) + "\n"
+    helpers = [line for h in sorted(printer.helpers) for line in ("", *_C_HELPERS[h].splitlines())]
+    return "\n".join([*doc, "#include <math.h>", *_macros("\n".join(body)), *helpers, "",
+                      f"void {name}({signature})", "{", *body, "}"]) + "\n"
 
 
 def _c_comment(line: str) -> str:
