@@ -65,6 +65,8 @@ class Activation:
         numpy_second_derivative: numeric ``f''(z)`` (0 between kinks for piecewise-linear ones).
         kinks: values of ``t`` where ``form`` is not infinitely differentiable.
         elementwise: ``False`` when the activation mixes the units of a layer (softmax).
+        legacy_forms: forms of the same function that earlier symnet versions wrote to files
+            (which therefore still load), e.g. ``leaky_relu``'s ``a*t + (1 - a)*Max(0, t)``.
     """
 
     name: str
@@ -74,6 +76,7 @@ class Activation:
     numpy_second_derivative: NumericFn | None = None
     kinks: tuple[float, ...] = ()
     elementwise: bool = True
+    legacy_forms: tuple[sympy.Expr, ...] = ()
     _derivatives: dict[int, sympy.Expr] = field(default_factory=dict, repr=False, compare=False)
 
     def __call__(self, z: sympy.Expr) -> sympy.Expr:
@@ -486,13 +489,16 @@ def _parameter(activation: str, name: str, value: Any) -> float:
 def _leaky_relu(alpha: float = 0.01) -> Activation:
     alpha = _parameter("leaky_relu", "alpha", alpha)
     a = sympy.Float(alpha)
-    return _elementwise(
+    # Max(0, t) + a*Min(0, t), never a*t + (1 - a)*Max(0, t): for t > 0 that cancels, losing
+    # log10(a) digits (a = 1e17 gave 0 for every positive t); the older form still loads from files
+    return Activation(
         f"leaky_relu(alpha={alpha!r})",
-        a * T + (1 - a) * sympy.Max(0, T),
+        sympy.Max(0, T) + a * sympy.Min(0, T),
         lambda z: np.where(z > 0, z, alpha * z),
         lambda z: _half_at_zero(z, 1.0, alpha),
         lambda z: np.zeros_like(np.asarray(z, dtype=float)),
         kinks=(0.0,),
+        legacy_forms=(a * T + (1 - a) * sympy.Max(0, T),),
     )
 
 

@@ -214,3 +214,15 @@ def test_exported_python_keeps_the_tails(name):
     for k, pick in enumerate((lambda r: r[0], lambda r: r[1][0], lambda r: r[2][0][0])):
         keep = [i for i, z in enumerate(zs) if k <= 1 or abs(z) > 1e-5]  # sigmoid'' has its root at 0
         assert_accurate(name, k, [zs[i] for i in keep], np.array([pick(results[i]) for i in keep]), "export python")
+
+
+@pytest.mark.parametrize("alpha", [0.2, 1e10, 1e17])
+def test_leaky_relu_with_a_large_slope_does_not_cancel(alpha):
+    """Its form is Max(0, t) + a*Min(0, t): a*t + (1 - a)*Max(0, t) gave 0 for t > 0 at a = 1e17."""
+    net = symnet.Network.from_weights([[[1.0]]], [[0.0]], [f"leaky_relu(alpha={alpha!r})"])
+    X = np.array([[1.5], [0.3], [-0.3]])
+    for strategy in ("expression", "layered"):
+        for backend in ("numba", "numpy"):
+            result = compile_kernel(net, ("value", "jacobian"), strategy=strategy, backend=backend, parallel=False)(X)
+            np.testing.assert_array_equal(result.value.ravel(), [1.5, 0.3, -0.3 * alpha], err_msg=f"{strategy} {backend}")
+            np.testing.assert_array_equal(result.jacobian.ravel(), [1.0, 1.0, alpha], err_msg=f"{strategy} {backend}")

@@ -318,6 +318,13 @@ class _Parser:
         if len(args) < least or (most is not None and len(args) > most):
             wanted = f"{least}" if least == most else f"{least} or more" if most is None else f"{least} to {most}"
             raise self.error(f"{name} at position {position} takes {wanted} argument(s), not {len(args)}")
+        if function in (sympy.Max, sympy.Min):
+            # SymPy flattens Max(Max(a, b), c) into Max(a, b, c) and compares its arguments pairwise:
+            # count the flattened arguments, or nesting gets around the limit
+            flat = sum(len(arg.args) if isinstance(arg, function) else 1 for arg in args)
+            if flat > MAX_ARGUMENTS:
+                raise self.error(f"{name} at position {position} has {flat} arguments once the {name} nested in "
+                                 f"it are merged, more than {MAX_ARGUMENTS} (MAX_ARGUMENTS)")
         return function(*args)
 
 

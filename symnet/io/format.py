@@ -613,7 +613,7 @@ def _activation(entry: dict[str, Any], number: int, path: Path, build: bool = Tr
         raise FileFormatError(f"{layer} {name!r} acts on a whole layer and has no form, but the file gives the "
                               f"form {safe_text(repr(form_text), 120)}")
     form = _form(form_text, layer)
-    if form != registered.form:
+    if form != registered.form and form not in registered.legacy_forms:
         raise FileFormatError(f"{layer} {name!r} is stored with the form {safe_text(repr(form_text), 120)}, but the "
                               f"registered {name!r} is {safe_text(repr(str(registered.form)), 120)}: the file's name "
                               "and form disagree, so symnet will not guess which one is meant")
