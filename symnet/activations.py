@@ -193,7 +193,8 @@ def activation(name: str, **params: float) -> Activation:
 
 
 _CALL = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:\((.*)\))?\s*")
-_ARG = re.compile(r"\s*(?:([A-Za-z_][A-Za-z0-9_]*)\s*=\s*)?([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*")
+# [0-9], not \d: \d matches every Unicode digit ('２', '٣'), which float() reads too
+_ARG = re.compile(r"\s*(?:([A-Za-z_][A-Za-z0-9_]*)\s*=\s*)?([-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)\s*")
 
 
 def _parse_spec(spec: str) -> Activation:
@@ -211,7 +212,15 @@ def _parse_spec(spec: str) -> Activation:
             if not arg:
                 raise ActivationError(f"cannot read parameter {part.strip()!r} of activation {spec!r}; use numbers")
             pname = arg.group(1) or (positional[i] if i < len(positional) else f"arg{i}")
-            params[pname] = float(arg.group(2))
+            if pname in params:
+                raise ActivationError(f"activation {spec!r} gives parameter {pname!r} more than once")
+            value = float(arg.group(2))
+            # a nonzero text that underflows (1e-400) is refused; one that overflows reads as inf, which
+            # the factories refuse as not finite
+            if value == 0 and re.search(r"[1-9]", arg.group(2).lower().split("e")[0]):
+                raise ActivationError(f"parameter {pname!r} = {arg.group(2)} of activation {spec!r} is "
+                                      "too small for a float64 (it would read as 0)")
+            params[pname] = value
     return activation(name, **params)
 
 
@@ -264,6 +273,10 @@ def from_form(form: sympy.Expr, name: str | None = None, kinks: tuple[float, ...
     >>> from_form(T**2).numpy_derivative(np.array([3.0]))
     array([6.])
     """
+    from .limits import check_form_depth
+
+    label = "form" if name is None else repr(name if len(name) <= 60 else name[:57] + "...")
+    check_form_depth(form, T, f"activation {label}")
     first, second = sympy.diff(form, T), sympy.diff(form, T, 2)
     kinks = _kinks_of(form) if kinks is None else tuple(sorted(float(k) for k in kinks))
     return Activation(

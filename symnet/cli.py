@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import os
 import sys
@@ -196,6 +197,7 @@ def _coeffs(args: argparse.Namespace) -> int:
     net = _load(args)
     if args.order is not None or args.about is not None:
         about = [_number(v) for v in (args.about or "0").split(",")]
+        _finite(about, "--about: ")
         if len(about) == 1 and net.n_inputs > 1:
             about = about * net.n_inputs
         order = 2 if args.order is None else args.order
@@ -209,13 +211,13 @@ def _coeffs(args: argparse.Namespace) -> int:
         kind, shown_about, order = "polynomial", None, None
     items = sorted(coefficients.items(), key=lambda kv: (-sum(kv[0]), [-e for e in kv[0]]))
     if args.format == "json":
-        _say(json.dumps({
+        _say(_json({
             "kind": kind, "inputs": [s.name for s in net.inputs], "output": args.output or 0,
             "about": None if shown_about is None else [str(a) for a in shown_about], "order": order,
             "coefficients": [{"exponents": list(e), "monomial": _monomial(net.inputs, e, shown_about),
                               "value": float(c) if not c.free_symbols else None, "expr": sympy.sstr(c)}
                              for e, c in items],
-        }, indent=1))
+        }))
     elif args.format == "latex":
         _say(f"y = {symnet.latex(coefficients.as_expr())}")
     else:
@@ -227,19 +229,59 @@ def _coeffs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _finite(point: Sequence[float], where: str) -> None:
+    """Refuse a point with a NaN or infinite coordinate (its derivatives would be NaN, and JSON has no NaN)."""
+    if not all(np.isfinite(point)):
+        raise _UsageError(f"{where}the point {_safe(list(point), 200)} is not finite: give finite numbers")
+
+
+def _json(data: Any) -> str:
+    """Strict JSON (no ``NaN`` or ``Infinity`` tokens, which JSON does not have), or a clear error."""
+    try:
+        return json.dumps(data, indent=1, allow_nan=False)
+    except ValueError:
+        raise _UsageError("the result holds NaN or infinite numbers (the network overflows there), which JSON "
+                          "cannot hold: see them with --format text") from None
+
+
+def _csv_text(path: str) -> str:
+    """The text of a UTF-8 CSV file (a byte-order mark is skipped); a clear error naming the line if it is not."""
+    with open(path, "rb") as stream:
+        raw = stream.read()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise _UsageError(f"{_safe(path, 200)}, line {line}: not UTF-8 text (byte {exc.object[exc.start]:#04x}); "
+                          "save the points as UTF-8 CSV") from None
+
+
 def _points(args: argparse.Namespace, d: int) -> np.ndarray:
-    points = [_point(p) for p in args.at or []]
+    points = []
+    for text in args.at or []:
+        points.append(_point(text))
+        _finite(points[-1], f"--at {_safe(text, 100)}: ")
     if args.csv:
-        with open(args.csv, newline="") as stream:
-            for number, row in enumerate(csv.reader(stream), start=1):
-                if not row or all(not cell.strip() for cell in row):
+        reader = csv.reader(io.StringIO(_csv_text(args.csv), newline=""))
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:  # a field over csv's size limit, a NUL byte
+                raise _UsageError(f"{_safe(args.csv, 200)}, line {reader.line_num}: not CSV: {_safe(exc, 200)}") \
+                    from None
+            number = reader.line_num
+            if not row or all(not cell.strip() for cell in row):
+                continue
+            try:
+                points.append([float(cell) for cell in row])
+            except ValueError:
+                if number == 1:  # a header
                     continue
-                try:
-                    points.append([float(cell) for cell in row])
-                except ValueError:
-                    if number == 1:  # a header
-                        continue
-                    raise _UsageError(f"{args.csv}, line {number}: {_safe(row, 200)} is not a row of numbers") from None
+                raise _UsageError(f"{_safe(args.csv, 200)}, line {number}: {_safe(row, 200)} is not a row of numbers") \
+                    from None
+            _finite(points[-1], f"{_safe(args.csv, 200)}, line {number}: ")
     if not points:
         raise _UsageError("give points with --at 1,1 (repeatable) or --csv FILE")
     for p in points:
@@ -257,9 +299,9 @@ def _derive(args: argparse.Namespace) -> int:
     result = symnet.compile(net, words, backend="numpy")(X)
     names = {"value": "value", "jacobian": "gradient", "hessian": "hessian"}
     if args.format == "json":
-        _say(json.dumps({"inputs": [s.name for s in net.inputs], "points": [
+        _say(_json({"inputs": [s.name for s in net.inputs], "points": [
             {"x": list(X[p]), **{names[w]: getattr(result, w)[p].tolist() for w in words}} for p in range(len(X))
-        ]}, indent=1))
+        ]}))
         return 0
     with np.printoptions(precision=17 if args.digits is None else args.digits, suppress=False):  # not global
         for p in range(len(X)):

@@ -14,9 +14,12 @@ w1_0_0**2*w2_0_0
 
 from __future__ import annotations
 
+import math
+import numbers
 from math import factorial
 from typing import Any, Mapping, Sequence
 
+import numpy as np
 import sympy
 
 from .activations import T
@@ -90,10 +93,40 @@ def coefficients(net: Network, output: int | None = None, as_poly: bool = False)
         layer_degree = polynomial_degree(layer.activation.form, T)
         degree *= 1 if layer_degree is None else max(layer_degree, 1)
     check_polynomial_size(degree, net.n_inputs, "coefficients")
-    poly = sympy.Poly(net.outputs[k], *net.inputs)
+    poly = _poly(net.outputs[k], tuple(net.inputs))
     if as_poly:
         return poly
     return Coefficients(((m, c) for m, c in poly.terms() if c != 0), net.inputs)
+
+
+def _poly(expr: sympy.Expr, gens: tuple[sympy.Symbol, ...]) -> sympy.Poly:
+    """``expr`` as a ``Poly`` in ``gens``, built by polynomial arithmetic node by node.
+
+    ``sympy.Poly(expr)`` expands first, and expanding a power of a sum term by term makes every
+    multinomial term (``((t + 1/3)**11 + 1/3)**11``: some 700 thousand); ``Poly`` powers multiply
+    dense coefficient lists instead.  Each distinct subtree is converted once (a network's
+    closed form repeats each neuron in every neuron it feeds).
+    """
+    done: dict[sympy.Basic, sympy.Poly] = {}
+    stack: list[tuple[sympy.Basic, bool]] = [(expr, False)]
+    while stack:  # post-order without recursion
+        node, ready = stack.pop()
+        if node in done:
+            continue
+        if not (node.is_Add or node.is_Mul or (node.is_Pow and node.exp.is_Integer and node.exp >= 0)):
+            done[node] = sympy.Poly(node, *gens)
+        elif not ready:
+            stack.append((node, True))
+            stack.extend((arg, False) for arg in node.args if arg not in done)
+        elif node.is_Pow:
+            done[node] = done[node.base] ** int(node.exp)
+        else:
+            parts = [done[arg] for arg in node.args]
+            result = parts[0]
+            for part in parts[1:]:
+                result = result + part if node.is_Add else result * part
+            done[node] = result
+    return done[expr]
 
 
 def taylor(net: Network, about: Any, order: int, output: int | None = None) -> Coefficients:
@@ -131,6 +164,36 @@ def taylor(net: Network, about: Any, order: int, output: int | None = None) -> C
     return Coefficients(result, net.inputs, point)
 
 
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, (numbers.Number, np.number, np.bool_, sympy.Basic, str, bytes)) or \
+        (isinstance(value, np.ndarray) and value.ndim == 0)
+
+
+def _about_value(v: Any, name: Any) -> sympy.Expr:
+    """One coordinate of ``about``: a real finite number, or a SymPy expression that may be real."""
+    wrong = f"about[{name}] is {v!r:.60}"
+    if isinstance(v, np.ndarray) and v.ndim == 0:
+        v = v[()]
+    if isinstance(v, sympy.Basic):
+        if not isinstance(v, sympy.Expr) or v.is_real is False or v.has(sympy.nan, sympy.zoo, sympy.oo, sympy.S.NegativeInfinity):
+            raise InputError(f"{wrong}; each input's value must be real and finite (a number or a real SymPy "
+                             "expression or symbol)")
+        if v.is_number and not (v.is_real and v.is_finite):
+            raise InputError(f"{wrong}; each input's value must be a real finite number")
+        return v
+    if isinstance(v, (bool, np.bool_)):
+        raise InputError(f"{wrong}, a bool; give the number you mean (1 or 0)")
+    if isinstance(v, (numbers.Integral, np.integer)):
+        return sympy.Integer(int(v))
+    if isinstance(v, (numbers.Real, np.floating)):
+        number = float(v)
+        if not math.isfinite(number):
+            raise InputError(f"{wrong}; each input's value must be a finite number")
+        return sympy.Float(number)
+    raise InputError(f"{wrong} of type {type(v).__name__}; about values must be real finite numbers or SymPy "
+                     "expressions, one per input (a flat sequence, or a mapping from input to value)")
+
+
 def _point(net: Network, about: Any) -> list[sympy.Expr]:
     if isinstance(about, Mapping):
         values: list[Any] = [None] * net.n_inputs
@@ -138,17 +201,17 @@ def _point(net: Network, about: Any) -> list[sympy.Expr]:
             values[net.input_index(key)] = value
         if any(v is None for v in values):
             raise InputError(f"about must give a value for every input: {', '.join(map(str, net.inputs))}")
-    elif isinstance(about, (int, float, sympy.Expr)) and not isinstance(about, bool):
+    elif _is_scalar(about):
         if net.n_inputs != 1:
             raise InputError(f"about is one number but the network has {net.n_inputs} inputs; give a sequence")
         values = [about]
     else:
-        values = list(about)
+        try:
+            values = list(about)
+        except TypeError as exc:
+            raise InputError(f"about must be a number, a sequence of {net.n_inputs} numbers or a mapping from "
+                             f"input to number, not {type(about).__name__}") from exc
         if len(values) != net.n_inputs:
             raise InputError(f"about has {len(values)} values but the network has {net.n_inputs} inputs")
-    point = []
-    for v in values:
-        if isinstance(v, str) or not isinstance(v, (int, float, sympy.Expr)) and not hasattr(v, "__float__"):
-            raise InputError(f"about values must be numbers or SymPy expressions, not {v!r}")
-        point.append(v if isinstance(v, sympy.Expr) else sympy.Integer(v) if float(v).is_integer() and isinstance(v, int) else sympy.Float(float(v)))
+    point = [_about_value(v, name) for v, name in zip(values, net.inputs)]
     return point

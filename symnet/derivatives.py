@@ -167,7 +167,7 @@ def _data(net: Network, loss: str, data: tuple[Any, Any]) -> tuple[list[list[sym
         X = X.reshape(1, -1)
     if X.ndim != 2 or X.shape[1] != net.n_inputs:
         raise ShapeError(f"X has shape {X.shape} but the network takes {net.n_inputs} inputs: give (N, {net.n_inputs})")
-    Y = parse_targets(loss, Y, len(X), net.n_outputs, exact=True, name="Y")  # the rule of symnet.losses
+    Y = parse_targets(loss, Y, len(X), net.n_outputs, exact=True, name="Y", last_activation=net.activations[-1].name)  # the rule of symnet.losses
     to_expr = lambda v: v if isinstance(v, sympy.Basic) else sympy.sympify(float(v) if not isinstance(v, (int, np.integer)) else int(v))  # noqa: E731
     return [[to_expr(v) for v in row] for row in X], [list(row) for row in Y]
 

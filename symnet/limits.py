@@ -17,7 +17,10 @@ limit                           where it applies
 :data:`MAX_KINK_DEGREE`         locating an activation's kinks (polynomial arguments)
 :data:`MAX_KINK_BRANCHES`       the same, for ``Max``/``Abs``/... nested in an argument
 :data:`MAX_KINK_RESOLUTION`     :func:`symnet.kinks.kinks`: grid points per piece
-:data:`MAX_FORM_SIZE`           an activation form searched for kinks or tested for linearity
+:data:`MAX_FORM_SIZE`           an activation form built (:func:`symnet.activations.from_form`),
+                                searched for kinks or tested for linearity
+:data:`MAX_FORM_DEPTH`          an activation form (:func:`symnet.activations.from_form`):
+                                functions and powers nested in one another
 :data:`MAX_SYMBOLIC_POINT_PARAMETERS`  :func:`symnet.param_grad`: points times weights
 :data:`MAX_PRINT_SIZE`          ``str``/``_repr_latex_``/``pretty``/``latex`` of a network:
                                 a summary above it (``full=True`` prints the whole)
@@ -48,11 +51,14 @@ __all__ = [
     "MAX_KINK_BRANCHES",
     "MAX_KINK_RESOLUTION",
     "MAX_FORM_SIZE",
+    "MAX_FORM_DEPTH",
     "MAX_SYMBOLIC_POINT_PARAMETERS",
     "MAX_PRINT_SIZE",
     "bell",
     "check_order",
     "check_polynomial_size",
+    "check_form_depth",
+    "form_depth",
     "check_terms",
     "chain_rule_terms",
     "taylor_terms",
@@ -73,9 +79,10 @@ MAX_DERIVATIVE_ORDER = 10
 #: The most Faa di Bruno terms one chain-rule program may enumerate: the sum over the
 #: partials it needs of ``B(order)``, times the number of neurons.  An order-10 partial of a
 #: 1-3-1 net is about 0.6 million terms, a Hessian of a 10-64-64-64-1 net about 23 thousand,
-#: a Taylor expansion of order 6 in 3 inputs of a 3-64-64-1 net about 1 million; 20 million
-#: take minutes.
-MAX_CHAIN_RULE_TERMS = 20_000_000
+#: a Taylor expansion of order 6 in 3 inputs of a 3-64-64-1 net about 1 million.  Each term is
+#: some SymPy arithmetic: 2 million take under a minute, an order-10 partial of a 2-16-16-1
+#: net (about 3.8 million) is refused.
+MAX_CHAIN_RULE_TERMS = 2_000_000
 
 #: The highest total degree :func:`symnet.coefficients` expands a network to: the product of
 #: its layers' polynomial degrees (``square`` -> ``square`` -> ``linear``: 4).  Expanding is
@@ -99,9 +106,16 @@ MAX_KINK_BRANCHES = 64
 #: (``resolution``, default 512): each point is a forward pass held in memory.
 MAX_KINK_RESOLUTION = 1_000_000
 
-#: The most tree nodes of an activation form (or of one kink argument) that symnet searches
-#: for kinks or tests for piecewise linearity; the built-ins have under 20.
+#: The most tree nodes of an activation form (or of one kink argument) that symnet builds into
+#: an activation, searches for kinks or tests for piecewise linearity; the built-ins have under
+#: 20.  Building one differentiates and compiles it, some seconds at this size.
 MAX_FORM_SIZE = 2_000
+
+#: The most functions and powers of the variable nested in one another in an activation form
+#: (``t*sigmoid(t)``: 1, mish ``t*tanh(log(1 + exp(t)))``: 3, ``sin(sin(t))``: 2).  Building an
+#: activation differentiates and compiles its form, work that grows about cubically with this
+#: depth: ``sin`` nested 12 deep takes a tenth of a second, 95 deep a minute.
+MAX_FORM_DEPTH = 12
 
 #: The most points times parameters :func:`symnet.param_grad` back-propagates in exact SymPy
 #: arithmetic (each is a few SymPy multiply-adds, some ten thousand a second).  Exact
@@ -255,6 +269,59 @@ def _occurrences(form: sympy.Expr | None) -> int:
         if count > 1000:
             break
     return count
+
+
+def form_depth(expr: sympy.Basic, var: sympy.Symbol, limit: int | None = None) -> int:
+    """The most functions and powers containing ``var`` nested in one another along one path of ``expr``.
+
+    Sums and products do not count.  Each distinct subtree is visited once (no recursion: a form
+    may nest thousands deep); the count stops a little past ``limit``.
+
+    >>> t = sympy.Symbol("t")
+    >>> form_depth(t * sympy.tanh(sympy.log(1 + sympy.exp(t))), t)
+    3
+    >>> form_depth((t + 1)**2 + sympy.exp(-t**2), t)
+    2
+    """
+    depths: dict[sympy.Basic, int | None] = {}  # None: the subtree does not contain var
+    stack: list[tuple[sympy.Basic, bool]] = [(expr, False)]
+    while stack:  # post-order, each distinct node once
+        node, ready = stack.pop()
+        if node in depths:
+            continue
+        if not node.args:
+            depths[node] = 0 if node == var else None
+            continue
+        if not ready:
+            stack.append((node, True))
+            stack.extend((arg, False) for arg in node.args if arg not in depths)
+            continue
+        below = [d for d in (depths[arg] for arg in node.args) if d is not None]
+        depths[node] = None if not below else max(below) + (0 if node.is_Add or node.is_Mul else 1)
+        if limit is not None and (depths[node] or 0) > limit:
+            return depths[node]  # type: ignore[return-value]
+    return depths[expr] or 0
+
+
+def check_form_depth(form: sympy.Expr, var: sympy.Symbol, what: str) -> None:
+    """Refuse an activation form larger than :data:`MAX_FORM_SIZE` or nested deeper than :data:`MAX_FORM_DEPTH`.
+
+    >>> t = sympy.Symbol("t")
+    >>> check_form_depth(sympy.sin(sympy.sin(t)), t, "activation")
+    """
+    size = tree_size(form, MAX_FORM_SIZE)
+    if size > MAX_FORM_SIZE:
+        raise LimitError(
+            f"{what}: its form has more than symnet.limits.MAX_FORM_SIZE = {MAX_FORM_SIZE:,} tree nodes; "
+            "differentiating and compiling it would take minutes. Use a smaller form, or "
+            "build a symnet.activations.Activation with its numeric functions yourself"
+        )
+    if form_depth(form, var, MAX_FORM_DEPTH) > MAX_FORM_DEPTH:
+        raise LimitError(
+            f"{what}: its form nests more than symnet.limits.MAX_FORM_DEPTH = {MAX_FORM_DEPTH} functions or powers "
+            "of t in one another; differentiating and compiling it would take minutes. Use a shallower form, or "
+            "build a symnet.activations.Activation with its numeric functions yourself"
+        )
 
 
 def check_terms(terms: int, what: str) -> None:

@@ -22,6 +22,11 @@ The targets rule:
   one class ignores every label 0 (``-t log y`` with ``t = 0`` is 0), which is not the binary
   cross entropy a user with 0/1 labels means.  Give two outputs with a softmax last layer
   (or use ``softmax_cross_entropy`` on two logits) and labels ``0``/``1``.
+* targets are real numbers: complex, date, string and non-number object arrays are refused,
+  and so are masked arrays (their mask would be ignored: drop the rows, or give NaN for a
+  missing ``mse`` target in :func:`symnet.fit`); cross entropy targets lie in ``[0, 1]``; a
+  cross entropy that is identically 0 -- ``softmax_cross_entropy``, or ``cross_entropy`` on a
+  softmax layer, with one output -- is refused.
 
 >>> parse_targets("cross_entropy", [2, 0], n_points=2, n_outputs=3)
 array([[0., 0., 1.],
@@ -37,6 +42,8 @@ symnet.errors.ShapeError: cross_entropy with one output: integer labels [0, 1, 1
 
 from __future__ import annotations
 
+import decimal
+import numbers
 from typing import Any
 
 import numpy as np
@@ -66,7 +73,7 @@ def _shown(values: np.ndarray) -> str:
 
 
 def parse_targets(loss: str, targets: Any, n_points: int, n_outputs: int, *, exact: bool = False,
-                  missing: bool = False, name: str = "targets") -> np.ndarray:
+                  missing: bool = False, name: str = "targets", last_activation: str | None = None) -> np.ndarray:
     """The targets of ``loss`` for ``n_points`` points of ``n_outputs`` outputs, as an ``(N, m)`` array.
 
     Args:
@@ -79,11 +86,16 @@ def parse_targets(loss: str, targets: Any, n_points: int, n_outputs: int, *, exa
         missing: allow NaN as "no target here" (``fit``'s ``mse`` with gaps); otherwise every
             target must be finite.
         name: what the caller calls the targets, for messages (``"Y"``, ``"y"``).
+        last_activation: the name of the network's last activation, if known: a
+            ``cross_entropy`` on a one-output ``softmax`` layer is refused (it is identically 0).
 
     Raises:
         ShapeError: a shape that fits none of the forms, labels out of range, integer labels
-            for one output with a cross entropy, or non-numbers.
-        InputError: a non-finite target (NaN unless ``missing``), or an unknown loss.
+            for one output with a cross entropy, or ragged nesting.
+        InputError: a non-finite target (NaN unless ``missing``), an unknown loss, targets
+            that are complex, dates, strings, non-number objects or a masked array, cross
+            entropy targets outside ``[0, 1]``, or a cross entropy that is identically 0 (a
+            ``softmax_cross_entropy``, or a ``cross_entropy`` on a softmax layer, with one output).
 
     >>> parse_targets("mse", [[1, 2]], n_points=1, n_outputs=2, exact=True)
     array([[1, 2]], dtype=object)
@@ -91,14 +103,19 @@ def parse_targets(loss: str, targets: Any, n_points: int, n_outputs: int, *, exa
     check_loss(loss)
     n, m = int(n_points), int(n_outputs)
     verb = "have" if name == "targets" else "has"
+    if isinstance(targets, np.ma.MaskedArray):
+        raise InputError(f"{name} is a masked array, and its mask would be ignored: drop the masked rows, "
+                         "or (fit with loss='mse') give NaN for a missing target")
     symbolic = exact and _has_sympy(targets)
     if symbolic:
         raw = np.asarray(targets, dtype=object)
+        _check_kinds(raw, name)
     else:
         try:
             raw = np.asarray(targets)
         except (TypeError, ValueError) as exc:
             raise ShapeError(f"{name} must be an array of numbers of shape ({n}, {m})") from exc
+        _check_kinds(raw, name)
         if raw.dtype.kind not in "biuf":
             try:
                 raw = raw.astype(np.float64)
@@ -112,6 +129,7 @@ def parse_targets(loss: str, targets: Any, n_points: int, n_outputs: int, *, exa
             "two outputs (a softmax last layer, or loss='softmax_cross_entropy' on two logits) and labels 0/1, or "
             f"float targets of shape ({n}, 1) if -t*log(y) is what you mean"
         )
+    _check_loss_outputs(loss, m, last_activation)
     if labels:
         if raw.min(initial=0) < 0 or raw.max(initial=0) >= m:
             raise ShapeError(f"class labels must lie in 0..{m - 1}, got {raw.min()}..{raw.max()}")
@@ -127,7 +145,11 @@ def parse_targets(loss: str, targets: Any, n_points: int, n_outputs: int, *, exa
         raise ShapeError(f"{name} {verb} shape {raw.shape} but ({n}, {m}) is needed"
                          + (f" (or {', or '.join(also)})" if also else "") + ": one target row per point of X")
     if symbolic:
-        return _exact(raw, name)
+        exact_values = _exact(raw, name)
+        if loss != "mse":
+            known = [v for v in exact_values.ravel() if v.is_number]
+            _check_probabilities(np.array([float(v) for v in known]), loss, name)
+        return exact_values
     values = raw.astype(np.float64)
     bad = np.isinf(values) | (np.isnan(values) if not missing else False)
     if np.any(bad):
@@ -135,9 +157,67 @@ def parse_targets(loss: str, targets: Any, n_points: int, n_outputs: int, *, exa
                          "target must be a finite number" + (" (NaN marks a missing target)" if missing else ""))
     if missing and loss != "mse" and np.isnan(values).any():
         raise InputError(f"{name} holds NaN; the {loss} loss needs a complete target per point (use loss='mse')")
+    if loss != "mse":
+        _check_probabilities(values, loss, name)
     if exact:
         return _exact(raw, name)
     return values
+
+
+def _check_loss_outputs(loss: str, m: int, last_activation: str | None) -> None:
+    """Refuse a cross entropy that is identically 0: softmax over one output is always 1."""
+    if m != 1:
+        return
+    if loss == "softmax_cross_entropy":
+        raise InputError("softmax_cross_entropy with one output is identically 0 (softmax of one logit is 1): "
+                         "give the network two outputs (logits for classes 0 and 1), or use loss='mse'")
+    if loss == "cross_entropy" and last_activation == "softmax":
+        raise InputError("cross_entropy on a softmax layer with one output is identically 0 (softmax of one "
+                         "value is 1): give the last layer two outputs (classes 0 and 1), or use loss='mse'")
+
+
+def _check_kinds(raw: np.ndarray, name: str) -> None:
+    """Refuse complex, date, string and non-number targets: each would be dropped or misread."""
+    kind = raw.dtype.kind
+    if kind == "c":
+        raise InputError(f"{name} is complex ({raw.dtype}); targets must be real numbers: pass the real part "
+                         "(np.real) if that is what you mean")
+    if kind in "mM":
+        raise InputError(f"{name} holds dates or durations ({raw.dtype}); targets must be real numbers: "
+                         "convert them to floats (e.g. seconds) first")
+    if kind in "USV":
+        raise InputError(f"{name} holds {'strings' if kind == 'U' else 'bytes'} ({raw.dtype}); targets must be "
+                         "real numbers: convert them with float() first")
+    if kind == "O":
+        for v in raw.ravel():
+            _check_object(v, name)
+
+
+def _check_object(v: Any, name: str) -> None:
+    import sympy
+
+    if isinstance(v, sympy.Basic):
+        if not isinstance(v, sympy.Expr) or (v.is_number and v.is_real is False):
+            raise InputError(f"{name} holds {v}; targets must be real numbers or real SymPy expressions")
+        return
+    if isinstance(v, (np.datetime64, np.timedelta64)):
+        raise InputError(f"{name} holds the date or duration {v}; targets must be real numbers: "
+                         "convert them to floats first")
+    if isinstance(v, (bool, np.bool_, numbers.Real, np.integer, np.floating, decimal.Decimal)):
+        return
+    if isinstance(v, (str, bytes)):
+        raise InputError(f"{name} holds the string {v!r}; targets must be real numbers: convert with float() first")
+    if isinstance(v, (complex, np.complexfloating)):
+        raise InputError(f"{name} holds the complex number {v}; targets must be real numbers")
+    raise InputError(f"{name} holds {type(v).__name__} {v!r:.60}; targets must be real numbers")
+
+
+def _check_probabilities(values: np.ndarray, loss: str, name: str) -> None:
+    """Cross entropy targets are probabilities: outside ``[0, 1]`` the loss has no minimum."""
+    outside = (values < 0) | (values > 1)
+    if np.any(outside):
+        raise InputError(f"{name} holds {values[outside].ravel()[0]}; {loss} targets are probabilities in [0, 1] "
+                         "(one-hot rows, or integer class labels): use loss='mse' for other values")
 
 
 def _has_sympy(targets: Any) -> bool:

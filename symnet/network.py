@@ -200,7 +200,15 @@ def _check_layer(layer: Any, number: int) -> None:
                 _check_weight(value, where)
 
 
+def _refuse_masked(values: Any, where: str) -> None:
+    """A masked array's mask would be dropped by ``np.asarray``: refuse it rather than use the masked values."""
+    if isinstance(values, np.ma.MaskedArray):
+        raise WeightError(f"{where} is a masked array, and its mask would be ignored: give plain numbers "
+                          "(np.ma.filled(w, value) with the value you mean)")
+
+
 def _matrix(values: Any, shape: tuple[int, int], where: str) -> sympy.ImmutableMatrix:
+    _refuse_masked(values, where)
     if isinstance(values, sympy.MatrixBase):
         rows = values.tolist()
     else:
@@ -220,6 +228,7 @@ def _matrix(values: Any, shape: tuple[int, int], where: str) -> sympy.ImmutableM
 
 
 def _shape_of(values: Any) -> tuple[int, ...]:
+    _refuse_masked(values, "a weight matrix")
     if isinstance(values, sympy.MatrixBase):
         return tuple(values.shape)
     try:
@@ -233,6 +242,7 @@ def _shape_of(values: Any) -> tuple[int, ...]:
 
 def _layer_weight(values: Any, layer: int, fan_in: int | None, layout: str) -> tuple[Any, int, int]:
     """Normalise one weight argument to (values, fan_in, fan_out) in the Keras layout."""
+    _refuse_masked(values, f"layer {layer}: W")
     shape = _shape_of(values)
     if len(shape) == 0:
         shape, values = (1, 1), [[values]]

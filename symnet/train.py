@@ -333,7 +333,8 @@ def fit(
     if y is None:
         values = None
     else:  # the rule of symnet.losses, as in param_grad, backprop and compile_loss; NaN: no target (mse)
-        values = parse_targets(loss, y, n, m, missing=loss == "mse", name="y")
+        values = parse_targets(loss, y, n, m, missing=loss == "mse", name="y",
+                               last_activation=net.activations[-1].name)
     slopes = None if dy is None else _slopes(dy, n, m, d)
     value_weight = _number(value_weight, "value_weight")
     derivative_weight = _number(derivative_weight, "derivative_weight")

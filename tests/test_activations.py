@@ -136,3 +136,16 @@ def test_parameters_out_of_range_in_strings():
 def test_numpy_parameters_give_plain_names():
     assert activations.activation("leaky_relu", alpha=np.float64(0.2)).name == "leaky_relu(alpha=0.2)"
     assert activations.get(activations.activation("elu", alpha=np.float32(0.5)).name).name == "elu(alpha=0.5)"
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("leaky_relu(alpha=0.2,alpha=0.3)", r"gives parameter 'alpha' more than once"),
+    ("leaky_relu(0.2, alpha=0.3)", r"gives parameter 'alpha' more than once"),
+    ("leaky_relu(alpha=\uff12)", r"cannot read parameter 'alpha=\uff12'.*use numbers"),  # fullwidth 2
+    ("leaky_relu(alpha=\u0663)", r"cannot read parameter 'alpha=\u0663'.*use numbers"),  # Arabic-Indic 3
+    ("leaky_relu(alpha=1e-400)", r"parameter 'alpha' = 1e-400 .* is too small for a float64 \(it would read as 0\)"),
+])
+def test_activation_names_are_read_strictly(spec, message):
+    with pytest.raises(symnet.ActivationError, match=message):
+        activations.get(spec)
+    assert activations.get("leaky_relu(alpha=0e-400)").name == "leaky_relu(alpha=0.0)"  # a zero is a zero

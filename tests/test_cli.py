@@ -286,3 +286,42 @@ def test_numeric_options_are_checked_by_the_parser(arguments: list[str], message
         cli.main([a.format(ones=files["ones"]) for a in arguments])
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and re.search(message, err), err
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"x0,x1\n1,1\n0,\xff\n", r"bad\.csv, line 3: not UTF-8 text \(byte 0xff\); save the points as UTF-8 CSV"),
+    (b"1,1\n1,nan\n", r"bad\.csv, line 2: the point \[1\.0, nan\] is not finite: give finite numbers"),
+    (b"1e999,0\n", r"bad\.csv, line 1: the point \[inf, 0\.0\] is not finite"),
+    (b"1,1\n2," + b"1" * 200_000 + b"\n", r"bad\.csv, line 2: not CSV: field larger than field limit"),
+])
+def test_bad_csv_points_are_refused_naming_the_file_and_line(content: bytes, message: str, files: dict[str, Path],
+                                                            tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "bad.csv").write_bytes(content)
+    err = failed(main(capsys, "derive", files["ones"], "--csv", tmp_path / "bad.csv", "--format", "json"))
+    assert re.search(message, err) and "internal error" not in err, err
+
+
+def test_a_csv_with_a_byte_order_mark_reads(files: dict[str, Path], tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "points.csv").write_bytes(b"\xef\xbb\xbfx0,x1\n1,1\n")
+    data = json.loads(ok(main(capsys, "derive", files["ones"], "--csv", tmp_path / "points.csv", "--format", "json")))
+    assert [p["x"] for p in data["points"]] == [[1.0, 1.0]]
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["derive", "{ones}", "--at", "nan,0", "--format", "json"], r"--at nan,0: the point \[nan, 0\.0\] is not finite"),
+    (["derive", "{ones}", "--at", "1,1", "--at", "1e999,0"], r"--at 1e999,0: the point \[inf, 0\.0\] is not finite"),
+    (["derive", "{ones}", "--at=-inf,0"], r"--at -inf,0: the point \[-inf, 0\.0\] is not finite"),
+    (["coeffs", "{ones}", "--about", "0,nan"], r"--about: the point \[0, nan\] is not finite"),
+])
+def test_non_finite_points_are_refused(arguments: list[str], message: str, files: dict[str, Path],
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    err = failed(main(capsys, *[a.format(ones=files["ones"]) for a in arguments]))
+    assert re.search(message, err), err
+
+
+def test_json_output_never_holds_nan_tokens(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = save(symnet.Network.from_weights([[[1e200]], [[1e200]]], None, ["linear", "linear"]), tmp_path / "big.npz")
+    err = failed(main(capsys, "derive", path, "--at", "1e10", "--format", "json"))
+    assert re.search(r"the result holds NaN or infinite numbers .* see them with --format text", err), err
+    assert "inf" in ok(main(capsys, "derive", path, "--at", "1e10"))

@@ -80,3 +80,22 @@ def test_taylor_multi_input_and_symbolic_point():
         symnet.taylor(net, [0, 0], -1)
     with pytest.raises(symnet.InputError, match="numbers or SymPy"):
         symnet.taylor(net, ["0", 0], 1)
+
+
+@pytest.mark.parametrize(("about", "message"), [
+    (np.zeros((1, 1)), r"about\[x0\] is array\(\[0\.\]\) of type ndarray; about values must be real finite numbers"),
+    ([sympy.I], r"about\[x0\] is I; each input's value must be real and finite"),
+    ([sympy.oo], r"about\[x0\] is oo; each input's value must be real and finite"),
+    ([float("nan")], r"about\[x0\] is nan; each input's value must be a finite number"),
+    ([True], r"about\[x0\] is True, a bool; give the number you mean"),
+    (1 + 2j, r"about\[x0\] is \(1\+2j\) of type complex"),
+    (object(), "about must be a number, a sequence of 1 numbers or a mapping"),
+])
+def test_taylor_refuses_points_that_are_not_one_real_number_per_input(about, message):
+    net = Network.from_weights([[[1.0]]], [[0.0]], ["sigmoid"])
+    with pytest.raises(symnet.InputError, match=message):
+        symnet.taylor(net, about, 2)
+    t = sympy.Symbol("t", real=True)
+    assert symnet.taylor(net, [np.int64(0)], 1)[(0,)] == sympy.Rational(1, 2)  # numpy numbers are numbers
+    assert symnet.taylor(net, np.float64(0.0), 1)[(1,)] == pytest.approx(0.25)
+    assert symnet.taylor(net, {"x0": t}, 0)[(0,)].has(t)

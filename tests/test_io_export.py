@@ -230,3 +230,27 @@ def test_c_export_keeps_the_tails(name: str, cc: str, tmp_path: Path) -> None:
     got = run_c(export(net, "c", WORDS), net, np.array(TAILS).reshape(-1, 1), cc, tmp_path)
     for k, word in enumerate(("value", "gradient", "hessian")):
         assert_accurate(name, k, TAILS, got[word], "export c")
+
+
+@pytest.mark.parametrize("names", [["abs", "max"], ["expm1", "erfc"], ["M_PI", "M_E"], ["erf", "linux"],
+                                   ["symnet_sigmoid", "_sigmoid"], ["_softplus", "FP_NAN"]])
+def test_input_names_cannot_shadow_what_the_printers_emit(names: list[str], cc: str, tmp_path: Path) -> None:
+    # abs(...) in Python, expm1/erfc/erf in C (elu, gelu), M_PI and M_E as math.h macros, linux predefined by GNU C
+    net = symnet.Network.from_weights([[[1.0, -0.5], [3.0, 0.25]], [[1.0], [2.0]]], [[0.1, -0.2], [0.3]],
+                                      ["elu", "gelu"], input_names=names)
+    source = export(net, "python", WORDS)
+    np.testing.assert_allclose(run_python(source, net, POINTS)["gradient"], expected(net, POINTS)["gradient"],
+                               rtol=1e-12)
+    c = export(net, "c", WORDS)
+    np.testing.assert_allclose(run_c(c, net, POINTS, cc, tmp_path)["hessian"], expected(net, POINTS)["hessian"],
+                               rtol=1e-12, atol=1e-13)
+    net = symnet.Network.from_weights([[[1.0], [3.0]]], [[0.1]], ["softplus"], input_names=["abs", "max"])
+    assert "def network(abs_1, max_1):" in export(net, "python")
+    net = symnet.Network.from_weights([[[1.0], [3.0]]], [[0.1]], ["elu"], input_names=["M_PI", "expm1"])
+    assert "const double v_M_PI = x[0];" in export(net, "c") and "const double expm1_1 = x[1];" in export(net, "c")
+
+
+@pytest.mark.parametrize("name", ["abs", "expm1", "M_PI", "M_SQRT2", "__x", "_Bool", "symnet_sigmoid", "linux"])
+def test_export_refuses_a_function_name_the_printers_use(name: str) -> None:
+    with pytest.raises(symnet.InputError, match=rf"name '{name}' must be an ASCII identifier and not a reserved word"):
+        export(NETS["kinks"], "c", name=name)

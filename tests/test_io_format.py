@@ -9,6 +9,7 @@ import pickle
 import subprocess
 import sys
 import tempfile
+import time
 import warnings
 import zipfile
 from pathlib import Path
@@ -671,3 +672,47 @@ def test_planted_payloads_in_a_symnet_file_write_nothing(tmp_path: Path) -> None
         with pytest.raises(UntrustedCodeError, match=rf"pickle_{name}\.npz: array '{name}' holds a pickled Python"):
             load(path)
         assert not marker.exists()
+
+
+# --- nested Max/Min and deeply nested forms (issue 15) ---------------------------------------------
+
+
+def test_nested_max_cannot_get_around_the_argument_limit() -> None:
+    # SymPy flattens Max(Max(...), Max(...)) into one Max whose pairwise checks are superlinear
+    text = "Max(" + ",".join("Max(" + ",".join(f"{17 * j + i}*t" for i in range(17)) + ")" for j in range(4)) + ")"
+    start = time.perf_counter()
+    with pytest.raises(ExpressionError, match=r"Max at position 0 has 68 arguments once the Max nested in it are "
+                                              r"merged, more than 32 \(MAX_ARGUMENTS\)"):
+        parse(text, {"t": T})
+    with pytest.raises(ExpressionError, match=r"Min at position 0 has 33 arguments .*\(MAX_ARGUMENTS\)"):
+        parse("Min(t, Min(" + ", ".join(f"{i}*t" for i in range(32)) + "))", {"t": T})
+    assert time.perf_counter() - start < 2
+    # a Min inside a Max is not merged, and 32 merged arguments are still read
+    assert parse("Max(0, Min(1, t))", {"t": T}) == sympy.Max(0, sympy.Min(1, T))
+    assert len(parse("Max(Max(" + ", ".join(f"{i}*t" for i in range(16)) + "), "
+                     + ", ".join(f"{i}*t" for i in range(16, 32)) + ")", {"t": T}).args) == 32
+
+
+def test_a_file_whose_form_nests_deep_is_refused_quickly(tmp_path: Path) -> None:
+    form = "sin(" * 95 + "t" + ")" * 95  # under the reader's MAX_DEPTH; building it took a minute
+    path = write(tmp_path / "deep.npz", good_meta(activation={"name": f"t -> {form}", "form": form}),
+                 W1=np.ones((1, 1)))
+    start = time.perf_counter()
+    with pytest.raises(FileFormatError, match=r"deep\.npz: layer 1's activation: .*symnet\.limits\.MAX_FORM_DEPTH"):
+        load(path)
+    assert time.perf_counter() - start < 2
+
+
+def test_many_small_max_cannot_add_up_to_a_hang() -> None:
+    """Each Max under MAX_ARGUMENTS, hundreds of them: the whole expression's Max/Min arguments are counted."""
+    import time
+
+    from symnet.io._expr import ExpressionError, parse
+
+    t = sympy.Symbol("t", real=True)
+    text = " + ".join("Max(" + ",".join(f"{8 * j + i}*t" for i in range(8)) + ")" for j in range(200))
+    start = time.perf_counter()
+    with pytest.raises(ExpressionError, match=r"more than 128 Max/Min arguments in all \(MAX_PIECEWISE_ARGUMENTS\)"):
+        parse(text, {"t": t})
+    assert time.perf_counter() - start < 5
+    assert parse("Max(0, t) + 0.01*Min(0, t)", {"t": t}) == sympy.Max(0, t) + sympy.Float(0.01) * sympy.Min(0, t)

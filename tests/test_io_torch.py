@@ -434,3 +434,21 @@ def test_look_alike_modules_are_refused() -> None:
 
     with pytest.raises(UnsupportedLayerError, match=r"module '0' \(Linear\) is not supported"):
         from_torch(nn.Sequential(Linear(2, 2)))
+
+
+def test_weights_without_values_on_the_meta_device_are_refused(tmp_path: Path) -> None:
+    module = nn.Sequential(nn.Linear(2, 3, device="meta"), nn.Tanh())
+    with pytest.raises(UnsupportedLayerError, match=r"module '0' \(Linear\): its weight is on the meta device, a shape "
+                                                    r"without values; materialise the weights first "
+                                                    r"\(module\.to_empty\(device='cpu'\), then load_state_dict"):
+        from_torch(module)
+    torch.save(module.state_dict(), tmp_path / "meta.pt")
+    with pytest.raises(FileFormatError, match=r"meta\.pt: entry '0\.weight' is a meta tensor, a shape without values"):
+        load_torch(tmp_path / "meta.pt", "tanh")
+    module = nn.Linear(2, 1)
+    module.bias = nn.Parameter(torch.empty(1, device="meta"))
+    with pytest.raises(UnsupportedLayerError, match=r"module \(Linear\): its bias is on the meta device"):
+        from_torch(module)
+    materialised = nn.Sequential(nn.Linear(2, 3, device="meta"), nn.Tanh()).to_empty(device="cpu")
+    materialised.load_state_dict(nn.Sequential(nn.Linear(2, 3), nn.Tanh()).state_dict())
+    assert from_torch(materialised).layer_sizes == (2, 3)

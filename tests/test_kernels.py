@@ -684,3 +684,18 @@ def test_an_interrupt_lands_between_pieces(monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         kernel(np.zeros((50_000, 2)))
     assert calls == [4096, 4096]  # the rest of the batch was not computed
+
+
+def test_masked_points_and_odd_derivative_requests_are_refused():
+    net = symnet.Network.from_weights([[[1.0]]], [[0.0]], ["sigmoid"])
+    kernel = symnet.compile(net, backend="numpy")
+    with pytest.raises(symnet.InputError, match="X is a masked array, and its mask would be ignored"):
+        kernel(np.ma.masked_array([[0.3]], mask=[[1]]))
+    with pytest.raises(symnet.InputError, match="X is complex"):
+        kernel(np.array([[0.3 + 1j]]))
+    with pytest.raises(symnet.InputError, match=r"X has dtype datetime64\[s\]; give real numbers"):
+        kernel(np.array([[3]], dtype="datetime64[s]"))
+    with pytest.raises(symnet.InputError, match="X has dtype <U3; give real numbers"):
+        kernel(np.array([["0.3"]]))
+    with pytest.raises(symnet.InputError, match=r"cannot read derivatives=3: give names from value, jacobian, hessian"):
+        symnet.compile(net, derivatives=3, backend="numpy")

@@ -193,3 +193,66 @@ def test_exact_parameter_gradients_over_a_huge_batch_are_refused(monkeypatch):
     with quickly(), pytest.raises(symnet.LimitError, match=r"1000 points of a network with 17 weights.*compile_loss"):
         symnet.param_grad(net, "mse", (X, np.zeros(1000)))
     symnet.param_grad(net, "mse", (X[:999], np.zeros(999)))  # 16,983: within the limit
+
+
+# --- activation forms: depth and size (issue 15) -----------------------------------------------------
+
+
+def _nested(step, depth: int) -> sympy.Expr:
+    form = T
+    for _ in range(depth):
+        form = step(form)
+    return form
+
+
+@pytest.mark.parametrize("step, depth", [
+    (sympy.sin, 95), (lambda f: sympy.exp(-f), 40), (lambda f: (f + 1) ** 3 + 1, 40),
+    (sympy.sin, limits.MAX_FORM_DEPTH + 1),
+])
+def test_deeply_nested_activation_forms_are_refused_before_differentiating(step, depth):
+    form = _nested(step, depth)
+    with quickly(0.5), pytest.raises(symnet.LimitError, match=r"activation form: its form nests more than "
+                                     rf"symnet.limits.MAX_FORM_DEPTH = {limits.MAX_FORM_DEPTH} functions"):
+        activations.from_form(form)
+
+
+def test_wide_activation_forms_are_refused_before_differentiating():
+    form = _nested(lambda f: sympy.sin(f) * sympy.cos(f), 10)  # depth 10, but some 4,000 nodes
+    with quickly(0.5), pytest.raises(symnet.LimitError, match=r"more than symnet.limits.MAX_FORM_SIZE = 2,000 tree"):
+        activations.from_form(form)
+
+
+def test_realistic_activation_forms_are_within_the_form_limits():
+    for name in activations.names():
+        form = activations.get(name).form
+        if form is not None:
+            assert limits.form_depth(form, T) <= 3, name
+    with quickly():
+        activations.from_form(_nested(sympy.sin, limits.MAX_FORM_DEPTH))
+        activations.get(lambda t: t * sympy.tanh(sympy.log(1 + sympy.exp(t))))  # mish
+        activations.get(lambda t: t * (1 + sympy.erf(t / sympy.sqrt(2))) / 2)  # gelu
+    assert limits.form_depth(sympy.exp(-T**2) + (T + 1)**2, T) == 2
+    assert limits.form_depth(_nested(sympy.sin, 300), T, limit=10) == 11  # stops early
+
+
+def test_chain_rule_limit_refuses_what_would_take_minutes():
+    net = Network.from_weights([np.full((2, 16), 0.1), np.full((16, 16), 0.1), np.full((16, 1), 0.1)], None,
+                               ["tanh", "tanh", "linear"])
+    with quickly(), pytest.raises(symnet.LimitError, match=r"about 4,699,794 terms, above "
+                                  r"symnet.limits.MAX_CHAIN_RULE_TERMS = 2,000,000"):
+        symnet.diff(net, *["x0"] * 10)
+
+
+def test_coefficients_of_nested_polynomial_compositions_are_quick():
+    nested = _nested(lambda f: (f + sympy.Rational(1, 3)) ** 3, 5)  # degree 243: expanding it took 14 s
+    net = Network.from_weights([[[1]], [[1]]], [[sympy.Rational(1, 2)], [0]],
+                               [activations.from_form(nested, "nested"), "linear"])
+    with quickly():
+        coeffs = symnet.coefficients(net)
+    x = net.inputs[0]
+    assert max(k[0] for k in coeffs) == 243
+    for point in (sympy.Rational(1, 7), sympy.Rational(-3, 2)):  # exact values agree (expanding is the slow part)
+        assert coeffs.as_expr().subs(x, point) == nested.subs(T, point + sympy.Rational(1, 2))
+    with quickly():
+        wide = activations.from_form(_nested(lambda f: (f + sympy.Rational(1, 3)) ** 11, 2), "wide")  # 121
+        symnet.coefficients(Network.from_weights([[[1]], [[1]]], None, [wide, "linear"]))

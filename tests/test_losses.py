@@ -7,6 +7,7 @@ import importlib
 
 import numpy as np
 import pytest
+import sympy
 
 import symnet
 from symnet.check import backprop
@@ -82,7 +83,7 @@ def test_one_output_integer_labels_are_refused_everywhere(loss):
     ([0, 3, 1, 1], symnet.ShapeError, r"class labels must lie in 0..2, got 0..3"),
     (np.zeros(12), symnet.ShapeError, r"shape \(12,\) but \(4, 3\) is needed \(or integer class labels \(4,\)\)"),
     (np.full((4, 3), np.nan), symnet.InputError, r"holds? nan; every target must be a finite number"),
-    ([["a", "b", "c"]] * 4, symnet.ShapeError, r"must be numbers"),
+    ([["a", "b", "c"]] * 4, symnet.InputError, r"holds strings \(<U1\); targets must be real numbers"),
 ])
 def test_bad_targets_give_the_same_error_everywhere(targets, error, match):
     net = random_network(np.random.default_rng(1), [2, 3, 3], ["tanh", "softmax"])
@@ -115,3 +116,45 @@ def test_the_rule_for_one_point_and_exact_targets():
     with pytest.raises(symnet.InputError, match="y holds NaN; the cross_entropy loss needs a complete target"):
         parse_targets("cross_entropy", [[np.nan, 1.0]], 1, 2, missing=True, name="y")
     assert np.isnan(parse_targets("mse", [np.nan, 1.0], 2, 1, missing=True)[0, 0])
+
+
+_NET1 = symnet.Network.from_weights([[[1.0]]], [[0.0]], ["sigmoid"])
+_X2 = np.array([[0.2], [0.4]])
+
+
+@pytest.mark.parametrize(("loss", "targets", "message"), [
+    ("mse", np.array([[0.1 + 5j], [0.2]]), r"Y is complex \(complex128\); targets must be real"),
+    ("mse", np.array([[3], [4]], dtype="datetime64[s]"), r"Y holds dates or durations \(datetime64\[s\]\)"),
+    ("mse", np.array([[3], [4]], dtype="timedelta64[s]"), "Y holds dates or durations"),
+    ("mse", np.array([["0.1"], ["0.2"]]), "Y holds strings .*convert them with float"),
+    ("mse", np.array([[b"0.1"], [b"0.2"]]), "Y holds bytes"),
+    ("mse", np.array([[object()], [0.2]], dtype=object), "Y holds object .*targets must be real numbers"),
+    ("mse", np.array([["0.1"], [0.2]], dtype=object), "Y holds the string '0.1'"),
+    ("mse", np.ma.masked_array([[1e6], [0.2]], mask=[[1], [0]]), "Y is a masked array.*give NaN for a missing"),
+    ("cross_entropy", np.array([[1.5], [-0.2]]), r"Y holds 1.5; cross_entropy targets are probabilities in \[0, 1\]"),
+    ("softmax_cross_entropy", np.array([[0.3], [0.9]]), "softmax_cross_entropy with one output is identically 0"),
+])
+def test_odd_targets_are_refused_everywhere(loss: str, targets: object, message: str) -> None:
+    """Complex, dates, strings, objects, masks, probabilities outside [0, 1], a constant loss: never a number."""
+    with pytest.raises(symnet.InputError, match=message):
+        symnet.compile_loss(_NET1, loss)(_X2, targets)
+    with pytest.raises(symnet.InputError, match=message):
+        symnet.param_grad(_NET1, loss, (_X2, targets))
+    with pytest.raises(symnet.InputError, match=message.replace("Y ", "targets ", 1)):
+        backprop(_NET1, _X2, loss=loss, targets=targets)
+    with pytest.raises(symnet.InputError, match=message.replace("Y ", "y ", 1)):
+        symnet.fit(_NET1, _X2, targets, loss=loss)
+
+
+def test_cross_entropy_on_one_softmax_output_is_refused() -> None:
+    net = symnet.Network.from_weights([[[1.0]]], [[0.0]], ["softmax"])
+    with pytest.raises(symnet.InputError, match="cross_entropy on a softmax layer with one output is identically 0"):
+        symnet.compile_loss(net, "cross_entropy")(_X2, np.array([[0.3], [0.2]]))
+    with pytest.raises(symnet.InputError, match="cross_entropy on a softmax layer with one output"):
+        symnet.param_grad(net, "cross_entropy", (_X2, [[0.3], [0.2]]))
+    # on a sigmoid output -t*log(y) is not constant: still allowed, and exact probabilities too
+    assert symnet.compile_loss(_NET1, "cross_entropy")(_X2, np.array([[0.3], [1.0]]))[0] > 0
+    with pytest.raises(symnet.InputError, match=r"Y holds 1.5; cross_entropy targets are probabilities"):
+        symnet.param_grad(_NET1, "cross_entropy", (_X2, [[sympy.Rational(3, 2)], [0]]))
+    with pytest.raises(symnet.InputError, match="Y holds I; targets must be real"):
+        symnet.param_grad(_NET1, "mse", (_X2, [[sympy.I], [0]]))

@@ -216,3 +216,16 @@ def test_a_weight_whose_evaluation_would_not_end_is_refused_at_once():
         symnet.Network.from_weights([[[sympy.sin(sympy.exp(sympy.exp(sympy.exp(4))))]]], [[0.0]], ["tanh"])
     net = symnet.Network.from_weights([[[sympy.sqrt(2)]]], [[sympy.gamma(3)]], ["tanh"])  # exact numbers stay exact
     assert net.layers[0].weight[0, 0] == sympy.sqrt(2) and net.layers[0].bias[0] == 2
+
+
+def test_masked_weights_are_refused():
+    masked = np.ma.masked_array([[1.0]], mask=[[True]])
+    with pytest.raises(symnet.WeightError, match="layer 1: W is a masked array, and its mask would be ignored"):
+        Network.from_weights([masked], [[0.0]], ["linear"])
+    with pytest.raises(symnet.WeightError, match="layer 1: b is a masked array"):
+        Network.from_weights([[[1.0]]], [np.ma.masked_array([0.0], mask=[True])], ["linear"])
+    net = Network.from_weights([[[1.0]]], [[0.0]], ["linear"])
+    with pytest.raises(symnet.WeightError, match="layer 1: W is a masked array"):
+        net.with_weights([masked])
+    with pytest.raises(symnet.WeightError, match="layer 1: W is a masked array"):
+        net.with_weights([masked.T], layout="torch")

@@ -135,7 +135,7 @@ def backprop(net: Any, X: Any, *, hessian: bool = False, loss: str | None = None
         fields["roundoff"] = Derivatives(value_bound, np.swapaxes(jacobian_bound, 1, 2),
                                          None if hessian_bound is None else np.moveaxis(hessian_bound, 3, 1))
     if loss is not None:
-        t = _targets(targets, loss, n, net.n_outputs)
+        t = _targets(targets, loss, n, net.n_outputs, net.activations[-1].name)
         fields["loss"] = _loss_value(loss, a, t)
         fields["param_grads"] = _param_grads(layers, weights, inputs, zs, a, t, loss)
     if single:
@@ -231,9 +231,9 @@ def _drop_batch(key: str, value: Any) -> Any:
 # --- losses and parameter gradients ----------------------------------------------------------
 
 
-def _targets(targets: Any, loss: str, n: int, m: int) -> np.ndarray:
+def _targets(targets: Any, loss: str, n: int, m: int, last: str) -> np.ndarray:
     """Targets as float ``(N, m)`` by the rule of :func:`symnet.losses.parse_targets` (labels become one-hot)."""
-    return parse_targets(loss, targets, n, m)
+    return parse_targets(loss, targets, n, m, last_activation=last)
 
 
 def _log_softmax(y: np.ndarray) -> np.ndarray:

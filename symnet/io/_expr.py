@@ -18,9 +18,10 @@ writes comes near, each named in the message: :data:`MAX_LENGTH` characters per 
 :data:`MAX_DEPTH` levels of nesting, :data:`MAX_DIGITS` characters per number,
 exponents up to :data:`MAX_INTEGER_EXPONENT` in size (on any base: ``t**10**10`` is refused),
 exact numbers up to :data:`MAX_BITS` bits and :data:`MAX_ARGUMENTS` arguments to
-``Max``/``Min``.  Reading is linear in the length of the text (sums and products are built
-in one step, not term by term).  Error messages show the text through :func:`safe_text`,
-so control characters in a file never reach a terminal raw:
+``Max``/``Min`` (counted after a nested ``Max`` is merged into its parent).  Reading is
+linear in the length of the text (sums and products are built in one step, not term by
+term).  Error messages show the text through :func:`safe_text`, so control characters in a
+file never reach a terminal raw:
 
 >>> import sympy
 >>> x = sympy.Symbol("x", real=True)
@@ -50,7 +51,8 @@ from ..errors import SymnetError
 from ..functions import sigmoid, softplus
 
 __all__ = ["ExpressionError", "FUNCTIONS", "CONSTANTS", "parse", "to_text", "safe_text", "MAX_LENGTH", "MAX_DEPTH",
-           "MAX_DIGITS", "MAX_INTEGER_EXPONENT", "MAX_BITS", "MAX_ARGUMENTS"]
+           "MAX_DIGITS", "MAX_INTEGER_EXPONENT", "MAX_BITS", "MAX_ARGUMENTS",
+           "MAX_PIECEWISE_ARGUMENTS"]
 
 
 class ExpressionError(SymnetError, ValueError):
@@ -86,8 +88,11 @@ MAX_DIGITS = 400
 MAX_INTEGER_EXPONENT = 1000
 #: bits of an exact integer or of a rational's numerator or denominator
 MAX_BITS = 4096
-#: arguments of one Max or Min
+#: arguments of one Max or Min, counted after SymPy merges the Max nested in a Max (Min in a Min)
 MAX_ARGUMENTS = 32
+#: Max/Min arguments in one whole expression: SymPy compares a Max's arguments pairwise, so
+#: many small Max cost as much as one big one (symnet's own forms have 2 to 4)
+MAX_PIECEWISE_ARGUMENTS = 128
 
 
 def safe_text(text: object, limit: int | None = None, *, newlines: bool = False) -> str:
@@ -141,6 +146,7 @@ class _Parser:
         self.position = 0  # where the next token starts
         self.current = self._read()
         self.depth = 0
+        self.piecewise_arguments = 0  # Max/Min arguments so far (MAX_PIECEWISE_ARGUMENTS)
 
     def error(self, message: str) -> ExpressionError:
         return ExpressionError(f'expression "{safe_text(self.text, 80)}": {message}')
@@ -325,6 +331,10 @@ class _Parser:
             if flat > MAX_ARGUMENTS:
                 raise self.error(f"{name} at position {position} has {flat} arguments once the {name} nested in "
                                  f"it are merged, more than {MAX_ARGUMENTS} (MAX_ARGUMENTS)")
+            self.piecewise_arguments += len(args)
+            if self.piecewise_arguments > MAX_PIECEWISE_ARGUMENTS:
+                raise self.error(f"{name} at position {position}: the expression has more than "
+                                 f"{MAX_PIECEWISE_ARGUMENTS} Max/Min arguments in all (MAX_PIECEWISE_ARGUMENTS)")
         return function(*args)
 
 

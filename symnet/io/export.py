@@ -42,10 +42,11 @@ y &= 3.0 \\left(2.0 x_{0} + 1.0\\right)^{2} + 0.5
 
 from __future__ import annotations
 
+import builtins
 import keyword
 import re
 import unicodedata
-from typing import Any, Iterable, Sequence
+from typing import AbstractSet, Any, Iterable, Sequence
 
 import sympy
 from sympy.printing.c import C99CodePrinter, get_math_macros
@@ -64,10 +65,41 @@ LANGUAGES = ("c", "python", "latex")
 DERIVATIVES = ("value", "gradient", "hessian", "laplacian")
 _ALIASES = {"jacobian": "gradient", "grad": "gradient"}
 
-_C_RESERVED = frozenset("""auto break case char const continue default do double else enum extern float for goto if
-inline int long register restrict return short signed sizeof static struct switch typedef union unsigned void
-volatile while x exp log log1p sin cos tanh sqrt erf fabs fmax fmin pow math NAN INFINITY symnet_sigmoid""".split())
-_PY_RESERVED = frozenset({*keyword.kwlist, "math", "max", "min", "_sigmoid", "_softplus"})
+
+def _printed_names(known_functions: dict[str, Any]) -> set[str]:
+    """The bare function names a SymPy printer's ``known_functions`` table can print."""
+    names: set[str] = set()
+    for value in known_functions.values():
+        for name in ([value] if isinstance(value, str) else [v[1] for v in value if isinstance(v, tuple)]):
+            if name.isidentifier():
+                names.add(name)
+    return names
+
+
+_C_KEYWORDS = """auto break case char const continue default do double else enum extern float for goto if inline int
+long register restrict return short signed sizeof static struct switch typedef union unsigned void volatile while
+_Bool _Complex _Imaginary""".split()
+#: Everything <math.h> may declare or define as a macro, beyond what the C99 printer prints (checked by name).
+_C_MATH_H = """acos acosh asin asinh atan atan2 atanh cbrt ceil copysign cos cosh erf erfc exp exp2 expm1 fabs fdim
+floor fma fmax fmin fmod frexp hypot ilogb ldexp lgamma llrint llround log log10 log1p log2 logb lrint lround modf nan
+nearbyint nextafter nexttoward pow remainder remquo rint round scalbln scalbn sin sinh sqrt tan tanh tgamma trunc
+fpclassify isfinite isinf isnan isnormal signbit isgreater isgreaterequal isless islessequal islessgreater isunordered
+NAN INFINITY HUGE_VAL HUGE_VALF HUGE_VALL math_errhandling errno double_t float_t
+linux unix i386""".split()  # GNU C (cc's default) predefines linux and unix as 1
+#: Names a C identifier must not take: macros (M_PI, FP_NAN, ...) and the implementation's (__x, _X).
+_C_RESERVED_PATTERN = re.compile(r"(?:M|FP|MATH)_[A-Z0-9_]*|__\w*|_[A-Z]\w*")
+_C_RESERVED = frozenset({*_C_KEYWORDS, *_C_MATH_H, *_printed_names(C99CodePrinter().known_functions),
+                         *get_math_macros().values(), "x", "math", "symnet_sigmoid"})
+#: Python: keywords, every builtin (the printer prints abs, min, max, ... bare), math and the helpers.
+_PY_RESERVED = frozenset({*keyword.kwlist, *keyword.softkwlist, *dir(builtins), "math", "_sigmoid", "_softplus",
+                          *(n for n in _printed_names(_ScalarPrinter({}).known_functions) if "." not in n)})
+
+
+def _reserved(name: str, reserved: AbstractSet[str], c: bool) -> bool:
+    """Whether ``name`` may not name a variable: a keyword, a reserved word or (in C) a reserved pattern."""
+    return (name in reserved or keyword.iskeyword(name)
+            or (c and _C_RESERVED_PATTERN.fullmatch(name) is not None))
+
 
 _C_HELPERS = {
     "symnet_sigmoid": """/* The logistic function, without overflow for large |z|. */
@@ -217,8 +249,8 @@ def export(net: Network, lang: str = "python", derivatives: Iterable[str] | str 
     if lang not in LANGUAGES:
         raise InputError(f"lang must be one of {', '.join(LANGUAGES)}, not {lang!r}")
     words = _request(derivatives)
-    if not isinstance(name, str) or not name.isascii() or not name.isidentifier() or keyword.iskeyword(name) \
-            or name in _C_RESERVED or name in _PY_RESERVED:
+    if not isinstance(name, str) or not name.isascii() or not name.isidentifier() \
+            or _reserved(name, _C_RESERVED | _PY_RESERVED, c=True):
         raise InputError(f"name {safe_text(repr(name), 80)} must be an ASCII identifier and not a reserved word")
     program = build(net, _indices(words, net.n_inputs))
     if lang == "latex":
@@ -243,17 +275,18 @@ def _names(net: Network, nodes: Sequence[sympy.Symbol], reserved: frozenset[str]
 
     Names are NFKC-normalised first, as Python reads identifiers (``ｚ1_0`` *is* ``z1_0`` to
     Python), so two names that Python would read as one never both appear; ``ascii_only``
-    (for C) keeps only ASCII letters, digits and ``_``.
+    (for C) keeps only ASCII letters, digits and ``_`` and prefixes ``v_`` to a name C
+    reserves by pattern (``M_PI``, ``FP_NAN``, ``_X``).
     """
     taken = set(reserved)
     names: dict[sympy.Symbol, str] = {}
     other = r"[^A-Za-z0-9_]+" if ascii_only else r"\W+"
     for symbol in (*net.inputs, *nodes):
         base = re.sub(other, "_", unicodedata.normalize("NFKC", symbol.name)).strip("_") or "v"
-        if not base.isidentifier():  # it starts with a digit
+        if not base.isidentifier() or (ascii_only and _C_RESERVED_PATTERN.fullmatch(base)):  # a digit first; M_PI
             base = f"v_{base}"
         candidate, k = base, 1
-        while (candidate in taken or keyword.iskeyword(candidate)
+        while (_reserved(candidate, taken, ascii_only)
                or unicodedata.normalize("NFKC", candidate) != candidate):
             candidate, k = f"{base}_{k}", k + 1
         taken.add(candidate)

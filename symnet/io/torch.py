@@ -153,8 +153,8 @@ def from_torch(module: Any, *, check: bool = True) -> Network:
             raise UnsupportedLayerError(f"{where} is not supported; symnet reads {', '.join(_SUPPORTED)} and nested "
                                         "nn.Sequential")
         if kind == "Linear":
-            weights.append(child.weight.detach().double().cpu().numpy())
-            biases.append(None if child.bias is None else child.bias.detach().double().cpu().numpy())
+            weights.append(_array(child.weight, where, "weight"))
+            biases.append(None if child.bias is None else _array(child.bias, where, "bias"))
             acts.append(_activations.activation("linear"))
             groups.append([*leading, (name, child)] if not groups else [(name, child)])
             leading = []
@@ -174,6 +174,15 @@ def from_torch(module: Any, *, check: bool = True) -> Network:
     if check:
         _check_torch(net, module, groups)
     return net
+
+
+def _array(tensor: Any, where: str, name: str) -> np.ndarray:
+    """A parameter's values as float64, or an error if it holds none (a tensor on the ``meta`` device)."""
+    if tensor.is_meta:
+        raise UnsupportedLayerError(
+            f"{where}: its {name} is on the meta device, a shape without values; materialise the weights first "
+            "(module.to_empty(device='cpu'), then load_state_dict(...) or initialise them)")
+    return tensor.detach().double().cpu().numpy()
 
 
 def _check_torch(net: Network, module: Any, groups: list[list[tuple[str, Any]]]) -> None:
@@ -288,6 +297,9 @@ def _layers_of(state: Mapping[str, Any], path: Path, torch: Any) -> list[tuple[s
         if total > MAX_STATE_VALUES:
             raise FileFormatError(f"{path}: entry {key!r} of shape {tuple(value.shape)} takes the state dict past "
                                   f"{MAX_STATE_VALUES:,} numbers, symnet's limit (symnet.io.torch.MAX_STATE_VALUES)")
+        if value.is_meta:
+            raise FileFormatError(f"{path}: entry {key!r} is a meta tensor, a shape without values; save a state "
+                                  "dict of materialised weights")
         array = value.detach().double().cpu().numpy()
         if not np.isfinite(array).all():
             raise FileFormatError(f"{path}: entry {key!r} holds non-finite values; weights must be finite")

@@ -111,6 +111,9 @@ class _Request:
 
 
 def _parse_request(derivatives: Iterable[Any] | str, net: Network) -> _Request:
+    if not isinstance(derivatives, Iterable):
+        raise InputError(f"cannot read derivatives={derivatives!r}: give names from {', '.join(_WORDS)} "
+                         "(e.g. ('value', 'hessian')) or partials such as (0, 0, 1)")
     if isinstance(derivatives, (str, tuple)) and (isinstance(derivatives, str) or all(isinstance(i, (int, np.integer)) for i in derivatives)):
         derivatives = [derivatives]
     words: list[str] = []
@@ -367,6 +370,9 @@ def _threading_layer() -> str:
 
 
 def _as_points(X: Any, d: int, dtype: np.dtype) -> tuple[np.ndarray, bool]:
+    if isinstance(X, np.ma.MaskedArray):
+        raise InputError("X is a masked array, and its mask would be ignored: drop the masked rows "
+                         "(X[~X.mask.any(axis=1)]) or fill them (np.ma.filled) before evaluating")
     array = np.asarray(X)
     if array.dtype.kind == "c":
         raise InputError(f"X is complex ({array.dtype}); kernels evaluate real inputs")

@@ -101,7 +101,7 @@ class LossKernel:
         if X.ndim != 2 or X.shape[1] != net.n_inputs:
             raise ShapeError(f"X has shape {X.shape} but the network takes {net.n_inputs} inputs: give (N, {net.n_inputs})")
         n = X.shape[0]
-        targets = _targets(Y, n, net.n_outputs, self.loss)
+        targets = _targets(Y, n, net.n_outputs, self.loss, net.activations[-1].name)
         def work(start: int, stop: int, grads: list) -> float:
             with np.errstate(all="ignore"):  # saturation gives inf/0 here as in the closed form
                 return self._chunk(X[start:stop], targets[start:stop], Ws, bs, grads)
@@ -176,9 +176,9 @@ def _arrays(weights: Sequence[tuple[Any, Any]], net: Network) -> tuple[list[np.n
     return Ws, bs
 
 
-def _targets(Y: Any, n: int, m: int, loss: str) -> np.ndarray:
+def _targets(Y: Any, n: int, m: int, loss: str, last: str) -> np.ndarray:
     """``Y`` as float ``(N, m)`` by the rule of :func:`symnet.losses.parse_targets` (labels become one-hot)."""
-    return parse_targets(loss, Y, n, m, name="Y")
+    return parse_targets(loss, Y, n, m, name="Y", last_activation=last)
 
 
 def _loss_and_delta(loss: str, y: np.ndarray, t: np.ndarray, last: Activation) -> tuple[float, np.ndarray]:
