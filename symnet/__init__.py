@@ -10,13 +10,14 @@ from . import activations
 from .activations import Activation
 from .check import VerificationError, VerifyReport, backprop, finite_differences, finite_differences_params, verify
 from .coefficients import Coefficients, coefficients, taylor
-from .derivatives import diff, grad, hessian, jacobian, laplacian, param_grad
+from .derivatives import biharmonic, diff, grad, hessian, jacobian, laplacian, param_grad
 from .errors import (
     ActivationError,
     ExpressionSizeWarning,
     ImportMismatchError,
     InputError,
     LimitError,
+    NotAChainError,
     NotPolynomialError,
     ShapeError,
     SymnetError,
@@ -29,7 +30,7 @@ from .kernels import CacheWarning, Kernel, KernelResult, LossKernel, compile, co
 from .network import Dense, Network
 from .printing import formula, latex, pretty, simplify
 from .program import Program
-from . import io, limits, losses
+from . import graph, io, limits, losses, requests
 from .io import from_keras, from_torch, load
 
 __version__ = "0.1.0"
@@ -50,6 +51,7 @@ __all__ = [
     "InputError",
     "LimitError",
     "Network",
+    "NotAChainError",
     "NotPolynomialError",
     "Program",
     "ShapeError",
@@ -59,6 +61,7 @@ __all__ = [
     "VerifyReport",
     "activations",
     "backprop",
+    "biharmonic",
     "coefficients",
     "compile",
     "compile_loss",
@@ -70,6 +73,7 @@ __all__ = [
     "from_keras",
     "from_torch",
     "grad",
+    "graph",
     "hessian",
     "io",
     "limits",
@@ -81,6 +85,7 @@ __all__ = [
     "load",
     "param_grad",
     "pretty",
+    "requests",
     "sigmoid",
     "simplify",
     "softplus",

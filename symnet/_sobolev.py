@@ -62,8 +62,9 @@ from .kernels import _cache
 from .kernels._layered import derivatives_source
 from .kernels._blocks import PerThread, Workspace, back_through, block_rows, blocks, chunk_rows
 from .kernels._threads import sum_over_chunks, thread_count
+from .kernels._loss import GraphSweep
 
-__all__ = ["SobolevLoss", "Workspace", "derivative_pass"]
+__all__ = ["GraphSobolevLoss", "SobolevLoss", "Workspace", "derivative_pass"]
 
 Pass = Callable[..., None]
 
@@ -369,3 +370,81 @@ def _sum_of_products(space: PerThread, a: np.ndarray, b: np.ndarray) -> np.ndarr
     for k in range(1, len(a)):
         total += np.multiply(a[k], b[k], out=product)
     return total
+
+
+class GraphSobolevLoss:
+    """The loss above and its exact gradient for a graph network, by tangents forward then reverse.
+
+    Every node carries its values and, with derivative targets, its ``d`` input tangents
+    (:class:`~symnet.kernels._loss.GraphSweep`, streams ``(1 + d, N, width)``); the reverse
+    sweep goes back through both streams by each node's family rule (for an elementwise
+    node ``gZ = gA f'(Z) + f''(Z) sum_i gT_i dZ_i``, ``gdZ_i = gT_i f'(Z)``; for ``mul``,
+    Leibniz's rule; linear nodes transpose their coefficients).
+
+    Args:
+        graph: the network's :class:`~symnet.graph.Graph` (softmax nodes only without ``DY``).
+        X, Y, DY, value_weight, derivative_weight, parallel: as :class:`SobolevLoss`.
+
+    ``loss(params, rows=None)`` with ``params`` ``{node: {parameter: array}}`` returns
+    ``(L, {node: {parameter: gradient}})``.
+
+    >>> from symnet.graph import input, dense, network
+    >>> x = input(1)
+    >>> net = network(x, dense(x, [[2.0]], [0.0]) + x)                  # y = w x + x: J = w + 1 = 3
+    >>> loss = GraphSobolevLoss(net.graph, X=np.array([[1.0]]), Y=None, DY=np.array([[[4.0]]]))
+    >>> value, grads = loss({"z1": {"W": np.array([[2.0]]), "b": np.array([[0.0]])}})
+    >>> value, grads["z1"]["W"]                                          # (3 - 4)^2; 2 (3 - 4)
+    (1.0, array([[-2.]]))
+    """
+
+    def __init__(self, graph: Any, X: np.ndarray, Y: np.ndarray | None, DY: np.ndarray | None,
+                 value_weight: float = 1.0, derivative_weight: float = 1.0, parallel: bool = True) -> None:
+        self.graph = graph
+        self.sweep = GraphSweep(graph, tangents=DY is not None)
+        self._owners = [node for node in graph.nodes[1:] if node.params]
+        self.X = np.ascontiguousarray(X, dtype=np.float64)
+        self.Y, self.Y_given = _masked(None if Y is None else np.asarray(Y, dtype=np.float64))
+        DY = None if DY is None else np.ascontiguousarray(np.transpose(np.asarray(DY, dtype=np.float64), (2, 0, 1)))
+        self.DY, self.DY_given = _masked(DY)  # (d, N, m), as the tangent streams
+        self.value_weight, self.derivative_weight = float(value_weight), float(derivative_weight)
+        self.parallel = parallel
+
+    def __call__(self, params: dict[str, dict[str, np.ndarray]], rows: np.ndarray | None = None
+                 ) -> tuple[float, dict[str, dict[str, np.ndarray]]]:
+        def take(a: np.ndarray | None, axis: int = 0) -> np.ndarray | None:
+            return a if a is None or rows is None else np.take(a, rows, axis=axis)
+
+        X, Y, Y_given = take(self.X), take(self.Y), take(self.Y_given)
+        DY, DY_given = take(self.DY, 1), take(self.DY_given, 1)
+        n, d = X.shape
+        count_v = 0 if Y is None else (Y.size if Y_given is None else int(Y_given.sum()))
+        count_d = 0 if DY is None else (DY.size if DY_given is None else int(DY_given.sum()))
+        scales = (self.value_weight / count_v if count_v else 0.0, self.derivative_weight / count_d if count_d else 0.0)
+        output = self.graph.output
+        k = self.sweep.streams(d)
+        widths = sum(node.width for node in self.graph.nodes)
+        chunk = chunk_rows(3 * k * widths * X.itemsize)
+
+        def work(start: int, stop: int, grads: list) -> float:
+            part = slice(start, stop)
+            with np.errstate(all="ignore"):
+                S, saved = self.sweep.forward(params, X[part])
+                out = S[output]
+                G = np.zeros_like(out)
+                loss = _residual(out[0], None if Y is None else Y[part], None if Y_given is None else Y_given[part],
+                                 scales[0], G[0])
+                if k > 1:
+                    loss += _residual(out[1:], DY[:, part], None if DY_given is None else DY_given[:, part],
+                                      scales[1], G[1:])
+                found = self.sweep.backward(params, S, saved, {output: G})
+                for node, group in zip(self._owners, grads):
+                    mine = found.get(node.name)
+                    if mine is not None:
+                        for array, name in zip(group, node.params):
+                            array += mine[name]
+                return loss
+
+        like = [tuple(np.asarray(params[node.name][name], dtype=np.float64) for name in node.params)
+                for node in self._owners]
+        total, sums = sum_over_chunks(n, chunk, work, like, thread_count(self.parallel))
+        return total, {node.name: dict(zip(node.params, group)) for node, group in zip(self._owners, sums)}

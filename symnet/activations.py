@@ -29,6 +29,7 @@ symbolic forms and in the numeric functions alike.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 import numbers
@@ -287,6 +288,39 @@ def from_form(form: sympy.Expr, name: str | None = None, kinks: tuple[float, ...
         numpy_second_derivative=_lambdify(second),
         kinks=kinks,
     )
+
+
+def compose(outer: Activation, inner: Activation) -> Activation:
+    """``outer(inner(t))`` as one activation; its numeric derivatives follow the chain rule from the parts'.
+
+    An :class:`~symnet.ActivationError` when either part acts on a whole layer (softmax).
+
+    >>> compose(get("square"), get("tanh")).name
+    't -> tanh(t)**2'
+    """
+    if inner.name == "linear":
+        return outer
+    if outer.name == "linear":
+        return inner
+    if outer.form is None or inner.form is None:
+        raise ActivationError(f"{outer.name} after {inner.name} cannot be written as one activation; softmax must "
+                              "be the only activation of its layer")
+    form = outer.form.xreplace({T: inner.form})
+    composed = from_form(form, name=f"t -> {form}")
+    f, g = outer, inner
+    if None in (f.numpy_derivative, f.numpy_second_derivative, g.numpy_derivative, g.numpy_second_derivative):
+        return composed  # pragma: no cover - every registered elementwise activation has both
+
+    def first(z: np.ndarray) -> np.ndarray:
+        return f.numpy_derivative(g.numpy(z)) * g.numpy_derivative(z)  # type: ignore[misc]
+
+    def second(z: np.ndarray) -> np.ndarray:
+        inner_value, slope = g.numpy(z), g.numpy_derivative(z)  # type: ignore[misc]
+        return (f.numpy_second_derivative(inner_value) * slope**2  # type: ignore[misc]
+                + f.numpy_derivative(inner_value) * g.numpy_second_derivative(z))  # type: ignore[misc]
+
+    return dataclasses.replace(composed, numpy=lambda z: f.numpy(g.numpy(z)), numpy_derivative=first,
+                               numpy_second_derivative=second, _derivatives={})
 
 
 def _lambdify(expr: sympy.Expr) -> NumericFn:

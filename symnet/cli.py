@@ -165,6 +165,8 @@ def _inspect(args: argparse.Namespace) -> int:
     _say(f"file:     {_safe(args.file)} ({kind})")
     _say(f"network:  {_safe(repr(net), _MAX_MESSAGE)}")
     _say(f"inputs:   {_safe(', '.join(map(str, net.inputs)), _MAX_MESSAGE)}")
+    if not net.is_chain:
+        return _inspect_graph(net, args)
     rows = [("layer", "shape", "activation", "weights")]
     for number, layer in enumerate(net.layers, start=1):
         free = len(layer.weight.free_symbols | layer.bias.free_symbols)
@@ -178,6 +180,33 @@ def _inspect(args: argparse.Namespace) -> int:
     if size > args.max_weights or sum(map(len, text)) > 40 * args.max_weights:
         _say(f"closed form: not shown ({size} weights, {sum(map(len, text)) or 'many'} characters; raise "
               "--max-weights, or see symnet export FILE --lang latex)")
+        return 0
+    _say("closed form:")
+    for k, line in enumerate(text):
+        _say(f"  {'y' if net.n_outputs == 1 else f'y{k}'} = {line}")
+    return 0
+
+
+def _inspect_graph(net: Any, args: argparse.Namespace) -> int:
+    """``inspect`` of a graph network: its node list (``net.graph.describe()``), then the closed form when small.
+
+    A graph shares values that its closed form writes out at every use, so a file of a few
+    nodes can have a closed form too big to print: its size is estimated first.
+    """
+    from .limits import closed_form_size
+
+    graph = net.graph
+    _say(f"weights:  {'numeric' if net.is_numeric else f'{len(net.params)} symbols'}")
+    _say(f"nodes:    {len(graph.nodes) - 1} after the input, output {graph.output}")
+    for line in graph.describe().splitlines():
+        _say("  " + _safe(line, 400))
+    size = sum(m.shape[0] * m.shape[1] for node in graph.nodes for m in node.params.values())
+    budget = 40 * args.max_weights
+    small = size <= args.max_weights and closed_form_size(net) <= budget  # estimated: nothing is built
+    text = [sympy.sstr(expr, full_prec=False) for expr in net.outputs] if small else []
+    if not small or sum(map(len, text)) > budget:
+        _say(f"closed form: not shown ({size} weights, {sum(map(len, text)) or 'many'} characters; raise "
+             "--max-weights, or see symnet export FILE --lang latex)")
         return 0
     _say("closed form:")
     for k, line in enumerate(text):

@@ -81,6 +81,11 @@ def coefficients(net: Network, output: int | None = None, as_poly: bool = False)
     :class:`~symnet.LimitError`.
     """
     k = net.output_index(output)
+    if not net.is_chain:
+        degree = _graph_degree(net.graph)
+        check_polynomial_size(degree, net.n_inputs, "coefficients")
+        poly = _poly(net.outputs[k], tuple(net.inputs))
+        return poly if as_poly else Coefficients(((m, c) for m, c in poly.terms() if c != 0), net.inputs)
     for number, layer in enumerate(net.layers, start=1):
         if not layer.activation.polynomial:
             raise NotPolynomialError(
@@ -97,6 +102,29 @@ def coefficients(net: Network, output: int | None = None, as_poly: bool = False)
     if as_poly:
         return poly
     return Coefficients(((m, c) for m, c in poly.terms() if c != 0), net.inputs)
+
+
+def _graph_degree(graph: Any) -> int:
+    """The total degree of a graph whose activations are polynomials, node by node by family
+    (linear: the largest of its inputs; elementwise: times the activation's degree; product: the sum);
+    :class:`~symnet.NotPolynomialError` naming the first node that is not a polynomial."""
+    degrees: dict[str, int] = {"x": 1}
+    for node in graph.nodes[1:]:
+        args = [degrees[name] for name in node.inputs]
+        if node.family == "elementwise":
+            activation = node.activation
+            if not activation.polynomial:
+                raise NotPolynomialError(
+                    f"node {node.name!r}'s activation {activation.name!r} is not a polynomial, so the network is "
+                    "not a polynomial in its inputs; use symnet.taylor(net, about=..., order=...) for its Taylor "
+                    "coefficients instead")
+            form_degree = polynomial_degree(activation.form, T)
+            degrees[node.name] = args[0] * (1 if form_degree is None else max(form_degree, 1))
+        elif node.family == "bilinear":
+            degrees[node.name] = args[0] + args[1]
+        else:
+            degrees[node.name] = max(args)
+    return degrees[graph.output]
 
 
 def _poly(expr: sympy.Expr, gens: tuple[sympy.Symbol, ...]) -> sympy.Poly:
@@ -147,7 +175,7 @@ def taylor(net: Network, about: Any, order: int, output: int | None = None) -> C
     if not isinstance(order, int) or order < 0:
         raise InputError(f"order must be a non-negative integer, not {order!r}")
     check_order(order, "taylor")
-    check_terms(taylor_terms(net.n_inputs, order, sum(layer.fan_out for layer in net.layers)),
+    check_terms(taylor_terms(net.n_inputs, order, net.graph.neurons),
                 f"taylor of order {order} in {net.n_inputs} inputs")
     point = _point(net, about)
     indices = multi_indices(net.n_inputs, order)

@@ -22,12 +22,13 @@ import sympy
 
 from .activations import T
 from . import limits
-from .errors import InputError, LimitError, ShapeError
-from .losses import LOSSES, check_loss, parse_targets
+from .errors import InputError, LimitError, NotAChainError, ShapeError
+from .losses import LOSSES, check_loss, output_activation, parse_targets
 from .network import Network
 from .program import Program, build
+from .requests import QUANTITIES
 
-__all__ = ["grad", "jacobian", "hessian", "diff", "laplacian", "param_grad", "LOSSES"]
+__all__ = ["grad", "jacobian", "hessian", "diff", "laplacian", "biharmonic", "param_grad", "LOSSES"]
 
 _FORMS = ("flat", "program")
 
@@ -89,6 +90,20 @@ def laplacian(net: Network, output: int | None = None, form: str = "flat") -> An
         *(jet.get((i, i), sympy.S.Zero) for i in range(d))), program), form)
 
 
+def biharmonic(net: Network, output: int | None = None, form: str = "flat") -> Any:
+    """The biharmonic ``Delta^2 y = sum_ij d^4 y / dx_i^2 dx_j^2`` (the Laplacian of the Laplacian); per
+    output like :func:`diff`.  Built from the ``d(d+1)/2`` distinct fourth partials
+    (:data:`symnet.requests.QUANTITIES`), each once.
+
+    >>> biharmonic(Network.from_weights([[[1]], [[1]]], [[0], [0]], [lambda t: t**4, "linear"]))
+    24
+    """
+    quantity = QUANTITIES["biharmonic"]
+    d = net.n_inputs
+    program = build(net, quantity.multi_indices(d))
+    return _finish(program, _per_output(net, output, lambda jet: quantity.entries(jet, d)[0][1], program), form)
+
+
 def _per_output(net: Network, output: int | None, pick: Any, program: Program) -> Any:
     if output is None and net.n_outputs > 1:
         return sympy.ImmutableMatrix([pick(jet) for jet in program.jets])
@@ -100,7 +115,11 @@ def _per_output(net: Network, output: int | None, pick: Any, program: Program) -
 # LOSSES and the targets rule live in symnet.losses, shared by every loss-taking function
 
 
-def param_grad(net: Network, loss: str, data: tuple[Any, Any]) -> list[tuple[sympy.ImmutableMatrix, sympy.ImmutableMatrix]]:
+GraphGradients = dict[str, dict[str, sympy.ImmutableMatrix]]
+
+
+def param_grad(net: Network, loss: str, data: tuple[Any, Any]
+               ) -> list[tuple[sympy.ImmutableMatrix, sympy.ImmutableMatrix]] | GraphGradients:
     """Exact gradient of a loss over ``data = (X, Y)`` with respect to every weight and bias.
 
     Args:
@@ -115,19 +134,32 @@ def param_grad(net: Network, loss: str, data: tuple[Any, Any]) -> list[tuple[sym
             outputs).
 
     Returns:
-        One ``(dW, db)`` pair per layer, ``dW`` of the layer's W shape ``(fan_in, fan_out)`` and
-        ``db`` of shape ``(1, fan_out)``: exact numbers for a numeric network, formulas of the
+        A chain: one ``(dW, db)`` pair per layer, ``dW`` of the layer's W shape
+        ``(fan_in, fan_out)`` and ``db`` of shape ``(1, fan_out)``.  A graph network: a dict
+        ``{node name: {parameter name: gradient}}`` over the nodes that have parameters, each
+        gradient an ``ImmutableMatrix`` of the parameter's shape (a weight-normalised dense
+        node's ``v``, ``g``, ``b``; a scale's ``s``; ...), the derivative with respect to each
+        entry of that matrix taken as a variable of its own (a symbol used in several entries
+        gets the sum of their gradients).  Exact numbers for a numeric network, formulas of the
         parameters for a symbolic one.  Computed by reverse accumulation (back-propagation) over
-        the layers with SymPy arithmetic, never by ``sympy.diff`` of the loss.  Points times
-        parameters past :data:`symnet.limits.MAX_SYMBOLIC_POINT_PARAMETERS` are refused
+        the layers, or the graph's nodes by rule family, with SymPy arithmetic, never by
+        ``sympy.diff`` of the loss.  Points times parameters past
+        :data:`symnet.limits.MAX_SYMBOLIC_POINT_PARAMETERS` are refused
         (:class:`~symnet.LimitError`): use :func:`symnet.compile_loss` for big batches.
 
     >>> net = Network.from_weights([[[2.0]]], [[0.0]], ["linear"])
     >>> param_grad(net, "mse", ([[1.0]], [[3.0]]))  # d/dw (w*1 - 3)**2 = 2*(2 - 3)
     [(Matrix([[-2.0]]), Matrix([[-2.0]]))]
+    >>> from symnet.graph import input, dense, network, scale
+    >>> x = input(1)
+    >>> res = network(x, scale(dense(x, [[2.0]], [0.0]), 0.5, name="half") + x)  # y = 0.5 * 2x + x
+    >>> param_grad(res, "mse", ([[1.0]], [[3.0]]))["half"]  # d/ds (s*2 + 1 - 3)**2 at s = 0.5
+    {'s': Matrix([[-4.0]])}
     """
     check_loss(loss)
     X, targets = _data(net, loss, data)
+    if not net.is_chain:
+        return _graph_param_grad(net, loss, X, targets)
     parameters = sum(layer.fan_in * layer.fan_out + layer.fan_out for layer in net.layers)
     if len(X) * parameters > limits.MAX_SYMBOLIC_POINT_PARAMETERS:
         raise LimitError(
@@ -167,7 +199,8 @@ def _data(net: Network, loss: str, data: tuple[Any, Any]) -> tuple[list[list[sym
         X = X.reshape(1, -1)
     if X.ndim != 2 or X.shape[1] != net.n_inputs:
         raise ShapeError(f"X has shape {X.shape} but the network takes {net.n_inputs} inputs: give (N, {net.n_inputs})")
-    Y = parse_targets(loss, Y, len(X), net.n_outputs, exact=True, name="Y", last_activation=net.activations[-1].name)  # the rule of symnet.losses
+    Y = parse_targets(loss, Y, len(X), net.n_outputs, exact=True, name="Y",
+                      last_activation=output_activation(net))  # the rule of symnet.losses
     to_expr = lambda v: v if isinstance(v, sympy.Basic) else sympy.sympify(float(v) if not isinstance(v, (int, np.integer)) else int(v))  # noqa: E731
     return [[to_expr(v) for v in row] for row in X], [list(row) for row in Y]
 
@@ -198,3 +231,152 @@ def _through_activation(activation: Any, z: sympy.Matrix, delta: sympy.Matrix) -
     p = sympy.Matrix([activation.apply_layer(list(z))])  # softmax: J = diag(p) - p p^T
     inner = sympy.Add(*(delta[0, k] * p[0, k] for k in range(p.shape[1])))
     return sympy.Matrix([[p[0, j] * (delta[0, j] - inner) for j in range(p.shape[1])]])
+
+
+# --- parameter gradients of graph networks: reverse accumulation by rule family -------------------
+
+
+def _graph_param_grad(net: Network, loss: str, X: list[list[sympy.Expr]], targets: list[list[sympy.Expr]]
+                      ) -> dict[str, dict[str, sympy.ImmutableMatrix]]:
+    """:func:`param_grad` of a graph network: per point, the forward values node by node, then the
+    adjoints ``dL/d(node units)`` from the output back, each node by its family's rule."""
+    from .graph.ir import apply
+
+    graph = net.graph
+    nodes = graph.nodes[1:]
+    owners = [node for node in nodes if node.params]
+    parameters = sum(len(matrix) for node in owners for matrix in node.params.values())
+    if len(X) * parameters > limits.MAX_SYMBOLIC_POINT_PARAMETERS:
+        raise LimitError(
+            f"param_grad over {len(X)} points of a network with {parameters} parameters is "
+            f"{len(X) * parameters:,} exact back-propagations, above "
+            f"symnet.limits.MAX_SYMBOLIC_POINT_PARAMETERS = {limits.MAX_SYMBOLIC_POINT_PARAMETERS:,}: use "
+            "symnet.compile_loss(net, loss)(X, Y) for float64 gradients, or fewer points"
+        )
+    for node in owners:
+        if node.op not in ("dense", "scale", "shift"):
+            raise NotAChainError(f"node {node.name!r} ({node.op}): param_grad has no rule for the parameters of "
+                                 f"a {node.op!r} node")
+    chains = {node.name: _weight_chain(node) for node in owners
+              if node.op == "dense" and node.attrs.get("parametrization", "plain") != "plain"}
+    terms: dict[str, dict[str, list[list[list[sympy.Expr]]]]] = {
+        node.name: {p: [[[] for _ in range(m.shape[1])] for _ in range(m.shape[0])] for p, m in node.params.items()}
+        for node in owners}
+    output = graph.by_name[graph.output]
+    softmax_output = output.op == "activation" and not output.activation.elementwise
+    scale = sympy.Integer(len(X))
+    for x, t in zip(X, targets):
+        units: dict[str, list[sympy.Expr]] = {"x": list(x)}
+        for node in nodes:
+            units[node.name] = apply(node, [units[name] for name in node.inputs])
+        adjoints: dict[str, list[list[sympy.Expr]]] = {node.name: [[] for _ in range(node.width)]
+                                                      for node in graph.nodes}
+        y = units[graph.output]
+        skip = None
+        if loss == "cross_entropy" and softmax_output:  # softmax and cross entropy cancel: dL/dz = p * sum(t) - t
+            skip, seeded, seed = output.name, output.inputs[0], [p * sum(t) - tk for p, tk in zip(y, t)]
+        else:
+            seeded, seed = graph.output, _graph_output_adjoint(loss, y, t)
+        for j, value in enumerate(seed):
+            adjoints[seeded][j].append(value / scale)
+        for node in reversed(nodes):
+            if node.name == skip:
+                continue
+            g = [sympy.Add(*parts) for parts in adjoints[node.name]]
+            if all(v == 0 for v in g):
+                continue
+            _graph_back(node, g, units, adjoints, terms.get(node.name), chains.get(node.name))
+    return {node.name: {p: sympy.ImmutableMatrix(m.shape[0], m.shape[1],
+                                                 lambda i, j: sympy.Add(*terms[node.name][p][i][j]))
+                        for p, m in node.params.items()}
+            for node in owners}
+
+
+def _graph_output_adjoint(loss: str, y: list[sympy.Expr], t: list[sympy.Expr]) -> list[sympy.Expr]:
+    """``dL/dy`` for one point of the outputs ``y`` (before dividing by the number of points)."""
+    if loss == "mse":
+        return [2 * (yk - tk) / len(y) for yk, tk in zip(y, t)]
+    if loss == "softmax_cross_entropy":
+        total = sum(t)
+        return [p * total - tk for p, tk in zip(_softmax(y), t)]
+    return [-tk / yk for tk, yk in zip(t, y)]
+
+
+def _weight_chain(node: Any) -> dict[tuple[int, int], list[tuple[str, int, int, sympy.Expr]]]:
+    """For a weight-normalised or factorised dense node: per entry ``(i, j)`` of its effective ``W``,
+    ``[(parameter, row, column, dW[i, j]/d parameter[row, column])]`` at the node's parameter values,
+    each from ``sympy.diff`` of that one entry's expression in placeholders of the parameters."""
+    from types import SimpleNamespace
+
+    from .graph.ops import dense_weight
+
+    placeholders: dict[sympy.Symbol, tuple[str, int, int]] = {}
+    stand_in: dict[str, sympy.ImmutableMatrix] = {}
+    values: dict[sympy.Symbol, sympy.Expr] = {}
+    for name, matrix in node.params.items():
+        def entry(i: int, j: int, name: str = name, matrix: Any = matrix) -> sympy.Symbol:
+            symbol = sympy.Dummy(f"{name}_{i}_{j}", real=True)
+            placeholders[symbol] = (name, i, j)
+            values[symbol] = matrix[i, j]
+            return symbol
+        stand_in[name] = sympy.ImmutableMatrix(matrix.shape[0], matrix.shape[1], entry)
+    weight = dense_weight(SimpleNamespace(attrs=node.attrs, params=stand_in))
+    rule: dict[tuple[int, int], list[tuple[str, int, int, sympy.Expr]]] = {}
+    for i in range(weight.shape[0]):
+        for j in range(weight.shape[1]):
+            entry_expr = weight[i, j]
+            rule[(i, j)] = [(*placeholders[s], sympy.diff(entry_expr, s).xreplace(values))
+                            for s in sorted(entry_expr.free_symbols & placeholders.keys(), key=sympy.default_sort_key)]
+    return rule
+
+
+def _graph_back(node: Any, g: list[sympy.Expr], units: dict[str, list[sympy.Expr]],
+                adjoints: dict[str, list[list[sympy.Expr]]], terms: dict[str, Any] | None, chain: Any) -> None:
+    """One node's reverse rule: add its share to its inputs' adjoints and its parameters' gradients."""
+    family = node.family
+    args = [units[name] for name in node.inputs]
+    if family == "linear":
+        for j, (parts, _) in enumerate(node.linear_terms):
+            for k, i, c in parts:
+                adjoints[node.inputs[k]][i].append(g[j] * c)
+        if terms is None:
+            return
+        a = args[0]
+        if node.op == "dense":
+            for j in range(node.width):
+                terms["b"][0][j].append(g[j])
+            for i in range(len(a)):
+                for j in range(node.width):
+                    dW = a[i] * g[j]
+                    if chain is None:
+                        terms["W"][i][j].append(dW)
+                    else:
+                        for name, row, column, slope in chain[(i, j)]:
+                            terms[name][row][column].append(dW * slope)
+        elif node.op == "scale":
+            wide = node.params["s"].shape[1] > 1
+            for j in range(node.width):
+                terms["s"][0][j if wide else 0].append(a[j] * g[j])
+        else:  # shift
+            wide = node.params["t"].shape[1] > 1
+            for j in range(node.width):
+                terms["t"][0][j if wide else 0].append(g[j])
+        return
+    if family == "elementwise":
+        z, target = args[0], adjoints[node.inputs[0]]
+        if node.activation.elementwise:
+            first = node.activation.derivative(1)
+            for j in range(node.width):
+                target[j].append(g[j] * first.xreplace({T: z[j]}))
+        else:  # softmax: J = diag(p) - p p^T
+            p = units[node.name]
+            inner = sympy.Add(*(gk * pk for gk, pk in zip(g, p)))
+            for j in range(node.width):
+                target[j].append(p[j] * (g[j] - inner))
+        return
+    # bilinear: a * b unit by unit, a width-1 input broadcast (its adjoint sums over the units)
+    (a, b), (name_a, name_b) = args, node.inputs
+    for j in range(node.width):
+        ia, ib = (0 if len(a) == 1 else j), (0 if len(b) == 1 else j)
+        adjoints[name_a][ia].append(g[j] * b[ib])
+        adjoints[name_b][ib].append(g[j] * a[ia])

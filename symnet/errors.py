@@ -17,6 +17,7 @@ __all__ = [
     "NotPolynomialError",
     "ImportMismatchError",
     "LimitError",
+    "NotAChainError",
     "ExpressionSizeWarning",
 ]
 
@@ -47,6 +48,10 @@ class NotPolynomialError(SymnetError, ValueError):
 
 class LimitError(SymnetError, ValueError):
     """A request exceeds one of the work limits in :mod:`symnet.limits` (it would not finish in reasonable time)."""
+
+
+class NotAChainError(SymnetError, ValueError):
+    """A function that reads a chain of dense layers was given a network that is a graph."""
 
 
 class ImportMismatchError(SymnetError, ValueError):

@@ -36,7 +36,7 @@ import sympy
 
 from .activations import T, Activation
 from .check.backprop import backprop
-from .errors import InputError, LimitError
+from .errors import InputError, LimitError, NotAChainError
 from .limits import MAX_FORM_SIZE, MAX_KINK_RESOLUTION, tree_size
 from .network import Network
 
@@ -218,13 +218,23 @@ def kinks(net: Network, X: Any = None, tol: float = 1e-8, *, domain: tuple[float
         raise LimitError(f"resolution={resolution} is above symnet.limits.MAX_KINK_RESOLUTION = "
                          f"{MAX_KINK_RESOLUTION:,} grid points per piece; bracketing that finely needs gigabytes: "
                          "give a smaller domain instead")
+    if not net.is_chain:
+        kinked = [node.name for node in net.graph.nodes[1:] if node.op == "activation" and node.activation.kinks]
+        if kinked:
+            raise NotAChainError(
+                f"kinks follows pre-activations layer by layer through a chain of dense layers; this network is a "
+                f"graph, and its nodes {', '.join(kinked[:4])} have kinked activations: locate kinks of a graph "
+                "with symnet.check (finite differences) or rewrite it as a chain")
     lo, hi = _domain(domain)
     points, near, hits = None, np.zeros(0, dtype=bool), ()
-    if X is not None:
+    if X is not None and net.is_chain:
         points, near, hits = _hits(net, X, float(tol))
+    elif X is not None:  # a smooth graph (kinked ones are refused above): no point is near a kink
+        points = np.asarray(X, dtype=np.float64).reshape(-1, net.n_inputs)
+        near = np.zeros(len(points), dtype=bool)
     crossings = locations = jumps = None
     sources: tuple[tuple[tuple[int, int], ...], ...] = ()
-    if not any(layer.activation.kinks for layer in net.layers):
+    if not net.is_chain or not any(layer.activation.kinks for layer in net.layers):
         method = "every activation is smooth: no kinks"
     elif net.n_inputs == 1:
         crossings, method = _crossings(net, lo, hi, int(resolution))

@@ -241,6 +241,8 @@ def closed_form_size(net: Any) -> int:
     >>> closed_form_size(Network.symbolic([1, 1, 1], ["square", "linear"])) < 100
     True
     """
+    if not net.is_chain:
+        return _graph_form_size(net.graph)
     size = 1  # an input symbol
     total = 0
     for layer in net.layers:
@@ -254,6 +256,24 @@ def closed_form_size(net: Any) -> int:
             size = (layer.fan_out + 1) * (z + 2) + 2
         total = size * layer.fan_out
     return total
+
+
+def _graph_form_size(graph: Any) -> int:
+    """:func:`closed_form_size` of a graph, node by node by rule family (each unit the largest)."""
+    sizes: dict[str, int] = {"x": 1}
+    for node in graph.nodes[1:]:
+        args = [sizes[name] for name in node.inputs]
+        if node.family == "linear":
+            size = max((sum(args[k] + 2 for k, _, _ in terms) + 2 for terms, _ in node.linear_terms), default=1)
+        elif node.family == "bilinear":
+            size = args[0] + args[1] + 1
+        elif node.activation.elementwise:
+            form = node.activation.form
+            size = args[0] * max(1, _occurrences(form)) + (1 if form is None else tree_size(form, MAX_PRINT_SIZE))
+        else:  # softmax
+            size = (node.width + 1) * (args[0] + 2) + 2
+        sizes[node.name] = min(size, 10**18)
+    return sizes[graph.output] * graph.n_outputs
 
 
 def _occurrences(form: sympy.Expr | None) -> int:

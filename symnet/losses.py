@@ -50,7 +50,7 @@ import numpy as np
 
 from .errors import InputError, ShapeError
 
-__all__ = ["LOSSES", "check_loss", "parse_targets"]
+__all__ = ["LOSSES", "check_loss", "output_activation", "parse_targets"]
 
 #: The loss names every loss-taking function accepts.
 LOSSES = ("mse", "cross_entropy", "softmax_cross_entropy")
@@ -65,6 +65,22 @@ def check_loss(loss: Any) -> str:
     if not isinstance(loss, str) or loss not in LOSSES:
         raise InputError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
     return loss
+
+
+def output_activation(net: Any) -> str:
+    """The name of the activation whose values a network outputs, for :func:`parse_targets`.
+
+    A chain: its last layer's activation.  A graph: the output node's activation if the output
+    node is an activation node, else ``"linear"``.
+
+    >>> import symnet
+    >>> output_activation(symnet.Network.symbolic([2, 3], "softmax"))
+    'softmax'
+    """
+    if net.is_chain:
+        return net.activations[-1].name
+    node = net.graph.by_name[net.graph.output]
+    return node.activation.name if node.op == "activation" else "linear"
 
 
 def _shown(values: np.ndarray) -> str:

@@ -21,7 +21,6 @@ Network(1 -> 1 -> 1, activations=(square, linear), numeric)
 from __future__ import annotations
 
 import math
-import numbers
 import os
 from dataclasses import dataclass
 from functools import cached_property
@@ -31,9 +30,11 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import sympy
 
-from . import activations as _activations, float64
+from . import activations as _activations
 from .activations import Activation
-from .errors import ActivationError, InputError, ShapeError, WeightError
+from .errors import ActivationError, InputError, NotAChainError, ShapeError, WeightError
+from .weights import (brief as _brief, check_weight as _check_weight, entry as _entry, matrix as _matrix,
+                      refuse_masked as _refuse_masked, shape_of as _shape_of)
 
 __all__ = ["Dense", "Network"]
 
@@ -83,163 +84,6 @@ def _to_array(matrix: sympy.ImmutableMatrix, dtype: Any, layer: Dense, what: str
     return np.array(matrix.tolist(), dtype=dtype).reshape(matrix.shape)
 
 
-def _entry(value: Any, where: str) -> sympy.Expr:
-    """One weight as a SymPy number or expression; never parses strings.
-
-    Numbers must be real and within float64's range (``|w| <= 1.8e308``), the range every
-    numeric path evaluates in; a symbolic weight may hold symbols, but each of its parts that
-    is a number must meet the same rule (:func:`_check_weight`).
-    """
-    if isinstance(value, sympy.Basic):
-        if not isinstance(value, sympy.Expr):
-            raise WeightError(f"{where}: {value!r} is not a SymPy expression")
-        return _check_weight(value, where)
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Number):
-        raise WeightError(
-            f"{where} is {_brief(value)} of type {type(value).__name__}; weights must be numbers or SymPy "
-            "expressions (strings are never parsed)"
-        )
-    if isinstance(value, numbers.Integral):
-        return _check_weight(sympy.Integer(int(value)), where)
-    if isinstance(value, numbers.Complex) and not isinstance(value, numbers.Real):
-        raise WeightError(f"{where} is complex ({value}); weights must be real")
-    try:
-        as_float = float(value)  # type: ignore[arg-type]
-    except OverflowError:  # a Fraction beyond float64
-        as_float = math.inf
-    if not math.isfinite(as_float):
-        raise WeightError(f"{where} is {as_float}; weights must be finite (was the net trained to divergence?)")
-    return sympy.Float(as_float)
-
-
-#: float64's largest finite value: every numeric path evaluates weights in float64.
-_FLOAT_MAX = float(np.finfo(np.float64).max)
-
-
-def _brief(value: Any, limit: int = 40) -> str:
-    """``value`` for a message, cut to ``limit`` characters (``10**400`` has 401 digits)."""
-    text = repr(value) if isinstance(value, str) else str(value)
-    return text if len(text) <= limit else f"{text[:limit - 3]}..."
-
-
-def _numeric_parts(expr: sympy.Expr) -> list[sympy.Expr]:
-    """The largest subexpressions of ``expr`` without symbols (``exp(1000)`` of ``a*exp(1000)``)."""
-    parts, stack = [], [expr]
-    while stack:
-        node = stack.pop()
-        if node.is_Symbol:
-            continue
-        if not node.free_symbols:
-            parts.append(node)
-        else:
-            stack.extend(node.args)
-    return parts
-
-
-def _check_weight(value: sympy.Expr, where: str) -> sympy.Expr:
-    """``value`` if every number in it is real, finite and within float64's range, else :class:`WeightError`.
-
-    >>> _check_weight(sympy.Symbol("a", real=True) * sympy.exp(1000), "layer 1: W[0, 0]")
-    Traceback (most recent call last):
-    ...
-    symnet.errors.WeightError: layer 1: W[0, 0] = a*exp(1000): its part is exp(1000) = 1.97e+434, beyond ...
-    """
-    for part in _numeric_parts(value):
-        _check_number(part, where if part is value else f"{where} = {_brief(value)}: its part")
-    return value
-
-
-def _check_number(number: sympy.Expr, where: str) -> None:
-    if number.is_Float or number.is_Rational:  # the common case, without evalf
-        try:
-            finite = math.isfinite(float(number)) and number.is_finite is not False
-        except OverflowError:  # an Integer beyond float64
-            finite = False
-        if not finite:
-            raise WeightError(f"{where} is {_brief(sympy.Float(number, 15) if number.is_finite else number)}, "
-                              "beyond float64's range (|w| <= 1.8e308); weights must be finite numbers that "
-                              "float64 can hold")
-        return
-    if number.has(sympy.nan, sympy.zoo, sympy.oo, -sympy.oo):
-        raise WeightError(f"{where} is {_brief(number)}; weights must be finite")
-    try:  # float64 first: bounded work, where evalf can run for ever (sin(exp(exp(exp(4)))))
-        float64.value(number)
-        return
-    except OverflowError:
-        if sympy.count_ops(number) > 2:
-            raise WeightError(f"{where} is {_brief(number)}, whose evaluation leaves float64's range "
-                              "(|w| <= 1.8e308); weights must be finite numbers that float64 can hold") from None
-    except (ValueError, TypeError, ZeroDivisionError):
-        pass  # complex, or a function float64.value does not know: evalf says which, below
-    try:
-        approx = number.evalf(20, chop=True)
-    except (ArithmeticError, ValueError, TypeError) as exc:  # evalf of something absurd
-        raise WeightError(f"{where} is {_brief(number)}, which cannot be evaluated ({exc}); weights must be "
-                          "real numbers") from None
-    if not approx.is_Number:
-        if approx.has(sympy.I) or approx.is_extended_real is False:
-            raise WeightError(f"{where} is {_brief(number)}, which is complex ({_brief(approx)}); weights must be real")
-        raise WeightError(f"{where} is {_brief(number)}, which does not evaluate to a number; weights must be "
-                          "real numbers or expressions in real symbols")
-    if approx.has(sympy.nan, sympy.zoo, sympy.oo, -sympy.oo) or not abs(float(approx)) <= _FLOAT_MAX:
-        raise WeightError(f"{where} is {_brief(number)} = {_brief(sympy.Float(approx, 3))}, beyond float64's range "
-                          "(|w| <= 1.8e308); weights must be finite numbers that float64 can hold")
-
-
-def _check_layer(layer: Any, number: int) -> None:
-    """Every entry of a layer's ``W`` and ``b`` (:func:`_check_weight`), however the layer was built."""
-    for what, matrix in (("W", layer.weight), ("b", layer.bias)):
-        if not isinstance(matrix, sympy.MatrixBase):
-            raise WeightError(f"layer {number}: {what} is a {type(matrix).__name__}, not a SymPy matrix; "
-                              "build networks with Network.from_weights or give Dense ImmutableMatrix entries")
-        for (i, j), value in np.ndenumerate(np.array(matrix.tolist(), dtype=object).reshape(matrix.shape)):
-            where = f"layer {number}: {what}[{i}, {j}]" if what == "W" else f"layer {number}: b[{j}]"
-            if not isinstance(value, sympy.Expr):
-                raise WeightError(f"{where} is {_brief(value)} of type {type(value).__name__}, not a SymPy expression")
-            if not (value.is_Symbol or (type(value) is sympy.Float and math.isfinite(float(value)))):
-                _check_weight(value, where)
-
-
-def _refuse_masked(values: Any, where: str) -> None:
-    """A masked array's mask would be dropped by ``np.asarray``: refuse it rather than use the masked values."""
-    if isinstance(values, np.ma.MaskedArray):
-        raise WeightError(f"{where} is a masked array, and its mask would be ignored: give plain numbers "
-                          "(np.ma.filled(w, value) with the value you mean)")
-
-
-def _matrix(values: Any, shape: tuple[int, int], where: str) -> sympy.ImmutableMatrix:
-    _refuse_masked(values, where)
-    if isinstance(values, sympy.MatrixBase):
-        rows = values.tolist()
-    else:
-        try:
-            array = np.asarray(values, dtype=object)
-        except ValueError as exc:  # ragged nested lists
-            raise ShapeError(f"{where} is ragged: every row must have the same length") from exc
-        if array.size != shape[0] * shape[1]:
-            raise ShapeError(f"{where} has shape {array.shape} but {shape} is needed")
-        rows = array.reshape(shape).tolist()
-    matrix = [[_entry(v, f"{where}[{i}, {j}]" if shape[0] > 1 or "W" in where else f"{where}[{j}]")
-               for j, v in enumerate(row)] for i, row in enumerate(rows)]
-    result = sympy.ImmutableMatrix(matrix) if matrix and matrix[0] else sympy.ImmutableMatrix.zeros(*shape)
-    if result.shape != shape:
-        raise ShapeError(f"{where} has shape {result.shape} but {shape} is needed")
-    return result
-
-
-def _shape_of(values: Any) -> tuple[int, ...]:
-    _refuse_masked(values, "a weight matrix")
-    if isinstance(values, sympy.MatrixBase):
-        return tuple(values.shape)
-    try:
-        array = np.asarray(values, dtype=object)
-    except ValueError as exc:
-        raise ShapeError("a weight matrix is ragged: every row must have the same length") from exc
-    if array.dtype == object and any(isinstance(v, (list, tuple, np.ndarray)) for v in array.flat):
-        raise ShapeError("a weight matrix is ragged: every row must have the same length")
-    return tuple(array.shape)
-
-
 def _layer_weight(values: Any, layer: int, fan_in: int | None, layout: str) -> tuple[Any, int, int]:
     """Normalise one weight argument to (values, fan_in, fan_out) in the Keras layout."""
     _refuse_masked(values, f"layer {layer}: W")
@@ -272,6 +116,20 @@ def _layer_weight(values: Any, layer: int, fan_in: int | None, layout: str) -> t
         )
     return values, int(shape[0]), int(shape[1])
 
+def _check_layer(layer: Any, number: int) -> None:
+    """Every entry of a layer's ``W`` and ``b`` (:func:`_check_weight`), however the layer was built."""
+    for what, matrix in (("W", layer.weight), ("b", layer.bias)):
+        if not isinstance(matrix, sympy.MatrixBase):
+            raise WeightError(f"layer {number}: {what} is a {type(matrix).__name__}, not a SymPy matrix; "
+                              "build networks with Network.from_weights or give Dense ImmutableMatrix entries")
+        for (i, j), value in np.ndenumerate(np.array(matrix.tolist(), dtype=object).reshape(matrix.shape)):
+            where = f"layer {number}: {what}[{i}, {j}]" if what == "W" else f"layer {number}: b[{j}]"
+            if not isinstance(value, sympy.Expr):
+                raise WeightError(f"{where} is {_brief(value)} of type {type(value).__name__}, not a SymPy expression")
+            if not (value.is_Symbol or (type(value) is sympy.Float and math.isfinite(float(value)))):
+                _check_weight(value, where)
+
+
 
 class Network:
     """An immutable stack of :class:`Dense` layers with named real input symbols.
@@ -281,9 +139,10 @@ class Network:
     expression per output; derivatives live in :mod:`symnet.derivatives`.
     """
 
-    __slots__ = ("_layers", "_inputs", "__dict__")
+    __slots__ = ("_layers", "_inputs", "_graph", "__dict__")
 
     def __init__(self, layers: Sequence[Dense], inputs: Sequence[sympy.Symbol | str] | None = None) -> None:
+        object.__setattr__(self, "_graph", None)
         layers = tuple(layers)
         if not layers:
             raise ShapeError("a network needs at least one layer")
@@ -310,6 +169,51 @@ class Network:
         raise AttributeError("Network is immutable; use with_weights(...) or subs(...) for a new one")
 
     # --- construction ----------------------------------------------------------------------
+
+    @classmethod
+    def from_graph(cls, graph: Any) -> Network:
+        """The network computing a :class:`symnet.graph.Graph` (built by :func:`symnet.graph.network`).
+
+        A graph that is a chain of plain dense layers (each followed by at most one activation)
+        gives the same network as :meth:`from_weights`: every chain function reads it.
+        """
+        from .graph import Graph
+
+        if not isinstance(graph, Graph):
+            raise ShapeError(f"from_graph needs a symnet.graph.Graph, not {type(graph).__name__}")
+        chain = graph.chain_layers()
+        if chain is not None:
+            linear = _activations.get("linear")
+            return cls([Dense(W, b, linear if act is None else act) for W, b, act in chain], graph.inputs)
+        net = object.__new__(cls)
+        object.__setattr__(net, "_layers", None)
+        object.__setattr__(net, "_graph", graph)
+        object.__setattr__(net, "_inputs", graph.inputs)
+        clash = {s.name for s in graph.inputs} & {s.name for s in graph.params}
+        if clash:
+            raise InputError(f"input names {sorted(clash)} are also parameter names; rename the inputs")
+        return net
+
+    @property
+    def is_chain(self) -> bool:
+        """Whether the network is a chain of dense layers (``net.layers``); otherwise it is a graph."""
+        return self._layers is not None
+
+    @cached_property
+    def graph(self) -> Any:
+        """The network as a :class:`symnet.graph.Graph` (a chain gives nodes ``z1, a1, z2, a2, ...``)."""
+        if self._graph is not None:
+            return self._graph
+        from .graph import Graph
+
+        return Graph.from_chain(self._layers, self._inputs)
+
+    def _chain(self, what: str) -> tuple[Dense, ...]:
+        if self._layers is None:
+            raise NotAChainError(
+                f"{what} reads a chain of dense layers, and this network is a graph "
+                f"({len(self._graph.nodes) - 1} nodes); use net.graph (net.graph.describe() lists its nodes)")
+        return self._layers
 
     @classmethod
     def from_weights(
@@ -390,6 +294,7 @@ class Network:
         >>> print(sym.with_weights([2.0, None], [1.0, None]))
         b2_0 + w2_0_0*(2.0*x0 + 1.0)**2
         """
+        self._chain("with_weights")
         if len(weights) != len(self._layers) or (biases is not None and len(biases) != len(self._layers)):
             raise ShapeError(f"give one entry per layer ({len(self._layers)}), None to keep a layer's current values")
         new_w = [layer.weight if w is None else w for layer, w in zip(self._layers, weights)]
@@ -414,6 +319,8 @@ class Network:
             if name not in by_name:
                 raise InputError(f"{name!r} is not a parameter of this network; parameters: {_short(by_name)}")
             replace[by_name[name]] = _entry(value, f"value for {name}")
+        if self._layers is None:
+            return Network.from_graph(self._graph.replace(replace))
         layers = [Dense(layer.weight.xreplace(replace), layer.bias.xreplace(replace), layer.activation)
                   for layer in self._layers]
         return Network(layers, self._inputs)
@@ -422,7 +329,8 @@ class Network:
 
     @property
     def layers(self) -> tuple[Dense, ...]:
-        return self._layers
+        """The dense layers of a chain (a graph has none: :class:`~symnet.NotAChainError`)."""
+        return self._chain("net.layers")
 
     @property
     def inputs(self) -> tuple[sympy.Symbol, ...]:
@@ -435,25 +343,33 @@ class Network:
 
     @property
     def n_outputs(self) -> int:
-        return self._layers[-1].fan_out
+        return self._graph.n_outputs if self._layers is None else self._layers[-1].fan_out
 
     @property
     def layer_sizes(self) -> tuple[int, ...]:
-        """The input size followed by each layer's size."""
+        """The input size followed by each layer's size (chains)."""
+        self._chain("layer_sizes")
         return (self.n_inputs, *(layer.fan_out for layer in self._layers))
 
     @property
     def activations(self) -> tuple[Activation, ...]:
+        """Each layer's activation (chains)."""
+        self._chain("activations")
         return tuple(layer.activation for layer in self._layers)
 
     @property
     def is_numeric(self) -> bool:
         """Whether every weight is a number (the network has no free parameters)."""
+        if self._layers is None:
+            return self._graph.is_numeric
         return all(layer.is_numeric for layer in self._layers)
 
     @cached_property
     def params(self) -> tuple[sympy.Symbol, ...]:
-        """The free parameter symbols: layer by layer, each layer's W row-major, then its b."""
+        """The free parameter symbols: layer by layer, each layer's W row-major, then its b (a graph:
+        node by node, each parameter row-major)."""
+        if self._layers is None:
+            return self._graph.params
         seen: dict[sympy.Symbol, None] = {}
         for layer in self._layers:
             for entry in (*layer.weight, *layer.bias):
@@ -494,6 +410,8 @@ class Network:
         if len(values) != self.n_inputs:
             raise ShapeError(f"the network takes {self.n_inputs} inputs, got {len(values)}")
         current = [sympy.sympify(v, strict=True) for v in values]
+        if self._layers is None:
+            return self._graph.forward(current)
         for layer in self._layers:
             z = [sympy.Add(*(current[i] * layer.weight[i, j] for i in range(layer.fan_in)), layer.bias[0, j])
                  for j in range(layer.fan_out)]
@@ -515,6 +433,11 @@ class Network:
     # --- display ---------------------------------------------------------------------------
 
     def __repr__(self) -> str:
+        if self._layers is None:
+            kind = "numeric" if self.is_numeric else f"{len(self.params)} symbolic parameters"
+            names = [n.name for n in self._graph.nodes[1:]]
+            shown = ", ".join(names) if len(names) <= 12 else ", ".join(names[:10]) + f", ... ({len(names)} nodes)"
+            return f"Network(graph {self.n_inputs} -> {self.n_outputs}: {shown}; {kind})"
         sizes = " -> ".join(map(str, self.layer_sizes))
         acts = ", ".join(a.name for a in self.activations)
         kind = "numeric" if self.is_numeric else f"{len(self.params)} symbolic parameters"
@@ -559,6 +482,8 @@ class Network:
         return save(self, path)
 
     def __eq__(self, other: object) -> bool:
+        if isinstance(other, Network) and (self._layers is None or other._layers is None):
+            return self._graph is not None and other._graph is not None and self._graph == other._graph
         return (isinstance(other, Network) and self._inputs == other._inputs
                 and len(self._layers) == len(other._layers)
                 and all(a.weight == b.weight and a.bias == b.bias and a.activation.name == b.activation.name
@@ -566,9 +491,13 @@ class Network:
                         for a, b in zip(self._layers, other._layers)))
 
     def __hash__(self) -> int:
+        if self._layers is None:
+            return hash(self._graph)
         return hash((self._inputs, tuple((la.weight, la.bias, la.activation.name) for la in self._layers)))
 
     def __reduce__(self) -> tuple[Any, ...]:
+        if self._layers is None:
+            return (Network.from_graph, (self._graph,))
         return (Network, (self._layers, self._inputs))
 
 

@@ -201,8 +201,12 @@ def formula(net: Any, what: str = "jacobian") -> str:
     \\delta_{2} = W_{3}
     \\delta_{1} = W_{2} \\operatorname{diag}\\left(\\sigma'(z_{2})\\right) \\delta_{2}
     """
-    from .errors import InputError
+    from .errors import InputError, NotAChainError
 
+    if not net.is_chain:
+        raise NotAChainError("formula writes a chain of dense layers in matrix notation (W_1, b_1, ...), and this "
+                             "network is a graph: print(net) or symnet.latex(net) show its closed form, "
+                             "net.graph.describe() its nodes")
     if what == "value":
         inner = "x"
         for number, layer in enumerate(net.layers, start=1):

@@ -6,11 +6,16 @@ symbol per neuron quantity.  For every quantity ``q`` (a pre-activation ``z``, a
 keyed by a *multi-index* -- the sorted tuple of input positions differentiated by, so
 ``(0, 0, 1)`` is ``d^3 / dx0^2 dx1`` and ``()`` the value.  The rules are
 
-* affine layer: ``d^alpha z_j = sum_i W_ij d^alpha a_i`` (plus ``b_j`` for the value);
+* linear ops (a dense layer's ``z = a W + b``, adds, concatenations, ...):
+  ``d^alpha z_j = sum_i W_ij d^alpha a_i`` (plus ``b_j`` for the value);
 * activation: Faa di Bruno, ``d^alpha f(z) = sum over set partitions P of alpha of
   f^(|P|)(z) prod_{B in P} d^B z``, where ``f^(k)`` is ``sympy.diff`` of the *scalar*
   activation form -- the only place SymPy differentiates anything;
+* products of two branches: Leibniz's rule;
 * softmax: ``exp``, a sum, a reciprocal and products (Leibniz rule).
+
+The builder walks the network's graph (:mod:`symnet.graph`) node by node and reads each node's
+rule *family* (linear, elementwise, bilinear), never its op.
 
 Each result is an assignment ``node = expression`` appended to a :class:`Program`.  The flat
 closed form in the inputs is made from the program on demand (:meth:`Program.flat`), and
@@ -33,7 +38,6 @@ from __future__ import annotations
 
 import itertools
 import warnings
-from functools import lru_cache
 from math import comb
 from typing import Any, Iterable, Sequence
 
@@ -42,6 +46,7 @@ import sympy
 from ._substitute import substitute
 from .activations import T
 from .errors import ExpressionSizeWarning
+from .faa_di_bruno import block_index, set_partitions
 from .limits import chain_rule_terms, check_order, check_terms
 
 __all__ = ["Program", "build", "closure", "multi_indices"]
@@ -83,11 +88,21 @@ class Program:
         self.assignments: list[tuple[Node, sympy.Expr]] = []
         self.jets: list[Jet] = []
         self.result: Any = None
+        self._names: set[str] = set()
 
     def assign(self, name: str, expr: sympy.Expr) -> sympy.Expr:
-        """Append ``name = expr`` and return the new node; atoms and numbers are returned as is."""
+        """Append ``name = expr`` and return the new node; atoms and numbers are returned as is.
+
+        A name used before gets a suffix (``_2``): two nodes are never one symbol.
+        """
         if expr.is_Atom or (expr.is_Mul and len(expr.args) == 2 and expr.args[0].is_Number and expr.args[1].is_Atom):
             return expr
+        if name in self._names:
+            number = 2
+            while f"{name}_{number}" in self._names:
+                number += 1
+            name = f"{name}_{number}"
+        self._names.add(name)
         node = Node(name)
         self.assignments.append((node, expr))
         return node
@@ -198,21 +213,6 @@ def multi_indices(n_inputs: int, order: int) -> list[MultiIndex]:
     return [a for k in range(order + 1) for a in itertools.combinations_with_replacement(range(n_inputs), k)]
 
 
-@lru_cache(maxsize=None)
-def _set_partitions(k: int) -> tuple[tuple[tuple[int, ...], ...], ...]:
-    """All set partitions of positions ``0..k-1``, each a tuple of blocks."""
-    if k == 0:
-        return ((),)
-    result = []
-    for partition in _set_partitions(k - 1):
-        for i in range(len(partition)):  # put k-1 into an existing block
-            result.append(partition[:i] + (partition[i] + (k - 1,),) + partition[i + 1:])
-        result.append(partition + ((k - 1,),))
-    return tuple(result)
-
-
-def _sub(alpha: MultiIndex, positions: Iterable[int]) -> MultiIndex:
-    return tuple(sorted(alpha[p] for p in positions))
 
 
 class _Builder:
@@ -224,19 +224,25 @@ class _Builder:
     def label(self, base: str, alpha: MultiIndex) -> str:
         return base if not alpha else f"{base}[{','.join(self.names[i] for i in alpha)}]"
 
-    def affine(self, jets: list[Jet], weight: sympy.MatrixBase, bias: sympy.MatrixBase, layer: int) -> list[Jet]:
+    def linear(self, args: list[list[Jet]], units: list[Any], base: str) -> list[Jet]:
+        """The linear family: ``d^alpha out_j = sum_k c_k d^alpha in[k]`` (+ the offset in the value)."""
         out = []
-        for j in range(weight.shape[1]):
+        for j, (terms, offset) in enumerate(units):
             jet: Jet = {}
             for alpha in self.indices:
-                terms = [a[alpha] * weight[i, j] for i, a in enumerate(jets) if alpha in a and weight[i, j] != 0]
+                parts = [args[p][i][alpha] * c for p, i, c in terms if alpha in args[p][i] and c != 0]
                 if not alpha:
-                    terms.append(bias[0, j])
-                expr = sympy.Add(*terms)
+                    parts.append(offset)
+                expr = sympy.Add(*parts)
                 if expr != 0:
-                    jet[alpha] = self.program.assign(self.label(f"z{layer}_{j}", alpha), expr)
+                    jet[alpha] = self.program.assign(self.label(f"{base}_{j}", alpha), expr)
             out.append(jet)
         return out
+
+    def bilinear(self, a: list[Jet], b: list[Jet], width: int, base: str) -> list[Jet]:
+        """The bilinear family: Leibniz's rule for ``a_j * b_j`` (a width-1 input broadcasts)."""
+        return [self.product(a[0 if len(a) == 1 else j], b[0 if len(b) == 1 else j], f"{base}_{j}")
+                for j in range(width)]
 
     def compose(self, derivatives: list[sympy.Expr], jet: Jet, base: str) -> Jet:
         """Faa di Bruno: the jet of ``f(q)`` from ``f^(k)(q)`` (``derivatives[k]``) and the jet of ``q``."""
@@ -246,10 +252,10 @@ class _Builder:
                 expr = derivatives[0]
             else:
                 terms = []
-                for partition in _set_partitions(len(alpha)):
+                for partition in set_partitions(len(alpha)):
                     if derivatives[len(partition)] == 0:  # linear layers: only the one-block partition
                         continue
-                    factors = [jet.get(_sub(alpha, block), sympy.S.Zero) for block in partition]
+                    factors = [jet.get(block_index(alpha, block), sympy.S.Zero) for block in partition]
                     if all(f != 0 for f in factors):
                         terms.append(derivatives[len(partition)] * sympy.Mul(*factors))
                 expr = sympy.Add(*terms)
@@ -263,8 +269,8 @@ class _Builder:
         for alpha in self.indices:
             terms = []
             for mask in itertools.product((0, 1), repeat=len(alpha)):
-                left = _sub(alpha, [p for p, m in enumerate(mask) if m])
-                right = _sub(alpha, [p for p, m in enumerate(mask) if not m])
+                left = block_index(alpha, [p for p, m in enumerate(mask) if m])
+                right = block_index(alpha, [p for p, m in enumerate(mask) if not m])
                 if left in u and right in v:
                     terms.append(u[left] * v[right])
             expr = sympy.Add(*terms)
@@ -272,16 +278,18 @@ class _Builder:
                 out[alpha] = self.program.assign(self.label(base, alpha), expr)
         return out
 
-    def activation(self, jets: list[Jet], layer_number: int, activation: Any) -> list[Jet]:
+    def activation(self, jets: list[Jet], base: str, activation: Any) -> list[Jet]:
+        """The elementwise family (Faa di Bruno per unit); softmax by its own rule."""
         order = max(len(a) for a in self.indices)
+        tag = base[1:] if base[:1] == "a" and base[1:].isdigit() else f"_{base}"  # chains: a3 -> d1a3_0, e3_0
         if activation.elementwise:
-            return [self._elementwise(jet, activation, order, f"a{layer_number}_{j}", f"{layer_number}_{j}")
+            return [self._elementwise(jet, activation, order, f"{base}_{j}", f"{tag}_{j}" if tag[0] != "_" else None)
                     for j, jet in enumerate(jets)]
         if activation.name == "softmax":
-            return self._softmax(jets, order, layer_number)
+            return self._softmax(jets, order, tag, base)
         raise NotImplementedError(activation.name)  # pragma: no cover - registry guards this
 
-    def _elementwise(self, jet: Jet, activation: Any, order: int, base: str, suffix: str) -> Jet:
+    def _elementwise(self, jet: Jet, activation: Any, order: int, base: str, suffix: str | None) -> Jet:
         z = jet.get((), sympy.S.Zero)
         value = activation(z)
         node = self.program.assign(base, value)
@@ -290,10 +298,10 @@ class _Builder:
             expr = substitute(activation.derivative(k), {T: z})
             if value != node:
                 expr = substitute(expr, {value: node})  # reuse the activation node: 1 - a**2 for tanh
-            derivatives.append(self.program.assign(f"d{k}a{suffix}", expr))
+            derivatives.append(self.program.assign(f"d{k}a{suffix}" if suffix else f"d{k}_{base}", expr))
         return self.compose(derivatives, jet, base)
 
-    def _softmax(self, jets: list[Jet], order: int, layer: int) -> list[Jet]:
+    def _softmax(self, jets: list[Jet], order: int, layer: str, base: str) -> list[Jet]:
         exps = []
         for j, jet in enumerate(jets):
             e = self.program.assign(f"e{layer}_{j}", sympy.exp(jet.get((), sympy.S.Zero)))
@@ -306,7 +314,7 @@ class _Builder:
         r = self.program.assign(f"r{layer}", 1 / total[()])
         reciprocal = [r] + [sympy.Integer((-1) ** k * sympy.factorial(k)) * r ** (k + 1) for k in range(1, order + 1)]
         inverse = self.compose(reciprocal, total, f"r{layer}")
-        return [self.product(e, inverse, f"a{layer}_{j}") for j, e in enumerate(exps)]
+        return [self.product(e, inverse, f"{base}_{j}") for j, e in enumerate(exps)]
 
 
 def build(network: Any, wanted: Iterable[MultiIndex]) -> Program:
@@ -321,7 +329,8 @@ def build(network: Any, wanted: Iterable[MultiIndex]) -> Program:
     for alpha in wanted:
         check_order(len(alpha), "a partial derivative")
     indices = closure(wanted)
-    neurons = sum(layer.fan_out for layer in network.layers)
+    graph = network.graph
+    neurons = graph.neurons
     check_terms(chain_rule_terms((len(alpha) for alpha in indices), neurons),
                 f"{len(indices)} partials over {neurons} neurons")
     names = [s.name for s in network.inputs]
@@ -329,8 +338,21 @@ def build(network: Any, wanted: Iterable[MultiIndex]) -> Program:
     builder = _Builder(program, indices, names)
     jets: list[Jet] = [{(): x, (i,): sympy.S.One} if (i,) in indices else {(): x}
                        for i, x in enumerate(network.inputs)]
-    for number, layer in enumerate(network.layers, start=1):
-        jets = builder.affine(jets, layer.weight, layer.bias, number)
-        jets = builder.activation(jets, number, layer.activation)
-    program.jets = jets
+    units: dict[str, list[Jet]] = {"x": jets}
+    last_use = graph.last_use
+    for position, node in enumerate(graph.nodes[1:], start=1):
+        args = [units[name] for name in node.inputs]
+        family = node.family
+        if family == "linear":
+            units[node.name] = builder.linear(args, node.linear_terms, node.name)
+        elif family == "elementwise":
+            units[node.name] = builder.activation(args[0], node.name, node.activation)
+        elif family == "bilinear":
+            units[node.name] = builder.bilinear(args[0], args[1], node.width, node.name)
+        else:  # pragma: no cover - the op table admits only these families
+            raise NotImplementedError(family)
+        for name in node.inputs:  # a value lives until its last use
+            if last_use[name] == position:
+                units.pop(name, None)
+    program.jets = units[graph.output]
     return program

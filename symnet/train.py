@@ -15,7 +15,10 @@ The loss, for ``loss="mse"``::
       + derivative_weight * mean over given (n, k, i) of (dy_k/dx_i(x_n) - dy[n, k, i])**2
 
 where *given* means not NaN.  Networks are immutable: :func:`fit` returns a new one in a
-:class:`FitResult`.  docs/training.md has the details, and the speed against PyTorch.
+:class:`FitResult`.  Graph networks (:mod:`symnet.graph`) train the same way: their loss
+kernels go back over the graph node by node (:class:`~symnet.kernels.LossKernel`), and with
+``dy`` every node carries its input tangents forward first (:class:`symnet._sobolev.GraphSobolevLoss`);
+the result is a network of the same graph with the trained parameters.  docs/training.md has the details, and the speed against PyTorch.
 During L-BFGS, scipy's own BLAS runs on one thread (:func:`_scipy_blas_on_one_thread` says
 why).  The weights travel as one float64 vector, layer by layer, each ``W`` row-major then
 ``b`` -- the order of ``net.params`` of the symbolic twin.
@@ -44,11 +47,12 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import sympy
 
-from ._sobolev import SobolevLoss
+from ._sobolev import GraphSobolevLoss, SobolevLoss
 from .errors import InputError, ShapeError
 from .kernels import compile_loss
-from .losses import check_loss, parse_targets
+from .losses import check_loss, output_activation, parse_targets
 from .network import Network
+from .weights import matrix as _as_matrix
 
 __all__ = ["fit", "FitResult"]
 
@@ -151,6 +155,85 @@ def _start(net: Network, rng: np.random.Generator) -> np.ndarray:
     return _pack(weights)
 
 
+class _GraphLayout:
+    """A graph network's parameters as one float64 vector: node by node, each parameter
+    (in the node's order) row-major -- the order of ``net.params`` of its symbolic twin."""
+
+    def __init__(self, net: Network) -> None:
+        self.net, self.graph = net, net.graph
+        self.entries = [(node, name, tuple(matrix.shape)) for node in self.graph.nodes[1:]
+                        for name, matrix in node.params.items()]
+
+    def unpack(self, theta: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
+        """Views ``{node: {parameter: array of its shape}}`` into ``theta``."""
+        weights: dict[str, dict[str, np.ndarray]] = {}
+        start = 0
+        for node, name, shape in self.entries:
+            size = shape[0] * shape[1]
+            weights.setdefault(node.name, {})[name] = theta[start:start + size].reshape(shape)
+            start += size
+        return weights
+
+    def pack(self, grads: Mapping[str, Mapping[str, np.ndarray]]) -> np.ndarray:
+        return np.concatenate([np.ravel(grads[node.name][name]) for node, name, _ in self.entries]).astype(np.float64)
+
+    def start(self, rng: np.random.Generator) -> np.ndarray:
+        """Numeric entries as they are; plain symbols drawn by role, node by node, row-major:
+        dense weights (``W``, a weight-normalised ``v``, a factorised ``V``) Glorot-uniform,
+        biases and shifts 0, a factorised ``s`` 0, a scale's ``s`` 1, a weight-normalised ``g``
+        the norm of its column of ``v`` (so that ``W = v`` at the start)."""
+        seen: dict[sympy.Symbol, str] = {}
+        values: dict[tuple[str, str], np.ndarray] = {}
+        for node in self.graph.nodes[1:]:
+            names = sorted(node.params, key=lambda name: name == "g")  # g after v: it reads v
+            for name in names:
+                matrix = node.params[name]
+                array = np.empty(matrix.shape)
+                for i in range(matrix.shape[0]):
+                    for j in range(matrix.shape[1]):
+                        entry = matrix[i, j]
+                        where = f"node {node.name!r}: {name}[{i}, {j}]"
+                        if not entry.free_symbols:
+                            array[i, j] = float(entry)
+                            continue
+                        if not isinstance(entry, sympy.Symbol):
+                            raise InputError(f"{where} is the expression {entry}, not a single parameter; fit trains "
+                                             "numeric networks or ones whose free entries are plain symbols")
+                        if entry in seen:
+                            raise InputError(f"{where} is {entry}, which is also {seen[entry]}: fit trains every "
+                                             "entry on its own, and cannot keep tied parameters equal; give each "
+                                             "entry its own symbol")
+                        seen[entry] = where
+                        array[i, j] = self._draw(node, name, i, j, rng, values)
+                values[(node.name, name)] = array
+        return np.concatenate([values[(node.name, name)].ravel() for node, name, _ in self.entries])
+
+    @staticmethod
+    def _draw(node: Any, name: str, i: int, j: int, rng: np.random.Generator,
+              values: dict[tuple[str, str], np.ndarray]) -> float:
+        if node.op == "dense" and name in ("W", "v", "V"):
+            fan_in, units = node.input_widths[0], node.width
+            limit = math.sqrt(6.0 / (fan_in + units))
+            return float(rng.uniform(-limit, limit))
+        if node.op == "dense" and name == "g":
+            v = values[(node.name, "v")]
+            return float(np.sqrt(np.sum(v[:, j] ** 2)))
+        if node.op == "scale":
+            return 1.0
+        return 0.0  # biases, shifts, a factorised s
+
+    def network(self, theta: np.ndarray) -> Network:
+        """The network of the same graph with the parameters ``theta`` (numbers)."""
+        from .graph import Graph, Node
+
+        weights = self.unpack(theta)
+        nodes = [Node(node.name, node.op, node.inputs,
+                      {name: _as_matrix(weights[node.name][name], tuple(matrix.shape), f"node {node.name!r}: {name}")
+                       for name, matrix in node.params.items()}, node.attrs, node.width)
+                 for node in self.graph.nodes[1:]]
+        return Network.from_graph(Graph(self.graph.inputs, nodes, self.graph.output))
+
+
 # --- the data ---------------------------------------------------------------------------------
 
 
@@ -210,10 +293,25 @@ class _Objective:
 
     def __init__(self, net: Network, X: np.ndarray, Y: np.ndarray | None, DY: np.ndarray | None, loss: str,
                  value_weight: float, derivative_weight: float) -> None:
-        self.net, self.shapes, self.n_evaluations = net, _shapes(net), 0
+        self.net, self.n_evaluations = net, 0
         self.X, self.Y = X, Y
         gaps = Y is not None and Y.dtype.kind == "f" and bool(np.isnan(Y).any())
         self.value_weight = value_weight
+        if not net.is_chain:
+            self.layout = _GraphLayout(net)
+            self.unpack, self.pack = self.layout.unpack, self.layout.pack
+            if DY is None and not gaps:
+                self.kind = "compile_loss"
+                self._kernel = compile_loss(net, loss)
+                return
+            if loss != "mse":
+                why = "derivative targets (dy)" if DY is not None else "missing (NaN) value targets"
+                raise InputError(f"{why} need loss='mse'; the {loss} loss takes complete value targets only")
+            self.kind = "sobolev"
+            self._sobolev = GraphSobolevLoss(net.graph, X, Y, DY, value_weight, derivative_weight)
+            return
+        self.shapes = _shapes(net)
+        self.unpack, self.pack = (lambda theta: _unpack(theta, self.shapes)), _pack
         if DY is None and not gaps:
             self.kind = "compile_loss"
             self._kernel = compile_loss(net, loss)
@@ -230,16 +328,21 @@ class _Objective:
 
     def __call__(self, theta: np.ndarray, rows: np.ndarray | None = None) -> tuple[float, np.ndarray]:
         self.n_evaluations += 1
-        weights = _unpack(theta, self.shapes)
+        weights = self.unpack(theta)
         with np.errstate(all="ignore"):  # overflow gives an inf/nan loss, which ends the run with a message
             if self.kind == "sobolev":
                 value, grads = self._sobolev(weights, rows)
             else:
                 X, Y = (self.X, self.Y) if rows is None else (self.X[rows], self.Y[rows])  # type: ignore[index]
                 value, grads = self._kernel(X, Y, weights=weights)
-                value, grads = self.value_weight * value, [(self.value_weight * dW, self.value_weight * db)
-                                                           for dW, db in grads]
-            return float(value), _pack(grads)
+                if isinstance(grads, dict):  # a graph network
+                    value, grads = self.value_weight * value, {
+                        node: {name: self.value_weight * g for name, g in group.items()}
+                        for node, group in grads.items()}
+                else:
+                    value, grads = self.value_weight * value, [(self.value_weight * dW, self.value_weight * db)
+                                                               for dW, db in grads]
+            return float(value), self.pack(grads)
 
 
 # --- fit ----------------------------------------------------------------------------------------
@@ -271,9 +374,13 @@ def fit(
     """Train ``net`` on values ``y`` and/or input derivatives ``dy`` at points ``X``, with exact gradients.
 
     Args:
-        net: the starting network.  Numeric weights are the starting point; symbolic entries
-            (:meth:`Network.symbolic`) are drawn from ``seed``: weights Glorot-uniform
-            ``U(-sqrt(6 / (fan_in + fan_out)), +...)``, biases 0.  Every weight is trained.
+        net: the starting network, a chain or a graph.  Numeric weights are the starting
+            point; symbolic entries (:meth:`Network.symbolic`, or ``dense(x, 16, "tanh")``) are
+            drawn from ``seed``: weights Glorot-uniform ``U(-sqrt(6 / (fan_in + fan_out)), +...)``,
+            biases 0; in a graph also a weight-normalised ``v`` and a factorised ``V`` as
+            weights, ``g`` the norm of its column of ``v``, a factorised ``s`` and a shift 0, a
+            scale (a blend's ``alpha``) 1.  Every parameter entry is trained; a symbol used in
+            two entries of a graph (tied parameters) is refused.
         X: points ``(N, d)``; ``(N,)`` for one-input nets.
         y: value targets ``(N, m)``, ``(N,)`` for one output, NaN where a point has none
             (``loss="mse"``); integer class labels ``(N,)`` for the cross entropies of two or more
@@ -304,12 +411,13 @@ def fit(
         verbose: ``True`` prints the loss every 100 iterations and a last line; an integer
             ``k`` every ``k`` iterations.
         callback: called after every iteration as ``callback(iteration, loss, weights)``
-            (``weights`` a list of ``(W, b)`` arrays, valid during the call); returning
-            ``True`` stops the run.
+            (``weights`` a list of ``(W, b)`` arrays, for a graph ``{node: {parameter: array}}``,
+            valid during the call); returning ``True`` stops the run.
 
     Returns:
-        A :class:`FitResult`: ``.net``, ``.history`` ``(n_iterations + 1,)``, ``.loss``,
-        ``.n_iterations``, ``.converged``, ``.message``.
+        A :class:`FitResult`: ``.net`` (for a graph, a network of the same graph),
+        ``.history`` ``(n_iterations + 1,)``, ``.loss``, ``.n_iterations``, ``.converged``,
+        ``.message``.
 
     >>> import numpy as np, symnet
     >>> X = np.linspace(-2, 2, 9)
@@ -334,7 +442,7 @@ def fit(
         values = None
     else:  # the rule of symnet.losses, as in param_grad, backprop and compile_loss; NaN: no target (mse)
         values = parse_targets(loss, y, n, m, missing=loss == "mse", name="y",
-                               last_activation=net.activations[-1].name)
+                               last_activation=output_activation(net))
     slopes = None if dy is None else _slopes(dy, n, m, d)
     value_weight = _number(value_weight, "value_weight")
     derivative_weight = _number(derivative_weight, "derivative_weight")
@@ -353,9 +461,9 @@ def fit(
     if options is not None and optimizer != "lbfgs":
         raise InputError("options are L-BFGS-B options; for Adam use lr, beta1, beta2, eps")
     rng = np.random.default_rng(seed)
-    theta = _start(net, rng)
+    theta = _start(net, rng) if net.is_chain else _GraphLayout(net).start(rng)
     objective = _Objective(net, points, values, slopes, loss, value_weight, derivative_weight)
-    monitor = _Monitor(objective.shapes, tol, patience, every, callback, optimizer)
+    monitor = _Monitor(objective.unpack, tol, patience, every, callback, optimizer)
     if optimizer == "lbfgs":
         theta, converged, message, iterations = _lbfgs(objective, theta, max_iter, options, monitor)
     else:
@@ -364,7 +472,8 @@ def fit(
     history = np.array(monitor.history[:iterations + 1])
     if every:
         print(f"fit[{optimizer}]: {iterations} iterations, loss {history[-1]:.6e}; {message}", flush=True)
-    return FitResult(_network(theta, net), history, iterations, objective.n_evaluations, converged, message,
+    trained = _network(theta, net) if net.is_chain else objective.layout.network(theta)
+    return FitResult(trained, history, iterations, objective.n_evaluations, converged, message,
                      optimizer, time.perf_counter() - started)
 
 
@@ -381,9 +490,9 @@ class _Stop(Exception):
 class _Monitor:
     """History, progress printing, the callback and the early-stopping rule, shared by both optimizers."""
 
-    def __init__(self, shapes: list[tuple[int, int]], tol: float, patience: int, every: int,
+    def __init__(self, unpack: Callable[[np.ndarray], Any], tol: float, patience: int, every: int,
                  callback: Callback | None, optimizer: str) -> None:
-        self.shapes, self.tol, self.patience, self.every = shapes, tol, patience, every
+        self.unpack, self.tol, self.patience, self.every = unpack, tol, patience, every
         self.callback, self.optimizer = callback, optimizer
         self.history: list[float] = []
         self.best, self.stale = math.inf, 0
@@ -407,7 +516,7 @@ class _Monitor:
             self.best, self.stale = loss, 0
         else:
             self.best, self.stale = min(self.best, loss), self.stale + 1
-        if self.callback is not None and self.callback(iteration, loss, _unpack(theta, self.shapes)) is True:
+        if self.callback is not None and self.callback(iteration, loss, self.unpack(theta)) is True:
             self.reason = (False, f"the callback asked to stop at iteration {iteration}")
             return True
         if self.stale >= self.patience:

@@ -262,7 +262,7 @@ def test_corrupt_contents_are_named(change: dict, arrays: dict, message: str | N
 @pytest.mark.parametrize("meta, message", [
     (None, r"without symnet metadata"),
     ({"format": "other"}, r"does not describe a 'symnet-network' file"),
-    ({"format": "symnet-network", "version": 99}, r"format version 99, newer than this symnet reads \(1\); upgrade"),
+    ({"format": "symnet-network", "version": 99}, r"format version 99, newer than this symnet reads \(2\); upgrade"),
     ({"format": "symnet-network", "version": 1}, r"the metadata lacks symbols"),
     ({"format": "symnet-network", "version": 1, "symbols": {"w": {"real": "yes"}}}, r"symbol 'w' has assumptions"),
     ({"format": "symnet-network", "version": 1, "symbols": {"w": {"color": True}}}, r"symbol 'w' has assumptions"),

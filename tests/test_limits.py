@@ -79,7 +79,7 @@ def test_many_low_order_partials_are_bounded_too(monkeypatch):
 
 def test_bell_numbers_count_the_chain_rule_terms():
     assert [limits.bell(k) for k in range(11)] == [1, 1, 2, 5, 15, 52, 203, 877, 4140, 21147, 115975]
-    assert symnet.program._set_partitions(6).__len__() == limits.bell(6)
+    assert symnet.faa_di_bruno.set_partitions(6).__len__() == limits.bell(6)
     assert limits.taylor_terms(2, 2, neurons=1) == limits.chain_rule_terms([0, 1, 1, 2, 2, 2], neurons=1)
 
 

@@ -6,13 +6,14 @@ import sympy
 
 import symnet
 from symnet import program
+from symnet.faa_di_bruno import set_partitions
 from symnet.program import Node, build, closure, multi_indices
 
 from conftest import random_network
 
 
 def test_set_partitions_are_bell_numbers():
-    assert [len(program._set_partitions(k)) for k in range(7)] == [1, 1, 2, 5, 15, 52, 203]
+    assert [len(set_partitions(k)) for k in range(7)] == [1, 1, 2, 5, 15, 52, 203]
 
 
 def test_closure_and_multi_indices():

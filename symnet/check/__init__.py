@@ -2,7 +2,8 @@
 them with the exact kernel.
 
 * :func:`backprop` -- value, input Jacobian and Hessian, and loss gradients of a numeric network,
-  in plain numpy from the layer list alone (no SymPy);
+  in plain numpy from the layer list (a chain) or the graph's nodes with its own rule per op
+  (a graph: :class:`GraphBackprop`), never SymPy's rules;
 * :func:`finite_differences` / :func:`finite_differences_params` -- central differences with a
   step chosen from machine epsilon, and an error estimate per entry;
 * :func:`verify` -- the three derivations compared, with tolerances derived from their error
@@ -15,7 +16,7 @@ them with the exact kernel.
 True
 """
 
-from .backprop import Backprop, Derivatives, backprop
+from .backprop import Backprop, Derivatives, GraphBackprop, backprop
 from .finite_differences import FiniteDifferences, finite_differences, finite_differences_params
 from .verify import Comparison, VerificationError, VerifyReport, verify
 
@@ -24,6 +25,7 @@ __all__ = [
     "Comparison",
     "Derivatives",
     "FiniteDifferences",
+    "GraphBackprop",
     "VerificationError",
     "VerifyReport",
     "backprop",

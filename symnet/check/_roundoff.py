@@ -17,6 +17,18 @@ tangents (with absolute values), and each operation adds its own rounding (Higha
 
 Only first-order terms are kept (products of two errors are ``O(u**2)``), so the bound does
 not compound with depth the way a bound on magnitudes would.
+
+Graph networks (:func:`graph_roundoff_bounds`) get a bound per node by family:
+
+* a linear op propagates errors through its coefficients' absolute values (``|W|``, ``|s|``,
+  ``1`` for add, sub, concat, slice, sum, ``1/n`` for mean) and adds ``r * (sum_k |c_k||x_k| +
+  |offset|)``, ``r`` the roundings of one unit: ``fan_in + 2`` plus those of computing ``W`` for a
+  dense node (a weight-normalised or factorised ``W`` is itself rounded), ``n + 1`` for a sum or
+  mean of ``n``, 1 for add and sub, 2 or 3 for scale, shift and rescale (the constant's own
+  conversion to float64 included), 0 where nothing is computed (concat, slice, a shift's tangents);
+* an activation (elementwise or softmax) as in a chain;
+* ``mul``: ``E_{ab} = E_a |b| + |a| E_b + |a||b|``, and the product rule's terms likewise, each
+  term adding the roundings of its product and of the sum it enters.
 """
 
 from __future__ import annotations
@@ -25,7 +37,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["roundoff_bounds", "UNIT_ROUNDOFF"]
+__all__ = ["graph_roundoff_bounds", "roundoff_bounds", "UNIT_ROUNDOFF"]
 
 #: ``u = eps / 2``: the largest relative error of one correctly rounded float64 operation.
 UNIT_ROUNDOFF = float(np.finfo(np.float64).eps) / 2
@@ -108,3 +120,128 @@ def _softmax(activation: Any, pre: Triple, e_pre: Triple) -> Triple:
     e_inner = e_c[:, :, None, :] * size_c[:, None, :, :] + size_c[:, :, None, :] * e_c[:, None, :, :] + e_d2z
     e_d2a = p2 * (spread(e_inner, p2) + 2 * rho[:, None, None, :] * spread(size_inner, p2))
     return e_a, e_da, e_d2a
+
+
+# --- graph networks ---------------------------------------------------------------------------
+
+# roundings of one output unit of a linear op, for (the value, the tangents); dense, matmul, sum
+# and mean depend on the node (see _linear_roundings)
+_LINEAR_ROUNDINGS = {"add": (1, 1), "sub": (1, 1), "scale": (2, 2), "shift": (2, 0), "rescale": (3, 2),
+                     "concat": (0, 0), "slice": (0, 0)}
+
+
+def _linear_roundings(node: Any, numbers: dict[str, Any]) -> tuple[int, int]:
+    if node.op == "dense":
+        r = node.input_widths[0] + 1 + numbers["W_rounding"]
+        return r, r
+    if node.op == "matmul":
+        return node.input_widths[0] + 2, node.input_widths[0] + 2
+    if node.op in ("sum", "mean"):
+        return node.input_widths[0] + 1, node.input_widths[0] + 1
+    return _LINEAR_ROUNDINGS[node.op]
+
+
+def _abs_linear(node: Any, numbers: dict[str, Any], xs: list[np.ndarray]) -> np.ndarray:
+    """The linear op with every coefficient replaced by its absolute value, no offset, on ``xs >= 0``."""
+    op = node.op
+    if op == "dense":
+        return xs[0] @ np.abs(numbers["W"])
+    if op == "matmul":
+        return xs[0] @ np.abs(numbers["C"])
+    if op in ("add", "sub"):
+        return xs[0] + xs[1]
+    if op == "scale":
+        return xs[0] * np.abs(numbers["s"])
+    if op == "shift":
+        return xs[0]
+    if op == "rescale":
+        return xs[0] * np.abs(numbers["scale"])
+    if op == "concat":
+        return np.concatenate(xs, axis=-1)
+    if op == "slice":
+        return xs[0][..., node.attrs["start"]:node.attrs["stop"]]
+    if op == "sum":
+        return xs[0].sum(axis=-1, keepdims=True)
+    if op == "mean":
+        return xs[0].sum(axis=-1, keepdims=True) / xs[0].shape[-1]
+    raise ValueError(f"node {node.name!r}: no round-off rule for op {op!r}")  # pragma: no cover
+
+
+def _abs_offset(node: Any, numbers: dict[str, Any]) -> Any:
+    if node.op == "dense":
+        return np.abs(numbers["b"])
+    if node.op == "shift":
+        return np.abs(numbers["t"])
+    if node.op == "rescale":
+        return np.abs(numbers["offset"])
+    return 0.0
+
+
+def _linear_errors(node: Any, numbers: dict[str, Any], args: list[Triple], errors: list[Triple]) -> Triple:
+    r_value, r_tangent = _linear_roundings(node, numbers)
+    out = []
+    for part in range(3):
+        if args[0][part] is None:
+            out.append(None)
+            continue
+        propagated = _abs_linear(node, numbers, [e[part] for e in errors])
+        size = _abs_linear(node, numbers, [np.abs(a[part]) for a in args])
+        if part == 0:
+            out.append(propagated + r_value * (size + _abs_offset(node, numbers)))
+        else:
+            out.append(propagated + r_tangent * size if r_tangent else propagated)
+    return out[0], out[1], out[2]
+
+
+def _product_errors(a: Triple, b: Triple, e_a: Triple, e_b: Triple) -> Triple:
+    """Errors of the product rule's value, tangents and second-order tangents (``_multiply``)."""
+    (va, ta, sa), (vb, tb, sb) = a, b
+    (ea, eta, esa), (eb, etb, esb) = e_a, e_b
+    va, vb = np.abs(va), np.abs(vb)
+    e_value = ea * vb + va * eb + va * vb
+    if ta is None or tb is None:
+        return e_value, None, None
+    ta, tb = np.abs(ta), np.abs(tb)
+    a1, b1, ea1, eb1 = va[:, None, :], vb[:, None, :], ea[:, None, :], eb[:, None, :]
+    e_tangent = eta * b1 + ta * eb1 + ea1 * tb + a1 * etb + 2 * (ta * b1 + a1 * tb)
+    if sa is None or sb is None:
+        return e_value, e_tangent, None
+    sa, sb = np.abs(sa), np.abs(sb)
+    a2, b2, ea2, eb2 = va[:, None, None, :], vb[:, None, None, :], ea[:, None, None, :], eb[:, None, None, :]
+
+    def outer(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        return u[:, :, None, :] * v[:, None, :, :]
+
+    size = sa * b2 + a2 * sb + outer(ta, tb) + outer(tb, ta)
+    e_second = (esa * b2 + sa * eb2 + ea2 * sb + a2 * esb + outer(eta, tb) + outer(ta, etb) + outer(etb, ta)
+                + outer(tb, eta) + 5 * size)
+    return e_value, e_tangent, e_second
+
+
+def graph_roundoff_bounds(graph: Any, numbers: dict[str, dict[str, Any]],
+                          trace: dict[str, Triple]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Absolute error bounds of a graph network's output value ``(N, m)``, tangents
+    ``(N, d, m)`` and second-order tangents ``(N, d, d, m)`` (``None`` without them).
+
+    ``numbers``: every node's numeric parameters (``symnet.check.backprop.graph_numbers``);
+    ``trace``: every node's triple ``(value, tangents, second-order tangents)`` of the forward
+    propagation, the input node ``"x"`` included.
+    """
+    x = trace["x"]
+    errors: dict[str, Triple] = {"x": tuple(None if p is None else np.zeros_like(p) for p in x)}  # type: ignore[dict-item]
+    with np.errstate(over="ignore", invalid="ignore"):
+        for node in graph.nodes[1:]:
+            args = [trace[name] for name in node.inputs]
+            e_args = [errors[name] for name in node.inputs]
+            family = node.family
+            if family == "linear":
+                errors[node.name] = _linear_errors(node, numbers[node.name], args, e_args)
+            elif family == "elementwise":
+                activation = node.activation
+                rule = _elementwise if activation.elementwise else _softmax
+                errors[node.name] = rule(activation, args[0], e_args[0])
+            elif family == "bilinear":
+                errors[node.name] = _product_errors(args[0], args[1], e_args[0], e_args[1])
+            else:  # pragma: no cover
+                raise ValueError(f"node {node.name!r}: no round-off rule for family {family!r}")
+    return tuple(UNIT_ROUNDOFF * e if e is not None else None for e in errors[graph.output])  # type: ignore[return-value]

@@ -22,16 +22,16 @@ array([[0.0903533, 0.0903533]])
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import ActivationError, InputError, ShapeError
+from ..errors import ActivationError, InputError, NotAChainError, ShapeError, WeightError
 from ..losses import LOSSES, check_loss, parse_targets
-from ._roundoff import roundoff_bounds
+from ._roundoff import graph_roundoff_bounds, roundoff_bounds
 
-__all__ = ["Derivatives", "Backprop", "backprop", "forward", "LOSSES"]
+__all__ = ["Derivatives", "Backprop", "GraphBackprop", "backprop", "forward", "LOSSES"]
 
 # LOSSES (the meaning of :func:`symnet.param_grad`) and the targets rule: symnet.losses.  The
 # oracle shares the reading of its inputs, never the mathematics.
@@ -73,6 +73,45 @@ class Backprop(Derivatives):
     param_grads: list[tuple[np.ndarray, np.ndarray]] | None = None
 
 
+@dataclass(frozen=True)
+class GraphBackprop(Derivatives):
+    """What :func:`backprop` computes for a graph network (``not net.is_chain``).
+
+    Attributes:
+        value, jacobian, hessian: see :class:`Derivatives` (a single point ``(d,)`` drops ``N``).
+        nodes: per node name (``"x"`` included), its value ``(N, width)``.
+        node_jacobians: per node name, ``d node / dx`` ``(N, width, d)``.
+        roundoff: with ``roundoff=True``, bounds on the absolute float64 error of ``value``,
+            ``jacobian`` and ``hessian``; else ``None``.
+        loss: the loss value when a loss was given.
+        param_grads: with a loss, ``{node name: {parameter name: dL/dparameter}}`` for every node
+            that has parameters, each array of its parameter matrix's shape (``W`` ``(fan_in,
+            units)``, ``b`` ``(1, units)``, ``v``/``g``, ``s``/``V``, scale's ``s`` ``(1, 1)`` or
+            ``(1, width)``, shift's ``t``): the gradient with respect to the raw parameters
+            (a weight-normalised dense node's ``v`` and ``g``, not its effective ``W``).
+
+    ``preactivations`` and ``preactivation_jacobians`` are per-layer quantities of a chain; on a
+    graph they raise :class:`~symnet.NotAChainError` (read ``nodes`` and ``node_jacobians`` at an
+    activation node's input instead).
+    """
+
+    nodes: dict[str, np.ndarray] = field(default_factory=dict)
+    node_jacobians: dict[str, np.ndarray] = field(default_factory=dict)
+    roundoff: Derivatives | None = None
+    loss: float | None = None
+    param_grads: dict[str, dict[str, np.ndarray]] | None = None
+
+    @property
+    def preactivations(self) -> tuple[np.ndarray, ...]:
+        raise NotAChainError("preactivations are per layer of a chain, and this network is a graph: read "
+                             "result.nodes[name] at the input of an activation node instead")
+
+    @property
+    def preactivation_jacobians(self) -> tuple[np.ndarray, ...]:
+        raise NotAChainError("preactivation_jacobians are per layer of a chain, and this network is a graph: read "
+                             "result.node_jacobians[name] at the input of an activation node instead")
+
+
 def backprop(net: Any, X: Any, *, hessian: bool = False, loss: str | None = None, targets: Any = None,
              roundoff: bool = False) -> Backprop:
     """Value, input Jacobian, optionally Hessian, and loss gradients of a numeric network in numpy.
@@ -104,14 +143,11 @@ def backprop(net: Any, X: Any, *, hessian: bool = False, loss: str | None = None
     array([[ 0.21924763,  0.14356247, -0.36281009],
            [ 0.32887144,  0.2153437 , -0.54421514]])
     """
+    if not net.is_chain:
+        return _graph_backprop(net, X, hessian=hessian, loss=loss, targets=targets, roundoff=roundoff)
     layers = net.layers
     points, single = _points(X, net.n_inputs)
-    if loss is not None:
-        check_loss(loss)
-    if loss is None and targets is not None:
-        raise InputError("targets were given without a loss; pass loss='mse', 'cross_entropy' or 'softmax_cross_entropy'")
-    if loss is not None and targets is None:
-        raise InputError(f"loss {loss!r} needs targets of shape ({len(points)}, {net.n_outputs})")
+    _check_loss_arguments(loss, targets, len(points), net.n_outputs)
     weights = [(layer.weight_array(), layer.bias_array()) for layer in layers]
     n, d = points.shape
     a = points
@@ -146,16 +182,29 @@ def backprop(net: Any, X: Any, *, hessian: bool = False, loss: str | None = None
 def forward(net: Any, X: Any) -> np.ndarray:
     """The network's values only, ``(N, m)`` for ``X`` of shape ``(N, d)`` (``(m,)`` for ``(d,)``).
 
+    Works on chains and graphs alike.
+
     >>> import symnet
     >>> forward(symnet.Network.from_weights([[[2.0]]], [[1.0]], "linear"), [[1.0], [2.0]])
     array([[3.],
            [5.]])
     """
+    if not net.is_chain:
+        return _graph_forward(net, X)
     a, single = _points(X, net.n_inputs)
     for number, layer in enumerate(net.layers, start=1):
         _check_numeric(layer.activation, number, 0)
         a = layer.activation.numpy(a @ layer.weight_array() + layer.bias_array())
     return a[0] if single else a
+
+
+def _check_loss_arguments(loss: str | None, targets: Any, n: int, m: int) -> None:
+    if loss is not None:
+        check_loss(loss)
+    if loss is None and targets is not None:
+        raise InputError("targets were given without a loss; pass loss='mse', 'cross_entropy' or 'softmax_cross_entropy'")
+    if loss is not None and targets is None:
+        raise InputError(f"loss {loss!r} needs targets of shape ({n}, {m})")
 
 
 # --- input derivatives ----------------------------------------------------------------------
@@ -178,16 +227,18 @@ def _points(X: Any, n_inputs: int) -> tuple[np.ndarray, bool]:
     return points, single
 
 
-def _check_numeric(activation: Any, number: int, order: int) -> None:
+def _check_numeric(activation: Any, number: int | str, order: int) -> None:
+    """``number``: a chain's layer number, or where in a graph (``"node 'a2'"``)."""
+    where = f"layer {number}" if isinstance(number, int) else number
     if not activation.elementwise:
         if activation.name != "softmax":
-            raise ActivationError(f"layer {number}: activation {activation.name!r} acts on a whole layer and "
+            raise ActivationError(f"{where}: activation {activation.name!r} acts on a whole layer and "
                                   "backprop knows only softmax's rule among those")
         return
     needed = ("numpy", "numpy_derivative", "numpy_second_derivative")[: order + 1]
     missing = [name for name in needed if getattr(activation, name) is None]
     if missing:
-        raise ActivationError(f"layer {number}: activation {activation.name!r} has no {missing[0]}; give it to "
+        raise ActivationError(f"{where}: activation {activation.name!r} has no {missing[0]}; give it to "
                               "Activation(...) or build the activation with activations.from_form")
 
 
@@ -196,7 +247,7 @@ def _center(t: np.ndarray, p: np.ndarray) -> np.ndarray:
     return t - (t * p).sum(axis=-1, keepdims=True)
 
 
-def _activate(activation: Any, number: int, z: np.ndarray, dz: np.ndarray,
+def _activate(activation: Any, number: int | str, z: np.ndarray, dz: np.ndarray,
               d2z: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """The activation applied to the triple: ``z (N, n)``, ``dz (N, d, n)``, ``d2z (N, d, d, n)``."""
     _check_numeric(activation, number, 1 if d2z is None else 2)
@@ -282,3 +333,292 @@ def _param_grads(layers: Sequence[Any], weights: list[tuple[np.ndarray, np.ndarr
         if number:
             delta = _through(layers[number - 1].activation, zs[number - 1], delta @ weights[number][0].T)
     return grads[::-1]
+
+
+# --- graph networks ---------------------------------------------------------------------------
+#
+# The same propagation, node by node over ``net.graph.nodes``, with the oracle's own numpy rule
+# per op (never the graph's ``linear_terms`` or SymPy rules).  Every node carries the triple
+# (value ``(N, w)``, tangents ``(N, d, w)``, second-order tangents ``(N, d, d, w)``), the unit
+# axis last as in the chain path.
+
+Triple = tuple[np.ndarray, "np.ndarray | None", "np.ndarray | None"]
+
+
+def _numeric(matrix: Any, where: str, what: str) -> np.ndarray:
+    """A SymPy matrix of numbers as a float64 array of its shape."""
+    if getattr(matrix, "free_symbols", None):
+        names = ", ".join(sorted(str(s) for s in matrix.free_symbols)[:4])
+        raise WeightError(f"{where}: {what} is symbolic ({names}, ...); substitute numbers with net.subs(...) first")
+    return np.array([[float(v) for v in row] for row in matrix.tolist()], dtype=np.float64).reshape(matrix.shape)
+
+
+def _node_numbers(node: Any) -> dict[str, Any]:
+    """A node's parameters and constants as float64 arrays, rows ``(1, n)`` flattened to ``(n,)``;
+    a dense node's effective ``W`` computed here from its parametrisation, with ``W_rounding``,
+    the relative error of the computed ``W`` in units of the unit round-off."""
+    where = f"node {node.name!r} ({node.op})"
+    numbers: dict[str, Any] = {k: _numeric(v, where, k) for k, v in node.params.items()}
+    if node.op == "dense":
+        kind = node.attrs.get("parametrization", "plain")
+        fan_in = node.input_widths[0]
+        if kind == "weight_norm":
+            v, g = numbers["v"], numbers["g"]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                numbers["norm"] = np.sqrt((v * v).sum(axis=0, keepdims=True))
+                numbers["W"] = g * v / numbers["norm"]
+            numbers["W_rounding"] = fan_in + 6  # the sum of squares, sqrt, division, product, conversions
+        elif kind == "factorized":
+            numbers["W"] = np.exp(numbers["s"]) * numbers["V"]
+            numbers["W_rounding"] = 5  # exp (within 2 u), the product, conversions
+        elif kind == "plain":
+            numbers["W_rounding"] = 1  # the conversion of an exact entry (sqrt(2)) to float64
+        else:
+            raise ShapeError(f"{where}: backprop knows no parametrization {kind!r}")
+        numbers["b"] = numbers["b"].reshape(-1)
+    elif node.op == "matmul":
+        numbers["C"] = _numeric(node.attrs["matrix"], where, "matrix")
+    elif node.op == "rescale":
+        numbers["scale"] = _numeric(node.attrs["scale"], where, "scale").reshape(-1)
+        numbers["offset"] = _numeric(node.attrs["offset"], where, "offset").reshape(-1)
+    elif node.op in ("scale", "shift"):
+        for name in numbers:
+            numbers[name] = numbers[name].reshape(-1)
+    elif node.op not in _GRAPH_OPS:
+        raise ShapeError(f"{where}: backprop has no numpy rule for op {node.op!r}; add one to "
+                         "symnet/check/backprop.py (and a round-off rule to _roundoff.py)")
+    return numbers
+
+
+def graph_numbers(graph: Any) -> dict[str, dict[str, Any]]:
+    """Every node's numeric parameters and constants (see :func:`_node_numbers`), by node name.
+
+    >>> from symnet.graph import input, dense, network
+    >>> x = input(1)
+    >>> net = network(x, dense(x, 1, parametrization="factorized", s=[0.0], V=[[2.0]]) + x)
+    >>> graph_numbers(net.graph)["z1"]["W"]
+    array([[2.]])
+    """
+    return {node.name: _node_numbers(node) for node in graph.nodes[1:]}
+
+
+#: The ops the graph oracle has numpy rules for, by family.
+_GRAPH_OPS = {"dense": "linear", "matmul": "linear", "add": "linear", "sub": "linear", "scale": "linear",
+              "shift": "linear", "rescale": "linear", "concat": "linear", "slice": "linear", "sum": "linear",
+              "mean": "linear", "activation": "elementwise", "mul": "bilinear"}
+
+
+def _linear(node: Any, numbers: dict[str, Any], xs: list[np.ndarray], offset: bool) -> np.ndarray:
+    """A linear op on its inputs' values (``offset``) or tangents (no offset), units on the last axis."""
+    op = node.op
+    if op == "dense":
+        y = xs[0] @ numbers["W"]
+        return y + numbers["b"] if offset else y
+    if op == "matmul":
+        return xs[0] @ numbers["C"]
+    if op == "add":
+        return xs[0] + xs[1]
+    if op == "sub":
+        return xs[0] - xs[1]
+    if op == "scale":
+        return xs[0] * numbers["s"]
+    if op == "shift":
+        return xs[0] + numbers["t"] if offset else xs[0]
+    if op == "rescale":
+        y = xs[0] * numbers["scale"]
+        return y + numbers["offset"] if offset else y
+    if op == "concat":
+        return np.concatenate(xs, axis=-1)
+    if op == "slice":
+        return xs[0][..., node.attrs["start"]:node.attrs["stop"]]
+    if op == "sum":
+        return xs[0].sum(axis=-1, keepdims=True)
+    if op == "mean":
+        return xs[0].sum(axis=-1, keepdims=True) / xs[0].shape[-1]
+    raise ShapeError(f"node {node.name!r}: backprop has no numpy rule for op {op!r}")  # pragma: no cover
+
+
+def _multiply(a: Triple, b: Triple) -> Triple:
+    """The product rule: ``(ab)' = a'b + ab'``, ``(ab)'' = a''b + ab'' + a'_i b'_j + b'_i a'_j``."""
+    (va, ta, sa), (vb, tb, sb) = a, b
+    value = va * vb
+    if ta is None or tb is None:
+        return value, None, None
+    tangent = ta * vb[:, None, :] + va[:, None, :] * tb
+    if sa is None or sb is None:
+        return value, tangent, None
+    second = (sa * vb[:, None, None, :] + va[:, None, None, :] * sb
+              + ta[:, :, None, :] * tb[:, None, :, :] + tb[:, :, None, :] * ta[:, None, :, :])
+    return value, tangent, second
+
+
+def _graph_node(node: Any, numbers: dict[str, Any], args: list[Triple]) -> Triple:
+    """One node's triple from its inputs' triples (``None`` parts are not propagated)."""
+    family = _GRAPH_OPS.get(node.op)
+    if family == "linear":
+        value = _linear(node, numbers, [a[0] for a in args], True)
+        tangent = None if args[0][1] is None else _linear(node, numbers, [a[1] for a in args], False)
+        second = None if args[0][2] is None else _linear(node, numbers, [a[2] for a in args], False)
+        return value, tangent, second
+    if family == "elementwise":
+        z, dz, d2z = args[0]
+        where = f"node {node.name!r}"
+        if dz is None:
+            _check_numeric(node.activation, where, 0)
+            return node.activation.numpy(z), None, None
+        return _activate(node.activation, where, z, dz, d2z)
+    if family == "bilinear":
+        return _multiply(args[0], args[1])
+    raise ShapeError(f"node {node.name!r}: backprop has no numpy rule for op {node.op!r}")
+
+
+def _graph_propagate(graph: Any, numbers: dict[str, dict[str, Any]], points: np.ndarray, order: int,
+                     keep: bool) -> dict[str, Triple]:
+    """Every node's triple up to ``order`` (0: values, 1: tangents, 2: second-order tangents);
+    without ``keep``, second-order tangents are dropped once their last reader is done."""
+    n, d = points.shape
+    tangent = np.broadcast_to(np.eye(d), (n, d, d)) if order >= 1 else None
+    second = np.zeros((n, d, d, d)) if order >= 2 else None
+    trace: dict[str, Triple] = {"x": (points, tangent, second)}
+    last_use = graph.last_use
+    for position, node in enumerate(graph.nodes[1:], start=1):
+        trace[node.name] = _graph_node(node, numbers[node.name], [trace[name] for name in node.inputs])
+        if not keep and second is not None:
+            for name in node.inputs:
+                if last_use[name] == position and name != graph.output:
+                    v, t, _ = trace[name]
+                    trace[name] = (v, t, None)
+    return trace
+
+
+def _graph_forward(net: Any, X: Any) -> np.ndarray:
+    points, single = _points(X, net.n_inputs)
+    graph = net.graph
+    value = _graph_propagate(graph, graph_numbers(graph), points, 0, False)[graph.output][0]
+    return value[0] if single else value
+
+
+def _graph_backprop(net: Any, X: Any, *, hessian: bool, loss: str | None, targets: Any,
+                    roundoff: bool) -> GraphBackprop:
+    graph = net.graph
+    points, single = _points(X, net.n_inputs)
+    n = len(points)
+    _check_loss_arguments(loss, targets, n, net.n_outputs)
+    numbers = graph_numbers(graph)
+    trace = _graph_propagate(graph, numbers, points, 2 if hessian else 1, roundoff)
+    value, tangent, second = trace[graph.output]
+    fields: dict[str, Any] = {
+        "value": value,
+        "jacobian": np.swapaxes(tangent, 1, 2),
+        "hessian": None if second is None else np.moveaxis(second, 3, 1),
+        "nodes": {name: triple[0] for name, triple in trace.items()},
+        "node_jacobians": {name: np.swapaxes(triple[1], 1, 2) for name, triple in trace.items()},
+    }
+    if roundoff:
+        bounds = graph_roundoff_bounds(graph, numbers, trace)
+        fields["roundoff"] = Derivatives(bounds[0], np.swapaxes(bounds[1], 1, 2),
+                                         None if bounds[2] is None else np.moveaxis(bounds[2], 3, 1))
+    if loss is not None:
+        out = graph.by_name[graph.output]
+        last = out.activation.name if out.op == "activation" else None
+        t = _targets(targets, loss, n, net.n_outputs, last)
+        fields["loss"] = _loss_value(loss, value, t)
+        fields["param_grads"] = _graph_param_grads(graph, numbers, fields["nodes"], t, loss)
+    if single:
+        for key in ("value", "jacobian", "hessian"):
+            fields[key] = None if fields[key] is None else fields[key][0]
+        for key in ("nodes", "node_jacobians"):
+            fields[key] = {name: array[0] for name, array in fields[key].items()}
+        if roundoff:
+            fields["roundoff"] = _drop_batch("roundoff", fields["roundoff"])
+    return GraphBackprop(**fields)
+
+
+def _unbroadcast(grad: np.ndarray, width: int) -> np.ndarray:
+    """``dL/d input`` of an input of ``width`` that was broadcast to ``grad``'s width."""
+    return grad.sum(axis=-1, keepdims=True) if width == 1 and grad.shape[-1] != 1 else grad
+
+
+def _row_grad(product: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The gradient of a row parameter ``(1, 1)`` or ``(1, w)`` from the per-point products ``(N, w)``."""
+    total = product.sum(axis=0, keepdims=True)
+    return total.sum(axis=1, keepdims=True) if shape == (1, 1) else total
+
+
+def _graph_param_grads(graph: Any, numbers: dict[str, dict[str, Any]], values: dict[str, np.ndarray],
+                       t: np.ndarray, loss: str) -> dict[str, dict[str, np.ndarray]]:
+    """``{node: {parameter: dL/dparameter}}`` by reverse accumulation over the nodes up to the output."""
+    y = values[graph.output]
+    n = len(y)
+    out = graph.by_name[graph.output]
+    adjoint: dict[str, np.ndarray] = {}
+    start = graph.output
+    if loss == "cross_entropy" and out.op == "activation" and not out.activation.elementwise:
+        adjoint[out.inputs[0]] = (y * t.sum(axis=1, keepdims=True) - t) / n  # softmax then cross entropy
+        start = out.inputs[0]
+    elif loss == "mse":
+        adjoint[start] = 2 * (y - t) / y.shape[1] / n
+    elif loss == "softmax_cross_entropy":
+        adjoint[start] = (np.exp(_log_softmax(y)) * t.sum(axis=1, keepdims=True) - t) / n
+    else:
+        with np.errstate(divide="ignore", invalid="ignore"):  # t/y is infinite where y = 0 < t
+            adjoint[start] = -t / y / n
+    grads = {node.name: {k: np.zeros(v.shape) for k, v in node.params.items()} for node in graph.nodes[1:]
+             if node.params}
+
+    def add(name: str, grad: np.ndarray) -> None:
+        adjoint[name] = adjoint[name] + grad if name in adjoint else grad
+
+    position = [node.name for node in graph.nodes].index(start)
+    for node in reversed(graph.nodes[1:position + 1]):
+        g = adjoint.pop(node.name, None)
+        if g is None:
+            continue
+        nums, op = numbers[node.name], node.op
+        xs = [values[name] for name in node.inputs]
+        widths = node.input_widths
+        if op == "dense":
+            dW = xs[0].T @ g
+            grads[node.name]["b"] = g.sum(axis=0, keepdims=True)
+            kind = node.attrs.get("parametrization", "plain")
+            if kind == "plain":
+                grads[node.name]["W"] = dW
+            elif kind == "factorized":  # W_ij = exp(s_j) V_ij
+                grads[node.name]["V"] = dW * np.exp(nums["s"])
+                grads[node.name]["s"] = (dW * nums["W"]).sum(axis=0, keepdims=True)
+            else:  # W_ij = g_j v_ij / |v_j|
+                v, gain, norm = nums["v"], nums["g"], nums["norm"]
+                along = (dW * v).sum(axis=0, keepdims=True)
+                grads[node.name]["g"] = along / norm
+                grads[node.name]["v"] = gain / norm * dW - gain * v * along / norm**3
+            add(node.inputs[0], g @ nums["W"].T)
+        elif op == "matmul":
+            add(node.inputs[0], g @ nums["C"].T)
+        elif op in ("add", "sub"):
+            add(node.inputs[0], _unbroadcast(g, widths[0]))
+            add(node.inputs[1], _unbroadcast(g if op == "add" else -g, widths[1]))
+        elif op == "scale":
+            grads[node.name]["s"] = _row_grad(g * xs[0], tuple(node.params["s"].shape))
+            add(node.inputs[0], g * nums["s"])
+        elif op == "shift":
+            grads[node.name]["t"] = _row_grad(g, tuple(node.params["t"].shape))
+            add(node.inputs[0], g)
+        elif op == "rescale":
+            add(node.inputs[0], g * nums["scale"])
+        elif op == "concat":
+            for name, part in zip(node.inputs, np.split(g, np.cumsum(widths)[:-1], axis=1)):
+                add(name, part)
+        elif op == "slice":
+            full = np.zeros((n, widths[0]))
+            full[:, node.attrs["start"]:node.attrs["stop"]] = g
+            add(node.inputs[0], full)
+        elif op in ("sum", "mean"):
+            add(node.inputs[0], np.broadcast_to(g if op == "sum" else g / widths[0], (n, widths[0])))
+        elif op == "activation":
+            add(node.inputs[0], _through(node.activation, xs[0], g))
+        elif op == "mul":
+            add(node.inputs[0], _unbroadcast(g * xs[1], widths[0]))
+            add(node.inputs[1], _unbroadcast(g * xs[0], widths[1]))
+        else:  # pragma: no cover - _node_numbers refused it
+            raise ShapeError(f"node {node.name!r}: backprop has no numpy rule for op {op!r}")
+    return grads

@@ -23,9 +23,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..errors import InputError, ShapeError, SymnetError
+from ..errors import InputError, NotAChainError, ShapeError, SymnetError
 from ._lambdify_kernel import lambdify_kernel
-from .backprop import Backprop, backprop, forward
+from .backprop import Backprop, GraphBackprop, backprop, forward
+from ..requests import ALIASES
 from .backprop import _points as _as_points
 from .finite_differences import FiniteDifferences, finite_differences
 
@@ -100,7 +101,7 @@ class VerifyReport:
     near_kink: np.ndarray
     exact_source: str
     exact: Any = field(repr=False, default=None)
-    backprop: Backprop | None = field(repr=False, default=None)
+    backprop: Backprop | GraphBackprop | None = field(repr=False, default=None)
     finite_differences: dict[str, FiniteDifferences] = field(repr=False, default_factory=dict)
 
     @property
@@ -227,6 +228,7 @@ def verify(
 
 def _wanted(derivatives: Sequence[str]) -> tuple[str, ...]:
     names = (derivatives,) if isinstance(derivatives, str) else tuple(derivatives)
+    names = tuple(ALIASES.get(d, d) if isinstance(d, str) else d for d in names)  # symnet.requests' vocabulary
     unknown = [d for d in names if d not in _DERIVATIVES]
     if unknown:
         raise InputError(f"derivatives {unknown} are unknown; choose from {_DERIVATIVES} (the value is always compared)")
@@ -246,8 +248,14 @@ def _exact(net: Any, points: np.ndarray, wanted: tuple[str, ...], kernel: Any) -
         import symnet  # at call time: symnet imports this package
 
         if hasattr(symnet, "compile"):
-            kernel = symnet.compile(net, derivatives=("value", *wanted), backend="numpy")
-            source = "symnet.compile(backend='numpy')"
+            try:
+                kernel = symnet.compile(net, derivatives=("value", *wanted), backend="numpy")
+                source = "symnet.compile(backend='numpy')"
+            except NotAChainError as exc:  # a graph symnet.compile cannot take yet: said in the report
+                if net.is_chain:
+                    raise
+                kernel = lambdify_kernel(net, wanted)
+                source = f"lambdified chain-rule program (symnet.compile refused this graph: {exc})"
         else:
             kernel, source = lambdify_kernel(net, wanted), "lambdified chain-rule program (no symnet.compile)"
     elif isinstance(kernel, str):
@@ -268,7 +276,7 @@ def _exact(net: Any, points: np.ndarray, wanted: tuple[str, ...], kernel: Any) -
     return result, source
 
 
-def _near_kink(net: Any, numeric: Backprop, reaches: list[np.ndarray]) -> np.ndarray:
+def _near_kink(net: Any, numeric: Backprop | GraphBackprop, reaches: list[np.ndarray]) -> np.ndarray:
     """Points with a pre-activation within reach of a kink of its activation.
 
     A stencil that moves ``x`` by at most ``r_i`` in coordinate ``i`` moves ``z`` by about
@@ -277,8 +285,14 @@ def _near_kink(net: Any, numeric: Backprop, reaches: list[np.ndarray]) -> np.nda
     n = len(numeric.value)
     near = np.zeros(n, dtype=bool)
     reach = np.max(reaches, axis=0) if reaches else np.zeros((n, net.n_inputs))
-    for layer, z, dz in zip(net.layers, numeric.preactivations, numeric.preactivation_jacobians):
-        kinks = layer.activation.kinks
+    if net.is_chain:
+        pairs = [(layer.activation, z, dz) for layer, z, dz in
+                 zip(net.layers, numeric.preactivations, numeric.preactivation_jacobians)]
+    else:  # every activation node, at its input
+        pairs = [(node.activation, numeric.nodes[node.inputs[0]], numeric.node_jacobians[node.inputs[0]])
+                 for node in net.graph.nodes[1:] if node.op == "activation"]
+    for activation, z, dz in pairs:
+        kinks = activation.kinks
         if kinks:
             margin = 2 * np.einsum("nji,ni->nj", np.abs(dz), reach)
             distance = np.min(np.abs(z[..., None] - np.asarray(kinks, dtype=np.float64)), axis=-1)

@@ -56,14 +56,16 @@ from ..functions import erfc_neg, sigmoid, softplus, tail_safe_program
 from ..kernels._codegen import _ScalarPrinter
 from ..network import Network
 from ..printing import latex as _latex
+from ..requests import QUANTITIES, canonical
 from ..program import Program, build
 from ._expr import safe_text
 
 __all__ = ["export", "LANGUAGES", "DERIVATIVES"]
 
 LANGUAGES = ("c", "python", "latex")
-DERIVATIVES = ("value", "gradient", "hessian", "laplacian")
-_ALIASES = {"jacobian": "gradient", "grad": "gradient"}
+DERIVATIVES = ("value", "gradient", "hessian", "laplacian", "biharmonic")
+#: Export names a quantity of symnet.requests by these words (the Jacobian of one output is its gradient).
+_LABELS = {"jacobian": "gradient"}
 
 
 def _printed_names(known_functions: dict[str, Any]) -> set[str]:
@@ -194,7 +196,10 @@ def _request(derivatives: Iterable[str] | str) -> list[str]:
     items = [derivatives] if isinstance(derivatives, str) else list(derivatives)
     words: list[str] = []
     for item in items:
-        word = _ALIASES.get(item, item)
+        try:
+            word = _LABELS.get(canonical(item), canonical(item)) if isinstance(item, str) else None
+        except InputError:
+            word = None
         if word not in DERIVATIVES:
             raise InputError(f"cannot export derivative {item!r}; choose from {', '.join(DERIVATIVES)} "
                              "(jacobian is an alias of gradient)")
@@ -207,29 +212,15 @@ def _request(derivatives: Iterable[str] | str) -> list[str]:
 
 def _entries(net: Network, program: Program, word: str) -> list[tuple[tuple[int, ...], sympy.Expr]]:
     """(index, expression over program nodes) for one derivative; the index is (k,), (k, i) or (k, i, j)."""
-    d = net.n_inputs
-    out = []
-    for k, jet in enumerate(program.jets):
-        if word == "value":
-            out.append(((k,), jet.get((), sympy.S.Zero)))
-        elif word == "gradient":
-            out += [((k, i), jet.get((i,), sympy.S.Zero)) for i in range(d)]
-        elif word == "hessian":
-            out += [((k, i, j), jet.get((min(i, j), max(i, j)), sympy.S.Zero)) for i in range(d) for j in range(d)]
-        else:
-            out.append(((k,), sympy.Add(*(jet.get((i, i), sympy.S.Zero) for i in range(d)))))
-    return out
+    quantity = QUANTITIES[canonical(word)]
+    return [((k, *index), expr) for k, jet in enumerate(program.jets) for index, expr in quantity.entries(jet, net.n_inputs)]
 
 
 def _indices(words: list[str], d: int) -> list[tuple[int, ...]]:
     wanted: list[tuple[int, ...]] = [()]
-    if "gradient" in words:
-        wanted += [(i,) for i in range(d)]
-    if "hessian" in words:
-        wanted += [(i, j) for i in range(d) for j in range(i, d)]
-    if "laplacian" in words:
-        wanted += [(i, i) for i in range(d)]
-    return wanted
+    for word in words:
+        wanted += QUANTITIES[canonical(word)].multi_indices(d)
+    return list(dict.fromkeys(wanted))
 
 
 def export(net: Network, lang: str = "python", derivatives: Iterable[str] | str = ("value",),
@@ -240,7 +231,8 @@ def export(net: Network, lang: str = "python", derivatives: Iterable[str] | str 
         net: the network (numeric weights for ``"c"`` and ``"python"``).
         lang: ``"c"``, ``"python"`` or ``"latex"``.
         derivatives: any of ``"value"``, ``"gradient"`` (alias ``"jacobian"``), ``"hessian"``,
-            ``"laplacian"``, in the order the function returns them.
+            ``"laplacian"``, ``"biharmonic"`` (the names of :mod:`symnet.requests`), in the order the
+            function returns them.
         name: the function's name (an identifier).
 
     The same network and request always give the same text.  See the module docstring for
@@ -335,7 +327,7 @@ def _python_source(net: Network, program: Program, words: list[str], name: str, 
     body = [f"    {target} = {code}" for target, code in lines]
     for word in words:
         c = codes[word]
-        if word in ("value", "laplacian"):
+        if word in ("value", "laplacian", "biharmonic"):
             value = c[(0,)] if m == 1 else "[" + ", ".join(c[(k,)] for k in range(m)) + "]"
         elif word == "gradient":
             rows = ["[" + ", ".join(c[(k, i)] for i in range(d)) + "]" for k in range(m)]
@@ -357,7 +349,7 @@ def _c_source(net: Network, program: Program, words: list[str], name: str, heade
     printer, names, lines, codes = _straight_line(net, program, words, _C_RESERVED | {name, *words}, _CPrinter)
     m, d = net.n_outputs, net.n_inputs
     sizes = {"value": f"[{m}]", "gradient": f"[{m}*{d}], index k*{d} + i", "hessian": f"[{m}*{d}*{d}], index "
-             f"(k*{d} + i)*{d} + j", "laplacian": f"[{m}]"}
+             f"(k*{d} + i)*{d} + j", "laplacian": f"[{m}]", "biharmonic": f"[{m}]"}
     inputs = safe_text(", ".join(s.name for s in net.inputs), 2000)
     doc = [_c_comment(f"/* {header}"), _c_comment(f" * x[{d}]: the inputs {inputs}")]
     doc += [f" * {w}{sizes[w]}" for w in words]
@@ -404,6 +396,8 @@ def _latex_source(net: Network, program: Program, words: list[str]) -> str:
                 lhs = y
             elif word == "laplacian":
                 lhs = rf"\Delta {y}"
+            elif word == "biharmonic":
+                lhs = rf"\Delta^{{2}} {y}"
             elif word == "gradient":
                 lhs = rf"\frac{{\partial {y}}}{{\partial {xs[index[1]]}}}"
             else:

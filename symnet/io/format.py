@@ -18,6 +18,32 @@ The metadata::
                  "W": {"array": "W1"},                   # or {"text": [["w1_0_0"]]}
                  "b": {"text": ["0"]}}]}
 
+A chain of dense layers is written in version 1, above (the same bytes as before graphs
+existed).  A graph network that is not a chain (:mod:`symnet.graph`) is written in version 2:
+``layers`` gives way to its nodes in order and the output's name::
+
+    {"format": "symnet-network", "version": 2, "symnet_version": "0.1.0",
+     "inputs": ["x0", "x1"], "symbols": {...},
+     "nodes": [{"name": "z1", "op": "dense", "inputs": ["x"],
+                "params": {"W": {"shape": [2, 3], "array": "n0_W"},
+                           "b": {"shape": [1, 3], "text": [["b1_0", "0", "1/3"]]}},
+                "attrs": {"units": 3}},
+               {"name": "a1", "op": "activation", "inputs": ["z1"], "params": {},
+                "attrs": {"activation": {"name": "tanh", "form": "tanh(t)"}}}, ...],
+     "output": "add1"}
+
+``x`` is the input node.  Each matrix (a parameter, or a constant attribute such as a
+Fourier matrix, a normalisation's scale and offset) declares its ``shape`` and is an array
+``n{index}_{key}`` or text, as a chain's weights; constants hold numbers only.  The other
+attributes are integers (``units``, slice bounds), a dense node's ``parametrization`` and
+activations, as :data:`ATTRIBUTE_KINDS` lists.  On load every node is checked against the
+op table (:data:`symnet.graph.OPS`: the op, its parameters and attributes), its name must be
+an ASCII identifier used once, its inputs earlier nodes, every declared shape and count is
+bounded (:data:`MAX_NODES` nodes; :data:`MAX_UNITS` units per node; :data:`MAX_WEIGHTS`
+parameter and constant entries, and units, in all) before any array is read, and the graph
+is built by :class:`symnet.graph.Graph`, whose shape checks run; anything wrong is a
+:class:`FileFormatError` naming the file and the node.
+
 A weight matrix or bias vector with any entry that is not a float64 number (an exact
 integer, a rational, a symbol, an expression) is stored as ``text``: one expression per
 entry, written and read by the safe expression reader of :mod:`symnet.io._expr` (numbers,
@@ -73,6 +99,14 @@ the file is quoted in messages through :func:`symnet.io.safe_text` and shortened
 'parabola.npz'
 >>> load(path) == net
 True
+
+A residual graph is written in version 2 and reads back equal:
+
+>>> from symnet.graph import input, dense, network
+>>> x = input(1)
+>>> residual = network(x, dense(x, 2, "tanh") + x)
+>>> load(save(residual, path)) == residual
+True
 """
 
 from __future__ import annotations
@@ -97,11 +131,17 @@ from ..errors import InputError, SymnetError
 from ..network import Dense, Network
 from ._expr import ExpressionError, parse, safe_text, to_text
 
-__all__ = ["FileFormatError", "UnsupportedLayerError", "UntrustedCodeError", "FORMAT", "VERSION", "save", "load",
-           "detect", "read_network", "MAX_LAYERS", "MAX_UNITS", "MAX_WEIGHTS", "MAX_METADATA_BYTES", "MAX_NAME_LENGTH"]
+__all__ = ["FileFormatError", "UnsupportedLayerError", "UntrustedCodeError", "FORMAT", "VERSION", "CHAIN_VERSION",
+           "GRAPH_VERSION", "ATTRIBUTE_KINDS", "save", "load", "detect", "read_network", "MAX_LAYERS", "MAX_NODES",
+           "MAX_UNITS", "MAX_WEIGHTS", "MAX_METADATA_BYTES", "MAX_NAME_LENGTH"]
 
 FORMAT = "symnet-network"
-VERSION = 1
+#: the version chains are written in (unchanged since symnet 0.1: a chain's file is the same bytes)
+CHAIN_VERSION = 1
+#: the version graphs that are not chains are written in (``nodes`` instead of ``layers``)
+GRAPH_VERSION = 2
+#: the newest version this symnet reads
+VERSION = GRAPH_VERSION
 _META = "symnet"
 _ZIP_MAGIC = b"PK\x03\x04"
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -133,9 +173,10 @@ def save(net: Network, path: str | os.PathLike[str]) -> Path:
     """Write ``net`` to ``path`` in symnet's format (see the module docstring) and return the path.
 
     The file is written whole or not at all (a temporary file is renamed over ``path``).  Any
-    network symnet builds can be saved -- numeric, symbolic or mixed, any activation whose
-    form uses the functions the expression reader knows; anything else raises
-    :class:`FileFormatError` before a byte is written.  ``load(save(net, path)) == net``.
+    network symnet builds can be saved -- numeric, symbolic or mixed, a chain (format version
+    1) or a graph (version 2), any activation whose form uses the functions the expression
+    reader knows; anything else raises :class:`FileFormatError` before a byte is written.
+    ``load(save(net, path)) == net``.
     """
     if not isinstance(net, Network):
         raise InputError(f"save needs a symnet Network, not {type(net).__name__}")
@@ -146,6 +187,9 @@ def save(net: Network, path: str | os.PathLike[str]) -> Path:
                                   f"at most {MAX_NAME_LENGTH} characters")
     symbols = {p.name: p for p in net.params}
     declared = {name: _assumptions_of(symbol, path) for name, symbol in symbols.items()}
+    if not net.is_chain:
+        arrays, meta = _graph_meta(net, symbols, declared, path)
+        return _write(arrays, meta, path)
     arrays: dict[str, np.ndarray] = {}
     layers = []
     for number, layer in enumerate(net.layers, start=1):
@@ -166,11 +210,16 @@ def save(net: Network, path: str | os.PathLike[str]) -> Path:
                 entry[key] = {"text": text if key == "W" else text[0]}
         layers.append(entry)
     meta = {
-        "format": FORMAT, "version": VERSION, "symnet_version": _symnet_version(),
+        "format": FORMAT, "version": CHAIN_VERSION, "symnet_version": _symnet_version(),
         "inputs": [s.name for s in net.inputs],
         "symbols": declared,
         "layers": layers,
     }
+    return _write(arrays, meta, path)
+
+
+def _write(arrays: dict[str, np.ndarray], meta: dict[str, Any], path: Path) -> Path:
+    """Write the archive whole or not at all (a temporary file renamed over ``path``)."""
     arrays[_META] = np.frombuffer(json.dumps(meta, indent=1).encode("utf-8"), dtype=np.uint8)
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")  # the user's umask, unlike mkstemp
     try:
@@ -200,17 +249,18 @@ def _assumptions_of(symbol: sympy.Symbol, path: Path) -> dict[str, bool]:
     return {k: bool(v) for k, v in sorted(symbol.assumptions0.items()) if v is not None}
 
 
-def _activation_entry(activation: Activation, number: int, path: Path) -> dict[str, Any]:
+def _activation_entry(activation: Activation, number: int, path: Path, node: str | None = None) -> dict[str, Any]:
     if activation.form is None:
         entry = {"name": activation.name, "form": None}
     else:
         try:
             entry = {"name": activation.name, "form": to_text(activation.form, {"t": T})}
         except ExpressionError as exc:
-            raise FileFormatError(f"{_shown(path)}: cannot save layer {number}'s activation "
+            owner = f"layer {number}'s activation" if node is None else f"node {node!r}: activation"
+            raise FileFormatError(f"{_shown(path)}: cannot save {owner} "
                                   f"{safe_text(repr(activation.name), 120)}: {exc}") from None
     try:  # never write what load refuses
-        _activation(entry, number, path, build=False)
+        _activation(entry, number, path, build=False, node=node)
     except FileFormatError as exc:
         raise FileFormatError(f"cannot save, load would refuse the file: {exc}") from None
     return entry
@@ -220,6 +270,7 @@ def _activation_entry(activation: Activation, number: int, path: Path) -> dict[s
 
 #: limits on what a file may declare, checked before anything is allocated or parsed
 MAX_LAYERS = 1_000
+MAX_NODES = 10_000
 MAX_UNITS = 100_000
 MAX_WEIGHTS = 1_000_000
 MAX_METADATA_BYTES = 64 * 2**20
@@ -297,9 +348,10 @@ def _describe(head: bytes) -> str:
 def _members(archive: zipfile.ZipFile, path: Path) -> dict[str, zipfile.ZipInfo]:
     """The archive's arrays by name; anything that is not one ``NAME.npy`` per array is refused."""
     infos = archive.infolist()
-    if len(infos) > 2 * MAX_LAYERS + 1:
+    if len(infos) > max(2 * MAX_LAYERS, 3 * MAX_NODES) + 1:  # a layer has 2 arrays, a graph node at most 3
+        most = max(2 * MAX_LAYERS, 3 * MAX_NODES) + 1
         raise FileFormatError(f"{_shown(path)}: the archive holds {len(infos)} members; a symnet file holds at most "
-                              f"{2 * MAX_LAYERS + 1} (symnet.io.format.MAX_LAYERS = {MAX_LAYERS})")
+                              f"{most} (symnet.io.format.MAX_LAYERS = {MAX_LAYERS}, MAX_NODES = {MAX_NODES})")
     members: dict[str, zipfile.ZipInfo] = {}
     for info in infos:
         name = info.filename[:-4] if info.filename.endswith(".npy") else None
@@ -322,7 +374,8 @@ class _Arrays:
     def names(self) -> set[str]:
         return set(self.members)
 
-    def read(self, name: str, dtype: np.dtype[Any], shape: tuple[int, ...] | None, where: str) -> np.ndarray:
+    def read(self, name: str, dtype: np.dtype[Any], shape: tuple[int, ...] | None, where: str,
+             needs: str = "the layer needs") -> np.ndarray:
         """Array ``name``; ``shape`` None: any 1-D array of up to :data:`MAX_METADATA_BYTES` bytes."""
         with self.archive.open(self.members[name]) as stream:
             version = np.lib.format.read_magic(stream)
@@ -346,8 +399,8 @@ class _Arrays:
                                           f"{MAX_METADATA_BYTES} bytes (symnet.io.format.MAX_METADATA_BYTES), not "
                                           f"{found_shape}")
             elif found_shape != shape:
-                raise FileFormatError(f"{_shown(self.path)}: {where} ({name}) has shape {found_shape} but the layer "
-                                      f"needs {shape}")
+                raise FileFormatError(f"{_shown(self.path)}: {where} ({name}) has shape {found_shape} but {needs} "
+                                      f"{shape}")
             count = math.prod(found_shape)
             data = stream.read(count * found.itemsize)
             if len(data) != count * found.itemsize:
@@ -375,20 +428,22 @@ def _metadata(arrays: _Arrays, path: Path) -> dict[str, Any]:
     if version > VERSION:
         raise FileFormatError(f"{_shown(path)}: written with format version {version}, newer than this symnet reads "
                               f"({VERSION}); upgrade symnet")
-    _known_keys(meta, _META_KEYS, "the metadata", path)
+    _known_keys(meta, _META_KEYS if version == CHAIN_VERSION else _GRAPH_META_KEYS, "the metadata", path, version)
     return meta
 
 
 _META_KEYS = frozenset({"format", "version", "symnet_version", "inputs", "symbols", "layers"})
+_GRAPH_META_KEYS = frozenset({"format", "version", "symnet_version", "inputs", "symbols", "nodes", "output"})
 _LAYER_KEYS = frozenset({"fan_in", "fan_out", "activation", "W", "b"})
 _ACTIVATION_KEYS = frozenset({"name", "form"})
 
 
-def _known_keys(entry: dict[str, Any], known: frozenset[str], where: str, path: Path) -> None:
+def _known_keys(entry: dict[str, Any], known: frozenset[str], where: str, path: Path,
+                version: int = CHAIN_VERSION) -> None:
     unknown = sorted(set(entry) - known)
     if unknown:
         raise FileFormatError(f"{_shown(path)}: {where} has unknown keys {safe_text(unknown, 120)}; format version "
-                              f"{VERSION} knows {', '.join(sorted(known))}")
+                              f"{version} knows {', '.join(sorted(known))}")
 
 
 def _need(container: Any, key: str, kind: type | tuple[type, ...], where: str, path: Path) -> Any:
@@ -470,6 +525,8 @@ def _sizes(entries: list[Any], n_inputs: int, path: Path) -> list[tuple[int, int
 
 
 def _network(meta: dict[str, Any], arrays: _Arrays, path: Path) -> Network:
+    if meta["version"] == GRAPH_VERSION:
+        return _graph_network(meta, arrays, path)
     symbols = _symbols(meta, path)
     inputs = _inputs(meta, path)
     layer_entries = _need(meta, "layers", list, "", path)
@@ -504,7 +561,8 @@ def _referenced(entries: list[Any]) -> set[str]:
 
 
 def _matrix(spec: dict[str, Any], shape: tuple[int, int], is_bias: bool, where: str, arrays: _Arrays,
-            used: set[str], symbols: dict[str, sympy.Symbol], path: Path) -> sympy.ImmutableMatrix:
+            used: set[str], symbols: dict[str, sympy.Symbol], path: Path,
+            needs: str = "the layer needs") -> sympy.ImmutableMatrix:
     wanted = (shape[1],) if is_bias else shape
     if set(spec) == {"array"}:
         name = spec["array"]
@@ -514,7 +572,7 @@ def _matrix(spec: dict[str, Any], shape: tuple[int, int], is_bias: bool, where: 
         if name in used:
             raise FileFormatError(f"{_shown(path)}: {where} reuses array {name!r}")
         used.add(name)
-        array = arrays.read(name, np.dtype(np.float64), wanted, where)
+        array = arrays.read(name, np.dtype(np.float64), wanted, where, needs)
         bad = np.argwhere(~np.isfinite(array))
         if bad.size:
             index = tuple(int(i) for i in bad[0])
@@ -566,14 +624,20 @@ def _number_problem(expr: sympy.Expr) -> str | None:
     return None
 
 
-def _activation(entry: dict[str, Any], number: int, path: Path, build: bool = True) -> Activation | None:
-    """The activation a file names, checked as the module docstring says (``build=False``: only checked)."""
-    where = f"layers[{number - 1}].activation."
+def _activation(entry: dict[str, Any], number: int, path: Path, build: bool = True,
+                node: str | None = None) -> Activation | None:
+    """The activation a file names, checked as the module docstring says (``build=False``: only checked).
+
+    ``number`` counts layers from 1 in a chain's file; in a graph's, ``node`` names the node and
+    ``number`` is its index in ``nodes``.
+    """
+    where = f"layers[{number - 1}].activation." if node is None else f"nodes[{number}].attrs.activation."
+    owner = f"layer {number}" if node is None else f"node {node!r}"
     name = _need(entry, "name", str, where, path)
     form_text = entry.get("form")
     if form_text is not None and not isinstance(form_text, str):
         raise FileFormatError(f"{_shown(path)}: {where}form is {type(form_text).__name__}, not text")
-    layer = f"{_shown(path)}: layer {number}'s activation"
+    layer = f"{_shown(path)}: {owner}'s activation" if node is None else f"{_shown(path)}: {owner}: activation"
     shown = safe_text(repr(name), 120)
     if name.startswith(_TRACED_PREFIX):  # a traced or user-built form: its name is the form, as symnet writes it
         if form_text is None:
@@ -607,7 +671,7 @@ def _activation(entry: dict[str, Any], number: int, path: Path, build: bool = Tr
                               "files hold the registry's own spelling")
     if form_text is None:
         if registered.form is not None:
-            raise FileFormatError(f"{_shown(path)}: layer {number}: activation {name!r} is stored without its form")
+            raise FileFormatError(f"{_shown(path)}: {owner}: activation {name!r} is stored without its form")
         return registered
     if registered.form is None:
         raise FileFormatError(f"{layer} {name!r} acts on a whole layer and has no form, but the file gives the "
@@ -629,6 +693,257 @@ def _form(text: str, layer: str) -> sympy.Expr:
     if problem:
         raise FileFormatError(f"{layer}: its form has a number that is not a finite real float64: {problem}")
     return form
+
+
+# --- graphs: format version 2 -------------------------------------------------------------------
+
+#: How each attribute an op of :data:`symnet.graph.OPS` may have is written: ``count`` a JSON
+#: integer from 0 to :data:`MAX_UNITS`, ``parametrization`` the name of a dense node's weight
+#: parametrisation, ``constant`` a matrix of numbers (``{"shape", "array" | "text"}``, no
+#: symbols), ``activation`` an activation entry as in a chain's layers.  An attribute not in
+#: this table is refused by :func:`save` and :func:`load` alike.
+ATTRIBUTE_KINDS: dict[str, str] = {
+    "units": "count", "start": "count", "stop": "count", "parametrization": "parametrization",
+    "matrix": "constant", "scale": "constant", "offset": "constant", "activation": "activation",
+}
+_NODE_KEYS = frozenset({"name", "op", "inputs", "params", "attrs"})
+_MATRIX_KEYS = frozenset({"shape", "array", "text"})
+
+
+def _graph_meta(net: Network, symbols: dict[str, sympy.Symbol], declared: dict[str, Any],
+                path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The arrays and metadata of a graph network (format version 2): its nodes in order."""
+    graph = net.graph
+    for symbol in graph.inputs:
+        if type(symbol) is not sympy.Symbol or symbol != sympy.Symbol(symbol.name, real=True) \
+                or not _IDENTIFIER.fullmatch(symbol.name):
+            raise FileFormatError(f"{_shown(path)}: cannot save input {safe_text(repr(symbol.name), 80)}: a graph's "
+                                  "inputs are saved as real symbols named like ASCII identifiers "
+                                  "(sympy.Symbol(name, real=True))")
+    arrays: dict[str, np.ndarray] = {}
+    nodes = []
+    for index, node in enumerate(graph.nodes[1:]):
+        params = {key: _matrix_entry(matrix, f"n{index}_{key}", symbols, arrays, f"node {node.name!r}: {key}", path)
+                  for key, matrix in node.params.items()}
+        attrs = {key: _attribute_entry(node, index, key, value, arrays, path) for key, value in node.attrs.items()}
+        nodes.append({"name": node.name, "op": node.op, "inputs": list(node.inputs), "params": params,
+                      "attrs": attrs})
+    if len(nodes) > MAX_NODES:
+        raise FileFormatError(f"{_shown(path)}: cannot save a graph of {len(nodes)} nodes: load reads at most "
+                              f"{MAX_NODES} (symnet.io.format.MAX_NODES)")
+    meta = {
+        "format": FORMAT, "version": GRAPH_VERSION, "symnet_version": _symnet_version(),
+        "inputs": [s.name for s in graph.inputs],
+        "symbols": declared,
+        "nodes": nodes,
+        "output": graph.output,
+    }
+    return arrays, meta
+
+
+def _matrix_entry(matrix: sympy.ImmutableMatrix, name: str, symbols: Mapping[str, sympy.Symbol],
+                  arrays: dict[str, np.ndarray], what: str, path: Path) -> dict[str, Any]:
+    """``{"shape": [r, c], "array": name}`` when every entry is a float64 number, else one text per entry."""
+    shape = [int(matrix.shape[0]), int(matrix.shape[1])]
+    if all(v.is_Float and getattr(v, "_prec", 0) == 53 for v in matrix):
+        values = np.array([float(v) for v in matrix], dtype=np.float64).reshape(shape)
+        if not np.isfinite(values).all():
+            raise FileFormatError(f"{_shown(path)}: cannot save {what}: it holds a number that is not finite")
+        arrays[name] = values
+        return {"shape": shape, "array": name}
+    try:
+        text = [[to_text(v, symbols) for v in row] for row in matrix.tolist()]
+    except ExpressionError as exc:
+        raise FileFormatError(f"{_shown(path)}: cannot save {what}: {safe_text(exc, 300)}") from None
+    return {"shape": shape, "text": text}
+
+
+def _attribute_entry(node: Any, index: int, key: str, value: Any, arrays: dict[str, np.ndarray], path: Path) -> Any:
+    from ..graph.ops import PARAMETRIZATIONS
+
+    what = f"node {node.name!r}: attribute {key!r}"
+    kind = ATTRIBUTE_KINDS.get(key)
+    if kind == "count" and isinstance(value, (int, np.integer)) and not isinstance(value, bool) \
+            and 0 <= value <= MAX_UNITS:
+        return int(value)
+    if kind == "parametrization" and value in PARAMETRIZATIONS:
+        return str(value)
+    if kind == "constant" and isinstance(value, sympy.MatrixBase):
+        return _matrix_entry(value, f"n{index}_{key}", {}, arrays, what, path)
+    if kind == "activation" and isinstance(value, Activation):
+        return _activation_entry(value, index, path, node=node.name)
+    wanted = {"count": f"an integer from 0 to {MAX_UNITS}", "parametrization": f"one of {PARAMETRIZATIONS}",
+              "constant": "a SymPy matrix of numbers", "activation": "a symnet Activation"}
+    need = wanted.get(kind or "", f"one of the attributes files hold ({', '.join(ATTRIBUTE_KINDS)})")
+    raise FileFormatError(f"{_shown(path)}: cannot save {what} = {safe_text(repr(value), 80)}: it must be {need}")
+
+
+def _graph_network(meta: dict[str, Any], arrays: _Arrays, path: Path) -> Network:
+    """A graph network from format version 2 metadata: every node checked against the op table,
+    every size bounded before an array is read, then built by :class:`symnet.graph.Graph`."""
+    from ..graph import Graph, Node
+
+    symbols = _symbols(meta, path)
+    inputs = _inputs(meta, path)
+    if not inputs:
+        raise FileFormatError(f"{_shown(path)}: the file lists no inputs")
+    entries = _need(meta, "nodes", list, "", path)
+    output = _need(meta, "output", str, "", path)
+    if not entries:
+        raise FileFormatError(f"{_shown(path)}: the file lists no nodes")
+    if len(entries) > MAX_NODES:
+        raise FileFormatError(f"{_shown(path)}: the file lists {len(entries)} nodes, more than {MAX_NODES} "
+                              "(symnet.io.format.MAX_NODES)")
+    # first pass: names, ops, inputs and declared shapes, before any array is read
+    names: set[str] = {"x"}
+    total = 0
+    shapes: list[dict[str, tuple[int, int]]] = []
+    for index, entry in enumerate(entries):
+        name, op = _node_head(entry, index, names, path)
+        where = f"node {name!r} ({op.name})"
+        _known_keys(entry, _NODE_KEYS, f"nodes[{index}]", path, GRAPH_VERSION)
+        node_inputs = _need(entry, "inputs", list, f"nodes[{index}].", path)
+        if len(node_inputs) > MAX_UNITS:
+            raise FileFormatError(f"{_shown(path)}: {where} has {len(node_inputs)} inputs, more than {MAX_UNITS} "
+                                  "(symnet.io.format.MAX_UNITS)")
+        for k, name_in in enumerate(node_inputs):
+            if not isinstance(name_in, str) or name_in not in names:
+                raise FileFormatError(f"{_shown(path)}: {where}: input {safe_text(repr(name_in), 80)} is not an "
+                                      "earlier node (nodes are listed after the nodes they read)")
+        params = _need(entry, "params", dict, f"nodes[{index}].", path)
+        attrs = _need(entry, "attrs", dict, f"nodes[{index}].", path)
+        allowed = _parameter_names(op)
+        declared: dict[str, tuple[int, int]] = {}
+        for key, spec in params.items():
+            if key not in allowed:
+                raise FileFormatError(f"{_shown(path)}: {where} has parameter {safe_text(repr(key), 40)}; op "
+                                      f"{op.name!r} takes {', '.join(allowed) or 'none'}")
+            declared[key] = _declared_shape(spec, f"{where}: {key}", path)
+        for key, value in attrs.items():
+            if key not in op.attrs or key not in ATTRIBUTE_KINDS:
+                raise FileFormatError(f"{_shown(path)}: {where} has attribute {safe_text(repr(key), 40)}; op "
+                                      f"{op.name!r} takes {', '.join(op.attrs) or 'none'}")
+            if ATTRIBUTE_KINDS[key] == "constant":
+                declared[key] = _declared_shape(value, f"{where}: {key}", path)
+        for rows, cols in declared.values():
+            total += rows * cols
+        if total > MAX_WEIGHTS:
+            raise FileFormatError(f"{_shown(path)}: the nodes up to {where} have {total} parameters and constants, "
+                                  f"more than {MAX_WEIGHTS} (symnet.io.format.MAX_WEIGHTS)")
+        shapes.append(declared)
+        names.add(name)
+    referenced = {spec["array"] for entry in entries for group in ("params", "attrs")
+                  for spec in entry[group].values() if isinstance(spec, dict) and isinstance(spec.get("array"), str)}
+    extra = sorted(arrays.names - {_META} - referenced)
+    if extra:  # before reading any array
+        raise FileFormatError(f"{_shown(path)}: unexpected arrays {safe_text(extra, 200)}; a symnet file holds only "
+                              "the arrays its nodes name")
+    # second pass: read the arrays and expressions, build the nodes
+    used = {_META}
+    nodes = []
+    for index, (entry, declared) in enumerate(zip(entries, shapes)):
+        name, op_name = entry["name"], entry["op"]
+        where = f"node {name!r}: "
+        params = {key: _declared_matrix(spec, declared[key], f"{where}{key}", arrays, used, symbols, path)
+                  for key, spec in entry["params"].items()}
+        attrs = {key: _attribute(value, key, declared.get(key), index, name, arrays, used, path)
+                 for key, value in entry["attrs"].items()}
+        nodes.append(Node(name, op_name, tuple(entry["inputs"]), params, attrs, 0))
+    try:
+        graph = Graph(tuple(sympy.Symbol(n, real=True) for n in inputs), nodes, output)
+    except SymnetError as exc:  # the graph's own checks name the node
+        raise FileFormatError(f"{_shown(path)}: {safe_text(exc, 400)}") from None
+    units = 0
+    for node in graph.nodes:
+        units += node.width
+        if node.width > MAX_UNITS or units > MAX_WEIGHTS:
+            raise FileFormatError(f"{_shown(path)}: node {node.name!r} has {node.width} units (the nodes up to it "
+                                  f"{units}); a node has at most {MAX_UNITS} (symnet.io.format.MAX_UNITS), all "
+                                  f"nodes together at most {MAX_WEIGHTS} (symnet.io.format.MAX_WEIGHTS)")
+    try:
+        return Network.from_graph(graph)
+    except SymnetError as exc:
+        raise FileFormatError(f"{_shown(path)}: {safe_text(exc, 400)}") from None
+
+
+def _node_head(entry: Any, index: int, names: set[str], path: Path) -> tuple[str, Any]:
+    """A node entry's name (an ASCII identifier not used before) and its op from the op table."""
+    from ..graph import OPS
+    from ..graph.ir import check_name
+
+    name = _need(entry, "name", str, f"nodes[{index}].", path)
+    try:
+        check_name(name)
+    except SymnetError:
+        raise FileFormatError(f"{_shown(path)}: nodes[{index}].name is {safe_text(repr(name), 80)}; node names are "
+                              "ASCII identifiers of at most 64 characters") from None
+    if name in names:
+        raise FileFormatError(f"{_shown(path)}: nodes[{index}] is named {name!r}, a name used before "
+                              f"({'the input node' if name == 'x' else 'an earlier node'}); node names are unique")
+    op_name = _need(entry, "op", str, f"nodes[{index}].", path)
+    op = OPS.get(op_name)
+    if op is None:
+        raise FileFormatError(f"{_shown(path)}: node {name!r} has op {safe_text(repr(op_name), 80)}, which this "
+                              f"symnet does not know; the ops are {', '.join(sorted(OPS))}")
+    return name, op
+
+
+def _parameter_names(op: Any) -> tuple[str, ...]:
+    """Every parameter name a node of ``op`` may have (a dense node's, under each parametrisation)."""
+    from ..graph import Node
+    from ..graph.ops import PARAMETRIZATIONS
+
+    names = list(op.params)
+    if "parametrization" in op.attrs:
+        for kind in PARAMETRIZATIONS:
+            probe = Node("probe", op.name, ("x",), {}, {"units": 1, "parametrization": kind}, 1, (1,))
+            names += [n for n in op.param_shapes((1,), 1, probe) if n not in names]
+    return tuple(names)
+
+
+def _declared_shape(spec: Any, where: str, path: Path) -> tuple[int, int]:
+    """The ``shape`` a matrix entry declares, checked against the limits before anything is read."""
+    if not isinstance(spec, dict):
+        raise FileFormatError(f"{_shown(path)}: {where} is {type(spec).__name__}, not an object")
+    _known_keys(spec, _MATRIX_KEYS, where, path, GRAPH_VERSION)
+    shape = spec.get("shape")
+    if not (isinstance(shape, list) and len(shape) == 2
+            and all(isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= MAX_UNITS for n in shape)):
+        raise FileFormatError(f"{_shown(path)}: {where}: shape {safe_text(repr(shape), 80)} must be [rows, columns], "
+                              f"each from 1 to {MAX_UNITS} (symnet.io.format.MAX_UNITS)")
+    return shape[0], shape[1]
+
+
+def _declared_matrix(spec: dict[str, Any], shape: tuple[int, int], where: str, arrays: _Arrays, used: set[str],
+                     symbols: dict[str, sympy.Symbol], path: Path) -> sympy.ImmutableMatrix:
+    body = {k: v for k, v in spec.items() if k != "shape"}
+    return _matrix(body, shape, False, where, arrays, used, symbols, path, "the metadata declares")
+
+
+def _attribute(value: Any, key: str, shape: tuple[int, int] | None, index: int, node: str, arrays: _Arrays,
+               used: set[str], path: Path) -> Any:
+    """One attribute, read by its kind (:data:`ATTRIBUTE_KINDS`)."""
+    from ..graph.ops import PARAMETRIZATIONS
+
+    kind = ATTRIBUTE_KINDS[key]
+    where = f"node {node!r}: {key}"
+    if kind == "constant":
+        assert shape is not None
+        return _declared_matrix(value, shape, where, arrays, used, {}, path)
+    if kind == "activation":
+        if not isinstance(value, dict):
+            raise FileFormatError(f"{_shown(path)}: {where} is {type(value).__name__}, not an object")
+        _known_keys(value, _ACTIVATION_KEYS, f"nodes[{index}].attrs.activation", path, GRAPH_VERSION)
+        return _activation(value, index, path, node=node)
+    if kind == "parametrization":
+        if value not in PARAMETRIZATIONS or not isinstance(value, str):
+            raise FileFormatError(f"{_shown(path)}: {where} is {safe_text(repr(value), 80)}, not one of "
+                                  f"{', '.join(PARAMETRIZATIONS)}")
+        return value
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_UNITS:
+        raise FileFormatError(f"{_shown(path)}: {where} is {safe_text(repr(value), 80)}, not an integer from 0 to "
+                              f"{MAX_UNITS} (symnet.io.format.MAX_UNITS)")
+    return value
 
 
 # --- any file ----------------------------------------------------------------------------------

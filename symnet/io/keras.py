@@ -35,7 +35,6 @@ activation: it saves the lambda without the ``__lambda__`` tag its loader needs.
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import io
 import json
@@ -176,31 +175,13 @@ class _Step:
         return f"layer {self.name!r} ({self.class_name}{index})"
 
 
-def _compose(outer: Activation, inner: Activation, where: str) -> Activation:
-    """``outer(inner(t))`` as one activation; its numeric derivatives follow the chain rule from the parts'."""
-    if inner.name == "linear":
-        return outer
-    if outer.name == "linear":
-        return inner
-    if outer.form is None or inner.form is None:
-        raise UnsupportedLayerError(f"{where}: {outer.name} after {inner.name} cannot be written as one "
-                                    "activation; softmax must be the only activation of its layer")
-    form = outer.form.xreplace({T: inner.form})
-    composed = _activations.from_form(form, name=f"t -> {form}")
-    f, g = outer, inner
-    if None in (f.numpy_derivative, f.numpy_second_derivative, g.numpy_derivative, g.numpy_second_derivative):
-        return composed  # pragma: no cover - every registered elementwise activation has both
-
-    def first(z: np.ndarray) -> np.ndarray:
-        return f.numpy_derivative(g.numpy(z)) * g.numpy_derivative(z)  # type: ignore[misc]
-
-    def second(z: np.ndarray) -> np.ndarray:
-        inner_value, slope = g.numpy(z), g.numpy_derivative(z)  # type: ignore[misc]
-        return (f.numpy_second_derivative(inner_value) * slope**2  # type: ignore[misc]
-                + f.numpy_derivative(inner_value) * g.numpy_second_derivative(z))  # type: ignore[misc]
-
-    return dataclasses.replace(composed, numpy=lambda z: f.numpy(g.numpy(z)), numpy_derivative=first,
-                               numpy_second_derivative=second, _derivatives={})
+def compose_activations(outer: Activation, inner: Activation, where: str) -> Activation:
+    """``outer(inner(t))`` as one activation (:func:`symnet.activations.compose`); an
+    :class:`~symnet.io.UnsupportedLayerError` naming ``where`` when a part is softmax."""
+    try:
+        return _activations.compose(outer, inner)
+    except ActivationError as exc:
+        raise UnsupportedLayerError(f"{where}: {exc}") from None
 
 
 # --- shared back end -----------------------------------------------------------------------------
@@ -238,7 +219,7 @@ def _build(steps: list[_Step], where: str, path: Path | None) -> Network:
             if not weights:
                 raise UnsupportedLayerError(f"{where}: {step.where()} comes before any Dense layer; a symnet "
                                             "network starts with a Dense layer")
-            acts[-1] = _compose(step.activation, acts[-1], f"{where}: {step.where()}")
+            acts[-1] = compose_activations(step.activation, acts[-1], f"{where}: {step.where()}")
             continue
         weights.append(step.kernel)
         biases.append(step.bias)

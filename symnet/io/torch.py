@@ -42,7 +42,7 @@ from ..errors import ActivationError, InputError, ShapeError, SymnetError
 from ..network import Network
 from ._compare import check_import, describe_modules
 from .format import FileFormatError, UnsupportedLayerError, UntrustedCodeError
-from .keras import _compose, activation_from_text
+from .keras import activation_from_text, compose_activations
 
 __all__ = ["from_torch", "load_torch", "MAX_STATE_VALUES", "SOFTPLUS_MIN_THRESHOLD"]
 
@@ -166,7 +166,7 @@ def from_torch(module: Any, *, check: bool = True) -> Network:
                 continue
             raise UnsupportedLayerError(f"{where} comes before any Linear module; a symnet network starts with a "
                                         "Linear layer")
-        acts[-1] = _compose(activation, acts[-1], where)
+        acts[-1] = compose_activations(activation, acts[-1], where)
         groups[-1].append((name, child))
     if not weights:
         raise UnsupportedLayerError("the module has no Linear layer")

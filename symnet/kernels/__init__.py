@@ -38,9 +38,13 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import sympy
 
-from ..errors import InputError, ShapeError, SymnetError
+from ..activations import Activation
+from ..errors import ExpressionSizeWarning, InputError, ShapeError, SymnetError
+from ..graph import OPS, Graph
+from ..graph import Node as GraphNode
 from ..network import Network
 from ..program import MultiIndex, build, closure
+from ..requests import QUANTITIES, Request, parse, partial_name
 from . import _cache, _threads
 from ._cache import CacheWarning
 from ._codegen import Output, generate
@@ -72,7 +76,14 @@ _SCHEDULES = ("auto", "forward", "forward-adjoint")
 #: 168, 5.0 s at 324, 9.0 s at 528 (when both evaluate equally fast) -- so past ~200 terms
 #: the layered strategy, which compiles in ~0.2 s once, is the better trade.
 EXPRESSION_LIMIT = 200
-_WORDS = ("value", "jacobian", "hessian", "laplacian")
+
+#: A graph network takes the expression strategy whatever its size (the layered one reads
+#: chains only, until issue 17); past this many weight-times-stream terms a numba kernel's
+#: ``compile`` warns (:class:`~symnet.ExpressionSizeWarning`) before generating its source,
+#: since numba's compile time grows with the unrolled program's length, ten times
+#: :data:`EXPRESSION_LIMIT`'s (docs/kernels.md).
+EXPRESSION_WARNING = 2000
+_WORDS = tuple(QUANTITIES)
 
 #: Counters a test (or a curious user) can read: how often sources were generated and
 #: kernels compiled in this process.
@@ -94,75 +105,23 @@ class KernelError(SymnetError, RuntimeError):
 # --- the request ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Request:
-    words: tuple[str, ...]
-    partials: tuple[MultiIndex, ...]
-
-    def multi_indices(self, d: int) -> list[MultiIndex]:
-        wanted: list[MultiIndex] = [()]
-        if "jacobian" in self.words:
-            wanted += [(i,) for i in range(d)]
-        if "hessian" in self.words:
-            wanted += [(i, j) for i in range(d) for j in range(i, d)]
-        if "laplacian" in self.words:
-            wanted += [(i, i) for i in range(d)]
-        return wanted + list(self.partials)
+# The vocabulary of requests (names, aliases, multi-indices, assembly, shapes) is symnet.requests.
+_Request = Request
 
 
-def _parse_request(derivatives: Iterable[Any] | str, net: Network) -> _Request:
-    if not isinstance(derivatives, Iterable):
-        raise InputError(f"cannot read derivatives={derivatives!r}: give names from {', '.join(_WORDS)} "
-                         "(e.g. ('value', 'hessian')) or partials such as (0, 0, 1)")
-    if isinstance(derivatives, (str, tuple)) and (isinstance(derivatives, str) or all(isinstance(i, (int, np.integer)) for i in derivatives)):
-        derivatives = [derivatives]
-    words: list[str] = []
-    partials: list[MultiIndex] = []
-    for item in derivatives:
-        if isinstance(item, str):
-            word = {"gradient": "jacobian", "grad": "jacobian"}.get(item, item)
-            if word not in _WORDS:
-                raise InputError(
-                    f"unknown derivative {item!r}; ask for {', '.join(_WORDS)} or a partial such as (0, 0, 1)"
-                )
-            if word not in words:
-                words.append(word)
-        elif isinstance(item, (tuple, list)):
-            alpha = tuple(sorted(net.input_index(i) for i in item))
-            if alpha not in partials:
-                partials.append(alpha)
-        else:
-            raise InputError(f"cannot read derivative {item!r}: give a name ('hessian') or a tuple of inputs (0, 1)")
-    if not words and not partials:
-        raise InputError("derivatives is empty: ask for at least 'value'")
-    return _Request(tuple(w for w in _WORDS if w in words), tuple(partials))
+def _parse_request(derivatives: Iterable[Any] | str, net: Network) -> Request:
+    return parse(derivatives, net.n_inputs, net.input_index)
 
 
-def _partial_name(alpha: MultiIndex) -> str:
-    return "partial_" + "_".join(map(str, alpha)) if alpha else "partial"
-
-
-def _outputs(request: _Request, jets: list[dict[MultiIndex, sympy.Expr]], d: int) -> list[Output]:
-    zero = sympy.S.Zero
-    m = len(jets)
-    result = []
-    if "value" in request.words:
-        result.append(Output("value", tuple(((k,), jets[k].get((), zero)) for k in range(m))))
-    if "jacobian" in request.words:
-        result.append(Output("jacobian", tuple(((k, i), jets[k].get((i,), zero)) for k in range(m) for i in range(d))))
-    if "hessian" in request.words:
-        result.append(Output("hessian", tuple(((k, i, j), jets[k].get(tuple(sorted((i, j))), zero))
-                                              for k in range(m) for i in range(d) for j in range(d))))
-    if "laplacian" in request.words:
-        result.append(Output("laplacian", tuple(((k,), sympy.Add(*(jets[k].get((i, i), zero) for i in range(d))))
-                                                for k in range(m))))
-    for alpha in request.partials:
-        result.append(Output(_partial_name(alpha), tuple(((k,), jets[k].get(alpha, zero)) for k in range(m))))
-    return result
+def _outputs(request: Request, jets: list[dict[MultiIndex, sympy.Expr]], d: int) -> list[Output]:
+    return [Output(name, tuple(((k, *index), expr) for k, jet in enumerate(jets)
+                               for index, expr in request.entries(name, jet, d)))
+            for name in request.outputs]
 
 
 def _shape(name: str, n: int, m: int, d: int) -> tuple[int, ...]:
-    return {"jacobian": (n, m, d), "hessian": (n, m, d, d)}.get(name, (n, m))
+    quantity = QUANTITIES.get(name)
+    return quantity.shape(n, m, d) if quantity is not None else (n, m)
 
 
 # --- results --------------------------------------------------------------------------------
@@ -187,7 +146,7 @@ class KernelResult:
         raise AttributeError(name)
 
     def __getitem__(self, key: str | Sequence[int]) -> np.ndarray:
-        name = key if isinstance(key, str) else _partial_name(tuple(sorted(int(k) for k in key)))
+        name = key if isinstance(key, str) else partial_name(tuple(sorted(int(k) for k in key)))
         if name not in self._arrays:
             raise KeyError(f"{key!r} was not requested; requested: {', '.join(self._arrays)}")
         return self._arrays[name]
@@ -215,6 +174,9 @@ class Kernel:
         source: the generated Python source (deterministic for the same architecture).
         backend: ``"numba"`` or ``"numpy"``.
         strategy: ``"expression"`` (the program printed point by point) or ``"layered"``.
+        strategy_reason: why this strategy: ``"strategy='layered' was asked for"``, or what
+            ``strategy="auto"`` weighed (the size against :data:`EXPRESSION_LIMIT`, a request
+            the layered strategy cannot evaluate, a graph network).
         threads: how many threads one call runs on (:attr:`threads`).
         loaded_from_disk: whether the source came from the disk cache.
         build_seconds: wall time of :func:`compile` for this kernel (0 when reused in-process).
@@ -236,6 +198,7 @@ class Kernel:
     _plan: LayeredPlan | AdjointPlan | None = field(default=None, repr=False)
     _partials: dict[str, MultiIndex] = field(default_factory=dict, repr=False)
     _pool: OutputPool = field(default_factory=OutputPool, repr=False)
+    strategy_reason: str = field(default="", repr=False)
 
     def __call__(self, X: Any, out: KernelResult | None = None, progress: ProgressArg = False) -> KernelResult:
         """Evaluate at the points ``X``; ``out`` (an earlier result of the same shapes) is filled in place.
@@ -314,7 +277,7 @@ class Kernel:
             )
         return Kernel(net, self.derivatives, self.backend, self.dtype, self.parallel, self.source, self.strategy,
                       self.loaded_from_disk, 0.0, self._fn, _weight_arrays(net, self.dtype), self._outputs, self._chunk,
-                      self._plan, self._partials, self._pool)
+                      self._plan, self._partials, self._pool, self.strategy_reason)
 
     def map_blocks(self, X: Any) -> Any:
         """Evaluate lazily over a Dask array of points: :func:`symnet.dask.evaluate` (needs ``symnet[dask]``)."""
@@ -327,12 +290,20 @@ class Kernel:
         # weights included, as with_weights left them) and the options.  compile is keyed by
         # architecture and options, never weights, so that process's memo or its own disk cache
         # answers it.  A kernel built with cache=False arrives with cache=True (not recorded).
-        return (compile, (self.net, self.derivatives, self.backend, self.dtype, self.parallel, True, self.strategy,
-                          self.schedule or "auto"))
+        return (_rebuild, (self.net, self.derivatives, self.backend, self.dtype, self.parallel, True, self.strategy,
+                           self.schedule or "auto", self.strategy_reason))
 
     def __repr__(self) -> str:
         return (f"Kernel({self.net!r}, derivatives={self.derivatives}, backend={self.backend!r}, "
                 f"dtype={self.dtype.name}, strategy={self.strategy!r})")
+
+
+def _rebuild(net: Network, derivatives: tuple[Any, ...], backend: str, dtype: np.dtype, parallel: bool, cache: bool,
+             strategy: str, schedule: str, reason: str) -> Kernel:
+    """A pickled kernel compiled again (:meth:`Kernel.__reduce__`), saying why its strategy was first chosen."""
+    kernel = compile(net, derivatives, backend, dtype, parallel, cache, strategy, schedule)
+    object.__setattr__(kernel, "strategy_reason", reason or kernel.strategy_reason)
+    return kernel
 
 
 def _spans(n: int, chunk: int, pieces: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -394,17 +365,101 @@ def _as_points(X: Any, d: int, dtype: np.dtype) -> tuple[np.ndarray, bool]:
 
 
 def _architecture(net: Network) -> tuple[Any, ...]:
+    if not net.is_chain:
+        return _graph_architecture(net.graph)
     return (net.layer_sizes, tuple(a.name if a.form is None else sympy.srepr(a.form) for a in net.activations))
+
+
+def _activation_key(activation: Activation) -> str:
+    return activation.name if activation.form is None else sympy.srepr(activation.form)
+
+
+def _attribute_key(value: Any) -> Any:
+    """A node attribute as part of a cache key: constants by their exact SymPy form."""
+    if isinstance(value, Activation):
+        return ("activation", _activation_key(value))
+    if isinstance(value, sympy.MatrixBase):
+        return ("matrix", tuple(value.shape), tuple(sympy.srepr(entry) for entry in value))
+    return value
+
+
+def _slots(node: GraphNode) -> list[tuple[str, sympy.ImmutableMatrix]]:
+    """A node's runtime arrays: ``(parameter name, matrix)``, in a fixed order.
+
+    A dense node passes its *effective* ``W`` (:attr:`symnet.graph.Node.weight`: a weight-
+    normalised or factorised ``W`` evaluated once per network, not once per point) and ``b``;
+    other nodes pass their parameters in the op table's order.  Constants (``node.attrs``) are
+    not passed: they are printed into the source and are part of the architecture.
+    """
+    if node.op == "dense":
+        return [("W", node.weight), ("b", node.params["b"])]
+    return [(name, node.params[name]) for name in OPS[node.op].params]
+
+
+def _graph_architecture(graph: Graph) -> tuple[Any, ...]:
+    """What a graph kernel's source depends on: ops, wiring (by position, not by the user's node
+    names), widths, constants, activations and the shapes of the runtime arrays."""
+    position = {node.name: k for k, node in enumerate(graph.nodes)}
+    nodes = []
+    for node in graph.nodes[1:]:
+        attrs = tuple(sorted((k, _attribute_key(v)) for k, v in node.attrs.items() if k != "parametrization"))
+        shapes = tuple((name, tuple(matrix.shape)) for name, matrix in _slots(node))
+        nodes.append((node.op, tuple(position[name] for name in node.inputs), node.width, attrs, shapes))
+    return ("graph", len(graph.inputs), tuple(nodes), position[graph.output])
 
 
 def _weight_arrays(net: Network, dtype: np.dtype) -> tuple[np.ndarray, ...]:
     if not net.is_numeric:
         names = ", ".join(str(p) for p in net.params[:4])
         raise InputError(f"compile needs numeric weights, but {names}... are symbols: substitute numbers with net.subs(...)")
+    if not net.is_chain:
+        # evaluated in float64 (an effective W of a weight-normalised layer too), then cast
+        return tuple(np.ascontiguousarray(np.array(matrix.tolist(), dtype=np.float64).reshape(matrix.shape), dtype)
+                     for node in net.graph.nodes[1:] for _, matrix in _slots(node))
     arrays = []
     for layer in net.layers:
         arrays += [np.ascontiguousarray(layer.weight_array(dtype)), np.ascontiguousarray(layer.bias_array(dtype))]
     return tuple(arrays)
+
+
+def _twin(net: Network) -> tuple[Network, dict[sympy.Symbol, str], list[str]]:
+    """The network of the same architecture with a symbol for every weight, the map from each
+    symbol to its array element in the kernel (``W2[3, 0]``), and the arrays' names in order.
+
+    A graph's twin names its nodes by position (``z3``, ``a4``, ``add5``) and its arrays by
+    parameter and position (``W3``, ``b3``, ``s7``): the user's node names never reach the source.
+    """
+    weights: dict[sympy.Symbol, str] = {}
+    arrays: list[str] = []
+    if net.is_chain:
+        twin = Network.symbolic(net.layer_sizes, net.activations)
+        for number, layer in enumerate(twin.layers, start=1):
+            for i in range(layer.fan_in):
+                for j in range(layer.fan_out):
+                    weights[layer.weight[i, j]] = f"W{number}[{i}, {j}]"
+            for j in range(layer.fan_out):
+                weights[layer.bias[0, j]] = f"b{number}[{j}]"
+            arrays += [f"W{number}", f"b{number}"]
+        return twin, weights, arrays
+    graph = net.graph
+    renamed = {"x": "x"}
+    for k, node in enumerate(graph.nodes[1:], start=1):
+        renamed[node.name] = {"dense": "z", "activation": "a"}.get(node.op, node.op) + str(k)
+    nodes = []
+    for k, node in enumerate(graph.nodes[1:], start=1):
+        params = {}
+        for name, matrix in _slots(node):
+            array = f"{name}{k}"
+            symbols = sympy.ImmutableMatrix(*matrix.shape, lambda i, j: sympy.Symbol(f"{array}_{i}_{j}", real=True))
+            weights.update({symbols[i, j]: f"{array}[{i}, {j}]"
+                            for i in range(matrix.shape[0]) for j in range(matrix.shape[1])})
+            arrays.append(array)
+            params[name] = symbols
+        attrs = {key: value for key, value in node.attrs.items() if key != "parametrization"}
+        nodes.append(GraphNode(renamed[node.name], node.op, tuple(renamed[i] for i in node.inputs), params, attrs,
+                               node.width))
+    inputs = [sympy.Symbol(f"x{i}", real=True) for i in range(len(graph.inputs))]
+    return Network.from_graph(Graph(inputs, nodes, renamed[graph.output])), weights, arrays
 
 
 def compile(  # noqa: A001 - the public name the API promises
@@ -422,7 +477,8 @@ def compile(  # noqa: A001 - the public name the API promises
     Args:
         net: a numeric network.
         derivatives: any of ``"value"``, ``"jacobian"`` (alias ``"gradient"``), ``"hessian"``,
-            ``"laplacian"``, and explicit partials as tuples of inputs (``(0, 0, 1)`` is
+            ``"laplacian"``, ``"biharmonic"`` (:mod:`symnet.requests`: one vocabulary for compile,
+            export and verify), and explicit partials as tuples of inputs (``(0, 0, 1)`` is
             ``d^3 / dx0^2 dx1``; names work too).
         backend: ``"numba"`` (compiled) or ``"numpy"`` (compiles nothing).  If numba cannot
             be imported, ``"numba"`` falls back to ``"numpy"`` with a
@@ -471,12 +527,12 @@ def compile(  # noqa: A001 - the public name the API promises
         schedule = "forward" if schedule == "forward-adjoint" else schedule
     request = _parse_request(derivatives, net)
     weights = _weight_arrays(net, dtype)
-    strategy = _choose(net, request, strategy)
+    strategy, reason = _choose(net, request, strategy)
     schedule = _schedule(net, request, strategy, backend, schedule)
     parallel = bool(parallel) and backend == "numba"
     versions = {"python": list(sys.version_info[:2]), "numba": _numba_version() if backend == "numba" else None}
-    outputs = tuple(o for o in _WORDS if o in request.words) + tuple(_partial_name(a) for a in request.partials)
-    partials = {_partial_name(a): a for a in request.partials}
+    outputs = tuple(o for o in _WORDS if o in request.words) + tuple(partial_name(a) for a in request.partials)
+    partials = {partial_name(a): a for a in request.partials}
     description = json.dumps({
         "symnet_kernel": _VERSION, "architecture": repr(_architecture(net)), "words": request.words,
         "partials": request.partials, "backend": backend, "dtype": dtype.name, "parallel": parallel,
@@ -497,11 +553,13 @@ def compile(  # noqa: A001 - the public name the API promises
                     plan = LayeredPlan(net, request.words, request.partials, dtype, backend, parallel, use_disk)
                 _MEMO[key] = (plan, "\n\n".join(plan.sources), plan.loaded_from_disk)
             else:
-                twin = Network.symbolic(net.layer_sizes, net.activations)
+                twin, weight_map, arrays = _twin(net)
 
                 def make_source() -> str:
                     stats["sources_generated"] += 1
-                    return _source(twin, request, backend, parallel, description, use_disk)
+                    if not net.is_chain and backend == "numba":
+                        _warn_if_large(net, request)
+                    return _source(twin, weight_map, arrays, request, backend, parallel, description, use_disk)
 
                 module, source, from_disk = _cache.load_or_write(key, None, make_source, use_disk)
                 _MEMO[key] = (module.kernel, source, from_disk)
@@ -510,7 +568,7 @@ def compile(  # noqa: A001 - the public name the API promises
     chunk = max(1, min(65536, (1 << 23) // max(1, source.count("\n"))))
     kernel = Kernel(net, derivatives, backend, dtype, parallel, source, strategy, from_disk, 0.0,
                     None if strategy == "layered" else compiled, weights, outputs, chunk,
-                    compiled if strategy == "layered" else None, partials)
+                    compiled if strategy == "layered" else None, partials, strategy_reason=reason)
     if backend == "numba" and not reused:
         _warm_up(kernel, key, use_disk)
     object.__setattr__(kernel, "build_seconds", 0.0 if reused else time.perf_counter() - start)
@@ -535,17 +593,45 @@ def _warm_up(kernel: Kernel, key: str, use_disk: bool) -> None:
         kernel(point)
 
 
-def _choose(net: Network, request: _Request, strategy: str) -> str:
+def _choose(net: Network, request: _Request, strategy: str) -> tuple[str, str]:
+    """The strategy and why (``kernel.strategy_reason``)."""
     reason = supports(net, request.words, request.partials)
+    if "biharmonic" in request.words and not reason:
+        reason = "the biharmonic takes the expression strategy until the layered strategy assembles it (issue 17)"
     if strategy == "layered" and reason:
         raise InputError(f"strategy='layered' cannot evaluate this request: {reason}; use strategy='expression'")
     if strategy != "auto":
-        return strategy
+        return strategy, f"strategy={strategy!r} was asked for"
+    if not net.is_chain:
+        return "expression", f"auto: {reason}"
     if reason:
-        return "expression"
+        return "expression", f"auto: the layered strategy cannot evaluate this request: {reason}"
     streams = len(closure(request.multi_indices(net.n_inputs)))
     terms = sum(layer.fan_in * layer.fan_out for layer in net.layers) * streams
-    return "expression" if terms <= EXPRESSION_LIMIT else "layered"
+    if terms <= EXPRESSION_LIMIT:
+        return "expression", (f"auto: {terms} weight-times-stream terms, at most EXPRESSION_LIMIT "
+                              f"({EXPRESSION_LIMIT}): the unrolled expression kernel evaluates faster")
+    return "layered", (f"auto: {terms} weight-times-stream terms, more than EXPRESSION_LIMIT ({EXPRESSION_LIMIT}): "
+                       "the expression kernel would take long to compile")
+
+
+def _graph_terms(net: Network, request: _Request) -> int:
+    """The weight-times-stream terms of a graph's expression program: each linear node's
+    coefficients and each other node's units, times the derivative streams."""
+    streams = len(closure(request.multi_indices(net.n_inputs)))
+    units = sum(sum(len(terms) for terms, _ in node.linear_terms) if node.family == "linear" else node.width
+                for node in net.graph.nodes[1:])
+    return units * streams
+
+
+def _warn_if_large(net: Network, request: _Request) -> None:
+    terms = _graph_terms(net, request)
+    if terms > EXPRESSION_WARNING:
+        warnings.warn(f"this graph network's expression kernel has about {terms:,} weight-times-stream terms "
+                      f"(more than EXPRESSION_WARNING, {EXPRESSION_WARNING:,}): numba's compile time grows with its "
+                      "length, so this may take a minute or more. Graph networks take the expression strategy until "
+                      "the layered strategy reads graphs (issue 17); backend='numpy' compiles nothing.",
+                      ExpressionSizeWarning, stacklevel=5)
 
 
 def _schedule(net: Network, request: _Request, strategy: str, backend: str, schedule: str) -> str | None:
@@ -564,17 +650,9 @@ def _schedule(net: Network, request: _Request, strategy: str, backend: str, sche
     return schedule
 
 
-def _source(twin: Network, request: _Request, backend: str, parallel: bool, description: str, cache: bool) -> str:
+def _source(twin: Network, weights: dict[sympy.Symbol, str], arrays: list[str], request: _Request, backend: str,
+            parallel: bool, description: str, cache: bool) -> str:
     program = build(twin, request.multi_indices(twin.n_inputs))
-    weights: dict[sympy.Symbol, str] = {}
-    arrays: list[str] = []
-    for number, layer in enumerate(twin.layers, start=1):
-        for i in range(layer.fan_in):
-            for j in range(layer.fan_out):
-                weights[layer.weight[i, j]] = f"W{number}[{i}, {j}]"
-        for j in range(layer.fan_out):
-            weights[layer.bias[0, j]] = f"b{number}[{j}]"
-        arrays += [f"W{number}", f"b{number}"]
     outputs = _outputs(request, program.jets, twin.n_inputs)
     # generate() renders the header inertly (names in the description may come from a file)
     header = ("Generated by symnet: do not edit.\n\n" + description.replace('"', "'") + "\n")

@@ -57,9 +57,12 @@ def docstring(text: str) -> str:
 class _Names:
     """Identifiers for every symbol of the program, deterministic and collision-free."""
 
-    def __init__(self, program: Program, weights: dict[sympy.Symbol, str], hoist: bool = False) -> None:
+    def __init__(self, program: Program, weights: dict[sympy.Symbol, str], hoist: bool = False,
+                 reserved: Sequence[str] = ()) -> None:
         self.map: dict[sympy.Symbol, str] = dict(weights)
+        # reserved: the kernel's argument names (weight and output arrays), never a local's
         taken = {"X", "p", "n", "math", "numpy", "numba", "scipy", "_sigmoid", "_sigmoid_pair"} | set(weights.values())
+        taken |= set(reserved)
         #: ``(local, "W1[0, 0]")``: weights read into scalars once, before the loop over points
         #: (with ``hoist``).  numba compiles a loop of scalar arithmetic several times faster
         #: than one indexing the weight arrays at every use.
@@ -263,7 +266,8 @@ def generate(
     cache: bool = True,
 ) -> str:
     """The source of a module defining ``kernel(X, <weight arrays>, <output arrays>)``."""
-    names = _Names(program, weights, hoist=backend == "numba")
+    names = _Names(program, weights, hoist=backend == "numba",
+                   reserved=[*weight_arrays, *(o.name for o in outputs)])
     exprs = [e for out in outputs for _, e in out.entries]
     needed = program.needed(exprs)
     args = ", ".join(["X", *weight_arrays, *(o.name for o in outputs)])

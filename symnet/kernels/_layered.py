@@ -45,7 +45,11 @@ from ._threads import over_chunks, thread_count
 from ..functions import erfc_neg, sigmoid, softplus, tail_safe
 from ._codegen import _ArrayPrinter, _ScalarPrinter, docstring
 
-__all__ = ["LayeredPlan", "supports"]
+__all__ = ["GRAPH_REASON", "LayeredPlan", "supports"]
+
+#: Why a graph network (``not net.is_chain``) takes the expression strategy: the layered
+#: passes and the forward-adjoint schedule read a chain of dense layers.
+GRAPH_REASON = "graph networks take the expression strategy until the layered strategy reads graphs (issue 17)"
 
 #: Bytes of stacked streams a chunk of points may use (two ping-pong buffers and the pass's
 #: scratch), per thread (:mod:`symnet.kernels._threads`: each thread works on its own chunk).
@@ -68,6 +72,8 @@ AFFINE_INPUTS = 4
 
 def supports(net: Network, words: tuple[str, ...], partials: tuple[tuple[int, ...], ...]) -> str | None:
     """``None`` if the layered strategy can evaluate this request, else the reason it cannot."""
+    if not net.is_chain:
+        return GRAPH_REASON
     for number, activation in enumerate(net.activations, start=1):
         if not activation.elementwise:
             return f"layer {number}'s activation {activation.name!r} is not elementwise"

@@ -15,6 +15,12 @@ arrays live in buffers kept from call to call, the points go through in chunks a
 activation passes block by block (:mod:`symnet.kernels._blocks` says why); bias gradients
 are a product with a vector of ones rather than a sum over an axis, and a one-unit layer's
 ``delta W^T`` an outer product formed block by block rather than a BLAS call.
+
+A graph network (:mod:`symnet.graph`) goes the same way node by node (:class:`GraphSweep`):
+one product per dense node and direction, and each other node by its family's rule (linear
+ops transpose their coefficients, elementwise ones multiply by ``f'``, ``mul`` by the other
+factor).  Its kernel (:class:`GraphLossKernel`, what ``LossKernel(net, loss)`` gives for a
+graph) returns the gradients as ``{node: {parameter: array}}``.
 """
 
 from __future__ import annotations
@@ -23,20 +29,23 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..activations import T, Activation
-from ..losses import LOSSES, check_loss, parse_targets
-from ..errors import InputError, ShapeError
+from ..activations import T, Activation, get as get_activation
+from ..losses import LOSSES, check_loss, output_activation, parse_targets
+from ..errors import InputError, NotAChainError, ShapeError, WeightError
 from ..network import Network
 from . import _cache
 from ._blocks import PerThread, back_through, block_rows, blocks, chunk_rows
 from ._layered import derivatives_source
 from ._threads import sum_over_chunks, thread_count
 
-__all__ = ["LossKernel", "LOSSES"]
+__all__ = ["GraphLossKernel", "GraphSweep", "LossKernel", "LOSSES", "graph_arrays"]
 
 
 class LossKernel:
     """``kernel(X, Y) -> (loss, [(dW, db), ...])`` for one architecture and loss.
+
+    For a graph network the constructor gives a :class:`GraphLossKernel` (gradients
+    ``{node: {parameter: array}}``).
 
     Args of the call: ``X`` ``(N, d)``; ``Y`` targets read by :func:`symnet.losses.parse_targets`
     (``(N, m)``, or ``(N,)`` for one output; integer class labels ``(N,)`` for the cross entropies
@@ -49,6 +58,11 @@ class LossKernel:
     Threads may call one kernel at once: each keeps its own buffers (about
     :data:`~symnet.kernels._blocks.CHUNK_BYTES`) for as long as the kernel and the thread live.
     """
+
+    def __new__(cls, net: Network, loss: str = "mse", parallel: bool = True) -> LossKernel:
+        if cls is LossKernel and isinstance(net, Network) and not net.is_chain:
+            return object.__new__(GraphLossKernel)  # a graph network: reverse mode over its nodes
+        return object.__new__(cls)
 
     def __init__(self, net: Network, loss: str, parallel: bool = True) -> None:
         check_loss(loss)
@@ -196,3 +210,441 @@ def _loss_and_delta(loss: str, y: np.ndarray, t: np.ndarray, last: Activation) -
     if not last.elementwise:  # softmax then cross entropy: dloss/dZ = p * sum(t) - t
         return cross, y * t.sum(axis=1, keepdims=True) - t
     return cross, np.where(t != 0, -t / np.where(t != 0, y, 1.0), 0.0)
+
+
+# --- graph networks ------------------------------------------------------------------------------
+
+#: The identity, for the loss rule of an output that is no softmax node.
+_LINEAR_ACTIVATION = get_activation("linear")
+
+#: Parameters of one graph network as float64 arrays: ``{node name: {parameter name: array}}``,
+#: each array of the parameter's shape.
+GraphParams = dict[str, dict[str, np.ndarray]]
+
+
+def graph_arrays(graph: Any, weights: Any = None) -> GraphParams:
+    """The parameters of ``graph`` as float64 arrays ``{node: {name: array of the parameter's shape}}``.
+
+    ``weights``: ``None`` (the graph's own, which must be numbers), a :class:`~symnet.Network`
+    of the same graph structure, or such a dict (checked and converted).
+
+    >>> from symnet.graph import input, dense, network, scale
+    >>> x = input(1)
+    >>> net = network(x, scale(dense(x, [[2.0]], [1.0]), 0.5) + x)
+    >>> graph_arrays(net.graph)["scale1"]["s"]
+    array([[0.5]])
+    """
+    owners = [node for node in graph.nodes[1:] if node.params]
+    if weights is None or isinstance(weights, Network):
+        source = graph
+        if isinstance(weights, Network):
+            if weights.is_chain or not _same_structure(weights.graph, graph):
+                raise ShapeError("weights must be a network of the same graph (the same nodes, ops, inputs and "
+                                 "parameter shapes) as the kernel's; got "
+                                 + ("a chain" if weights.is_chain else f"{weights.graph!r}"))
+            source = weights.graph
+        result: GraphParams = {}
+        for node in owners:
+            mine = source.by_name[node.name]
+            result[node.name] = {}
+            for name, matrix in mine.params.items():
+                if matrix.free_symbols:
+                    names = ", ".join(sorted(str(s) for s in matrix.free_symbols)[:4])
+                    raise WeightError(f"node {node.name!r}: {name} is symbolic ({names}, ...); substitute numbers "
+                                      "with net.subs(...) first")
+                result[node.name][name] = np.array(matrix.tolist(), dtype=np.float64).reshape(matrix.shape)
+        return result
+    if not isinstance(weights, dict):
+        raise ShapeError(f"weights must be a Network of the same graph or a dict {{node: {{parameter: array}}}}, "
+                         f"not {type(weights).__name__}")
+    unknown = sorted(set(weights) - {node.name for node in owners})
+    if unknown:
+        raise ShapeError(f"weights names {unknown}, which are no nodes with parameters of this graph")
+    result = {}
+    for node in owners:
+        given = weights.get(node.name)
+        if given is None or set(given) != set(node.params):
+            raise ShapeError(f"weights[{node.name!r}] must give {sorted(node.params)}")
+        result[node.name] = {}
+        for name, matrix in node.params.items():
+            array = np.asarray(given[name], dtype=np.float64)
+            if array.size != len(matrix):
+                raise ShapeError(f"weights[{node.name!r}][{name!r}] has shape {array.shape}, "
+                                 f"{tuple(matrix.shape)} needed")
+            result[node.name][name] = array.reshape(matrix.shape)
+    return result
+
+
+def _same_structure(a: Any, b: Any) -> bool:
+    if len(a.nodes) != len(b.nodes) or a.output != b.output or len(a.inputs) != len(b.inputs):
+        return False
+    for p, q in zip(a.nodes, b.nodes):
+        if (p.name, p.op, p.inputs, p.width) != (q.name, q.op, q.inputs, q.width):
+            return False
+        if {k: v.shape for k, v in p.params.items()} != {k: v.shape for k, v in q.params.items()}:
+            return False
+        if p.key()[4] != q.key()[4]:  # the attributes: activation, constants, parametrisation
+            return False
+    return True
+
+
+def _dense_weight(node: Any, params: dict[str, np.ndarray]) -> np.ndarray:
+    """A dense node's effective ``W`` from its parameter arrays (:func:`symnet.graph.ops.dense_weight`)."""
+    kind = node.attrs.get("parametrization", "plain")
+    if kind == "plain":
+        return params["W"]
+    if kind == "weight_norm":
+        v = params["v"]
+        return params["g"] * v / np.sqrt(np.sum(v * v, axis=0, keepdims=True))
+    return np.exp(params["s"]) * params["V"]
+
+
+def _dense_param_grads(node: Any, params: dict[str, np.ndarray], W: np.ndarray, dW: np.ndarray,
+                       db: np.ndarray) -> dict[str, np.ndarray]:
+    """The gradients of a dense node's parameters from those of its effective ``W`` and ``b``."""
+    kind = node.attrs.get("parametrization", "plain")
+    if kind == "plain":
+        return {"W": dW, "b": db}
+    if kind == "weight_norm":  # W = g v / |v| column by column
+        v, g = params["v"], params["g"]
+        norms = np.sqrt(np.sum(v * v, axis=0, keepdims=True))
+        along = np.sum(dW * v, axis=0, keepdims=True) / norms
+        return {"v": g / norms * (dW - v * along / norms), "g": along, "b": db}
+    return {"s": np.sum(dW * W, axis=0, keepdims=True), "V": dW * np.exp(params["s"]), "b": db}  # W = exp(s) V
+
+
+def _to_width(G: np.ndarray, width: int) -> np.ndarray:
+    """An adjoint for an input of ``width`` units: summed over the units where that input broadcast."""
+    return G.sum(axis=-1, keepdims=True) if width == 1 and G.shape[-1] != 1 else G
+
+
+class GraphSweep:
+    """Forward and reverse sweeps of a graph network over float64 arrays, node by node by rule family.
+
+    Every node carries ``k`` stacked streams ``(k, N, width)``: stream 0 its values, and with
+    ``tangents=True`` streams ``1..d`` its derivatives along the ``d`` inputs (forward mode).
+    :meth:`forward` evaluates them; :meth:`backward`, from adjoints of some nodes' streams,
+    returns the gradient of every parameter: one matrix product per dense node and direction,
+    and for the other families their rules (linear ops transpose, ``f'`` and ``f''`` of
+    elementwise ones, Leibniz's rule for ``mul``).  Softmax nodes take no tangents.
+
+    >>> from symnet.graph import input, dense, network
+    >>> x = input(1)
+    >>> net = network(x, dense(x, [[2.0]], [0.0], "square") + x)       # y = (2x)^2 + x
+    >>> sweep = GraphSweep(net.graph, tangents=True)
+    >>> params = graph_arrays(net.graph)
+    >>> S, F = sweep.forward(params, np.array([[1.0]]))
+    >>> S[net.graph.output][:, 0, 0]                                      # y and dy/dx = 2 W^2 x + 1
+    array([5., 9.])
+    >>> grads = sweep.backward(params, S, F, {net.graph.output: np.array([[[0.0]], [[1.0]]])})
+    >>> grads["z1"]["W"]                                                  # d(dy/dx)/dW = 4 W x
+    array([[8.]])
+    """
+
+    def __init__(self, graph: Any, tangents: bool = False) -> None:
+        self.graph, self.tangents = graph, tangents
+        self.passes: dict[str, tuple[Callable[..., None], int] | None] = {}
+        self.matrices: dict[str, tuple[list[np.ndarray], np.ndarray]] = {}
+        count = 3 if tangents else 2
+        for node in graph.nodes[1:]:
+            where = f"node {node.name!r} ({node.op})"
+            if node.params and node.op not in ("scale", "shift", "dense"):
+                raise NotAChainError(f"{where}: no gradient rule for the parameters of a {node.op!r} node")
+            if node.family == "elementwise":
+                activation = node.activation
+                if not activation.elementwise:
+                    if tangents:
+                        raise InputError(f"{where}: a {activation.name} node acts on a whole layer; derivative "
+                                         "targets (dy) need elementwise activations")
+                    self.passes[node.name] = None
+                elif activation.form == T:
+                    self.passes[node.name] = None
+                else:
+                    source = derivatives_source(activation, count)
+                    module, _, _ = _cache.load_or_write(_cache.key_of(source), source, lambda: source,
+                                                        use_disk=False)
+                    self.passes[node.name] = (module.apply, module.SLOTS)
+            elif node.family == "linear" and node.op != "dense" and node.op not in _LINEAR:
+                self.matrices[node.name] = _linear_matrices(node)
+            elif node.family not in ("linear", "bilinear"):
+                raise NotAChainError(f"{where}: no rule for the {node.family!r} family")
+
+    def streams(self, d: int) -> int:
+        """The number of streams per node for ``d`` inputs."""
+        return 1 + d if self.tangents else 1
+
+    def forward(self, params: GraphParams, X: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Every node's streams ``(k, N, width)``, and what the reverse sweep needs of each node."""
+        n, d = X.shape
+        k = self.streams(d)
+        S = {"x": np.zeros((k, n, d))}
+        S["x"][0] = X
+        for i in range(1, k):
+            S["x"][i, :, i - 1] = 1.0
+        saved: dict[str, Any] = {}
+        for node in self.graph.nodes[1:]:
+            args = [S[name] for name in node.inputs]
+            op = node.op
+            if op == "dense":
+                W = _dense_weight(node, params[node.name])
+                a = args[0]
+                out = (a.reshape(-1, a.shape[2]) @ W).reshape(k, n, W.shape[1])
+                out[0] += params[node.name]["b"][0]
+                saved[node.name] = W
+            elif node.family == "elementwise":
+                out, saved[node.name] = self._activate(node, args[0])
+            elif node.family == "bilinear":
+                a, b = args
+                out = a * b[0]
+                if k > 1:
+                    out[1:] += a[0] * b[1:]
+            elif op in _LINEAR:
+                out = _LINEAR[op][0](node, args, params.get(node.name))
+            else:
+                matrices, offset = self.matrices[node.name]
+                out = sum(a @ C for a, C in zip(args, matrices))
+                out[0] += offset
+            S[node.name] = out
+        return S, saved
+
+    def _activate(self, node: Any, z: np.ndarray) -> tuple[np.ndarray, Any]:
+        entry = self.passes[node.name]
+        if entry is None:
+            if node.activation.elementwise:  # linear: f' = 1, f'' = 0
+                return z, None
+            return node.activation.numpy(z), None  # softmax, one stream
+        apply, slots = entry
+        k, n, w = z.shape
+        out = np.empty_like(z)
+        slopes = np.empty((2 if self.tangents else 1, n, w))
+        F2 = slopes[1] if self.tangents else np.empty((n, w))
+        args = (out[0], slopes[0], F2) if self.tangents else (out[0], slopes[0])
+        apply(np.array(z[0]), *args, np.empty((slots, n, w)))
+        if k > 1:
+            np.multiply(z[1:], slopes[0], out=out[1:])
+        return out, slopes
+
+    def backward(self, params: GraphParams, S: dict[str, np.ndarray], saved: dict[str, Any],
+                 seeds: dict[str, np.ndarray], skip: str | None = None) -> GraphParams:
+        """The gradients ``{node: {parameter: array}}`` from adjoints ``seeds`` of some nodes' streams.
+
+        ``skip`` names a node not to differentiate through (its input's seed says it all).
+        """
+        G: dict[str, np.ndarray] = {name: np.array(value) for name, value in seeds.items()}
+        grads: GraphParams = {}
+        for node in reversed(self.graph.nodes[1:]):
+            g = G.pop(node.name, None)
+            if g is None or node.name == skip:
+                continue
+            args = [S[name] for name in node.inputs]
+            shares: list[np.ndarray] = []
+            op = node.op
+            if op == "dense":
+                W, a = saved[node.name], args[0]
+                k, n = g.shape[:2]
+                flat = g.reshape(-1, g.shape[2])
+                shares = [(flat @ W.T).reshape(k, n, W.shape[0])]
+                dW = a.reshape(-1, a.shape[2]).T @ flat
+                db = g[0].sum(axis=0, keepdims=True)
+                grads[node.name] = _dense_param_grads(node, params[node.name], W, dW, db)
+            elif node.family == "elementwise":
+                shares = [self._activation_back(node, g, args[0], S[node.name], saved[node.name])]
+            elif node.family == "bilinear":
+                a, b = args
+                ga, gb = g * b[0], g * a[0]
+                if len(g) > 1:
+                    ga[0] += np.sum(g[1:] * b[1:], axis=0)
+                    gb[0] += np.sum(g[1:] * a[1:], axis=0)
+                shares = [ga, gb]
+            elif op in _LINEAR:
+                shares, mine = _LINEAR[op][1](node, g, args, params.get(node.name))
+                if mine is not None:
+                    grads[node.name] = mine
+            else:
+                matrices, _ = self.matrices[node.name]
+                shares = [g @ C.T for C in matrices]
+            for name, width, share in zip(node.inputs, node.input_widths, shares):
+                share = _to_width(share, width)
+                if name in G:
+                    G[name] = G[name] + share
+                else:
+                    G[name] = share
+        return grads
+
+    def _activation_back(self, node: Any, g: np.ndarray, z: np.ndarray, out: np.ndarray, slopes: Any) -> np.ndarray:
+        if not node.activation.elementwise:  # softmax, one stream: J = diag(p) - p p^T
+            return out * (g - np.sum(g * out, axis=-1, keepdims=True))
+        if slopes is None:  # linear
+            return g
+        share = g * slopes[0]
+        if len(g) > 1:  # the tangents' term: f''(z) sum_i g_i dz_i
+            share[0] += slopes[1] * np.sum(g[1:] * z[1:], axis=0)
+        return share
+
+
+def _linear_matrices(node: Any) -> tuple[list[np.ndarray], np.ndarray]:
+    """A parameter-free linear node as constant matrices, one per input, and an offset row."""
+    matrices = [np.zeros((w, node.width)) for w in node.input_widths]
+    offset = np.zeros(node.width)
+    for j, (parts, constant) in enumerate(node.linear_terms):
+        for k, i, c in parts:
+            matrices[k][i, j] += float(c)
+        offset[j] = float(constant)
+    return matrices, offset
+
+
+def _combine(sign: float) -> tuple[Callable[..., np.ndarray], Callable[..., Any]]:
+    def forward(node: Any, args: list[np.ndarray], params: Any) -> np.ndarray:
+        return args[0] + args[1] if sign > 0 else args[0] - args[1]
+
+    def backward(node: Any, g: np.ndarray, args: list[np.ndarray], params: Any) -> tuple[list[np.ndarray], None]:
+        return [g, g if sign > 0 else -g], None
+    return forward, backward
+
+
+def _scale_forward(node: Any, args: list[np.ndarray], params: Any) -> np.ndarray:
+    return args[0] * params["s"][0]
+
+
+def _scale_backward(node: Any, g: np.ndarray, args: list[np.ndarray], params: Any) -> tuple[list[np.ndarray], Any]:
+    s = params["s"]
+    ds = np.sum(g * args[0], axis=(0, 1)).reshape(1, -1)
+    return [g * s[0]], {"s": ds.sum(axis=1, keepdims=True) if s.shape[1] == 1 else ds}
+
+
+def _shift_forward(node: Any, args: list[np.ndarray], params: Any) -> np.ndarray:
+    out = np.array(np.broadcast_to(args[0], args[0].shape))
+    out[0] += params["t"][0]
+    return out
+
+
+def _shift_backward(node: Any, g: np.ndarray, args: list[np.ndarray], params: Any) -> tuple[list[np.ndarray], Any]:
+    dt = g[0].sum(axis=0).reshape(1, -1)
+    return [g], {"t": dt.sum(axis=1, keepdims=True) if params["t"].shape[1] == 1 else dt}
+
+
+def _constant_row(node: Any, name: str) -> np.ndarray:
+    return np.array(node.attrs[name].tolist(), dtype=np.float64).reshape(-1)
+
+
+def _rescale_forward(node: Any, args: list[np.ndarray], params: Any) -> np.ndarray:
+    out = args[0] * _constant_row(node, "scale")
+    out[0] += _constant_row(node, "offset")
+    return out
+
+
+def _rescale_backward(node: Any, g: np.ndarray, args: list[np.ndarray], params: Any) -> tuple[list[np.ndarray], None]:
+    return [g * _constant_row(node, "scale")], None
+
+
+def _matmul_forward(node: Any, args: list[np.ndarray], params: Any) -> np.ndarray:
+    return args[0] @ np.array(node.attrs["matrix"].tolist(), dtype=np.float64)
+
+
+def _matmul_backward(node: Any, g: np.ndarray, args: list[np.ndarray], params: Any) -> tuple[list[np.ndarray], None]:
+    return [g @ np.array(node.attrs["matrix"].tolist(), dtype=np.float64).T], None
+
+
+def _concat_backward(node: Any, g: np.ndarray, args: list[np.ndarray], params: Any) -> tuple[list[np.ndarray], None]:
+    cuts = np.cumsum(node.input_widths)[:-1]
+    return list(np.split(g, cuts, axis=-1)), None
+
+
+def _slice_backward(node: Any, g: np.ndarray, args: list[np.ndarray], params: Any) -> tuple[list[np.ndarray], None]:
+    share = np.zeros(g.shape[:-1] + (node.input_widths[0],))
+    share[..., node.attrs["start"]:node.attrs["stop"]] = g
+    return [share], None
+
+
+def _reduce_backward(mean: bool) -> Callable[..., Any]:
+    def backward(node: Any, g: np.ndarray, args: list[np.ndarray], params: Any) -> tuple[list[np.ndarray], None]:
+        width = node.input_widths[0]
+        share = np.broadcast_to(g / width if mean else g, g.shape[:-1] + (width,))
+        return [np.array(share)], None
+    return backward
+
+
+#: numpy rules of the linear ops: ``(forward(node, args, params), backward(node, g, args, params)
+#: -> (input adjoints, parameter gradients or None))``; other linear ops go through the constant
+#: matrices of their linear terms.
+_LINEAR: dict[str, tuple[Callable[..., np.ndarray], Callable[..., Any]]] = {
+    "add": _combine(1.0),
+    "sub": _combine(-1.0),
+    "scale": (_scale_forward, _scale_backward),
+    "shift": (_shift_forward, _shift_backward),
+    "rescale": (_rescale_forward, _rescale_backward),
+    "matmul": (_matmul_forward, _matmul_backward),
+    "concat": (lambda node, args, params: np.concatenate(args, axis=-1), _concat_backward),
+    "slice": (lambda node, args, params: args[0][..., node.attrs["start"]:node.attrs["stop"]], _slice_backward),
+    "sum": (lambda node, args, params: args[0].sum(axis=-1, keepdims=True), _reduce_backward(False)),
+    "mean": (lambda node, args, params: args[0].mean(axis=-1, keepdims=True), _reduce_backward(True)),
+}
+
+
+class GraphLossKernel(LossKernel):
+    """:class:`LossKernel` of a graph network: ``kernel(X, Y) -> (loss, {node: {parameter: gradient}})``.
+
+    ``LossKernel(net, loss)`` and :func:`symnet.compile_loss` give one for a graph network.
+    The gradients, float64 arrays of each parameter's shape, match :func:`symnet.param_grad`'s
+    dict; ``weights=`` takes a network of the same graph or such a dict of arrays.  Any
+    output node is fine for ``mse`` and ``softmax_cross_entropy``; ``cross_entropy`` reads the
+    outputs as probabilities (a softmax output node cancels with it).
+
+    >>> import numpy as np
+    >>> from symnet.graph import input, dense, network, scale
+    >>> x = input(1)
+    >>> net = network(x, scale(dense(x, [[2.0]], [0.0]), 0.5, name="half") + x)   # y = s * 2x + x
+    >>> value, grads = LossKernel(net, "mse")(np.array([[1.0]]), np.array([[3.0]]))
+    >>> value, grads["half"]["s"]
+    (1.0, array([[-4.]]))
+    """
+
+    def __init__(self, net: Network, loss: str, parallel: bool = True) -> None:
+        check_loss(loss)
+        if net.is_chain:
+            raise NotAChainError("GraphLossKernel is for graph networks; LossKernel(net, loss) takes chains")
+        self.net, self.loss, self.parallel = net, loss, parallel
+        self.sweep = GraphSweep(net.graph)
+        graph = net.graph
+        output = graph.by_name[graph.output]
+        self._softmax_output = output.op == "activation" and not output.activation.elementwise
+        self._owners = [node for node in graph.nodes[1:] if node.params]
+        widths = sum(node.width for node in graph.nodes)
+        self.chunk = chunk_rows(3 * widths * np.dtype(np.float64).itemsize)
+
+    def __call__(self, X: Any, Y: Any, weights: Network | GraphParams | None = None  # type: ignore[override]
+                 ) -> tuple[float, GraphParams]:
+        net, graph = self.net, self.net.graph
+        params = graph_arrays(graph, weights)
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != net.n_inputs:
+            raise ShapeError(f"X has shape {X.shape} but the network takes {net.n_inputs} inputs: "
+                             f"give (N, {net.n_inputs})")
+        n = X.shape[0]
+        targets = _targets(Y, n, net.n_outputs, self.loss, output_activation(net))
+        output = graph.by_name[graph.output]
+        cancel = self.loss == "cross_entropy" and self._softmax_output
+        last = output.activation if cancel else _LINEAR_ACTIVATION
+
+        def work(start: int, stop: int, grads: list) -> float:
+            with np.errstate(all="ignore"):
+                S, saved = self.sweep.forward(params, X[start:stop])
+                value, delta = _loss_and_delta(self.loss, S[graph.output][0], targets[start:stop], last)
+                seeded = output.inputs[0] if cancel else graph.output
+                found = self.sweep.backward(params, S, saved, {seeded: delta[None]},
+                                            skip=output.name if cancel else None)
+                for node, group in zip(self._owners, grads):
+                    mine = found.get(node.name)
+                    if mine is not None:
+                        for array, name in zip(group, node.params):
+                            array += mine[name]
+                return value
+
+        like = [tuple(params[node.name][name] for name in node.params) for node in self._owners]
+        total, sums = sum_over_chunks(n, self.chunk, work, like, self.threads)
+        grads = {node.name: {name: array / max(n, 1) for name, array in zip(node.params, group)}
+                 for node, group in zip(self._owners, sums)}
+        return (total / n if n else float("nan")), grads
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (GraphLossKernel, (self.net, self.loss, self.parallel))
