@@ -39,7 +39,7 @@ def alternate(calls: dict[str, object], rounds: int, repeats: int) -> dict[str, 
 
 
 def losses(rounds: int, repeats: int) -> None:
-    from symnet._sobolev import SobolevLoss
+    from symnet.kernels import SobolevLoss
     from symnet.kernels._loss import LossKernel
 
     rng = np.random.default_rng(0)

@@ -9,7 +9,7 @@ A 2-64-64-1 tanh net, 10,000 points of f(x1, x2) = sin(x1) cos(x2).  Timed:
   iterations (line-search evaluations included).
 
 symnet's objective is the one :func:`symnet.train.fit` uses (``compile_loss`` for values,
-``symnet._sobolev`` with derivatives: reverse over reverse for this 2-input, 1-output net);
+``symnet.kernels.SobolevLoss`` with derivatives: reverse over reverse for this 2-input, 1-output net);
 PyTorch's is ``torch.autograd`` (``create_graph=True`` for the input derivatives).  Both
 compute the same numbers: the script checks that first.
 

@@ -6,7 +6,7 @@ compiled gradients:
 
 * value targets only: :func:`symnet.compile_loss` (reverse mode, one BLAS product per layer);
 * derivative targets (``dy``), or value targets with gaps (NaN): the exact gradient of the
-  loss on values and input Jacobians, :mod:`symnet._sobolev` (forward tangents then reverse
+  loss on values and input Jacobians, :mod:`symnet.kernels._sobolev` (forward tangents then reverse
   accumulation, or reverse over reverse when the net has fewer outputs than inputs).
 
 The loss, for ``loss="mse"``::
@@ -17,7 +17,7 @@ The loss, for ``loss="mse"``::
 where *given* means not NaN.  Networks are immutable: :func:`fit` returns a new one in a
 :class:`FitResult`.  Graph networks (:mod:`symnet.graph`) train the same way: their loss
 kernels go back over the graph node by node (:class:`~symnet.kernels.LossKernel`), and with
-``dy`` every node carries its input tangents forward first (:class:`symnet._sobolev.GraphSobolevLoss`);
+``dy`` every node carries its input tangents forward first (:class:`symnet.kernels.GraphSobolevLoss`);
 the result is a network of the same graph with the trained parameters.  docs/training.md has the details, and the speed against PyTorch.
 During L-BFGS, scipy's own BLAS runs on one thread (:func:`_scipy_blas_on_one_thread` says
 why).  The weights travel as one float64 vector, layer by layer, each ``W`` row-major then
@@ -47,7 +47,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import sympy
 
-from ._sobolev import GraphSobolevLoss, SobolevLoss
+from .kernels import GraphSobolevLoss, SobolevLoss
 from .errors import InputError, ShapeError
 from .kernels import compile_loss
 from .losses import check_loss, output_activation, parse_targets

@@ -141,7 +141,7 @@ def test_sums_over_chunks_are_added_in_point_order():
 
 
 def test_parallel_loss_gradients_agree_with_serial_ones_and_repeat_exactly():
-    from symnet._sobolev import SobolevLoss
+    from symnet.kernels._sobolev import SobolevLoss
     from symnet.kernels._loss import LossKernel
 
     rng = np.random.default_rng(2)

@@ -128,7 +128,7 @@ def test_chunks_blocks_and_threads_change_no_result(monkeypatch, dy_fraction):
 @pytest.mark.parametrize("sizes, activations", [([3, 4, 3, 2], ["tanh", "softplus", "sigmoid"]),
                                                  ([2, 5, 1], ["gelu", "linear"]), ([1, 3, 2], ["sin", "tanh"])])
 def test_both_schedules_give_the_same_gradient(sizes, activations):
-    from symnet._sobolev import SobolevLoss
+    from symnet.kernels._sobolev import SobolevLoss
 
     rng = np.random.default_rng(10)
     net = random_net(10, sizes, activations)

@@ -10,7 +10,7 @@ import sympy
 import torch
 
 import symnet
-from symnet._sobolev import GraphSobolevLoss, SobolevLoss
+from symnet.kernels._sobolev import GraphSobolevLoss, SobolevLoss
 from symnet.errors import InputError, ShapeError, WeightError
 from symnet.graph import activation, blend, concat, dense, fourier_features, input, layer_norm, network, scale, shift
 

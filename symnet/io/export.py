@@ -53,7 +53,7 @@ from sympy.printing.c import C99CodePrinter, get_math_macros
 
 from ..errors import InputError
 from ..functions import erfc_neg, sigmoid, softplus, tail_safe_program
-from ..kernels._codegen import _ScalarPrinter
+from ..kernels.codegen import ScalarPrinter
 from ..network import Network
 from ..printing import latex as _latex
 from ..requests import QUANTITIES, canonical
@@ -94,7 +94,7 @@ _C_RESERVED = frozenset({*_C_KEYWORDS, *_C_MATH_H, *_printed_names(C99CodePrinte
                          *get_math_macros().values(), "x", "math", "symnet_sigmoid"})
 #: Python: keywords, every builtin (the printer prints abs, min, max, ... bare), math and the helpers.
 _PY_RESERVED = frozenset({*keyword.kwlist, *keyword.softkwlist, *dir(builtins), "math", "_sigmoid", "_softplus",
-                          *(n for n in _printed_names(_ScalarPrinter({}).known_functions) if "." not in n)})
+                          *(n for n in _printed_names(ScalarPrinter({}).known_functions) if "." not in n)})
 
 
 def _reserved(name: str, reserved: AbstractSet[str], c: bool) -> bool:
@@ -125,7 +125,7 @@ _PY_HELPERS = {
 }
 
 
-class _PythonPrinter(_ScalarPrinter):
+class _PythonPrinter(ScalarPrinter):
     """The kernels' scalar printer, with overflow-free helpers for sigmoid and softplus."""
 
     printmethod = "_symnet_export"  # not _pythoncode: sigmoid's would overflow math.exp for z < -709
@@ -154,7 +154,7 @@ class _CPrinter(C99CodePrinter):
         self._names = names
         self.helpers: set[str] = set()
 
-    _print_Symbol = _ScalarPrinter._print_Symbol  # names from the table, floats by repr: as in the kernels
+    _print_Symbol = ScalarPrinter._print_Symbol  # names from the table, floats by repr: as in the kernels
 
     printmethod = "_symnet_export_c"  # not _ccode: sigmoid's inline form repeats its argument four times
 
@@ -168,7 +168,7 @@ class _CPrinter(C99CodePrinter):
 
     def _print_erfc_neg(self, expr: erfc_neg) -> str:
         return f"erfc(-({self._print(expr.args[0])}))"
-    _print_Float = _ScalarPrinter._print_Float
+    _print_Float = ScalarPrinter._print_Float
 
     def _max(self, args: Sequence[sympy.Expr], greater: str) -> str:
         result = self._print(args[0])

@@ -47,14 +47,16 @@ from ..program import MultiIndex, build, closure
 from ..requests import QUANTITIES, Request, parse, partial_name
 from . import _cache, _threads
 from ._cache import CacheWarning
-from ._codegen import Output, generate
+from .codegen import Output, generate
 from ._layered import LayeredPlan, supports
 from ._loss import LossKernel
+from ._sobolev import GraphSobolevLoss, SobolevLoss
 from ._pool import OutputPool
 from ._adjoint import AdjointPlan, adjoint_unsupported, cheaper
 from ._progress import Progress, ProgressArg, pieces
 
-__all__ = ["compile", "compile_loss", "CacheWarning", "Kernel", "KernelResult", "LossKernel",
+__all__ = ["compile", "compile_loss", "CacheWarning", "GraphSobolevLoss", "Kernel", "KernelResult", "LossKernel",
+           "SobolevLoss",
            "NumbaUnavailableWarning", "stats"]
 
 _VERSION = "3"  # bump when generated code changes meaning

@@ -30,7 +30,7 @@ import functools
 import hashlib
 import itertools
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import sympy
@@ -43,7 +43,8 @@ from . import _cache
 from ._blocks import PerThread
 from ._threads import over_chunks, thread_count
 from ..functions import erfc_neg, sigmoid, softplus, tail_safe
-from ._codegen import _ArrayPrinter, _ScalarPrinter, docstring
+from ..faa_di_bruno import grouped_terms
+from .codegen import ArrayPrinter, ScalarPrinter, docstring
 
 __all__ = ["GRAPH_REASON", "LayeredPlan", "supports"]
 
@@ -100,7 +101,7 @@ class _Emitter:
         self.names = dict(names)
         self.lines: list[str] = []
         self.slots = 0
-        self.fallback = _ArrayPrinter(self.names)
+        self.fallback = ArrayPrinter(self.names)
 
     def new(self) -> str:
         self.slots += 1
@@ -177,31 +178,13 @@ def derivatives_source(activation: Activation, count: int) -> str:
 
 
 def _partitions(alpha: MultiIndex) -> dict[tuple[MultiIndex, ...], int]:
-    """Faa di Bruno's terms of ``d^alpha f(z)`` beyond ``f'(z) d^alpha z``: for each partition of
-    ``alpha``'s positions into two or more blocks, the blocks (as sorted multi-indices, the
-    partition sorted) and how many partitions give the same blocks.  A partition into ``k``
-    blocks contributes ``f^(k)(z) * prod(d^block z)``.
+    """Faa di Bruno's terms of ``d^alpha f(z)`` beyond ``f'(z) d^alpha z``, grouped
+    (:func:`symnet.faa_di_bruno.grouped_terms`, the one home of the formula).
 
     >>> _partitions((0, 0, 1))  # d3a/dx0^2 dx1: f2 (2 dz0 d2z01 + dz1 d2z00) + f3 dz0^2 dz1
     {((0,), (0, 1)): 2, ((1,), (0, 0)): 1, ((0,), (0,), (1,)): 1}
     """
-    def set_partitions(items: list[int]) -> Iterator[list[list[int]]]:
-        if not items:
-            yield []
-            return
-        first, rest = items[0], items[1:]
-        for smaller in set_partitions(rest):
-            for n, block in enumerate(smaller):
-                yield smaller[:n] + [[first] + block] + smaller[n + 1:]
-            yield [[first]] + smaller
-
-    counts: dict[tuple[MultiIndex, ...], int] = {}
-    for partition in set_partitions(list(range(len(alpha)))):
-        if len(partition) > 1:
-            blocks = tuple(sorted((tuple(sorted(alpha[p] for p in block)) for block in partition),
-                                  key=lambda block: (len(block), block)))
-            counts[blocks] = counts.get(blocks, 0) + 1
-    return dict(sorted(counts.items(), key=lambda item: (len(item[0]), item[0])))
+    return grouped_terms(alpha)
 
 
 def _stream_of(pairs: Sequence[MultiIndex], higher: Sequence[MultiIndex]) -> Callable[[MultiIndex], tuple[str, int]]:
@@ -430,7 +413,7 @@ def _fused_source(activation: Activation, n_tan: int, pairs: list[tuple[int, int
     names = {z: "z", **{u: u.name for u in slot_of}}
     for u, _ in scalars:
         names.update({v: v.name for v in (u if isinstance(u, tuple) else (u,))})
-    printer = _ScalarPrinter(names)
+    printer = ScalarPrinter(names)
     # One short loop over the units per stream: each touches two or three rows, so LLVM
     # vectorises it whatever the number of streams (one loop body holding every stream
     # stopped vectorising past 6 streams: 7 ns per stream-element at 10, 24 ns at 34).

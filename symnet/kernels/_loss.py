@@ -633,11 +633,7 @@ class GraphLossKernel(LossKernel):
                 seeded = output.inputs[0] if cancel else graph.output
                 found = self.sweep.backward(params, S, saved, {seeded: delta[None]},
                                             skip=output.name if cancel else None)
-                for node, group in zip(self._owners, grads):
-                    mine = found.get(node.name)
-                    if mine is not None:
-                        for array, name in zip(group, node.params):
-                            array += mine[name]
+                add_gradients(found, self._owners, grads)
                 return value
 
         like = [tuple(params[node.name][name] for name in node.params) for node in self._owners]
@@ -648,3 +644,13 @@ class GraphLossKernel(LossKernel):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (GraphLossKernel, (self.net, self.loss, self.parallel))
+
+
+def add_gradients(found: dict[str, dict[str, np.ndarray]], owners: Any, grads: list[Any]) -> None:
+    """Add one chunk's gradients ``{node: {parameter: array}}`` into ``grads`` (per owner node, its
+    parameters' arrays in order), in place."""
+    for node, group in zip(owners, grads):
+        mine = found.get(node.name)
+        if mine is not None:
+            for array, name in zip(group, node.params):
+                array += mine[name]

@@ -28,7 +28,7 @@ from sympy.printing.pycode import PythonCodePrinter
 from ..functions import sigmoid, tail_safe_program
 from ..program import Program
 
-__all__ = ["Output", "docstring", "generate"]
+__all__ = ["ArrayPrinter", "Output", "ScalarPrinter", "docstring", "generate"]
 
 
 @dataclass(frozen=True)
@@ -176,7 +176,7 @@ def _sigmoid_pair(x):
 """
 
 
-class _ScalarPrinter(PythonCodePrinter):
+class ScalarPrinter(PythonCodePrinter):
     """Per-point scalar code for numba (``sigmoid`` through the module's ``_sigmoid`` helpers)."""
 
     def __init__(self, names: dict[sympy.Symbol, str], first: frozenset[sympy.Symbol] = frozenset()) -> None:
@@ -223,7 +223,7 @@ def _nested(printer: SciPyPrinter, function: str, args: Sequence[sympy.Expr]) ->
     return result
 
 
-class _ArrayPrinter(SciPyPrinter):
+class ArrayPrinter(SciPyPrinter):
     """Whole-batch numpy code."""
 
     def __init__(self, names: dict[sympy.Symbol, str], first: frozenset[sympy.Symbol] = frozenset()) -> None:
@@ -234,8 +234,8 @@ class _ArrayPrinter(SciPyPrinter):
     def _print_Mul(self, expr: sympy.Mul) -> str:
         return _product(self, expr) or super()._print_Mul(expr)
 
-    _print_Symbol = _ScalarPrinter._print_Symbol
-    _print_Float = _ScalarPrinter._print_Float
+    _print_Symbol = ScalarPrinter._print_Symbol
+    _print_Float = ScalarPrinter._print_Float
 
     def _print_Max(self, expr: sympy.Max) -> str:
         return _nested(self, "numpy.maximum", expr.args)  # numpy.maximum propagates NaN
@@ -274,7 +274,7 @@ def generate(
     lines = [docstring(header), "import math", "", "import numpy", "import scipy.special"]
     first = frozenset(node for node, _ in program.assignments if _DERIVATIVE_NODE.fullmatch(node.name))
     if backend == "numba":
-        printer: PythonCodePrinter = _ScalarPrinter(names.map, first)
+        printer: PythonCodePrinter = ScalarPrinter(names.map, first)
         loop = "numba.prange" if parallel else "range"
         lines += ["import numba", _NUMBA_HELPERS.format(cache=cache), "",
                   f"@numba.njit(parallel={parallel}, cache={cache}, nogil=True, error_model='numpy')",
@@ -284,7 +284,7 @@ def generate(
         inputs = [f"{indent}{names.map[x]} = X[p, {i}]" for i, x in enumerate(program.inputs)]
         target = "{name}[p, {index}]"
     else:
-        printer = _ArrayPrinter(names.map, first)
+        printer = ArrayPrinter(names.map, first)
         lines += ["", "", f"def kernel({args}):"]
         indent = " " * 4
         inputs = [f"{indent}{names.map[x]} = X[:, {i}]" for i, x in enumerate(program.inputs)]

@@ -56,13 +56,13 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .activations import T, Activation
-from .errors import InputError
-from .kernels import _cache
-from .kernels._layered import derivatives_source
-from .kernels._blocks import PerThread, Workspace, back_through, block_rows, blocks, chunk_rows
-from .kernels._threads import sum_over_chunks, thread_count
-from .kernels._loss import GraphSweep
+from ..activations import T, Activation
+from ..errors import InputError
+from . import _cache
+from ._layered import derivatives_source
+from ._blocks import PerThread, Workspace, back_through, block_rows, blocks, chunk_rows
+from ._threads import sum_over_chunks, thread_count
+from ._loss import GraphSweep, add_gradients
 
 __all__ = ["GraphSobolevLoss", "SobolevLoss", "Workspace", "derivative_pass"]
 
@@ -137,7 +137,7 @@ class SobolevLoss:
     def __init__(self, activations: Sequence[Any], X: np.ndarray, Y: np.ndarray | None, DY: np.ndarray | None,
                  value_weight: float = 1.0, derivative_weight: float = 1.0, reverse: bool | None = None,
                  parallel: bool = True) -> None:
-        from .activations import get
+        from ..activations import get
 
         self.activations = [get(a) for a in activations]
         self._passes = [derivative_pass(a) for a in self.activations]
@@ -154,15 +154,8 @@ class SobolevLoss:
 
     def __call__(self, weights: Sequence[tuple[np.ndarray, np.ndarray]],
                  rows: np.ndarray | None = None) -> tuple[float, list[tuple[np.ndarray, np.ndarray]]]:
-        def take(a: np.ndarray | None, axis: int = 0) -> np.ndarray | None:
-            return a if a is None or rows is None else np.take(a, rows, axis=axis)
-
-        X, Y, Y_given = take(self.X), take(self.Y), take(self.Y_given)
-        DY, DY_given = take(self.DY, 1), take(self.DY_given, 1)
+        X, Y, Y_given, DY, DY_given, count_d, scales = _batch(self, rows)
         n, d = X.shape
-        count_v = 0 if Y is None else (Y.size if Y_given is None else int(Y_given.sum()))
-        count_d = 0 if DY is None else (DY.size if DY_given is None else int(DY_given.sum()))
-        scales = (self.value_weight / count_v if count_v else 0.0, self.derivative_weight / count_d if count_d else 0.0)
         if not count_d:
             DY = DY_given = None
         widths = [W.shape[1] for W, _ in weights]
@@ -411,15 +404,8 @@ class GraphSobolevLoss:
 
     def __call__(self, params: dict[str, dict[str, np.ndarray]], rows: np.ndarray | None = None
                  ) -> tuple[float, dict[str, dict[str, np.ndarray]]]:
-        def take(a: np.ndarray | None, axis: int = 0) -> np.ndarray | None:
-            return a if a is None or rows is None else np.take(a, rows, axis=axis)
-
-        X, Y, Y_given = take(self.X), take(self.Y), take(self.Y_given)
-        DY, DY_given = take(self.DY, 1), take(self.DY_given, 1)
+        X, Y, Y_given, DY, DY_given, count_d, scales = _batch(self, rows)
         n, d = X.shape
-        count_v = 0 if Y is None else (Y.size if Y_given is None else int(Y_given.sum()))
-        count_d = 0 if DY is None else (DY.size if DY_given is None else int(DY_given.sum()))
-        scales = (self.value_weight / count_v if count_v else 0.0, self.derivative_weight / count_d if count_d else 0.0)
         output = self.graph.output
         k = self.sweep.streams(d)
         widths = sum(node.width for node in self.graph.nodes)
@@ -436,15 +422,24 @@ class GraphSobolevLoss:
                 if k > 1:
                     loss += _residual(out[1:], DY[:, part], None if DY_given is None else DY_given[:, part],
                                       scales[1], G[1:])
-                found = self.sweep.backward(params, S, saved, {output: G})
-                for node, group in zip(self._owners, grads):
-                    mine = found.get(node.name)
-                    if mine is not None:
-                        for array, name in zip(group, node.params):
-                            array += mine[name]
+                add_gradients(self.sweep.backward(params, S, saved, {output: G}), self._owners, grads)
                 return loss
 
         like = [tuple(np.asarray(params[node.name][name], dtype=np.float64) for name in node.params)
                 for node in self._owners]
         total, sums = sum_over_chunks(n, chunk, work, like, thread_count(self.parallel))
         return total, {node.name: dict(zip(node.params, group)) for node, group in zip(self._owners, sums)}
+
+
+def _batch(loss: Any, rows: np.ndarray | None) -> tuple[Any, ...]:
+    """The rows of a Sobolev loss's data (all without ``rows``), the derivative targets' count,
+    and the two terms' scales (each weight over its count of given targets)."""
+    def take(a: np.ndarray | None, axis: int = 0) -> np.ndarray | None:
+        return a if a is None or rows is None else np.take(a, rows, axis=axis)
+
+    X, Y, Y_given = take(loss.X), take(loss.Y), take(loss.Y_given)
+    DY, DY_given = take(loss.DY, 1), take(loss.DY_given, 1)
+    count_v = 0 if Y is None else (Y.size if Y_given is None else int(Y_given.sum()))
+    count_d = 0 if DY is None else (DY.size if DY_given is None else int(DY_given.sum()))
+    scales = (loss.value_weight / count_v if count_v else 0.0, loss.derivative_weight / count_d if count_d else 0.0)
+    return X, Y, Y_given, DY, DY_given, count_d, scales
