@@ -17,7 +17,6 @@ from symnet import kernels
 from symnet.graph import (blend, concat, dense, fourier_features, inner, input, layer_norm, network, normalize,
                           scale, shift, softmax)
 
-torch.set_default_dtype(torch.float64)
 
 WORDS = ("value", "jacobian", "hessian", "laplacian", (0, 0, 1))
 

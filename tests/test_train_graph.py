@@ -14,7 +14,6 @@ from symnet.kernels._sobolev import GraphSobolevLoss, SobolevLoss
 from symnet.errors import InputError, ShapeError, WeightError
 from symnet.graph import activation, blend, concat, dense, fourier_features, input, layer_norm, network, scale, shift
 
-torch.set_default_dtype(torch.float64)
 DIGITS = 30
 
 
