@@ -686,7 +686,7 @@ def test_nested_max_cannot_get_around_the_argument_limit() -> None:
         parse(text, {"t": T})
     with pytest.raises(ExpressionError, match=r"Min at position 0 has 33 arguments .*\(MAX_ARGUMENTS\)"):
         parse("Min(t, Min(" + ", ".join(f"{i}*t" for i in range(32)) + "))", {"t": T})
-    assert time.perf_counter() - start < 2
+    assert time.perf_counter() - start < 15  # generous: CI machines stall; unbounded, this took minutes
     # a Min inside a Max is not merged, and 32 merged arguments are still read
     assert parse("Max(0, Min(1, t))", {"t": T}) == sympy.Max(0, sympy.Min(1, T))
     assert len(parse("Max(Max(" + ", ".join(f"{i}*t" for i in range(16)) + "), "
@@ -700,7 +700,7 @@ def test_a_file_whose_form_nests_deep_is_refused_quickly(tmp_path: Path) -> None
     start = time.perf_counter()
     with pytest.raises(FileFormatError, match=r"deep\.npz: layer 1's activation: .*symnet\.limits\.MAX_FORM_DEPTH"):
         load(path)
-    assert time.perf_counter() - start < 2
+    assert time.perf_counter() - start < 15  # generous for a busy CI machine; unbounded it took a minute
 
 
 def test_many_small_max_cannot_add_up_to_a_hang() -> None:
@@ -714,5 +714,5 @@ def test_many_small_max_cannot_add_up_to_a_hang() -> None:
     start = time.perf_counter()
     with pytest.raises(ExpressionError, match=r"more than 128 Max/Min arguments in all \(MAX_PIECEWISE_ARGUMENTS\)"):
         parse(text, {"t": t})
-    assert time.perf_counter() - start < 5
+    assert time.perf_counter() - start < 15  # generous for a busy CI machine; unbounded it hangs
     assert parse("Max(0, t) + 0.01*Min(0, t)", {"t": t}) == sympy.Max(0, t) + sympy.Float(0.01) * sympy.Min(0, t)

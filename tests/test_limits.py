@@ -22,14 +22,19 @@ ONE_THREE_ONE = Network.from_weights([[[0.5, -1.0, 0.3]], [[1.0], [2.0], [-1.5]]
                                      ["tanh", "linear"])
 
 
+#: A busy CI machine stalls a process for a second now and then; the work these tests bound
+#: takes minutes or hours unbounded, so a stated budget is checked with this much slack.
+SLACK = 5.0
+
+
 def quickly(seconds: float = 2.0):
-    """Assert that the body returns (or raises) within ``seconds``."""
+    """Assert that the body returns (or raises) within ``seconds`` (times :data:`SLACK`)."""
     class _Timer:
         def __enter__(self) -> None:
             self.start = time.perf_counter()
 
         def __exit__(self, *exc: object) -> None:
-            assert time.perf_counter() - self.start < seconds, "took too long: the work is not bounded"
+            assert time.perf_counter() - self.start < seconds * SLACK, "took too long: the work is not bounded"
     return _Timer()
 
 
