@@ -7,9 +7,10 @@ the same state of the machine.  The table gives each side's median over all its 
 the ratio old / new (above 1: the new code is faster).
 
     git worktree add /tmp/old a4d4beb
-    .venv/bin/python benchmarks/ab.py --old /tmp/old --nets T1,T2,T3,T4,T5,L1,L2,L3
+    .venv/bin/python benchmarks/ab.py --old /tmp/old --nets T1,T2,T3,T4,T5,L1,L2,L3,K1,K2,B1
 
-The nets and their points come from this tree's ``benchmarks/nets.py`` for both sides.
+The nets and their points come from this tree's ``benchmarks/nets.py`` for both sides
+(``NETS``, and ``HIGHER_ORDER``: K1, K2, B1, partials of order 3 and 4).
 """
 
 from __future__ import annotations
@@ -30,13 +31,18 @@ import json, sys, time
 sys.path.insert(0, {bench!r})
 import numpy as np
 import symnet
-from nets import NETS
+from nets import HIGHER_ORDER, NETS
 from comparators import SYMNET_DERIVATIVES
 times = {{}}
 for name in {nets!r}:
-    ref = NETS[name]
+    if name in HIGHER_ORDER:
+        ref, partials, _ = HIGHER_ORDER[name]
+        derivatives = ("value", *partials)
+    else:
+        ref = NETS[name]
+        derivatives = SYMNET_DERIVATIVES[ref.task]
     X = ref.points(ref.n_points)
-    kernel = symnet.compile(ref.symnet_network(), derivatives=SYMNET_DERIVATIVES[ref.task], backend="numba")
+    kernel = symnet.compile(ref.symnet_network(), derivatives=derivatives, backend="numba")
     kernel(X[:2])
     runs = []
     for _ in range({repeats}):

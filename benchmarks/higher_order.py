@@ -31,16 +31,10 @@ import numpy as np  # noqa: E402
 
 import symnet  # noqa: E402
 from comparators import CHUNK  # noqa: E402
-from nets import HESSIAN, _random_net, forward_with  # noqa: E402
+from nets import HIGHER_ORDER, forward_with  # noqa: E402
 from threads import alternate  # noqa: E402
 
-CASES = (
-    ("K1", _random_net("K1", [1, 64, 64, 1], "tanh", 10**5, HESSIAN), ((), (0,), (0, 0, 0)), "u, u_x, u_xxx"),
-    ("K2", _random_net("K2", [2, 64, 64, 64, 1], "tanh", 10**5, HESSIAN), ((), (0, 0, 0), (0, 1, 1)),
-     "u, u_xxx, u_xyy"),
-    ("B1", _random_net("B1", [2, 64, 64, 64, 1], "tanh", 10**5, HESSIAN), ((), (0, 0, 0, 0), (0, 0, 1, 1), (1, 1, 1, 1)),
-     "u, u_xxxx, u_xxyy, u_yyyy"),
-)
+CASES = tuple((name, reference, ((), *partials), label) for name, (reference, partials, label) in HIGHER_ORDER.items())
 
 
 def _nested_jvp(f: Callable[[Any], Any], alpha: tuple[int, ...], jvp: Callable, unit: Callable[[int], Any]) -> Callable:

@@ -220,3 +220,13 @@ NETS: dict[str, RefNet] = {net.name: net for net in (
     _random_net("L2", [8, 128, 128, 128, 1], "tanh", 2 * 10**4, LAPLACIAN),
     _random_net("L3", [32, 256, 256, 256, 1], "tanh", 4 * 10**3, LAPLACIAN),
 )}
+
+
+#: The higher-order requests (benchmarks/higher_order.py, and old-against-new in
+#: benchmarks/ab.py): name -> (net, partials asked for besides the value, label).
+HIGHER_ORDER: dict[str, tuple[RefNet, tuple[tuple[int, ...], ...], str]] = {
+    "K1": (_random_net("K1", [1, 64, 64, 1], "tanh", 10**5, HESSIAN), ((0,), (0, 0, 0)), "u, u_x, u_xxx"),
+    "K2": (_random_net("K2", [2, 64, 64, 64, 1], "tanh", 10**5, HESSIAN), ((0, 0, 0), (0, 1, 1)), "u, u_xxx, u_xyy"),
+    "B1": (_random_net("B1", [2, 64, 64, 64, 1], "tanh", 10**5, HESSIAN), ((0, 0, 0, 0), (0, 0, 1, 1), (1, 1, 1, 1)),
+           "u, u_xxxx, u_xxyy, u_yyyy"),
+}

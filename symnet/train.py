@@ -549,7 +549,7 @@ def _lbfgs(objective: _Objective, theta: np.ndarray, max_iter: int, options: Map
             stopped_at["theta"] = np.array(intermediate_result.x, dtype=np.float64)
             raise StopIteration
 
-    import scipy.optimize  # here, not at import time: it costs 0.15 s of `import symnet`
+    import scipy.optimize  # here, not at import time: it is a noticeable share of `import symnet`
 
     settings = {"maxiter": max_iter, "maxfun": 10 * max_iter, "ftol": 0.0, "gtol": 0.0, **dict(options or {})}
     with _scipy_blas_on_one_thread():
@@ -571,10 +571,11 @@ def _scipy_blas_on_one_thread() -> contextlib.AbstractContextManager[Any]:
     """A context in which scipy's own BLAS, if scipy bundles one, runs on one thread.
 
     L-BFGS-B does its vector algebra (a few products of ``10 x n_weights``) with it.  On the
-    2-core machine of docs/training.md (2-64-64-1 tanh net, 10,000 points, 4,417 weights),
-    with two threads that took 3-6 ms per iteration, and the threads, spinning after each
-    call, slowed the next gradient evaluation 1.5-2x (for PyTorch's gradients as for
-    symnet's); with one, 0.4 ms and no slowdown: 20 ms per iteration instead of 30-44.
+    2-core machine of docs/training.md (2-64-64-1 tanh net), with two threads that algebra
+    took many times longer than on one, and the threads, spinning after each call, slowed
+    the next gradient evaluation (for PyTorch's gradients as for symnet's); with one thread
+    there was no slowdown and each iteration took markedly less time (the figures are in
+    benchmarks/RESULTS.md, "Measurements behind design choices in the code").
     numpy's BLAS, which the gradients use, keeps its threads.  A scipy sharing numpy's BLAS
     is left alone.
     """

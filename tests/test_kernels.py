@@ -646,23 +646,23 @@ def test_numba_expression_batches_go_in_pieces_of_bounded_work(monkeypatch):
     net = random_network(np.random.default_rng(2), [2, 3, 1], ["tanh", "linear"])
     kernel = symnet.compile(net, backend="numba", strategy="expression")
     lines = kernel.source.count("\n")
-    assert kernel._numba_chunk == max(4096, kernels._INTERRUPT_WORK // lines)
+    assert kernel._numba_chunk == max(4096, kernels._kernel._INTERRUPT_WORK // lines)
     X = np.random.default_rng(3).normal(size=(10_000, 2))
     calls = []
     run = kernels.Kernel._run_numba
     monkeypatch.setattr(kernels.Kernel, "_run_numba", lambda self, points, arrays: (calls.append(len(points)),
                                                                                      run(self, points, arrays)))
-    monkeypatch.setattr(kernels, "_INTERRUPT_WORK", 1 << 60)
+    monkeypatch.setattr(kernels._kernel, "_INTERRUPT_WORK", 1 << 60)
     whole = kernel(X)
     assert calls == [10_000]
     calls.clear()
-    monkeypatch.setattr(kernels, "_INTERRUPT_WORK", 1)  # the smallest piece: 4096 points
+    monkeypatch.setattr(kernels._kernel, "_INTERRUPT_WORK", 1)  # the smallest piece: 4096 points
     pieces = kernel(X)
     assert calls == [4096, 4096, 1808]
     for name, array in whole.as_dict().items():
         np.testing.assert_array_equal(pieces[name], array)
-    assert kernels._spans(10, 4, [(0, 6), (6, 10)]) == [(0, 4), (4, 6), (6, 10)]
-    assert kernels._spans(0, 4, []) == []
+    assert kernels._kernel._spans(10, 4, [(0, 6), (6, 10)]) == [(0, 4), (4, 6), (6, 10)]
+    assert kernels._kernel._spans(0, 4, []) == []
 
 
 def test_an_interrupt_lands_between_pieces(monkeypatch):
@@ -670,7 +670,7 @@ def test_an_interrupt_lands_between_pieces(monkeypatch):
 
     net = random_network(np.random.default_rng(2), [2, 3, 1], ["tanh", "linear"])
     kernel = symnet.compile(net, backend="numba", strategy="expression")
-    monkeypatch.setattr(kernels, "_INTERRUPT_WORK", 1)
+    monkeypatch.setattr(kernels._kernel, "_INTERRUPT_WORK", 1)
     calls = []
     run = kernels.Kernel._run_numba
 

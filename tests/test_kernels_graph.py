@@ -349,11 +349,11 @@ def _variants(rng):
 
 def test_the_cache_key_changes_with_the_structure_and_not_with_the_weights():
     variants = _variants(np.random.default_rng(4))
-    keys = {name: kernels._architecture(net) for name, net in variants.items()}
+    keys = {name: kernels._architecture.architecture(net) for name, net in variants.items()}
     assert len(set(keys.values())) == len(keys)
     reweighted = _variants(np.random.default_rng(5))
     for name, net in reweighted.items():
-        assert kernels._architecture(net) == keys[name], name
+        assert kernels._architecture.architecture(net) == keys[name], name
     sources = set()
     for name, net in variants.items():
         kernel = symnet.compile(net, ("value", "jacobian"), backend="numpy")
@@ -409,7 +409,7 @@ def test_a_large_graph_warns_before_a_long_compile(monkeypatch):
         warnings.simplefilter("error", symnet.ExpressionSizeWarning)
         symnet.compile(net, ("value",), backend="numba", cache=False)  # small: no warning
     kernels._MEMO.clear()
-    monkeypatch.setattr(kernels, "EXPRESSION_WARNING", 10)
+    monkeypatch.setattr(kernels._strategy, "EXPRESSION_WARNING", 10)
     with pytest.warns(symnet.ExpressionSizeWarning, match=r"weight-times-stream terms.*issue 17") as caught:
         kernel = symnet.compile(net, ("value",), backend="numba", cache=False)
     sized = [w for w in caught if issubclass(w.category, symnet.ExpressionSizeWarning)]

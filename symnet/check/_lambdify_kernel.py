@@ -4,7 +4,8 @@
 exists.  Without it (or with ``kernel="lambdify"``), this module prints the straight-line
 program of :func:`symnet.hessian` / :func:`symnet.jacobian` (``form="program"``) as one numpy
 function, each program node a local variable (lambdify's ``cse`` hook).  The flat closed form
-is not used: it grows exponentially with depth (a 3-16-16-1 net takes 20 s to lambdify).
+is not used: it grows exponentially with depth (even a 3-16-16-1 net is slow to lambdify;
+benchmarks/RESULTS.md, "Measurements behind design choices in the code").
 
 Non-smooth functions get their almost-everywhere values: ``DiracDelta`` is 0, ``Heaviside``
 keeps SymPy's ``Heaviside(0) = 1/2``.  Floats print with ``repr``, so weights round-trip exactly.

@@ -2,7 +2,8 @@
 
 Training calls a loss gradient thousands of times on the same batch; once the matrix
 products are BLAS's, memory is what costs, measured on the 2-core machine of
-docs/training.md (2-64-64-1 tanh net, 10,000 points, arrays of 5 MB):
+docs/training.md with the 2-64-64-1 tanh net of 10,000 points (the figures are in
+benchmarks/RESULTS.md, "Measurements behind design choices in the code"):
 
 * fresh memory: the operating system maps and zero-fills every new page on first touch;
   writing fresh result arrays cost more than the arithmetic, so :class:`Workspace` keeps the
@@ -10,13 +11,13 @@ docs/training.md (2-64-64-1 tanh net, 10,000 points, arrays of 5 MB):
 * passes over memory: an activation pass writes several scratch arrays per element (``tanh``
   with its first two derivatives takes nine numpy operations); over blocks of
   :data:`BLOCK_BYTES` per array the scratch is reused while it is still in the caches (that
-  pass over 10,000 x 64 values: 3.3-3.5 ms on whole arrays, 2.65 ms in blocks; smaller blocks
-  lose more to numpy's cost per call than they gain).  The kernels also go through the
+  pass ran faster in blocks than on whole arrays; smaller blocks lose more to numpy's cost
+  per call than they gain).  The kernels also go through the
   points in chunks of :data:`CHUNK_BYTES` of arrays, so that their buffers stay that size
   for any batch.
 
 Threads inside one pass do not pay here: numpy's ufuncs release the GIL, but spreading the
-blocks of a pass over both cores made the kernels 5-10 % slower (waking a helper thread per
+blocks of a pass over both cores made the kernels slower (waking a helper thread per
 pass, and the cores busy with BLAS's own threads right after each product).  Whole chunks of
 points on separate threads, with BLAS on one thread, do pay (:mod:`symnet.kernels._threads`).
 """

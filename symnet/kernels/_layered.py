@@ -55,9 +55,9 @@ GRAPH_REASON = "graph networks take the expression strategy until the layered st
 #: Bytes of stacked streams a chunk of points may use (two ping-pong buffers and the pass's
 #: scratch), per thread (:mod:`symnet.kernels._threads`: each thread works on its own chunk).
 #: Chunks that stay in the caches run faster than larger ones: with one thread, 16 MiB beat
-#: 64 MiB (T4 0.24 s against 0.32 s, L1 0.18 against 0.24 s); with a chunk per core, 4 MiB
-#: beat 8 and 16 MiB (medians of 9, 2-core EPYC, ``benchmarks/threads.py --budgets 4,8,16``:
-#: T3 0.238/0.242/0.273 s, L1 0.122/0.135/0.165 s, L2 0.183/0.221/0.238 s, L3 0.453/0.468/0.465 s).
+#: 64 MiB; with a chunk per core, 4 MiB beat 8 and 16 MiB on every net measured
+#: (``benchmarks/threads.py --budgets 4,8,16``; the figures are in
+#: benchmarks/RESULTS.md, "Measurements behind design choices in the code").
 #: The forward-adjoint schedule has its own (:data:`symnet.kernels._adjoint.MEMORY_BUDGET`).
 MEMORY_BUDGET = 4 * 2**20
 
@@ -66,8 +66,9 @@ MEMORY_BUDGET = 4 * 2**20
 MAX_ORDER = 6
 
 #: First layers with at most this many inputs compute ``z = X W + b`` inside their numba pass,
-#: point by point, instead of a product over the chunk and a pass adding the bias
-#: (T3, 1 input: the product and bias took 40 of 300 ms on one thread).
+#: point by point, instead of a product over the chunk and a pass adding the bias: for a net
+#: with few inputs that product and pass were a noticeable share of the call (T3; figures in
+#: benchmarks/RESULTS.md, "Measurements behind design choices in the code").
 AFFINE_INPUTS = 4
 
 
@@ -221,9 +222,10 @@ def _pass_source(activation: Activation, header: str, pairs: Sequence[MultiIndex
 
     ``f, f', f''`` (and higher derivatives, for the streams of order 3 and more ``higher``)
     share their subexpressions (``sympy.cse``: ``tanh(z)`` is computed once) and are
-    evaluated with numpy's SIMD ufuncs into the scratch arrays ``s``; on this project's
-    machine ``numpy.tanh`` ran at 1.7-3.3 ns per element, numba's scalar ``math.tanh`` at
-    25 ns.  ``SEC`` holds the Hessian entries ``pairs``, ``HIGH`` the entries ``higher``.
+    evaluated with numpy's SIMD ufuncs into the scratch arrays ``s``: on this project's
+    machine ``numpy.tanh`` ran many times faster per element than numba's scalar
+    ``math.tanh`` (benchmarks/RESULTS.md, "Measurements behind design choices in the code").
+    ``SEC`` holds the Hessian entries ``pairs``, ``HIGH`` the entries ``higher``.
     """
     z = sympy.Symbol("z", real=True)
     order = max((len(alpha) for alpha in higher), default=2)
@@ -304,9 +306,10 @@ def _fused_source(activation: Activation, n_tan: int, pairs: list[tuple[int, int
     One numba loop over points forms ``f, f', f''`` of a point's units and updates its value,
     tangents, Hessian pairs and Laplacian, one vectorised loop over the units per stream.
     ``tanh`` and ``exp(-|z|)`` (sigmoid, silu, softplus's derivatives) are computed in the loop by
-    :mod:`._vecmath` (a T3 pass: 2.3 -> 1.75 ns per element); other transcendental functions
-    (``erf``, softplus's ``log1p``, ...) by numpy's SIMD ufuncs into scratch arrays ``U``
-    first (numba's scalar libm calls are 5-15x slower).  With ``keep``,
+    :mod:`._vecmath` (a T3 pass ran faster per element than with numpy's ufuncs); other
+    transcendental functions (``erf``, softplus's ``log1p``, ...) by numpy's SIMD ufuncs into
+    scratch arrays ``U`` first (numba's scalar libm calls are several times slower; figures in
+    benchmarks/RESULTS.md, "Measurements behind design choices in the code").  With ``keep``,
     ``apply`` takes two more arrays shaped like ``Z`` and leaves ``f'(Z)`` and ``f''(Z)`` in them
     (the adjoint sweep of :mod:`symnet.kernels._adjoint` needs them).  With ``first`` (the
     first layer), ``apply`` takes the layer's ``W`` last and writes the tangents ``f' W[i]``
@@ -381,7 +384,8 @@ def _fused_source(activation: Activation, n_tan: int, pairs: list[tuple[int, int
                 continue
             arg = node.args[0].xreplace(calls)
             # sigmoid and softplus by numpy's exp and log1p and arithmetic: numpy's logaddexp
-            # and scipy's expit ran at 21 and 5.5 ns per element here, exp at 0.8, log1p at 1.2
+            # and scipy's expit ran several times slower per element here than exp and log1p
+            # (benchmarks/RESULTS.md, "Measurements behind design choices in the code")
             if node.func is sigmoid and magnitude(arg) in halves:  # sigmoid(2u) with tanh(u): no exp of its own
                 high, low = halves[magnitude(arg)]  # sigmoid(|arg|), sigmoid(-|arg|)
                 u = scalar(sympy.Piecewise((high, arg >= 0), (low, True)))
@@ -416,7 +420,8 @@ def _fused_source(activation: Activation, n_tan: int, pairs: list[tuple[int, int
     printer = ScalarPrinter(names)
     # One short loop over the units per stream: each touches two or three rows, so LLVM
     # vectorises it whatever the number of streams (one loop body holding every stream
-    # stopped vectorising past 6 streams: 7 ns per stream-element at 10, 24 ns at 34).
+    # stopped vectorising past a few streams and grew slower per stream-element with more;
+    # benchmarks/RESULTS.md, "Measurements behind design choices in the code").
     rows = ["z = Z[p, j]"] + [f"{u.name} = U[{slot}, p, j]" for u, slot in slot_of.items()]
     rows += [f"{', '.join(v.name for v in u) if isinstance(u, tuple) else u.name} = {printer.doprint(value)}"
              for u, value in scalars]
@@ -451,7 +456,8 @@ def _fused_source(activation: Activation, n_tan: int, pairs: list[tuple[int, int
                           [f"SEC[{q}, p, j] = F1[j] * SEC[{q}, p, j] + F2[j] * TAN[{i}, p, j] * TAN[{k}, p, j]"]))
         # loops over the tangents are loops, not unrolled: as fast within this machine's noise
         # (T4, T5, L1, L2, two alternating runs each) and far quicker to compile for many
-        # inputs (L3, 32 inputs: 9.0 -> 2.7 s from an empty cache)
+        # inputs (L3 from an empty cache; benchmarks/RESULTS.md, "Measurements behind design
+        # choices in the code")
         if laplacian:  # sum_i (f'' dz_i) dz_i: a zero f'' is applied before dz_i**2 can overflow
             loops.append(("for j in range(H):", ["ACC[j] = F1[j] * LAP[0, p, j]"]))
             loops.append(("for i in range(TAN.shape[0]):",
@@ -645,7 +651,8 @@ class LayeredPlan(ChunkedPlan):
             header = f"Generated by symnet: the {activation.name} pass" + (" of a first layer." if number == 0 else ".")
             if backend == "numba":
                 # serial: numba's OpenMP threads spin after a parallel loop and then fight
-                # BLAS's threads for the cores (measured 0.66 s serial vs 0.82 s parallel on T5)
+                # BLAS's threads for the cores (T5 ran slower parallel than serial: figures in
+                # benchmarks/RESULTS.md, "Measurements behind design choices in the code")
                 source = _fused_source(activation, self.n_tan, self.pairs, self.laplacian, cache, header,
                                        first=number == 0, inputs=d if d <= AFFINE_INPUTS else 0,
                                        higher=self.higher)

@@ -2,10 +2,11 @@
 
 Fresh memory is expensive to write the first time: the operating system maps and zeroes
 every page on first touch, and for small networks that costs more than the arithmetic.
-Measured on the 2-core machine of ``benchmarks/RESULTS.md`` (1-1-1 net, value + gradient +
-Hessian of 10^6 points, 24 MB of results): the parallel kernel runs in 1.8-2.0 ms into
-memory that was written before and in 13-19 ms into fresh memory (1,700 page faults taken by
-two threads at once).  numpy's own temporaries dodge this because ``malloc`` recycles freed
+Measured on the 2-core machine of ``benchmarks/RESULTS.md`` with a 1-1-1 net (value,
+gradient and Hessian of many points): the parallel kernel runs several times faster into
+memory that was written before than into fresh memory, where two threads take page faults
+at once (the figures are in benchmarks/RESULTS.md, "Measurements behind design choices in
+the code").  numpy's own temporaries dodge this because ``malloc`` recycles freed
 blocks; result arrays handed to the caller cannot, since they are freed (if ever) after the
 next call has allocated.
 

@@ -166,9 +166,10 @@ class SobolevLoss:
         else:
             sweep, streams = self._tangent_chunk, 1 + d if DY is not None else 1
             # per point: each layer's pre-activations and outputs (all streams), f' and f''; two
-            # adjoints.  Budgeted at a quarter: chunks 4x larger than the others' ran 15 % faster
-            # while other virtual machines loaded the memory, 15 % slower otherwise, and never
-            # slower than whole batches (2-64-64-1 net, 10,000 points, 2-core machine)
+            # adjoints.  Budgeted at a quarter: chunks that much larger than the others' ran
+            # faster while other virtual machines loaded the memory, slower otherwise, and never
+            # slower than whole batches (2-64-64-1 net; benchmarks/RESULTS.md, "Measurements
+            # behind design choices in the code")
             per_point = ((2 * streams + 2) * sum(widths) + 2 * streams * max(widths)) // 4
         chunk = chunk_rows(per_point * X.itemsize)
         def work(start: int, stop: int, grads: list) -> float:

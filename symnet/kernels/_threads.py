@@ -5,10 +5,10 @@ chunk is a few matrix products, which BLAS spreads over the cores, and elementwi
 (numpy's ufuncs and a numba loop), which run on one core.  Running whole chunks on every
 core instead, each product on a single BLAS thread, keeps all cores busy through the passes
 too.  Measured on the 2-core machine of docs/kernels.md with the benchmark's nets (value and
-derivatives; ``parallel=False`` against ``parallel=True``, alternating rounds, medians of 9;
-``python benchmarks/threads.py``): T3 0.365 -> 0.228 s, T4 0.208 -> 0.148 s, T5 1.01 ->
-0.80 s, L1 0.158 -> 0.116 s, L2 0.204 -> 0.173 s, L3 0.454 -> 0.432 s.  Without the BLAS
-limit the threads oversubscribe the cores: slower than one thread (T3 0.62 s against 0.42).
+derivatives; ``parallel=False`` against ``parallel=True``, ``python benchmarks/threads.py``):
+every net ran faster with ``parallel=True``, most for the small nets.  Without the BLAS
+limit the threads oversubscribe the cores: slower than one thread.  The figures are in
+benchmarks/RESULTS.md, "Measurements behind design choices in the code".
 
 numpy's BLAS (OpenBLAS in numpy's wheels) keeps one process-wide thread pool and one
 process-wide thread count, so the limit is process-wide too: while a parallel layered kernel
@@ -38,7 +38,8 @@ import numpy as np
 __all__ = ["numba_threads", "over_chunks", "sum_over_chunks", "thread_count"]
 
 #: A batch is split across threads only into ranges of at least this many points: for fewer,
-#: handing work to a thread (~20-50 us) costs more than it saves.
+#: handing work to a thread costs more than it saves (benchmarks/RESULTS.md, "Measurements
+#: behind design choices in the code").
 SMALLEST_SHARE = 1024
 
 _LOCK = threading.Lock()

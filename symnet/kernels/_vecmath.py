@@ -1,12 +1,14 @@
 """``tanh`` and ``exp`` of a non-positive argument as numba code that LLVM vectorises.
 
-numba calls libm one element at a time (``math.tanh`` ran at 15.7 ns per element on this
-project's 2-core EPYC), so the layered passes used to compute transcendental functions with
-numpy's SIMD ufuncs into scratch arrays (``numpy.tanh`` 1.7 ns) and read them back.  These
+numba calls libm one element at a time (``math.tanh`` ran many times slower per element
+than ``numpy.tanh`` on this project's 2-core machine), so the layered passes used to compute
+transcendental functions with numpy's SIMD ufuncs into scratch arrays and read them back.  These
 functions are plain arithmetic -- a Cody-Waite range reduction ``x = k ln 2 + r``, a
 degree-13 Taylor polynomial of ``expm1(r)`` on ``|r| <= ln(2)/2`` (truncation error below
 1e-17) and ``2**k`` written into the exponent bits -- so LLVM vectorises the loop that calls
-them (AVX-512 here: 1.08 ns per element for ``tanh``, no scratch array, no second pass).
+them (AVX-512 here: ``tanh`` faster per element than ``numpy.tanh``, no scratch array, no
+second pass; the figures are in benchmarks/RESULTS.md, "Measurements behind design choices
+in the code").
 
 Accuracy, against glibc's correctly rounded-or-nearly ``math.tanh``/``math.exp``: at most
 3 ulp (numpy's SIMD ``tanh`` is at 2-3 ulp on the same points); ``tests/test_vecmath.py``

@@ -1,0 +1,83 @@
+"""Which strategy and schedule a kernel takes, and why (``kernel.strategy_reason``)."""
+
+from __future__ import annotations
+
+import warnings
+
+from ..errors import ExpressionSizeWarning, InputError
+from ..network import Network
+from ..program import closure
+from ..requests import Request
+from ._adjoint import adjoint_unsupported, cheaper
+from ._layered import supports
+
+#: ``strategy="auto"`` prints the expression program while it has at most this many
+#: weight-times-stream terms.  Why a size limit: the unrolled expression kernel evaluates
+#: faster than the layered one on small nets, but numba's compile time grows with its length
+#: while the layered passes compile once, whatever the size; this limit is where the compile
+#: time stops paying (the measurements: docs/kernels.md, "Strategies").
+EXPRESSION_LIMIT = 200
+
+#: A graph network takes the expression strategy whatever its size (the layered one reads
+#: chains only, until issue 17); past this many weight-times-stream terms a numba kernel's
+#: ``compile`` warns (:class:`~symnet.ExpressionSizeWarning`) before generating its source,
+#: since numba's compile time grows with the unrolled program's length, ten times
+#: :data:`EXPRESSION_LIMIT`'s (docs/kernels.md).
+EXPRESSION_WARNING = 2000
+
+
+def choose(net: Network, request: Request, strategy: str) -> tuple[str, str]:
+    """The strategy and why (``kernel.strategy_reason``)."""
+    reason = supports(net, request.words, request.partials)
+    if "biharmonic" in request.words and not reason:
+        reason = "the biharmonic takes the expression strategy until the layered strategy assembles it (issue 17)"
+    if strategy == "layered" and reason:
+        raise InputError(f"strategy='layered' cannot evaluate this request: {reason}; use strategy='expression'")
+    if strategy != "auto":
+        return strategy, f"strategy={strategy!r} was asked for"
+    if not net.is_chain:
+        return "expression", f"auto: {reason}"
+    if reason:
+        return "expression", f"auto: the layered strategy cannot evaluate this request: {reason}"
+    streams = len(closure(request.multi_indices(net.n_inputs)))
+    terms = sum(layer.fan_in * layer.fan_out for layer in net.layers) * streams
+    if terms <= EXPRESSION_LIMIT:
+        return "expression", (f"auto: {terms} weight-times-stream terms, at most EXPRESSION_LIMIT "
+                              f"({EXPRESSION_LIMIT}): the unrolled expression kernel evaluates faster")
+    return "layered", (f"auto: {terms} weight-times-stream terms, more than EXPRESSION_LIMIT ({EXPRESSION_LIMIT}): "
+                       "the expression kernel would take long to compile")
+
+
+def _graph_terms(net: Network, request: Request) -> int:
+    """The weight-times-stream terms of a graph's expression program: each linear node's
+    coefficients and each other node's units, times the derivative streams."""
+    streams = len(closure(request.multi_indices(net.n_inputs)))
+    units = sum(sum(len(terms) for terms, _ in node.linear_terms) if node.family == "linear" else node.width
+                for node in net.graph.nodes[1:])
+    return units * streams
+
+
+def warn_if_large(net: Network, request: Request) -> None:
+    terms = _graph_terms(net, request)
+    if terms > EXPRESSION_WARNING:
+        warnings.warn(f"this graph network's expression kernel has about {terms:,} weight-times-stream terms "
+                      f"(more than EXPRESSION_WARNING, {EXPRESSION_WARNING:,}): numba's compile time grows with its "
+                      "length, so this may take a minute or more. Graph networks take the expression strategy until "
+                      "the layered strategy reads graphs (issue 17); backend='numpy' compiles nothing.",
+                      ExpressionSizeWarning, stacklevel=5)
+
+
+def schedule_of(net: Network, request: Request, strategy: str, backend: str, schedule: str) -> str | None:
+    if strategy != "layered":
+        if schedule != "auto":
+            raise InputError(f"schedule={schedule!r} is for the layered strategy; this kernel uses {strategy!r}: "
+                             "pass strategy='layered' too")
+        return None
+    if schedule == "forward-adjoint":
+        reason = adjoint_unsupported(net, request.words, request.partials, backend)
+        if reason:
+            raise InputError(f"schedule='forward-adjoint' cannot evaluate this request: {reason}; use schedule='forward'")
+        return schedule
+    if schedule == "auto":
+        return "forward-adjoint" if backend == "numba" and cheaper(net, request.words, request.partials) else "forward"
+    return schedule
