@@ -256,3 +256,139 @@ def test_flat_forms_match_jets_resnet():
     assert abs(flat(symnet.laplacian(net)) - lap) <= tol * max(abs(lap), 1)
     bih = at(QUANTITIES["biharmonic"].entries(jet, d)[0][1])
     assert abs(flat(symnet.biharmonic(net)) - bih) <= tol * max(abs(bih), 1)
+
+
+# --- every public function on every zoo net ---------------------------------------------------
+
+def _torch_quantities(net, X, k=0):
+    """Value, gradient, Hessian, Laplacian, biharmonic and d^3/dx0^2 dx1 of output k by torch."""
+    d = net.n_inputs
+    wanted = _wanted(d)
+    rows = [_torch_jets(net.graph, point, wanted, k) for point in X]
+    return {
+        "value": np.array([r[()] for r in rows]),
+        "jacobian": np.array([[r[(i,)] for i in range(d)] for r in rows]),
+        "hessian": np.array([[[r[tuple(sorted((i, j)))] for j in range(d)] for i in range(d)] for r in rows]),
+        "laplacian": np.array([sum(r[(i, i)] for i in range(d)) for r in rows]),
+        "biharmonic": np.array([sum((1 if i == j else 2) * r[(i, i, j, j)] for i in range(d) for j in range(i, d))
+                                for r in rows]),
+        (0, 0, 1): np.array([r[(0, 0, 1)] for r in rows]),
+    }
+
+
+def _assert_kernel_matches_torch(net, kernel, X, rtol=1e-11, atol=1e-12):
+    result = kernel(X)
+    for k in range(net.n_outputs):
+        want = _torch_quantities(net, X, k)
+        np.testing.assert_allclose(result.value[:, k], want["value"], rtol=rtol, atol=atol)
+        np.testing.assert_allclose(result.jacobian[:, k], want["jacobian"], rtol=rtol, atol=atol)
+        np.testing.assert_allclose(result.hessian[:, k], want["hessian"], rtol=rtol, atol=atol)
+        np.testing.assert_allclose(result.laplacian[:, k], want["laplacian"], rtol=rtol, atol=atol)
+        np.testing.assert_allclose(result.biharmonic[:, k], want["biharmonic"], rtol=rtol, atol=atol)
+        np.testing.assert_allclose(result[(0, 0, 1)][:, k], want[(0, 0, 1)], rtol=rtol, atol=atol)
+
+
+_ALL = ("value", "jacobian", "hessian", "laplacian", "biharmonic", (0, 0, 1))
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_every_public_function_runs_on_every_zoo_net(name, tmp_path):
+    """The issue's list, on each zoo net: closed form and printing, the derivative functions, taylor,
+    param_grad against compile_loss, compile (expression; layered says why not), fit, verify,
+    save/load, export, Dask, and the functions that cannot apply refuse with a SymnetError."""
+    import warnings
+
+    net = zoo.ZOO[name](**TINY[name])  # the smallest: the flat closed forms of larger ones are huge
+    d, m = net.n_inputs, net.n_outputs
+    X = np.random.default_rng(11).uniform(-1, 1, (3, d))
+    Y = np.random.default_rng(12).uniform(-1, 1, (3, m))
+    assert net.outputs.shape == (m, 1) and str(net) and repr(net).startswith("Network(graph")
+
+    # the exact derivative functions, at a point, against torch
+    point = X[0]
+    sub = dict(zip(net.inputs, point))
+    want = _torch_quantities(net, X[:1], 0)
+    output = 0 if m > 1 else None
+    checks = {
+        "value": (net.outputs[0], want["value"][0]),
+        "grad": (symnet.grad(net, output=output), want["jacobian"][0]),
+        "hessian": (symnet.hessian(net, output=output), want["hessian"][0]),
+        "laplacian": (symnet.laplacian(net, output=output), want["laplacian"][0]),
+        "diff": (symnet.diff(net, 0, 0, 1, output=output), want[(0, 0, 1)][0]),
+    }
+    assert symnet.jacobian(net).shape == (m, d)
+    for what, (expr, ref) in checks.items():
+        got = np.array(sympy.Matrix([expr]).xreplace(sub).evalf(20).tolist(), dtype=float).reshape(np.shape(ref))
+        np.testing.assert_allclose(got, ref, rtol=1e-11, atol=1e-12, err_msg=what)
+
+    # taylor's first coefficients are the value and the gradient
+    coefficients = symnet.taylor(net, list(point), 1, output=output)
+    assert abs(float(coefficients[(0,) * d]) - want["value"][0]) <= 1e-11 * max(1, abs(want["value"][0]))
+    for i in range(d):
+        e = tuple(int(j == i) for j in range(d))
+        assert abs(float(coefficients[e]) - want["jacobian"][0][i]) <= 1e-11 * max(1, abs(want["jacobian"][0][i]))
+
+    # param_grad (exact) and compile_loss (numeric reverse mode) agree, node by node
+    exact = symnet.param_grad(net, "mse", (X, Y))
+    loss, numeric = symnet.compile_loss(net, "mse")(X, Y)
+    assert set(exact) == set(numeric) and np.isfinite(loss)
+    for node in exact:
+        assert set(exact[node]) == set(numeric[node]), node
+        for param, ref in exact[node].items():
+            np.testing.assert_allclose(np.asarray(numeric[node][param], dtype=float).ravel(),
+                                       np.array(sympy.Matrix(ref).evalf(20).tolist(), dtype=float).ravel(),
+                                       rtol=1e-9, atol=1e-12, err_msg=f"{node}.{param}")
+
+    # compile: the expression kernel against torch; the layered strategy says why it cannot
+    kernel = symnet.compile(net, _ALL, backend="numpy")
+    assert kernel.strategy == "expression" and "issue 17" in kernel.strategy_reason
+    _assert_kernel_matches_torch(net, kernel, X)
+    with pytest.raises(symnet.InputError, match="strategy='layered' cannot evaluate"):
+        symnet.compile(net, ("value",), backend="numpy", strategy="layered")
+
+    # fit, verify, save/load, export, Dask
+    fitted = symnet.fit(net, X, Y if m > 1 else Y[:, 0], max_iter=3)
+    assert np.isfinite(fitted.loss) and fitted.net.graph.nodes[-1].op == net.graph.nodes[-1].op
+    assert symnet.verify(net, X).ok
+    again = symnet.load(net.save(tmp_path / f"{name}.npz"))
+    assert again == net
+    for language in ("c", "python", "latex"):
+        assert symnet.io.export(net, language, derivatives=("value", "jacobian"))
+    da = pytest.importorskip("dask.array")
+    lazy = kernel.map_blocks(da.from_array(X, chunks=(2, d))).compute()
+    np.testing.assert_array_equal(lazy.hessian, kernel(X).hessian)
+
+    # what cannot apply says why
+    with pytest.raises(symnet.NotAChainError):
+        symnet.formula(net, "value")
+    with pytest.raises(symnet.SymnetError, match="not a polynomial"):
+        symnet.coefficients(net, output=output)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not symnet.kinks(net, X).hits  # smooth nets have none
+
+
+def test_a_gated_net_of_polynomial_activations_has_exact_coefficients():
+    net = zoo.modified_mlp(d_in=2, width=2, depth=1, activation="square")
+    coefficients = symnet.coefficients(net)
+    poly = dict(sympy.Poly(sympy.expand(net.outputs[0]), *net.inputs).terms())
+    assert set(coefficients) == set(poly) and max(sum(e) for e in poly) == 4  # square of a square
+    for monomial, value in poly.items():  # the same sums of float products, in another order
+        assert abs(coefficients[monomial] - value) <= 1e-13 * max(1, abs(value)), monomial
+
+
+# --- realistic size ---------------------------------------------------------------------------
+
+#: The zoo at width 64, as PINN codes train them (jaxpi and PhysicsNeMo default to 256-512
+#: wide: the expression kernel of that size belongs to the layered strategy, issue 17).
+REALISTIC = {name: dict(width=64) for name in SMALL}
+
+
+@pytest.mark.parametrize("name", sorted(REALISTIC))
+def test_zoo_at_realistic_size_matches_torch(name):
+    """The compiled kernel (numpy backend: nothing to compile) of each zoo net at width 64: value,
+    gradient, Hessian, Laplacian, biharmonic and d^3/dx0^2 dx1 against nested torch autograd."""
+    net = zoo.ZOO[name](**REALISTIC[name])
+    X = np.random.default_rng(13).uniform(-1, 1, (4, net.n_inputs))
+    kernel = symnet.compile(net, _ALL, backend="numpy")
+    _assert_kernel_matches_torch(net, kernel, X, rtol=1e-10, atol=1e-11)
