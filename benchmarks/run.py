@@ -11,7 +11,8 @@ seconds, median evaluation seconds after one warm-up call (the comparators of a 
 one call each per round), points/s, time relative to symnet,
 and the largest absolute difference from symnet's exact kernel (from the numpy baseline while
 ``symnet.compile`` does not exist).  A net's rows are printed when its comparators are done,
-and the Markdown table is rewritten to ``--out`` after each row.
+and the Markdown table is rewritten to ``--out`` after each row (between the ``BEGIN`` and ``END``
+marker lines when the file has them, so text written around the table stays).
 
 Threads: ``machine.configure_threads`` sets OMP/OpenBLAS/MKL/numba thread counts and XLA's
 ``intra_op_parallelism_threads`` to the core count before numpy, JAX or PyTorch is imported
@@ -45,6 +46,10 @@ from comparators import COMPARATORS, Comparator, Derivs, Evaluate, Settings, Una
 from nets import NETS, SUITES, RefNet  # noqa: E402
 
 DEFAULT_OUT = Path(__file__).with_name("RESULTS.md")
+#: Where the table goes in a file that has more than the table (RESULTS.md keeps the notes and the
+#: design measurements written around it): only the text between these lines is rewritten.
+BEGIN = "<!-- benchmarks/run.py writes from here -->"
+END = "<!-- benchmarks/run.py writes up to here -->"
 MATMUL_WIDTHS = (32, 64, 128, 256)  # the layer widths of the reference nets, rounded up
 HEADER = ("net", "comparator", "set-up s", "eval s", "points/s", "time / symnet", "time / floor", "max abs err",
           "notes")
@@ -93,7 +98,16 @@ class Report:
         self._write()
 
     def _write(self) -> None:
-        self.path.write_text("\n".join(self.lines) + "\n")
+        """The table, between :data:`BEGIN` and :data:`END` when the file has them (the text around
+        them, written by hand, is kept); otherwise the whole file."""
+        table = "\n".join(self.lines) + "\n"
+        before = after = ""
+        if self.path.exists():
+            text = self.path.read_text()
+            if BEGIN in text and END in text.split(BEGIN, 1)[1]:
+                before, rest = text.split(BEGIN, 1)
+                before, after = before + BEGIN + "\n", END + rest.split(END, 1)[1]
+        self.path.write_text(before + table + after)
 
 
 def seconds(value: float | None) -> str:

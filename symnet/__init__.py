@@ -31,7 +31,7 @@ from .network import Dense, Network
 from .printing import formula, latex, pretty, simplify
 from .program import Program
 from . import graph, io, limits, losses, requests
-from .io import from_keras, from_torch, load
+from .io import from_keras, from_torch, load, save
 
 __version__ = "0.1.0"
 
@@ -86,6 +86,7 @@ __all__ = [
     "param_grad",
     "pretty",
     "requests",
+    "save",
     "sigmoid",
     "simplify",
     "softplus",

@@ -176,15 +176,7 @@ def _inspect(args: argparse.Namespace) -> int:
     for row in rows:
         _say("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
     size = sum(layer.fan_in * layer.fan_out for layer in net.layers)
-    text = [] if size > args.max_weights else [sympy.sstr(expr, full_prec=False) for expr in net.outputs]
-    if size > args.max_weights or sum(map(len, text)) > 40 * args.max_weights:
-        _say(f"closed form: not shown ({size} weights, {sum(map(len, text)) or 'many'} characters; raise "
-              "--max-weights, or see symnet export FILE --lang latex)")
-        return 0
-    _say("closed form:")
-    for k, line in enumerate(text):
-        _say(f"  {'y' if net.n_outputs == 1 else f'y{k}'} = {line}")
-    return 0
+    return _say_closed_form(net, size, size <= args.max_weights, 40 * args.max_weights)
 
 
 def _inspect_graph(net: Any, args: argparse.Namespace) -> int:
@@ -203,6 +195,11 @@ def _inspect_graph(net: Any, args: argparse.Namespace) -> int:
     size = sum(m.shape[0] * m.shape[1] for node in graph.nodes for m in node.params.values())
     budget = 40 * args.max_weights
     small = size <= args.max_weights and closed_form_size(net) <= budget  # estimated: nothing is built
+    return _say_closed_form(net, size, small, budget)
+
+
+def _say_closed_form(net: Any, size: int, small: bool, budget: int) -> int:
+    """Print the closed form, one line per output, when ``small`` and at most ``budget`` characters."""
     text = [sympy.sstr(expr, full_prec=False) for expr in net.outputs] if small else []
     if not small or sum(map(len, text)) > budget:
         _say(f"closed form: not shown ({size} weights, {sum(map(len, text)) or 'many'} characters; raise "

@@ -5,7 +5,7 @@ code runs on Dask's threaded scheduler, on a ``distributed.LocalCluster`` or on 
 many machines (``docs/dask.md``).  Needs the ``symnet[dask]`` extra; ``import symnet`` does
 not import Dask.
 
-* :func:`evaluate` (or ``kernel.map_blocks(X)``): the requested derivatives of every point of a
+* :func:`evaluate`: the requested derivatives of every point of a
   Dask array ``X`` of shape ``(N, d)`` chunked along the points, as lazy Dask arrays;
 * :func:`mean_squared`: the mean of a residual's square over all points (a PDE residual, a
   data misfit), reduced chunk by chunk: the derivatives are never held all at once;

@@ -21,10 +21,8 @@ Network(1 -> 1 -> 1, activations=(square, linear), numeric)
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -471,15 +469,13 @@ class Network:
     def _repr_latex_(self) -> str:
         return f"$\\displaystyle {self.latex()}$"
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write this network to ``path`` in symnet's file format; ``symnet.load(path)`` reads it back equal.
-
-        The format (one ``.npz``, JSON metadata and float64 arrays, never pickled) is described
-        in ``docs/io.md``.
-        """
-        from .io.format import save
-
-        return save(self, path)
+    def __getattr__(self, name: str) -> Any:
+        # Saving and loading are io's (symnet.save, symnet.load): io sits above the network, and
+        # a method here would import it upward (issue 16). An old call is told where they went.
+        if name == "save":
+            raise AttributeError("Network.save(path) is now symnet.save(net, path) (and symnet.load(path) reads "
+                                 "it back): the file format lives in symnet.io, above the network")
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Network) and (self._layers is None or other._layers is None):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import mpmath
 import numpy as np
@@ -54,3 +55,20 @@ def pytest_configure(config):
     import tempfile
 
     os.environ["SYMNET_CACHE_DIR"] = tempfile.mkdtemp(prefix="symnet-test-cache-")
+
+
+#: What the exported Python function of a network returns, in order (symnet.io.export).
+WORDS = ("value", "gradient", "hessian", "laplacian")
+
+
+def run_python(source: str, net: symnet.Network, X: np.ndarray) -> dict[str, np.ndarray]:
+    """Run an exported Python source (our own generated code) at the points ``X``: each word's array."""
+    namespace: dict[str, Any] = {}
+    exec(compile(source, "<symnet export>", "exec"), namespace)  # our own generated code
+    out: dict[str, list[Any]] = {w: [] for w in WORDS}
+    for x in X:
+        for word, value in zip(WORDS, namespace["network"](*x)):
+            out[word].append(value)
+    m, d = net.n_outputs, net.n_inputs
+    shapes = {"value": (m,), "gradient": (m, d), "hessian": (m, d, d), "laplacian": (m,)}
+    return {w: np.array(v, dtype=float).reshape((len(X), *shapes[w])) for w, v in out.items()}

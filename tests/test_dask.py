@@ -202,7 +202,15 @@ def test_evaluate_is_lazy_with_chunks_shapes_and_dtypes(expression_kernel):
 def test_expression_strategy_equals_one_whole_array_call(small, backend):
     kernel = symnet.compile(small, DERIVATIVES, backend=backend)
     X, dX = points(30_000, 7_001)
-    assert_equal_results(kernel.map_blocks(dX).compute(), kernel(X))
+    assert_equal_results(sd.evaluate(kernel, dX).compute(), kernel(X))
+
+
+def test_the_old_method_says_where_evaluate_went(small):
+    kernel = symnet.compile(small, DERIVATIVES, backend="numpy")
+    with pytest.raises(AttributeError, match=r"kernel.map_blocks\(X\) is now symnet.dask.evaluate\(kernel, X\)"):
+        kernel.map_blocks
+    with pytest.raises(AttributeError, match="'Kernel' object has no attribute 'nothing'"):
+        kernel.nothing
 
 
 def test_layered_strategy_equals_the_same_chunks_evaluated_here(layered_kernel):

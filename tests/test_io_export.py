@@ -16,8 +16,8 @@ import sympy
 
 import symnet
 from symnet.io import export
+from conftest import WORDS, run_python
 
-WORDS = ("value", "gradient", "hessian", "laplacian")
 POINTS = np.random.default_rng(5).normal(size=(6, 2))
 
 rng = np.random.default_rng(4)
@@ -40,18 +40,6 @@ def expected(net: symnet.Network, X: np.ndarray) -> dict[str, np.ndarray]:
     result = symnet.compile(net, ("value", "jacobian", "hessian", "laplacian"), backend="numpy")(X)
     return {"value": result.value, "gradient": result.jacobian, "hessian": result.hessian,
             "laplacian": result.laplacian}
-
-
-def run_python(source: str, net: symnet.Network, X: np.ndarray) -> dict[str, np.ndarray]:
-    namespace: dict[str, Any] = {}
-    exec(compile(source, "<symnet export>", "exec"), namespace)  # our own generated code
-    out: dict[str, list[Any]] = {w: [] for w in WORDS}
-    for x in X:
-        for word, value in zip(WORDS, namespace["network"](*x)):
-            out[word].append(value)
-    m, d = net.n_outputs, net.n_inputs
-    shapes = {"value": (m,), "gradient": (m, d), "hessian": (m, d, d), "laplacian": (m,)}
-    return {w: np.array(v, dtype=float).reshape((len(X), *shapes[w])) for w, v in out.items()}
 
 
 @pytest.mark.parametrize("name", list(NETS))

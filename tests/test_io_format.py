@@ -104,6 +104,15 @@ def test_save_writes_exactly_the_path_and_nothing_else(tmp_path: Path) -> None:
         assert sorted(archive.namelist()) == ["W1.npy", "W2.npy", "b1.npy", "b2.npy", "symnet.npy"]
 
 
+def test_symnet_save_is_the_format_s_save_and_the_old_method_says_so(tmp_path: Path) -> None:
+    assert symnet.save is save
+    assert load(symnet.save(PARABOLA, tmp_path / "p.npz")) == PARABOLA
+    with pytest.raises(AttributeError, match=r"Network.save\(path\) is now symnet.save\(net, path\)"):
+        PARABOLA.save
+    with pytest.raises(AttributeError, match="'Network' object has no attribute 'nothing'"):
+        PARABOLA.nothing
+
+
 def test_read_network_of_a_symnet_file(tmp_path: Path) -> None:
     path = save(PARABOLA, tmp_path / "p.npz")
     assert read_network(path) == PARABOLA

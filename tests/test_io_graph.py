@@ -27,6 +27,7 @@ from symnet.graph import (batch_norm, blend, concat, dense, fourier_features, in
 from symnet.graph import sum as graph_sum
 from symnet.io import FileFormatError, export, load, save
 from symnet.io import format as fmt
+from conftest import WORDS, run_python
 
 rng = np.random.default_rng(16)
 ALPHA = sympy.Symbol("alpha", positive=True)
@@ -527,7 +528,6 @@ def test_save_refuses_what_load_would_refuse(tmp_path: Path) -> None:
 # --- export --------------------------------------------------------------------------------------------------
 
 EXPORTED = ("residual", "gated", "layer_norm", "weight_norm", "fourier", "two_heads", "deeponet", "traced")
-WORDS = ("value", "gradient", "hessian", "laplacian")
 POINTS = np.random.default_rng(7).uniform(-1.5, 1.5, size=(3, 3))
 
 
@@ -550,18 +550,6 @@ def reference(net: symnet.Network, X: np.ndarray) -> dict[str, np.ndarray]:
         out["hessian"].append([[[value(e) for e in row] for row in h] for h in hessians])
         out["laplacian"].append([sum(value(h[i][i]) for i in range(d)) for h in hessians])
     return {w: np.array(v, dtype=float) for w, v in out.items()}
-
-
-def run_python(source: str, net: symnet.Network, X: np.ndarray) -> dict[str, np.ndarray]:
-    namespace: dict[str, Any] = {}
-    exec(compile(source, "<symnet export>", "exec"), namespace)  # our own generated code
-    out: dict[str, list[Any]] = {w: [] for w in WORDS}
-    for x in X:
-        for word, value in zip(WORDS, namespace["network"](*x)):
-            out[word].append(value)
-    m, d = net.n_outputs, net.n_inputs
-    shapes = {"value": (m,), "gradient": (m, d), "hessian": (m, d, d), "laplacian": (m,)}
-    return {w: np.array(v, dtype=float).reshape((len(X), *shapes[w])) for w, v in out.items()}
 
 
 @pytest.fixture(scope="module")

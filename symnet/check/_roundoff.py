@@ -37,7 +37,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["graph_roundoff_bounds", "roundoff_bounds", "UNIT_ROUNDOFF"]
+__all__ = ["REARRANGE", "graph_roundoff_bounds", "rearrange", "roundoff_bounds", "UNIT_ROUNDOFF"]
 
 #: ``u = eps / 2``: the largest relative error of one correctly rounded float64 operation.
 UNIT_ROUNDOFF = float(np.finfo(np.float64).eps) / 2
@@ -156,14 +156,8 @@ def _abs_linear(node: Any, numbers: dict[str, Any], xs: list[np.ndarray]) -> np.
         return xs[0]
     if op == "rescale":
         return xs[0] * np.abs(numbers["scale"])
-    if op == "concat":
-        return np.concatenate(xs, axis=-1)
-    if op == "slice":
-        return xs[0][..., node.attrs["start"]:node.attrs["stop"]]
-    if op == "sum":
-        return xs[0].sum(axis=-1, keepdims=True)
-    if op == "mean":
-        return xs[0].sum(axis=-1, keepdims=True) / xs[0].shape[-1]
+    if op in REARRANGE:
+        return rearrange(node, xs)
     raise ValueError(f"node {node.name!r}: no round-off rule for op {op!r}")  # pragma: no cover
 
 
@@ -245,3 +239,21 @@ def graph_roundoff_bounds(graph: Any, numbers: dict[str, dict[str, Any]],
             else:  # pragma: no cover
                 raise ValueError(f"node {node.name!r}: no round-off rule for family {family!r}")
     return tuple(UNIT_ROUNDOFF * e if e is not None else None for e in errors[graph.output])  # type: ignore[return-value]
+
+
+#: The linear ops with coefficients 1 (or 1/n): they move, pick or add units.
+REARRANGE = ("concat", "slice", "sum", "mean")
+
+
+def rearrange(node: Any, xs: list[np.ndarray]) -> np.ndarray:
+    """``concat``, ``slice``, ``sum`` or ``mean`` of ``xs``, units on the last axis (their
+    coefficients are all non-negative: the numpy rules of the oracle and the round-off bounds
+    apply them alike)."""
+    op = node.op
+    if op == "concat":
+        return np.concatenate(xs, axis=-1)
+    if op == "slice":
+        return xs[0][..., node.attrs["start"]:node.attrs["stop"]]
+    if op == "sum":
+        return xs[0].sum(axis=-1, keepdims=True)
+    return xs[0].sum(axis=-1, keepdims=True) / xs[0].shape[-1]  # mean

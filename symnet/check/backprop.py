@@ -29,7 +29,7 @@ import numpy as np
 
 from ..errors import ActivationError, InputError, NotAChainError, ShapeError, WeightError
 from ..losses import LOSSES, check_loss, parse_targets
-from ._roundoff import graph_roundoff_bounds, roundoff_bounds
+from ._roundoff import REARRANGE, graph_roundoff_bounds, rearrange, roundoff_bounds
 
 __all__ = ["Derivatives", "Backprop", "GraphBackprop", "backprop", "forward", "LOSSES"]
 
@@ -427,15 +427,10 @@ def _linear(node: Any, numbers: dict[str, Any], xs: list[np.ndarray], offset: bo
     if op == "rescale":
         y = xs[0] * numbers["scale"]
         return y + numbers["offset"] if offset else y
-    if op == "concat":
-        return np.concatenate(xs, axis=-1)
-    if op == "slice":
-        return xs[0][..., node.attrs["start"]:node.attrs["stop"]]
-    if op == "sum":
-        return xs[0].sum(axis=-1, keepdims=True)
-    if op == "mean":
-        return xs[0].sum(axis=-1, keepdims=True) / xs[0].shape[-1]
+    if op in REARRANGE:
+        return rearrange(node, xs)
     raise ShapeError(f"node {node.name!r}: backprop has no numpy rule for op {op!r}")  # pragma: no cover
+
 
 
 def _multiply(a: Triple, b: Triple) -> Triple:

@@ -145,11 +145,13 @@ class Kernel:
                       self.loaded_from_disk, 0.0, self._fn, weight_arrays(net, self.dtype), self._outputs, self._chunk,
                       self._plan, self._partials, self._pool, self.strategy_reason)
 
-    def map_blocks(self, X: Any) -> Any:
-        """Evaluate lazily over a Dask array of points: :func:`symnet.dask.evaluate` (needs ``symnet[dask]``)."""
-        from .. import dask as _dask  # imported on use: `import symnet` must not import Dask
-
-        return _dask.evaluate(self, X)
+    def __getattr__(self, name: str) -> Any:
+        # Dask is an optional layer on top (symnet.dask.evaluate): a method here would import it
+        # upward (issue 16). An old call is told where it went.
+        if name == "map_blocks":
+            raise AttributeError("kernel.map_blocks(X) is now symnet.dask.evaluate(kernel, X) (import symnet.dask; "
+                                 "needs the symnet[dask] extra)")
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Compiled code does not pickle: the receiver compiles again from the network (its
