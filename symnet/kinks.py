@@ -36,7 +36,8 @@ import sympy
 
 from .activations import T, Activation
 from .check.backprop import backprop
-from .errors import InputError, LimitError, NotAChainError
+from .errors import InputError, LimitError
+from .io import safe_text
 from .limits import MAX_FORM_SIZE, MAX_KINK_RESOLUTION, tree_size
 from .network import Network
 
@@ -47,22 +48,63 @@ _MAX_ROWS = 20  # rows of the repr tables
 
 
 class KinkHit(NamedTuple):
-    """A point of ``X`` whose pre-activation ``z`` lies within ``tol`` of a kink ``kink``."""
+    """A point of ``X`` whose pre-activation ``z`` lies within ``tol`` of a kink ``kink``.
+
+    ``layer`` counts a chain's layers from 1; on a graph it is the activation node's position
+    in ``net.graph.nodes`` (the input is 0).  ``node`` names the activation node either way
+    (a chain's are ``a1, a2, ...``).
+    """
 
     point: int
-    layer: int  # counted from 1
+    layer: int  # counted from 1 (a graph: the node's position)
     neuron: int  # counted from 0
     z: float
     kink: float
+    node: str = ""
 
 
 class Crossing(NamedTuple):
-    """A neuron's pre-activation crosses a kink of its activation at input ``x`` (one-input nets)."""
+    """A neuron's pre-activation crosses a kink of its activation at input ``x`` (one-input nets).
+
+    ``layer`` and ``node`` as in :class:`KinkHit`.
+    """
 
     x: float
-    layer: int  # counted from 1
+    layer: int  # counted from 1 (a graph: the node's position)
     neuron: int  # counted from 0
     kink: float
+    node: str = ""
+
+
+class _Site(NamedTuple):
+    """Where kinks can be: an activation, with what feeds it and whether all before it is affine."""
+
+    number: int  # a chain's layer, from 1; a graph's node position
+    node: str  # the activation node's name
+    source: str | None  # a graph: the node whose values are the pre-activation; a chain: None
+    activation: Activation
+    affine_before: bool  # every nonlinear node before it is a piecewise-linear activation
+    curved_by: str = ""  # otherwise, the first that is not, in words
+
+
+def _sites(net: Network) -> list[_Site]:
+    """The activations of ``net`` in evaluation order (a chain's layers; a graph's activation nodes)."""
+    sites: list[_Site] = []
+    culprit = ""  # the first nonlinear node that is not a piecewise-linear activation
+    if net.is_chain:
+        for number, layer in enumerate(net.layers, start=1):
+            sites.append(_Site(number, f"a{number}", None, layer.activation, not culprit, culprit))
+            if not culprit and not _piecewise_linear(layer.activation):
+                culprit = f"a layer that is not piecewise linear ({layer.activation.name})"
+        return sites
+    for position, node in enumerate(net.graph.nodes):
+        if node.op == "activation":
+            sites.append(_Site(position, node.name, node.inputs[0], node.activation, not culprit, culprit))
+            if not culprit and not _piecewise_linear(node.activation):
+                culprit = f"node {safe_text(repr(node.name), 40)}, not piecewise linear ({node.activation.name})"
+        elif node.family == "bilinear" and not culprit:  # a product of affine pieces is not affine
+            culprit = f"node {safe_text(repr(node.name), 40)}, a product of two branches (not piecewise linear)"
+    return sites
 
 
 @dataclass(frozen=True, eq=False)
@@ -91,6 +133,7 @@ class KinkReport:
     _locations: np.ndarray | None = field(default=None, repr=False)
     _jumps: np.ndarray | None = field(default=None, repr=False)
     _sources: tuple[tuple[tuple[int, int], ...], ...] = field(default=(), repr=False)
+    _node_names: dict[int, str] | None = field(default=None, repr=False)  # a graph's: position -> name
 
     def _one_input(self, what: str) -> np.ndarray:
         if self._locations is None:
@@ -119,7 +162,8 @@ class KinkReport:
 
     @property
     def sources(self) -> tuple[tuple[tuple[int, int], ...], ...]:
-        """Per location, the ``(layer, neuron)`` pairs whose pre-activation crosses a kink there."""
+        """Per location, the ``(layer, neuron)`` pairs whose pre-activation crosses a kink there
+        (a graph: ``(node position, unit)``; :attr:`Crossing.node` names the node)."""
         self._one_input("locations")
         return self._sources
 
@@ -133,10 +177,14 @@ class KinkReport:
             count = len(self._locations)
             lines.append(f"  {count} kink location{'s' * (count != 1)} on the {self.input_name} axis; {self.method}")
             if count:
-                rows = [(f"{self.input_name}", "jump of dy/dx", "crossed by (layer, neuron)")]
+                names = self._node_names
+                crossed = "crossed by (layer, neuron)" if names is None else "crossed by node[unit]"
+                rows = [(f"{self.input_name}", "jump of dy/dx", crossed)]
                 for x, jump, src in list(zip(self._locations, self._jumps, self._sources))[:_MAX_ROWS]:
                     jumps = ", ".join(f"{j:.6g}" for j in jump)  # type: ignore[union-attr]
-                    rows.append((f"{x:.10g}", jumps, " ".join(f"({la}, {ne})" for la, ne in src)))
+                    who = (" ".join(f"({la}, {ne})" for la, ne in src) if names is None
+                           else " ".join(f"{safe_text(names[la], 40)}[{ne}]" for la, ne in src))
+                    rows.append((f"{x:.10g}", jumps, who))
                 lines += _table(rows)
                 if count > _MAX_ROWS:
                     lines.append(f"    ... {count - _MAX_ROWS} more in .locations")
@@ -145,9 +193,11 @@ class KinkReport:
         if self.X is not None:
             lines.append(f"  {self.n_near} of {len(self.X)} points within tol={self.tol:g} of a kink")
             if self.hits:
-                rows = [("point", "layer", "neuron", "z", "kink")]
+                graph = self._node_names is not None
+                rows = [("point", "node" if graph else "layer", "unit" if graph else "neuron", "z", "kink")]
                 for hit in self.hits[:_MAX_ROWS]:
-                    rows.append((str(hit.point), str(hit.layer), str(hit.neuron), f"{hit.z:.6g}", f"{hit.kink:g}"))
+                    where = safe_text(hit.node, 40) if graph else str(hit.layer)
+                    rows.append((str(hit.point), where, str(hit.neuron), f"{hit.z:.6g}", f"{hit.kink:g}"))
                 lines += _table(rows)
                 if len(self.hits) > _MAX_ROWS:
                     lines.append(f"    ... {len(self.hits) - _MAX_ROWS} more in .hits")
@@ -164,7 +214,7 @@ def kinks(net: Network, X: Any = None, tol: float = 1e-8, *, domain: tuple[float
     """The kinks of a numeric network: near which points of ``X``, and (one input) where on the axis.
 
     Args:
-        net: a numeric :class:`~symnet.Network`.
+        net: a numeric :class:`~symnet.Network` (a chain or a graph).
         X: points ``(N, d)`` (one point ``(d,)``; for one-input nets also ``(N,)``), or ``None``.
             A point is *near a kink* when some pre-activation ``z`` of a layer lies within
             ``tol`` of a kink of that layer's activation (``layer.activation.kinks``).
@@ -192,7 +242,9 @@ def kinks(net: Network, X: Any = None, tol: float = 1e-8, *, domain: tuple[float
       must then be bounded.
 
     A kinked layer with only piecewise-linear layers before it (the first layer, say) is
-    always solved linearly, ``domain`` or not.  A neuron whose
+    always solved linearly, ``domain`` or not.  A graph is read the same way, activation node
+    by activation node in evaluation order: its pre-activation is the node's input, and a
+    product of two branches (``h * g``) counts as not piecewise linear.  A neuron whose
     pre-activation stays *equal* to a kink value on a whole interval has no isolated kink
     and is not reported.
 
@@ -218,52 +270,50 @@ def kinks(net: Network, X: Any = None, tol: float = 1e-8, *, domain: tuple[float
         raise LimitError(f"resolution={resolution} is above symnet.limits.MAX_KINK_RESOLUTION = "
                          f"{MAX_KINK_RESOLUTION:,} grid points per piece; bracketing that finely needs gigabytes: "
                          "give a smaller domain instead")
-    if not net.is_chain:
-        kinked = [node.name for node in net.graph.nodes[1:] if node.op == "activation" and node.activation.kinks]
-        if kinked:
-            raise NotAChainError(
-                f"kinks follows pre-activations layer by layer through a chain of dense layers; this network is a "
-                f"graph, and its nodes {', '.join(kinked[:4])} have kinked activations: locate kinks of a graph "
-                "with symnet.check (finite differences) or rewrite it as a chain")
     lo, hi = _domain(domain)
+    sites = _sites(net)
     points, near, hits = None, np.zeros(0, dtype=bool), ()
-    if X is not None and net.is_chain:
-        points, near, hits = _hits(net, X, float(tol))
-    elif X is not None:  # a smooth graph (kinked ones are refused above): no point is near a kink
-        points = np.asarray(X, dtype=np.float64).reshape(-1, net.n_inputs)
-        near = np.zeros(len(points), dtype=bool)
+    if X is not None:
+        points, near, hits = _hits(net, sites, X, float(tol))
     crossings = locations = jumps = None
     sources: tuple[tuple[tuple[int, int], ...], ...] = ()
-    if not net.is_chain or not any(layer.activation.kinks for layer in net.layers):
+    if not any(site.activation.kinks for site in sites):
         method = "every activation is smooth: no kinks"
     elif net.n_inputs == 1:
-        crossings, method = _crossings(net, lo, hi, int(resolution))
+        crossings, method = _crossings(net, sites, lo, hi, int(resolution))
         locations, sources = _cluster(crossings)
-        jumps = _jumps(net, locations, lo, hi, all(_piecewise_linear(a) for a in net.activations))
+        linear = all(site.affine_before for site in sites) and _piecewise_linear_after(net, sites)
+        jumps = _jumps(net, locations, lo, hi, linear)
     else:
         method = "locations are found for one-input nets only"
     if crossings is None and net.n_inputs == 1:
         crossings, locations, jumps = (), np.zeros(0), np.zeros((0, net.n_outputs))
+    names = None if net.is_chain else {site.number: site.node for site in sites}
     return KinkReport(points, float(tol), near, hits, crossings, method, net.n_inputs, net.inputs[0].name,
-                      locations, jumps, sources)
+                      locations, jumps, sources, names)
 
 
 # --- points near kinks ----------------------------------------------------------------------
 
 
-def _hits(net: Network, X: Any, tol: float) -> tuple[np.ndarray, np.ndarray, tuple[KinkHit, ...]]:
+def _hits(net: Network, sites: list[_Site], X: Any,
+          tol: float) -> tuple[np.ndarray, np.ndarray, tuple[KinkHit, ...]]:
     if net.n_inputs == 1 and np.ndim(X) == 1:  # N points of one input
         X = np.reshape(X, (-1, 1))
     result = backprop(net, X)  # checks X: (N, d) or one point (d,)
     points = np.asarray(X, dtype=np.float64).reshape(-1, net.n_inputs)
-    zs = [np.atleast_2d(z) for z in result.preactivations]
     near = np.zeros(len(points), dtype=bool)
     hits: list[KinkHit] = []
-    for number, (layer, z) in enumerate(zip(net.layers, zs), start=1):
-        for kink in layer.activation.kinks:
+    for site in sites:
+        if not site.activation.kinks:
+            continue
+        z = np.atleast_2d(result.preactivations[site.number - 1] if site.source is None
+                          else result.nodes[site.source])
+        for kink in site.activation.kinks:
             rows, cols = np.nonzero(np.abs(z - kink) <= tol)
             near[rows] = True
-            hits += [KinkHit(int(r), number, int(c), float(z[r, c]), float(kink)) for r, c in zip(rows, cols)]
+            hits += [KinkHit(int(r), site.number, int(c), float(z[r, c]), float(kink), site.node)
+                     for r, c in zip(rows, cols)]
     hits.sort(key=lambda h: (h.point, h.layer, h.neuron))
     return points, near, tuple(hits)
 
@@ -317,36 +367,45 @@ def _interior(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     return mid
 
 
-def _preactivation(net: Network, number: int, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pre-activations of layer ``number`` (from 1) and their slopes ``dz/dx`` at points ``x`` ``(P,)``."""
+def _piecewise_linear_after(net: Network, sites: list[_Site]) -> bool:
+    """Whether the last activation, and every node after it, keeps the net piecewise linear."""
+    if not sites:
+        return True
+    if not _piecewise_linear(sites[-1].activation):
+        return False
+    return net.is_chain or not any(node.family == "bilinear" for node in net.graph.nodes[sites[-1].number:])
+
+
+def _preactivation(net: Network, site: _Site, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pre-activations at ``site`` and their slopes ``dz/dx`` at points ``x`` ``(P,)``: ``(P, n)`` each."""
     result = backprop(net, x.reshape(-1, 1))
-    return result.preactivations[number - 1], result.preactivation_jacobians[number - 1][:, :, 0]
+    if site.source is None:
+        return result.preactivations[site.number - 1], result.preactivation_jacobians[site.number - 1][:, :, 0]
+    return result.nodes[site.source], result.node_jacobians[site.source][:, :, 0]
 
 
-def _crossings(net: Network, lo: float, hi: float, resolution: int) -> tuple[tuple[Crossing, ...], str]:
+def _crossings(net: Network, sites: list[_Site], lo: float, hi: float,
+               resolution: int) -> tuple[tuple[Crossing, ...], str]:
     found: list[Crossing] = []
     breaks = np.zeros(0)
-    affine_before = True  # every layer before this one is piecewise linear
     bracketed = False
-    for number, layer in enumerate(net.layers, start=1):
-        activation = layer.activation
+    for site in sites:
+        activation = site.activation
         if activation.kinks:
             left, right = _pieces(breaks, lo, hi)
-            if affine_before:
-                new = _solve_affine(net, number, activation.kinks, left, right)
+            if site.affine_before:
+                new = _solve_affine(net, site, left, right)
             else:
                 if not (math.isfinite(lo) and math.isfinite(hi)):
-                    earlier = next(a.name for a in net.activations[:number - 1] if not _piecewise_linear(a))
+                    where = f"layer {site.number}" if site.source is None else f"node {site.node!r}"
                     raise InputError(
-                        f"layer {number} ({activation.name}) follows a layer that is not piecewise linear "
-                        f"({earlier}), so its kinks are found by bracketing on a bounded interval: pass "
-                        "domain=(lo, hi)"
+                        f"{where} ({activation.name}) follows {site.curved_by}, so its kinks are found by "
+                        "bracketing on a bounded interval: pass domain=(lo, hi)"
                     )
-                new = _solve_bracketing(net, number, activation.kinks, left, right, resolution)
+                new = _solve_bracketing(net, site, left, right, resolution)
                 bracketed = True
             found += new
             breaks = np.unique(np.concatenate([breaks, [c.x for c in new]]))
-        affine_before = affine_before and _piecewise_linear(activation)
     found.sort(key=lambda c: (c.x, c.layer, c.neuron))
     if bracketed:
         method = (f"bracketing (scipy.optimize.brentq) on a grid of {resolution} points per piece of "
@@ -372,44 +431,43 @@ def _dedupe(found: list[Crossing]) -> list[Crossing]:
     return kept
 
 
-def _solve_affine(net: Network, number: int, kink_values: tuple[float, ...], left: np.ndarray,
-                  right: np.ndarray) -> list[Crossing]:
+def _solve_affine(net: Network, site: _Site, left: np.ndarray, right: np.ndarray) -> list[Crossing]:
     """On each piece ``z(x) = z(s) + z'(s) (x - s)``: solve ``z(x) = kink`` for every neuron and kink."""
     s = _interior(left, right)
-    z, dz = _preactivation(net, number, s)  # (P, n), (P, n)
+    z, dz = _preactivation(net, site, s)  # (P, n), (P, n)
     slack = 4 * _EPS * np.maximum(1.0, np.maximum(np.abs(np.where(np.isinf(left), 0, left)),
                                                   np.abs(np.where(np.isinf(right), 0, right))))
     found: list[Crossing] = []
-    for kink in kink_values:
+    for kink in site.activation.kinks:
         with np.errstate(divide="ignore", invalid="ignore"):
             x = s[:, None] + (kink - z) / dz
         ok = (dz != 0) & np.isfinite(x) & (x >= (left - slack)[:, None]) & (x <= (right + slack)[:, None])
         for piece, neuron in zip(*np.nonzero(ok)):
             value = float(np.clip(x[piece, neuron], left[piece], right[piece]))
-            found.append(Crossing(value, number, int(neuron), float(kink)))
+            found.append(Crossing(value, site.number, int(neuron), float(kink), site.node))
     return _dedupe(found)
 
 
-def _solve_bracketing(net: Network, number: int, kink_values: tuple[float, ...], left: np.ndarray,
-                      right: np.ndarray, resolution: int) -> list[Crossing]:
+def _solve_bracketing(net: Network, site: _Site, left: np.ndarray, right: np.ndarray,
+                      resolution: int) -> list[Crossing]:
     """Sign changes of ``z - kink`` on a grid per piece, refined by ``brentq``."""
     grid = np.linspace(left, right, resolution, axis=1)  # (P, R)
-    z, _ = _preactivation(net, number, grid.reshape(-1))
+    z, _ = _preactivation(net, site, grid.reshape(-1))
     z = z.reshape(*grid.shape, -1)  # (P, R, n)
     found: list[Crossing] = []
-    for kink in kink_values:
+    for kink in site.activation.kinks:
         g = z - kink
         for piece, step, neuron in zip(*np.nonzero(g == 0)):
-            found.append(Crossing(float(grid[piece, step]), number, int(neuron), float(kink)))
+            found.append(Crossing(float(grid[piece, step]), site.number, int(neuron), float(kink), site.node))
         for piece, step, neuron in zip(*np.nonzero(g[:, :-1] * g[:, 1:] < 0)):
             def residual(x: float, neuron: int = int(neuron), kink: float = float(kink)) -> float:
-                return float(_preactivation(net, number, np.array([x]))[0][0, neuron] - kink)
+                return float(_preactivation(net, site, np.array([x]))[0][0, neuron] - kink)
 
             a, b = float(grid[piece, step]), float(grid[piece, step + 1])
             import scipy.optimize  # lazily: most reports never bracket a root
 
             root = scipy.optimize.brentq(residual, a, b, xtol=1e-15 * max(1.0, abs(a), abs(b)), rtol=4 * _EPS)
-            found.append(Crossing(float(root), number, int(neuron), float(kink)))
+            found.append(Crossing(float(root), site.number, int(neuron), float(kink), site.node))
     return _dedupe(found)
 
 

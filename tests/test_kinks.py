@@ -246,3 +246,96 @@ def test_the_brute_force_check_catches_a_missed_or_moved_kink():
     with pytest.raises(AssertionError):
         assert_slopes_match_scan(net, dataclasses.replace(report, _locations=report.locations[1:],
                                                           _jumps=report.jumps[1:]), -span, span)
+
+
+# --- graphs ------------------------------------------------------------------------------------
+
+
+def _slope_breaks(net, lo, hi, n=400_001):
+    """Independent of kinks(): where the slope of the lambdified closed form changes on a grid of
+    [lo, hi] (finite differences of float64 values), as (left, right) brackets."""
+    f = sympy.lambdify(net.inputs, net.outputs[0], "numpy")
+    x = np.linspace(lo, hi, n)
+    y = np.asarray(f(x), dtype=float) * np.ones_like(x)
+    slope = np.diff(y) / np.diff(x)
+    change = np.abs(np.diff(slope))  # a kink: one isolated jump; curvature: a small change at every step
+    changed = change > max(1e-6 * max(1.0, float(np.max(np.abs(slope)))), 100 * float(np.median(change)))
+    steps = np.nonzero(changed)[0]
+    return [(x[i], x[i + 2]) for i in steps]
+
+
+def _residual_relu_graph():
+    from symnet.graph import dense, input, network
+
+    rng = np.random.default_rng(21)
+    x = input(1)
+    h = dense(x, rng.normal(size=(1, 4)), rng.normal(size=4), "relu")
+    h = h + dense(h, rng.normal(size=(4, 4)), rng.normal(size=4), "relu")   # a residual block
+    return network(x, dense(h, rng.normal(size=(4, 1)), rng.normal(size=1)))
+
+
+def test_a_piecewise_linear_graph_has_its_kinks_located_exactly():
+    net = _residual_relu_graph()
+    assert not net.is_chain
+    report = kinks(net)
+    assert report.method.startswith("exact")
+    lo, hi = report.locations.min() - 1, report.locations.max() + 1
+    brackets = _slope_breaks(net, lo, hi)
+    # every slope change of the function lies at a location, and every location whose jump is not 0 is one
+    for a, b in brackets:
+        assert np.any((report.locations >= a - 1e-9) & (report.locations <= b + 1e-9)), (a, b)
+    for location, jump in zip(report.locations, report.jumps[:, 0]):
+        if abs(jump) > 1e-9:
+            assert any(a - 1e-9 <= location <= b + 1e-9 for a, b in brackets), location
+    # the jumps are the slope differences of the closed form either side (affine between locations)
+    f = sympy.lambdify(net.inputs, net.outputs[0], "numpy")
+    for location, jump in zip(report.locations, report.jumps[:, 0]):
+        h = 1e-7 * max(1.0, abs(location))
+        right = (f(location + 2 * h) - f(location + h)) / h
+        left = (f(location - h) - f(location - 2 * h)) / h
+        assert abs((right - left) - jump) <= 1e-6 * max(1.0, abs(jump))
+    # crossings name the activation nodes of the graph
+    names = {node.name for node in net.graph.nodes if node.op == "activation"}
+    assert {c.node for c in report.crossings} <= names and "crossed by node[unit]" in repr(report)
+
+
+def test_points_on_a_graph_kink_are_hits_naming_the_node():
+    net = _residual_relu_graph()
+    report = kinks(net)
+    on, off = report.locations[0], report.locations[0] + 0.5 * np.diff(report.locations[:2])[0]
+    hits = kinks(net, np.array([[on], [off]]), tol=1e-9)
+    assert hits.near.tolist() == [True, False]
+    first = report.crossings[0]
+    assert any(h.point == 0 and h.node == first.node and h.neuron == first.neuron for h in hits.hits)
+    assert "node" in repr(hits)
+
+
+def test_a_product_of_relu_branches_is_bracketed_on_a_domain():
+    from symnet.graph import dense, input, network
+
+    rng = np.random.default_rng(22)
+    x = input(1)
+    u = dense(x, rng.normal(size=(1, 3)), rng.normal(size=3), "relu")
+    v = dense(x, rng.normal(size=(1, 3)), rng.normal(size=3), "relu")
+    gated = dense(u * v, rng.normal(size=(3, 3)), rng.normal(size=3), "relu")   # after a product: not affine
+    net = network(x, dense(gated, rng.normal(size=(3, 1)), rng.normal(size=1)))
+    with pytest.raises(InputError, match=r"node '.*' \(relu\) follows node 'mul\d*', a product of two branches .*domain=\(lo, hi\)"):
+        kinks(net)
+    report = kinks(net, domain=(-4.0, 4.0))
+    assert report.method.startswith("bracketing")
+    for a, b in _slope_breaks(net, -4.0, 4.0):
+        assert np.any((report.locations >= a - 1e-9) & (report.locations <= b + 1e-9)), (a, b)
+
+
+def test_a_two_input_graph_reports_hits_but_no_locations():
+    from symnet.graph import dense, input, network
+
+    x = input(2)
+    h = dense(x, [[1.0, 0.0], [0.0, 1.0]], [0.0, -1.0], "relu")
+    net = network(x, dense(h + x, [[1.0], [1.0]], [0.0]))
+    report = kinks(net, np.array([[0.0, 0.3], [0.2, 1.0], [0.5, 0.5]]))
+    assert report.near.tolist() == [True, True, False]
+    assert [(h.point, h.node, h.neuron) for h in report.hits] == [(0, net.graph.nodes[2].name, 0),
+                                                                  (1, net.graph.nodes[2].name, 1)]
+    with pytest.raises(InputError, match="one-input networks only"):
+        report.locations
