@@ -286,10 +286,13 @@ def tail_safe_program(assignments: Iterable[tuple[sympy.Symbol, sympy.Expr]],
             return expr
         symbols |= {s for d in symbols & definitions.keys() for s in definitions[d].free_symbols}
         to_dummy = {s: sympy.Symbol(f"_s{k}", real=True) for k, s in enumerate(sorted(symbols, key=str))}
-        key = expr.xreplace(to_dummy)
+        form = expr.xreplace(to_dummy)
+        renamed = {to_dummy[s]: d.xreplace(to_dummy) for s, d in definitions.items() if s in to_dummy}
+        # the definitions are part of the form: sigmoid(1.0*x) and sigmoid(3.0*x) (numbers inlined,
+        # as export does) rename alike, and must not share a rewrite
+        key = (form, tuple(sorted(renamed.items(), key=str)))
         if key not in done:
-            renamed = {to_dummy[s]: d.xreplace(to_dummy) for s, d in definitions.items() if s in to_dummy}
-            done[key] = tail_safe(key, renamed)
+            done[key] = tail_safe(form, renamed)
         return done[key].xreplace({d: s for s, d in to_dummy.items()})
 
     return rewrite

@@ -129,6 +129,13 @@ MAX_SYMBOLIC_POINT_PARAMETERS = 1_000_000
 #: the whole with ``symnet.pretty(net, full=True)``, ``net.latex(full=True)`` or ``net.expr``.
 MAX_PRINT_SIZE = 10_000
 
+#: The most units one node of a graph written with :mod:`symnet.graph` may have, and the most
+#: entries one of its parameter matrices may have (the bounds a file is read with,
+#: ``symnet.io.format.MAX_UNITS`` and ``MAX_WEIGHTS``): every entry is a SymPy number or symbol,
+#: some hundred thousand a second to build, so a mistyped width would otherwise hang.
+MAX_GRAPH_UNITS = 100_000
+MAX_GRAPH_WEIGHTS = 1_000_000
+
 
 def bell(k: int) -> int:
     """The Bell number ``B(k)``: set partitions of ``k`` items (Faa di Bruno terms of order ``k``).

@@ -10,7 +10,7 @@ import sympy
 
 import symnet
 from symnet import NotAChainError, ShapeError
-from symnet.graph import Graph, Node, concat, dense, input, network
+from symnet.graph import Graph, Node, batch_norm, concat, dense, input, layer_norm, network, rms_norm
 from symnet.program import build
 
 
@@ -145,3 +145,69 @@ def test_polynomial_graph_coefficients_are_exact():
     with pytest.raises(symnet.NotPolynomialError, match="node 'a1'"):
         x = input(1)
         symnet.coefficients(network(x, dense(x, [[1.0]], None, "tanh") * x))
+
+
+def test_a_numpy_array_on_either_side_builds_the_same_network():
+    import numpy as np
+
+    from symnet.graph import input, network
+
+    x = input(2)
+    for left, right in ((np.array([1.0, 2.0]) * x, x * np.array([1.0, 2.0])),
+                        (np.array([1.0, 2.0]) + x, x + np.array([1.0, 2.0])),
+                        (np.array([1.0, 2.0]) - x, -(x - np.array([1.0, 2.0])))):
+        assert network(x, left).outputs.shape == (2, 1)
+        assert sympy.simplify(network(x, left).outputs - network(x, right).outputs) == sympy.zeros(2, 1)
+
+
+@pytest.mark.parametrize("build, error, message", [
+    (lambda x: dense(x, -1), ShapeError, r"dense units must be a positive integer, not -1"),
+    (lambda x: dense(x, 10**9), symnet.LimitError, r"dense units is 1,000,000,000, more than symnet\.limits\.MAX_GRAPH_UNITS"),
+    (lambda x: dense(input(20), 60_000), symnet.LimitError, r"1,200,000 weights, more than symnet\.limits\.MAX_GRAPH_WEIGHTS"),
+    (lambda x: dense(x, np.zeros((2, 600_000))), symnet.LimitError, r"dense W has shape \(2, 600000\)"),
+    (lambda x: input(0), ShapeError, r"an input's width must be a positive integer, not 0"),
+    (lambda x: layer_norm(x, eps=-1), ShapeError, r"layer_norm: eps must be a finite number > 0, not -1"),
+    (lambda x: rms_norm(x, eps=float("nan")), ShapeError, r"rms_norm: eps must be a finite number > 0"),
+    (lambda x: batch_norm(x, 0, -1.0), ShapeError, r"batch_norm: var\[0\] \+ eps = -0\.999.* must be > 0"),
+    (lambda x: network(x, dense(x, 2, parametrization="weight_norm", v=[[0, 1], [0, 1]], g=[1, 1])),
+     symnet.WeightError, r"node 'z1' \(dense\): column 0 of v is zero"),
+])
+def test_the_builder_refuses_what_would_hang_or_give_nan(build, error, message):
+    with pytest.raises(error, match=message):
+        build(input(2))
+
+
+def test_zoo_sizes_are_checked():
+    from symnet.graph import zoo
+
+    with pytest.raises(ShapeError, match="width must be a positive integer, not 0"):
+        zoo.resnet_mlp(width=0)
+    with pytest.raises(symnet.LimitError, match="width is 1,000,000, more than symnet.limits.MAX_GRAPH_UNITS"):
+        zoo.resnet_mlp(width=10**6)
+
+
+def test_graph_inputs_must_be_distinct():
+    x0 = sympy.Symbol("x0", real=True)
+    with pytest.raises(ShapeError, match=r"input names \(x0, x0\) must be distinct"):
+        Graph([x0, x0], [Node("z1", "dense", ("x",), {"W": sympy.ImmutableMatrix([[1.0], [1.0]]),
+                                                       "b": sympy.ImmutableMatrix([[0.0]])}, {"units": 1}, 1)])
+
+
+def test_a_given_symbol_named_like_a_generated_weight_is_refused_not_tied():
+    x = input(2)
+    inner = dense(x, [[sympy.Symbol("w2_0_0", real=True)], [1]])
+    with pytest.raises(symnet.WeightError, match=r"the symbol 'w2_0_0' you gave is also the name symnet gives a "
+                                                 r"weight of the 2nd dense node"):
+        network(x, dense(inner, 1))
+    mine = sympy.Symbol("a", real=True)  # any other name is the user's own parameter
+    assert mine in network(x, dense(dense(x, [[mine], [1]]), 1)).params
+
+
+def test_errors_of_a_constant_beside_a_tensor_say_which_operator():
+    x = input(2)
+    with pytest.raises(ShapeError, match=r"tensor \+ a constant \(a fixed rescale.*offset has 3 entries"):
+        x + [1, 2, 3]
+    with pytest.raises(ShapeError, match=r"tensor \* a constant \(a fixed rescale.*must be numbers"):
+        x * sympy.Symbol("k")
+    with pytest.raises(ShapeError, match=r"network's outputs must be a symnet.graph Tensor or a list of them.*not Node"):
+        network(x, network(x, x * 2).graph.nodes[1])

@@ -52,6 +52,21 @@ def test_python_export_matches_the_kernel(name: str) -> None:
         np.testing.assert_allclose(got[word], want[word], rtol=1e-12, atol=1e-13, err_msg=word)
 
 
+@pytest.mark.parametrize("act", ["tanh", "sigmoid"])
+def test_units_whose_inlined_arguments_differ_only_by_a_number_keep_their_own_derivatives(act: str) -> None:
+    """One input, no bias: the pre-activations 1.0*x0, 3.0*x0, -2.0*x0 are inlined into the
+    activations, and each unit's derivative must use its own (the tail-safe rewrite once reused unit
+    0's for all)."""
+    net = symnet.Network.from_weights([[[1.0, 3.0, -2.0]], [[1.0], [1.0], [0.5]]], None, [act, "linear"])
+    X = np.array([[0.5], [-0.25], [1.5]])
+    got = run_python(export(net, "python", WORDS), net, X)
+    x = net.inputs[0]
+    for word, expr in (("value", net.expr), ("gradient", sympy.diff(net.expr, x)),
+                       ("hessian", sympy.diff(net.expr, x, 2))):
+        want = [float(expr.subs(x, float(point)).evalf(30)) for point in X[:, 0]]
+        np.testing.assert_allclose(got[word].reshape(len(X)), want, rtol=1e-13, err_msg=word)
+
+
 def test_python_export_survives_extreme_inputs() -> None:
     net = symnet.Network.from_weights([[[1.0]], [[1.0]]], None, ["sigmoid", "softplus"])
     namespace: dict[str, Any] = {}

@@ -446,6 +446,9 @@ HOSTILE = {
                                               _param("z2", "b", {"shape": [1, 1], "text": [["x0"]]}),
                                               lambda meta, arrays: arrays.pop("n9_b")),
                                         r"input names \['x0'\] are also parameter names"),
+    "the input as the output": (_top("output", "x"), r"the output is the input itself"),
+    "two inputs of one name": (lambda meta, arrays: meta.__setitem__("inputs", [meta["inputs"][0]] * len(meta["inputs"])),
+                               r"input names \(x0, x0\) must be distinct"),
 }
 
 

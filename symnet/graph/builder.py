@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import builtins
 import itertools
+import math
 from typing import Any, Sequence
 
 import numpy as np
@@ -38,8 +39,9 @@ import sympy
 
 from .. import activations as _activations
 from ..activations import Activation, T
-from ..errors import ActivationError, ShapeError
-from ..weights import matrix as _as_matrix, refuse_masked, shape_of
+from ..errors import ActivationError, LimitError, ShapeError, WeightError
+from ..limits import MAX_GRAPH_UNITS, MAX_GRAPH_WEIGHTS
+from ..weights import brief, matrix as _as_matrix, refuse_masked, shape_of
 from .ir import Graph, Node, check_name
 
 __all__ = ["Tensor", "input", "dense", "activation", "add", "sub", "mul", "scale", "shift", "rescale", "matmul",
@@ -57,6 +59,10 @@ class Tensor:
     """
 
     __slots__ = ("op", "args", "params", "attrs", "width", "name", "_id", "names")
+
+    #: numpy must hand ``array * tensor`` to :meth:`__rmul__`, not broadcast over the tensor as
+    #: an object (which built an array of tensors, a different network).
+    __array_ufunc__ = None
 
     def __init__(self, op: str, args: Sequence[Tensor], params: dict[str, Any], attrs: dict[str, Any],
                  width: int, name: str | None = None, names: Sequence[str] | None = None) -> None:
@@ -124,8 +130,7 @@ def input(width: int, names: Sequence[str] | None = None, name: str | None = Non
     Several inputs (a DeepONet's sensors and coordinates) are laid side by side, in the order
     :func:`network` lists them.
     """
-    if not isinstance(width, (int, np.integer)) or isinstance(width, bool) or width < 1:
-        raise ShapeError(f"an input needs a positive integer width, not {width!r}")
+    width = _units(width, "an input's width")
     if names is not None and len(names) != width:
         raise ShapeError(f"{len(names)} names for an input of width {width}")
     return Tensor("input", (), {}, {}, int(width), name, names)
@@ -156,14 +161,17 @@ def dense(x: Tensor, weight: Any, bias: Any = None, activation: Any = None, *, n
         if set(params) != set(needed):
             raise ShapeError(f"parametrization={parametrization!r} takes {needed[0]}= and {needed[1]}=, "
                              f"got {sorted(params) or 'neither'}")
-        units = int(weight)
+        units = _units(weight, "dense units")
         matrices = {k: (_row(v, units, f"dense {k}") if k in ("g", "s")
                         else _weight_matrix(v, x.width, layout, f"dense {k}")) for k, v in params.items()}
         attrs["parametrization"] = parametrization
     elif params:
         raise ShapeError(f"dense got unknown arguments {sorted(params)}")
     elif isinstance(weight, (int, np.integer)) and not isinstance(weight, bool):
-        units, matrices = int(weight), {"W": None}
+        units, matrices = _units(weight, "dense units"), {"W": None}
+        if x.width * units > MAX_GRAPH_WEIGHTS:
+            raise LimitError(f"dense of {units:,} units on an input of width {x.width:,} has {x.width * units:,} "
+                             f"weights, more than symnet.limits.MAX_GRAPH_WEIGHTS = {MAX_GRAPH_WEIGHTS:,}")
     else:
         matrices = {"W": _weight_matrix(weight, x.width, layout, "dense W")}
         units = matrices["W"].shape[1]
@@ -181,9 +189,21 @@ def dense(x: Tensor, weight: Any, bias: Any = None, activation: Any = None, *, n
     return z if activation is None else _activate(z, activation)
 
 
+def _units(value: Any, where: str) -> int:
+    """A width given by the user: a positive integer, at most :data:`~symnet.limits.MAX_GRAPH_UNITS`."""
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise ShapeError(f"{where} must be a positive integer, not {brief(value)}")
+    if value > MAX_GRAPH_UNITS:
+        raise LimitError(f"{where} is {int(value):,}, more than symnet.limits.MAX_GRAPH_UNITS = {MAX_GRAPH_UNITS:,}")
+    return int(value)
+
+
 def _weight_matrix(values: Any, fan_in: int, layout: str, where: str) -> sympy.ImmutableMatrix:
     refuse_masked(values, where)
     shape = shape_of(values)
+    if math.prod(shape) > MAX_GRAPH_WEIGHTS:
+        raise LimitError(f"{where} has shape {tuple(shape)}: {math.prod(shape):,} entries, more than "
+                         f"symnet.limits.MAX_GRAPH_WEIGHTS = {MAX_GRAPH_WEIGHTS:,}")
     if len(shape) == 0:
         values, shape = [[values]], (1, 1)
     elif len(shape) == 1:
@@ -220,16 +240,16 @@ def add(a: Any, b: Any, *, name: str | None = None) -> Tensor:
         a, b = b, a
     a = _tensor(a, "add's input")
     if not isinstance(b, Tensor):
-        return rescale(a, 1, b, name=name)
+        return _fixed(a, 1, b, name, "+ a constant")
     return Tensor("add", (a, b), {}, {}, _broadcast(a, b, "add"), name)
 
 
 def sub(a: Any, b: Any, *, name: str | None = None) -> Tensor:
     """``a - b`` unit by unit (a number or row on either side is a fixed shift)."""
     if not isinstance(b, Tensor):
-        return rescale(_tensor(a, "sub's input"), 1, -_row(b, a.width, "sub's constant"), name=name)
+        return _fixed(_tensor(a, "sub's input"), 1, -_row(b, a.width, "sub's constant"), name, "- a constant")
     if not isinstance(a, Tensor):
-        return rescale(b, -1, _row(a, b.width, "sub's constant"), name=name)
+        return _fixed(b, -1, _row(a, b.width, "sub's constant"), name, "a constant minus a tensor")
     return Tensor("sub", (a, b), {}, {}, _broadcast(a, b, "sub"), name)
 
 
@@ -239,8 +259,16 @@ def mul(a: Any, b: Any, *, name: str | None = None) -> Tensor:
         a, b = b, a
     a = _tensor(a, "mul's input")
     if not isinstance(b, Tensor):
-        return rescale(a, b, 0, name=name)
+        return _fixed(a, b, 0, name, "* a constant")
     return Tensor("mul", (a, b), {}, {}, _broadcast(a, b, "mul"), name)
+
+
+def _fixed(x: Tensor, scale: Any, offset: Any, name: str | None, what: str) -> Tensor:
+    """A tensor with a constant on one side of ``+ - *``: a fixed ``rescale``, its errors saying so."""
+    try:
+        return rescale(x, scale, offset, name=name)
+    except ShapeError as exc:
+        raise ShapeError(f"tensor {what} (a fixed rescale; scale() and shift() take trainable ones): {exc}") from None
 
 
 def _broadcast(a: Tensor, b: Tensor, op: str) -> int:
@@ -322,9 +350,18 @@ def softmax(x: Tensor, *, name: str | None = None) -> Tensor:
     return _activate(_tensor(x, "softmax's input"), "softmax", name)
 
 
+def _eps(eps: Any, where: str) -> float:
+    """A norm's ``eps``: a finite number > 0 (``sqrt(var + eps)`` of a constant input is ``sqrt(eps)``)."""
+    if isinstance(eps, bool) or not isinstance(eps, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(eps) or eps <= 0:
+        raise ShapeError(f"{where}: eps must be a finite number > 0, not {brief(eps)}")
+    return float(eps)
+
+
 def layer_norm(x: Tensor, gamma: Any = 1, beta: Any = 0, eps: float = 1e-5) -> Tensor:
     """``(x - mean(x)) / sqrt(var(x) + eps) * gamma + beta`` (trainable ``gamma``, ``beta``)."""
     x = _tensor(x, "layer_norm's input")
+    eps = _eps(eps, "layer_norm")
     centred = x - mean(x)
     inverse = activation(rescale(mean(centred * centred), 1, eps), _RSQRT)
     return shift(scale(centred * inverse, gamma), beta)
@@ -333,6 +370,7 @@ def layer_norm(x: Tensor, gamma: Any = 1, beta: Any = 0, eps: float = 1e-5) -> T
 def rms_norm(x: Tensor, gamma: Any = 1, eps: float = 1e-6) -> Tensor:
     """``x / sqrt(mean(x^2) + eps) * gamma``."""
     x = _tensor(x, "rms_norm's input")
+    eps = _eps(eps, "rms_norm")
     return scale(x * activation(rescale(mean(x * x), 1, eps), _RSQRT), gamma)
 
 
@@ -355,6 +393,11 @@ def batch_norm(x: Tensor, mean: Any, var: Any, gamma: Any = 1, beta: Any = 0, ep
     m, v = _constant(mean, x.width, "batch_norm mean"), _constant(var, x.width, "batch_norm var")
     g, b = _constant(gamma, x.width, "batch_norm gamma"), _constant(beta, x.width, "batch_norm beta")
     pick = lambda row, j: row[0, 0 if row.shape[1] == 1 else j]  # noqa: E731
+    eps = _eps(eps, "batch_norm")
+    for j in range(x.width):
+        if not (pick(v, j) + sympy.Float(eps)).is_positive:
+            raise ShapeError(f"batch_norm: var[{j}] + eps = {brief(pick(v, j) + sympy.Float(eps))} must be > 0 "
+                             "(a variance is >= 0)")
     factor = [pick(g, j) / sympy.sqrt(pick(v, j) + sympy.Float(eps)) for j in range(x.width)]
     return rescale(x, factor, [pick(b, j) - pick(m, j) * factor[j] for j in range(x.width)])
 
@@ -386,8 +429,7 @@ def network(inputs: Tensor | Sequence[Tensor], outputs: Tensor | Sequence[Tensor
     """
     from ..network import Network
 
-    inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
-    outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    inputs, outputs = (_tensors(given, what) for given, what in ((inputs, "inputs"), (outputs, "outputs")))
     if not inputs or not outputs:
         raise ShapeError("network needs at least one input and one output")
     for t in inputs:
@@ -425,6 +467,14 @@ def network(inputs: Tensor | Sequence[Tensor], outputs: Tensor | Sequence[Tensor
             names[t._id] = t.name or fresh("in")
             nodes.append(Node(names[t._id], "slice", ("x",), {}, {"start": offset, "stop": offset + t.width}, t.width))
         offset += t.width
+    given = {symbol.name for t in order for matrix in t.params.values() if matrix is not None
+             for symbol in matrix.free_symbols}
+    generated: dict[str, str] = {}  # a generated weight name -> its node's dense number
+
+    def named(text: str, k: int) -> sympy.Symbol:
+        generated[text] = f"the {_ordinal(k)} dense node"
+        return sympy.Symbol(text, real=True)
+
     for t in order:
         if t.op == "input":
             continue
@@ -434,9 +484,9 @@ def network(inputs: Tensor | Sequence[Tensor], outputs: Tensor | Sequence[Tensor
             k = dense_count
             fan_in = t.args[0].width
             if params.get("W", 0) is None:
-                params["W"] = sympy.ImmutableMatrix(fan_in, t.width, lambda i, j: sympy.Symbol(f"w{k}_{i}_{j}", real=True))
+                params["W"] = sympy.ImmutableMatrix(fan_in, t.width, lambda i, j: named(f"w{k}_{i}_{j}", k))
             if params.get("b", 0) is None:
-                params["b"] = sympy.ImmutableMatrix(1, t.width, lambda _, j: sympy.Symbol(f"b{k}_{j}", real=True))
+                params["b"] = sympy.ImmutableMatrix(1, t.width, lambda _, j: named(f"b{k}_{j}", k))
             name = t.name or fresh("z")
             if not t.name:
                 counts["a"] = counts["z"] - 1  # the activation after z{k} is a{k}
@@ -446,6 +496,11 @@ def network(inputs: Tensor | Sequence[Tensor], outputs: Tensor | Sequence[Tensor
             name = t.name or fresh(t.op)
         names[t._id] = name
         nodes.append(Node(name, t.op, tuple(names[a._id] for a in t.args), params, t.attrs, t.width))
+    clash = sorted(given & generated.keys())
+    if clash:
+        raise WeightError(f"the symbol {clash[0]!r} you gave is also the name symnet gives a weight of "
+                          f"{generated[clash[0]]}, which would tie the two: rename yours, or give that node's "
+                          "weights yourself")
     output = names[outputs[0]._id]
     if len(outputs) > 1:
         output = fresh("heads")
@@ -453,6 +508,20 @@ def network(inputs: Tensor | Sequence[Tensor], outputs: Tensor | Sequence[Tensor
     elif output == "x":
         raise ShapeError("the output is the input itself; add at least one node")
     return Network.from_graph(Graph(symbols, nodes, output))
+
+
+def _tensors(given: Any, what: str) -> list[Any]:
+    """``network``'s inputs or outputs as a list: one tensor, or a list or tuple of them."""
+    if isinstance(given, Tensor):
+        return [given]
+    if isinstance(given, (list, tuple)):
+        return list(given)
+    raise ShapeError(f"network's {what} must be a symnet.graph Tensor or a list of them (from input(), dense(), "
+                     f"...), not {type(given).__name__}")
+
+
+def _ordinal(k: int) -> str:
+    return f"{k}{'th' if 10 <= k % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(k % 10, 'th')}"
 
 
 def _collect(outputs: list[Tensor]) -> list[Tensor]:

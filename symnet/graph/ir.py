@@ -27,7 +27,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import sympy
 
 from ..activations import Activation
-from ..errors import ShapeError
+from ..errors import ShapeError, WeightError
 from .ops import OPS, dense_weight
 
 __all__ = ["Graph", "Node", "check_name"]
@@ -115,6 +115,10 @@ class Graph:
         inputs = tuple(inputs)
         if not inputs:
             raise ShapeError("a graph needs at least one input")
+        if len(set(inputs)) != len(inputs) or len({getattr(s, "name", s) for s in inputs}) != len(inputs):
+            names = ", ".join(str(s) for s in inputs[:8])
+            raise ShapeError(f"the graph's input names ({names}{', ...' if len(inputs) > 8 else ''}) must be "
+                             "distinct: two inputs of one name would be one variable")
         first = Node("x", "input", (), {}, {}, len(inputs))
         checked: list[Node] = [first]
         widths: dict[str, int] = {"x": len(inputs)}
@@ -126,6 +130,8 @@ class Graph:
         output = checked[-1].name if output is None else output
         if output not in widths:
             raise ShapeError(f"output node {output!r} is not a node of the graph")
+        if output == "x":
+            raise ShapeError("the output is the input itself; a network's output is a node after it")
         self.inputs = inputs
         self.nodes = tuple(checked)
         self.output = output
@@ -285,6 +291,12 @@ def _check_node(node: Any, widths: Mapping[str, int]) -> Node:
             raise ShapeError(f"{where}: parameter {pname} has shape {given} but {tuple(shape)} is needed")
     if op.family == "elementwise" and not isinstance(node.attrs.get("activation"), Activation):
         raise ShapeError(f"{where}: the activation must be a symnet Activation")
+    if node.op == "dense" and node.attrs.get("parametrization") == "weight_norm":
+        v = node.params["v"]
+        for j in range(v.shape[1]):
+            if all(entry.is_zero for entry in v[:, j]):  # symbols are not zero: is_zero is None
+                raise WeightError(f"{where}: column {j} of v is zero, so W[:, {j}] = g v / |v| divides by 0; "
+                                  "weight normalisation needs a nonzero direction per unit")
     return Node(node.name, node.op, tuple(node.inputs), dict(node.params), dict(node.attrs), width, in_widths)
 
 

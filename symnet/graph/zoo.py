@@ -26,6 +26,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import sympy
 
+from ..errors import LimitError, ShapeError, WeightError
+from ..limits import MAX_GRAPH_UNITS
+from ..weights import brief
 from . import builder as _g
 from .builder import Tensor
 
@@ -87,7 +90,9 @@ class _Params:
 def _check_sizes(**sizes: int) -> None:
     for name, value in sizes.items():
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, not {value!r}")
+            raise ShapeError(f"{name} must be a positive integer, not {brief(value)}")
+        if value > MAX_GRAPH_UNITS:
+            raise LimitError(f"{name} is {int(value):,}, more than symnet.limits.MAX_GRAPH_UNITS = {MAX_GRAPH_UNITS:,}")
 
 
 def _finish(params: _Params, inputs: Any, outputs: Any) -> Any:
@@ -105,7 +110,7 @@ def parameter_values(symbolic: Any, numeric: Any) -> dict[sympy.Symbol, sympy.Ex
     """
     a, b = symbolic.graph, numeric.graph
     if [(n.name, n.op) for n in a.nodes] != [(n.name, n.op) for n in b.nodes]:
-        raise ValueError("parameter_values needs two nets of one architecture (the same nodes, in order)")
+        raise ShapeError("parameter_values needs two nets of one architecture (the same nodes, in order)")
     values: dict[sympy.Symbol, sympy.Expr] = {}
     for node in a.nodes:
         other = b.by_name[node.name]
@@ -114,7 +119,7 @@ def parameter_values(symbolic: Any, numeric: Any) -> dict[sympy.Symbol, sympy.Ex
                 if isinstance(entry, sympy.Symbol):
                     values[entry] = value
                 elif entry != value:
-                    raise ValueError(f"node {node.name!r}: parameter {key} holds {entry} and {value}")
+                    raise WeightError(f"node {node.name!r}: parameter {key} holds {entry} and {value}")
     return values
 
 
