@@ -87,8 +87,9 @@ class _Site(NamedTuple):
     curved_by: str = ""  # otherwise, the first that is not, in words
 
 
-def _sites(net: Network) -> list[_Site]:
-    """The activations of ``net`` in evaluation order (a chain's layers; a graph's activation nodes)."""
+def _sites(net: Network) -> tuple[list[_Site], bool]:
+    """The activations of ``net`` in evaluation order (a chain's layers; a graph's activation
+    nodes), and whether the whole net is piecewise linear."""
     sites: list[_Site] = []
     culprit = ""  # the first nonlinear node that is not a piecewise-linear activation
     if net.is_chain:
@@ -96,7 +97,7 @@ def _sites(net: Network) -> list[_Site]:
             sites.append(_Site(number, f"a{number}", None, layer.activation, not culprit, culprit))
             if not culprit and not _piecewise_linear(layer.activation):
                 culprit = f"a layer that is not piecewise linear ({layer.activation.name})"
-        return sites
+        return sites, not culprit
     for position, node in enumerate(net.graph.nodes):
         if node.op == "activation":
             sites.append(_Site(position, node.name, node.inputs[0], node.activation, not culprit, culprit))
@@ -104,7 +105,7 @@ def _sites(net: Network) -> list[_Site]:
                 culprit = f"node {safe_text(repr(node.name), 40)}, not piecewise linear ({node.activation.name})"
         elif node.family == "bilinear" and not culprit:  # a product of affine pieces is not affine
             culprit = f"node {safe_text(repr(node.name), 40)}, a product of two branches (not piecewise linear)"
-    return sites
+    return sites, not culprit
 
 
 @dataclass(frozen=True, eq=False)
@@ -271,7 +272,7 @@ def kinks(net: Network, X: Any = None, tol: float = 1e-8, *, domain: tuple[float
                          f"{MAX_KINK_RESOLUTION:,} grid points per piece; bracketing that finely needs gigabytes: "
                          "give a smaller domain instead")
     lo, hi = _domain(domain)
-    sites = _sites(net)
+    sites, piecewise_linear = _sites(net)
     points, near, hits = None, np.zeros(0, dtype=bool), ()
     if X is not None:
         points, near, hits = _hits(net, sites, X, float(tol))
@@ -282,8 +283,7 @@ def kinks(net: Network, X: Any = None, tol: float = 1e-8, *, domain: tuple[float
     elif net.n_inputs == 1:
         crossings, method = _crossings(net, sites, lo, hi, int(resolution))
         locations, sources = _cluster(crossings)
-        linear = all(site.affine_before for site in sites) and _piecewise_linear_after(net, sites)
-        jumps = _jumps(net, locations, lo, hi, linear)
+        jumps = _jumps(net, locations, lo, hi, piecewise_linear)
     else:
         method = "locations are found for one-input nets only"
     if crossings is None and net.n_inputs == 1:
@@ -365,15 +365,6 @@ def _interior(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     only_right = np.isinf(right) & ~both_inf
     mid[only_right] = left[only_right] + np.maximum(1.0, np.abs(left[only_right]))
     return mid
-
-
-def _piecewise_linear_after(net: Network, sites: list[_Site]) -> bool:
-    """Whether the last activation, and every node after it, keeps the net piecewise linear."""
-    if not sites:
-        return True
-    if not _piecewise_linear(sites[-1].activation):
-        return False
-    return net.is_chain or not any(node.family == "bilinear" for node in net.graph.nodes[sites[-1].number:])
 
 
 def _preactivation(net: Network, site: _Site, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

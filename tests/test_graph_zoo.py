@@ -8,17 +8,18 @@ with ``sympy.diff`` at 30 digits.
 
 from __future__ import annotations
 
-import importlib
+# the test extra installs torch and dask: a missing one fails here, never skips
+import dask.array as da
 import numpy as np
 import pytest
 import sympy
+import torch
 
-torch = pytest.importorskip("torch")
-
-import symnet  # noqa: E402
-from symnet.graph import zoo  # noqa: E402
-from symnet.program import build, closure  # noqa: E402
-from symnet.requests import QUANTITIES  # noqa: E402
+import symnet
+import symnet.dask
+from symnet.graph import zoo
+from symnet.program import build, closure
+from symnet.requests import QUANTITIES
 
 #: Small instances (width 3) of every zoo net.
 SMALL = {
@@ -355,9 +356,7 @@ def test_every_public_function_runs_on_every_zoo_net(name, tmp_path):
     assert again == net
     for language in ("c", "python", "latex"):
         assert symnet.io.export(net, language, derivatives=("value", "jacobian"))
-    da = pytest.importorskip("dask.array")
-    evaluate = importlib.import_module("symnet.dask").evaluate
-    lazy = evaluate(kernel, da.from_array(X, chunks=(2, d))).compute()
+    lazy = symnet.dask.evaluate(kernel, da.from_array(X, chunks=(2, d))).compute()
     np.testing.assert_array_equal(lazy.hessian, kernel(X).hessian)
 
     # what cannot apply says why

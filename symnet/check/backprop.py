@@ -432,7 +432,6 @@ def _linear(node: Any, numbers: dict[str, Any], xs: list[np.ndarray], offset: bo
     raise ShapeError(f"node {node.name!r}: backprop has no numpy rule for op {op!r}")  # pragma: no cover
 
 
-
 def _multiply(a: Triple, b: Triple) -> Triple:
     """The product rule: ``(ab)' = a'b + ab'``, ``(ab)'' = a''b + ab'' + a'_i b'_j + b'_i a'_j``."""
     (va, ta, sa), (vb, tb, sb) = a, b

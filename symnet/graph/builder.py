@@ -130,7 +130,7 @@ def input(width: int, names: Sequence[str] | None = None, name: str | None = Non
     Several inputs (a DeepONet's sensors and coordinates) are laid side by side, in the order
     :func:`network` lists them.
     """
-    width = _units(width, "an input's width")
+    width = check_units(width, "an input's width")
     if names is not None and len(names) != width:
         raise ShapeError(f"{len(names)} names for an input of width {width}")
     return Tensor("input", (), {}, {}, int(width), name, names)
@@ -161,14 +161,14 @@ def dense(x: Tensor, weight: Any, bias: Any = None, activation: Any = None, *, n
         if set(params) != set(needed):
             raise ShapeError(f"parametrization={parametrization!r} takes {needed[0]}= and {needed[1]}=, "
                              f"got {sorted(params) or 'neither'}")
-        units = _units(weight, "dense units")
+        units = check_units(weight, "dense units")
         matrices = {k: (_row(v, units, f"dense {k}") if k in ("g", "s")
                         else _weight_matrix(v, x.width, layout, f"dense {k}")) for k, v in params.items()}
         attrs["parametrization"] = parametrization
     elif params:
         raise ShapeError(f"dense got unknown arguments {sorted(params)}")
     elif isinstance(weight, (int, np.integer)) and not isinstance(weight, bool):
-        units, matrices = _units(weight, "dense units"), {"W": None}
+        units, matrices = check_units(weight, "dense units"), {"W": None}
         if x.width * units > MAX_GRAPH_WEIGHTS:
             raise LimitError(f"dense of {units:,} units on an input of width {x.width:,} has {x.width * units:,} "
                              f"weights, more than symnet.limits.MAX_GRAPH_WEIGHTS = {MAX_GRAPH_WEIGHTS:,}")
@@ -189,7 +189,7 @@ def dense(x: Tensor, weight: Any, bias: Any = None, activation: Any = None, *, n
     return z if activation is None else _activate(z, activation)
 
 
-def _units(value: Any, where: str) -> int:
+def check_units(value: Any, where: str) -> int:
     """A width given by the user: a positive integer, at most :data:`~symnet.limits.MAX_GRAPH_UNITS`."""
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
         raise ShapeError(f"{where} must be a positive integer, not {brief(value)}")

@@ -26,9 +26,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import sympy
 
-from ..errors import LimitError, ShapeError, WeightError
-from ..limits import MAX_GRAPH_UNITS
-from ..weights import brief
+from ..errors import ShapeError, WeightError
 from . import builder as _g
 from .builder import Tensor
 
@@ -89,10 +87,7 @@ class _Params:
 
 def _check_sizes(**sizes: int) -> None:
     for name, value in sizes.items():
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-            raise ShapeError(f"{name} must be a positive integer, not {brief(value)}")
-        if value > MAX_GRAPH_UNITS:
-            raise LimitError(f"{name} is {int(value):,}, more than symnet.limits.MAX_GRAPH_UNITS = {MAX_GRAPH_UNITS:,}")
+        _g.check_units(value, name)
 
 
 def _finish(params: _Params, inputs: Any, outputs: Any) -> Any:

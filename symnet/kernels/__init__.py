@@ -70,8 +70,6 @@ _BACKENDS = ("numba", "numpy")
 _STRATEGIES = ("auto", "expression", "layered")
 _SCHEDULES = ("auto", "forward", "forward-adjoint")
 
-_WORDS = tuple(QUANTITIES)
-
 #: Counters a test (or a curious user) can read: how often sources were generated and
 #: kernels compiled in this process.
 stats = {"sources_generated": 0, "kernels_built": 0}
@@ -181,7 +179,7 @@ def compile(  # noqa: A001 - the public name the API promises
     schedule = schedule_of(net, request, strategy, backend, schedule)
     parallel = bool(parallel) and backend == "numba"
     versions = {"python": list(sys.version_info[:2]), "numba": _numba_version() if backend == "numba" else None}
-    outputs = tuple(o for o in _WORDS if o in request.words) + tuple(partial_name(a) for a in request.partials)
+    outputs = tuple(o for o in QUANTITIES if o in request.words) + tuple(partial_name(a) for a in request.partials)
     partials = {partial_name(a): a for a in request.partials}
     description = json.dumps({
         "symnet_kernel": _VERSION, "architecture": repr(architecture(net)), "words": request.words,
