@@ -296,7 +296,7 @@ _ALL = ("value", "jacobian", "hessian", "laplacian", "biharmonic", (0, 0, 1))
 @pytest.mark.parametrize("name", sorted(TINY))
 def test_every_public_function_runs_on_every_zoo_net(name, tmp_path):
     """The issue's list, on each zoo net: closed form and printing, the derivative functions, taylor,
-    param_grad against compile_loss, compile (expression; layered says why not), fit, verify,
+    param_grad against compile_loss, compile (expression and layered), fit, verify,
     save/load, export, Dask, and the functions that cannot apply refuse with a SymnetError."""
     import warnings
 
@@ -341,12 +341,11 @@ def test_every_public_function_runs_on_every_zoo_net(name, tmp_path):
                                        np.array(sympy.Matrix(ref).evalf(20).tolist(), dtype=float).ravel(),
                                        rtol=1e-9, atol=1e-12, err_msg=f"{node}.{param}")
 
-    # compile: the expression kernel against torch; the layered strategy says why it cannot
+    # compile: the expression and the layered kernels against torch
     kernel = symnet.compile(net, _ALL, backend="numpy")
-    assert kernel.strategy == "expression" and "issue 17" in kernel.strategy_reason
+    assert kernel.strategy == "expression" and "EXPRESSION_LIMIT" in kernel.strategy_reason
     _assert_kernel_matches_torch(net, kernel, X)
-    with pytest.raises(symnet.InputError, match="strategy='layered' cannot evaluate"):
-        symnet.compile(net, ("value",), backend="numpy", strategy="layered")
+    _assert_kernel_matches_torch(net, symnet.compile(net, _ALL, backend="numpy", strategy="layered"), X)
 
     # fit, verify, save/load, export, Dask
     fitted = symnet.fit(net, X, Y if m > 1 else Y[:, 0], max_iter=3)
@@ -381,15 +380,18 @@ def test_a_gated_net_of_polynomial_activations_has_exact_coefficients():
 # --- realistic size ---------------------------------------------------------------------------
 
 #: The zoo at width 64, as PINN codes train them (jaxpi and PhysicsNeMo default to 256-512
-#: wide: the expression kernel of that size belongs to the layered strategy, issue 17).
+#: wide); ``auto`` takes the layered strategy at this size.
 REALISTIC = {name: dict(width=64) for name in SMALL}
 
 
 @pytest.mark.parametrize("name", sorted(REALISTIC))
 def test_zoo_at_realistic_size_matches_torch(name):
-    """The compiled kernel (numpy backend: nothing to compile) of each zoo net at width 64: value,
-    gradient, Hessian, Laplacian, biharmonic and d^3/dx0^2 dx1 against nested torch autograd."""
+    """The compiled kernels of each zoo net at width 64 (``auto``: the layered strategy, numba and
+    numpy backends): value, gradient, Hessian, Laplacian, biharmonic and d^3/dx0^2 dx1 against
+    nested torch autograd."""
     net = zoo.ZOO[name](**REALISTIC[name])
     X = np.random.default_rng(13).uniform(-1, 1, (4, net.n_inputs))
-    kernel = symnet.compile(net, _ALL, backend="numpy")
-    _assert_kernel_matches_torch(net, kernel, X, rtol=1e-10, atol=1e-11)
+    for backend in ("numba", "numpy"):
+        kernel = symnet.compile(net, _ALL, backend=backend)
+        assert kernel.strategy == "layered"
+        _assert_kernel_matches_torch(net, kernel, X, rtol=1e-10, atol=1e-11)

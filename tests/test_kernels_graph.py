@@ -374,8 +374,7 @@ def test_strategy_reason_says_why():
     net, _ = zoo(residual)
     kernel = symnet.compile(net, backend="numpy")
     assert kernel.strategy == "expression"
-    assert "graph networks take the expression strategy" in kernel.strategy_reason
-    assert "issue 17" in kernel.strategy_reason
+    assert kernel.strategy_reason.startswith("auto: ") and "at most EXPRESSION_LIMIT" in kernel.strategy_reason
     assert symnet.compile(net, backend="numpy", strategy="expression").strategy_reason == \
         "strategy='expression' was asked for"
     small = symnet.Network.from_weights([[[1.0, 2.0]], [[1.0], [0.5]]], None, ["tanh", "linear"])
@@ -389,18 +388,31 @@ def test_strategy_reason_says_why():
     assert restored.strategy_reason == kernel.strategy_reason
 
 
-def test_the_layered_strategy_refuses_graphs_with_the_reason():
-    net, _ = zoo(gated)
-    with pytest.raises(symnet.InputError, match=r"graph networks take the expression strategy .*\(issue 17\)"):
-        symnet.compile(net, strategy="layered")
-    with pytest.raises(symnet.InputError, match="schedule='forward-adjoint' is for the layered strategy"):
-        symnet.compile(net, schedule="forward-adjoint")
-    from symnet.kernels._adjoint import adjoint_unsupported, cheaper
-    from symnet.kernels._layered import supports
+def test_auto_takes_the_layered_strategy_for_a_wide_graph_and_says_why():
+    rng = np.random.default_rng(1)
+    x = input(2)
+    h = dense(x, rng.normal(size=(2, 40)), rng.normal(size=40), "tanh")
+    net = network(x, dense(h + dense(h, 0.2 * rng.normal(size=(40, 40)), None, "tanh"), rng.normal(size=(40, 1))))
+    kernel = symnet.compile(net, backend="numpy")
+    assert kernel.strategy == "layered" and kernel.schedule == "forward"
+    assert "more than EXPRESSION_LIMIT" in kernel.strategy_reason
 
-    assert "issue 17" in supports(net, ("value",), ())
-    assert "issue 17" in adjoint_unsupported(net, ("hessian",), (), "numba")
+
+def test_what_the_layered_strategy_cannot_do_on_a_graph_is_refused_with_the_reason():
+    x = input(2)
+    soft = network(x, dense(softmax(dense(x, np.ones((2, 3)))) + dense(x, np.eye(2, 3)), np.ones((3, 1))))
+    with pytest.raises(symnet.InputError, match=r"strategy='layered' cannot evaluate.*acts on a whole layer"):
+        symnet.compile(soft, strategy="layered", backend="numpy")
+    assert "acts on a whole layer" in symnet.compile(soft, backend="numpy").strategy_reason
+    net, _ = zoo(gated)
+    with pytest.raises(symnet.InputError, match="schedule='forward-adjoint' cannot evaluate.*chains of dense layers"):
+        symnet.compile(net, strategy="layered", schedule="forward-adjoint")
+    with pytest.raises(symnet.InputError, match="order 7 or more"):
+        symnet.compile(net, ((0,) * 7,), strategy="layered", backend="numpy")
+    from symnet.kernels._adjoint import cheaper
+
     assert cheaper(net, ("hessian",), ()) is False
+    assert symnet.compile(net, ("hessian",), strategy="layered", backend="numpy").schedule == "forward"
 
 
 def test_a_large_graph_warns_before_a_long_compile(monkeypatch):
@@ -410,8 +422,8 @@ def test_a_large_graph_warns_before_a_long_compile(monkeypatch):
         symnet.compile(net, ("value",), backend="numba", cache=False)  # small: no warning
     kernels._MEMO.clear()
     monkeypatch.setattr(kernels._strategy, "EXPRESSION_WARNING", 10)
-    with pytest.warns(symnet.ExpressionSizeWarning, match=r"weight-times-stream terms.*issue 17") as caught:
-        kernel = symnet.compile(net, ("value",), backend="numba", cache=False)
+    with pytest.warns(symnet.ExpressionSizeWarning, match=r"weight-times-stream terms.*strategy='layered'") as caught:
+        kernel = symnet.compile(net, ("value",), backend="numba", cache=False, strategy="expression")
     sized = [w for w in caught if issubclass(w.category, symnet.ExpressionSizeWarning)]
     assert sized[0].filename == __file__  # it points at the caller's compile
     assert kernel.strategy == "expression"

@@ -54,6 +54,7 @@ from ._adjoint import AdjointPlan
 from ._architecture import architecture, twin, weight_arrays
 from ._cache import CacheWarning
 from ._kernel import Kernel
+from ._graph_layered import GraphLayeredPlan
 from ._layered import LayeredPlan
 from ._loss import LossKernel
 from ._result import KernelResult
@@ -197,6 +198,8 @@ def compile(  # noqa: A001 - the public name the API promises
             if strategy == "layered":
                 if schedule == "forward-adjoint":
                     plan = AdjointPlan(net, request.words, request.partials, dtype, use_disk, parallel)
+                elif not net.is_chain:
+                    plan = GraphLayeredPlan(net, request.words, request.partials, dtype, backend, parallel, use_disk)
                 else:
                     plan = LayeredPlan(net, request.words, request.partials, dtype, backend, parallel, use_disk)
                 _MEMO[key] = (plan, "\n\n".join(plan.sources), plan.loaded_from_disk)

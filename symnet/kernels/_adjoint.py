@@ -33,7 +33,7 @@ import numpy as np
 
 from ..network import Network
 from ..activations import T
-from ._layered import AFFINE_INPUTS, GRAPH_REASON, ChunkedPlan, _fused_source, affine, pair_indices, store
+from ._layered import AFFINE_INPUTS, ChunkedPlan, _fused_source, affine, pair_indices, store
 
 __all__ = ["AdjointPlan", "adjoint_unsupported", "cheaper"]
 
@@ -83,7 +83,7 @@ def adjoint_unsupported(net: Network, words: tuple[str, ...], partials: tuple[tu
                         backend: str) -> str | None:
     """``None`` if the forward-adjoint schedule can evaluate this request, else the reason it cannot."""
     if not net.is_chain:
-        return GRAPH_REASON
+        return "the forward-adjoint schedule reads chains of dense layers; a graph's Hessian goes forward (Taylor mode)"
     if backend != "numba":
         return "it needs the numba backend"
     if any(len(alpha) >= 3 for alpha in partials):

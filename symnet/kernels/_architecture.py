@@ -40,7 +40,7 @@ def _attribute_key(value: Any) -> Any:
     return value
 
 
-def _slots(node: GraphNode) -> list[tuple[str, sympy.ImmutableMatrix]]:
+def graph_slots(node: GraphNode) -> list[tuple[str, sympy.ImmutableMatrix]]:
     """A node's runtime arrays: ``(parameter name, matrix)``, in a fixed order.
 
     A dense node passes its *effective* ``W`` (:attr:`symnet.graph.Node.weight`: a weight-
@@ -60,7 +60,7 @@ def _graph_architecture(graph: Graph) -> tuple[Any, ...]:
     nodes = []
     for node in graph.nodes[1:]:
         attrs = tuple(sorted((k, _attribute_key(v)) for k, v in node.attrs.items() if k != "parametrization"))
-        shapes = tuple((name, tuple(matrix.shape)) for name, matrix in _slots(node))
+        shapes = tuple((name, tuple(matrix.shape)) for name, matrix in graph_slots(node))
         nodes.append((node.op, tuple(position[name] for name in node.inputs), node.width, attrs, shapes))
     return ("graph", len(graph.inputs), tuple(nodes), position[graph.output])
 
@@ -73,7 +73,7 @@ def weight_arrays(net: Network, dtype: np.dtype) -> tuple[np.ndarray, ...]:
     if not net.is_chain:
         # evaluated in float64 (an effective W of a weight-normalised layer too), then cast
         return tuple(np.ascontiguousarray(np.array(matrix.tolist(), dtype=np.float64).reshape(matrix.shape), dtype)
-                     for node in net.graph.nodes[1:] for _, matrix in _slots(node))
+                     for node in net.graph.nodes[1:] for _, matrix in graph_slots(node))
     arrays = []
     for layer in net.layers:
         arrays += [np.ascontiguousarray(layer.weight_array(dtype)), np.ascontiguousarray(layer.bias_array(dtype))]
@@ -106,7 +106,7 @@ def twin(net: Network) -> tuple[Network, dict[sympy.Symbol, str], list[str]]:
     nodes = []
     for k, node in enumerate(graph.nodes[1:], start=1):
         params = {}
-        for name, matrix in _slots(node):
+        for name, matrix in graph_slots(node):
             array = f"{name}{k}"
             symbols = sympy.ImmutableMatrix(*matrix.shape, lambda i, j: sympy.Symbol(f"{array}_{i}_{j}", real=True))
             weights.update({symbols[i, j]: f"{array}[{i}, {j}]"

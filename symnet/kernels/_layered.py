@@ -46,11 +46,7 @@ from ..functions import erfc_neg, sigmoid, softplus, tail_safe
 from ..faa_di_bruno import grouped_terms
 from .codegen import ArrayPrinter, ScalarPrinter, docstring
 
-__all__ = ["GRAPH_REASON", "LayeredPlan", "supports"]
-
-#: Why a graph network (``not net.is_chain``) takes the expression strategy: the layered
-#: passes and the forward-adjoint schedule read a chain of dense layers.
-GRAPH_REASON = "graph networks take the expression strategy until the layered strategy reads graphs (issue 17)"
+__all__ = ["LayeredPlan", "supports"]
 
 #: Bytes of stacked streams a chunk of points may use (two ping-pong buffers and the pass's
 #: scratch), per thread (:mod:`symnet.kernels._threads`: each thread works on its own chunk).
@@ -73,9 +69,8 @@ AFFINE_INPUTS = 4
 
 
 def supports(net: Network, words: tuple[str, ...], partials: tuple[tuple[int, ...], ...]) -> str | None:
-    """``None`` if the layered strategy can evaluate this request, else the reason it cannot."""
-    if not net.is_chain:
-        return GRAPH_REASON
+    """``None`` if the layered strategy can evaluate this chain's request, else the reason it cannot
+    (:func:`symnet.kernels._graph_layered.graph_supports` for graph networks)."""
     for number, activation in enumerate(net.activations, start=1):
         if not activation.elementwise:
             return f"layer {number}'s activation {activation.name!r} is not elementwise"
@@ -621,22 +616,7 @@ class LayeredPlan(ChunkedPlan):
                  dtype: np.dtype, backend: str = "numpy", parallel: bool = True, cache: bool = False) -> None:
         self.d = net.n_inputs
         self.m = net.n_outputs
-        d = self.d
-        second = {tuple(a) for a in partials if len(a) == 2}
-        self.higher = higher_streams(partials)
-        self.hessian = "hessian" in words or bool(second)
-        self.laplacian = "laplacian" in words and not self.hessian
-        self.tangents = self.hessian or self.laplacian or bool(self.higher) or "jacobian" in words \
-            or any(len(a) == 1 for a in partials)
-        # higher streams need the pairs inside them: (k, l), (i, l), (i, k) of (i, k, l)
-        self.pairs = [(i, k) for i in range(d) for k in range(i, d)] if self.hessian else \
-            sorted({pair for alpha in self.higher for pair in itertools.combinations(alpha, 2)})
-        self.pi, self.pk = pair_indices(self.pairs)
-        self.n_tan = d if self.tangents else 0
-        self.n_sec = len(self.pairs)
-        self.n_lap = 1 if self.laplacian else 0
-        self.n_high = len(self.higher)
-        self.streams = 1 + self.n_tan + self.n_sec + self.n_lap + self.n_high
+        self._lay_out_streams(self.d, words, partials)
         self.widths = net.layer_sizes
         self.dtype = dtype
         super().__init__()
@@ -654,11 +634,48 @@ class LayeredPlan(ChunkedPlan):
                 # BLAS's threads for the cores (T5 ran slower parallel than serial: figures in
                 # benchmarks/RESULTS.md, "Measurements behind design choices in the code")
                 source = _fused_source(activation, self.n_tan, self.pairs, self.laplacian, cache, header,
-                                       first=number == 0, inputs=d if d <= AFFINE_INPUTS else 0,
+                                       first=number == 0, inputs=self.d if self.d <= AFFINE_INPUTS else 0,
                                        higher=self.higher)
             else:
                 source = _pass_source(activation, header, self.pairs, self.higher)
             self.passes.append(self._load_pass(source, cache, number))
+
+    def _lay_out_streams(self, d: int, words: tuple[str, ...], partials: tuple[tuple[int, ...], ...],
+                         only_asked: bool = False) -> None:
+        """The streams every layer (or graph node) carries for this request, in order: value,
+        tangents, Hessian pairs, the collapsed Laplacian, entries of order 3 and more.
+
+        Tangents are carried along every input, or with ``only_asked`` (when no word needs them
+        all) along the inputs the partials name only (:attr:`directions`; a DeepONet's trunk
+        coordinates, not its sensors); stream multi-indices count positions in
+        :attr:`directions` (:meth:`inner`).
+        """
+        if "biharmonic" in words:  # sum_ik d4/dx_i2 dx_k2: the entries (i, i, k, k), i <= k
+            partials = tuple(partials) + tuple((i, i, k, k) for i in range(d) for k in range(i, d))
+        every = not only_asked or any(word in words for word in ("jacobian", "hessian", "laplacian", "biharmonic"))
+        self.directions = list(range(d)) if every else sorted({i for alpha in partials for i in alpha})
+        self.positions = {i: q for q, i in enumerate(self.directions)}
+        partials = tuple(self.inner(alpha) for alpha in partials)
+        d = len(self.directions)
+        second = {tuple(a) for a in partials if len(a) == 2}
+        self.higher = higher_streams(partials)
+        self.hessian = "hessian" in words or bool(second)
+        self.laplacian = "laplacian" in words and not self.hessian
+        self.tangents = self.hessian or self.laplacian or bool(self.higher) or "jacobian" in words \
+            or any(len(a) == 1 for a in partials)
+        # higher streams need the pairs inside them: (k, l), (i, l), (i, k) of (i, k, l)
+        self.pairs = [(i, k) for i in range(d) for k in range(i, d)] if self.hessian else \
+            sorted({pair for alpha in self.higher for pair in itertools.combinations(alpha, 2)})
+        self.pi, self.pk = pair_indices(self.pairs)
+        self.n_tan = d if self.tangents else 0
+        self.n_sec = len(self.pairs)
+        self.n_lap = 1 if self.laplacian else 0
+        self.n_high = len(self.higher)
+        self.streams = 1 + self.n_tan + self.n_sec + self.n_lap + self.n_high
+
+    def inner(self, alpha: MultiIndex) -> MultiIndex:
+        """A partial's multi-index of inputs as positions in :attr:`directions` (sorted)."""
+        return tuple(sorted(self.positions[i] for i in alpha))
 
     def chunk_size(self) -> int:
         per_point = (2 * self.streams + self.slots) * max(self.widths) * self.dtype.itemsize
@@ -693,6 +710,7 @@ class LayeredPlan(ChunkedPlan):
         s0, l0 = 1 + self.n_tan, 1 + self.n_tan + self.n_sec
         r0 = l0 + self.n_lap
         high_index = {alpha: q for q, alpha in enumerate(self.higher)}
+        partials = {name: self.inner(alpha) for name, alpha in partials.items()}
         store(out, partials, final[0], final[1:s0], self.pairs, lambda q: final[s0 + q],
               final[l0] if self.laplacian else None, lambda alpha: final[r0 + high_index[alpha]])
 
@@ -718,6 +736,9 @@ def store(out: dict[str, np.ndarray], partials: dict[str, tuple[int, ...]], valu
         elif name == "laplacian":
             target[...] = laplacian if laplacian is not None else \
                 sum(second(pair_index[(i, i)]) for i in range(tangents.shape[0]))
+        elif name == "biharmonic" and higher is not None:  # sum_i d4/dx_i4 + 2 sum_{i<k} d4/dx_i2 dx_k2
+            d = tangents.shape[0]
+            target[...] = sum((1.0 if i == k else 2.0) * higher((i, i, k, k)) for i in range(d) for k in range(i, d))
         else:
             alpha = partials[name]
             if len(alpha) >= 3 and higher is not None:

@@ -365,7 +365,7 @@ class GraphSweep:
                                                         use_disk=False)
                     self.passes[node.name] = (module.apply, module.SLOTS)
             elif node.family == "linear" and node.op != "dense" and node.op not in _LINEAR:
-                self.matrices[node.name] = _linear_matrices(node)
+                self.matrices[node.name] = linear_matrices(node)
             elif node.family not in ("linear", "bilinear"):
                 raise NotAChainError(f"{where}: no rule for the {node.family!r} family")
 
@@ -482,7 +482,7 @@ class GraphSweep:
         return share
 
 
-def _linear_matrices(node: Any) -> tuple[list[np.ndarray], np.ndarray]:
+def linear_matrices(node: Any) -> tuple[list[np.ndarray], np.ndarray]:
     """A parameter-free linear node as constant matrices, one per input, and an offset row."""
     matrices = [np.zeros((w, node.width)) for w in node.input_widths]
     offset = np.zeros(node.width)

@@ -9,6 +9,7 @@ from ..network import Network
 from ..program import closure
 from ..requests import Request
 from ._adjoint import adjoint_unsupported, cheaper
+from ._graph_layered import graph_supports
 from ._layered import supports
 
 #: ``strategy="auto"`` prints the expression program while it has at most this many
@@ -18,29 +19,28 @@ from ._layered import supports
 #: time stops paying (the measurements: docs/kernels.md, "Strategies").
 EXPRESSION_LIMIT = 200
 
-#: A graph network takes the expression strategy whatever its size (the layered one reads
-#: chains only, until issue 17); past this many weight-times-stream terms a numba kernel's
-#: ``compile`` warns (:class:`~symnet.ExpressionSizeWarning`) before generating its source,
-#: since numba's compile time grows with the unrolled program's length, ten times
-#: :data:`EXPRESSION_LIMIT`'s (docs/kernels.md).
+#: Past this many weight-times-stream terms a numba expression kernel's ``compile`` warns
+#: (:class:`~symnet.ExpressionSizeWarning`) before generating its source, since numba's compile
+#: time grows with the unrolled program's length: ten times :data:`EXPRESSION_LIMIT`'s
+#: (docs/kernels.md).  ``auto`` never goes there; ``strategy="expression"`` on a large graph may.
 EXPRESSION_WARNING = 2000
 
 
 def choose(net: Network, request: Request, strategy: str) -> tuple[str, str]:
     """The strategy and why (``kernel.strategy_reason``)."""
-    reason = supports(net, request.words, request.partials)
-    if "biharmonic" in request.words and not reason:
-        reason = "the biharmonic takes the expression strategy until the layered strategy assembles it (issue 17)"
+    reason = supports(net, request.words, request.partials) if net.is_chain else \
+        graph_supports(net, request.partials)
     if strategy == "layered" and reason:
         raise InputError(f"strategy='layered' cannot evaluate this request: {reason}; use strategy='expression'")
     if strategy != "auto":
         return strategy, f"strategy={strategy!r} was asked for"
-    if not net.is_chain:
-        return "expression", f"auto: {reason}"
     if reason:
         return "expression", f"auto: the layered strategy cannot evaluate this request: {reason}"
-    streams = len(closure(request.multi_indices(net.n_inputs)))
-    terms = sum(layer.fan_in * layer.fan_out for layer in net.layers) * streams
+    if net.is_chain:
+        streams = len(closure(request.multi_indices(net.n_inputs)))
+        terms = sum(layer.fan_in * layer.fan_out for layer in net.layers) * streams
+    else:
+        terms = _graph_terms(net, request)
     if terms <= EXPRESSION_LIMIT:
         return "expression", (f"auto: {terms} weight-times-stream terms, at most EXPRESSION_LIMIT "
                               f"({EXPRESSION_LIMIT}): the unrolled expression kernel evaluates faster")
@@ -62,8 +62,8 @@ def warn_if_large(net: Network, request: Request) -> None:
     if terms > EXPRESSION_WARNING:
         warnings.warn(f"this graph network's expression kernel has about {terms:,} weight-times-stream terms "
                       f"(more than EXPRESSION_WARNING, {EXPRESSION_WARNING:,}): numba's compile time grows with its "
-                      "length, so this may take a minute or more. Graph networks take the expression strategy until "
-                      "the layered strategy reads graphs (issue 17); backend='numpy' compiles nothing.",
+                      "length, so this may take a minute or more; strategy='layered' compiles a few passes whatever "
+                      "the size, and backend='numpy' compiles nothing.",
                       ExpressionSizeWarning, stacklevel=5)
 
 

@@ -1,0 +1,397 @@
+"""The layered strategy on a graph network: Taylor-mode streams node by node, one rule per family.
+
+Every node of a graph (:mod:`symnet.graph`) carries the stacked streams a layer of a chain
+carries in :mod:`._layered` -- the value, the tangents ``dz/dx_i``, the Hessian pairs or the
+collapsed Laplacian, the entries of order 3 and more -- as one array ``(streams, points,
+width)``, and each op family maps all streams at once:
+
+``linear``
+    every stream goes through the node's linear map and the offset enters the value only.
+    ``dense`` is one BLAS product on the stack ``(streams * points, fan_in) @ W`` (a dense node
+    reading the inputs writes its tangents from ``W``'s rows: :func:`._layered.entered`);
+    ``add``, ``sub``, ``scale``, ``shift``, ``rescale``, ``matmul``, ``concat``, ``slice``,
+    ``sum`` and ``mean`` are numpy operations on the stack; any other linear op goes through
+    the constant matrices of its linear terms.
+``elementwise``
+    the activation's pass of the chain strategy (Faa di Bruno's formula, ``f^(k)`` printed
+    from SymPy; one fused numba loop with ``backend="numba"``).
+``bilinear``
+    Leibniz's rule over the streams: ``d^alpha (a b) = sum over the sub-multi-indices beta of
+    alpha of d^beta a * d^(alpha - beta) b``, and for the collapsed Laplacian
+    ``a lap(b) + lap(a) b + 2 sum_i da_i db_i`` (:func:`leibniz_terms`); one generated numba
+    loop over points (:func:`leibniz_source`), or numpy operations.
+
+Composites (LayerNorm, Fourier features, gates, ...) are nodes of these families already
+(:data:`symnet.graph.COMPOSITES`), so they need no rule here.
+
+Buffers follow the values' lifetimes (:class:`Slots`): a node's streams live in a slot from
+the node until its last reader (``Graph.last_use``), a skip connection keeps its slot, and an
+elementwise or linear node whose input dies with it works in that input's slot.  A chunk of
+points takes ``slots * streams * widest node`` numbers, sized to :data:`._layered.MEMORY_BUDGET`
+per thread, so a call's memory is its results plus a fixed budget per thread, whatever the
+graph's depth, as for chains.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..activations import T
+from ..graph import OPS
+from ..network import Network
+from ..program import MultiIndex
+from ._architecture import graph_slots
+from ._layered import MAX_ORDER, LayeredPlan, _fused_source, _pass_source, affine, entered
+from ._loss import linear_matrices
+from .codegen import docstring
+
+__all__ = ["GraphLayeredPlan", "Slots", "graph_supports", "leibniz_source", "leibniz_terms"]
+
+#: Linear ops with a rule of their own here (others go through their linear terms' matrices).
+_STACK_OPS = ("dense", "add", "sub", "scale", "shift", "rescale", "matmul", "concat", "slice", "sum", "mean")
+
+#: Ops that may write their result into the slot of an input that dies with them (an input of
+#: the node's own width), by position of that input.
+_IN_PLACE = {"activation": (0,), "add": (0, 1), "sub": (0, 1), "scale": (0,), "shift": (0,), "rescale": (0,)}
+
+
+def graph_supports(net: Network, partials: Sequence[MultiIndex]) -> str | None:
+    """``None`` if the layered strategy can evaluate this graph, else the reason it cannot."""
+    for node in net.graph.nodes[1:]:
+        if node.family == "elementwise" and not node.activation.elementwise:
+            return f"node {node.name!r}: {node.activation.name} acts on a whole layer, not unit by unit"
+        if node.family not in ("linear", "elementwise", "bilinear"):
+            return f"node {node.name!r}: no layered rule for the {node.family!r} family"
+    if any(len(alpha) > MAX_ORDER for alpha in partials):
+        return f"partials of order {MAX_ORDER + 1} or more need the expression strategy"
+    return None
+
+
+def leibniz_terms(n_tan: int, pairs: Sequence[MultiIndex], laplacian: bool,
+                  higher: Sequence[MultiIndex]) -> list[list[tuple[int, int, int]]]:
+    """Per output stream, the terms ``(count, stream of a, stream of b)`` of the product ``a * b``.
+
+    The streams are in the layered order: value, ``n_tan`` tangents, ``pairs``, the collapsed
+    Laplacian if ``laplacian``, ``higher``.  Entry ``alpha`` of the product is the sum over
+    the subsets of ``alpha``'s positions (Leibniz), equal terms grouped.
+
+    >>> leibniz_terms(1, [(0, 0)], False, [])   # (ab)'' = a b'' + 2 a' b' + a'' b
+    [[(1, 0, 0)], [(1, 0, 1), (1, 1, 0)], [(1, 0, 2), (2, 1, 1), (1, 2, 0)]]
+    """
+    s0 = 1 + n_tan
+    l0 = s0 + len(pairs)
+    r0 = l0 + (1 if laplacian else 0)
+    rows = {(): 0, **{(i,): 1 + i for i in range(n_tan)}, **{tuple(p): s0 + q for q, p in enumerate(pairs)},
+            **{tuple(alpha): r0 + q for q, alpha in enumerate(higher)}}
+
+    def terms_of(alpha: MultiIndex) -> list[tuple[int, int, int]]:
+        counts: Counter[tuple[int, int]] = Counter()
+        positions = range(len(alpha))
+        for size in range(len(alpha) + 1):
+            for chosen in itertools.combinations(positions, size):
+                beta = tuple(alpha[p] for p in chosen)
+                rest = tuple(alpha[p] for p in positions if p not in chosen)
+                counts[(rows[beta], rows[rest])] += 1
+        return [(count, a, b) for (a, b), count in sorted(counts.items())]
+
+    result = [terms_of(())] + [terms_of((i,)) for i in range(n_tan)] + [terms_of(tuple(p)) for p in pairs]
+    if laplacian:
+        result.append([(1, 0, l0), (1, l0, 0)] + [(2, 1 + i, 1 + i) for i in range(n_tan)])
+    return result + [terms_of(tuple(alpha)) for alpha in higher]
+
+
+def leibniz_source(terms: list[list[tuple[int, int, int]]], broadcast_a: bool, broadcast_b: bool,
+                   cache: bool) -> str:
+    """A module whose ``leibniz(A, B, OUT)`` writes the streams of ``A * B`` into ``OUT``, point by point.
+
+    ``A``, ``B`` ``(streams, points, width or 1)``; a width-1 factor (``broadcast_a``/``_b``)
+    multiplies every unit.  One loop over the units per output stream, which LLVM vectorises.
+    """
+    ja, jb = ("0" if broadcast_a else "j"), ("0" if broadcast_b else "j")
+    loops = []
+    for r, group in enumerate(terms):
+        products = " + ".join(("" if count == 1 else f"{float(count)!r} * ") + f"A[{a}, p, {ja}] * B[{b}, p, {jb}]"
+                              for count, a, b in group)
+        loops.append(f"        for j in range(H):\n            OUT[{r}, p, j] = {products}")
+    body = "\n".join(loops)
+    return f'''{docstring("Generated by symnet: Leibniz's rule for a product node over the Taylor streams.")}
+import numba
+
+
+@numba.njit(cache={cache}, nogil=True, error_model="numpy", fastmath={{"contract"}})
+def leibniz(A, B, OUT):
+    H = OUT.shape[2]
+    for p in range(OUT.shape[1]):
+{body}
+'''
+
+
+class Slots:
+    """Which buffer slot holds each node's streams: a slot is taken when the node is computed and
+    freed after its last reader (``Graph.last_use``); a node of :data:`_IN_PLACE` takes the slot of
+    an input of its own width that dies with it.
+
+    Attributes:
+        of: ``{node name: slot}`` for every node computed (and ``"x"`` if a node other than a
+            dense one reads the inputs' streams).
+        in_place: ``{node name: position of the input whose slot it took}``.
+        count: the slots needed at once (the peak of live values).
+        live: the nodes the output depends on, in order (others are skipped).
+
+    ``varies`` (``{node: bool}``) says which nodes carry derivative streams: a node takes an
+    input's slot only if both do or neither does.
+    """
+
+    def __init__(self, graph: Any, varies: dict[str, bool] | None = None) -> None:
+        varies = varies or {}
+        needed = {graph.output}
+        for node in reversed(graph.nodes[1:]):
+            if node.name in needed:
+                needed.update(node.inputs)
+        self.live = [node for node in graph.nodes[1:] if node.name in needed]
+        position = {node.name: i for i, node in enumerate(graph.nodes)}
+        last: dict[str, int] = {graph.output: len(graph.nodes)}  # the last live reader of each value
+        for node in reversed(self.live):
+            for name in node.inputs:
+                last.setdefault(name, position[node.name])
+        self.of: dict[str, int] = {}
+        self.in_place: dict[str, int] = {}
+        free: list[int] = []
+        self.count = 0
+        if any(node.op != "dense" and "x" in node.inputs for node in self.live):
+            self.of["x"], self.count = 0, 1
+        for node in self.live:
+            here = position[node.name]
+            dying = {name for name in node.inputs if name in self.of and last[name] == here}
+            taken = None
+            for pos in _IN_PLACE.get(node.op, ()):
+                name = node.inputs[pos]
+                if name in dying and node.input_widths[pos] == node.width and node.inputs.count(name) == 1 \
+                        and varies.get(name, True) == varies.get(node.name, True):
+                    taken = name
+                    self.in_place[node.name] = pos
+                    break
+            if taken is not None:
+                self.of[node.name] = self.of[taken]
+                dying.discard(taken)
+            else:
+                self.of[node.name] = free.pop() if free else self.count
+                self.count = max(self.count, self.of[node.name] + 1)
+            free.extend(sorted(self.of[name] for name in dying))
+
+
+def _varies(graph: Any, directions: Sequence[int]) -> dict[str, bool]:
+    """``{node: whether it depends on the inputs `directions`}``: the others carry their value only
+    (a DeepONet's branch, when the derivatives are along the trunk's coordinates)."""
+    varies = {"x": bool(directions)}
+    for node in graph.nodes[1:]:
+        if node.op == "slice" and node.inputs[0] == "x":
+            varies[node.name] = any(node.attrs["start"] <= i < node.attrs["stop"] for i in directions)
+        else:
+            varies[node.name] = any(varies[name] for name in node.inputs)
+    return varies
+
+
+class GraphLayeredPlan(LayeredPlan):
+    """The layered strategy's buffers, passes and node-by-node evaluation for one graph and request."""
+
+    def __init__(self, net: Network, words: tuple[str, ...], partials: tuple[tuple[int, ...], ...],
+                 dtype: np.dtype, backend: str = "numpy", parallel: bool = True, cache: bool = False) -> None:
+        graph = net.graph
+        self.graph = graph
+        self.d, self.m = net.n_inputs, net.n_outputs
+        self._lay_out_streams(self.d, words, partials, only_asked=True)
+        self.dtype = dtype
+        self.backend = backend
+        self.varies = _varies(graph, self.directions if self.streams > 1 else [])
+        self.layout = Slots(graph, self.varies)
+        self.widths = [self.d] + [node.width for node in self.layout.live]
+        super(LayeredPlan, self).__init__()
+        self.parallel = parallel and backend == "numba"
+        # where each node's runtime arrays start in the weights tuple (compile's order)
+        self.first_array: dict[str, int] = {}
+        offset = 0
+        for node in graph.nodes[1:]:
+            self.first_array[node.name] = offset
+            offset += len(graph_slots(node))
+        self.passes: dict[str, Callable[..., None] | None] = {}
+        self.products: dict[str, Callable[..., None] | None] = {}
+        self.constants: dict[str, Any] = {}
+        self.terms = leibniz_terms(self.n_tan, self.pairs, self.laplacian, self.higher)
+        for node in self.layout.live:
+            if node.family == "elementwise":
+                activation = node.activation
+                if activation.form == T:
+                    self.passes[node.name] = None
+                    continue
+                header = f"Generated by symnet: the {activation.name} pass."
+                # a node that does not vary with the directions carries its value only
+                n_tan, pairs, laplacian, higher = (self.n_tan, self.pairs, self.laplacian, self.higher) \
+                    if self.varies[node.name] else (0, [], False, ())
+                source = _fused_source(activation, n_tan, pairs, laplacian, cache, header, higher=higher) \
+                    if backend == "numba" else _pass_source(activation, header, pairs, higher)
+                self.passes[node.name] = self._load(source, cache).apply
+            elif node.family == "bilinear":  # Leibniz's rule when both factors vary
+                widths = node.input_widths
+                broadcast = (widths[0] == 1 and node.width > 1, widths[1] == 1 and node.width > 1)
+                both = all(self.varies[name] for name in node.inputs)
+                self.products[node.name] = self._load(leibniz_source(self.terms, *broadcast, cache), cache).leibniz \
+                    if backend == "numba" and both else None
+            elif node.op in ("rescale", "matmul"):
+                self.constants[node.name] = {name: np.array(node.attrs[name].tolist(), dtype=dtype)
+                                             for name in ("scale", "offset", "matrix") if name in node.attrs}
+            elif node.op not in _STACK_OPS:
+                matrices, shift = linear_matrices(node)
+                self.constants[node.name] = ([m.astype(dtype) for m in matrices], shift.astype(dtype))
+
+    def chunk_size(self) -> int:
+        width = max(self.widths)
+        return max(1, self.memory_budget() // (self._numbers_per_row() * width * self.dtype.itemsize))
+
+    def _numbers_per_row(self) -> int:
+        """Numbers per point and unit of the widest node: the slots' streams, the passes' scratch, a temporary."""
+        return self.layout.count * self.streams + self.slots + 1
+
+    def memory_budget(self) -> int:
+        """Bytes of buffers a chunk may use, per thread (:data:`._layered.MEMORY_BUDGET`)."""
+        from . import _layered
+        return _layered.MEMORY_BUDGET
+
+    def buffer_bytes(self) -> int:
+        """The bytes of buffers one thread keeps (every slot, the passes' scratch and a temporary)."""
+        width = max(self.widths)
+        return self.chunk_size() * self._numbers_per_row() * width * self.dtype.itemsize
+
+    def _run_chunk(self, X: np.ndarray, weights: tuple[np.ndarray, ...], out: dict[str, np.ndarray],
+                   partials: dict[str, tuple[int, ...]]) -> None:
+        b, S = X.shape[0], self.streams
+        space, rows = self._space(), self.chunk_size() * max(self.widths)
+        buffers = [space(("slot", k), (rows * S,), self.dtype) for k in range(self.layout.count)]
+        scratch_buffer = space("scratch", (rows * (self.slots + 1),), self.dtype)
+        slot_of, in_place = self.layout.of, self.layout.in_place
+        values: dict[str, np.ndarray] = {}
+
+        def buffer_for(name: str, width: int) -> np.ndarray:
+            k = S if self.varies[name] else 1
+            return buffers[slot_of[name]][: k * b * width].reshape(k, b, width)
+
+        if "x" in slot_of:
+            xs = buffer_for("x", self.d)
+            xs[...] = 0
+            xs[0] = X
+            for q, i in enumerate(self.directions[: self.n_tan]):
+                xs[1 + q, :, i] = 1
+            values["x"] = xs
+        t0, s0, l0 = 1, 1 + self.n_tan, 1 + self.n_tan + self.n_sec
+        r0 = l0 + self.n_lap
+        with np.errstate(all="ignore"):  # inf/nan are results here, as in the expression kernels
+            for node in self.layout.live:
+                name, op, width = node.name, node.op, node.width
+                args = [values.get(i) for i in node.inputs]
+                nxt = buffer_for(name, width)
+                varies = self.varies[name]
+                first = self.first_array[name]
+                if op == "dense":
+                    W, bias = weights[first], weights[first + 1].reshape(-1)
+                    if node.inputs[0] == "x":
+                        nxt = entered(X, W, bias, len(nxt), 0, nxt.reshape(-1))  # dz/dx_i = W[i], the rest 0
+                        nxt[1:1 + self.n_tan] = W[self.directions[: self.n_tan], None, :]
+                    else:
+                        nxt = affine(args[0], W, bias, nxt.reshape(-1))
+                elif node.family == "elementwise":
+                    apply = self.passes[name]
+                    if name not in in_place:
+                        np.copyto(nxt, args[0])
+                    if apply is not None:
+                        scratch = scratch_buffer[: self.slots * b * width].reshape(self.slots, b, width)
+                        if varies:
+                            apply(nxt[0], nxt[t0:s0], nxt[s0:l0], nxt[l0:r0], nxt[r0:], self.pi, self.pk, scratch)
+                        else:
+                            empty = nxt[1:]
+                            apply(nxt[0], empty, empty, empty, empty, self.pi[:0], self.pk[:0], scratch)
+                elif node.family == "bilinear":
+                    a, c = args
+                    if len(a) == len(c):
+                        self._product(name, a, c, nxt, scratch_buffer)
+                    else:  # a factor without derivatives scales the other's streams
+                        np.multiply(a, c[0], out=nxt) if len(c) == 1 else np.multiply(a[0], c, out=nxt)
+                else:
+                    self._linear(node, args, weights, first, nxt)
+                values[name] = nxt
+        self._store(values[self.graph.output], out, partials)
+
+    def _product(self, name: str, a: np.ndarray, b: np.ndarray, out: np.ndarray, scratch: np.ndarray) -> None:
+        """``out`` = the streams of ``a * b`` (Leibniz's rule; :func:`leibniz_terms`)."""
+        product = self.products[name]
+        if product is not None:
+            product(a, b, out)
+            return
+        term = scratch[: out[0].size].reshape(out.shape[1:])
+        for r, group in enumerate(self.terms):
+            for number, (count, i, k) in enumerate(group):
+                target = out[r] if number == 0 else term
+                np.multiply(a[i], b[k], out=target)
+                if count != 1:
+                    target *= count
+                if number:
+                    out[r] += term
+
+    def _linear(self, node: Any, args: list[np.ndarray], weights: tuple[np.ndarray, ...], first: int,
+                out: np.ndarray) -> None:
+        """``out`` = every stream of ``args`` through a linear node; its offset enters the value only.
+
+        An input with fewer streams than ``out`` (its value only: it does not vary) has zero derivatives.
+        """
+        op, k = node.op, len(out)
+        if op in ("add", "sub"):
+            a, c = args
+            if len(a) == len(c):
+                (np.add if op == "add" else np.subtract)(a, c, out=out)
+            elif len(c) == 1:  # c's derivatives are zero
+                if node.name not in self.layout.in_place:
+                    np.copyto(out, a)
+                (np.add if op == "add" else np.subtract)(out[0], c[0], out=out[0])
+            else:  # a's derivatives are zero
+                if op == "add":
+                    np.copyto(out, c) if node.name not in self.layout.in_place else None
+                else:
+                    np.negative(c, out=out)
+                out[0] += a[0]
+            return
+        if op == "concat":
+            start = 0
+            for a, width in zip(args, node.input_widths):
+                out[: len(a), :, start:start + width] = a
+                out[len(a):, :, start:start + width] = 0
+                start += width
+            return
+        if node.op not in _STACK_OPS:  # the constant matrices of its linear terms
+            matrices, shift = self.constants[node.name]
+            out[...] = 0
+            for a, C in zip(args, matrices):
+                out[: len(a)] += (a.reshape(-1, a.shape[2]) @ C).reshape((len(a),) + out.shape[1:])
+            out[0] += shift
+            return
+        a = args[0][:k]  # one input: a slice of the inputs that does not vary reads their value only
+        if op == "scale":
+            np.multiply(a, weights[first][0], out=out)
+        elif op == "shift":
+            if node.name not in self.layout.in_place:
+                np.copyto(out, a)
+            out[0] += weights[first][0]
+        elif op == "rescale":
+            constants = self.constants[node.name]
+            np.multiply(a, constants["scale"][0], out=out)
+            out[0] += constants["offset"][0]
+        elif op == "matmul":
+            np.matmul(a.reshape(-1, a.shape[2]), self.constants[node.name]["matrix"], out=out.reshape(-1, out.shape[2]))
+        elif op == "slice":
+            np.copyto(out, a[..., node.attrs["start"]:node.attrs["stop"]])
+        elif op in ("sum", "mean"):
+            np.sum(a, axis=-1, keepdims=True, out=out)
+            if op == "mean":
+                out /= node.input_widths[0]

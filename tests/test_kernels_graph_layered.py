@@ -1,0 +1,228 @@
+"""The layered strategy on graph networks (symnet/kernels/_graph_layered.py): layered (numpy and
+numba backends) and expression kernels agree with each other on the zoo and on random DAGs over
+the op set; the slots follow the values' lifetimes and a call's memory stays bounded with long
+skip connections; Leibniz's rule; tangents only along the inputs asked for."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import mpmath
+import numpy as np
+import pytest
+import sympy
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import symnet
+from symnet.graph import concat, dense, input, matmul, mul, network, rescale, scale, shift, zoo
+from symnet.graph import mean as graph_mean
+from symnet.graph import sum as graph_sum
+from symnet.graph import activation as act
+from symnet.kernels import _layered
+from symnet.kernels._graph_layered import Slots, leibniz_terms
+
+ALL = ("value", "jacobian", "hessian", "laplacian", "biharmonic", (0, 0, 1))
+
+#: each zoo net at a size where the expression kernel (the reference here) builds in seconds
+SIZES = {
+    "resnet_mlp": dict(width=5, blocks=2),
+    "modified_mlp": dict(width=4, depth=2),
+    "pirate_net": dict(width=4, blocks=1),
+    "fourier_mlp": dict(features=3, width=4, depth=2),
+    "deeponet": dict(sensors=2, coords=2, width=4, depth=2, p=3),
+    "layer_norm_mlp": dict(width=4, depth=2),
+    "weight_norm_mlp": dict(width=4, depth=2),
+    "normalized_two_heads": dict(width=4, depth=2),
+}
+
+
+def _compare(got, want, rtol=1e-12):
+    for name, reference in want.as_dict().items():
+        scale_ = max(1.0, float(np.max(np.abs(reference))))
+        np.testing.assert_allclose(got[name], reference, rtol=rtol, atol=rtol * scale_, err_msg=str(name))
+
+
+@pytest.mark.parametrize("name", sorted(SIZES))
+def test_layered_matches_the_expression_kernel_on_the_zoo(name):
+    net = zoo.ZOO[name](**SIZES[name])
+    X = np.random.default_rng(3).uniform(-1.5, 1.5, (23, net.n_inputs))
+    want = symnet.compile(net, ALL, backend="numpy", strategy="expression")(X)
+    for backend in ("numpy", "numba"):
+        kernel = symnet.compile(net, ALL, backend=backend, strategy="layered")
+        assert kernel.strategy == "layered"
+        _compare(kernel(X).as_dict(), want)
+
+
+def test_a_laplacian_alone_takes_one_collapsed_stream_on_a_graph():
+    net = zoo.pirate_net(width=4, blocks=1)
+    kernel = symnet.compile(net, ("value", "laplacian"), backend="numpy", strategy="layered")
+    assert kernel._plan.streams == 1 + 2 + 1  # value, two tangents, the Laplacian
+    X = np.random.default_rng(4).normal(size=(9, 2))
+    _compare(kernel(X).as_dict(), symnet.compile(net, ("value", "laplacian"), backend="numpy",
+                                                 strategy="expression")(X))
+
+
+def test_the_biharmonic_streams_are_its_entries_and_their_sub_multi_indices():
+    """d inputs: value, d tangents, d(d+1)/2 pairs, the entries (i,i,k) and (i,k,k) of order 3 and
+    (i,i,k,k) of order 4: 1 + 2 + 3 + 4 + 3 = 13 for d = 2 (the count docs/kernels.md states)."""
+    net = zoo.resnet_mlp(width=4, blocks=1)
+    kernel = symnet.compile(net, ("biharmonic",), backend="numpy", strategy="layered")
+    assert kernel._plan.streams == 13
+    chain = symnet.Network.from_weights([np.full((2, 3), 0.3), np.full((3, 1), 0.5)], None, ["tanh", "linear"])
+    X = np.random.default_rng(5).normal(size=(7, 2))
+    for each in (net, chain):  # chains assemble the biharmonic in the layered strategy too
+        got = symnet.compile(each, ("biharmonic",), backend="numpy", strategy="layered")(X)
+        _compare(got.as_dict(), symnet.compile(each, ("biharmonic",), backend="numpy", strategy="expression")(X))
+
+
+def test_tangents_go_only_along_the_inputs_the_partials_name():
+    """A DeepONet's derivatives along its trunk coordinates carry no tangents of its sensors."""
+    net = zoo.deeponet(sensors=5, coords=2, width=4, depth=1, p=3)
+    request = ("value", (5,), (6,), (5, 5), (5, 6), (6, 6), (5, 5, 6))
+    kernel = symnet.compile(net, request, backend="numpy", strategy="layered")
+    assert kernel._plan.directions == [5, 6] and kernel._plan.streams == 1 + 2 + 3 + 1
+    branch = [name for name, varies in kernel._plan.varies.items() if not varies]
+    assert len(branch) == 1 + 2 * 1 + 1  # the sensors' slice, dense + tanh, the last dense: values only
+    X = np.random.default_rng(6).normal(size=(11, 7))
+    _compare(kernel(X).as_dict(), symnet.compile(net, request, backend="numpy", strategy="expression")(X))
+
+
+def test_leibniz_terms_are_the_product_rule():
+    # one input, to order 3: (ab)''' = a b''' + 3 a' b'' + 3 a'' b' + a''' b
+    terms = leibniz_terms(1, [(0, 0)], False, [(0, 0, 0)])
+    assert terms[3] == [(1, 0, 3), (3, 1, 2), (3, 2, 1), (1, 3, 0)]
+    # the collapsed Laplacian: a lap b + lap a b + 2 sum_i da_i db_i
+    assert leibniz_terms(2, [], True, [])[3] == [(1, 0, 3), (1, 3, 0), (2, 1, 1), (2, 2, 2)]
+    # a mixed pair: d2(ab)/dx0 dx1 = a b01 + a0 b1 + a1 b0 + a01 b
+    assert sorted(leibniz_terms(2, [(0, 1)], False, [])[3]) == [(1, 0, 3), (1, 1, 2), (1, 2, 1), (1, 3, 0)]
+
+
+def test_tails_stay_relatively_exact_through_a_graph():
+    """tanh' at z = 40 is 1.7e-17, not 0: a residual graph whose unit saturates keeps its slope."""
+    x = input(1)
+    h = dense(x, [[40.0]], [0.0], "tanh")
+    net = network(x, dense(h * h, [[1.0]]) + dense(h, [[1.0]]))  # y = tanh(40x)^2 + tanh(40x)
+    X = np.array([[1.0]])
+    got = symnet.compile(net, ("jacobian",), backend="numba", strategy="layered")(X).jacobian[0, 0, 0]
+    with mpmath.workdps(40):
+        want = float((2 * mpmath.tanh(40) + 1) * 40 * mpmath.sech(40) ** 2)
+    assert want != 0 and abs(got - want) <= 1e-13 * abs(want)
+
+
+def test_float32_layered_graph():
+    net = zoo.resnet_mlp(width=6, blocks=2)
+    X = np.random.default_rng(8).normal(size=(10, 2))
+    got = symnet.compile(net, ("value", "hessian"), backend="numba", strategy="layered", dtype=np.float32)(X)
+    want = symnet.compile(net, ("value", "hessian"), backend="numpy", strategy="layered")(X)
+    assert got.hessian.dtype == np.float32
+    np.testing.assert_allclose(got.hessian, want.hessian, rtol=1e-4, atol=1e-4)
+
+
+# --- the slots follow the values' lifetimes ---------------------------------------------------
+
+
+def test_slots_are_reused_and_taken_in_place():
+    rng = np.random.default_rng(0)
+    x = input(2)
+    h = x
+    for _ in range(4):  # a plain chain of dense + tanh written as a graph: two slots ping-pong
+        h = dense(h, rng.normal(size=(h.width, 3)), None, "tanh")
+    chain_like = Slots(network(x, dense(h, rng.normal(size=(3, 1))) + dense(x, rng.normal(size=(2, 1)))).graph)
+    assert chain_like.count == 2
+    assert all(node.name in chain_like.in_place for node in chain_like.live if node.op == "activation")
+
+
+def _long_skips(depth: int, width: int, seed: int = 0):
+    """``h_k = tanh(dense(h_{k-1}))``, and the output adds every ``h_k``: every value lives to the end."""
+    rng = np.random.default_rng(seed)
+    x = input(2)
+    h, kept = x, []
+    for _ in range(depth):
+        h = dense(h, rng.normal(scale=0.7, size=(h.width, width)), rng.normal(size=width), "tanh")
+        kept.append(h)
+    total = kept[0]
+    for k in kept[1:]:
+        total = total + k
+    return network(x, dense(total, rng.normal(size=(width, 1))))
+
+
+def test_long_skip_connections_keep_their_slots_and_the_memory_bound(monkeypatch):
+    net = _long_skips(depth=12, width=16)
+    slots = Slots(net.graph)
+    assert slots.count >= 12  # every h_k is alive until the sum reads it
+    monkeypatch.setattr(_layered, "MEMORY_BUDGET", 256 * 1024)
+    kernel = symnet.compile(net, ("value", "jacobian", "hessian"), backend="numba", strategy="layered",
+                            parallel=False, cache=False)
+    plan = kernel._plan
+    assert plan.buffer_bytes() <= 256 * 1024 and plan.chunk_size() < 400  # several chunks of points
+    X = np.random.default_rng(1).normal(size=(2000, 2))
+    kernel(X[:10])
+    tracemalloc.start()
+    try:
+        result = kernel(X)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    results = sum(a.nbytes for a in result.as_dict().values())
+    assert peak <= results + 256 * 1024 + 200_000, (peak, results)  # results, the budget, small change
+    want = symnet.compile(net, ("value", "jacobian", "hessian"), backend="numpy", strategy="expression")(X[:50])
+    _compare({k: v[:50] for k, v in result.as_dict().items()}, want, rtol=1e-11)
+
+
+# --- random DAGs over the op set ----------------------------------------------------------------
+
+_ACTIVATIONS = ("tanh", "sigmoid", "sin", "square", "softplus")
+
+
+@st.composite
+def random_dags(draw):
+    """A random graph: each node an op of the table on earlier nodes (width 1 broadcasts)."""
+    seed = draw(st.integers(0, 2**16))
+    rng = np.random.default_rng(seed)
+    x = input(2)
+    nodes = [x]
+    for _ in range(draw(st.integers(2, 7))):
+        kind = draw(st.sampled_from(("dense", "act", "add", "sub", "mul", "scale", "shift", "rescale", "concat",
+                                     "slice", "sum", "mean", "matmul")))
+        a = nodes[draw(st.integers(0, len(nodes) - 1))]
+        b = nodes[draw(st.integers(0, len(nodes) - 1))]
+        if kind == "dense":
+            new = dense(a, rng.normal(scale=0.8, size=(a.width, 3)), rng.normal(size=3),
+                        draw(st.sampled_from(_ACTIVATIONS + (None,))))
+        elif kind == "act":
+            new = act(a, draw(st.sampled_from(_ACTIVATIONS)))
+        elif kind in ("add", "sub", "mul"):
+            if a.width != b.width and 1 not in (a.width, b.width):
+                b = dense(b, rng.normal(size=(b.width, a.width)), None)
+            new = a + b if kind == "add" else a - b if kind == "sub" else mul(a, b)
+        elif kind == "scale":
+            new = scale(a, rng.normal(size=a.width))
+        elif kind == "shift":
+            new = shift(a, rng.normal(size=a.width))
+        elif kind == "rescale":
+            new = rescale(a, rng.normal(size=a.width), rng.normal(size=a.width))
+        elif kind == "concat":
+            new = concat([a, b])
+        elif kind == "slice":
+            new = a[0:max(1, a.width - 1)]
+        elif kind == "matmul":
+            new = matmul(a, rng.normal(size=(a.width, 2)))
+        else:
+            new = graph_sum(a) if kind == "sum" else graph_mean(a)
+        nodes.append(new)
+    last = nodes[-1]
+    out = dense(last, rng.normal(size=(last.width, 1)), [0.1])
+    return network(x, out if draw(st.booleans()) else out + dense(nodes[len(nodes) // 2], np.ones((nodes[len(nodes) // 2].width, 1))))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_dags(), st.sampled_from([("value", "jacobian", "hessian", "laplacian", (0, 0, 1)),
+                                       ("value", (1,), (1, 1), (1, 1, 1))]))
+def test_random_dags_agree_across_strategies_and_backends(net, words):
+    """Every request on random DAGs; partials along x1 only leave nodes reading x[0:1] value-only."""
+    X = np.random.default_rng(2).uniform(-1, 1, (6, 2))
+    want = symnet.compile(net, words, backend="numpy", strategy="expression")(X)
+    for backend in ("numpy", "numba"):
+        got = symnet.compile(net, words, backend=backend, strategy="layered")(X)
+        _compare(got.as_dict(), want, rtol=1e-10)
