@@ -48,10 +48,14 @@ def test_layered_matches_the_expression_kernel_on_the_zoo(name):
     net = zoo.ZOO[name](**SIZES[name])
     X = np.random.default_rng(3).uniform(-1.5, 1.5, (23, net.n_inputs))
     want = symnet.compile(net, ALL, backend="numpy", strategy="expression")(X)
+    hessian = ("value", "jacobian", "hessian", "laplacian")
     for backend in ("numpy", "numba"):
         kernel = symnet.compile(net, ALL, backend=backend, strategy="layered")
         assert kernel.strategy == "layered"
         _compare(kernel(X).as_dict(), want)
+        adjoint = symnet.compile(net, hessian, backend=backend, strategy="layered", schedule="forward-adjoint")
+        assert adjoint.schedule == "forward-adjoint"
+        _compare(adjoint(X).as_dict(), symnet.compile(net, hessian, backend="numpy", strategy="expression")(X))
 
 
 def test_a_laplacian_alone_takes_one_collapsed_stream_on_a_graph():
@@ -86,6 +90,20 @@ def test_tangents_go_only_along_the_inputs_the_partials_name():
     assert len(branch) == 1 + 2 * 1 + 1  # the sensors' slice, dense + tanh, the last dense: values only
     X = np.random.default_rng(6).normal(size=(11, 7))
     _compare(kernel(X).as_dict(), symnet.compile(net, request, backend="numpy", strategy="expression")(X))
+
+
+def test_nodes_that_do_not_vary_with_the_asked_inputs():
+    """Found by the random DAGs: a product of two value-only factors, and an output that does not
+    depend on the input the partials name (its derivatives are 0)."""
+    x = input(2)
+    s = x[0:1]
+    request = ("value", (1,), (1, 1), (1, 1, 1))
+    X = np.random.default_rng(2).uniform(-1, 1, (6, 2))
+    for out in (dense(mul(s, s), [[1.5]]) + dense(x, [[1.0], [0.5]]), dense(s + s, [[2.0]]) + dense(s, [[1.0]])):
+        net = network(x, out)
+        want = symnet.compile(net, request, backend="numpy", strategy="expression")(X)
+        for backend in ("numpy", "numba"):
+            _compare(symnet.compile(net, request, backend=backend, strategy="layered")(X).as_dict(), want)
 
 
 def test_leibniz_terms_are_the_product_rule():
@@ -145,6 +163,15 @@ def _long_skips(depth: int, width: int, seed: int = 0):
     for k in kept[1:]:
         total = total + k
     return network(x, dense(total, rng.normal(size=(width, 1))))
+
+
+def test_the_forward_adjoint_schedule_refuses_what_goes_forward():
+    net = zoo.resnet_mlp(width=4, blocks=1)
+    with pytest.raises(symnet.InputError, match="order 3 or more are propagated forward"):
+        symnet.compile(net, ("value", (0, 0, 1)), strategy="layered", schedule="forward-adjoint", backend="numpy")
+    with pytest.raises(symnet.InputError, match="a Laplacian alone goes forward"):
+        symnet.compile(net, ("value", "laplacian"), strategy="layered", schedule="forward-adjoint", backend="numpy")
+    assert symnet.compile(net, ("hessian",), strategy="layered", backend="numpy").schedule == "forward"
 
 
 def test_long_skip_connections_keep_their_slots_and_the_memory_bound(monkeypatch):
@@ -226,3 +253,7 @@ def test_random_dags_agree_across_strategies_and_backends(net, words):
     for backend in ("numpy", "numba"):
         got = symnet.compile(net, words, backend=backend, strategy="layered")(X)
         _compare(got.as_dict(), want, rtol=1e-10)
+        if "hessian" in words and not net.is_chain:  # the forward-adjoint sweep, with the products' cross terms
+            words2 = ("value", "jacobian", "hessian", "laplacian")
+            got = symnet.compile(net, words2, backend=backend, strategy="layered", schedule="forward-adjoint")(X)
+            _compare(got.as_dict(), symnet.compile(net, words2, backend="numpy", strategy="expression")(X), rtol=1e-10)

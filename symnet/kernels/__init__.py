@@ -54,6 +54,7 @@ from ._adjoint import AdjointPlan
 from ._architecture import architecture, twin, weight_arrays
 from ._cache import CacheWarning
 from ._kernel import Kernel
+from ._graph_adjoint import GraphAdjointPlan
 from ._graph_layered import GraphLayeredPlan
 from ._layered import LayeredPlan
 from ._loss import LossKernel
@@ -196,7 +197,9 @@ def compile(  # noqa: A001 - the public name the API promises
             # compiled in memory must not ask numba for cache=True
             use_disk = use_disk and _cache.usable_cache_dir() is not None
             if strategy == "layered":
-                if schedule == "forward-adjoint":
+                if schedule == "forward-adjoint" and not net.is_chain:
+                    plan = GraphAdjointPlan(net, request.words, request.partials, dtype, backend, parallel, use_disk)
+                elif schedule == "forward-adjoint":
                     plan = AdjointPlan(net, request.words, request.partials, dtype, use_disk, parallel)
                 elif not net.is_chain:
                     plan = GraphLayeredPlan(net, request.words, request.partials, dtype, backend, parallel, use_disk)

@@ -143,10 +143,11 @@ class Slots:
         live: the nodes the output depends on, in order (others are skipped).
 
     ``varies`` (``{node: bool}``) says which nodes carry derivative streams: a node takes an
-    input's slot only if both do or neither does.
+    input's slot only if both do or neither does.  With ``keep_all`` every value keeps its own
+    slot to the end (the forward-adjoint sweep reads them all).
     """
 
-    def __init__(self, graph: Any, varies: dict[str, bool] | None = None) -> None:
+    def __init__(self, graph: Any, varies: dict[str, bool] | None = None, keep_all: bool = False) -> None:
         varies = varies or {}
         needed = {graph.output}
         for node in reversed(graph.nodes[1:]):
@@ -166,7 +167,7 @@ class Slots:
             self.of["x"], self.count = 0, 1
         for node in self.live:
             here = position[node.name]
-            dying = {name for name in node.inputs if name in self.of and last[name] == here}
+            dying = set() if keep_all else {name for name in node.inputs if name in self.of and last[name] == here}
             taken = None
             for pos in _IN_PLACE.get(node.op, ()):
                 name = node.inputs[pos]
@@ -199,6 +200,8 @@ def _varies(graph: Any, directions: Sequence[int]) -> dict[str, bool]:
 class GraphLayeredPlan(LayeredPlan):
     """The layered strategy's buffers, passes and node-by-node evaluation for one graph and request."""
 
+    keep_all = False  # every value keeps its slot to the end (the forward-adjoint schedule)
+
     def __init__(self, net: Network, words: tuple[str, ...], partials: tuple[tuple[int, ...], ...],
                  dtype: np.dtype, backend: str = "numpy", parallel: bool = True, cache: bool = False) -> None:
         graph = net.graph
@@ -208,7 +211,7 @@ class GraphLayeredPlan(LayeredPlan):
         self.dtype = dtype
         self.backend = backend
         self.varies = _varies(graph, self.directions if self.streams > 1 else [])
-        self.layout = Slots(graph, self.varies)
+        self.layout = Slots(graph, self.varies, self.keep_all)
         self.widths = [self.d] + [node.width for node in self.layout.live]
         super(LayeredPlan, self).__init__()
         self.parallel = parallel and backend == "numba"
@@ -268,6 +271,14 @@ class GraphLayeredPlan(LayeredPlan):
 
     def _run_chunk(self, X: np.ndarray, weights: tuple[np.ndarray, ...], out: dict[str, np.ndarray],
                    partials: dict[str, tuple[int, ...]]) -> None:
+        values = self._forward(X, weights)
+        final = values[self.graph.output]
+        if len(final) < self.streams:  # the output does not depend on the inputs asked for
+            final = np.concatenate([final, np.zeros((self.streams - 1,) + final.shape[1:], final.dtype)])
+        self._store(final, out, partials)
+
+    def _forward(self, X: np.ndarray, weights: tuple[np.ndarray, ...]) -> dict[str, np.ndarray]:
+        """Every live node's streams for a chunk of points ``X`` (views of this thread's slots)."""
         b, S = X.shape[0], self.streams
         space, rows = self._space(), self.chunk_size() * max(self.widths)
         buffers = [space(("slot", k), (rows * S,), self.dtype) for k in range(self.layout.count)]
@@ -309,20 +320,28 @@ class GraphLayeredPlan(LayeredPlan):
                     if apply is not None:
                         scratch = scratch_buffer[: self.slots * b * width].reshape(self.slots, b, width)
                         if varies:
-                            apply(nxt[0], nxt[t0:s0], nxt[s0:l0], nxt[l0:r0], nxt[r0:], self.pi, self.pk, scratch)
+                            apply(nxt[0], nxt[t0:s0], nxt[s0:l0], nxt[l0:r0], nxt[r0:], self.pi, self.pk, scratch,
+                                  *self._kept(name, b, width))
                         else:
                             empty = nxt[1:]
-                            apply(nxt[0], empty, empty, empty, empty, self.pi[:0], self.pk[:0], scratch)
+                            apply(nxt[0], empty, empty, empty, empty, self.pi[:0], self.pk[:0], scratch,
+                                  *self._kept(name, b, width))
                 elif node.family == "bilinear":
                     a, c = args
-                    if len(a) == len(c):
+                    if len(a) == len(c) == 1:  # neither varies: the value only
+                        np.multiply(a, c, out=nxt)
+                    elif len(a) == len(c):
                         self._product(name, a, c, nxt, scratch_buffer)
                     else:  # a factor without derivatives scales the other's streams
                         np.multiply(a, c[0], out=nxt) if len(c) == 1 else np.multiply(a[0], c, out=nxt)
                 else:
                     self._linear(node, args, weights, first, nxt)
                 values[name] = nxt
-        self._store(values[self.graph.output], out, partials)
+        return values
+
+    def _kept(self, name: str, b: int, width: int) -> tuple[np.ndarray, ...]:
+        """Extra arguments of an activation node's pass (the forward-adjoint schedule keeps ``f'``, ``f''``)."""
+        return ()
 
     def _product(self, name: str, a: np.ndarray, b: np.ndarray, out: np.ndarray, scratch: np.ndarray) -> None:
         """``out`` = the streams of ``a * b`` (Leibniz's rule; :func:`leibniz_terms`)."""

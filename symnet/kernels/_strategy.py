@@ -9,6 +9,7 @@ from ..network import Network
 from ..program import closure
 from ..requests import Request
 from ._adjoint import adjoint_unsupported, cheaper
+from ._graph_adjoint import graph_adjoint_unsupported
 from ._graph_layered import graph_supports
 from ._layered import supports
 
@@ -73,6 +74,11 @@ def schedule_of(net: Network, request: Request, strategy: str, backend: str, sch
             raise InputError(f"schedule={schedule!r} is for the layered strategy; this kernel uses {strategy!r}: "
                              "pass strategy='layered' too")
         return None
+    if not net.is_chain:
+        reason = graph_adjoint_unsupported(net, request.words, request.partials)
+        if schedule == "forward-adjoint" and reason:
+            raise InputError(f"schedule='forward-adjoint' cannot evaluate this request: {reason}; use schedule='forward'")
+        return "forward" if schedule == "auto" else schedule  # _graph_adjoint.AUTO_REASON says why
     if schedule == "forward-adjoint":
         reason = adjoint_unsupported(net, request.words, request.partials, backend)
         if reason:
