@@ -31,6 +31,7 @@ bench: $(BENCH_STAMP)
 	$(PY) benchmarks/threads.py --schedules
 	$(PY) benchmarks/threads.py --losses
 	$(PY) benchmarks/higher_order.py
+	$(PY) benchmarks/graphs.py --out benchmarks/RESULTS.md
 	$(PY) benchmarks/dask_throughput.py
 
 clean:

@@ -265,11 +265,26 @@ COMPARATORS: dict[str, Callable[..., tuple[Callable, float]]] = {
 }
 
 
+def floor_seconds(net: Any, kernel: Any, n: int, gflops: float) -> float:
+    """The matrix products of symnet's schedule at the measured matmul rate: every dense node's
+    ``2 fan_in fan_out`` FLOPs per point and stream it carries (forward mode: every stream)."""
+    plan = kernel._plan
+    if plan is None:
+        return float("nan")
+    if net.is_chain:
+        flops = sum(2 * layer.fan_in * layer.fan_out for layer in net.layers) * plan.streams
+    else:
+        flops = sum(2 * node.input_widths[0] * node.width * (plan.streams if plan.varies[node.name] else 1)
+                    for node in plan.layout.live if node.op == "dense" and node.inputs[0] != "x")
+    return flops * n / (gflops * 1e9)
+
+
 def _error(got: list[np.ndarray], want: list[np.ndarray]) -> float:
     return max(float(np.max(np.abs(np.asarray(g) - w)) / max(1.0, float(np.max(np.abs(w))))) for g, w in zip(got, want))
 
 
-def run_row(key: str, task: str, n: int, rounds: int, repeats: int, skip: set[str]) -> list[dict[str, Any]]:
+def run_row(key: str, task: str, n: int, rounds: int, repeats: int, skip: set[str], gflops: float
+            ) -> list[dict[str, Any]]:
     title, build, _, directions, points = NETS[key]
     n = points or n
     rng = np.random.default_rng(0)
@@ -302,6 +317,8 @@ def run_row(key: str, task: str, n: int, rounds: int, repeats: int, skip: set[st
         note = ""
         if name == "symnet" and kernel is not None:
             note = f"{kernel.strategy}" + (f", {kernel.schedule}" if kernel.schedule else "")
+            if kernel._plan is not None:
+                note += f", {kernel._plan.streams} streams; time / floor {median / floor_seconds(net, kernel, n, gflops):.1f}"
         rows.append({"comparator": name, "setup": setup, "median": median, "ratio": median / base,
                      "error": _error(outputs[name], outputs["symnet"]) if "symnet" in outputs else float("nan"),
                      "note": note})
@@ -349,15 +366,19 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     rows = []
+    gflops = machine.matmul_gflops(128)
+    print(f"matmul at width 128: {gflops:.1f} GFLOP/s", flush=True)
     for key in args.nets.split(","):
         for task in NETS[key][2]:
             if task in args.tasks.split(","):
-                found = run_row(key, task, args.points, args.rounds, args.repeats, set(filter(None, args.skip.split(","))))
+                found = run_row(key, task, args.points, args.rounds, args.repeats,
+                                set(filter(None, args.skip.split(","))), gflops)
                 print(table(found), flush=True)
                 rows += found
     command = ("python benchmarks/graphs.py " + " ".join(f"--{k} {v}" for k, v in vars(args).items()
                                                           if v and k != "out")).strip()
-    text = f"{machine_line()}\n\nCommand: `{command}`\n\n{table(rows)}"
+    text = (f"{machine_line()}; matmul at width 128: {gflops:.1f} GFLOP/s\n\nCommand: `{command}` "
+            f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})\n\n{table(rows)}")
     if args.out:
         write(args.out, text)
     else:
