@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.symnet-installed
 
 BENCH_STAMP := $(VENV)/.symnet-bench-installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench clean jet-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,13 @@ bench: $(BENCH_STAMP)
 	$(PY) benchmarks/higher_order.py
 	$(PY) benchmarks/graphs.py --out benchmarks/RESULTS.md
 	$(PY) benchmarks/dask_throughput.py
+
+# jet-for-pytorch, a benchmark-only comparator, needs Python >= 3.12 and a venv of its own
+# (benchmarks/jet_runner.py); PyPI's torch==2.13.0 for 3.12 is a CUDA build, which runs on the CPU.
+PYTHON312 ?= python3.12
+jet-venv:
+	$(PYTHON312) -m venv .venv-jet
+	.venv-jet/bin/pip install --quiet "torch==2.13.0" jet-for-pytorch numpy
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -257,6 +257,57 @@ def torch_runner(net: Any, task: str, directions: tuple[int, ...] | None, X: np.
 
 THREADS_COUNT = machine.cores()
 
+#: The venv of jet-for-pytorch (Python >= 3.12: ``make jet-venv``), and its runner.
+JET_PYTHON = Path(__file__).resolve().parent.parent / ".venv-jet" / "bin" / "python"
+JET_RUNNER = Path(__file__).with_name("jet_runner.py")
+
+
+def export_graph(net: Any, folder: Path) -> tuple[Path, Path]:
+    """The network as a JSON op list and an npz of its arrays, for :mod:`jet_runner`."""
+    import json
+    graph = net.graph
+    nodes, arrays = [], {}
+    for node in graph.nodes[1:]:
+        entry = {"name": node.name, "op": node.op, "inputs": list(node.inputs)}
+        if node.op == "activation":
+            entry["activation"] = node.activation.name
+        if node.op == "slice":
+            entry.update(start=node.attrs["start"], stop=node.attrs["stop"])
+        if node.op == "dense":
+            arrays[f"{node.name}.W"] = _array(node.weight)
+            arrays[f"{node.name}.b"] = _array(node.params["b"])[0]
+        for name in ("s", "t"):
+            if name in node.params:
+                arrays[f"{node.name}.{name}"] = _array(node.params[name])[0]
+        for name in ("scale", "offset", "matrix"):
+            if name in node.attrs:
+                arrays[f"{node.name}.{name}"] = _array(node.attrs[name]) if name == "matrix" else \
+                    _array(node.attrs[name])[0]
+        nodes.append(entry)
+    spec, data = folder / "net.json", folder / "net.npz"
+    spec.write_text(json.dumps({"nodes": nodes, "output": graph.output, "inputs": net.n_inputs}))
+    np.savez(data, **arrays)
+    return spec, data
+
+
+def jet_row(net: Any, X: np.ndarray, repeats: int) -> tuple[list[float], float, np.ndarray]:
+    """jet-for-pytorch's collapsed Laplacian in its own venv and process: (times, set-up, Laplacians)."""
+    import json
+    import subprocess
+    if not JET_PYTHON.exists():
+        raise RuntimeError("no .venv-jet (jet-for-pytorch needs Python >= 3.12: make jet-venv)")
+    with tempfile.TemporaryDirectory(prefix="symnet-jet-") as folder:
+        spec, data = export_graph(net, Path(folder))
+        points, out = Path(folder) / "X.npy", Path(folder) / "lap.npy"
+        np.save(points, X)
+        done = subprocess.run([str(JET_PYTHON), str(JET_RUNNER), str(spec), str(data), str(points),
+                               str(THREADS_COUNT), str(repeats), str(out)], capture_output=True, text=True, timeout=1800)
+        if done.returncode:
+            errors = [line for line in done.stderr.splitlines() if "Error" in line] or done.stderr.splitlines()[-1:]
+            raise RuntimeError(errors[-1].strip()[:120])
+        report = json.loads(done.stdout.strip().splitlines()[-1])
+        return report["times"], report["setup"], np.load(out)
+
 COMPARATORS: dict[str, Callable[..., tuple[Callable, float]]] = {
     "symnet": symnet_runner,
     "JAX": jax_runner,
@@ -322,6 +373,16 @@ def run_row(key: str, task: str, n: int, rounds: int, repeats: int, skip: set[st
         rows.append({"comparator": name, "setup": setup, "median": median, "ratio": median / base,
                      "error": _error(outputs[name], outputs["symnet"]) if "symnet" in outputs else float("nan"),
                      "note": note})
+    if task == LAPLACIAN and "jet" not in skip:
+        try:  # in its own process after the others (not taking turns): its venv is Python 3.12
+            jet_times, jet_setup, jet_lap = jet_row(net, X, rounds * repeats)
+            jet_median = statistics.median(jet_times)
+            want = outputs["symnet"][1] if "symnet" in outputs else jet_lap
+            rows.append({"comparator": "jet-for-pytorch", "setup": jet_setup, "median": jet_median,
+                         "ratio": jet_median / base, "error": _error([jet_lap], [want]),
+                         "note": "collapsed Taylor mode, Laplacian only, own process after the others"})
+        except Exception as exc:
+            rows.append({"comparator": "jet-for-pytorch", "note": f"{type(exc).__name__}: {str(exc)[:100]}"})
     for row in rows:
         row.update(net=f"{key} {title}", task=task, n=n)
     return rows
