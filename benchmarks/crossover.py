@@ -1,10 +1,13 @@
 """Crossover between the expression and layered strategies (the table in docs/kernels.md).
 
 Compile and evaluation time of value + gradient + Hessian of 2-h-h-1 tanh nets at 1e5
-points, numba backend, each compile from an empty disk cache.
+points, numba backend, each compile from an empty disk cache; with ``--graphs``, of residual
+graphs ``symnet.graph.zoo.resnet_mlp(2, h, blocks=1)`` instead (the graph crossover).
 
-Run:  .venv/bin/python benchmarks/crossover.py
+Run:  .venv/bin/python benchmarks/crossover.py [--graphs]
 """
+
+import sys
 
 import os
 import tempfile
@@ -28,11 +31,19 @@ def main(n_points: int = 100_000) -> None:
     X = np.random.default_rng(1).uniform(-1, 1, (n_points, 2))
     print("| net | weight*stream terms | expression: compile s | eval s | layered: compile s | eval s |")
     print("|---|---|---|---|---|---|", flush=True)
+    graphs = "--graphs" in sys.argv
+    from symnet.kernels._strategy import _graph_terms
+    from symnet.requests import parse
+    from symnet.graph import zoo
+
     for h in (2, 3, 4, 6, 8):
         sizes = [2, h, h, 1]
-        net = tanh_net(sizes)
-        terms = sum(a * b for a, b in zip(sizes, sizes[1:])) * 6  # 6 streams: value, 2 tangents, 3 pairs
-        row = [f"2-{h}-{h}-1", str(terms)]
+        net = zoo.resnet_mlp(2, h, 1, 1) if graphs else tanh_net(sizes)
+        if graphs:
+            terms = _graph_terms(net, parse(("value", "jacobian", "hessian"), 2))
+        else:
+            terms = sum(a * b for a, b in zip(sizes, sizes[1:])) * 6  # 6 streams: value, 2 tangents, 3 pairs
+        row = [f"resnet_mlp(2, {h}, 1)" if graphs else f"2-{h}-{h}-1", str(terms)]
         for strategy in ("expression", "layered"):
             start = time.perf_counter()
             kernel = symnet.compile(net, strategy=strategy)

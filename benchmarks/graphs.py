@@ -17,7 +17,12 @@ Comparators evaluate the same network, op by op from its graph (:func:`graph_fun
 * JAX: ``jit`` of ``lax.map`` (batches of :data:`comparators.CHUNK`) of ``jacfwd`` over
   ``value_and_grad`` per point (hessian), ``trace(hessian)`` (laplacian); float64;
 * folx: ``forward_laplacian`` (dense, ``sparsity_threshold=0``), laplacian rows;
-* PyTorch: ``torch.func.vmap`` (chunked) of the same formulations, float64.
+* PyTorch: ``torch.func.vmap`` (chunked) of the same formulations, float64;
+* jet-for-pytorch (collapsed Taylor mode), laplacian rows: ``jet.laplacian(collapsed=True)``,
+  captured and CSE'd, vmapped, as its own benchmark does; it needs Python >= 3.12, so it runs
+  in ``.venv-jet`` (``make jet-venv``) through :mod:`jet_runner`, in its own process after the
+  others rather than taking turns, and computes the Laplacian only.  Without ``.venv-jet`` the
+  table says so.
 
 Set-up is building the net, compiling (symnet: an empty kernel cache; JAX: the AOT compile) and
 nothing else.  Each comparator runs in turns with the others ``--rounds`` times, ``--repeats``
@@ -316,6 +321,27 @@ COMPARATORS: dict[str, Callable[..., tuple[Callable, float]]] = {
 }
 
 
+def chunk_gflops(width: int = 128, rows: int = 2048, repeats: int = 20) -> float:
+    """float64 GFLOP/s of ``(rows, width) @ (width, width)`` products of the size the layered
+    strategy's chunks multiply (a few thousand stacked rows), one per core with one BLAS thread
+    each, as the kernels run them: the floor's rate.
+
+    Larger products run slower here (they leave the caches), so this rate is the faster one."""
+    rng = np.random.default_rng(0)
+    threads = max(1, THREADS_COUNT)
+    a = [rng.standard_normal((rows, width)) for _ in range(threads)]
+    b = rng.standard_normal((width, width))
+    out = [np.empty((rows, width)) for _ in range(threads)]
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_limits
+    with ThreadPoolExecutor(threads) as pool, threadpool_limits(1, "blas"):  # one BLAS thread per chunk
+        def once() -> None:
+            list(pool.map(lambda k: [np.matmul(a[k], b, out=out[k]) for _ in range(10)], range(threads)))
+        best = machine.best_time(once, repeats)
+    return 2.0 * rows * width * width * 10 * threads / best / 1e9
+
+
 def floor_seconds(net: Any, kernel: Any, n: int, gflops: float) -> float:
     """The matrix products of symnet's schedule at the measured matmul rate: every dense node's
     ``2 fan_in fan_out`` FLOPs per point and stream it carries (forward mode: every stream)."""
@@ -427,8 +453,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     rows = []
-    gflops = machine.matmul_gflops(128)
-    print(f"matmul at width 128: {gflops:.1f} GFLOP/s", flush=True)
+    gflops = chunk_gflops(128)
+    print(f"matmul of 2048 x 128 chunks, all cores: {gflops:.1f} GFLOP/s", flush=True)
     for key in args.nets.split(","):
         for task in NETS[key][2]:
             if task in args.tasks.split(","):
@@ -438,7 +464,8 @@ def main() -> None:
                 rows += found
     command = ("python benchmarks/graphs.py " + " ".join(f"--{k} {v}" for k, v in vars(args).items()
                                                           if v and k != "out")).strip()
-    text = (f"{machine_line()}; matmul at width 128: {gflops:.1f} GFLOP/s\n\nCommand: `{command}` "
+    text = (f"{machine_line()}; matmul of 2048 x 128 chunks on all cores: {gflops:.1f} GFLOP/s\n\n"
+            f"Command: `{command}` "
             f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})\n\n{table(rows)}")
     if args.out:
         write(args.out, text)
