@@ -9,7 +9,7 @@ second derivative):
 
 where ``g`` is a node's adjoint ``dy/dnode`` and ``dz_i`` its input's tangent ``dz/dx_i``.  So
 the forward sweep pushes the value and the ``d`` tangents through every node
-(:class:`._graph_layered.GraphLayeredPlan` with every value kept), and one reverse sweep pushes
+(:class:`._graph_layered.GraphLayeredPlan`, keeping the inputs of every nonlinear node), and one reverse sweep pushes
 the ``m`` outputs' adjoints back, by family (linear ops transpose, activations multiply by
 ``f'``, products by the other factor), adding each nonlinear node's term point by point.  The
 matrix products carry ``1 + d + m`` streams in all: 4 against forward mode's 6 for two inputs
@@ -60,7 +60,7 @@ class GraphAdjointPlan(GraphLayeredPlan):
     """Value and tangents forward through every node, then one adjoint sweep adding the Hessian terms."""
 
     schedule = "forward-adjoint"
-    keep_all = True
+    keeps = True
 
     def __init__(self, net: Network, words: tuple[str, ...], partials: tuple[tuple[int, ...], ...],
                  dtype: np.dtype, backend: str = "numpy", parallel: bool = True, cache: bool = False) -> None:

@@ -143,11 +143,11 @@ class Slots:
         live: the nodes the output depends on, in order (others are skipped).
 
     ``varies`` (``{node: bool}``) says which nodes carry derivative streams: a node takes an
-    input's slot only if both do or neither does.  With ``keep_all`` every value keeps its own
-    slot to the end (the forward-adjoint sweep reads them all).
+    input's slot only if both do or neither does.  The values ``kept`` keep their slots to the
+    end (the forward-adjoint sweep reads the inputs of every nonlinear node).
     """
 
-    def __init__(self, graph: Any, varies: dict[str, bool] | None = None, keep_all: bool = False) -> None:
+    def __init__(self, graph: Any, varies: dict[str, bool] | None = None, kept: frozenset[str] = frozenset()) -> None:
         varies = varies or {}
         needed = {graph.output}
         for node in reversed(graph.nodes[1:]):
@@ -167,7 +167,7 @@ class Slots:
             self.of["x"], self.count = 0, 1
         for node in self.live:
             here = position[node.name]
-            dying = set() if keep_all else {name for name in node.inputs if name in self.of and last[name] == here}
+            dying = {name for name in node.inputs if name in self.of and last[name] == here and name not in kept}
             taken = None
             for pos in _IN_PLACE.get(node.op, ()):
                 name = node.inputs[pos]
@@ -200,7 +200,7 @@ def _varies(graph: Any, directions: Sequence[int]) -> dict[str, bool]:
 class GraphLayeredPlan(LayeredPlan):
     """The layered strategy's buffers, passes and node-by-node evaluation for one graph and request."""
 
-    keep_all = False  # every value keeps its slot to the end (the forward-adjoint schedule)
+    keeps = False  # the inputs of nonlinear nodes keep their slots to the end (the forward-adjoint schedule)
 
     def __init__(self, net: Network, words: tuple[str, ...], partials: tuple[tuple[int, ...], ...],
                  dtype: np.dtype, backend: str = "numpy", parallel: bool = True, cache: bool = False) -> None:
@@ -211,7 +211,9 @@ class GraphLayeredPlan(LayeredPlan):
         self.dtype = dtype
         self.backend = backend
         self.varies = _varies(graph, self.directions if self.streams > 1 else [])
-        self.layout = Slots(graph, self.varies, self.keep_all)
+        kept = frozenset(name for node in graph.nodes[1:] if node.family != "linear" for name in node.inputs) \
+            if self.keeps else frozenset()
+        self.layout = Slots(graph, self.varies, kept)
         self.widths = [self.d] + [node.width for node in self.layout.live]
         super(LayeredPlan, self).__init__()
         self.parallel = parallel and backend == "numba"
@@ -252,8 +254,11 @@ class GraphLayeredPlan(LayeredPlan):
                 self.constants[node.name] = ([m.astype(dtype) for m in matrices], shift.astype(dtype))
 
     def chunk_size(self) -> int:
-        width = max(self.widths)
-        return max(1, self.memory_budget() // (self._numbers_per_row() * width * self.dtype.itemsize))
+        key = (self.slots, self.memory_budget())  # the passes' scratch may grow while the plan is built
+        if getattr(self, "_chunk", (None, 0))[0] != key:
+            width = max(self.widths)
+            self._chunk = (key, max(1, key[1] // (self._numbers_per_row() * width * self.dtype.itemsize)))
+        return self._chunk[1]
 
     def _numbers_per_row(self) -> int:
         """Numbers per point and unit of the widest node: the slots' streams, the passes' scratch, a temporary."""
