@@ -145,15 +145,18 @@ def compile(  # noqa: A001 - the public name the API promises
         strategy: ``"expression"`` prints the chain-rule program point by point (one fused,
             unrolled kernel: best for small networks); ``"layered"`` propagates value,
             tangents, second-order terms and asked-for partials of order 3 to 6 layer by layer
-            with one matrix multiply per layer (best for wide networks; see
-            :mod:`symnet.kernels._layered`); ``"auto"`` picks by size
+            with one matrix multiply per layer, or node by node on a graph (best for wide
+            networks; see :mod:`symnet.kernels._layered` and :mod:`symnet.kernels._graph_layered`);
+            ``"auto"`` picks by size
             (:data:`EXPRESSION_LIMIT`; partials of order 7 or more and softmax layers take
             the expression strategy).  ``kernel.strategy`` says which was used.
         schedule: for the layered strategy, ``"forward"`` (Taylor mode: every derivative
             stream through every layer) or ``"forward-adjoint"`` (value and tangents forward,
             then one adjoint sweep adding each layer's Hessian term; numba backend, for
-            Hessian entries: :mod:`symnet.kernels._adjoint`); ``"auto"`` takes the one with
-            fewer streams.  ``kernel.schedule`` says which was used.
+            Hessian entries: :mod:`symnet.kernels._adjoint`; on a graph either backend,
+            :mod:`symnet.kernels._graph_adjoint`); ``"auto"`` takes the one with fewer streams
+            on chains and ``"forward"`` on graphs (measured faster there).  ``kernel.schedule``
+            says which was used.
 
     Returns:
         a :class:`Kernel`; ``kernel(X)`` returns a :class:`KernelResult`.
