@@ -10,7 +10,6 @@ import tracemalloc
 import mpmath
 import numpy as np
 import pytest
-import sympy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -25,7 +25,6 @@ import numpy as np
 
 from ..activations import T
 from ..network import Network
-from . import _cache
 from ._graph_layered import GraphLayeredPlan
 from ._layered import _fused_source, derivatives_source, pair_indices, store
 from .codegen import docstring

@@ -41,7 +41,6 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..activations import T
-from ..graph import OPS
 from ..network import Network
 from ..program import MultiIndex
 from ._architecture import graph_slots
