@@ -32,12 +32,12 @@ from ._loss import linear_matrices
 
 __all__ = ["GraphAdjointPlan", "graph_adjoint_unsupported"]
 
-#: Why ``auto`` gives a graph's Hessian the forward schedule: with fewer streams through the
-#: products, the sweep back still measured no faster on the ResNet and ModifiedMlp rows of
-#: ``benchmarks/graphs.py`` (every node's tangents are kept, so chunks are narrower, and each
-#: node's sweep is one more pass over its units; the figures are in benchmarks/RESULTS.md,
-#: "Measurements behind design choices in the code").
-AUTO_REASON = "forward Taylor mode measured as fast as the forward-adjoint sweep on graphs"
+#: Why ``auto`` gives a graph's Hessian the forward schedule: with two streams fewer through the
+#: products, the sweep back measured faster on a residual net and slower on a gated one (it
+#: passes over every gate and product twice and keeps tangents for the way back, so its chunks
+#: are narrower; the figures are in benchmarks/RESULTS.md, "Measurements behind design choices
+#: in the code").
+AUTO_REASON = "forward Taylor mode: the forward-adjoint sweep measured slower on gated graphs"
 
 #: Bytes of kept streams a chunk of points may use, per thread: every node's value and tangents
 #: stay until the reverse sweep, so a chunk is narrower than forward mode's at the same budget
