@@ -9,6 +9,9 @@ The rows issue 17 names, value + gradient + Hessian ("hessian") and value + Lapl
 * G4 Fourier-feature MLP 2 -> [cos, sin] of 128 features -> 128 -> 128 -> 1 (``fourier_mlp``);
 * G5 DeepONet, branch 100 -> 128 -> 128 -> 64, trunk 2 -> 128 -> 128 -> 64, derivatives with
   respect to the trunk's 2 coordinates (``deeponet``);
+* B2 G1's net, value + biharmonic ("biharmonic") at 10^4 points: symnet's 13 Taylor streams against
+  JAX's ``trace(hessian)`` of ``trace(hessian)``, PyTorch's the same, and jet-for-pytorch's collapsed
+  ``bilaplacian``;
 * D1 the collapsed-Taylor-mode reference (Dangel et al. 2025), 50 -> 768 -> 768 -> 512 -> 512 -> 1
   tanh, exact Laplacian at 2,000 points.
 
@@ -61,7 +64,7 @@ from symnet.graph import zoo  # noqa: E402
 BEGIN = "<!-- benchmarks/graphs.py writes from here -->"
 END = "<!-- benchmarks/graphs.py writes up to here -->"
 
-HESSIAN, LAPLACIAN = "hessian", "laplacian"
+HESSIAN, LAPLACIAN, BIHARMONIC = "hessian", "laplacian", "biharmonic"
 
 
 def _dangel() -> Any:
@@ -75,6 +78,7 @@ def _dangel() -> Any:
 #: name -> (title, builder, tasks, the inputs the derivatives are taken along (None: all), points or None)
 NETS: dict[str, tuple[str, Callable[[], Any], tuple[str, ...], tuple[int, ...] | None, int | None]] = {
     "G1": ("ResNet-MLP 2-128, 3 blocks", lambda: zoo.resnet_mlp(2, 128, 3, 1), (HESSIAN, LAPLACIAN), None, None),
+    "B2": ("ResNet-MLP 2-128, 3 blocks", lambda: zoo.resnet_mlp(2, 128, 3, 1), (BIHARMONIC,), None, 10_000),
     "G2": ("ModifiedMlp 2-4x128", lambda: zoo.modified_mlp(2, 128, 4, 1), (HESSIAN, LAPLACIAN), None, None),
     "G3": ("PirateNet 2 blocks w128", lambda: zoo.pirate_net(2, 128, 2, 1), (HESSIAN, LAPLACIAN), None, None),
     "G4": ("Fourier MLP 128 feat, 128x2", lambda: zoo.fourier_mlp(2, 128, 128, 2, 1), (HESSIAN, LAPLACIAN),
@@ -161,7 +165,9 @@ def _along(f: Callable, x_full: Any, directions: tuple[int, ...] | None, where: 
 
 def symnet_runner(net: Any, task: str, directions: tuple[int, ...] | None, X: np.ndarray) -> tuple[Callable, float]:
     start = time.perf_counter()
-    if directions is None:
+    if task == BIHARMONIC:
+        request: tuple = ("value", "biharmonic")
+    elif directions is None:
         request = ("value", "jacobian", "hessian") if task == HESSIAN else ("value", "laplacian")
     else:
         pairs = [(i, k) for i in directions for k in directions if i <= k]
@@ -173,6 +179,8 @@ def symnet_runner(net: Any, task: str, directions: tuple[int, ...] | None, X: np
 
     def run(points: np.ndarray) -> list[np.ndarray]:
         result = kernel(points)
+        if task == BIHARMONIC:
+            return [result.value[:, 0], result.biharmonic[:, 0]]
         if directions is None:
             return [result.value[:, 0], result.laplacian[:, 0]] if task == LAPLACIAN else \
                 [result.value[:, 0], result.jacobian[:, 0], result.hessian[:, 0]]
@@ -198,7 +206,10 @@ def _jax_point(f: Callable, task: str, laplacian: Callable | None = None) -> Cal
         return point
     if laplacian is not None:
         return laplacian
-    return lambda x: (f(x), jax.numpy.trace(jax.hessian(f)(x)))
+    lap = lambda x: jax.numpy.trace(jax.hessian(f)(x))  # noqa: E731
+    if task == BIHARMONIC:
+        return lambda x: (f(x), jax.numpy.trace(jax.hessian(lap)(x)))
+    return lambda x: (f(x), lap(x))
 
 
 def jax_runner(net: Any, task: str, directions: tuple[int, ...] | None, X: np.ndarray, folx: bool = False
@@ -253,7 +264,10 @@ def torch_runner(net: Any, task: str, directions: tuple[int, ...] | None, X: np.
                 return gradient, (value, gradient)
             hessian, (value, gradient) = func.jacfwd(with_aux, has_aux=True)(c)
             return value, gradient, hessian
-        return g(c), torch.trace(func.hessian(g)(c))
+        lap = lambda y: torch.trace(func.hessian(g)(y))  # noqa: E731
+        if task == BIHARMONIC:
+            return g(c), torch.trace(func.hessian(lap)(c))
+        return g(c), lap(c)
 
     batched = func.vmap(point, chunk_size=CHUNK)
     setup = time.perf_counter() - start
@@ -295,7 +309,7 @@ def export_graph(net: Any, folder: Path) -> tuple[Path, Path]:
     return spec, data
 
 
-def jet_row(net: Any, X: np.ndarray, repeats: int) -> tuple[list[float], float, np.ndarray]:
+def jet_row(net: Any, X: np.ndarray, repeats: int, biharmonic: bool = False) -> tuple[list[float], float, np.ndarray]:
     """jet-for-pytorch's collapsed Laplacian in its own venv and process: (times, set-up, Laplacians)."""
     import json
     import subprocess
@@ -306,7 +320,8 @@ def jet_row(net: Any, X: np.ndarray, repeats: int) -> tuple[list[float], float, 
         points, out = Path(folder) / "X.npy", Path(folder) / "lap.npy"
         np.save(points, X)
         done = subprocess.run([str(JET_PYTHON), str(JET_RUNNER), str(spec), str(data), str(points),
-                               str(THREADS_COUNT), str(repeats), str(out)], capture_output=True, text=True, timeout=1800)
+                               str(THREADS_COUNT), str(repeats), str(out)] + (["bilaplacian"] if biharmonic else []),
+                              capture_output=True, text=True, timeout=1800)
         if done.returncode:
             errors = [line for line in done.stderr.splitlines() if "Error" in line] or done.stderr.splitlines()[-1:]
             raise RuntimeError(errors[-1].strip()[:120])
@@ -399,14 +414,15 @@ def run_row(key: str, task: str, n: int, rounds: int, repeats: int, skip: set[st
         rows.append({"comparator": name, "setup": setup, "median": median, "ratio": median / base,
                      "error": _error(outputs[name], outputs["symnet"]) if "symnet" in outputs else float("nan"),
                      "note": note})
-    if task == LAPLACIAN and "jet" not in skip:
+    if task in (LAPLACIAN, BIHARMONIC) and "jet" not in skip:
         try:  # in its own process after the others (not taking turns): its venv is Python 3.12
-            jet_times, jet_setup, jet_lap = jet_row(net, X, rounds * repeats)
+            jet_times, jet_setup, jet_lap = jet_row(net, X, rounds * repeats, task == BIHARMONIC)
             jet_median = statistics.median(jet_times)
             want = outputs["symnet"][1] if "symnet" in outputs else jet_lap
             rows.append({"comparator": "jet-for-pytorch", "setup": jet_setup, "median": jet_median,
                          "ratio": jet_median / base, "error": _error([jet_lap], [want]),
-                         "note": "collapsed Taylor mode, Laplacian only, own process after the others"})
+                         "note": f"collapsed Taylor mode, {'biharmonic' if task == BIHARMONIC else 'Laplacian'} "
+                                 "only, own process after the others"})
         except Exception as exc:
             rows.append({"comparator": "jet-for-pytorch", "note": f"{type(exc).__name__}: {str(exc)[:100]}"})
     for row in rows:
@@ -448,7 +464,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--nets", default=",".join(NETS))
-    parser.add_argument("--tasks", default=f"{HESSIAN},{LAPLACIAN}")
+    parser.add_argument("--tasks", default=f"{HESSIAN},{LAPLACIAN},{BIHARMONIC}")
     parser.add_argument("--skip", default="", help="comparators to leave out, comma-separated")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()

@@ -4,13 +4,14 @@ jet-for-pytorch needs Python >= 3.12; this project's venv is 3.11, so this scrip
 of its own (``make jet-venv`` makes ``.venv-jet``: Python 3.12, ``torch==2.13.0`` as PyPI ships
 it, which runs on the CPU, and ``jet-for-pytorch``) and talks to graphs.py through files:
 
-    .venv-jet/bin/python benchmarks/jet_runner.py NET.json NET.npz POINTS.npy THREADS REPEATS OUT.npy
+    .venv-jet/bin/python benchmarks/jet_runner.py NET.json NET.npz POINTS.npy THREADS REPEATS OUT.npy [bilaplacian]
 
 It builds the network op by op in PyTorch (float64) from the JSON op list and the arrays,
 takes jet's recipe from its own benchmark (``jet.laplacian`` with ``collapsed=True``, the graph
 captured, common subexpressions eliminated, then ``torch.func.vmap`` over the points), times
 ``REPEATS`` calls after a warm-up, prints ``{"setup": s, "times": [...]}`` as JSON and saves the
-Laplacians to ``OUT.npy``.  jet computes the Laplacian only (its value stays inside).
+Laplacians to ``OUT.npy``.  jet computes the Laplacian only (its value stays inside).  With
+``bilaplacian`` last, the same for ``jet.bilaplacian`` (collapsed), the biharmonic.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 from torch.func import vmap
 
-from jet import capture_graph, common_subexpression_elimination, laplacian
+from jet import bilaplacian, capture_graph, common_subexpression_elimination, laplacian
 
 CHUNK = 16384
 
@@ -71,6 +72,7 @@ def network(spec: dict, arrays: dict) -> tuple[callable, int]:
 
 def main() -> None:
     spec_path, arrays_path, points_path, threads, repeats, out_path = sys.argv[1:7]
+    transform = bilaplacian if sys.argv[7:] == ["bilaplacian"] else laplacian
     torch.set_num_threads(int(threads))
     spec = json.loads(open(spec_path).read())
     arrays = dict(np.load(arrays_path))
@@ -78,7 +80,7 @@ def main() -> None:
     start = time.perf_counter()
     f, d = network(spec, arrays)
     dummy = torch.zeros(d, dtype=torch.float64)
-    lap = laplacian(f, (dummy,), collapsed=True)
+    lap = transform(f, (dummy,), collapsed=True)
     lap, _ = capture_graph(lap, (dummy,))
     common_subexpression_elimination(lap.graph)
     lap.recompile()
