@@ -95,23 +95,27 @@ def _array(matrix: Any) -> np.ndarray:
     return np.array(matrix.tolist(), dtype=np.float64)
 
 
+def node_arrays(node: Any) -> dict[str, np.ndarray]:
+    """A node's numbers as float64 arrays: the effective ``W`` and ``b`` of a dense node, the rows
+    ``s``, ``t``, ``scale``, ``offset`` (as vectors) and a constant ``matrix``."""
+    arrays = {}
+    if node.op == "dense":
+        arrays = {"W": _array(node.weight), "b": _array(node.params["b"])[0]}
+    for name in ("s", "t"):
+        if name in node.params:
+            arrays[name] = _array(node.params[name])[0]
+    for name in ("scale", "offset", "matrix"):
+        if name in node.attrs:
+            arrays[name] = _array(node.attrs[name]) if name == "matrix" else _array(node.attrs[name])[0]
+    return arrays
+
+
 def graph_function(net: Any, m: Any, asarray: Callable[[np.ndarray], Any], cat: Callable[..., Any]) -> Callable:
     """``f(x) -> scalar``: output 0 of ``net`` at one point ``x (d,)``, written with namespace ``m``."""
     acts = {"tanh": m.tanh, "sin": m.sin, "cos": m.cos, "exp": m.exp, "linear": lambda t: t,
             "sigmoid": lambda t: 1 / (1 + m.exp(-t)), "square": lambda t: t * t}
     graph = net.graph
-    consts: dict[str, dict[str, Any]] = {}
-    for node in graph.nodes[1:]:
-        mine = {}
-        if node.op == "dense":
-            mine = {"W": asarray(_array(node.weight)), "b": asarray(_array(node.params["b"])[0])}
-        for name in ("s", "t"):
-            if name in node.params:
-                mine[name] = asarray(_array(node.params[name])[0])
-        for name in ("scale", "offset", "matrix"):
-            if name in node.attrs:
-                mine[name] = asarray(_array(node.attrs[name]) if name == "matrix" else _array(node.attrs[name])[0])
-        consts[node.name] = mine
+    consts = {node.name: {k: asarray(v) for k, v in node_arrays(node).items()} for node in graph.nodes[1:]}
 
     def f(x: Any) -> Any:
         values = {"x": x}
@@ -292,16 +296,7 @@ def export_graph(net: Any, folder: Path) -> tuple[Path, Path]:
             entry["activation"] = node.activation.name
         if node.op == "slice":
             entry.update(start=node.attrs["start"], stop=node.attrs["stop"])
-        if node.op == "dense":
-            arrays[f"{node.name}.W"] = _array(node.weight)
-            arrays[f"{node.name}.b"] = _array(node.params["b"])[0]
-        for name in ("s", "t"):
-            if name in node.params:
-                arrays[f"{node.name}.{name}"] = _array(node.params[name])[0]
-        for name in ("scale", "offset", "matrix"):
-            if name in node.attrs:
-                arrays[f"{node.name}.{name}"] = _array(node.attrs[name]) if name == "matrix" else \
-                    _array(node.attrs[name])[0]
+        arrays.update({f"{node.name}.{name}": array for name, array in node_arrays(node).items()})
         nodes.append(entry)
     spec, data = folder / "net.json", folder / "net.npz"
     spec.write_text(json.dumps({"nodes": nodes, "output": graph.output, "inputs": net.n_inputs}))

@@ -44,6 +44,7 @@ from ..activations import T
 from ..network import Network
 from ..program import MultiIndex
 from ._architecture import graph_slots
+from . import _layered
 from ._layered import MAX_ORDER, LayeredPlan, _fused_source, _pass_source, affine, entered
 from ._loss import linear_matrices
 from .codegen import docstring
@@ -264,8 +265,7 @@ class GraphLayeredPlan(LayeredPlan):
         return self.layout.count * self.streams + self.slots + 1
 
     def memory_budget(self) -> int:
-        """Bytes of buffers a chunk may use, per thread (:data:`._layered.MEMORY_BUDGET`)."""
-        from . import _layered
+        """Bytes of buffers a chunk may use, per thread (:data:`._layered.MEMORY_BUDGET`, read at call time)."""
         return _layered.MEMORY_BUDGET
 
     def buffer_bytes(self) -> int:

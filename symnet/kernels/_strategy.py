@@ -78,7 +78,11 @@ def schedule_of(net: Network, request: Request, strategy: str, backend: str, sch
         reason = graph_adjoint_unsupported(net, request.words, request.partials)
         if schedule == "forward-adjoint" and reason:
             raise InputError(f"schedule='forward-adjoint' cannot evaluate this request: {reason}; use schedule='forward'")
-        return "forward" if schedule == "auto" else schedule  # _graph_adjoint.AUTO_REASON says why
+        # auto: forward.  With two streams fewer through the products, the forward-adjoint sweep
+        # measured faster on a residual net and slower on a gated one (it passes over every gate
+        # and product twice and keeps tangents for the way back, so its chunks are narrower; the
+        # figures are in benchmarks/RESULTS.md, "Measurements behind design choices in the code")
+        return "forward" if schedule == "auto" else schedule
     if schedule == "forward-adjoint":
         reason = adjoint_unsupported(net, request.words, request.partials, backend)
         if reason:
