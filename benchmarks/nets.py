@@ -4,7 +4,7 @@ Each net computes ``y = act(x @ W + b)`` layer by layer (``W`` of shape ``(fan_i
 float64), the last layer linear.  Weights come from a fixed seed, so every run and every
 comparator sees the same numbers.  Two suites:
 
-- ``hessian`` (issue 3): value + gradient + Hessian at N points, nets T1-T5;
+- ``hessian`` (issue 3): value + gradient + Hessian at N points, nets T1-T6;
 - ``laplacian`` (issue 5): value + Laplacian at N points, nets L1-L3.
 
 Activations are written once, as functions of an array namespace ``m`` (numpy, ``jax.numpy``,
@@ -216,6 +216,7 @@ NETS: dict[str, RefNet] = {net.name: net for net in (
     _random_net("T3", [1, 32, 32, 1], "tanh", 10**6, HESSIAN),
     _random_net("T4", [2, 64, 64, 64, 1], "tanh", 10**5, HESSIAN),
     _random_net("T5", [3, 128, 128, 128, 128, 1], "softplus", 10**5, HESSIAN),
+    _random_net("T6", [2, 4, 4, 1], "tanh", 10**6, HESSIAN),  # a net of a few units (issue 17)
     _random_net("L1", [2, 64, 64, 64, 1], "tanh", 10**5, LAPLACIAN),
     _random_net("L2", [8, 128, 128, 128, 1], "tanh", 2 * 10**4, LAPLACIAN),
     _random_net("L3", [32, 256, 256, 256, 1], "tanh", 4 * 10**3, LAPLACIAN),

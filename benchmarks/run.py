@@ -255,7 +255,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--comparators", help="comma-separated words; only comparators whose label contains "
                         "one of them (case-insensitive) run, symnet always (default: all)")
     parser.add_argument("--suite", choices=(*SUITES, "all"), default="all",
-                        help="hessian (T1-T5), laplacian (L1-L3) or all (default)")
+                        help="hessian (T1-T6), laplacian (L1-L3) or all (default)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"Markdown file (default {DEFAULT_OUT.name})")
     parser.add_argument("--repeats", type=int, help="timed calls per row (default 5, --quick 3)")
     parser.add_argument("--row-budget", type=float, default=600.0,

@@ -1,4 +1,4 @@
-"""symnet.kernels._vecmath: tanh and exp(x <= 0) against libm, to a few ulp, with IEEE special values."""
+"""symnet.kernels._vecmath: tanh, exp and the sigmoids against libm and mpmath, to a few ulp, with IEEE special values."""
 
 from __future__ import annotations
 
@@ -104,3 +104,54 @@ def test_tanh_parts_in_the_tails():
         assert abs(t) == 1.0 and 4 * high * low == pytest.approx(slope, rel=4e-16)
     assert _vecmath.tanh_parts(800.0) == (1.0, 1.0, 0.0)
     assert all(math.isnan(v) for v in _vecmath.tanh_parts(math.nan))
+
+
+@numba.njit(error_model="numpy", fastmath={"contract"})
+def _exp_any_loop(x, out):  # the way the expression kernels' block loops call it
+    for p in range(x.shape[0]):
+        out[p] = _vecmath.exp(x[p])
+
+
+@pytest.mark.parametrize("low, high", [(-1.0, 1.0), (1.0, 40.0), (40.0, 700.0), (700.0, 709.78),
+                                       (-745.2, -700.0)])
+def test_exp_any_sign_within_ulps_of_libm(low, high):
+    x = np.random.default_rng(3).uniform(low, high, 20_000)
+    want = np.array([math.exp(v) for v in x])
+    got = _run(_exp_any_loop, x)
+    normal = want >= np.finfo(float).tiny
+    assert _ulps(got[normal], want[normal]).max(initial=0.0) <= ULP
+    assert np.all(np.abs(got[~normal] - want[~normal]) <= ULP * 5e-324)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(allow_nan=False, allow_infinity=False, max_value=709.78, width=64))
+def test_exp_any_float(x):
+    want = math.exp(x)
+    assert abs(_vecmath.exp(x) - want) <= ULP * np.spacing(want)
+
+
+def test_exp_special_values():
+    x = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 709.79, 710.0, 1e4, -746.0, -1e4, 5e-324])
+    with np.errstate(over="ignore"):
+        want = np.exp(x)
+    assert np.array_equal(_run(_exp_any_loop, x), want, equal_nan=True)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(allow_nan=False, width=64))
+def test_sigmoid_and_its_pair_any_float(x):
+    """sigmoid(x) and sigmoid(x) sigmoid(-x) to a few ulp of mpmath, in both tails down to 5e-324."""
+    import mpmath
+
+    with mpmath.workdps(60):
+        e = mpmath.exp(-abs(mpmath.mpf(x)))
+        exact = 1 / (1 + e) if x >= 0 else e / (1 + e)
+        exact_pair = e / (1 + e) ** 2
+    for got, want in ((_vecmath.sigmoid(x), exact), (_vecmath.sigmoid_pair(x), exact_pair)):
+        assert abs(got - want) <= ULP * np.spacing(float(want)) + 2**-1074, (x, got, want)
+
+
+def test_sigmoid_special_values():
+    assert math.isnan(_vecmath.sigmoid(math.nan)) and math.isnan(_vecmath.sigmoid_pair(math.nan))
+    assert (_vecmath.sigmoid(-math.inf), _vecmath.sigmoid(math.inf), _vecmath.sigmoid_pair(math.inf)) == (0.0, 1.0, 0.0)
+    assert _vecmath.sigmoid_pair(-40.0) == pytest.approx(4.248354255291589e-18, rel=4e-16)  # 1 - s is 0 there

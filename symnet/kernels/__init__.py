@@ -66,7 +66,7 @@ from .codegen import Output, generate
 __all__ = ["compile", "compile_loss", "CacheWarning", "EXPRESSION_LIMIT", "EXPRESSION_WARNING", "GraphSobolevLoss",
            "Kernel", "KernelResult", "LossKernel", "SobolevLoss", "NumbaUnavailableWarning", "stats"]
 
-_VERSION = "3"  # bump when generated code changes meaning
+_VERSION = "4"  # bump when generated code changes meaning
 
 _BACKENDS = ("numba", "numpy")
 _STRATEGIES = ("auto", "expression", "layered")

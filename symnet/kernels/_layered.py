@@ -26,10 +26,7 @@ in chunks whose buffers fit :data:`MEMORY_BUDGET`, reused across chunks, layers 
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import itertools
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -39,7 +36,7 @@ from sympy.codegen.cfunctions import expm1
 from ..activations import T, Activation
 from ..network import Network
 from ..program import MultiIndex
-from . import _cache
+from . import _cache, _vecmath
 from ._blocks import PerThread
 from ._threads import over_chunks, thread_count
 from ..functions import erfc_neg, sigmoid, softplus, tail_safe
@@ -286,13 +283,6 @@ class _ExpNonpositive(sympy.Function):
         return f"_vecmath.exp_nonpositive({printer._print(self.args[0])})"
 
 
-@functools.lru_cache(maxsize=1)
-def _vecmath_version() -> str:
-    """A digest of :mod:`_vecmath`'s source: generated modules that call it name it, so an edit recompiles them."""
-    from . import _vecmath
-    return hashlib.sha256(Path(_vecmath.__file__).read_bytes()).hexdigest()[:16]
-
-
 def _fused_source(activation: Activation, n_tan: int, pairs: list[tuple[int, int]], laplacian: bool,
                   cache: bool, header: str, keep: bool = False, first: bool = False, inputs: int = 0,
                   higher: Sequence[MultiIndex] = ()) -> str:
@@ -477,7 +467,7 @@ import numba
 import numpy
 import scipy.special
 
-from symnet.kernels import _vecmath  # source digest {_vecmath_version()}
+from symnet.kernels import _vecmath  # source digest {_vecmath.source_digest()}
 
 SLOTS = {max(1, emitter.slots)}
 AFFINE = {bool(unrolled)}

@@ -19,7 +19,10 @@ infinities keep their IEEE meaning.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import math
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -27,7 +30,8 @@ from llvmlite import ir
 from numba.core import types
 from numba.extending import intrinsic
 
-__all__ = ["exp_nonpositive", "tanh", "tanh_parts"]
+__all__ = ["exp", "exp_call", "exp_nonpositive", "sigmoid", "sigmoid_call", "sigmoid_pair", "sigmoid_pair_call",
+           "source_digest", "tanh", "tanh_call", "tanh_parts"]
 
 _LN2_HI = 6.93147180369123816490e-01  # ln 2 to 32 bits: k * _LN2_HI is exact for |k| < 2**20
 _LN2_LO = 1.90821492927058770002e-10
@@ -92,6 +96,47 @@ def exp_nonpositive(x: float) -> float:
 
 
 @numba.njit(**_FLAGS)
+def exp(x: float) -> float:
+    """``exp(x)`` for any ``x``: ``inf`` past 709.78, subnormal results and 0 below -708.
+
+    >>> import math
+    >>> from symnet.kernels._vecmath import exp
+    >>> bool(abs(exp(1.5) - math.exp(1.5)) <= 4 * math.ulp(math.exp(1.5))), exp(710.0), exp(-800.0)
+    (True, inf, 0.0)
+    """
+    clamped = min(max(x, -746.0), 710.0)  # exp(-746) rounds to 0 and exp(710) to inf; NaN restored below
+    k, em = _reduced(clamped)
+    half = math.floor(k * 0.5)  # 2**k as two factors: k spans -1076 to 1024, past the normal exponents
+    result = ((em + 1.0) * _two_to(half)) * _two_to(k - half)
+    return result if x == x else x
+
+
+@numba.njit(**_FLAGS)
+def sigmoid(x: float) -> float:
+    """``1/(1 + exp(-x))`` from ``e = exp(-|x|)``, which never overflows: full relative accuracy in both tails.
+
+    >>> from symnet.kernels._vecmath import sigmoid
+    >>> sigmoid(0.0), sigmoid(-800.0), sigmoid(40.0)
+    (0.5, 0.0, 1.0)
+    """
+    e = exp_nonpositive(-abs(x))
+    r = 1.0 / (1.0 + e)
+    return r if x >= 0 else e * r  # NaN: e is NaN, and so is e * r
+
+
+@numba.njit(**_FLAGS)
+def sigmoid_pair(x: float) -> float:
+    """``sigmoid(x) * sigmoid(-x) = e / (1 + e)**2``, ``e = exp(-|x|)``: sigmoid' to full relative accuracy.
+
+    >>> from symnet.kernels._vecmath import sigmoid_pair
+    >>> sigmoid_pair(0.0), 0.0 < sigmoid_pair(700.0) < 1e-300
+    (0.25, True)
+    """
+    e = exp_nonpositive(-abs(x))
+    return e / ((1.0 + e) * (1.0 + e))
+
+
+@numba.njit(**_FLAGS)
 def tanh(z: float) -> float:
     """``tanh(z)`` as ``-e / (2 + e)`` with ``e = expm1(-2|z|)`` (no cancellation near 0), sign of ``z``.
 
@@ -141,3 +186,21 @@ def tanh_parts(z: float) -> tuple[float, float, float]:
 
 
 _TWO_TO_MINUS_54 = 2.0**-54
+
+
+#: The same functions compiled once each and called: LLVM inlines the call into the loop
+#: and vectorises it as before, while numba's IR-level inlining (``inline="always"``)
+#: repeats its work at every call site -- a 2-2-2-1 sigmoid net's expression kernel, a
+#: dozen calls, took three times as long to compile with it (benchmarks/RESULTS.md,
+#: "Measurements behind design choices in the code").  The expression kernels call these.
+_CALLED = {key: value for key, value in _FLAGS.items() if key != "inline"}
+exp_call = numba.njit(**_CALLED)(exp.py_func)
+tanh_call = numba.njit(**_CALLED)(tanh.py_func)
+sigmoid_call = numba.njit(**_CALLED)(sigmoid.py_func)
+sigmoid_pair_call = numba.njit(**_CALLED)(sigmoid_pair.py_func)
+
+
+@functools.lru_cache(maxsize=1)
+def source_digest() -> str:
+    """A digest of this module's source: generated modules that call it name it, so an edit recompiles them."""
+    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]

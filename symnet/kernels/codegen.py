@@ -27,8 +27,16 @@ from sympy.printing.pycode import PythonCodePrinter
 
 from ..functions import sigmoid, tail_safe_program
 from ..program import Program
+from . import _vecmath
 
-__all__ = ["ArrayPrinter", "Output", "ScalarPrinter", "docstring", "generate"]
+__all__ = ["ArrayPrinter", "BLOCK", "Output", "ScalarPrinter", "VectorPrinter", "docstring", "generate"]
+
+#: Points per block of a numba expression kernel.  A block's inputs are copied into columns,
+#: every statement runs over the block's points in one loop that LLVM vectorises (contiguous
+#: columns, no libm call), and the results are scattered back; the block's columns stay in the
+#: L1/L2 cache.  Chosen by measurement (benchmarks/RESULTS.md, "Measurements behind design
+#: choices in the code").
+BLOCK = 256
 
 
 @dataclass(frozen=True)
@@ -61,7 +69,8 @@ class _Names:
                  reserved: Sequence[str] = ()) -> None:
         self.map: dict[sympy.Symbol, str] = dict(weights)
         # reserved: the kernel's argument names (weight and output arrays), never a local's
-        taken = {"X", "p", "n", "math", "numpy", "numba", "scipy", "_sigmoid", "_sigmoid_pair"} | set(weights.values())
+        taken = {"X", "p", "n", "math", "numpy", "numba", "scipy", "_sigmoid", "_sigmoid_pair", "_vecmath",
+                 "block", "start", "m", "j", "xb", "ob"} | set(weights.values())
         taken |= set(reserved)
         #: ``(local, "W1[0, 0]")``: weights read into scalars once, before the loop over points
         #: (with ``hoist``).  numba compiles a loop of scalar arithmetic several times faster
@@ -216,6 +225,28 @@ class ScalarPrinter(PythonCodePrinter):
         return f"(0.0 * ({self._print(expr.args[0])}))"  # 0 almost everywhere, NaN stays NaN
 
 
+class VectorPrinter(ScalarPrinter):
+    """:class:`ScalarPrinter` whose ``exp``, ``tanh`` and sigmoids are :mod:`._vecmath`'s arithmetic.
+
+    libm's ``exp`` is a call LLVM cannot vectorise, so a loop calling it runs one point at a
+    time; :mod:`._vecmath`'s functions are inlined arithmetic, and the expression kernel's loop
+    over a block of points (:func:`generate`) then runs several points per instruction.
+    """
+
+    _VECTORISED = {"math.exp": "_vecmath.exp_call", "math.tanh": "_vecmath.tanh_call"}
+
+    def _module_format(self, fqn: str, register: bool = True) -> str:
+        return self._VECTORISED.get(fqn) or super()._module_format(fqn, register)
+
+    def _print(self, expr: object, **kwargs: object) -> str:
+        if isinstance(expr, sigmoid):  # before sigmoid's own _pythoncode (two exp calls and a branch)
+            return f"_vecmath.sigmoid_call({self._print(expr.args[0])})"
+        return super()._print(expr, **kwargs)
+
+    def _print__SigmoidPair(self, expr: _SigmoidPair) -> str:
+        return f"_vecmath.sigmoid_pair_call({self._print(expr.args[0])})"
+
+
 def _nested(printer: SciPyPrinter, function: str, args: Sequence[sympy.Expr]) -> str:
     result = printer._print(args[0])
     for arg in args[1:]:
@@ -255,6 +286,26 @@ class ArrayPrinter(SciPyPrinter):
 _DERIVATIVE_NODE = re.compile(r"d[0-9]+a.*")
 
 
+#: What :class:`VectorPrinter` prints as arithmetic LLVM can vectorise, and what needs no call at all.
+_VECTORISED = (sympy.exp, sympy.tanh, sigmoid, _SigmoidPair)
+_INLINE = (sympy.Max, sympy.Min, sympy.Heaviside, sympy.DiracDelta, sympy.Abs, sympy.sign)
+
+
+def _blocked(exprs: Sequence[sympy.Expr]) -> bool:
+    """Whether the block layout pays: a transcendental function :mod:`._vecmath` vectorises, and no libm call.
+
+    The block layout's copies into and out of columns cost about a nanosecond per point; a
+    libm ``exp`` about ten (one point at a time), :mod:`._vecmath`'s a fraction of one.  A body
+    with no transcendental function is vectorised by LLVM in the per-point layout already (T1
+    runs at its memory floor), and one calling a function :mod:`._vecmath` lacks (``sin``,
+    ``log``, ``erf``) is not vectorised in either layout.
+    """
+    functions = {type(f) for e in exprs for f in e.atoms(sympy.Function)}
+    powers = all(p.exp.is_Integer or p.exp == sympy.S.Half for e in exprs for p in e.atoms(sympy.Pow))
+    return (powers and any(issubclass(f, _VECTORISED) for f in functions)
+            and all(issubclass(f, _VECTORISED + _INLINE) for f in functions))
+
+
 def generate(
     program: Program,
     weights: dict[sympy.Symbol, str],
@@ -265,7 +316,14 @@ def generate(
     header: str,
     cache: bool = True,
 ) -> str:
-    """The source of a module defining ``kernel(X, <weight arrays>, <output arrays>)``."""
+    """The source of a module defining ``kernel(X, <weight arrays>, <output arrays>)``.
+
+    numba kernels take one of two layouts.  Per point: one loop over the points, each
+    reading its row of ``X`` and writing its results.  Blocked (:func:`_blocked`): the points
+    in blocks of :data:`BLOCK`, each block's inputs copied into columns, the whole program
+    run as one loop over the block's points with :mod:`._vecmath`'s functions (LLVM
+    vectorises it), its results collected in columns and scattered into the outputs.
+    """
     names = _Names(program, weights, hoist=backend == "numba",
                    reserved=[*weight_arrays, *(o.name for o in outputs)])
     exprs = [e for out in outputs for _, e in out.entries]
@@ -273,8 +331,35 @@ def generate(
     args = ", ".join(["X", *weight_arrays, *(o.name for o in outputs)])
     lines = [docstring(header), "import math", "", "import numpy", "import scipy.special"]
     first = frozenset(node for node, _ in program.assignments if _DERIVATIVE_NODE.fullmatch(node.name))
+    safe = tail_safe_program(program.assignments, weights)
+    body = [(node, safe(expr)) for node, expr in needed]
     if backend == "numba":
-        printer: PythonCodePrinter = ScalarPrinter(names.map, first)
+        body = [(node, _pair_sigmoids(expr)) for node, expr in body]
+    blocked = backend == "numba" and _blocked([expr for _, expr in body] + exprs)
+    if blocked:
+        printer: PythonCodePrinter = VectorPrinter(names.map, first)
+        loop = "numba.prange" if parallel else "range"
+        d = len(program.inputs)
+        lines += ["import numba", "", f"from symnet.kernels import _vecmath  # source digest {_vecmath.source_digest()}",
+                  # no fastmath: a point's result must not depend on whether it fell in
+                  # the vectorised body or the scalar remainder of its block (a fused
+                  # multiply-add formed in one and not the other changes the last bit)
+                  "", "", f"@numba.njit(parallel={parallel}, cache={cache}, nogil=True, error_model='numpy')",
+                  f"def kernel({args}):", *(f"    {local} = {text}" for local, text in names.hoisted),
+                  "    n = X.shape[0]",
+                  f"    for block in {loop}((n + {BLOCK - 1}) // {BLOCK}):",
+                  f"        start = block * {BLOCK}",
+                  f"        m = min({BLOCK}, n - start)",
+                  f"        xb = numpy.empty(({d}, {BLOCK}), X.dtype)",
+                  "        for j in range(m):",
+                  *(f"            xb[{i}, j] = X[start + j, {i}]" for i in range(d)),
+                  "{allocate}",
+                  "        for j in range(m):"]
+        indent = " " * 12
+        inputs = [f"{indent}{names.map[x]} = xb[{i}, j]" for i, x in enumerate(program.inputs)]
+        target = "ob[{row}, j]"
+    elif backend == "numba":
+        printer = ScalarPrinter(names.map, first)
         loop = "numba.prange" if parallel else "range"
         lines += ["import numba", _NUMBA_HELPERS.format(cache=cache), "",
                   f"@numba.njit(parallel={parallel}, cache={cache}, nogil=True, error_model='numpy')",
@@ -290,14 +375,22 @@ def generate(
         inputs = [f"{indent}{names.map[x]} = X[:, {i}]" for i, x in enumerate(program.inputs)]
         target = "{name}[:, {index}]"
     lines += inputs
-    safe = tail_safe_program(program.assignments, weights)
-    for node, expr in needed:
-        expr = safe(expr)
-        if backend == "numba":
-            expr = _pair_sigmoids(expr)
-        lines.append(f"{indent}{names.map[node]} = {printer.doprint(expr)}")
+    lines += [f"{indent}{names.map[node]} = {printer.doprint(expr)}" for node, expr in body]
+    if blocked:
+        # each distinct result is one row of the block's result columns (a symmetric
+        # Hessian's two entries share one), scattered into the outputs afterwards
+        rows: dict[sympy.Expr, int] = {}
+        for expr in exprs:
+            if expr not in rows:
+                rows[expr] = len(rows)
+                lines.append(f"{indent}{target.format(row=rows[expr])} = {printer.doprint(expr)}")
+        lines[lines.index("{allocate}")] = f"        ob = numpy.empty(({len(rows)}, {BLOCK}), X.dtype)"
+        lines.append("        for j in range(m):")
+        lines += [f"{indent}{out.name}[start + j, {', '.join(map(str, index))}] = ob[{rows[expr]}, j]"
+                  for out in outputs for index, expr in out.entries]
+        return "\n".join(lines) + "\n"
     shared: dict[sympy.Expr, str] = {}  # an expression stored twice (symmetric Hessian) is computed once
-    uses = {}
+    uses: dict[sympy.Expr, int] = {}
     for e in exprs:
         uses[e] = uses.get(e, 0) + 1
     for out in outputs:
