@@ -31,7 +31,8 @@ from .network import Dense, Network
 from .printing import formula, latex, pretty, simplify
 from .program import Program
 from . import graph, io, limits, losses, requests
-from .io import from_keras, from_torch, load, save
+from .io import from_keras, from_torch, save
+from .io import read_network as load
 
 __version__ = "0.1.0"
 

@@ -630,6 +630,91 @@ def _phi_cdf(z: np.ndarray) -> np.ndarray:
     return value + np.where(inner, dx * np.exp(-xs * xs) / np.sqrt(np.pi), 0.0)
 
 
+def _softplus(beta: float = 1.0) -> Activation:
+    """``log(1 + exp(beta t)) / beta`` (PyTorch's ``Softplus(beta)``); ``beta = 1`` is plain ``softplus``."""
+    beta = _parameter("softplus", "beta", beta)
+    if beta <= 0:
+        raise ActivationError(f"softplus: beta={beta!r} must be > 0")
+    if beta == 1.0:
+        return _elementwise("softplus", softplus(T), lambda z: np.logaddexp(0.0, z), _sig, _sig_slope)
+    b = sympy.Float(beta)
+    return _elementwise(f"softplus(beta={beta!r})", softplus(b * T) / b,
+                        lambda z: np.logaddexp(0.0, beta * np.asarray(z, float)) / beta,
+                        lambda z: _sig(beta * np.asarray(z, float)),
+                        lambda z: beta * _sig_slope(beta * np.asarray(z, float)))
+
+
+def _mish_parts(z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(z, tanh(s), sech(s)**2, sigmoid(z))`` with ``s = softplus(z)``; ``sech**2`` to full relative accuracy."""
+    z = np.asarray(z, dtype=np.result_type(z, np.float64))
+    s = np.logaddexp(0.0, z)
+    return z, np.tanh(s), _tanh_slope(s), _sig(z)
+
+
+def _mish_second(z: np.ndarray) -> np.ndarray:
+    z, t, sech2, sg = _mish_parts(z)
+    # d/dz of tanh(s) + z sech2 sigma, with d sech2/dz = -2 sech2 tanh sigma and sigma' = sigma (1 - sigma)
+    return sech2 * sg * (2 + z * (_sig(-z) - 2 * t * sg))
+
+
+_GELU_C = math.sqrt(2 / math.pi)
+_GELU_A = 0.044715
+
+
+def _gelu_tanh_parts(z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(z, u, u', sech(u)**2)`` for ``u = sqrt(2/pi) (z + 0.044715 z**3)``."""
+    z = np.asarray(z, dtype=np.result_type(z, np.float64))
+    u = _GELU_C * (z + _GELU_A * z**3)
+    return z, u, _GELU_C * (1 + 3 * _GELU_A * z * z), _tanh_slope(u)
+
+
+def _gelu_tanh_first(z: np.ndarray) -> np.ndarray:
+    z, u, du, sech2 = _gelu_tanh_parts(z)
+    return _sig(2 * u) + np.where(sech2 == 0, 0.0, z / 2 * sech2 * du)  # (1 + tanh u)/2 = sigmoid(2u)
+
+
+def _gelu_tanh_second(z: np.ndarray) -> np.ndarray:
+    z, u, du, sech2 = _gelu_tanh_parts(z)
+    with np.errstate(invalid="ignore", over="ignore"):
+        value = sech2 * (du + z / 2 * (6 * _GELU_C * _GELU_A * z - 2 * np.tanh(u) * du * du))
+    return np.where(sech2 == 0, 0.0, value)  # 0 * inf past |z| ~ 1e102, where the exact value is 0
+
+
+_SELU_ALPHA = sympy.Float("1.6732632423543772848170429916717", 40)
+_SELU_SCALE = sympy.Float("1.0507009873554804934193349852946", 40)
+
+
+def _clamp(name: str, low: float, high: float, scale: float = 1.0, offset: float = 0.0,
+           inner: sympy.Expr = T) -> Activation:
+    """``min(max(inner, low), high)`` with ``inner = scale t + offset``: piecewise linear, kinks where it meets
+    each bound."""
+    if not low < high:
+        raise ActivationError(f"{name}: the lower bound {low!r} must be below the upper bound {high!r}")
+    kinks = tuple(sorted(((low - offset) / scale, (high - offset) / scale)))
+    inner_numpy = sympy.lambdify(T, inner, "numpy")
+
+    def slope(z: np.ndarray) -> np.ndarray:
+        z = np.asarray(z, dtype=np.result_type(z, np.float64))
+        v = z * 1.0 if inner == T else (z + offset / scale) * scale
+        inside = np.where((v > low) & (v < high), scale, 0.0)
+        return np.where((v == low) | (v == high), scale / 2, np.where(np.isnan(z), z, inside))
+
+    return _elementwise(name, sympy.Min(sympy.Max(inner, sympy.Float(low)), sympy.Float(high)),
+                        lambda z: np.clip(inner_numpy(np.asarray(z, float)) * 1.0, low, high),
+                        slope, lambda z: np.zeros_like(np.asarray(z, float)), kinks=kinks)
+
+
+def _hardtanh(min_val: float = -1.0, max_val: float = 1.0) -> Activation:
+    low, high = _parameter("hardtanh", "min_val", min_val), _parameter("hardtanh", "max_val", max_val)
+    return _clamp(f"hardtanh(min_val={low!r}, max_val={high!r})" if (low, high) != (-1.0, 1.0) else "hardtanh",
+                  low, high)
+
+
+def _softsign_second(z: np.ndarray) -> np.ndarray:
+    z = np.asarray(z, dtype=np.result_type(z, np.float64))
+    return -2 * np.sign(z) / (1 + np.abs(z)) ** 3  # sign(0) = 0: the mean of both sides
+
+
 _SQRT2_HI = 1.4142135623730951  # sqrt 2 = _SQRT2_HI + _SQRT2_LO to 106 bits
 _SQRT2_LO = float(sympy.sqrt(2).evalf(40) - sympy.Float(_SQRT2_HI, 40))
 _INV_SQRT2 = 1.0 / _SQRT2_HI
@@ -648,8 +733,7 @@ register("relu", _elementwise("relu", sympy.Max(0, T), lambda z: np.maximum(z, 0
                               lambda z: np.zeros_like(np.asarray(z, float)), kinks=(0.0,)))
 register("leaky_relu", _leaky_relu)
 register("elu", _elu)
-register("softplus", _elementwise("softplus", softplus(T), lambda z: np.logaddexp(0.0, z),
-                                  _sig, _sig_slope))
+register("softplus", _softplus)
 register("silu", _elementwise("silu", T * sigmoid(T), lambda z: z * _sig(z),
                               lambda z: _sig(z) * (1 + z * _sig(-np.asarray(z, float))),
                               lambda z: _sig_slope(z) * (2 - z * np.tanh(np.asarray(z, float) / 2))),
@@ -664,3 +748,24 @@ register("exp", _elementwise("exp", sympy.exp(T), np.exp, np.exp, np.exp))
 register("square", _elementwise("square", T**2, lambda z: np.square(z), lambda z: 2 * np.asarray(z, float),
                                 lambda z: np.full_like(np.asarray(z, float), 2.0)))
 register("softmax", Activation("softmax", None, _softmax_numpy, elementwise=False))
+register("mish", _elementwise("mish", T * sympy.tanh(softplus(T)),
+                              lambda z: np.asarray(z, float) * np.tanh(np.logaddexp(0.0, z)),
+                              lambda z: (lambda z, t, sech2, sg: t + z * sech2 * sg)(*_mish_parts(z)),
+                              _mish_second))
+register("gelu_tanh", _elementwise(
+    "gelu_tanh", T / 2 * (1 + sympy.tanh(sympy.sqrt(2 / sympy.pi) * (T + sympy.Rational(44715, 10**6) * T**3))),
+    lambda z: (lambda z, u, du, sech2: z * _sig(2 * u))(*_gelu_tanh_parts(z)), _gelu_tanh_first, _gelu_tanh_second),
+    aliases=("gelu_approximate",))
+register("selu", _elementwise(
+    "selu", _SELU_SCALE * (sympy.Max(0, T) + _SELU_ALPHA * (sympy.exp(sympy.Min(0, T)) - 1)),
+    lambda z: float(_SELU_SCALE) * np.where(z > 0, z, float(_SELU_ALPHA) * np.expm1(np.minimum(z, 0))),
+    lambda z: float(_SELU_SCALE) * _half_at_zero(z, 1.0, float(_SELU_ALPHA) * np.exp(np.minimum(z, 0))),
+    lambda z: float(_SELU_SCALE) * _half_at_zero(z, 0.0, float(_SELU_ALPHA) * np.exp(np.minimum(z, 0))),
+    kinks=(0.0,)))
+register("softsign", _elementwise("softsign", T / (1 + sympy.Abs(T)),
+                                  lambda z: np.asarray(z, float) / (1 + np.abs(z)),
+                                  lambda z: 1 / (1 + np.abs(np.asarray(z, float))) ** 2, _softsign_second,
+                                  kinks=(0.0,)))
+register("hardtanh", _hardtanh)
+register("relu6", _clamp("relu6", 0.0, 6.0))
+register("hard_sigmoid", _clamp("hard_sigmoid", 0.0, 1.0, 1 / 6, 0.5, (T + 3) / 6), aliases=("hardsigmoid",))

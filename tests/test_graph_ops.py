@@ -46,9 +46,9 @@ _SYMPY_TOLERANCE = 1e-12
 _FINITE_DIFFERENCE_TOLERANCE = 1e-10
 
 _SYMPY = SimpleNamespace(exp=sympy.exp, log=sympy.log, sin=sympy.sin, cos=sympy.cos, tanh=sympy.tanh,
-                         sqrt=sympy.sqrt, erf=sympy.erf)
+                         sqrt=sympy.sqrt, erf=sympy.erf, pi=sympy.pi)
 _MPMATH = SimpleNamespace(exp=mpmath.exp, log=mpmath.log, sin=mpmath.sin, cos=mpmath.cos, tanh=mpmath.tanh,
-                          sqrt=mpmath.sqrt, erf=mpmath.erf)
+                          sqrt=mpmath.sqrt, erf=mpmath.erf, pi=mpmath.pi)
 
 
 # --- strategies ---------------------------------------------------------------------------------
@@ -144,6 +144,8 @@ _ACTIVATIONS: dict[str, Callable[[Any, Any], Any]] = {
     "cos": lambda m, t: m.cos(t),
     "exp": lambda m, t: m.exp(t),
     "square": lambda m, t: t * t,
+    "mish": lambda m, t: t * m.tanh(m.log(1 + m.exp(t))),
+    "gelu_tanh": lambda m, t: t / 2 * (1 + m.tanh(m.sqrt(2 / m.pi) * (t + 44715 * t**3 / 10**6))),
     "cubic": lambda m, t: _cubic(t),
 }
 

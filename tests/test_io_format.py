@@ -725,3 +725,22 @@ def test_many_small_max_cannot_add_up_to_a_hang() -> None:
         parse(text, {"t": t})
     assert time.perf_counter() - start < 15  # generous for a busy CI machine; unbounded it hangs
     assert parse("Max(0, t) + 0.01*Min(0, t)", {"t": t}) == sympy.Max(0, t) + sympy.Float(0.01) * sympy.Min(0, t)
+
+
+def test_symnet_io_load_names_keras_and_torch_archives_and_symnet_load_reads_them(tmp_path):
+    import torch
+
+    keras_like = tmp_path / "model.keras"
+    with zipfile.ZipFile(keras_like, "w") as archive:
+        archive.writestr("config.json", "{}")
+    with pytest.raises(FileFormatError, match=r"model\.keras: a Keras \.keras model, not a symnet file; read it with "
+                                              r"symnet\.load\(path\)"):
+        symnet.io.load(keras_like)
+    module = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Tanh(), torch.nn.Linear(3, 1)).double()
+    state = tmp_path / "mlp.pt"
+    torch.save(module.state_dict(), state)
+    with pytest.raises(FileFormatError, match=r"mlp\.pt: a PyTorch file, not a symnet file"):
+        symnet.io.load(state)
+    assert symnet.load(state, layer_activations=["tanh", "linear"]) == symnet.from_torch(module)
+    saved = symnet.save(symnet.from_torch(module), tmp_path / "net.npz")
+    assert symnet.load(saved) == symnet.io.load(saved)

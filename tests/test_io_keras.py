@@ -207,20 +207,40 @@ def test_an_untraceable_callable_needs_an_expression() -> None:
 
 
 def test_an_unknown_keras_activation_is_named_and_can_be_replaced(tmp_path: Path) -> None:
-    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(2, activation="relu6"), keras.layers.Dense(1)])
-    with pytest.raises(UnsupportedLayerError, match=r"layer 'dense.*Keras activation 'relu6' has no symnet equiv"):
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(2, activation="squareplus"), keras.layers.Dense(1)])
+    with pytest.raises(UnsupportedLayerError, match=r"layer 'dense.*Keras activation 'squareplus' has no symnet equiv"):
         from_keras(model)
-    path = save_quietly(model, tmp_path / "relu6.keras")
-    with pytest.raises(UnsupportedLayerError, match=r"relu6\.keras: layer 'dense.*'relu6'"):
+    path = save_quietly(model, tmp_path / "squareplus.keras")
+    with pytest.raises(UnsupportedLayerError, match=r"squareplus\.keras: layer 'dense.*'squareplus'"):
         load_keras(path)
-    net = load_keras(path, activations={0: "Min(Max(0, x), 6)"})
+    net = load_keras(path, activations={0: "(x + sqrt(x**2 + 4))/2"})
     assert_agrees(net, model, POINTS[:, :1] * 5)
+
+
+@pytest.mark.parametrize("activation, name", [
+    ("selu", "selu"), ("mish", "mish"), ("softsign", "softsign"), ("relu6", "relu6"), ("hard_sigmoid", "hard_sigmoid"),
+    ("hard_tanh", "hardtanh"), (lambda: keras.layers.ReLU(max_value=2.5), "hardtanh(min_val=0.0, max_val=2.5)"),
+])
+def test_keras_activations_with_a_symnet_form(activation: Any, name: str, tmp_path: Path) -> None:
+    layers = [keras.layers.Dense(3, activation=activation)] if isinstance(activation, str) else \
+        [keras.layers.Dense(3), activation()]
+    model = keras.Sequential([keras.Input((3,)), *layers, keras.layers.Dense(1)])
+    net = from_keras(model)
+    assert net.layers[0].activation.name == name
+    path = save_quietly(model, tmp_path / "model.keras")
+    assert load_keras(path) == net
+    if name == "hard_sigmoid":  # Keras' slope is 1/6 rounded to float32: compare values only
+        values = symnet.compile(net, "value", backend="numpy")(POINTS * 3).value
+        np.testing.assert_allclose(values, model.predict(POINTS * 3, verbose=0), rtol=1e-5, atol=1e-6)
+    else:
+        assert_agrees(net, model, POINTS * 3)
 
 
 @pytest.mark.parametrize("make, message", [
     (lambda L: [L.Dense(2), L.BatchNormalization()], r"layer 'batch_normalization.*' \(BatchNormalization\) is not "
                                                      r"supported"),
-    (lambda L: [L.Dense(2), L.ReLU(max_value=6.0)], r"relu with max_value=6.0 and threshold=0.0 is not supported"),
+    (lambda L: [L.Dense(2), L.ReLU(threshold=0.5)], r"relu with max_value=None, threshold=0.5 and negative_slope=0.0 "
+                                                    r"is not supported"),
     (lambda L: [L.Activation("tanh"), L.Dense(2)], r"layer 'activation.*' \(Activation\) comes before any Dense"),
     (lambda L: [L.Dense(2, activation="softmax"), L.Activation("tanh")], r"tanh after softmax cannot be written"),
     (lambda L: [L.Dense(2), L.Softmax(axis=0)], r"Softmax over axis 0 is not supported"),

@@ -31,7 +31,7 @@ from ..errors import ActivationError, InputError, NotAChainError, ShapeError, We
 from ..losses import LOSSES, check_loss, parse_targets
 from ._roundoff import REARRANGE, graph_roundoff_bounds, rearrange, roundoff_bounds
 
-__all__ = ["Derivatives", "Backprop", "GraphBackprop", "backprop", "forward", "LOSSES"]
+__all__ = ["Derivatives", "Backprop", "GraphBackprop", "backprop", "forward", "node_values", "LOSSES"]
 
 # LOSSES (the meaning of :func:`symnet.param_grad`) and the targets rule: symnet.losses.  The
 # oracle shares the reading of its inputs, never the mathematics.
@@ -483,6 +483,21 @@ def _graph_propagate(graph: Any, numbers: dict[str, dict[str, Any]], points: np.
                     v, t, _ = trace[name]
                     trace[name] = (v, t, None)
     return trace
+
+
+def node_values(net: Any, X: Any) -> dict[str, np.ndarray]:
+    """Every node's values ``{name: (N, width)}`` of a network's graph at ``X`` ``(N, d)``, in float64.
+
+    What importers compare node by node with the framework's own intermediate values.
+
+    >>> from symnet.graph import dense, input, network
+    >>> x = input(1)
+    >>> sorted(node_values(network(x, dense(x, [[2.0]], [1.0], "relu")), [[1.0]]).items())
+    [('a1', array([[3.]])), ('x', array([[1.]])), ('z1', array([[3.]]))]
+    """
+    points, _ = _points(X, net.n_inputs)
+    graph = net.graph
+    return {name: triple[0] for name, triple in _graph_propagate(graph, graph_numbers(graph), points, 0, True).items()}
 
 
 def _graph_forward(net: Any, X: Any) -> np.ndarray:

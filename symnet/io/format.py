@@ -298,6 +298,7 @@ def load(path: str | os.PathLike[str]) -> Network:
                               "archives written by symnet.io.save")
     try:
         with open(path, "rb") as stream, zipfile.ZipFile(stream) as archive:
+            _refuse_other_formats(archive, path)
             members = _members(archive, path)
             if _META not in members:
                 raise FileFormatError(f"{_shown(path)}: a .npz archive without symnet metadata (the {_META!r} "
@@ -314,6 +315,19 @@ def load(path: str | os.PathLike[str]) -> Network:
     except _CORRUPT as exc:
         raise FileFormatError(f"{_shown(path)}: the archive is corrupt or truncated ({_kind(exc)}: "
                               f"{safe_text(exc, 200)})") from None
+
+
+def _refuse_other_formats(archive: zipfile.ZipFile, path: Path) -> None:
+    """A Keras or PyTorch archive given to :func:`load`: say what it is and what reads it."""
+    names = archive.namelist()
+    if f"{_META}.npy" in names:
+        return
+    if "config.json" in names:
+        raise FileFormatError(f"{_shown(path)}: a Keras .keras model, not a symnet file; read it with "
+                              "symnet.load(path) or symnet.io.load_keras(path), which never run its code")
+    if any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
+        raise FileFormatError(f"{_shown(path)}: a PyTorch file, not a symnet file; read a state dict with "
+                              "symnet.load(path, layer_activations=[...]) or symnet.io.load_torch(path, [...])")
 
 
 def _kind(exc: BaseException) -> str:
@@ -988,7 +1002,7 @@ def read_network(
     layer_sizes: Sequence[int] | None = None,
     layer_activations: Sequence[Any] | str | None = None,
 ) -> Network:
-    """A network from any file symnet reads, recognised by its contents.
+    """A network from any file symnet reads, recognised by its contents (``symnet.load`` is this function).
 
     Args:
         path: a symnet file (:func:`save`), a ``.keras`` model (:func:`symnet.io.load_keras`)

@@ -74,7 +74,8 @@ KERAS_DEFAULTS: dict[str, dict[str, Any]] = {
     "gelu": {"approximate": False},
 }
 _PLAIN = {"linear": "linear", "sigmoid": "sigmoid", "tanh": "tanh", "softplus": "softplus", "silu": "silu",
-          "swish": "silu", "exponential": "exp", "softmax": "softmax"}
+          "swish": "silu", "exponential": "exp", "softmax": "softmax", "selu": "selu", "mish": "mish",
+          "softsign": "softsign", "relu6": "relu6", "hard_sigmoid": "hard_sigmoid", "hard_tanh": "hardtanh"}
 _IDENTITY_LAYERS = ("InputLayer", "Dropout", "Identity")
 _ACTIVATION_LAYERS = ("Activation", "ReLU", "LeakyReLU", "ELU", "Softmax")
 _SUPPORTED = ("Dense", *_ACTIVATION_LAYERS, *_IDENTITY_LAYERS)
@@ -117,22 +118,22 @@ def _builtin(name: str | None, params: Mapping[str, Any], where: str) -> Activat
         return _activations.activation("linear")
     params = {**KERAS_DEFAULTS.get(name, {}), **params}
     if name == "relu":
+        slope = float(params["negative_slope"])
+        if params["max_value"] is not None and params["threshold"] == 0 and slope == 0:
+            return _activations.activation("hardtanh", min_val=0.0, max_val=float(params["max_value"]))
         if params["max_value"] is not None or params["threshold"] != 0:
             raise UnsupportedLayerError(
-                f"{where}: relu with max_value={params['max_value']} and threshold={params['threshold']} is not "
-                "supported (only max_value=None, threshold=0); give the activation as an expression instead"
+                f"{where}: relu with max_value={params['max_value']}, threshold={params['threshold']} and "
+                f"negative_slope={slope} is not supported (max_value with neither threshold nor slope is); give the "
+                "activation as an expression instead"
             )
-        slope = float(params["negative_slope"])
         return _activations.activation("leaky_relu", alpha=slope) if slope else _activations.activation("relu")
     if name == "leaky_relu":
         return _activations.activation("leaky_relu", alpha=float(params["negative_slope"]))
     if name == "elu":
         return _activations.activation("elu", alpha=float(params["alpha"]))
     if name == "gelu":
-        if params["approximate"]:
-            raise UnsupportedLayerError(f"{where}: gelu with approximate=True is the tanh approximation, not the "
-                                        "erf gelu symnet has; give the activation as an expression instead")
-        return _activations.activation("gelu")
+        return _activations.activation("gelu_tanh" if params["approximate"] else "gelu")
     if name in _PLAIN:
         return _activations.activation(_PLAIN[name])
     known = sorted({*_PLAIN, *KERAS_DEFAULTS})

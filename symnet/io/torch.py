@@ -43,6 +43,7 @@ from ..network import Network
 from ._compare import check_import, describe_modules
 from .format import FileFormatError, UnsupportedLayerError, UntrustedCodeError
 from .keras import activation_from_text, compose_activations
+from .torch_graph import from_torch_graph
 
 __all__ = ["from_torch", "load_torch", "MAX_STATE_VALUES", "SOFTPLUS_MIN_THRESHOLD"]
 
@@ -53,8 +54,9 @@ SOFTPLUS_MIN_THRESHOLD = 20.0
 _MAX_ORDER_STEPS = 100_000
 
 _SIMPLE = {"Tanh": "tanh", "Sigmoid": "sigmoid", "ReLU": "relu", "SiLU": "silu", "Identity": "linear",
-           "Dropout": "linear"}
-_SUPPORTED = ("Linear", "LeakyReLU", "Softplus", "ELU", "GELU", "Softmax", *_SIMPLE)
+           "Dropout": "linear", "Mish": "mish", "SELU": "selu", "Softsign": "softsign", "ReLU6": "relu6",
+           "Hardsigmoid": "hard_sigmoid"}
+_SUPPORTED = ("Linear", "LeakyReLU", "Softplus", "ELU", "GELU", "Hardtanh", "Softmax", *_SIMPLE)
 
 
 def _module_activation(module: Any, where: str) -> Activation:
@@ -66,27 +68,21 @@ def _module_activation(module: Any, where: str) -> Activation:
     if kind == "ELU":
         return _activations.activation("elu", alpha=float(module.alpha))
     if kind == "Softplus":
-        if float(module.beta) != 1.0:
-            raise UnsupportedLayerError(
-                f"{where}: Softplus(beta={module.beta}) is log(1 + exp(beta*x))/beta, not symnet's softplus "
-                "(beta=1); use beta=1, or build the network with the activation "
-                f"lambda x: symnet.softplus({module.beta}*x)/{module.beta}"
-            )
+        beta = float(module.beta)
         threshold = float(module.threshold)
         if not threshold >= SOFTPLUS_MIN_THRESHOLD:
             gap = max(-threshold, 0.0) + math.log1p(math.exp(-abs(threshold))) if threshold == threshold else threshold
             raise UnsupportedLayerError(
-                f"{where}: Softplus(threshold={module.threshold}) returns x itself where x > {module.threshold}, "
-                f"which differs from softplus(x) = x + log1p(exp(-x)) by up to {gap:.3g}; "
+                f"{where}: Softplus(threshold={module.threshold}) returns x itself where beta*x > {module.threshold}, "
+                f"which differs from softplus by up to {gap:.3g}/beta; "
                 f"symnet's softplus has no threshold: use threshold >= {SOFTPLUS_MIN_THRESHOLD:g} (PyTorch's "
                 "default, where the difference is below 1.1e-10 relative)"
             )
-        return _activations.activation("softplus")
+        return _activations.activation("softplus", beta=beta)
     if kind == "GELU":
-        if module.approximate != "none":
-            raise UnsupportedLayerError(f"{where}: GELU(approximate={module.approximate!r}) is the tanh "
-                                        "approximation, not the erf gelu symnet has; use approximate='none'")
-        return _activations.activation("gelu")
+        return _activations.activation("gelu_tanh" if module.approximate == "tanh" else "gelu")
+    if kind == "Hardtanh":
+        return _activations.activation("hardtanh", min_val=float(module.min_val), max_val=float(module.max_val))
     if kind == "Softmax":
         if module.dim not in (-1, 1, None):
             raise UnsupportedLayerError(f"{where}: Softmax(dim={module.dim}) is not over the features; symnet's "
@@ -113,11 +109,17 @@ def _flatten(module: Any, prefix: str, nn: Any) -> list[tuple[str, Any]]:
     return [(prefix, module)]
 
 
-def from_torch(module: Any, *, check: bool = True) -> Network:
-    """The symnet network of an ``nn.Sequential`` of ``Linear`` and activation modules (or one ``nn.Linear``).
+def from_torch(module: Any, *, check: bool = True, input_sizes: Sequence[int] | None = None) -> Network:
+    """The symnet network of a PyTorch module: a chain for ``nn.Sequential`` of ``Linear`` and
+    activation modules (or one ``nn.Linear``), a graph for any other module.
 
-    An activation module after another one is composed with it; an activation before the
-    first ``Linear`` is an error.  See the module docstring for the supported modules.
+    Any other module -- a custom ``nn.Module`` with its own ``forward``, a ``torch.compile``
+    wrapper, a ``Sequential`` holding ``LayerNorm`` -- is traced with ``torch.fx`` and mapped op
+    by op (:mod:`symnet.io.torch_graph`, which lists the ops); ``input_sizes`` gives the width
+    of each of ``forward``'s inputs where the first op reading it cannot tell.
+
+    In a chain, an activation module after another one is composed with it; an activation
+    before the first ``Linear`` is an error.  See the module docstring for the supported modules.
 
     Args:
         module: an ``nn.Sequential`` (a subclass too: its ``forward`` is checked) or an ``nn.Linear``.
@@ -135,11 +137,9 @@ def from_torch(module: Any, *, check: bool = True) -> Network:
 
     if not isinstance(module, nn.Module):
         raise UnsupportedLayerError(f"from_torch needs a torch.nn.Module, not {type(module).__name__}")
-    if not isinstance(module, nn.Sequential) and type(module) is not nn.Linear:
-        raise UnsupportedLayerError(
-            f"from_torch reads nn.Sequential (or one nn.Linear); {type(module).__name__} is a custom module whose "
-            "forward() symnet cannot read: rebuild it as an nn.Sequential"
-        )
+    module = getattr(module, "_orig_mod", module)  # torch.compile's OptimizedModule
+    if not _plain_chain(module, nn):
+        return from_torch_graph(module, check=check, input_sizes=input_sizes)
     weights: list[np.ndarray] = []
     biases: list[np.ndarray | None] = []
     acts: list[Activation] = []
@@ -174,6 +174,16 @@ def from_torch(module: Any, *, check: bool = True) -> Network:
     if check:
         _check_torch(net, module, groups)
     return net
+
+
+def _plain_chain(module: Any, nn: Any) -> bool:
+    """Whether ``module`` is one ``nn.Linear`` or an ``nn.Sequential`` (nested too) of the chain's modules only."""
+    if type(module) is nn.Linear:
+        return True
+    if not isinstance(module, nn.Sequential):
+        return False
+    return all(type(child).__name__ in _SUPPORTED and type(child) is getattr(nn, type(child).__name__)
+               for _, child in _flatten(module, "", nn))
 
 
 def _array(tensor: Any, where: str, name: str) -> np.ndarray:

@@ -1,0 +1,765 @@
+"""Import any PyTorch module whose ``forward`` is a graph of supported ops, through ``torch.fx``.
+
+:func:`~symnet.io.from_torch` sends every module that is not a plain ``nn.Sequential`` here:
+a custom ``class Net(nn.Module)`` with its own ``forward``, residual blocks, gates, Fourier
+features, input normalisation by buffers, ``nn.ModuleList`` loops, modules used several
+times, several outputs, ``torch.compile`` wrappers.
+
+**Capture.** ``torch.fx``'s symbolic tracer runs ``forward`` once on proxies, in the user's
+own process, and records each operation as a node (loops unroll, a shared module is called
+at each use).  It keeps PyTorch's modules (``nn.Linear``, ``nn.Tanh``...) as nodes of their
+own, so a node and its error name the user's module and the line of ``forward`` it came
+from.  ``forward`` that branches on the values of its input cannot be traced: that is an
+:class:`~symnet.io.UnsupportedLayerError` saying so.  Chosen over ``torch.export`` (which
+lowers to ATen and needs example shapes) because every op here keeps its module name and
+line, and tracing needs no input size.
+
+**Mapping.** Every node goes through one table, :data:`OPS` (module classes, functions and
+methods, by name), to :mod:`symnet.graph.builder` calls: ``Linear`` and ``F.linear`` are
+``dense``; activation modules and functions are activation nodes; ``+ - *`` between tensors
+are ``add``/``sub``/``mul``, with numbers or buffers ``shift``/``scale``; ``/`` by a number or
+buffer a ``scale``; ``@`` by a buffer ``matmul``; ``cat``/``split``/``chunk``/slicing of the
+feature axis ``concat``/``slice``; ``sum``/``mean`` over the features; ``LayerNorm``,
+``BatchNorm1d`` (eval mode: its running statistics), ``Softmax``.  Buffers and parameters a
+``forward`` reads (``self.mean``, ``self.B``) are constants, folded with numbers in numpy.
+Anything else raises :class:`~symnet.io.UnsupportedLayerError` naming the node, the op and
+the line of ``forward``.
+
+**Check.** Before returning, the network is compared with the module itself at
+:func:`~symnet.io._compare.check_points` in float64 (a float64 copy in eval mode: the
+module is left as it was): node by node against the traced graph, then end to end against
+``module(x)`` itself; the first node that differs raises :class:`~symnet.ImportMismatchError`
+(``check=False`` skips it).
+"""
+
+from __future__ import annotations
+
+import builtins
+import copy
+import math
+import operator
+import os
+import re
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .. import activations as _activations
+from ..errors import ImportMismatchError, SymnetError
+from ..graph import builder as g
+from ..network import Network
+from ._compare import CHECK_RTOL, check_points
+from .format import UnsupportedLayerError
+
+__all__ = ["OPS", "from_torch_graph", "op_table", "supported_ops"]
+
+
+@dataclass(frozen=True)
+class _Const:
+    """A buffer, parameter or number folded from them: a numpy array (float64) or a float."""
+
+    value: Any
+
+
+class _Squeezed:
+    """Marks a width-1 tensor that PyTorch holds as ``(N,)`` (``x[:, 0]``, ``sum(-1)``)."""
+
+
+@dataclass(frozen=True)
+class _Rule:
+    """How one PyTorch op becomes builder calls: ``convert(capture, node, args, kwargs) -> value``."""
+
+    convert: Callable[..., Any]
+    summary: str
+
+
+def _line(node: Any) -> str:
+    """``forward``'s line that made ``node``: ``'net.py:12 in forward: h = self.fc(x)'`` (printable ASCII only)."""
+    torch_dir = os.path.dirname(os.path.dirname(__import__("torch").__file__))
+    frames = re.findall(r'File "([^"]*)", line (\d+), in (\S+)\n +(.*)', node.stack_trace or "")
+    own = [f for f in frames if not os.path.abspath(f[0]).startswith(os.path.join(torch_dir, "torch"))]
+    if not own:
+        return ""
+    file, number, function, code = own[-1]
+    text = f"{os.path.basename(file)}:{number} in {function}: {code.strip()}"
+    return "".join(c if 32 <= ord(c) < 127 else f"<U+{ord(c):04X}>" for c in text)[:200]
+
+
+def _where(node: Any) -> str:
+    line = _line(node)
+    return f"node {node.name!r} ({_op_name(node)})" + (f" at {line}" if line else "")
+
+
+def _op_name(node: Any) -> str:
+    if node.op == "call_module":
+        return f"module {node.target!r}"
+    if node.op == "call_method":
+        return f"method .{node.target}()"
+    return f"function {getattr(node.target, '__name__', str(node.target))}"
+
+
+# --- values --------------------------------------------------------------------------------
+
+
+def _number(value: Any, where: str) -> Any:
+    if isinstance(value, _Const):
+        return value.value
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise UnsupportedLayerError(f"{where}: expected a tensor or a number, got {type(value).__name__}")
+    return float(value)
+
+
+def _row(value: Any, width: int, where: str) -> Any:
+    """A constant as a scalar or a ``(width,)`` row for ``shift``/``scale``; other shapes refused."""
+    array = np.asarray(_number(value, where), dtype=np.float64)
+    if array.size == 1:
+        return float(array.reshape(()))
+    if array.shape in ((width,), (1, width)):
+        return array.reshape(width)
+    raise UnsupportedLayerError(f"{where}: a constant of shape {array.shape} does not broadcast over "
+                                f"{width} features per point as symnet's (N, {width}) tensors do")
+
+
+def _tensor(value: Any, where: str) -> g.Tensor:
+    if isinstance(value, g.Tensor):
+        return value
+    raise UnsupportedLayerError(f"{where}: this op needs a tensor computed from the inputs here, got a "
+                                f"{'constant' if isinstance(value, _Const) else type(value).__name__}")
+
+
+def _feature_dim(dim: Any, where: str) -> None:
+    if dim not in (-1, 1):
+        raise UnsupportedLayerError(f"{where}: dim={dim!r}; symnet's tensors are (N, features) and its ops act "
+                                    "on the features (dim=-1 or 1)")
+
+
+# --- rules ---------------------------------------------------------------------------------
+
+
+def _binary(kind: str) -> Callable[..., Any]:
+    def convert(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        where = _where(node)
+        if len(args) != 2 or set(kwargs) - {"alpha"}:
+            raise UnsupportedLayerError(f"{where}: takes two operands, got {len(args)} and {sorted(kwargs)}")
+        a, b = args
+        if "alpha" in kwargs:  # torch.add(a, b, alpha=c) is a + c*b
+            b = _scaled(b, _number(kwargs["alpha"], where), where)
+        if not isinstance(a, g.Tensor) and not isinstance(b, g.Tensor):
+            x, y = (np.asarray(_number(v, where), dtype=np.float64) for v in (a, b))
+            folded = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.true_divide}[kind](x, y)
+            return _Const(folded)
+        if kind == "add":
+            return g.add(a, b) if isinstance(b, g.Tensor) and isinstance(a, g.Tensor) else \
+                g.shift(*((a, _row(b, a.width, where)) if isinstance(a, g.Tensor) else (b, _row(a, b.width, where))))
+        if kind == "sub":
+            if isinstance(a, g.Tensor) and isinstance(b, g.Tensor):
+                return g.sub(a, b)
+            if isinstance(a, g.Tensor):
+                return g.shift(a, _negated(_row(b, a.width, where)))
+            return g.shift(g.scale(b, -1.0), _row(a, b.width, where))
+        if kind == "mul":
+            if isinstance(a, g.Tensor) and isinstance(b, g.Tensor):
+                return g.mul(a, b)
+            tensor, other = (a, b) if isinstance(a, g.Tensor) else (b, a)
+            return g.scale(tensor, _row(other, tensor.width, where))
+        if isinstance(b, g.Tensor):  # div
+            raise UnsupportedLayerError(f"{where}: division by a tensor is not one of symnet's ops; divide by "
+                                        "numbers or buffers, or write the reciprocal as an activation")
+        divisor = np.asarray(_row(b, a.width, where), dtype=np.float64)
+        if np.any(divisor == 0):
+            raise UnsupportedLayerError(f"{where}: division by a constant with a zero entry")
+        return g.scale(a, 1.0 / divisor if divisor.ndim else 1.0 / float(divisor))
+    return convert
+
+
+def _negated(row: Any) -> Any:
+    return -row if isinstance(row, float) else -np.asarray(row)
+
+
+def _scaled(value: Any, factor: float, where: str) -> Any:
+    if isinstance(value, g.Tensor):
+        return g.scale(value, factor)
+    return _Const(np.asarray(_number(value, where), dtype=np.float64) * factor)
+
+
+def _neg(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    return _scaled(args[0], -1.0, _where(node))
+
+
+def _rsub(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    return _binary("sub")(cap, node, [args[1], args[0]], kwargs)
+
+
+def _pow(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    where = _where(node)
+    base, exponent = args
+    if not isinstance(base, g.Tensor):
+        if isinstance(exponent, g.Tensor):
+            raise UnsupportedLayerError(f"{where}: a power with a tensor exponent is not supported")
+        return _Const(np.power(np.asarray(_number(base, where), dtype=np.float64), _number(exponent, where)))
+    p = _number(exponent, where)
+    if not isinstance(p, float) or not math.isfinite(p):
+        raise UnsupportedLayerError(f"{where}: the exponent must be one number, got {np.shape(p)}")
+    if p == 2:
+        return g.activation(base, "square")
+    if p == 1:
+        return base
+    if p != int(p) or p < 0:
+        raise UnsupportedLayerError(f"{where}: x ** {p:g} is defined for x >= 0 only (or not at 0); symnet imports "
+                                    "powers with a natural exponent")
+    return g.activation(base, _activations.from_form(_activations.T ** int(p), name=f"pow{int(p)}"))
+
+
+def _activation_rule(name: str) -> Callable[..., Any]:
+    """An activation function or method: its extra arguments (``negative_slope``, ``beta``...) read by name."""
+    def convert(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        where = _where(node)
+        extra = dict(zip(_EXTRA_ARGS.get(name, ()), args[1:]), **kwargs)
+        extra.pop("inplace", None)
+        for key, value in extra.items():
+            if isinstance(value, (g.Tensor, _Const)):
+                raise UnsupportedLayerError(f"{where}: {key} is a tensor; symnet reads numbers there")
+        return g.activation(_tensor(args[0], where), _activation_of(name, extra, where))
+    return convert
+
+
+_EXTRA_ARGS = {"leaky_relu": ("negative_slope",), "elu": ("alpha",), "softplus": ("beta", "threshold"),
+               "gelu": ("approximate",), "hardtanh": ("min_val", "max_val")}
+
+
+def _activation_of(name: str, extra: dict[str, Any], where: str) -> Any:
+    from .torch import SOFTPLUS_MIN_THRESHOLD
+
+    allowed = {"leaky_relu": {"negative_slope"}, "elu": {"alpha"}, "softplus": {"beta", "threshold"},
+               "gelu": {"approximate"}, "hardtanh": {"min_val", "max_val"}}.get(name, set())
+    if set(extra) - allowed:
+        raise UnsupportedLayerError(f"{where}: arguments {sorted(set(extra) - allowed)} are not read by symnet's {name}")
+    if name == "leaky_relu":
+        return _activations.activation("leaky_relu", alpha=float(extra.get("negative_slope", 0.01)))
+    if name == "elu":
+        return _activations.activation("elu", alpha=float(extra.get("alpha", 1.0)))
+    if name == "softplus":
+        if not float(extra.get("threshold", 20.0)) >= SOFTPLUS_MIN_THRESHOLD:
+            raise UnsupportedLayerError(f"{where}: softplus with threshold={extra['threshold']} returns x itself above "
+                                        f"it; use threshold >= {SOFTPLUS_MIN_THRESHOLD:g}")
+        return _activations.activation("softplus", beta=float(extra.get("beta", 1.0)))
+    if name == "gelu":
+        approximate = extra.get("approximate", "none")
+        if approximate not in ("none", "tanh"):
+            raise UnsupportedLayerError(f"{where}: gelu(approximate={approximate!r}) is not 'none' or 'tanh'")
+        return _activations.activation("gelu_tanh" if approximate == "tanh" else "gelu")
+    if name == "hardtanh":
+        return _activations.activation("hardtanh", min_val=float(extra.get("min_val", -1.0)),
+                                       max_val=float(extra.get("max_val", 1.0)))
+    return _activations.activation(name)
+
+
+def _module_rule(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    from .torch import _module_activation
+
+    module = cap.module_at(node.target)
+    kind = type(module).__name__
+    where = _where(node)
+    x = _tensor(args[0], where) if args else None
+    if x is None or len(args) != 1 or kwargs:
+        raise UnsupportedLayerError(f"{where}: a {kind} module called with {len(args)} arguments and "
+                                    f"{sorted(kwargs)}; symnet reads calls on one tensor")
+    if kind == "Linear":
+        weight = cap.array(module.weight, where)
+        bias = None if module.bias is None else cap.array(module.bias, where)
+        return g.dense(x, weight, bias, layout="torch")
+    if kind in ("Identity", "Dropout", "AlphaDropout"):
+        return x
+    if kind == "Flatten":
+        if module.start_dim not in (1, -1) or module.end_dim != -1:
+            raise UnsupportedLayerError(f"{where}: Flatten(start_dim={module.start_dim}, end_dim={module.end_dim}) "
+                                        "on (N, features) tensors; symnet reads Flatten(start_dim=1)")
+        return x
+    if kind == "LayerNorm":
+        if tuple(module.normalized_shape) != (x.width,):
+            raise UnsupportedLayerError(f"{where}: LayerNorm over {tuple(module.normalized_shape)} on {x.width} "
+                                        "features; symnet normalises over the features")
+        gamma = 1.0 if module.weight is None else cap.array(module.weight, where)
+        beta = 0.0 if getattr(module, "bias", None) is None else cap.array(module.bias, where)
+        return g.layer_norm(x, gamma, beta, eps=float(module.eps))
+    if kind == "BatchNorm1d":
+        if module.running_mean is None or module.running_var is None:
+            raise UnsupportedLayerError(f"{where}: BatchNorm1d(track_running_stats=False) normalises by each batch's "
+                                        "own statistics, which is not a function of one point")
+        gamma = 1.0 if module.weight is None else cap.array(module.weight, where)
+        beta = 0.0 if module.bias is None else cap.array(module.bias, where)
+        return g.batch_norm(x, cap.array(module.running_mean, where), cap.array(module.running_var, where),
+                            gamma, beta, eps=float(module.eps))
+    if kind == "Sequential" or kind not in _ACTIVATION_MODULES or type(module) is not getattr(cap.nn, kind, None):
+        raise UnsupportedLayerError(f"{where}: {kind} is not a module symnet reads; it reads "
+                                    f"{', '.join(sorted(_MODULES))} (torch.nn's own classes)")
+    activation = _module_activation(module, where)
+    return g.softmax(x) if activation.name == "softmax" else g.activation(x, activation)
+
+
+_ACTIVATION_MODULES = ("Tanh", "Sigmoid", "ReLU", "SiLU", "LeakyReLU", "Softplus", "ELU", "GELU", "Softmax", "Mish",
+                       "SELU", "Softsign", "ReLU6", "Hardsigmoid", "Hardtanh")
+_MODULES = ("Linear", "Identity", "Dropout", "AlphaDropout", "Flatten", "LayerNorm", "BatchNorm1d",
+            *_ACTIVATION_MODULES)
+
+
+def _cat(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    where = _where(node)
+    tensors = args[0]
+    _feature_dim(args[1] if len(args) > 1 else kwargs.get("dim", 0), where)
+    if not isinstance(tensors, (list, tuple)) or not tensors:
+        raise UnsupportedLayerError(f"{where}: cat needs a list of tensors")
+    return g.concat(*(_tensor(t, where) for t in tensors))
+
+
+def _getitem(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    where = _where(node)
+    value, index = args
+    if isinstance(value, (list, tuple)):  # an element of split(), chunk() or a returned tuple
+        return value[index]
+    x = _tensor(value, where)
+    index = index if isinstance(index, tuple) else (index,)
+    if index and index[0] is Ellipsis:
+        index = (slice(None),) + index[1:]
+    if len(index) == 1 and index[0] == slice(None):
+        return x
+    if len(index) != 2 or index[0] != slice(None):
+        raise UnsupportedLayerError(f"{where}: indexing {index!r}; symnet reads x[:, a:b] and x[:, i] "
+                                    "(every point, some features)")
+    feature = index[1]
+    if isinstance(feature, int) and not isinstance(feature, bool):
+        i = feature + x.width if feature < 0 else feature
+        if not 0 <= i < x.width:
+            raise UnsupportedLayerError(f"{where}: feature {feature} of {x.width}")
+        return cap.squeezed(g.slice(x, i, i + 1))
+    if isinstance(feature, slice) and feature.step in (None, 1):
+        start, stop, _ = feature.indices(x.width)
+        if stop <= start:
+            raise UnsupportedLayerError(f"{where}: the slice {feature!r} of {x.width} features is empty")
+        return x if (start, stop) == (0, x.width) else g.slice(x, start, stop)
+    raise UnsupportedLayerError(f"{where}: indexing the features by {feature!r}; symnet reads a:b and i")
+
+
+def _split(chunks: bool) -> Callable[..., Any]:
+    def convert(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        where = _where(node)
+        x = _tensor(args[0], where)
+        size = args[1] if len(args) > 1 else kwargs.get("chunks" if chunks else "split_size_or_sections")
+        _feature_dim(args[2] if len(args) > 2 else kwargs.get("dim", 0), where)
+        if chunks:
+            step = -(-x.width // int(size))
+            sizes = [min(step, x.width - s) for s in range(0, x.width, step)]
+        elif isinstance(size, int):
+            sizes = [min(size, x.width - s) for s in range(0, x.width, size)]
+        else:
+            sizes = [int(s) for s in size]
+        if builtins.sum(sizes) != x.width or min(sizes) < 1:
+            raise UnsupportedLayerError(f"{where}: sizes {sizes} do not split {x.width} features")
+        bounds = np.cumsum([0, *sizes])
+        return tuple(g.slice(x, int(a), int(b)) for a, b in zip(bounds, bounds[1:]))
+    return convert
+
+
+def _reduce(mean: bool) -> Callable[..., Any]:
+    def convert(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        where = _where(node)
+        x = _tensor(args[0], where)
+        dim = args[1] if len(args) > 1 else kwargs.get("dim")
+        dim = dim[0] if isinstance(dim, (list, tuple)) and len(dim) == 1 else dim
+        _feature_dim(dim, where)
+        keep = args[2] if len(args) > 2 else kwargs.get("keepdim", False)
+        out = g.mean(x) if mean else g.sum(x)
+        return out if keep else cap.squeezed(out)
+    return convert
+
+
+def _matmul(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    where = _where(node)
+    a, b = args
+    if isinstance(b, g.Tensor):
+        raise UnsupportedLayerError(f"{where}: a product of two computed tensors' matrices; symnet multiplies a "
+                                    "tensor by a constant matrix (x @ B with B a buffer or parameter)")
+    if not isinstance(a, g.Tensor):
+        return _Const(np.asarray(_number(a, where)) @ np.asarray(_number(b, where)))
+    matrix = np.asarray(_number(b, where), dtype=np.float64)
+    if matrix.ndim != 2 or matrix.shape[0] != a.width:
+        raise UnsupportedLayerError(f"{where}: x @ B with B of shape {matrix.shape} on {a.width} features")
+    return g.matmul(a, matrix)
+
+
+def _linear_fn(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    where = _where(node)
+    x = _tensor(args[0], where)
+    weight = args[1] if len(args) > 1 else kwargs.get("weight")
+    bias = args[2] if len(args) > 2 else kwargs.get("bias")
+    if isinstance(weight, g.Tensor) or isinstance(bias, g.Tensor):
+        raise UnsupportedLayerError(f"{where}: F.linear with computed weights; symnet reads constant weights")
+    return g.dense(x, np.asarray(_number(weight, where), dtype=np.float64),
+                   None if bias is None else np.asarray(_number(bias, where), dtype=np.float64), layout="torch")
+
+
+def _layer_norm_fn(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    where = _where(node)
+    x = _tensor(args[0], where)
+    shape = tuple(args[1] if len(args) > 1 else kwargs["normalized_shape"])
+    if shape != (x.width,):
+        raise UnsupportedLayerError(f"{where}: layer_norm over {shape} on {x.width} features")
+    weight = args[2] if len(args) > 2 else kwargs.get("weight")
+    bias = args[3] if len(args) > 3 else kwargs.get("bias")
+    eps = args[4] if len(args) > 4 else kwargs.get("eps", 1e-5)
+    return g.layer_norm(x, 1.0 if weight is None else _row(weight, x.width, where),
+                        0.0 if bias is None else _row(bias, x.width, where), eps=float(eps))
+
+
+def _softmax_fn(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    where = _where(node)
+    _feature_dim(args[1] if len(args) > 1 else kwargs.get("dim"), where)
+    return g.softmax(_tensor(args[0], where))
+
+
+def _same(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    """Ops that change nothing symnet holds: dropout at inference, ``float()``/``double()``, ``contiguous()``."""
+    return args[0]
+
+
+def _flatten_fn(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    start = args[1] if len(args) > 1 else kwargs.get("start_dim", 0)
+    if start not in (1, -1):
+        raise UnsupportedLayerError(f"{_where(node)}: flatten(start_dim={start}) would merge the points; symnet "
+                                    "reads flatten(1) of (N, features) tensors")
+    return _tensor(args[0], _where(node))
+
+
+_ACTIVATIONS = {"tanh": "tanh", "sigmoid": "sigmoid", "relu": "relu", "sin": "sin", "cos": "cos", "exp": "exp",
+                "silu": "silu", "square": "square", "expit": "sigmoid", "gelu": "gelu", "elu": "elu",
+                "leaky_relu": "leaky_relu", "softplus": "softplus", "mish": "mish", "selu": "selu",
+                "softsign": "softsign", "relu6": "relu6", "hardsigmoid": "hard_sigmoid", "hardtanh": "hardtanh"}
+_ELEMENTWISE_BINARY = ("add", "iadd", "sub", "isub", "rsub", "mul", "imul", "truediv", "div")
+
+#: Every PyTorch function and method symnet reads, by name (``torch.tanh``, ``F.tanh`` and
+#: ``x.tanh()`` alike), and what it becomes.  Modules are :data:`_MODULES`.
+OPS: dict[str, _Rule] = {
+    **{name: _Rule(_activation_rule(act), f"activation {act}") for name, act in _ACTIVATIONS.items()},
+    "add": _Rule(_binary("add"), "add, or shift by a constant"),
+    "iadd": _Rule(_binary("add"), "add, or shift by a constant"),
+    "sub": _Rule(_binary("sub"), "sub, or shift by a constant"),
+    "isub": _Rule(_binary("sub"), "sub, or shift by a constant"),
+    "rsub": _Rule(_rsub, "sub"),
+    "mul": _Rule(_binary("mul"), "mul, or scale by a constant"),
+    "imul": _Rule(_binary("mul"), "mul, or scale by a constant"),
+    "truediv": _Rule(_binary("div"), "scale by the reciprocal of a constant"),
+    "div": _Rule(_binary("div"), "scale by the reciprocal of a constant"),
+    "neg": _Rule(_neg, "scale by -1"),
+    "pow": _Rule(_pow, "square, or a natural power as an activation"),
+    "matmul": _Rule(_matmul, "matmul by a constant matrix"),
+    "linear": _Rule(_linear_fn, "dense"),
+    "cat": _Rule(_cat, "concat over the features"),
+    "concat": _Rule(_cat, "concat over the features"),
+    "getitem": _Rule(_getitem, "slice of the features"),
+    "split": _Rule(_split(False), "slices of the features"),
+    "chunk": _Rule(_split(True), "slices of the features"),
+    "sum": _Rule(_reduce(False), "sum over the features"),
+    "mean": _Rule(_reduce(True), "mean over the features"),
+    "layer_norm": _Rule(_layer_norm_fn, "layer_norm"),
+    "softmax": _Rule(_softmax_fn, "softmax over the features"),
+    "dropout": _Rule(_same, "the identity (inference)"),
+    "float": _Rule(_same, "the identity (symnet computes in the kernel's dtype)"),
+    "double": _Rule(_same, "the identity (symnet computes in the kernel's dtype)"),
+    "contiguous": _Rule(_same, "the identity"),
+    "flatten": _Rule(_flatten_fn, "the identity on (N, features)"),
+}
+
+
+def supported_ops() -> list[tuple[str, str]]:
+    """``(PyTorch op, what symnet makes of it)`` for every function, method and module :func:`from_torch` reads.
+
+    >>> dict(supported_ops())["Linear"]
+    'dense'
+    """
+    modules = [(name, "dense" if name == "Linear" else "activation" if name in _ACTIVATION_MODULES
+                else {"LayerNorm": "layer_norm", "BatchNorm1d": "batch_norm (running statistics)"}.get(name, "identity"))
+               for name in _MODULES]
+    return sorted(modules + [(name, rule.summary) for name, rule in OPS.items()])
+
+
+def op_table() -> str:
+    """:func:`supported_ops` as the Markdown table of docs/io.md (a test keeps the two the same).
+
+    >>> print(op_table().splitlines()[0])
+    | PyTorch | symnet |
+    """
+    rows = [f"| `{name}` | {summary} |" for name, summary in supported_ops()]
+    return "\n".join(["| PyTorch | symnet |", "|---|---|", *rows])
+
+
+# --- the capture ---------------------------------------------------------------------------
+
+
+class _Capture:
+    """One traced module: its fx graph, the values each node became, and the names to check."""
+
+    def __init__(self, module: Any, input_sizes: Sequence[int] | None) -> None:
+        import torch
+        import torch.fx as fx
+
+        self.nn = torch.nn
+        self.module = module
+        tracer = fx.Tracer()
+        tracer.record_stack_traces = True
+        modes = [(m, m.training) for m in module.modules()]
+        module.eval()  # what is imported is the module at inference (dropout off, batch norm's running statistics)
+        try:
+            self.graph = tracer.trace(module)
+        except Exception as exc:  # noqa: BLE001 - any failure of tracing user code is reported, with its type
+            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+            raise UnsupportedLayerError(
+                f"from_torch could not trace {type(module).__name__}.forward with torch.fx "
+                f"({type(exc).__name__}: {first}); symnet reads a forward whose operations do not depend on the "
+                "values of its input (no `if x.sum() > 0`, no loops over x's entries)") from None
+        finally:
+            for m, training in modes:
+                m.training = training
+        self.placeholders = [n for n in self.graph.nodes if n.op == "placeholder"]
+        self.sizes = self._input_sizes(input_sizes)
+        self.values: dict[Any, Any] = {}
+        self.named: list[tuple[Any, str]] = []  # (fx node, symnet node name) in graph order
+        self._squeezed: set[int] = set()
+
+    def module_at(self, target: str) -> Any:
+        return self.module.get_submodule(target)
+
+    def array(self, tensor: Any, where: str) -> np.ndarray:
+        """A parameter or buffer as float64 numpy (float32 weights arrive exactly)."""
+        if not tensor.is_floating_point():
+            raise UnsupportedLayerError(f"{where}: a {tensor.dtype} constant; symnet reads floating-point weights")
+        return tensor.detach().cpu().double().numpy().copy()
+
+    def squeezed(self, tensor: g.Tensor) -> g.Tensor:
+        self._squeezed.add(id(tensor))
+        return tensor
+
+    def _input_sizes(self, given: Sequence[int] | None) -> list[int]:
+        if not self.placeholders:
+            raise UnsupportedLayerError(f"{type(self.module).__name__}.forward takes no input")
+        for p in self.placeholders:
+            if p.args or str(p.target).startswith("*"):
+                raise UnsupportedLayerError(f"{type(self.module).__name__}.forward's argument {p.target!r} has a default "
+                                            "or collects several (*args); symnet reads positional tensor inputs")
+        if given is not None:
+            sizes = [int(s) for s in given]
+            if len(sizes) != len(self.placeholders) or min(sizes) < 1:
+                raise UnsupportedLayerError(f"input_sizes={list(given)}: forward takes {len(self.placeholders)} "
+                                            f"input(s) ({', '.join(p.target for p in self.placeholders)}), each >= 1")
+            return sizes
+        sizes = []
+        for p in self.placeholders:
+            size = self._size_from_users(p)
+            if size is None:
+                raise UnsupportedLayerError(
+                    f"cannot tell the width of forward's input {p.target!r} from the first op that reads it; give "
+                    f"from_torch(module, input_sizes=[...]) with one width per input")
+            sizes.append(size)
+        return sizes
+
+    def _size_from_users(self, node: Any, depth: int = 0) -> int | None:
+        """The width of ``node``'s values, read off the first op using it that fixes it: a module's
+        ``in_features``, a constant operand's length, a weight's columns; ops that keep the width
+        (activations, arithmetic with numbers) pass the question on to their own users."""
+        if depth > 50:
+            return None
+        for user in node.users:
+            name = str(getattr(user.target, "__name__", user.target)).strip("_")
+            if user.op == "call_module":
+                m = self.module_at(user.target)
+                for attr in ("in_features", "num_features"):
+                    if isinstance(getattr(m, attr, None), int):
+                        return int(getattr(m, attr))
+                if type(m).__name__ == "LayerNorm" and len(m.normalized_shape) == 1:
+                    return int(m.normalized_shape[0])
+                keeps = type(m).__name__ in _ACTIVATION_MODULES + ("Identity", "Dropout", "AlphaDropout", "Flatten")
+            elif user.op in ("call_function", "call_method"):
+                constants = [self._attr(a.target) for a in user.args if getattr(a, "op", None) == "get_attr"]
+                if name == "linear" and len(user.args) > 1 and getattr(user.args[1], "op", None) == "get_attr":
+                    return int(self._attr(user.args[1].target).shape[1])
+                if name == "matmul" and constants and user.args[0] is node:
+                    return int(constants[0].shape[0])
+                if name in _ELEMENTWISE_BINARY:
+                    for c in constants:
+                        if c.dim() >= 1 and c.shape[-1] > 1:
+                            return int(c.shape[-1])
+                keeps = name in _ACTIVATIONS or name in _ELEMENTWISE_BINARY or name in ("neg", "pow", "dropout",
+                                                                                         "float", "double")
+            else:
+                keeps = False
+            if keeps:
+                found = self._size_from_users(user, depth + 1)
+                if found is not None:
+                    return found
+        return None
+
+    def _attr(self, target: str) -> Any:
+        owner, _, name = target.rpartition(".")
+        return getattr(self.module.get_submodule(owner) if owner else self.module, name)
+
+    def run(self) -> tuple[list[g.Tensor], list[g.Tensor], list[bool]]:
+        import torch
+
+        inputs = [g.input(size) for size in self.sizes]
+        outputs: list[Any] = []
+        for node in self.graph.nodes:
+            if node.op == "placeholder":
+                self.values[node] = inputs[self.placeholders.index(node)]
+                continue
+            if node.op == "output":
+                outputs = self._outputs(node)
+                continue
+            if node.op == "get_attr":
+                value = self._attr(node.target)
+                if not isinstance(value, torch.Tensor):
+                    raise UnsupportedLayerError(f"{_where(node)}: reads {type(value).__name__}, not a tensor")
+                self.values[node] = _Const(self.array(value, _where(node)))
+                continue
+            args = [self._value(a) for a in node.args]
+            kwargs = {k: self._value(v) for k, v in node.kwargs.items()}
+            if node.op == "call_module":
+                result = _module_rule(self, node, args, kwargs)
+            else:
+                name = getattr(node.target, "__name__", node.target) if node.op == "call_function" else node.target
+                name = str(name).strip("_")
+                rule = OPS.get(name)
+                if rule is None:
+                    raise UnsupportedLayerError(
+                        f"{_where(node)} is not an op symnet reads; it reads {', '.join(sorted(OPS))} and the modules "
+                        f"{', '.join(sorted(_MODULES))}. Write the op with these, or build the network with "
+                        "symnet.graph")
+                result = rule.convert(self, node, args, kwargs)
+            self.values[node] = result
+            if isinstance(result, g.Tensor) and result.op != "input" and result.name is None:
+                result.name = _node_name(node.name)
+                self.named.append((node, result.name))
+        squeezed = [id(t) in self._squeezed for t in outputs]
+        return inputs, outputs, squeezed
+
+    def _value(self, arg: Any) -> Any:
+        import torch.fx as fx
+
+        if isinstance(arg, fx.Node):
+            return self.values[arg]
+        if isinstance(arg, (list, tuple)):
+            return type(arg)(self._value(a) for a in arg)
+        if isinstance(arg, dict):
+            return {k: self._value(v) for k, v in arg.items()}
+        return arg
+
+    def _outputs(self, node: Any) -> list[g.Tensor]:
+        result = self._value(node.args[0])
+        items = list(result) if isinstance(result, (list, tuple)) else [result]
+        if isinstance(result, dict) or not items:
+            raise UnsupportedLayerError(f"{type(self.module).__name__}.forward returns "
+                                        f"{'a dict' if isinstance(result, dict) else 'nothing'}; symnet reads a tensor "
+                                        "or a tuple of tensors")
+        for k, item in enumerate(items):
+            if not isinstance(item, g.Tensor) or item.op == "input":
+                raise UnsupportedLayerError(f"{type(self.module).__name__}.forward's output {k} is "
+                                            f"{'an input itself' if isinstance(item, g.Tensor) else 'not computed from the inputs'}")
+        return items
+
+
+def _node_name(fx_name: str) -> str:
+    """The symnet node name of an fx node: its name, made an identifier symnet accepts."""
+    name = re.sub(r"[^A-Za-z0-9_]", "_", fx_name)[:60] or "node"
+    name = name if name[0].isalpha() else f"n_{name}"
+    return "t_x" if name == "x" else name
+
+
+def from_torch_graph(module: Any, *, check: bool = True, input_sizes: Sequence[int] | None = None) -> Network:
+    """The symnet network of any module whose ``forward`` is a graph of supported ops (see the module docstring).
+
+    Args:
+        module: an ``nn.Module`` (a ``torch.compile`` wrapper is unwrapped).
+        check: compare with the module, node by node and end to end, in float64 (see the module docstring).
+        input_sizes: the width of each of ``forward``'s inputs, where the first op reading it cannot tell.
+
+    Several inputs are laid side by side in the order ``forward`` takes them: the network's
+    ``X`` is ``[x1, x2, ...]``.  Several outputs are laid side by side too; an output PyTorch
+    holds as ``(N,)`` (``x.sum(-1)``) is one column.
+
+    >>> import torch
+    >>> class Residual(torch.nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.inner, self.head = torch.nn.Linear(2, 2), torch.nn.Linear(2, 1)
+    ...     def forward(self, x):
+    ...         return self.head(x + torch.tanh(self.inner(x)))
+    >>> from_torch_graph(Residual())
+    Network(graph 2 -> 1: inner, tanh, add, head; numeric)
+    """
+    module = getattr(module, "_orig_mod", module)  # torch.compile's OptimizedModule
+    capture = _Capture(module, input_sizes)
+    inputs, outputs, _ = capture.run()
+    net = g.network(inputs, outputs)
+    if check:
+        _check(net, capture)
+    return net
+
+
+def _check(net: Network, capture: _Capture) -> None:
+    """Node by node against the traced graph run on a float64 copy, then ``module(x)`` itself."""
+    import torch
+    import torch.fx as fx
+
+    from ..check.backprop import node_values
+
+    try:
+        double = copy.deepcopy(capture.module).to(torch.float64).eval()
+    except Exception as exc:  # noqa: BLE001 - a module that cannot be copied cannot be checked
+        raise SymnetError(f"from_torch: cannot make a float64 copy of {type(capture.module).__name__} to check the "
+                          f"import ({type(exc).__name__}); pass check=False to import it unchecked") from None
+    points = check_points(builtins.sum(capture.sizes))
+    bounds = np.cumsum([0, *capture.sizes])
+    args = [torch.as_tensor(points[:, a:b]) for a, b in zip(bounds, bounds[1:])]
+    seen: dict[str, np.ndarray] = {}
+
+    class Recorder(fx.Interpreter):
+        def run_node(self, n: Any) -> Any:
+            out = super().run_node(n)
+            if isinstance(out, torch.Tensor):
+                seen[n.name] = out.detach().double().numpy()
+            return out
+
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        Recorder(fx.GraphModule(double, capture.graph)).run(*args)
+        whole = double(*args)
+    ours = node_values(net, points)
+    scale = 1.0
+    for node, name in capture.named:
+        if name not in ours:  # a traced graph that is a plain chain becomes a chain network, named z1, a1, ...
+            continue  # checked end to end below
+        theirs = seen[node.name].reshape(len(points), -1)
+        mine = ours[name]
+        scale = max(scale, float(np.max(np.abs(theirs), initial=0.0)))
+        gap = _gap(mine, theirs)
+        if not gap <= CHECK_RTOL * scale:
+            raise ImportMismatchError(
+                f"from_torch({type(capture.module).__name__}): {_where(node)} gives values that differ from "
+                f"PyTorch's by {gap:.3g} (symnet node {name!r}); pass check=False to import the structure as read "
+                "anyway")
+    items = list(whole) if isinstance(whole, (tuple, list)) else [whole]
+    theirs = np.concatenate([np.asarray(t.detach().double().numpy()).reshape(len(points), -1) for t in items], axis=1)
+    gap = _gap(ours[net.graph.output], theirs)
+    if not gap <= CHECK_RTOL * scale:
+        raise ImportMismatchError(
+            f"from_torch({type(capture.module).__name__}): module(x) differs from the traced graph by {gap:.3g} "
+            "although every node agreed: forward does something tracing did not record; pass check=False to "
+            "import the structure as read anyway")
+
+
+def _gap(ours: np.ndarray, theirs: np.ndarray) -> float:
+    if ours.shape != theirs.shape:
+        return math.inf
+    with np.errstate(all="ignore"):
+        same = (ours == theirs) | (np.isnan(ours) & np.isnan(theirs))
+        return float(np.max(np.where(same, 0.0, np.abs(ours - theirs)), initial=0.0))

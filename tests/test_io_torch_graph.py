@@ -1,0 +1,313 @@
+"""symnet.io.torch_graph: PyTorch modules written as their authors write them, imported in one call.
+
+Each module of the PINN zoo is a custom ``nn.Module`` here; its import is checked against the
+module by ``from_torch`` itself, and here value, gradient, Hessian and Laplacian of the
+compiled kernel against PyTorch's autograd in float64.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import symnet
+from symnet import ImportMismatchError
+from symnet.io import UnsupportedLayerError, from_torch
+from symnet.io.torch_graph import OPS, supported_ops
+
+
+class ResNet(nn.Module):
+    def __init__(self, d: int = 2, width: int = 8, blocks: int = 2) -> None:
+        super().__init__()
+        self.inp = nn.Linear(d, width)
+        self.blocks = nn.ModuleList([nn.Linear(width, width) for _ in range(blocks)])
+        self.act = nn.Tanh()  # one module object used at every block
+        self.out = nn.Linear(width, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.act(self.inp(x))
+        for block in self.blocks:
+            h = h + self.act(block(h))
+        return self.out(h)
+
+
+class ModifiedMlp(nn.Module):
+    def __init__(self, d: int = 2, width: int = 8, depth: int = 2) -> None:
+        super().__init__()
+        self.u, self.v = nn.Linear(d, width), nn.Linear(d, width)
+        self.layers = nn.ModuleList([nn.Linear(d if k == 0 else width, width) for k in range(depth)])
+        self.out = nn.Linear(width, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        u, v = torch.tanh(self.u(x)), torch.tanh(self.v(x))
+        h = x
+        for layer in self.layers:
+            h = torch.tanh(layer(h))
+            h = h * u + (1 - h) * v
+        return self.out(h)
+
+
+class FourierMlp(nn.Module):
+    def __init__(self, d: int = 2, features: int = 4, width: int = 8) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor([0.25, -0.5]))
+        self.register_buffer("std", torch.tensor([2.0, 0.5]))
+        self.register_buffer("B", torch.randn(d, features))
+        self.hidden = nn.Sequential(nn.Linear(2 * features, width), nn.SiLU(), nn.Linear(width, width))
+        self.out = nn.Linear(width, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x - self.mean) / self.std
+        p = 2 * math.pi * x @ self.B
+        h = self.hidden(torch.cat([torch.cos(p), torch.sin(p)], dim=-1))
+        return self.out(F.softplus(h))
+
+
+class PirateBlock(nn.Module):
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.f, self.g = nn.Linear(width, width), nn.Linear(width, width)
+        self.alpha = nn.Parameter(torch.tensor(0.3))
+
+    def forward(self, h: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        f = torch.tanh(self.f(h))
+        f = f * u + (1 - f) * v
+        g = torch.tanh(self.g(f))
+        return self.alpha * g + (1 - self.alpha) * h
+
+
+class PirateNet(nn.Module):
+    def __init__(self, d: int = 2, width: int = 8, blocks: int = 2) -> None:
+        super().__init__()
+        self.embed = nn.Linear(d, width)
+        self.u, self.v = nn.Linear(width, width), nn.Linear(width, width)
+        self.blocks = nn.ModuleList([PirateBlock(width) for _ in range(blocks)])
+        self.out = nn.Linear(width, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.sin(self.embed(x))
+        u, v = torch.tanh(self.u(h)), torch.tanh(self.v(h))
+        for block in self.blocks:
+            h = block(h, u, v)
+        return self.out(h)
+
+
+class DeepONet(nn.Module):
+    def __init__(self, sensors: int = 5, coords: int = 2, width: int = 8, p: int = 4) -> None:
+        super().__init__()
+        self.branch = nn.Sequential(nn.Linear(sensors, width), nn.Tanh(), nn.Linear(width, p))
+        self.trunk = nn.Sequential(nn.Linear(coords, width), nn.Tanh(), nn.Linear(width, p), nn.Tanh())
+        self.bias = nn.Parameter(torch.tensor([0.1]))
+
+    def forward(self, u: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return (self.branch(u) * self.trunk(y)).sum(dim=-1, keepdim=True) + self.bias
+
+
+class Normalised(nn.Module):
+    """LayerNorm, BatchNorm (eval), GELU, Dropout, Flatten, F.linear of own parameters, two heads."""
+
+    def __init__(self, d: int = 3, width: int = 6) -> None:
+        super().__init__()
+        self.fc = nn.Linear(d, width)
+        self.norm = nn.LayerNorm(width)
+        self.bn = nn.BatchNorm1d(width)
+        self.drop = nn.Dropout(0.5)
+        self.flat = nn.Flatten()
+        self.w = nn.Parameter(torch.randn(2, width) / 3)
+        with torch.no_grad():
+            self.bn.running_mean.uniform_(-0.5, 0.5)
+            self.bn.running_var.uniform_(0.5, 2.0)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.drop(F.gelu(self.norm(self.fc(x))))
+        h = self.flat(self.bn(h))
+        out = F.linear(h, self.w)
+        return out[:, :1], out[:, 1].pow(2)
+
+
+class Shared(nn.Module):
+    """One Linear used twice, split() and an elementwise square."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = torch.split(self.fc(torch.sigmoid(self.fc(x))), 2, dim=-1)
+        return torch.cat([a * b, -b], dim=1) ** 2
+
+
+ZOO = {"resnet": ResNet, "modified_mlp": ModifiedMlp, "fourier": FourierMlp, "pirate": PirateNet,
+       "deeponet": DeepONet, "normalised": Normalised, "shared": Shared}
+
+
+def _reference(module: nn.Module, widths: list[int], X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Value, Jacobian and Hessian by PyTorch's autograd in float64, the inputs laid side by side."""
+    bounds = np.cumsum([0, *widths])
+
+    def f(row: torch.Tensor) -> torch.Tensor:
+        parts = [row[None, a:b] for a, b in zip(bounds, bounds[1:])]
+        out = module(*parts)
+        outs = out if isinstance(out, tuple) else (out,)
+        return torch.cat([o.reshape(1, -1) for o in outs], dim=1)[0]
+
+    module.eval()  # what symnet imports: the module at inference
+    points = torch.as_tensor(X)
+    value = torch.stack([f(row) for row in points]).detach().numpy()
+    jac = torch.func.vmap(torch.func.jacrev(f))(points).detach().numpy()
+    hes = torch.func.vmap(torch.func.jacrev(torch.func.jacrev(f)))(points).detach().numpy()
+    return value, jac, hes
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+@pytest.mark.parametrize("strategy", ["expression", "layered"])
+def test_the_zoo_imports_in_one_call_and_its_derivatives_match_autograd(name: str, strategy: str) -> None:
+    torch.manual_seed(7)
+    module = ZOO[name]().double()
+    net = from_torch(module)
+    widths = [5, 2] if name == "deeponet" else [net.n_inputs]
+    X = np.random.default_rng(3).uniform(-1.5, 1.5, (6, net.n_inputs))
+    value, jac, hes = _reference(module, widths, X)
+    result = symnet.compile(net, ("value", "jacobian", "hessian", "laplacian"), strategy=strategy,
+                            backend="numpy")(X)
+    scale = 1.0 + np.abs(hes).max()
+    np.testing.assert_allclose(result.value, value, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(result.jacobian, jac, rtol=1e-11, atol=1e-12 * scale)
+    np.testing.assert_allclose(result.hessian, hes, rtol=1e-10, atol=1e-11 * scale)
+    np.testing.assert_allclose(result.laplacian, np.trace(hes, axis1=2, axis2=3), rtol=1e-10, atol=1e-11 * scale)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script.*` is deprecated:DeprecationWarning")  # torch.compile's import
+def test_torch_compile_wrappers_and_float32_modules() -> None:
+    torch.manual_seed(0)
+    module = ResNet()
+    net = from_torch(torch.compile(module))  # float32 weights arrive exactly: the check runs in float64
+    X = np.random.default_rng(0).normal(size=(4, 2))
+    want = module.double()(torch.as_tensor(X)).detach().numpy()
+    np.testing.assert_allclose(symnet.compile(net, "value", backend="numpy")(X).value, want, rtol=1e-13)
+
+
+def test_names_and_module_left_as_it_was() -> None:
+    module = ResNet().double().train()
+    net = from_torch(module)
+    assert module.training and all(m.training for m in module.modules())
+    names = [node.name for node in net.graph.nodes]
+    assert names[:4] == ["x", "inp", "act", "blocks_0"] and "add" in names
+
+
+class _Atan(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(2, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.atan(self.fc(x))  # the line the error names
+
+
+class _Branching(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x) if x.sum() > 0 else -self.fc(x)
+
+
+class _Divides(_Atan):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.fc(x)
+        return h / (1 + h * h)
+
+
+class _Dict(_Atan):
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"u": self.fc(x)}
+
+
+class _Rows(_Atan):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x)[0:1]
+
+
+class _BatchStats(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc, self.bn = nn.Linear(2, 2), nn.BatchNorm1d(2, track_running_stats=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.fc(x))
+
+
+class _Conv(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc, self.conv = nn.Linear(2, 2), nn.Conv1d(1, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(self.fc(x))
+
+
+@pytest.mark.parametrize("module, message", [
+    (_Atan(), r"node 'atan' \(function atan\) at test_io_torch_graph\.py:\d+ in forward: return torch\.atan\(self\.fc"
+              r"\(x\)\) .* is not an op symnet reads; it reads .*add"),
+    (_Branching(), r"could not trace _Branching\.forward with torch\.fx \(TraceError: .*\); symnet reads a forward "
+                   r"whose operations do not depend on the values of its input"),
+    (_Divides(), r"node 'truediv' \(function truediv\) at .*: division by a tensor is not one of symnet's ops"),
+    (_Dict(), r"_Dict\.forward returns a dict; symnet reads a tensor or a tuple of tensors"),
+    (_Rows(), r"node 'getitem' .*: indexing \(slice\(0, 1, None\),\); symnet reads x\[:, a:b\]"),
+    (_BatchStats(), r"node 'bn' \(module 'bn'\) .*track_running_stats=False\) normalises by each batch's own"),
+    (_Conv(), r"node 'conv' \(module 'conv'\) .*Conv1d is not a module symnet reads; it reads .*Linear"),
+])
+def test_refusals_name_the_node_the_op_and_the_line(module: nn.Module, message: str) -> None:
+    with pytest.raises(UnsupportedLayerError, match=message):
+        from_torch(module)
+
+
+def test_a_forward_that_tracing_cannot_see_is_caught_by_the_check() -> None:
+    class Counter(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(2, 1)
+            self.calls = 0
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.calls += 1  # tracing records the first call's constant
+            return self.fc(x) * self.calls
+
+    with pytest.raises(ImportMismatchError, match=r"module\(x\) differs from the traced graph .* although every node "
+                                                  r"agreed"):
+        from_torch(Counter().double())
+    assert from_torch(Counter().double(), check=False).n_outputs == 1
+
+
+def test_input_widths_are_read_or_asked_for() -> None:
+    class OnlyActivations(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.tanh(x) * 2
+
+    with pytest.raises(UnsupportedLayerError, match=r"give from_torch\(module, input_sizes=\[\.\.\.\]\)"):
+        from_torch(OnlyActivations())
+    net = from_torch(OnlyActivations(), input_sizes=[3])
+    assert (net.n_inputs, net.n_outputs) == (3, 3)
+    with pytest.raises(UnsupportedLayerError, match=r"input_sizes=\[3, 4\]: forward takes 1 input"):
+        from_torch(OnlyActivations(), input_sizes=[3, 4])
+
+
+def test_the_op_table_is_one_table() -> None:
+    ops = dict(supported_ops())
+    assert set(OPS) <= set(ops) and ops["Linear"] == "dense" and ops["BatchNorm1d"].startswith("batch_norm")
+
+
+def test_the_docs_list_the_op_table_as_generated() -> None:
+    from pathlib import Path
+
+    from symnet.io.torch_graph import op_table
+
+    text = (Path(__file__).parents[1] / "docs" / "io.md").read_text()
+    block = text.split("<!-- op_table: start -->\n", 1)[1].split("\n<!-- op_table: end -->", 1)[0]
+    assert block == op_table(), "docs/io.md's PyTorch op table is stale: paste symnet.io.torch_graph.op_table() there"
