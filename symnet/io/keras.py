@@ -43,7 +43,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -283,6 +283,8 @@ def from_keras(model: Any, activations: Mapping[int | str, Any] | None = None, *
                                     "read; rebuild it as a keras.Sequential or a functional chain")
     if not model.built:
         raise UnsupportedLayerError(f"{where} is not built: give it a keras.Input or call it on data first")
+    if not _live_is_chain(model, keras):
+        return _live_graph(model, keras, activations, check, where)
     layers = _live_chain(model, keras, where)
     steps = [_live_step(layer, keras, where) for layer in layers]
     _number_dense(steps)
@@ -292,6 +294,64 @@ def from_keras(model: Any, activations: Mapping[int | str, Any] | None = None, *
         _check_keras(net, model, [(layer, step) for layer, step in zip(layers, steps)
                                   if step.class_name not in _IDENTITY_LAYERS], where)
     return net
+
+
+def _live_is_chain(model: Any, keras: Any) -> bool:
+    """Whether a live model is a chain of the layers the chain reader knows (else it is read as a graph)."""
+    if any(type(layer).__name__ not in _SUPPORTED for layer in model.layers):
+        return False
+    try:
+        _live_chain(model, keras, "")
+    except UnsupportedLayerError:
+        return False
+    return True
+
+
+def _live_graph(model: Any, keras: Any, overrides: Mapping[int | str, Any] | None, check: bool,
+                where: str) -> Network:
+    """A live model that is a graph: its own serialisation read by :mod:`symnet.io.keras_graph`."""
+    from .keras_graph import check_live, graph_from_config
+
+    # through JSON, as model.save writes it: one reader for live models and files (tuples become lists)
+    config = json.loads(json.dumps(keras.saving.serialize_keras_object(model)))
+    by_name = {layer.name: layer for layer in model.layers}
+
+    def weights(name: str, here: str, wanted: Sequence[tuple[str, tuple[int, ...]]]) -> list[np.ndarray]:
+        arrays = [_to_numpy(w) for w in by_name[name].weights]
+        if [a.shape for a in arrays] != [shape for _, shape in wanted]:
+            raise UnsupportedLayerError(f"{here}: weights of shapes {[a.shape for a in arrays]}; expected "
+                                        f"{', '.join(f'{label} {shape}' for label, shape in wanted)}")
+        return arrays
+
+    net, names = graph_from_config(config, weights, where, _graph_activation(
+        overrides, where, None, lambda name, here, spec: _deferred(_live_activation, by_name[name].activation,
+                                                                     keras, here)))
+    if check:
+        check_live(net, model, names, where)
+    return net
+
+
+def _graph_activation(overrides: Mapping[int | str, Any] | None, where: str, path: Path | None,
+                      read: Callable[[str, str, Any], Activation | _Pending]) -> Callable[[str, str, Any], Activation]:
+    """A graph layer's activation: the override for its name, else ``read``'s, an unreadable one an error."""
+    overrides = dict(overrides or {})
+    for key in overrides:
+        if not isinstance(key, str):
+            raise ActivationError(f"{where}: activation for layer {key!r}: in a graph model give the layer's name")
+
+    def activation(name: str, here: str, spec: Any) -> Activation:
+        if name in overrides:
+            value = overrides[name]
+            try:
+                return activation_from_text(value) if isinstance(value, str) else _activations.get(value)
+            except ActivationError as exc:
+                raise ActivationError(f"{here}: {exc}") from None
+        found = read(name, here, spec)
+        if isinstance(found, _Pending):
+            raise _pending_error(_Step(name, "Dense", None, found), where, path)
+        return found
+
+    return activation
 
 
 def _check_keras(net: Network, model: Any, pairs: list[tuple[Any, _Step]], where: str) -> None:
@@ -452,12 +512,76 @@ def load_keras(path: str | os.PathLike[str], activations: Mapping[int | str, Any
     path = Path(path)
     config, weights_file = _read_archive(path)
     where = str(path)
+    if not _config_is_chain(config):
+        return _file_graph(config, weights_file, path, activations, trust)
     steps = _config_steps(config, where, trust)
     _number_dense(steps)
     _override(steps, activations, where)
     dense = [s for s in steps if s.dense_index is not None]
     _read_weights(weights_file, dense, path)
     return _build([s for s in steps if s.class_name not in _IDENTITY_LAYERS], where, path)
+
+
+def _config_is_chain(config: dict[str, Any]) -> bool:
+    """Whether a file's config is a chain of the layers the chain reader knows (else it is read as a graph)."""
+    body = config.get("config")
+    layers = body.get("layers") if isinstance(body, dict) else None
+    if not isinstance(layers, list) or not all(isinstance(layer, dict) and isinstance(layer.get("config"), dict)
+                                               for layer in layers):
+        return True  # the chain reader says what is wrong
+    if any(layer.get("class_name") not in _SUPPORTED for layer in layers):
+        from .keras_graph import LAYERS
+
+        return not any(layer.get("class_name") in LAYERS for layer in layers)  # unknown layers: the chain error
+    if config.get("class_name") == "Sequential":
+        return True
+    try:
+        _check_chain(body, layers, "")
+    except UnsupportedLayerError:
+        return False
+    return True
+
+
+def _file_graph(config: dict[str, Any], data: bytes, path: Path, overrides: Mapping[int | str, Any] | None,
+                trust: bool) -> Network:
+    """A ``.keras`` file whose model is a graph, read by :mod:`symnet.io.keras_graph`."""
+    import h5py
+
+    from .keras_graph import graph_from_config
+
+    where = str(path)
+    try:
+        h5 = h5py.File(io.BytesIO(data), "r")
+    except OSError as exc:
+        raise FileFormatError(f"{path}: model.weights.h5 is not a readable HDF5 file ({str(exc)[:200]!r})") from None
+    with h5:
+        try:
+            groups = dict(_vars_groups(h5, path))
+        except (OSError, KeyError, ValueError, TypeError, RuntimeError, RecursionError, MemoryError) as exc:
+            raise FileFormatError(f"{path}: model.weights.h5 is damaged ({type(exc).__name__}: "
+                                  f"{str(exc)[:200]!r})") from None
+        by_name = {layer_name: key for key, (layer_name, _) in groups.items() if layer_name is not None}
+
+        def weights(name: str, here: str, wanted: Sequence[tuple[str, tuple[int, ...]]]) -> list[np.ndarray]:
+            key = by_name.get(name, f"layers/{name}")
+            if key not in groups:
+                raise FileFormatError(f"{here}: model.weights.h5 has no weights for it")
+            arrays = groups[key][1]
+            if len(arrays) != len(wanted):
+                raise FileFormatError(f"{here}: {len(arrays)} weight arrays in model.weights.h5; expected "
+                                      f"{', '.join(label for label, _ in wanted)}")
+            step = _Step(name, here, None, _activations.activation("linear"))
+            try:
+                return [_dataset(item, path, step, label, shape) for item, (label, shape) in zip(arrays, wanted)]
+            except SymnetError:
+                raise
+            except (OSError, KeyError, ValueError, TypeError, RuntimeError, RecursionError, MemoryError) as exc:
+                raise FileFormatError(f"{here}: model.weights.h5 is damaged ({type(exc).__name__}: "
+                                      f"{str(exc)[:200]!r})") from None
+
+        net, _ = graph_from_config(config, weights, where, _graph_activation(
+            overrides, where, path, lambda name, here, spec: _deferred(_config_activation, spec, here, trust)))
+    return net
 
 
 def _read_archive(path: Path) -> tuple[dict[str, Any], bytes]:

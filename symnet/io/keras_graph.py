@@ -1,0 +1,448 @@
+"""Keras models that are graphs: functional models with residual adds, products, concatenation,
+normalisation layers, several inputs and outputs -- from a live model or a ``.keras`` file.
+
+:func:`~symnet.io.from_keras` and :func:`~symnet.io.load_keras` send here every model that is
+not a chain of ``Dense`` and activation layers.  Both read the same thing: the model's config
+(``config.json`` in a file, Keras' own serialisation of a live model) layer by layer in the
+order Keras lists them, each call of a layer (its ``inbound_nodes``) through one table,
+:data:`LAYERS`, to :mod:`symnet.graph.builder` calls.  A file's config is data: layer
+classes outside the table, or from a module that is not Keras' own, are refused by name and
+never imported; lambda layers are refused (a lambda activation is handled as for chains).
+Weights come from the live layers or from ``model.weights.h5``, each array's shape checked
+against the config before it is read.
+
+A live model is checked like a chain: every layer's output (Keras' own, in the model's
+compute precision) against symnet's node, then ``model(x)`` end to end, raising
+:class:`~symnet.ImportMismatchError` at the first layer that differs.
+"""
+
+from __future__ import annotations
+
+import builtins
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from .. import activations as _activations
+from ..activations import Activation
+from ..errors import ActivationError, ImportMismatchError, SymnetError
+from ..graph import builder as g
+from ..network import Network
+from ._compare import check_points
+from .format import MAX_NODES, FileFormatError, UnsupportedLayerError
+
+__all__ = ["LAYERS", "graph_from_config", "layer_table"]
+
+#: Keras' ``backend.epsilon()``: ``Normalization`` divides by ``max(sqrt(variance), epsilon)``.
+KERAS_EPSILON = 1e-7
+
+Weights = Callable[[str, str, Sequence[tuple[str, tuple[int, ...]]]], list[np.ndarray]]
+
+
+@dataclass(frozen=True)
+class _Layer:
+    """What a converter sees of one call of one layer."""
+
+    name: str
+    kind: str
+    config: dict[str, Any]
+    inputs: list[g.Tensor]
+    where: str
+    weights: Weights
+    activation: Callable[[Any], Activation]  # the layer's activation config -> symnet activation (overrides applied)
+
+    def one(self) -> g.Tensor:
+        if len(self.inputs) != 1:
+            raise UnsupportedLayerError(f"{self.where} takes {len(self.inputs)} inputs; it reads one")
+        return self.inputs[0]
+
+    def arrays(self, *wanted: tuple[str, tuple[int, ...]]) -> list[np.ndarray]:
+        return self.weights(self.name, self.where, wanted)
+
+    def last_axis(self) -> None:
+        axis = self.config.get("axis", -1)
+        if axis not in (-1, [-1], 1, [1]):
+            raise UnsupportedLayerError(f"{self.where}: axis {_brief(axis)}; symnet's tensors are (N, features) "
+                                        "and these layers act on the features (axis -1)")
+
+    def flag(self, key: str, default: bool) -> bool:
+        value = self.config.get(key, default)
+        if not isinstance(value, bool):
+            raise FileFormatError(f"{self.where}: {key} is {_brief(value)}, not true or false")
+        return value
+
+    def number(self, key: str, default: float) -> float:
+        value = self.config.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+            raise FileFormatError(f"{self.where}: {key} is {_brief(value)}, not a finite number")
+        return float(value)
+
+
+def _brief(value: Any) -> str:
+    from .keras import _brief as brief
+
+    return brief(value)
+
+
+# --- the table -----------------------------------------------------------------------------
+
+
+def _dense(layer: _Layer) -> g.Tensor:
+    x = layer.one()
+    units = layer.config.get("units")
+    if isinstance(units, bool) or not isinstance(units, int) or units < 1:
+        raise FileFormatError(f"{layer.where}: units is {_brief(units)}")
+    if layer.config.get("lora_rank") or layer.config.get("quantization_config"):
+        raise UnsupportedLayerError(f"{layer.where} is quantized or has LoRA weights; merge them into a plain Dense "
+                                    "layer")
+    use_bias = layer.flag("use_bias", True)
+    wanted = [("kernel", (x.width, units))] + ([("bias", (units,))] if use_bias else [])
+    kernel, *bias = layer.arrays(*wanted)
+    z = g.dense(x, kernel, bias[0] if bias else None)
+    return _activate(z, layer.activation(layer.config.get("activation")))
+
+
+def _activate(x: g.Tensor, activation: Activation) -> g.Tensor:
+    if activation.name == "linear":
+        return x
+    return g.softmax(x) if activation.name == "softmax" else g.activation(x, activation)
+
+
+def _activation_layer(layer: _Layer) -> g.Tensor:
+    return _activate(layer.one(), layer.activation(layer.config.get("activation")))
+
+
+def _named_activation_layer(layer: _Layer) -> g.Tensor:
+    from .keras import _layer_activation
+
+    return _activate(layer.one(), _layer_activation(layer.kind, layer.config, layer.where))
+
+
+def _merge(kind: str) -> Callable[[_Layer], g.Tensor]:
+    def convert(layer: _Layer) -> g.Tensor:
+        xs = layer.inputs
+        if len(xs) < 2 or (kind == "sub" and len(xs) != 2):
+            raise UnsupportedLayerError(f"{layer.where} takes {len(xs)} inputs")
+        if kind == "concat":
+            layer.last_axis()
+            return g.concat(*xs)
+        if len({x.width for x in xs}) != 1:
+            raise UnsupportedLayerError(f"{layer.where}: inputs of widths {[x.width for x in xs]}; symnet merges "
+                                        "tensors of one width")
+        out = xs[0]
+        for x in xs[1:]:
+            out = {"add": g.add, "sub": g.sub, "mul": g.mul, "average": g.add}[kind](out, x)
+        return g.scale(out, 1.0 / len(xs)) if kind == "average" else out
+    return convert
+
+
+def _identity(layer: _Layer) -> g.Tensor:
+    return layer.one()
+
+
+def _normalization(layer: _Layer) -> g.Tensor:
+    x = layer.one()
+    layer.last_axis()
+    if layer.flag("invert", False):
+        raise UnsupportedLayerError(f"{layer.where}: invert=True (denormalisation) is not supported")
+    given = layer.config.get("mean"), layer.config.get("variance")
+    if given[0] is not None and given[1] is not None:
+        mean, variance = (_constant(v, x.width, f"{layer.where}: {k}") for v, k in zip(given, ("mean", "variance")))
+    else:
+        mean, variance, _ = layer.arrays(("mean", (x.width,)), ("variance", (x.width,)), ("count", ()))
+    if np.any(variance < 0):
+        raise FileFormatError(f"{layer.where}: a variance is negative")
+    return g.normalize(x, mean, np.maximum(np.sqrt(variance), KERAS_EPSILON))
+
+
+def _constant(value: Any, width: int, where: str) -> np.ndarray:
+    array = np.asarray(value, dtype=object)
+    if array.size not in (1, width) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                for v in array.reshape(-1)):
+        raise FileFormatError(f"{where} is {_brief(value)}; expected a number or {width} numbers")
+    values = np.asarray(array.reshape(-1), dtype=np.float64)
+    if not np.all(np.isfinite(values)):
+        raise FileFormatError(f"{where} has a non-finite entry")
+    return np.broadcast_to(values, (width,)).copy()
+
+
+def _rescaling(layer: _Layer) -> g.Tensor:
+    x = layer.one()
+    scale = _constant(layer.config.get("scale", 1.0), x.width, f"{layer.where}: scale")
+    offset = _constant(layer.config.get("offset", 0.0), x.width, f"{layer.where}: offset")
+    return g.rescale(x, scale, offset)
+
+
+def _batch_norm(layer: _Layer) -> g.Tensor:
+    x = layer.one()
+    layer.last_axis()
+    w = x.width
+    scale, center = layer.flag("scale", True), layer.flag("center", True)
+    wanted = ([("gamma", (w,))] if scale else []) + ([("beta", (w,))] if center else []) + \
+        [("moving_mean", (w,)), ("moving_variance", (w,))]
+    arrays = layer.arrays(*wanted)
+    gamma = arrays.pop(0) if scale else 1.0
+    beta = arrays.pop(0) if center else 0.0
+    mean, variance = arrays
+    return g.batch_norm(x, mean, variance, gamma, beta, eps=layer.number("epsilon", 1e-3))
+
+
+def _layer_norm(layer: _Layer) -> g.Tensor:
+    x = layer.one()
+    layer.last_axis()
+    if layer.flag("rms_scaling", False):
+        raise UnsupportedLayerError(f"{layer.where}: rms_scaling=True is not supported")
+    scale, center = layer.flag("scale", True), layer.flag("center", True)
+    arrays = layer.arrays(*(([("gamma", (x.width,))] if scale else []) + ([("beta", (x.width,))] if center else [])))
+    gamma = arrays.pop(0) if scale else 1.0
+    beta = arrays.pop(0) if center else 0.0
+    return g.layer_norm(x, gamma, beta, eps=layer.number("epsilon", 1e-3))
+
+
+def _flatten(layer: _Layer) -> g.Tensor:
+    return layer.one()  # (N, features) stays (N, features)
+
+
+#: Every Keras layer a graph may hold, and what it becomes.  ``InputLayer`` starts the graph.
+LAYERS: dict[str, tuple[Callable[[_Layer], g.Tensor], str]] = {
+    "Dense": (_dense, "dense (and its activation)"),
+    "Activation": (_activation_layer, "activation"),
+    "ReLU": (_named_activation_layer, "activation (relu, or hardtanh with max_value)"),
+    "LeakyReLU": (_named_activation_layer, "activation leaky_relu"),
+    "ELU": (_named_activation_layer, "activation elu"),
+    "Softmax": (_named_activation_layer, "softmax"),
+    "Add": (_merge("add"), "add"),
+    "Subtract": (_merge("sub"), "sub"),
+    "Multiply": (_merge("mul"), "mul"),
+    "Average": (_merge("average"), "add, then scale by 1/n"),
+    "Concatenate": (_merge("concat"), "concat over the features"),
+    "Normalization": (_normalization, "normalize: (x - mean) / max(sqrt(variance), 1e-7)"),
+    "Rescaling": (_rescaling, "rescale: x * scale + offset"),
+    "BatchNormalization": (_batch_norm, "batch_norm (moving statistics)"),
+    "LayerNormalization": (_layer_norm, "layer_norm"),
+    "Flatten": (_flatten, "the identity on (N, features)"),
+    "Dropout": (_identity, "the identity (inference)"),
+    "Identity": (_identity, "the identity"),
+}
+
+
+def layer_table() -> str:
+    """:data:`LAYERS` as the Markdown table of docs/io.md (a test keeps the two the same).
+
+    >>> print(layer_table().splitlines()[3])
+    | `Activation` | activation |
+    """
+    rows = [f"| `{name}` | {summary} |" for name, (_, summary) in sorted(LAYERS.items())]
+    return "\n".join(["| Keras layer | symnet |", "|---|---|", "| `InputLayer` | input |", *rows])
+
+
+# --- the config ----------------------------------------------------------------------------
+
+
+def graph_from_config(config: dict[str, Any], weights: Weights, where: str,
+                      activation: Callable[[str, str, Any], Activation]) -> tuple[Network, dict[str, str]]:
+    """The network a Keras model config describes, and ``{symnet node: Keras layer}`` for its named nodes.
+
+    ``weights(layer, where, [(name, shape), ...])`` gives a layer's arrays, shapes checked;
+    ``activation(layer, where, spec)`` reads an activation config (overrides applied).
+    """
+    from .keras import _keras_module
+
+    kind = config.get("class_name")
+    body = config.get("config")
+    if kind not in ("Sequential", "Functional", "Model") or not isinstance(body, dict) \
+            or not isinstance(body.get("layers"), list):
+        raise UnsupportedLayerError(f"{where}: the model is a {_brief(kind)}; symnet reads Sequential and "
+                                    "functional models")
+    layers = body["layers"]
+    if len(layers) > MAX_NODES:
+        raise FileFormatError(f"{where}: {len(layers):,} layers, more than symnet.io.format.MAX_NODES = {MAX_NODES:,}")
+    tensors: dict[tuple[str, int, int], g.Tensor] = {}
+    inputs: list[g.Tensor] = []
+    names: dict[str, str] = {}
+    taken: set[str] = set()
+    previous: g.Tensor | None = None
+    pending: list[tuple[str, str, dict[str, Any], str, int, Any]] = []  # calls waiting for their inputs
+    for entry in layers:
+        if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):
+            raise FileFormatError(f"{where}: config.json lists a layer that is not an object: {_brief(entry)}")
+        layer_kind, cfg = entry.get("class_name"), entry["config"]
+        name = cfg.get("name", entry.get("name"))
+        if not isinstance(name, str) or not isinstance(layer_kind, str):
+            raise FileFormatError(f"{where}: a layer whose name ({_brief(name)}) or class_name ({_brief(layer_kind)}) "
+                                  "is not a string")
+        here = f"{where}: layer {name!r} ({layer_kind})"
+        module = entry.get("module") or "keras.layers"
+        if not _keras_module(module) or (layer_kind not in LAYERS and layer_kind != "InputLayer"):
+            origin = "" if _keras_module(module) else f" from module {_brief(module)}"
+            raise UnsupportedLayerError(f"{here}{origin} is not supported; symnet reads InputLayer, "
+                                        f"{', '.join(sorted(LAYERS))} and never imports a module a file names")
+        if layer_kind == "InputLayer":
+            x = g.input(_input_width(cfg, here))
+            inputs.append(x)
+            tensors[(name, 0, 0)] = previous = x
+            continue
+        if kind == "Sequential" and not entry.get("inbound_nodes"):
+            if previous is None:
+                raise UnsupportedLayerError(f"{here} comes before the model's input")
+            previous = _convert(layer_kind, name, cfg, [previous], here, weights, activation, 0, taken, names)
+            tensors[(name, 0, 0)] = previous
+            continue
+        nodes = entry.get("inbound_nodes")
+        if not isinstance(nodes, list) or not nodes:
+            raise FileFormatError(f"{here}: no inbound_nodes: the layer is not called")
+        pending += [(layer_kind, name, cfg, here, k, node) for k, node in enumerate(nodes)]
+        if len(pending) > MAX_NODES:
+            raise FileFormatError(f"{where}: more than symnet.io.format.MAX_NODES = {MAX_NODES:,} layer calls")
+    # Keras lists a layer once, at its first call: a shared layer's later calls read layers listed
+    # after it, so the calls run in dependency order, each once its inputs exist
+    while pending:
+        waiting = []
+        for layer_kind, name, cfg, here, k, node in pending:
+            refs = _node_refs(node, here)
+            if not all(_key(ref, here) in tensors for ref in refs):
+                waiting.append((layer_kind, name, cfg, here, k, node))
+                continue
+            tensors[(name, k, 0)] = previous = _convert(layer_kind, name, cfg, [tensors[_key(r, here)] for r in refs],
+                                                         here, weights, activation, k, taken, names)
+        if len(waiting) == len(pending):
+            layer_kind, name, _, here, k, node = waiting[0]
+            missing = next(r for r in _node_refs(node, here) if _key(r, here) not in tensors)
+            raise FileFormatError(f"{here}: call {k} reads {missing[0]!r} (call {missing[1]}, output {missing[2]}), "
+                                  "which no layer computes (or the layers form a cycle)")
+        pending = waiting
+    if kind == "Sequential":
+        if not inputs or previous is None or previous is inputs[0]:
+            raise UnsupportedLayerError(f"{where}: a Sequential model needs an input shape and at least one layer")
+        return g.network(inputs, previous), names
+    ins = [_lookup(ref, tensors, where) for ref in _refs(body.get("input_layers"), where)]
+    outs = [_lookup(ref, tensors, where) for ref in _refs(body.get("output_layers"), where)]
+    if [id(t) for t in ins] != [id(t) for t in inputs]:
+        inputs = ins
+    return g.network(inputs, outs), names
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    base = name if name and name[0].isalpha() else f"k_{name}"
+    base = "k_x" if base == "x" else base
+    candidate, k = base, 1
+    while candidate in taken:
+        candidate, k = f"{base}_{k}", k + 1
+    taken.add(candidate)
+    return candidate
+
+
+def _input_width(cfg: dict[str, Any], where: str) -> int:
+    shape = cfg.get("batch_shape", cfg.get("batch_input_shape"))
+    if not isinstance(shape, list) or len(shape) != 2 or shape[0] is not None \
+            or isinstance(shape[1], bool) or not isinstance(shape[1], int) or shape[1] < 1:
+        raise UnsupportedLayerError(f"{where}: input shape {_brief(shape)}; symnet reads inputs of shape (None, d)")
+    return int(shape[1])
+
+
+def _convert(layer_kind: str, name: str, cfg: dict[str, Any], call_inputs: list[g.Tensor], here: str,
+             weights: Weights, activation: Callable[[str, str, Any], Activation], k: int, taken: set[str],
+             names: dict[str, str]) -> g.Tensor:
+    """One call of one layer through :data:`LAYERS`; its node named after the layer."""
+    converted = LAYERS[layer_kind][0](_Layer(name, layer_kind, cfg, call_inputs, here, weights,
+                                             lambda spec: activation(name, here, spec)))
+    if converted.name is None and not any(converted is t for t in call_inputs):
+        converted.name = _unique(re.sub(r"[^A-Za-z0-9_]", "_", name)[:56] + (f"_call{k}" if k else ""), taken)
+        names[converted.name] = name
+    return converted
+
+
+def _node_refs(node: Any, where: str) -> list[Any]:
+    """The tensors one call reads (``keras_history`` triples), its arguments checked."""
+    if not isinstance(node, dict) or (node.get("kwargs") not in (None, {}) and
+                                      (not isinstance(node["kwargs"], dict)
+                                       or set(node["kwargs"]) - {"training", "mask"})):
+        raise UnsupportedLayerError(f"{where}: a call with arguments {_brief(node)}; symnet reads calls on tensors")
+    return _tensor_refs(node.get("args"), where)
+
+
+def _key(ref: Any, where: str) -> tuple[str, int, int]:
+    if not (isinstance(ref, list) and len(ref) == 3 and isinstance(ref[0], str)
+            and all(isinstance(i, int) and not isinstance(i, bool) for i in ref[1:])):
+        raise FileFormatError(f"{where}: a tensor reference {_brief(ref)} is not [layer, node, index]")
+    return (ref[0], ref[1], ref[2])
+
+
+def _tensor_refs(args: Any, where: str, depth: int = 0) -> list[list[Any]]:
+    """The ``keras_history`` of every tensor in a call's ``args`` (nested lists: ``Add()([a, b])``)."""
+    if depth > 4:
+        raise FileFormatError(f"{where}: inbound_nodes nested too deeply")
+    refs = []
+    for arg in args if isinstance(args, list) else [args]:
+        if isinstance(arg, list):
+            refs += _tensor_refs(arg, where, depth + 1)
+        elif isinstance(arg, dict) and arg.get("class_name") == "__keras_tensor__" and \
+                isinstance(arg.get("config"), dict):
+            refs.append(arg["config"].get("keras_history"))
+        else:
+            raise UnsupportedLayerError(f"{where}: a call argument {_brief(arg)} that is not a tensor")
+    return refs
+
+
+def _refs(value: Any, where: str) -> list[Any]:
+    if isinstance(value, list) and value and not isinstance(value[0], list):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise FileFormatError(f"{where}: the model lists no inputs or outputs")
+    return value
+
+
+def _lookup(ref: Any, tensors: dict[tuple[str, int, int], g.Tensor], where: str) -> g.Tensor:
+    key = _key(ref, where)
+    if key not in tensors:
+        raise FileFormatError(f"{where}: reads {ref[0]!r} (call {ref[1]}, output {ref[2]}) before it is defined, or "
+                              "a layer output that does not exist")
+    return tensors[key]
+
+
+# --- live models: the check ----------------------------------------------------------------
+
+
+def check_live(net: Network, model: Any, names: dict[str, str], where: str) -> None:
+    """Every layer's own output against symnet's node, then ``model(x)`` end to end."""
+    import torch
+
+    from ..check.backprop import node_values
+    from .keras import _eps, _import_keras, _to_numpy
+
+    keras = _import_keras()
+    widths = [int(t.shape[-1]) for t in model.inputs]
+    points = check_points(builtins.sum(widths))
+    bounds = np.cumsum([0, *widths])
+    args = [torch.as_tensor(points[:, a:b], dtype=torch.float64) for a, b in zip(bounds, bounds[1:])]
+    ours = node_values(net, points)
+    eps = max([float(np.finfo(np.float32).eps)] + [_eps(getattr(layer, "compute_dtype", "float32"))
+                                                   for layer in model.layers])
+    tolerance = 1000 * eps
+    probe_names = [n for n, layer in names.items() if len(model.get_layer(layer)._inbound_nodes) == 1]
+    with torch.no_grad():
+        theirs = keras.Model(model.inputs, [model.get_layer(names[n]).output for n in probe_names])(
+            args if len(args) > 1 else args[0], training=False) if probe_names else []
+        whole = model(args if len(args) > 1 else args[0], training=False)
+    theirs = theirs if isinstance(theirs, (list, tuple)) else [theirs]
+    scale = 1.0
+    for name, value in zip(probe_names, theirs):
+        if name not in ours:  # a graph that is a plain chain becomes a chain network, named z1, a1, ...
+            continue
+        value = _to_numpy(value).reshape(len(points), -1)
+        scale = max(scale, float(np.max(np.abs(value), initial=0.0)))
+        gap = float(np.max(np.abs(ours[name] - value), initial=0.0)) if ours[name].shape == value.shape else np.inf
+        if not gap <= tolerance * scale:
+            raise ImportMismatchError(f"{where}: layer {names[name]!r} gives values that differ from Keras' by "
+                                      f"{gap:.3g} (symnet node {name!r}); pass check=False to import the structure "
+                                      "as read anyway")
+    outs = whole if isinstance(whole, (list, tuple)) else [whole]
+    value = np.concatenate([_to_numpy(o).reshape(len(points), -1) for o in outs], axis=1)
+    gap = float(np.max(np.abs(ours[net.graph.output] - value), initial=0.0)) \
+        if ours[net.graph.output].shape == value.shape else np.inf
+    if not gap <= tolerance * scale:
+        raise ImportMismatchError(f"{where}: model(x) differs from symnet's network by {gap:.3g} although every layer "
+                                  "agreed; pass check=False to import the structure as read anyway")

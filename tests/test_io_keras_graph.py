@@ -1,0 +1,177 @@
+"""symnet.io.keras_graph: Keras functional models that are graphs, live and from .keras files.
+
+Keras computes float64 matrix products in float32, so the exact comparisons use a float64
+reference written here with torch from each layer's weights (``_forward``), and Keras' own
+``model(x)`` is compared to float32 accuracy by ``from_keras``'s check.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import symnet  # noqa: E402
+from symnet.io import FileFormatError, UnsupportedLayerError, from_keras, load_keras  # noqa: E402
+from symnet.io.keras_graph import layer_table  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
+
+L = keras.layers
+
+
+@pytest.fixture(autouse=True, scope="module")
+def float64() -> Iterator[None]:
+    old = keras.config.floatx(), keras.config.dtype_policy()
+    keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")
+    yield
+    keras.config.set_floatx(old[0])
+    keras.config.set_dtype_policy(old[1])
+
+
+def _w(model: Any, name: str) -> list[torch.Tensor]:
+    return [torch.as_tensor(np.asarray(w.value.detach().cpu().numpy(), dtype=np.float64)) for w in
+            model.get_layer(name).weights]
+
+
+def _dense(model: Any, name: str, x: torch.Tensor, act: Callable[[torch.Tensor], torch.Tensor] | None = None):
+    kernel, *bias = _w(model, name)
+    z = x @ kernel + (bias[0] if bias else 0.0)
+    return z if act is None else act(z)
+
+
+def residual() -> tuple[Any, Callable[..., torch.Tensor]]:
+    x = keras.Input((2,))
+    h = L.Dense(6, activation="tanh", name="inp")(x)
+    h = L.Add(name="res")([h, L.Dense(6, activation="tanh", name="block")(h)])
+    model = keras.Model(x, L.Dense(1, name="out")(h))
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        h = _dense(model, "inp", x, torch.tanh)
+        h = h + _dense(model, "block", h, torch.tanh)
+        return _dense(model, "out", h)
+    return model, forward
+
+
+def gated() -> tuple[Any, Callable[..., torch.Tensor]]:
+    x = keras.Input((2,))
+    u, v = L.Dense(5, activation="tanh", name="u")(x), L.Dense(5, activation="tanh", name="v")(x)
+    h = L.Dense(5, activation="sigmoid", name="h")(x)
+    one_minus_h = L.Rescaling(-1.0, offset=1.0, name="flip")(h)
+    g = L.Add(name="gate")([L.Multiply(name="hu")([h, u]), L.Multiply(name="hv")([one_minus_h, v])])
+    model = keras.Model(x, L.Dense(1, name="out")(g))
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        u, v = _dense(model, "u", x, torch.tanh), _dense(model, "v", x, torch.tanh)
+        h = _dense(model, "h", x, torch.sigmoid)
+        return _dense(model, "out", h * u + (1 - h) * v)
+    return model, forward
+
+
+def normalised() -> tuple[Any, Callable[..., torch.Tensor]]:
+    x = keras.Input((3,))
+    n = L.Normalization(mean=[0.5, -1.0, 2.0], variance=[4.0, 0.25, 1.0], name="norm")(x)
+    h = L.Dense(4, activation="silu", name="d1")(n)
+    b = L.BatchNormalization(name="bn")(h)
+    c = L.Concatenate(name="cat")([L.LayerNormalization(name="ln")(b), L.Dropout(0.5, name="drop")(n)])
+    model = keras.Model(x, [L.Dense(1, name="head1")(c), L.Dense(2, activation="softplus", name="head2")(c)])
+    bn = model.get_layer("bn")
+    bn.moving_mean.assign(np.linspace(-0.3, 0.3, 4))
+    bn.moving_variance.assign(np.linspace(0.5, 2.0, 4))
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        mean, variance = torch.tensor([0.5, -1.0, 2.0]), torch.tensor([4.0, 0.25, 1.0])
+        n = (x - mean) / torch.sqrt(variance)
+        h = _dense(model, "d1", n, torch.nn.functional.silu)
+        gamma, beta, mm, mv = _w(model, "bn")
+        b = (h - mm) / torch.sqrt(mv + bn.epsilon) * gamma + beta
+        g2, b2 = _w(model, "ln")
+        ln = torch.nn.functional.layer_norm(b, (4,), g2, b2, eps=model.get_layer("ln").epsilon)
+        c = torch.cat([ln, n], dim=-1)
+        return torch.cat([_dense(model, "head1", c), _dense(model, "head2", c, torch.nn.functional.softplus)], -1)
+    return model, forward
+
+
+def deeponet() -> tuple[Any, Callable[..., torch.Tensor]]:
+    u, y = keras.Input((4,), name="sensors"), keras.Input((2,), name="coords")
+    branch = L.Dense(3, name="branch")(L.Dense(6, activation="tanh", name="b1")(u))
+    trunk = L.Dense(3, activation="tanh", name="trunk")(L.Dense(6, activation="tanh", name="t1")(y))
+    shared = L.Dense(3, activation="tanh", name="shared")
+    out = L.Dense(1, name="out")(L.Multiply(name="prod")([shared(branch), shared(trunk)]))
+    model = keras.Model([u, y], out)
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        b = _dense(model, "branch", _dense(model, "b1", x[:, :4], torch.tanh))
+        t = _dense(model, "trunk", _dense(model, "t1", x[:, 4:], torch.tanh), torch.tanh)
+        return _dense(model, "out", _dense(model, "shared", b, torch.tanh) * _dense(model, "shared", t, torch.tanh))
+    return model, forward
+
+
+MODELS = {"residual": residual, "gated": gated, "normalised": normalised, "deeponet": deeponet}
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_functional_graphs_import_live_and_from_files(name: str, tmp_path: Path) -> None:
+    keras.utils.set_random_seed(3)
+    model, forward = MODELS[name]()
+    net = from_keras(model)  # checked layer by layer and end to end against Keras
+    model.save(tmp_path / "model.keras")
+    assert load_keras(tmp_path / "model.keras") == net
+    assert symnet.load(tmp_path / "model.keras") == net
+    X = np.random.default_rng(1).uniform(-1.5, 1.5, (4, net.n_inputs))
+    result = symnet.compile(net, ("value", "jacobian", "hessian"), backend="numpy")(X)
+    for p, x in enumerate(torch.as_tensor(X)):
+        def f(y: torch.Tensor) -> torch.Tensor:
+            return forward(y[None, :])[0]
+
+        np.testing.assert_allclose(result.value[p], f(x).numpy(), rtol=1e-12, atol=1e-13)
+        np.testing.assert_allclose(result.jacobian[p], torch.autograd.functional.jacobian(f, x).numpy(),
+                                   rtol=1e-11, atol=1e-12)
+        hessian = torch.autograd.functional.jacobian(
+            lambda y: torch.autograd.functional.jacobian(f, y, create_graph=True), x).numpy()
+        np.testing.assert_allclose(result.hessian[p], hessian, rtol=1e-10, atol=1e-11)
+
+
+def test_a_lambda_layer_and_foreign_modules_are_refused_without_running_anything(tmp_path: Path) -> None:
+    x = keras.Input((2,))
+    h = L.Dense(3, name="d")(x)
+    model = keras.Model(x, L.Dense(1, name="o")(L.Add(name="a")([h, L.Lambda(lambda t: t * 2, name="twice")(h)])))
+    with pytest.raises(UnsupportedLayerError, match=r"layer 'twice' \(Lambda\) is not supported; symnet reads "
+                                                    r"InputLayer, Activation, Add"):
+        from_keras(model)
+    residual_model, _ = residual()
+    residual_model.save(tmp_path / "ok.keras")
+    with zipfile.ZipFile(tmp_path / "ok.keras") as archive:
+        config = json.loads(archive.read("config.json"))
+        weights = archive.read("model.weights.h5")
+    config["config"]["layers"][2]["module"] = "os"  # a file naming a module to import
+    evil = tmp_path / "evil.keras"
+    with zipfile.ZipFile(evil, "w") as archive:
+        archive.writestr("config.json", json.dumps(config))
+        archive.writestr("model.weights.h5", weights)
+    with pytest.raises(UnsupportedLayerError, match=r"evil\.keras: layer 'block' \(Dense\) from module 'os' is not "
+                                                    r"supported; .* never imports a module a file names"):
+        load_keras(evil)
+
+
+def test_normalization_invert_is_refused() -> None:
+    x = keras.Input((2,))
+    model = keras.Model(x, L.Dense(1)(L.Add()([x, L.Normalization(mean=0.0, variance=1.0, invert=True)(x)])))
+    with pytest.raises(UnsupportedLayerError, match=r"invert=True \(denormalisation\) is not supported"):
+        from_keras(model)
+
+
+def test_the_docs_list_the_keras_layer_table_as_generated() -> None:
+    text = (Path(__file__).parents[1] / "docs" / "io.md").read_text()
+    block = text.split("<!-- keras_layer_table: start -->\n", 1)[1].split("\n<!-- keras_layer_table: end -->", 1)[0]
+    assert block == layer_table(), "docs/io.md's Keras layer table is stale: paste keras_graph.layer_table() there"
