@@ -286,24 +286,23 @@ class ArrayPrinter(SciPyPrinter):
 _DERIVATIVE_NODE = re.compile(r"d[0-9]+a.*")
 
 
-#: What :class:`VectorPrinter` prints as arithmetic LLVM can vectorise, and what needs no call at all.
-_VECTORISED = (sympy.exp, sympy.tanh, sigmoid, _SigmoidPair)
+#: Functions that need no call at all (compare-and-select code).
 _INLINE = (sympy.Max, sympy.Min, sympy.Heaviside, sympy.DiracDelta, sympy.Abs, sympy.sign)
 
 
 def _blocked(exprs: Sequence[sympy.Expr]) -> bool:
-    """Whether the block layout pays: a transcendental function :mod:`._vecmath` vectorises, and no libm call.
+    """Whether the block layout pays: the program calls a transcendental function.
 
-    The block layout's copies into and out of columns cost about a nanosecond per point; a
-    libm ``exp`` about ten (one point at a time), :mod:`._vecmath`'s a fraction of one.  A body
-    with no transcendental function is vectorised by LLVM in the per-point layout already (T1
-    runs at its memory floor), and one calling a function :mod:`._vecmath` lacks (``sin``,
-    ``log``, ``erf``) is not vectorised in either layout.
+    The block layout's copies into and out of columns cost about a nanosecond per point;
+    a libm ``exp`` about ten, called one point at a time, :mod:`._vecmath`'s a fraction of one
+    in the vectorised loop.  A body without transcendental functions (square, ReLU nets) is
+    vectorised in the per-point layout already and runs at its memory floor there; one that
+    calls a function :mod:`._vecmath` lacks (``sin``, ``log``) still ran faster blocked
+    (benchmarks/RESULTS.md, "Measurements behind design choices in the code").
     """
     functions = {type(f) for e in exprs for f in e.atoms(sympy.Function)}
-    powers = all(p.exp.is_Integer or p.exp == sympy.S.Half for e in exprs for p in e.atoms(sympy.Pow))
-    return (powers and any(issubclass(f, _VECTORISED) for f in functions)
-            and all(issubclass(f, _VECTORISED + _INLINE) for f in functions))
+    powers = any(not (p.exp.is_Integer or p.exp == sympy.S.Half) for e in exprs for p in e.atoms(sympy.Pow))
+    return powers or any(not issubclass(f, _INLINE) for f in functions)
 
 
 def generate(
