@@ -11,7 +11,7 @@ import json
 import os
 import zipfile
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
@@ -21,22 +21,13 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 import symnet  # noqa: E402
-from symnet.io import FileFormatError, UnsupportedLayerError, from_keras, load_keras  # noqa: E402
+from symnet.io import UnsupportedLayerError, from_keras, load_keras  # noqa: E402
 from symnet.io.keras_graph import layer_table  # noqa: E402
+from test_io_keras import float64  # noqa: E402,F401 - the module's float64 Keras policy, autouse
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
 
 L = keras.layers
-
-
-@pytest.fixture(autouse=True, scope="module")
-def float64() -> Iterator[None]:
-    old = keras.config.floatx(), keras.config.dtype_policy()
-    keras.config.set_floatx("float64")
-    keras.config.set_dtype_policy("float64")
-    yield
-    keras.config.set_floatx(old[0])
-    keras.config.set_dtype_policy(old[1])
 
 
 def _w(model: Any, name: str) -> list[torch.Tensor]:

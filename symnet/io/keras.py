@@ -35,6 +35,7 @@ activation: it saves the lambda without the ``__lambda__`` tag its loader needs.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import io
 import json
@@ -545,21 +546,11 @@ def _config_is_chain(config: dict[str, Any]) -> bool:
 def _file_graph(config: dict[str, Any], data: bytes, path: Path, overrides: Mapping[int | str, Any] | None,
                 trust: bool) -> Network:
     """A ``.keras`` file whose model is a graph, read by :mod:`symnet.io.keras_graph`."""
-    import h5py
-
     from .keras_graph import graph_from_config
 
     where = str(path)
-    try:
-        h5 = h5py.File(io.BytesIO(data), "r")
-    except OSError as exc:
-        raise FileFormatError(f"{path}: model.weights.h5 is not a readable HDF5 file ({str(exc)[:200]!r})") from None
-    with h5:
-        try:
-            groups = dict(_vars_groups(h5, path))
-        except (OSError, KeyError, ValueError, TypeError, RuntimeError, RecursionError, MemoryError) as exc:
-            raise FileFormatError(f"{path}: model.weights.h5 is damaged ({type(exc).__name__}: "
-                                  f"{str(exc)[:200]!r})") from None
+    with _weights_file(data, path) as h5:
+        groups = dict(_vars_groups(h5, path))
         by_name = {layer_name: key for key, (layer_name, _) in groups.items() if layer_name is not None}
 
         def weights(name: str, here: str, wanted: Sequence[tuple[str, tuple[int, ...]]]) -> list[np.ndarray]:
@@ -571,13 +562,7 @@ def _file_graph(config: dict[str, Any], data: bytes, path: Path, overrides: Mapp
                 raise FileFormatError(f"{here}: {len(arrays)} weight arrays in model.weights.h5; expected "
                                       f"{', '.join(label for label, _ in wanted)}")
             step = _Step(name, here, None, _activations.activation("linear"))
-            try:
-                return [_dataset(item, path, step, label, shape) for item, (label, shape) in zip(arrays, wanted)]
-            except SymnetError:
-                raise
-            except (OSError, KeyError, ValueError, TypeError, RuntimeError, RecursionError, MemoryError) as exc:
-                raise FileFormatError(f"{here}: model.weights.h5 is damaged ({type(exc).__name__}: "
-                                      f"{str(exc)[:200]!r})") from None
+            return [_dataset(item, path, step, label, shape) for item, (label, shape) in zip(arrays, wanted)]
 
         net, _ = graph_from_config(config, weights, where, _graph_activation(
             overrides, where, path, lambda name, here, spec: _deferred(_config_activation, spec, here, trust)))
@@ -635,17 +620,22 @@ def _brief(value: Any) -> str:
     return f"a JSON {type(value).__name__}"
 
 
-def _config_steps(config: dict[str, Any], where: str, trust: bool) -> list[_Step]:
+def model_layers(config: dict[str, Any], where: str) -> tuple[str, dict[str, Any], list[dict[str, Any]]]:
+    """``(class_name, config body, layers)`` of a Keras model config, each layer an object with a config."""
     kind = config.get("class_name")
     body = config.get("config")
     if kind not in ("Sequential", "Functional", "Model") or not isinstance(body, dict) \
             or not isinstance(body.get("layers"), list):
-        raise UnsupportedLayerError(f"{where}: the model is a {kind!r}; symnet reads Sequential models and "
-                                    "functional chains")
-    layers = body["layers"]
-    for layer in layers:
+        raise UnsupportedLayerError(f"{where}: the model is a {_brief(kind)}; symnet reads Sequential and "
+                                    "functional models")
+    for layer in body["layers"]:
         if not isinstance(layer, dict) or not isinstance(layer.get("config"), dict):
             raise FileFormatError(f"{where}: config.json lists a layer that is not an object: {_brief(layer)}")
+    return kind, body, body["layers"]
+
+
+def _config_steps(config: dict[str, Any], where: str, trust: bool) -> list[_Step]:
+    kind, body, layers = model_layers(config, where)
     if kind != "Sequential":
         _check_chain(body, layers, where)
     return [_config_step(layer, where, trust) for layer in layers]
@@ -744,7 +734,13 @@ def _trusted_lambda(spec: dict[str, Any], where: str) -> Activation | _Pending:
         return _Pending(f"has a lambda activation that SymPy cannot trace ({exc})", code=False)
 
 
-def _read_weights(data: bytes, dense: list[_Step], path: Path) -> None:
+#: What h5py raises on damaged data: a bad chunk, a broken B-tree, a missing filter, a huge declared attribute.
+_H5_DAMAGE = (OSError, KeyError, ValueError, TypeError, RuntimeError, RecursionError, MemoryError)
+
+
+@contextlib.contextmanager
+def _weights_file(data: bytes, path: Path) -> Iterator[Any]:
+    """``model.weights.h5`` opened from memory; h5py's errors on damaged data as :class:`FileFormatError`."""
     import h5py
 
     try:
@@ -753,13 +749,17 @@ def _read_weights(data: bytes, dense: list[_Step], path: Path) -> None:
         raise FileFormatError(f"{path}: model.weights.h5 is not a readable HDF5 file ({str(exc)[:200]!r})") from None
     with h5:
         try:
-            _read_dense_weights(h5, dense, path)
+            yield h5
         except SymnetError:
             raise
-        except (OSError, KeyError, ValueError, TypeError, RuntimeError, RecursionError, MemoryError) as exc:
-            # h5py on damaged data: a bad chunk, a broken B-tree, a missing filter, a huge declared attribute
+        except _H5_DAMAGE as exc:
             raise FileFormatError(f"{path}: model.weights.h5 is damaged ({type(exc).__name__}: "
                                   f"{str(exc)[:200]!r})") from None
+
+
+def _read_weights(data: bytes, dense: list[_Step], path: Path) -> None:
+    with _weights_file(data, path) as h5:
+        _read_dense_weights(h5, dense, path)
 
 
 def _read_dense_weights(h5: Any, dense: list[_Step], path: Path) -> None:

@@ -21,14 +21,12 @@ from __future__ import annotations
 import builtins
 import re
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .. import activations as _activations
 from ..activations import Activation
-from ..errors import ActivationError, ImportMismatchError, SymnetError
+from ..errors import ImportMismatchError
 from ..graph import builder as g
 from ..network import Network
 from ._compare import check_points
@@ -249,15 +247,9 @@ def graph_from_config(config: dict[str, Any], weights: Weights, where: str,
     ``weights(layer, where, [(name, shape), ...])`` gives a layer's arrays, shapes checked;
     ``activation(layer, where, spec)`` reads an activation config (overrides applied).
     """
-    from .keras import _keras_module
+    from .keras import _keras_module, model_layers
 
-    kind = config.get("class_name")
-    body = config.get("config")
-    if kind not in ("Sequential", "Functional", "Model") or not isinstance(body, dict) \
-            or not isinstance(body.get("layers"), list):
-        raise UnsupportedLayerError(f"{where}: the model is a {_brief(kind)}; symnet reads Sequential and "
-                                    "functional models")
-    layers = body["layers"]
+    kind, body, layers = model_layers(config, where)
     if len(layers) > MAX_NODES:
         raise FileFormatError(f"{where}: {len(layers):,} layers, more than symnet.io.format.MAX_NODES = {MAX_NODES:,}")
     tensors: dict[tuple[str, int, int], g.Tensor] = {}

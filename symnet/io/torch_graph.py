@@ -37,7 +37,6 @@ from __future__ import annotations
 import builtins
 import copy
 import math
-import operator
 import os
 import re
 import warnings
@@ -51,16 +50,11 @@ from ..errors import ImportMismatchError, SymnetError
 from ..graph import builder as g
 from ..network import Network
 from ._compare import CHECK_RTOL, check_points
+from ._tensor_ops import Const as _Const, binary, number as _number, power, row as _row, scaled as _scaled
+from ._tensor_ops import tensor as _tensor
 from .format import UnsupportedLayerError
 
 __all__ = ["OPS", "from_torch_graph", "op_table", "supported_ops"]
-
-
-@dataclass(frozen=True)
-class _Const:
-    """A buffer, parameter or number folded from them: a numpy array (float64) or a float."""
-
-    value: Any
 
 
 class _Squeezed:
@@ -103,32 +97,6 @@ def _op_name(node: Any) -> str:
 # --- values --------------------------------------------------------------------------------
 
 
-def _number(value: Any, where: str) -> Any:
-    if isinstance(value, _Const):
-        return value.value
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise UnsupportedLayerError(f"{where}: expected a tensor or a number, got {type(value).__name__}")
-    return float(value)
-
-
-def _row(value: Any, width: int, where: str) -> Any:
-    """A constant as a scalar or a ``(width,)`` row for ``shift``/``scale``; other shapes refused."""
-    array = np.asarray(_number(value, where), dtype=np.float64)
-    if array.size == 1:
-        return float(array.reshape(()))
-    if array.shape in ((width,), (1, width)):
-        return array.reshape(width)
-    raise UnsupportedLayerError(f"{where}: a constant of shape {array.shape} does not broadcast over "
-                                f"{width} features per point as symnet's (N, {width}) tensors do")
-
-
-def _tensor(value: Any, where: str) -> g.Tensor:
-    if isinstance(value, g.Tensor):
-        return value
-    raise UnsupportedLayerError(f"{where}: this op needs a tensor computed from the inputs here, got a "
-                                f"{'constant' if isinstance(value, _Const) else type(value).__name__}")
-
-
 def _feature_dim(dim: Any, where: str) -> None:
     if dim not in (-1, 1):
         raise UnsupportedLayerError(f"{where}: dim={dim!r}; symnet's tensors are (N, features) and its ops act "
@@ -146,42 +114,12 @@ def _binary(kind: str) -> Callable[..., Any]:
         a, b = args
         if "alpha" in kwargs:  # torch.add(a, b, alpha=c) is a + c*b
             b = _scaled(b, _number(kwargs["alpha"], where), where)
-        if not isinstance(a, g.Tensor) and not isinstance(b, g.Tensor):
-            x, y = (np.asarray(_number(v, where), dtype=np.float64) for v in (a, b))
-            folded = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.true_divide}[kind](x, y)
-            return _Const(folded)
-        if kind == "add":
-            return g.add(a, b) if isinstance(b, g.Tensor) and isinstance(a, g.Tensor) else \
-                g.shift(*((a, _row(b, a.width, where)) if isinstance(a, g.Tensor) else (b, _row(a, b.width, where))))
-        if kind == "sub":
-            if isinstance(a, g.Tensor) and isinstance(b, g.Tensor):
-                return g.sub(a, b)
-            if isinstance(a, g.Tensor):
-                return g.shift(a, _negated(_row(b, a.width, where)))
-            return g.shift(g.scale(b, -1.0), _row(a, b.width, where))
-        if kind == "mul":
-            if isinstance(a, g.Tensor) and isinstance(b, g.Tensor):
-                return g.mul(a, b)
-            tensor, other = (a, b) if isinstance(a, g.Tensor) else (b, a)
-            return g.scale(tensor, _row(other, tensor.width, where))
-        if isinstance(b, g.Tensor):  # div
-            raise UnsupportedLayerError(f"{where}: division by a tensor is not one of symnet's ops; divide by "
-                                        "numbers or buffers, or write the reciprocal as an activation")
-        divisor = np.asarray(_row(b, a.width, where), dtype=np.float64)
-        if np.any(divisor == 0):
-            raise UnsupportedLayerError(f"{where}: division by a constant with a zero entry")
-        return g.scale(a, 1.0 / divisor if divisor.ndim else 1.0 / float(divisor))
+        return binary(kind, a, b, where)
     return convert
 
 
-def _negated(row: Any) -> Any:
-    return -row if isinstance(row, float) else -np.asarray(row)
-
-
-def _scaled(value: Any, factor: float, where: str) -> Any:
-    if isinstance(value, g.Tensor):
-        return g.scale(value, factor)
-    return _Const(np.asarray(_number(value, where), dtype=np.float64) * factor)
+def _pow(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    return power(args[0], args[1], _where(node))
 
 
 def _neg(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
@@ -190,26 +128,6 @@ def _neg(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, Any]) -> A
 
 def _rsub(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
     return _binary("sub")(cap, node, [args[1], args[0]], kwargs)
-
-
-def _pow(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
-    where = _where(node)
-    base, exponent = args
-    if not isinstance(base, g.Tensor):
-        if isinstance(exponent, g.Tensor):
-            raise UnsupportedLayerError(f"{where}: a power with a tensor exponent is not supported")
-        return _Const(np.power(np.asarray(_number(base, where), dtype=np.float64), _number(exponent, where)))
-    p = _number(exponent, where)
-    if not isinstance(p, float) or not math.isfinite(p):
-        raise UnsupportedLayerError(f"{where}: the exponent must be one number, got {np.shape(p)}")
-    if p == 2:
-        return g.activation(base, "square")
-    if p == 1:
-        return base
-    if p != int(p) or p < 0:
-        raise UnsupportedLayerError(f"{where}: x ** {p:g} is defined for x >= 0 only (or not at 0); symnet imports "
-                                    "powers with a natural exponent")
-    return g.activation(base, _activations.from_form(_activations.T ** int(p), name=f"pow{int(p)}"))
 
 
 def _activation_rule(name: str) -> Callable[..., Any]:

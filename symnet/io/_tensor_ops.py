@@ -1,0 +1,113 @@
+"""Arithmetic between symnet tensors and constants, shared by the importers that map a framework's graph.
+
+A framework's ``a + b`` may be two computed tensors (``add``), a tensor and a number or buffer
+(``shift``), or two constants (folded in numpy here); these helpers decide which, and refuse
+what symnet's ops cannot hold with a message naming ``where``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .. import activations as _activations
+from ..graph import builder as g
+from .format import UnsupportedLayerError
+
+__all__ = ["Const", "binary", "number", "power", "row", "scaled", "tensor"]
+
+
+@dataclass(frozen=True)
+class Const:
+    """A buffer, parameter, initializer or number folded from them: a numpy array (float64) or a float."""
+
+    value: Any
+
+
+def number(value: Any, where: str) -> Any:
+    """A constant's value (an array or a float); a tensor or anything else is an error."""
+    if isinstance(value, Const):
+        return value.value
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise UnsupportedLayerError(f"{where}: expected a tensor or a number, got {type(value).__name__}")
+    return float(value)
+
+
+def row(value: Any, width: int, where: str) -> Any:
+    """A constant as a scalar or a ``(width,)`` row for ``shift``/``scale``; other shapes refused."""
+    array = np.asarray(number(value, where), dtype=np.float64)
+    if array.size == 1:
+        return float(array.reshape(()))
+    if array.shape in ((width,), (1, width)):
+        return array.reshape(width)
+    raise UnsupportedLayerError(f"{where}: a constant of shape {array.shape} does not broadcast over "
+                                f"{width} features per point as symnet's (N, {width}) tensors do")
+
+
+def tensor(value: Any, where: str) -> g.Tensor:
+    """``value`` if it is a computed tensor, else an error."""
+    if isinstance(value, g.Tensor):
+        return value
+    raise UnsupportedLayerError(f"{where}: this op needs a tensor computed from the inputs here, got a "
+                                f"{'constant' if isinstance(value, Const) else type(value).__name__}")
+
+
+def binary(kind: str, a: Any, b: Any, where: str) -> Any:
+    """``a + b``, ``a - b``, ``a * b`` or ``a / b`` (``kind`` add, sub, mul, div) of tensors and constants."""
+    if not isinstance(a, g.Tensor) and not isinstance(b, g.Tensor):
+        x, y = (np.asarray(number(v, where), dtype=np.float64) for v in (a, b))
+        return Const({"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.true_divide}[kind](x, y))
+    if kind == "add":
+        if isinstance(a, g.Tensor) and isinstance(b, g.Tensor):
+            return g.add(a, b)
+        t, c = (a, b) if isinstance(a, g.Tensor) else (b, a)
+        return g.shift(t, row(c, t.width, where))
+    if kind == "sub":
+        if isinstance(a, g.Tensor) and isinstance(b, g.Tensor):
+            return g.sub(a, b)
+        if isinstance(a, g.Tensor):
+            offset = row(b, a.width, where)
+            return g.shift(a, -offset if isinstance(offset, float) else -np.asarray(offset))
+        return g.shift(g.scale(b, -1.0), row(a, b.width, where))
+    if kind == "mul":
+        if isinstance(a, g.Tensor) and isinstance(b, g.Tensor):
+            return g.mul(a, b)
+        t, c = (a, b) if isinstance(a, g.Tensor) else (b, a)
+        return g.scale(t, row(c, t.width, where))
+    if isinstance(b, g.Tensor):  # div
+        raise UnsupportedLayerError(f"{where}: division by a tensor is not one of symnet's ops; divide by "
+                                    "numbers or buffers, or write the reciprocal as an activation")
+    divisor = np.asarray(row(b, a.width, where), dtype=np.float64)
+    if np.any(divisor == 0):
+        raise UnsupportedLayerError(f"{where}: division by a constant with a zero entry")
+    return g.scale(a, 1.0 / divisor if divisor.ndim else 1.0 / float(divisor))
+
+
+def scaled(value: Any, factor: float, where: str) -> Any:
+    """``factor * value`` for a tensor or a constant."""
+    if isinstance(value, g.Tensor):
+        return g.scale(value, factor)
+    return Const(np.asarray(number(value, where), dtype=np.float64) * factor)
+
+
+def power(base: Any, exponent: Any, where: str) -> Any:
+    """``base ** exponent`` with a constant exponent: ``square``, or a natural power as an activation."""
+    if not isinstance(base, g.Tensor):
+        if isinstance(exponent, g.Tensor):
+            raise UnsupportedLayerError(f"{where}: a power with a tensor exponent is not supported")
+        return Const(np.power(np.asarray(number(base, where), dtype=np.float64), number(exponent, where)))
+    p = np.asarray(number(exponent, where), dtype=np.float64)
+    if p.size != 1 or not math.isfinite(float(p.reshape(-1)[0])):
+        raise UnsupportedLayerError(f"{where}: the exponent must be one finite number, got shape {p.shape}")
+    p = float(p.reshape(-1)[0])
+    if p == 2:
+        return g.activation(base, "square")
+    if p == 1:
+        return base
+    if p != int(p) or p < 0:
+        raise UnsupportedLayerError(f"{where}: x ** {p:g} is defined for x >= 0 only (or not at 0); symnet imports "
+                                    "powers with a natural exponent")
+    return g.activation(base, _activations.from_form(_activations.T ** int(p), name=f"pow{int(p)}"))
