@@ -964,7 +964,7 @@ def _attribute(value: Any, key: str, shape: tuple[int, int] | None, index: int, 
 
 
 def detect(path: str | os.PathLike[str]) -> str:
-    """What kind of network file ``path`` is: ``"symnet"``, ``"keras"`` or ``"torch"``, by its contents.
+    """What kind of network file ``path`` is: ``"symnet"``, ``"keras"``, ``"torch"`` or ``"onnx"`` (by its name).
 
     Raises :class:`FileFormatError` for anything else.
     """
@@ -988,10 +988,12 @@ def detect(path: str | os.PathLike[str]) -> str:
         shown = safe_text(", ".join(repr(n) for n in names[:5]) or "nothing", 200)
         raise FileFormatError(f"{_shown(path)}: a zip archive that is neither a symnet file, a .keras model nor a "
                               f"PyTorch file (it holds {shown})")
+    if path.suffix == ".onnx":
+        return "onnx"  # a protobuf has no magic number: the name says it, symnet.io.onnx checks the contents
     if path.suffix in (".pt", ".pth", ".bin") and head[:1] == b"\x80":
         return "torch"  # the legacy torch.save format; torch.load(weights_only=True) reads it safely
     raise FileFormatError(f"{_shown(path)}: not a network file symnet reads ({_describe(head)}); give a symnet file, "
-                          "a .keras model or a PyTorch state dict (.pt)")
+                          "a .keras model, a PyTorch state dict (.pt) or an ONNX model (.onnx)")
 
 
 def read_network(
@@ -1020,6 +1022,13 @@ def read_network(
             raise FileFormatError(f"{path}: a symnet file stores its architecture and activations; "
                                   "activation, architecture and trust options do not apply")
         return load(path)
+    if kind == "onnx":
+        if activations or layer_activations or layer_sizes or trust:
+            raise FileFormatError(f"{path}: an ONNX file stores its graph; activation, architecture and trust "
+                                  "options do not apply")
+        from .onnx import from_onnx
+
+        return from_onnx(path)
     if kind == "keras":
         from .keras import load_keras
 

@@ -1,0 +1,516 @@
+"""Import ONNX models: the protobuf is parsed, never executed, and mapped op by op to a symnet graph.
+
+ONNX is the way in for any framework symnet has no importer of its own for: JAX/Flax
+(``jax2onnx``), TensorFlow (``tf2onnx``), scikit-learn, and PyTorch or Keras models saved as
+``.onnx``.  :func:`from_onnx` reads the file with the ``onnx`` package (``onnx.load`` with
+``load_external_data=False``: nothing in the file runs, no file it names is read yet), then
+maps each node through one opset-aware table, :data:`OPS`, to :mod:`symnet.graph.builder`
+calls; initializers and ``Constant`` nodes are constants, folded in numpy where an op combines
+only constants.
+
+Safety, as for every file: the model's size is bounded before parsing
+(:data:`MAX_ONNX_BYTES`), every constant's size before it is converted
+(:data:`MAX_TENSOR_VALUES`); a tensor stored as external data is read only from a plain file
+inside the model's own folder (no absolute path, no ``..``, no link leading out), within its
+declared offset and length; ONNX functions and custom domains are refused; names from the file
+are printed only through :func:`~symnet.io.safe_text`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .. import activations as _activations
+from ..graph import builder as g
+from ..network import Network
+from ._expr import safe_text
+from ._tensor_ops import Const, binary, number, power, scaled, tensor
+from .format import FileFormatError, UnsupportedLayerError
+
+__all__ = ["MAX_ONNX_BYTES", "MAX_TENSOR_VALUES", "OPS", "from_onnx", "op_table"]
+
+#: The largest ``.onnx`` file :func:`from_onnx` parses (checked before reading it).
+MAX_ONNX_BYTES = 2**31 - 1
+#: The most numbers one initializer or constant may hold (checked from its declared shape).
+MAX_TENSOR_VALUES = 100_000_000
+#: The most nodes a graph may have.
+MAX_ONNX_NODES = 10_000
+
+
+class _Node:
+    """One ONNX node as a converter sees it: its attributes decoded, its inputs' values, where it is."""
+
+    def __init__(self, proto: Any, inputs: list[Any], opset: int, where: str) -> None:
+        import onnx
+
+        self.proto, self.inputs, self.opset, self.where = proto, inputs, opset, where
+        self.attrs: dict[str, Any] = {}
+        for attr in proto.attribute:
+            value = onnx.helper.get_attribute_value(attr)
+            if isinstance(value, bytes):
+                value = value.decode("utf-8", "replace")
+            self.attrs[attr.name] = value
+
+    def attr(self, name: str, default: Any) -> Any:
+        return self.attrs.get(name, default)
+
+    def x(self, k: int = 0) -> g.Tensor:
+        return tensor(self.inputs[k], self.where)
+
+    def const(self, k: int, what: str) -> np.ndarray:
+        if k >= len(self.inputs) or self.inputs[k] is None:
+            raise UnsupportedLayerError(f"{self.where}: needs its {what} input")
+        value = self.inputs[k]
+        if isinstance(value, g.Tensor):
+            raise UnsupportedLayerError(f"{self.where}: its {what} is computed from the inputs; symnet reads a "
+                                        "constant there")
+        return np.asarray(number(value, self.where))
+
+    def optional(self, k: int) -> Any:
+        return self.inputs[k] if k < len(self.inputs) and self.inputs[k] is not None else None
+
+
+def _feature_axis(axis: Any, where: str) -> None:
+    if axis not in (-1, 1):
+        raise UnsupportedLayerError(f"{where}: axis {axis!r}; symnet's tensors are (N, features) and its ops act on "
+                                    "the features (axis 1 or -1)")
+
+
+def _activation(name: str, **params: float) -> Callable[[_Node], Any]:
+    def convert(node: _Node) -> Any:
+        return g.activation(node.x(), _activations.activation(name, **params) if params else name)
+    return convert
+
+
+def _elementwise_form(name: str, form: Callable[[Any], Any]) -> Callable[[_Node], Any]:
+    """An ONNX elementwise function symnet has no named activation for (``Erf``, ``Log``): its SymPy form."""
+    def convert(node: _Node) -> Any:
+        return g.activation(node.x(), _activations.from_form(form(_activations.T), name=name))
+    return convert
+
+
+def _binary(kind: str) -> Callable[[_Node], Any]:
+    def convert(node: _Node) -> Any:
+        return binary(kind, node.inputs[0], node.inputs[1], node.where)
+    return convert
+
+
+def _gemm(node: _Node) -> Any:
+    a = node.x()
+    if node.attr("transA", 0):
+        raise UnsupportedLayerError(f"{node.where}: Gemm with transA=1 transposes the points; symnet reads transA=0")
+    b = node.const(1, "B").astype(np.float64)
+    b = b.T if node.attr("transB", 0) else b
+    alpha, beta = float(node.attr("alpha", 1.0)), float(node.attr("beta", 1.0))
+    bias = None
+    if node.optional(2) is not None:
+        c = np.asarray(number(node.inputs[2], node.where), dtype=np.float64)
+        if c.size not in (1, b.shape[1]):
+            raise UnsupportedLayerError(f"{node.where}: a bias C of shape {c.shape} for {b.shape[1]} units")
+        bias = beta * np.broadcast_to(c.reshape(-1) if c.size > 1 else c.reshape(()), (b.shape[1],))
+    return g.dense(a, alpha * b, bias)
+
+
+def _matmul(node: _Node) -> Any:
+    a, b = node.inputs[0], node.inputs[1]
+    if not isinstance(a, g.Tensor):
+        return Const(np.asarray(number(a, node.where)) @ np.asarray(number(b, node.where)))
+    matrix = node.const(1, "second factor").astype(np.float64)
+    if matrix.ndim != 2 or matrix.shape[0] != a.width:
+        raise UnsupportedLayerError(f"{node.where}: x @ B with B of shape {matrix.shape} on {a.width} features")
+    return g.dense(a, matrix, None)
+
+
+def _leaky(node: _Node) -> Any:
+    return g.activation(node.x(), _activations.activation("leaky_relu", alpha=float(node.attr("alpha", 0.01))))
+
+
+def _elu(node: _Node) -> Any:
+    return g.activation(node.x(), _activations.activation("elu", alpha=float(node.attr("alpha", 1.0))))
+
+
+def _selu(node: _Node) -> Any:
+    alpha, gamma = float(node.attr("alpha", 1.67326319217681884765625)), float(node.attr("gamma", 1.05070102214813232421875))
+    if abs(alpha - 1.6732632423543772) > 1e-6 or abs(gamma - 1.0507009873554805) > 1e-6:
+        raise UnsupportedLayerError(f"{node.where}: Selu(alpha={alpha}, gamma={gamma}) is not the standard selu")
+    return g.activation(node.x(), "selu")
+
+
+def _gelu(node: _Node) -> Any:
+    approximate = node.attr("approximate", "none")
+    if approximate not in ("none", "tanh"):
+        raise UnsupportedLayerError(f"{node.where}: Gelu(approximate={safe_text(approximate, 20)})")
+    return g.activation(node.x(), "gelu_tanh" if approximate == "tanh" else "gelu")
+
+
+def _hard_sigmoid(node: _Node) -> Any:
+    alpha, beta = float(node.attr("alpha", 0.2)), float(node.attr("beta", 0.5))
+    if abs(alpha - 1 / 6) > 1e-7 or beta != 0.5:
+        raise UnsupportedLayerError(f"{node.where}: HardSigmoid(alpha={alpha}, beta={beta}); symnet's hard_sigmoid is "
+                                    "alpha=1/6, beta=0.5 (PyTorch's and Keras 3's)")
+    return g.activation(node.x(), "hard_sigmoid")
+
+
+def _clip(node: _Node) -> Any:
+    if node.opset < 11:
+        low, high = node.attr("min", -math.inf), node.attr("max", math.inf)
+    else:
+        low = float(node.const(1, "min")) if node.optional(1) is not None else -math.inf
+        high = float(node.const(2, "max")) if node.optional(2) is not None else math.inf
+    if low == 0 and high == math.inf:
+        return g.activation(node.x(), "relu")
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise UnsupportedLayerError(f"{node.where}: Clip to [{low}, {high}]; symnet reads two finite bounds or [0, inf)")
+    return g.activation(node.x(), _activations.activation("hardtanh", min_val=low, max_val=high))
+
+
+def _pow(node: _Node) -> Any:
+    return power(node.inputs[0], node.inputs[1], node.where)
+
+
+def _neg(node: _Node) -> Any:
+    return scaled(node.inputs[0], -1.0, node.where)
+
+
+def _identity(node: _Node) -> Any:
+    return node.inputs[0]
+
+
+def _constant(node: _Node) -> Any:
+    import onnx
+
+    if "value" not in node.attrs:
+        keys = sorted(node.attrs)
+        raise UnsupportedLayerError(f"{node.where}: a Constant given by {safe_text(keys, 60)}; symnet reads value=")
+    return Const(_array(node.attrs["value"], node.where, onnx))
+
+
+def _concat(node: _Node) -> Any:
+    _feature_axis(node.attr("axis", None), node.where)
+    return g.concat(*(tensor(v, node.where) for v in node.inputs))
+
+
+def _slice(node: _Node) -> Any:
+    x = node.x()
+    if node.opset < 10:
+        starts, ends, axes = node.attr("starts", []), node.attr("ends", []), node.attr("axes", None)
+        steps = None
+    else:
+        starts, ends = node.const(1, "starts").tolist(), node.const(2, "ends").tolist()
+        axes = node.const(3, "axes").tolist() if node.optional(3) is not None else None
+        steps = node.const(4, "steps").tolist() if node.optional(4) is not None else None
+    axes = list(range(len(starts))) if axes is None else list(axes)
+    if len(starts) != len(ends) or len(axes) != len(starts) or any(s not in (None, 1) for s in steps or []):
+        raise UnsupportedLayerError(f"{node.where}: a Slice with steps or mismatched starts/ends")
+    bounds = (0, x.width)
+    for axis, start, end in zip(axes, starts, ends):
+        if axis == 0 and start == 0 and end >= 2**62:
+            continue  # every point
+        _feature_axis(axis, node.where)
+        bounds = slice(int(start), int(min(end, 2**62))).indices(x.width)[:2]
+    if bounds[1] <= bounds[0]:
+        raise UnsupportedLayerError(f"{node.where}: an empty slice of {x.width} features")
+    return x if bounds == (0, x.width) else g.slice(x, *bounds)
+
+
+def _split(node: _Node) -> Any:
+    x = node.x()
+    _feature_axis(node.attr("axis", 0), node.where)
+    outputs = len(node.proto.output)
+    if node.opset >= 13 and node.optional(1) is not None:
+        sizes = [int(v) for v in node.const(1, "split").tolist()]
+    elif node.opset < 13 and "split" in node.attrs:
+        sizes = [int(v) for v in node.attrs["split"]]
+    else:
+        step = -(-x.width // outputs)
+        sizes = [min(step, x.width - s) for s in range(0, x.width, step)]
+    if sum(sizes) != x.width or len(sizes) != outputs or min(sizes) < 1:
+        raise UnsupportedLayerError(f"{node.where}: sizes {sizes} do not split {x.width} features into {outputs}")
+    edges = np.cumsum([0, *sizes])
+    return tuple(g.slice(x, int(a), int(b)) for a, b in zip(edges, edges[1:]))
+
+
+def _gather(node: _Node) -> Any:
+    data = node.inputs[0]
+    if not isinstance(data, g.Tensor):
+        return Const(np.take(np.asarray(number(data, node.where)), node.const(1, "indices").astype(np.int64),
+                             axis=int(node.attr("axis", 0))))
+    _feature_axis(node.attr("axis", 0), node.where)
+    index = node.const(1, "indices")
+    if index.ndim > 1 or (index.ndim == 1 and index.size != 1):
+        raise UnsupportedLayerError(f"{node.where}: Gather of {index.size} features; symnet reads one index")
+    i = int(index.reshape(-1)[0])
+    i = i + data.width if i < 0 else i
+    if not 0 <= i < data.width:
+        raise UnsupportedLayerError(f"{node.where}: feature {i} of {data.width}")
+    return g.slice(data, i, i + 1)  # a 0-d index drops the axis: (N,), one column here
+
+
+def _reduce(mean: bool) -> Callable[[_Node], Any]:
+    def convert(node: _Node) -> Any:
+        x = node.x()
+        axes = node.attr("axes", None)
+        if axes is None and node.optional(1) is not None:
+            axes = node.const(1, "axes").tolist()
+        if axes is None or list(axes) not in ([1], [-1]):
+            raise UnsupportedLayerError(f"{node.where}: a reduction over axes {axes}; symnet reduces over the "
+                                        "features (axes [1] or [-1])")
+        return g.mean(x) if mean else g.sum(x)
+    return convert
+
+
+def _reshape(node: _Node) -> Any:
+    x = node.x()
+    shape = node.const(1, "shape").tolist()
+    if len(shape) != 2 or shape[0] not in (-1, 0) or shape[1] not in (x.width, -1):
+        raise UnsupportedLayerError(f"{node.where}: Reshape to {shape}; symnet reads reshapes that keep (N, "
+                                    f"{x.width})")
+    return x
+
+
+def _flatten(node: _Node) -> Any:
+    if node.attr("axis", 1) != 1:
+        raise UnsupportedLayerError(f"{node.where}: Flatten(axis={node.attr('axis', 1)}); symnet reads axis=1")
+    return node.x()
+
+
+def _layer_norm(node: _Node) -> Any:
+    x = node.x()
+    _feature_axis(node.attr("axis", -1), node.where)
+    gamma = node.const(1, "scale").astype(np.float64).reshape(-1)
+    beta = node.const(2, "bias").astype(np.float64).reshape(-1) if node.optional(2) is not None else 0.0
+    return g.layer_norm(x, gamma, beta, eps=float(node.attr("epsilon", 1e-5)))
+
+
+def _batch_norm(node: _Node) -> Any:
+    if node.attr("training_mode", 0):
+        raise UnsupportedLayerError(f"{node.where}: BatchNormalization in training mode uses each batch's statistics")
+    x = node.x()
+    gamma, beta, mean, var = (node.const(k, what).astype(np.float64).reshape(-1)
+                              for k, what in ((1, "scale"), (2, "B"), (3, "mean"), (4, "var")))
+    return g.batch_norm(x, mean, var, gamma, beta, eps=float(node.attr("epsilon", 1e-5)))
+
+
+def _softmax(node: _Node) -> Any:
+    axis = node.attr("axis", -1 if node.opset >= 13 else 1)
+    _feature_axis(axis, node.where)
+    return g.softmax(node.x())
+
+
+def _cast(node: _Node) -> Any:
+    value = node.inputs[0]
+    return value if isinstance(value, g.Tensor) else Const(np.asarray(number(value, node.where), dtype=np.float64))
+
+
+#: Every ONNX op (default domain) symnet reads, what it becomes, and the opsets it is read in.
+OPS: dict[str, tuple[Callable[[_Node], Any], str]] = {
+    "Gemm": (_gemm, "dense (alpha, beta, transB read)"),
+    "MatMul": (_matmul, "dense without bias, by a constant matrix"),
+    "Add": (_binary("add"), "add, or shift by a constant"),
+    "Sub": (_binary("sub"), "sub, or shift by a constant"),
+    "Mul": (_binary("mul"), "mul, or scale by a constant"),
+    "Div": (_binary("div"), "scale by the reciprocal of a constant"),
+    "Neg": (_neg, "scale by -1"),
+    "Pow": (_pow, "square, or a natural power, with a constant exponent"),
+    "Tanh": (_activation("tanh"), "activation tanh"),
+    "Sigmoid": (_activation("sigmoid"), "activation sigmoid"),
+    "Relu": (_activation("relu"), "activation relu"),
+    "LeakyRelu": (_leaky, "activation leaky_relu(alpha)"),
+    "Elu": (_elu, "activation elu(alpha)"),
+    "Selu": (_selu, "activation selu"),
+    "Softplus": (_activation("softplus"), "activation softplus"),
+    "Softsign": (_activation("softsign"), "activation softsign"),
+    "Mish": (_activation("mish"), "activation mish"),
+    "Gelu": (_gelu, "activation gelu or gelu_tanh"),
+    "HardSigmoid": (_hard_sigmoid, "activation hard_sigmoid (alpha 1/6, beta 0.5)"),
+    "Clip": (_clip, "activation relu or hardtanh(min, max)"),
+    "Exp": (_activation("exp"), "activation exp"),
+    "Sin": (_activation("sin"), "activation sin"),
+    "Cos": (_activation("cos"), "activation cos"),
+    "Erf": (_elementwise_form("erf", lambda t: __import__("sympy").erf(t)), "activation erf(t)"),
+    "Log": (_elementwise_form("log", lambda t: __import__("sympy").log(t)), "activation log(t)"),
+    "Concat": (_concat, "concat over the features"),
+    "Slice": (_slice, "slice of the features"),
+    "Split": (_split, "slices of the features"),
+    "Gather": (_gather, "one feature (constant index), or folded on constants"),
+    "ReduceSum": (_reduce(False), "sum over the features"),
+    "ReduceMean": (_reduce(True), "mean over the features"),
+    "Reshape": (_reshape, "the identity, when (N, features) is kept"),
+    "Flatten": (_flatten, "the identity on (N, features)"),
+    "LayerNormalization": (_layer_norm, "layer_norm"),
+    "BatchNormalization": (_batch_norm, "batch_norm (inference)"),
+    "Softmax": (_softmax, "softmax over the features"),
+    "Identity": (_identity, "the identity"),
+    "Dropout": (_identity, "the identity (inference)"),
+    "Cast": (_cast, "the identity (symnet computes in the kernel's dtype)"),
+    "Constant": (_constant, "a constant"),
+}
+
+
+def op_table() -> str:
+    """:data:`OPS` as the Markdown table of docs/io.md (a test keeps the two the same).
+
+    >>> print(op_table().splitlines()[2])
+    | `Add` | add, or shift by a constant |
+    """
+    rows = [f"| `{name}` | {summary} |" for name, (_, summary) in sorted(OPS.items())]
+    return "\n".join(["| ONNX op | symnet |", "|---|---|", *rows])
+
+
+# --- the file ------------------------------------------------------------------------------
+
+
+def from_onnx(path: str | os.PathLike[str]) -> Network:
+    """The symnet network of an ``.onnx`` model (see the module docstring for what is read and how).
+
+    Inputs are the graph's inputs that are not initializers, each ``(N, d)``, laid side by side in
+    the graph's order; several outputs are laid side by side too.  Node names are the ONNX
+    node names (made identifiers) where the file gives them.
+    """
+    import onnx
+
+    path = Path(path)
+    size = path.stat().st_size
+    if size > MAX_ONNX_BYTES:
+        raise FileFormatError(f"{safe_text(path)}: {size:,} bytes, more than symnet.io.onnx.MAX_ONNX_BYTES")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - protobuf raises DecodeError, and more, on damaged bytes
+        raise FileFormatError(f"{safe_text(path)}: not a readable ONNX model ({type(exc).__name__}: "
+                              f"{safe_text(exc, 200)})") from None
+    where = safe_text(path)
+    opsets = {o.domain or "ai.onnx": int(o.version) for o in model.opset_import}
+    if "ai.onnx" not in opsets:
+        raise UnsupportedLayerError(f"{where}: no opset of the default ONNX domain is imported")
+    if model.functions:
+        raise UnsupportedLayerError(f"{where}: the model defines ONNX functions; symnet reads plain graphs")
+    graph = model.graph
+    if len(graph.node) > MAX_ONNX_NODES:
+        raise FileFormatError(f"{where}: {len(graph.node):,} nodes, more than symnet.io.onnx.MAX_ONNX_NODES")
+    values: dict[str, Any] = {}
+    for init in graph.initializer:
+        values[init.name] = Const(_array(init, f"{where}: initializer {safe_text(init.name, 60)}", onnx, path.parent))
+    inputs = []
+    for value_info in graph.input:
+        if value_info.name in values:
+            continue
+        x = g.input(_input_width(value_info, where))
+        values[value_info.name] = x
+        inputs.append(x)
+    if not inputs:
+        raise UnsupportedLayerError(f"{where}: the graph has no input")
+    taken: set[str] = set()
+    for k, proto in enumerate(graph.node):
+        label = safe_text(proto.name or f"#{k}", 60)
+        here = f"{where}: node {label} ({safe_text(proto.op_type, 40)})"
+        if proto.domain not in ("", "ai.onnx"):
+            raise UnsupportedLayerError(f"{here}: domain {safe_text(proto.domain, 40)}; symnet reads the default "
+                                        "ONNX domain")
+        if proto.op_type not in OPS:
+            raise UnsupportedLayerError(f"{here} is not an op symnet reads; it reads {', '.join(sorted(OPS))}")
+        args = []
+        for name in proto.input:
+            if name == "":
+                args.append(None)
+            elif name not in values:
+                raise FileFormatError(f"{here}: reads {safe_text(name, 60)}, which no earlier node computes")
+            else:
+                args.append(values[name])
+        result = OPS[proto.op_type][0](_Node(proto, args, opsets["ai.onnx"], here))
+        results = result if isinstance(result, tuple) else (result,)
+        if len(results) < len([o for o in proto.output if o]):
+            raise UnsupportedLayerError(f"{here}: gives {len(results)} outputs, the file names {len(proto.output)}")
+        for name, value in zip(proto.output, results):
+            if isinstance(value, g.Tensor) and value.name is None and value.op != "input" and proto.name:
+                value.name = _unique(proto.name, taken)
+            values[name] = value
+    outputs = []
+    for value_info in graph.output:
+        value = values.get(value_info.name)
+        if not isinstance(value, g.Tensor) or value.op == "input":
+            raise UnsupportedLayerError(f"{where}: output {safe_text(value_info.name, 60)} is not computed from the "
+                                        "inputs")
+        outputs.append(value)
+    return g.network(inputs, outputs)
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    base = re.sub(r"[^A-Za-z0-9_]", "_", name)[:56].strip("_") or "node"
+    base = base if base[0].isalpha() else f"n_{base}"
+    base = "n_x" if base == "x" else base
+    candidate, k = base, 1
+    while candidate in taken:
+        candidate, k = f"{base}_{k}", k + 1
+    taken.add(candidate)
+    return candidate
+
+
+def _input_width(value_info: Any, where: str) -> int:
+    dims = value_info.type.tensor_type.shape.dim
+    shown = safe_text(value_info.name, 60)
+    if len(dims) != 2 or not dims[1].HasField("dim_value") or dims[1].dim_value < 1:
+        raise UnsupportedLayerError(f"{where}: input {shown} has shape "
+                                    f"{[d.dim_value if d.HasField('dim_value') else d.dim_param for d in dims]}; "
+                                    "symnet reads inputs of shape (N, d) with d known")
+    return int(dims[1].dim_value)
+
+
+def _array(proto: Any, where: str, onnx: Any, folder: Path | None = None) -> np.ndarray:
+    """A TensorProto as a float64 (or int64) array; sizes bounded, external data read only inside ``folder``."""
+    count = int(np.prod([int(d) for d in proto.dims], dtype=object)) if proto.dims else 1
+    if count > MAX_TENSOR_VALUES:
+        raise FileFormatError(f"{where}: declares {count:,} values, more than symnet.io.onnx.MAX_TENSOR_VALUES")
+    if proto.data_location == onnx.TensorProto.EXTERNAL:
+        if folder is None:
+            raise FileFormatError(f"{where}: external data where symnet reads none")
+        _load_external(proto, where, onnx, folder)
+    try:
+        array = onnx.numpy_helper.to_array(proto)
+    except Exception as exc:  # noqa: BLE001 - malformed raw data raises ValueError and more
+        raise FileFormatError(f"{where}: unreadable tensor data ({type(exc).__name__}: {safe_text(exc, 120)})") from None
+    if array.dtype.kind == "f":
+        array = array.astype(np.float64)
+        if not np.all(np.isfinite(array)):
+            raise FileFormatError(f"{where}: holds a non-finite value")
+    elif array.dtype.kind in "iub":
+        array = array.astype(np.int64)
+    else:
+        raise FileFormatError(f"{where}: a {array.dtype} tensor; symnet reads numbers")
+    return array
+
+
+def _load_external(proto: Any, where: str, onnx: Any, folder: Path) -> None:
+    info = {entry.key: entry.value for entry in proto.external_data}
+    location = info.get("location", "")
+    relative = Path(location)
+    if not location or relative.is_absolute() or ".." in relative.parts or location.startswith(("\\", "/")):
+        raise FileFormatError(f"{where}: external data at {safe_text(location, 80)}, outside the model's folder; "
+                              "symnet reads external data only from a file beside the model")
+    step = folder
+    for part in relative.parts:  # no link anywhere on the way: a link may lead out of the folder
+        step = step / part
+        if step.is_symlink():
+            raise FileFormatError(f"{where}: external data at {safe_text(location, 80)} passes through a link; "
+                                  "symnet does not follow links out of the model's folder")
+    resolved = (folder / relative).resolve()
+    if folder.resolve() not in resolved.parents:
+        raise FileFormatError(f"{where}: external data at {safe_text(location, 80)} leads outside the model's folder")
+    if not resolved.is_file():
+        raise FileFormatError(f"{where}: external data file {safe_text(location, 80)} is missing or not a file")
+    offset, length = int(info.get("offset", 0) or 0), info.get("length")
+    size = resolved.stat().st_size
+    length = size - offset if length in (None, "") else int(length)
+    if offset < 0 or length < 0 or offset + length > size:
+        raise FileFormatError(f"{where}: external data range [{offset}, {offset + length}) outside the "
+                              f"{size:,}-byte file")
+    with open(resolved, "rb") as stream:
+        stream.seek(offset)
+        proto.raw_data = stream.read(length)
+    del proto.external_data[:]
+    proto.data_location = onnx.TensorProto.DEFAULT

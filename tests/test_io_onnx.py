@@ -1,0 +1,173 @@
+"""symnet.io.onnx: ONNX files parsed (never run) into graphs; PyTorch's exports of the zoo, hand-built
+graphs against onnxruntime, and files that try to read outside their folder."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from onnx import TensorProto, helper, numpy_helper
+
+import symnet
+from symnet.io import FileFormatError, UnsupportedLayerError
+from symnet.io.onnx import from_onnx, op_table
+from test_io_torch_graph import ZOO, _reference
+
+WIDTHS = {"deeponet": [5, 2], "normalised": [3], "shared": [4]}
+
+
+def _export(module: torch.nn.Module, widths: list[int], path: Path, dtype: torch.dtype = torch.float64) -> Path:
+    args = tuple(torch.zeros(1, w, dtype=dtype) for w in widths)
+    with torch.no_grad():
+        out = module(*args)
+    names = [f"in{i}" for i in range(len(args))]
+    outs = [f"out{i}" for i in range(len(out) if isinstance(out, tuple) else 1)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's deprecation notices
+        torch.onnx.export(module, args, str(path), dynamo=False, input_names=names, output_names=outs,
+                          dynamic_axes={k: {0: "n"} for k in names + outs})
+    return path
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_pytorch_exports_of_the_zoo_match_autograd(name: str, tmp_path: Path) -> None:
+    torch.manual_seed(7)
+    module = ZOO[name]().double().eval()
+    widths = WIDTHS.get(name, [2])
+    path = _export(module, widths, tmp_path / f"{name}.onnx")
+    net = from_onnx(path)
+    assert symnet.load(path) == net  # symnet.load recognises the file
+    X = np.random.default_rng(3).uniform(-1.5, 1.5, (5, net.n_inputs))
+    value, jac, hes = _reference(module, widths, X)
+    result = symnet.compile(net, ("value", "jacobian", "hessian"), backend="numpy")(X)
+    scale = 1.0 + np.abs(hes).max()
+    np.testing.assert_allclose(result.value, value, rtol=1e-10, atol=1e-11)
+    np.testing.assert_allclose(result.jacobian, jac, rtol=1e-10, atol=1e-11 * scale)
+    np.testing.assert_allclose(result.hessian, hes, rtol=1e-9, atol=1e-10 * scale)
+
+
+@pytest.mark.parametrize("name", ["resnet", "modified_mlp", "fourier", "pirate"])
+def test_onnxruntime_agrees_on_float32_exports(name: str, tmp_path: Path) -> None:
+    torch.manual_seed(7)
+    path = _export(ZOO[name]().eval(), [2], tmp_path / "m.onnx", torch.float32)
+    net = from_onnx(path)
+    X = np.random.default_rng(0).uniform(-1, 1, (16, 2))
+    want = ort.InferenceSession(str(path)).run(None, {"in0": X.astype(np.float32)})[0]
+    np.testing.assert_allclose(symnet.compile(net, "value", backend="numpy")(X).value, want, rtol=2e-5, atol=2e-6)
+
+
+def _model(nodes: list, inputs: list, outputs: list, initializers: list, opset: int = 17) -> onnx.ModelProto:
+    graph = helper.make_graph(nodes, "g", inputs, outputs, initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    return model
+
+
+def _input(name: str, width: int) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, TensorProto.DOUBLE, ["n", width])
+
+
+def test_hand_built_ops_against_onnxruntime(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    init = [numpy_helper.from_array(rng.normal(size=(4, 3)), "W"), numpy_helper.from_array(rng.normal(size=4), "b"),
+            numpy_helper.from_array(rng.normal(size=(4, 2)), "M"),
+            numpy_helper.from_array(np.array([1], np.int64), "s0"), numpy_helper.from_array(np.array([3], np.int64), "s1"),
+            numpy_helper.from_array(np.array([1], np.int64), "ax"), numpy_helper.from_array(np.array([2.0]), "two"),
+            numpy_helper.from_array(np.array(-0.5), "lo"), numpy_helper.from_array(np.array(0.7), "hi")]
+    nodes = [
+        helper.make_node("Gemm", ["x", "W", "b"], ["h"], name="fc", transB=1, alpha=0.5, beta=2.0),
+        helper.make_node("Tanh", ["h"], ["t"], name="act"),
+        helper.make_node("Slice", ["t", "s0", "s1", "ax"], ["mid"], name="mid"),
+        helper.make_node("Mul", ["mid", "mid"], ["sq"], name="sq"),
+        helper.make_node("Sub", ["two", "sq"], ["d"], name="d"),
+        helper.make_node("MatMul", ["t", "M"], ["p"], name="proj"),
+        helper.make_node("LeakyRelu", ["p"], ["lr"], name="lr", alpha=0.3),
+        helper.make_node("Clip", ["lr", "lo", "hi"], ["c"], name="clip"),
+        helper.make_node("ReduceSum", ["c", "ax"], ["r"], name="total", keepdims=1),
+        helper.make_node("Concat", ["d", "r"], ["y"], name="cat", axis=-1),
+    ]
+    model = _model(nodes, [_input("x", 3)], [helper.make_tensor_value_info("y", TensorProto.DOUBLE, ["n", 3])],
+                   init)
+    path = tmp_path / "ops.onnx"
+    onnx.save(model, str(path))
+    net = from_onnx(path)
+    X = rng.normal(size=(20, 3))
+    want = ort.InferenceSession(str(path)).run(None, {"x": X})[0]
+    np.testing.assert_allclose(symnet.compile(net, "value", backend="numpy")(X).value, want, rtol=1e-13, atol=1e-14)
+    assert [n.name for n in net.graph.nodes][1:3] == ["fc", "act"]
+
+
+def _tiny(tmp_path: Path, nodes: list, init: list | None = None, width: int = 2, opset: int = 17,
+          name: str = "m.onnx") -> Path:
+    model = _model(nodes, [_input("x", width)], [helper.make_tensor_value_info("y", TensorProto.DOUBLE, ["n", 1])],
+                   init or [], opset)
+    path = tmp_path / name
+    onnx.save(model, str(path))
+    return path
+
+
+def test_refusals_name_the_node_and_the_op(tmp_path: Path) -> None:
+    w = [numpy_helper.from_array(np.ones((2, 1)), "W")]
+    path = _tiny(tmp_path, [helper.make_node("MatMul", ["x", "W"], ["h"], name="fc"),
+                            helper.make_node("Atan", ["h"], ["y"], name="angle")], w)
+    with pytest.raises(UnsupportedLayerError, match=r"m\.onnx: node angle \(Atan\) is not an op symnet reads; it reads "
+                                                    r"Add, BatchNormalization"):
+        from_onnx(path)
+    custom = helper.make_node("MyOp", ["x"], ["y"], name="mine", domain="com.evil")
+    path = _tiny(tmp_path, [custom], name="custom.onnx")
+    with pytest.raises(UnsupportedLayerError, match=r"node mine \(MyOp\): domain com\.evil; symnet reads the default"):
+        from_onnx(path)
+    path = tmp_path / "junk.onnx"
+    path.write_bytes(b"\x08\x07\x12\x99not a model" * 10)
+    with pytest.raises(FileFormatError, match=r"junk\.onnx: not a readable ONNX model"):
+        from_onnx(path)
+
+
+@pytest.mark.parametrize("location", ["../secret.bin", "/etc/passwd", "link/data.bin"])
+def test_external_data_outside_the_models_folder_is_never_read(tmp_path: Path, location: str) -> None:
+    outside = tmp_path / "secret.bin"
+    outside.write_bytes(np.ones(2).tobytes())
+    folder = tmp_path / "model"
+    folder.mkdir()
+    os.symlink(tmp_path, folder / "link")
+    (tmp_path / "data.bin").write_bytes(np.ones(2).tobytes())
+    tensor = numpy_helper.from_array(np.ones((2, 1)), "W")
+    tensor.ClearField("raw_data")
+    tensor.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", location), ("offset", "0"), ("length", "16")):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+    path = _tiny(folder, [helper.make_node("MatMul", ["x", "W"], ["y"], name="fc")], [tensor])
+    with pytest.raises(FileFormatError, match=r"external data at .* (outside the model's folder|passes through a link)"):
+        from_onnx(path)
+
+
+def test_external_data_beside_the_model_is_read_within_its_range(tmp_path: Path) -> None:
+    weights = np.array([[2.0], [-3.0]])
+    (tmp_path / "w.bin").write_bytes(b"\0" * 8 + weights.tobytes())
+    tensor = numpy_helper.from_array(weights, "W")
+    tensor.ClearField("raw_data")
+    tensor.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", "w.bin"), ("offset", "8"), ("length", "16")):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+    path = _tiny(tmp_path, [helper.make_node("MatMul", ["x", "W"], ["y"], name="fc")], [tensor])
+    net = from_onnx(path)
+    np.testing.assert_array_equal(symnet.compile(net, "value", backend="numpy")(np.array([[1.0, 1.0]])).value, [[-1.0]])
+    tensor.external_data[2].value = "64"
+    onnx.save(_model([helper.make_node("MatMul", ["x", "W"], ["y"], name="fc")], [_input("x", 2)],
+                     [helper.make_tensor_value_info("y", TensorProto.DOUBLE, ["n", 1])], [tensor]), str(path))
+    with pytest.raises(FileFormatError, match=r"external data range \[8, 72\) outside the 24-byte file"):
+        from_onnx(path)
+
+
+def test_the_docs_list_the_onnx_op_table_as_generated() -> None:
+    text = (Path(__file__).parents[1] / "docs" / "io.md").read_text()
+    block = text.split("<!-- onnx_op_table: start -->\n", 1)[1].split("\n<!-- onnx_op_table: end -->", 1)[0]
+    assert block == op_table(), "docs/io.md's ONNX op table is stale: paste symnet.io.onnx.op_table() there"
