@@ -166,3 +166,44 @@ def test_the_docs_list_the_keras_layer_table_as_generated() -> None:
     text = (Path(__file__).parents[1] / "docs" / "io.md").read_text()
     block = text.split("<!-- keras_layer_table: start -->\n", 1)[1].split("\n<!-- keras_layer_table: end -->", 1)[0]
     assert block == layer_table(), "docs/io.md's Keras layer table is stale: paste keras_graph.layer_table() there"
+
+
+@pytest.mark.parametrize("name", ["residual", "gated", "deeponet"])
+def test_legacy_h5_full_model_files(name: str, tmp_path: Path) -> None:
+    import warnings
+
+    keras.utils.set_random_seed(3)
+    model, _ = MODELS[name]()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Keras: HDF5 "is considered legacy"
+        model.save(tmp_path / "model.h5")
+    assert load_keras(tmp_path / "model.h5") == from_keras(model)
+    assert symnet.load(tmp_path / "model.h5") == from_keras(model)
+
+
+def test_a_keras_2_sequential_h5_is_read(tmp_path: Path) -> None:
+    """The Keras 2 config format: the first layer carries batch_input_shape, inbound nodes are nested lists."""
+    import h5py
+
+    config = {"class_name": "Sequential", "config": {"name": "seq", "layers": [
+        {"class_name": "Dense", "config": {"name": "d0", "units": 2, "activation": "tanh", "use_bias": True,
+                                           "batch_input_shape": [None, 1]}},
+        {"class_name": "Dense", "config": {"name": "d1", "units": 1, "activation": "linear", "use_bias": True}}]}}
+    rng = np.random.default_rng(0)
+    arrays = {"d0": [rng.normal(size=(1, 2)), rng.normal(size=2)], "d1": [rng.normal(size=(2, 1)), rng.normal(size=1)]}
+    path = tmp_path / "old.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs["model_config"] = json.dumps(config).encode()
+        root = f.create_group("model_weights")
+        for layer, (kernel, bias) in arrays.items():
+            group = root.create_group(layer)
+            group.attrs["weight_names"] = [f"{layer}/kernel:0".encode(), f"{layer}/bias:0".encode()]
+            group.create_dataset(f"{layer}/kernel:0", data=kernel)
+            group.create_dataset(f"{layer}/bias:0", data=bias)
+    net = load_keras(path)
+    assert net == symnet.Network.from_weights([arrays["d0"][0], arrays["d1"][0]], [arrays["d0"][1], arrays["d1"][1]],
+                                              ["tanh", "linear"])
+    with h5py.File(tmp_path / "weights_only.h5", "w") as f:
+        f.create_group("model_weights")
+    with pytest.raises(symnet.io.FileFormatError, match=r"weights_only\.h5: an HDF5 file without a model_config"):
+        load_keras(tmp_path / "weights_only.h5")

@@ -988,6 +988,8 @@ def detect(path: str | os.PathLike[str]) -> str:
         shown = safe_text(", ".join(repr(n) for n in names[:5]) or "nothing", 200)
         raise FileFormatError(f"{_shown(path)}: a zip archive that is neither a symnet file, a .keras model nor a "
                               f"PyTorch file (it holds {shown})")
+    if head.startswith(b"\x89HDF\r\n\x1a\n"):
+        return "keras"  # a legacy full-model .h5 (symnet.io.load_keras checks for its model_config)
     if path.suffix == ".onnx":
         return "onnx"  # a protobuf has no magic number: the name says it, symnet.io.onnx checks the contents
     if path.suffix in (".pt", ".pth", ".bin") and head[:1] == b"\x80":

@@ -499,7 +499,8 @@ def load_keras(path: str | os.PathLike[str], activations: Mapping[int | str, Any
     """The network in a ``.keras`` file, read without running any code from it.
 
     Args:
-        path: a Keras 3 ``.keras`` archive.
+        path: a Keras 3 ``.keras`` archive, or a legacy full-model ``.h5`` file (Keras 2, or
+            Keras 3's ``model.save("model.h5")``).
         activations: overrides ``{layer: activation}`` as in :func:`from_keras`; how to load a
             model whose activation is a lambda, safely: ``activations={0: "x**2"}``.
         trust: rebuild lambda activations from the file's bytecode with Keras
@@ -511,6 +512,10 @@ def load_keras(path: str | os.PathLike[str], activations: Mapping[int | str, Any
     :class:`~symnet.io.FileFormatError` for a file that is not a readable ``.keras`` archive.
     """
     path = Path(path)
+    with open(path, "rb") as stream:
+        legacy = stream.read(8) == b"\x89HDF\r\n\x1a\n"
+    if legacy:
+        return _load_legacy_h5(path, activations, trust)
     config, weights_file = _read_archive(path)
     where = str(path)
     if not _config_is_chain(config):
@@ -587,15 +592,70 @@ def _read_archive(path: Path) -> tuple[dict[str, Any], bytes]:
                 OSError) as exc:  # a bit flip: bad CRC, bad deflate stream, truncated, encrypted, unknown method
             raise FileFormatError(f"{path}: not a .keras archive, or a damaged or truncated one "
                                   f"({type(exc).__name__}: {str(exc)[:200]!r})") from None
+    return _parse_config(config_text, path, "config.json"), weights
+
+
+def _parse_config(text: bytes, path: Path, what: str) -> dict[str, Any]:
     try:
-        config = json.loads(config_text.decode("utf-8"))
+        config = json.loads(text.decode("utf-8"))
     except RecursionError:
-        raise FileFormatError(f"{path}: config.json is nested too deeply to be a Keras model config") from None
+        raise FileFormatError(f"{path}: {what} is nested too deeply to be a Keras model config") from None
     except (UnicodeDecodeError, ValueError) as exc:
-        raise FileFormatError(f"{path}: config.json is not valid JSON ({str(exc)[:200]!r})") from None
+        raise FileFormatError(f"{path}: {what} is not valid JSON ({str(exc)[:200]!r})") from None
     if not isinstance(config, dict):
-        raise FileFormatError(f"{path}: config.json does not describe a model")
-    return config, weights
+        raise FileFormatError(f"{path}: {what} does not describe a model")
+    return config
+
+
+def _load_legacy_h5(path: Path, overrides: Mapping[int | str, Any] | None, trust: bool) -> Network:
+    """A legacy full-model ``.h5`` file: its ``model_config`` attribute read as a graph, weights from ``model_weights``."""
+    import h5py
+
+    from .keras_graph import graph_from_config
+
+    where = str(path)
+    size = path.stat().st_size
+    if size > MAX_WEIGHTS_BYTES:
+        raise FileFormatError(f"{path}: {size:,} bytes, more than symnet.io.keras.MAX_WEIGHTS_BYTES")
+    try:
+        h5 = h5py.File(path, "r")
+    except OSError as exc:
+        raise FileFormatError(f"{path}: not a readable HDF5 file ({str(exc)[:200]!r})") from None
+    with h5:
+        try:
+            text = h5.attrs.get("model_config")
+            if text is None:
+                raise FileFormatError(f"{path}: an HDF5 file without a model_config: a weights-only file "
+                                      "(model.save_weights) holds no architecture; symnet reads full-model .h5 files")
+            text = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+            if len(text) > MAX_CONFIG_BYTES:
+                raise FileFormatError(f"{path}: model_config holds {len(text):,} bytes, more than "
+                                      "symnet.io.keras.MAX_CONFIG_BYTES")
+            config = _parse_config(text, path, "model_config")
+            root = h5.get("model_weights", getlink=False)
+            if not isinstance(root, h5py.Group):
+                raise FileFormatError(f"{path}: no model_weights group")
+
+            def weights(name: str, here: str, wanted: Sequence[tuple[str, tuple[int, ...]]]) -> list[np.ndarray]:
+                group = root.get(name) if name in root else None
+                if not isinstance(group, h5py.Group) or not isinstance(root.get(name, getlink=True), h5py.HardLink):
+                    raise FileFormatError(f"{here}: model_weights has no group for it")
+                names = [n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n)
+                         for n in group.attrs.get("weight_names", [])]
+                if len(names) != len(wanted):
+                    raise FileFormatError(f"{here}: {len(names)} weights in the file; expected "
+                                          f"{', '.join(label for label, _ in wanted)}")
+                step = _Step(name, here, None, _activations.activation("linear"))
+                return [_dataset((group, n), path, step, label, shape) for n, (label, shape) in zip(names, wanted)]
+
+            net, _ = graph_from_config(config, weights, where, _graph_activation(
+                overrides, where, path, lambda name, here, spec: _deferred(_config_activation, spec, here, trust)))
+        except SymnetError:
+            raise
+        except _H5_DAMAGE as exc:
+            raise FileFormatError(f"{path}: the HDF5 file is damaged ({type(exc).__name__}: {str(exc)[:200]!r})") \
+                from None
+    return net
 
 
 def _member(archive: zipfile.ZipFile, name: str, limit: int, path: Path) -> bytes:

@@ -277,6 +277,9 @@ def graph_from_config(config: dict[str, Any], weights: Weights, where: str,
             inputs.append(x)
             tensors[(name, 0, 0)] = previous = x
             continue
+        if kind == "Sequential" and previous is None and isinstance(cfg.get("batch_input_shape"), list):
+            previous = g.input(_input_width(cfg, here))  # Keras 2: the first layer carries the input shape
+            inputs.append(previous)
         if kind == "Sequential" and not entry.get("inbound_nodes"):
             if previous is None:
                 raise UnsupportedLayerError(f"{here} comes before the model's input")
@@ -348,7 +351,17 @@ def _convert(layer_kind: str, name: str, cfg: dict[str, Any], call_inputs: list[
 
 
 def _node_refs(node: Any, where: str) -> list[Any]:
-    """The tensors one call reads (``keras_history`` triples), its arguments checked."""
+    """The tensors one call reads (``keras_history`` triples), its arguments checked.
+
+    Keras 2 (legacy ``.h5`` files) writes a call as ``[[layer, node, tensor, kwargs], ...]``.
+    """
+    if isinstance(node, list):
+        refs = []
+        for item in node:
+            if not (isinstance(item, list) and len(item) in (3, 4)) or (len(item) == 4 and item[3] not in ({}, None)):
+                raise UnsupportedLayerError(f"{where}: a call {_brief(item)}; symnet reads calls on tensors")
+            refs.append(item[:3])
+        return refs
     if not isinstance(node, dict) or (node.get("kwargs") not in (None, {}) and
                                       (not isinstance(node["kwargs"], dict)
                                        or set(node["kwargs"]) - {"training", "mask"})):
