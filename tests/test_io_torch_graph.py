@@ -311,3 +311,21 @@ def test_the_docs_list_the_op_table_as_generated() -> None:
     text = (Path(__file__).parents[1] / "docs" / "io.md").read_text()
     block = text.split("<!-- op_table: start -->\n", 1)[1].split("\n<!-- op_table: end -->", 1)[0]
     assert block == op_table(), "docs/io.md's PyTorch op table is stale: paste symnet.io.torch_graph.op_table() there"
+
+
+def test_an_activation_module_used_at_every_layer_counts_at_each_use() -> None:
+    """Issue 15's first silent mis-import (a repeated activation module counted once), through the graph importer."""
+    class Pinn(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layers = nn.ModuleList([nn.Linear(2, 4), nn.Linear(4, 4), nn.Linear(4, 4)])
+            self.act = nn.Tanh()
+            self.out = nn.Linear(4, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            for layer in self.layers:
+                x = self.act(layer(x))
+            return self.out(x)
+
+    net = from_torch(Pinn().double())
+    assert [layer.activation.name for layer in net.layers] == ["tanh", "tanh", "tanh", "linear"]
