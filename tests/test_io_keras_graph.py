@@ -207,3 +207,46 @@ def test_a_keras_2_sequential_h5_is_read(tmp_path: Path) -> None:
         f.create_group("model_weights")
     with pytest.raises(symnet.io.FileFormatError, match=r"weights_only\.h5: an HDF5 file without a model_config"):
         load_keras(tmp_path / "weights_only.h5")
+
+
+def _chain_config(n: int, reverse: bool) -> dict[str, Any]:
+    layers = [{"class_name": "InputLayer", "config": {"name": "in", "batch_shape": [None, 2]}}]
+    previous = "in"
+    for k in range(n):
+        layers.append({"class_name": "Dropout", "config": {"name": f"d{k}", "rate": 0.1},
+                       "inbound_nodes": [{"args": [{"class_name": "__keras_tensor__",
+                                                    "config": {"keras_history": [previous, 0, 0]}}], "kwargs": {}}]})
+        previous = f"d{k}"
+    layers.append({"class_name": "Dense", "config": {"name": "out", "units": 1},
+                   "inbound_nodes": [{"args": [{"class_name": "__keras_tensor__",
+                                                "config": {"keras_history": [previous, 0, 0]}}], "kwargs": {}}]})
+    body = layers[1:][::-1] if reverse else layers[1:]
+    return {"class_name": "Functional", "config": {"name": "m", "layers": [layers[0], *body],
+                                                    "input_layers": [["in", 0, 0]], "output_layers": [["out", 0, 0]]}}
+
+
+def test_calls_listed_out_of_order_are_resolved_in_linear_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    from symnet.io import keras_graph
+
+    calls = []
+    original = keras_graph._node_refs
+    monkeypatch.setattr(keras_graph, "_node_refs", lambda node, where: calls.append(1) or original(node, where))
+    weights = {"out": [np.ones((2, 1)), np.zeros(1)]}
+    net, _ = keras_graph.graph_from_config(_chain_config(500, reverse=True), lambda name, here, wanted: weights[name],
+                                           "m", lambda name, here, spec: symnet.activations.get("linear"))
+    assert net.n_inputs == 2 and len(calls) == 501  # each call's inputs read once, not once per pass
+
+
+def test_layer_configurations_of_the_wrong_type_are_named() -> None:
+    from symnet.io import keras_graph
+
+    config = _chain_config(1, reverse=False)
+    config["config"]["layers"][1] = {"class_name": "LeakyReLU", "config": {"name": "d0", "negative_slope": "x"},
+                                     "inbound_nodes": config["config"]["layers"][1]["inbound_nodes"]}
+    with pytest.raises(symnet.io.FileFormatError, match=r"layer 'd0' \(LeakyReLU\): symnet cannot read this layer's "
+                                                        r"configuration"):
+        keras_graph.graph_from_config(config, lambda *a: [], "m", lambda *a: symnet.activations.get("linear"))
+    config["config"]["layers"][1]["class_name"], config["config"]["layers"][1]["config"] = "ReLU", {
+        "name": "d0", "max_value": "6"}
+    with pytest.raises(symnet.io.FileFormatError, match=r"relu's max_value is '6', not a number"):
+        keras_graph.graph_from_config(config, lambda *a: [], "m", lambda *a: symnet.activations.get("linear"))

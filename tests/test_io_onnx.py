@@ -160,14 +160,50 @@ def test_external_data_beside_the_model_is_read_within_its_range(tmp_path: Path)
     path = _tiny(tmp_path, [helper.make_node("MatMul", ["x", "W"], ["y"], name="fc")], [tensor])
     net = from_onnx(path)
     np.testing.assert_array_equal(symnet.compile(net, "value", backend="numpy")(np.array([[1.0, 1.0]])).value, [[-1.0]])
-    tensor.external_data[2].value = "64"
-    onnx.save(_model([helper.make_node("MatMul", ["x", "W"], ["y"], name="fc")], [_input("x", 2)],
-                     [helper.make_tensor_value_info("y", TensorProto.DOUBLE, ["n", 1])], [tensor]), str(path))
-    with pytest.raises(FileFormatError, match=r"external data range \[8, 72\) outside the 24-byte file"):
-        from_onnx(path)
+    for (offset, length), message in ((("8", "64"), r"external data of 64 bytes for a tensor of 16"),
+                                      (("16", "16"), r"external data range \[16, 32\) outside the 24-byte file"),
+                                      (("0x8", "16"), r"offset 0x8 or length 16 is not a whole number")):
+        tensor.external_data[1].value, tensor.external_data[2].value = offset, length
+        onnx.save(_model([helper.make_node("MatMul", ["x", "W"], ["y"], name="fc")], [_input("x", 2)],
+                         [helper.make_tensor_value_info("y", TensorProto.DOUBLE, ["n", 1])], [tensor]), str(path))
+        with pytest.raises(FileFormatError, match=message):
+            from_onnx(path)
 
 
 def test_the_docs_list_the_onnx_op_table_as_generated() -> None:
     text = (Path(__file__).parents[1] / "docs" / "io.md").read_text()
     block = text.split("<!-- onnx_op_table: start -->\n", 1)[1].split("\n<!-- onnx_op_table: end -->", 1)[0]
     assert block == op_table(), "docs/io.md's ONNX op table is stale: paste symnet.io.onnx.op_table() there"
+
+
+def _constants(**arrays: np.ndarray) -> list:
+    return [numpy_helper.from_array(np.asarray(v), k) for k, v in arrays.items()]
+
+
+@pytest.mark.parametrize("nodes, constants, message", [
+    ([helper.make_node("Cast", ["x"], ["c"], to=TensorProto.INT32), helper.make_node("Cast", ["c"], ["y"], to=11)], {},
+     r"a Cast of computed values to INT32 rounds them"),
+    ([helper.make_node("Gather", ["x", "i"], ["g"], axis=1), helper.make_node("Add", ["g", "x"], ["y"])],
+     {"i": np.array(0, np.int64)}, r"\(N,\) .* ONNX broadcasts to \(N, N\)"),
+    ([helper.make_node("Tanh", ["x"], ["t"]), helper.make_node("Split", ["t"], ["y", "z"], axis=1, split=[1, 1])], {},
+     r"split given as an attribute, which opset 17 does not have"),
+    ([helper.make_node("ReduceSum", ["x"], ["y"], axes=[1])], {}, r"axes given as an attribute, which opset 17"),
+    ([helper.make_node("Add", ["x"], ["y"])], {}, r"symnet cannot read this node's inputs or attributes \(IndexError"),
+])
+def test_onnx_graphs_that_would_import_as_something_else_are_refused(tmp_path, nodes, constants, message):
+    for k, node in enumerate(nodes):
+        node.name = f"n{k}"
+    path = _tiny(tmp_path, nodes, _constants(**constants))
+    with pytest.raises(UnsupportedLayerError, match=message):
+        from_onnx(path)
+
+
+def test_integer_constants_fold_as_onnx_computes_them(tmp_path: Path) -> None:
+    nodes = [helper.make_node("Div", ["a", "b"], ["q"], name="q"), helper.make_node("Cast", ["q"], ["qf"], to=11),
+             helper.make_node("Mul", ["x", "qf"], ["p"], name="p"), helper.make_node("ReduceSum", ["p", "ax"], ["y"])]
+    path = _tiny(tmp_path, nodes, _constants(a=np.array(7, np.int64), b=np.array(2, np.int64),
+                                             ax=np.array([1], np.int64)))
+    X = np.array([[1.0, 2.0]])
+    want = ort.InferenceSession(str(path)).run(None, {"x": X})[0]
+    np.testing.assert_allclose(symnet.compile(from_onnx(path), "value", backend="numpy")(X).value, want)
+    assert want[0, 0] == 9.0  # 7 // 2 = 3, not 3.5

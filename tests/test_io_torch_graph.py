@@ -329,3 +329,48 @@ def test_an_activation_module_used_at_every_layer_counts_at_each_use() -> None:
 
     net = from_torch(Pinn().double())
     assert [layer.activation.name for layer in net.layers] == ["tanh", "tanh", "tanh", "linear"]
+
+
+class _InPlace(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x.relu_()  # tracing records relu_ with no reader; fc reads x
+        return self.fc(x)
+
+
+class _BadArguments(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x).chunk(0, dim=1)[0]
+
+
+def test_in_place_ops_and_unreadable_arguments_are_refused() -> None:
+    with pytest.raises(UnsupportedLayerError, match=r"node 'relu_' \(method \.relu_\(\)\) .* changes a tensor in place"):
+        from_torch(_InPlace())
+    with pytest.raises(UnsupportedLayerError, match=r"node 'chunk' .*symnet cannot read this call's arguments "
+                                                    r"\(ZeroDivisionError"):
+        from_torch(_BadArguments())
+    with pytest.raises(symnet.InputError, match=r"input_sizes=\['a'\]: give a list of whole numbers"):
+        from_torch(_BadArguments(), input_sizes=["a"])
+
+
+def test_the_check_runs_on_copies_of_its_points() -> None:
+    """A forward that changes its input in place (x += 1) must not change the points symnet is checked on."""
+    class Shifts(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(2, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.fc(x)
+            x += 1.0  # after its last use: the traced graph and symnet agree on fc(x)
+            return y
+
+    net = from_torch(Shifts().double())
+    assert net.n_outputs == 1

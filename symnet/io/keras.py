@@ -119,6 +119,11 @@ def _builtin(name: str | None, params: Mapping[str, Any], where: str) -> Activat
         return _activations.activation("linear")
     params = {**KERAS_DEFAULTS.get(name, {}), **params}
     if name == "relu":
+        for key in ("negative_slope", "max_value", "threshold"):
+            value = params[key]
+            if (value is not None or key != "max_value") and (isinstance(value, bool)
+                                                             or not isinstance(value, (int, float))):
+                raise FileFormatError(f"{where}: relu's {key} is {_brief(value)}, not a number")
         slope = float(params["negative_slope"])
         if params["max_value"] is not None and params["threshold"] == 0 and slope == 0:
             return _activations.activation("hardtanh", min_val=0.0, max_val=float(params["max_value"]))

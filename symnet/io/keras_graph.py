@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..activations import Activation
-from ..errors import ImportMismatchError
+from ..errors import ImportMismatchError, SymnetError
 from ..graph import builder as g
 from ..network import Network
 from ._compare import check_points
@@ -293,22 +293,37 @@ def graph_from_config(config: dict[str, Any], weights: Weights, where: str,
         if len(pending) > MAX_NODES:
             raise FileFormatError(f"{where}: more than symnet.io.format.MAX_NODES = {MAX_NODES:,} layer calls")
     # Keras lists a layer once, at its first call: a shared layer's later calls read layers listed
-    # after it, so the calls run in dependency order, each once its inputs exist
-    while pending:
-        waiting = []
-        for layer_kind, name, cfg, here, k, node in pending:
-            refs = _node_refs(node, here)
-            if not all(_key(ref, here) in tensors for ref in refs):
-                waiting.append((layer_kind, name, cfg, here, k, node))
-                continue
-            tensors[(name, k, 0)] = previous = _convert(layer_kind, name, cfg, [tensors[_key(r, here)] for r in refs],
-                                                         here, weights, activation, k, taken, names)
-        if len(waiting) == len(pending):
-            layer_kind, name, _, here, k, node = waiting[0]
-            missing = next(r for r in _node_refs(node, here) if _key(r, here) not in tensors)
-            raise FileFormatError(f"{here}: call {k} reads {missing[0]!r} (call {missing[1]}, output {missing[2]}), "
-                                  "which no layer computes (or the layers form a cycle)")
-        pending = waiting
+    # after it, so the calls run in dependency order (Kahn's algorithm: each call waits on a count
+    # of missing inputs, and runs when the last of them is computed)
+    needs = [[_key(r, here) for r in _node_refs(node, here)] for _, _, _, here, _, node in pending]
+    missing = [sum(key not in tensors for key in set(keys)) for keys in needs]
+    waiters: dict[tuple[str, int, int], list[int]] = {}
+    for i, keys in enumerate(needs):
+        for key in set(keys):
+            if key not in tensors:
+                waiters.setdefault(key, []).append(i)
+    ready = [i for i, count in enumerate(missing) if count == 0]
+    done = 0
+    while ready:
+        i = ready.pop(0)
+        layer_kind, name, cfg, here, k, _ = pending[i]
+        key = (name, k, 0)
+        previous = _convert(layer_kind, name, cfg, [tensors[r] for r in needs[i]], here, weights, activation, k,
+                            taken, names)
+        done += 1
+        if key in tensors:
+            raise FileFormatError(f"{here}: call {k} is listed twice")
+        tensors[key] = previous
+        for j in waiters.pop(key, []):
+            missing[j] -= 1
+            if missing[j] == 0:
+                ready.append(j)
+    if done < len(pending):
+        i = next(i for i, count in enumerate(missing) if count)
+        _, _, _, here, k, _ = pending[i]
+        name, node, index = next(key for key in needs[i] if key not in tensors)
+        raise FileFormatError(f"{here}: call {k} reads {name!r} (call {node}, output {index}), which no layer "
+                              "computes (or the layers form a cycle)")
     if kind == "Sequential":
         if not inputs or previous is None or previous is inputs[0]:
             raise UnsupportedLayerError(f"{where}: a Sequential model needs an input shape and at least one layer")
@@ -342,8 +357,14 @@ def _convert(layer_kind: str, name: str, cfg: dict[str, Any], call_inputs: list[
              weights: Weights, activation: Callable[[str, str, Any], Activation], k: int, taken: set[str],
              names: dict[str, str]) -> g.Tensor:
     """One call of one layer through :data:`LAYERS`; its node named after the layer."""
-    converted = LAYERS[layer_kind][0](_Layer(name, layer_kind, cfg, call_inputs, here, weights,
-                                             lambda spec: activation(name, here, spec)))
+    try:
+        converted = LAYERS[layer_kind][0](_Layer(name, layer_kind, cfg, call_inputs, here, weights,
+                                                 lambda spec: activation(name, here, spec)))
+    except SymnetError:
+        raise
+    except (IndexError, KeyError, TypeError, ValueError, ZeroDivisionError, AttributeError, OverflowError) as exc:
+        raise FileFormatError(f"{here}: symnet cannot read this layer's configuration "
+                              f"({type(exc).__name__}: {str(exc)[:160]!r})") from None
     if converted.name is None and not any(converted is t for t in call_inputs):
         converted.name = _unique(re.sub(r"[^A-Za-z0-9_]", "_", name)[:56] + (f"_call{k}" if k else ""), taken)
         names[converted.name] = name

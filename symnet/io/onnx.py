@@ -31,6 +31,7 @@ from ..graph import builder as g
 from ..network import Network
 from ._expr import safe_text
 from ._tensor_ops import Const, binary, number, power, scaled, tensor
+from ..errors import SymnetError
 from .format import FileFormatError, UnsupportedLayerError
 
 __all__ = ["MAX_ONNX_BYTES", "MAX_TENSOR_VALUES", "OPS", "from_onnx", "op_table"]
@@ -46,10 +47,11 @@ MAX_ONNX_NODES = 10_000
 class _Node:
     """One ONNX node as a converter sees it: its attributes decoded, its inputs' values, where it is."""
 
-    def __init__(self, proto: Any, inputs: list[Any], opset: int, where: str) -> None:
+    def __init__(self, proto: Any, inputs: list[Any], opset: int, where: str, squeezed: set[int]) -> None:
         import onnx
 
         self.proto, self.inputs, self.opset, self.where = proto, inputs, opset, where
+        self.squeezed = squeezed  # ids of the tensors ONNX holds as (N,): one column here
         self.attrs: dict[str, Any] = {}
         for attr in proto.attribute:
             value = onnx.helper.get_attribute_value(attr)
@@ -71,6 +73,11 @@ class _Node:
             raise UnsupportedLayerError(f"{self.where}: its {what} is computed from the inputs; symnet reads a "
                                         "constant there")
         return np.asarray(number(value, self.where))
+
+    def squeeze(self, t: g.Tensor) -> g.Tensor:
+        """Mark ``t`` as one that ONNX holds as ``(N,)`` (a scalar Gather, a reduction without keepdims)."""
+        self.squeezed.add(id(t))
+        return t
 
     def optional(self, k: int) -> Any:
         return self.inputs[k] if k < len(self.inputs) and self.inputs[k] is not None else None
@@ -97,7 +104,16 @@ def _elementwise_form(name: str, form: Callable[[Any], Any]) -> Callable[[_Node]
 
 def _binary(kind: str) -> Callable[[_Node], Any]:
     def convert(node: _Node) -> Any:
-        return binary(kind, node.inputs[0], node.inputs[1], node.where)
+        a, b = node.inputs[0], node.inputs[1]
+        if isinstance(a, Const) and isinstance(b, Const) and np.asarray(a.value).dtype.kind in "iu" \
+                and np.asarray(b.value).dtype.kind in "iu":  # ONNX integer arithmetic: Div truncates
+            x, y = np.asarray(a.value), np.asarray(b.value)
+            if kind == "div":
+                if np.any(y == 0):
+                    raise UnsupportedLayerError(f"{node.where}: integer division by zero")
+                return Const(np.trunc(x / y).astype(np.int64))
+            return Const({"add": np.add, "sub": np.subtract, "mul": np.multiply}[kind](x, y))
+        return binary(kind, a, b, node.where)
     return convert
 
 
@@ -199,13 +215,19 @@ def _concat(node: _Node) -> Any:
 def _slice(node: _Node) -> Any:
     x = node.x()
     if node.opset < 10:
+        if "starts" not in node.attrs or "ends" not in node.attrs or len(node.inputs) > 1:
+            raise UnsupportedLayerError(f"{node.where}: opset {node.opset}'s Slice takes starts and ends as attributes")
         starts, ends, axes = node.attr("starts", []), node.attr("ends", []), node.attr("axes", None)
         steps = None
     else:
         starts, ends = node.const(1, "starts").tolist(), node.const(2, "ends").tolist()
         axes = node.const(3, "axes").tolist() if node.optional(3) is not None else None
         steps = node.const(4, "steps").tolist() if node.optional(4) is not None else None
+    if node.opset >= 10 and {"starts", "ends", "axes"} & set(node.attrs):
+        raise UnsupportedLayerError(f"{node.where}: opset {node.opset}'s Slice takes starts and ends as inputs")
     axes = list(range(len(starts))) if axes is None else list(axes)
+    if len({a % 2 for a in axes}) != len(axes):
+        raise UnsupportedLayerError(f"{node.where}: a Slice naming one axis twice")
     if len(starts) != len(ends) or len(axes) != len(starts) or any(s not in (None, 1) for s in steps or []):
         raise UnsupportedLayerError(f"{node.where}: a Slice with steps or mismatched starts/ends")
     bounds = (0, x.width)
@@ -223,6 +245,11 @@ def _split(node: _Node) -> Any:
     x = node.x()
     _feature_axis(node.attr("axis", 0), node.where)
     outputs = len(node.proto.output)
+    if (node.opset >= 13 and "split" in node.attrs) or (node.opset < 13 and len(node.inputs) > 1):
+        raise UnsupportedLayerError(f"{node.where}: split given as {'an attribute' if 'split' in node.attrs else 'an input'}"
+                                    f", which opset {node.opset} does not have")
+    if outputs < 1:
+        raise UnsupportedLayerError(f"{node.where}: a Split with no outputs")
     if node.opset >= 13 and node.optional(1) is not None:
         sizes = [int(v) for v in node.const(1, "split").tolist()]
     elif node.opset < 13 and "split" in node.attrs:
@@ -243,25 +270,31 @@ def _gather(node: _Node) -> Any:
                              axis=int(node.attr("axis", 0))))
     _feature_axis(node.attr("axis", 0), node.where)
     index = node.const(1, "indices")
-    if index.ndim > 1 or (index.ndim == 1 and index.size != 1):
+    if index.ndim > 1 or index.size != 1:
         raise UnsupportedLayerError(f"{node.where}: Gather of {index.size} features; symnet reads one index")
     i = int(index.reshape(-1)[0])
     i = i + data.width if i < 0 else i
     if not 0 <= i < data.width:
         raise UnsupportedLayerError(f"{node.where}: feature {i} of {data.width}")
-    return g.slice(data, i, i + 1)  # a 0-d index drops the axis: (N,), one column here
+    column = g.slice(data, i, i + 1)
+    return node.squeeze(column) if index.ndim == 0 else column  # a 0-d index drops the axis: (N,)
 
 
 def _reduce(mean: bool) -> Callable[[_Node], Any]:
     def convert(node: _Node) -> Any:
         x = node.x()
+        axes_as_input = node.opset >= (18 if mean else 13)  # where the opset moved axes to an input
+        if ("axes" in node.attrs) == axes_as_input and ("axes" in node.attrs or node.optional(1) is not None):
+            raise UnsupportedLayerError(f"{node.where}: axes given as {'an attribute' if 'axes' in node.attrs else 'an input'}"
+                                        f", which opset {node.opset} does not have")
         axes = node.attr("axes", None)
         if axes is None and node.optional(1) is not None:
             axes = node.const(1, "axes").tolist()
         if axes is None or list(axes) not in ([1], [-1]):
             raise UnsupportedLayerError(f"{node.where}: a reduction over axes {axes}; symnet reduces over the "
                                         "features (axes [1] or [-1])")
-        return g.mean(x) if mean else g.sum(x)
+        out = g.mean(x) if mean else g.sum(x)
+        return out if node.attr("keepdims", 1) else node.squeeze(out)
     return convert
 
 
@@ -303,9 +336,22 @@ def _softmax(node: _Node) -> Any:
     return g.softmax(node.x())
 
 
+_FLOAT_TYPES = (1, 10, 11, 16)  # TensorProto FLOAT, FLOAT16, DOUBLE, BFLOAT16
+
+
 def _cast(node: _Node) -> Any:
-    value = node.inputs[0]
-    return value if isinstance(value, g.Tensor) else Const(np.asarray(number(value, node.where), dtype=np.float64))
+    import onnx
+
+    value, to = node.inputs[0], int(node.attr("to", 0))
+    if isinstance(value, g.Tensor):
+        if to not in _FLOAT_TYPES:
+            raise UnsupportedLayerError(f"{node.where}: a Cast of computed values to "
+                                        f"{safe_text(onnx.TensorProto.DataType.Name(to), 20)} rounds them; symnet "
+                                        "reads casts between floating-point types")
+        return value
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(to)
+    array = np.asarray(number(value, node.where)).astype(dtype)
+    return Const(array.astype(np.float64) if array.dtype.kind == "f" else array.astype(np.int64))
 
 
 #: Every ONNX op (default domain) symnet reads, what it becomes, and the opsets it is read in.
@@ -388,6 +434,8 @@ def from_onnx(path: str | os.PathLike[str]) -> Network:
     opsets = {o.domain or "ai.onnx": int(o.version) for o in model.opset_import}
     if "ai.onnx" not in opsets:
         raise UnsupportedLayerError(f"{where}: no opset of the default ONNX domain is imported")
+    if not 1 <= opsets["ai.onnx"] <= 100:
+        raise FileFormatError(f"{where}: opset version {opsets['ai.onnx']} of the default domain is not one ONNX has")
     if model.functions:
         raise UnsupportedLayerError(f"{where}: the model defines ONNX functions; symnet reads plain graphs")
     graph = model.graph
@@ -406,6 +454,7 @@ def from_onnx(path: str | os.PathLike[str]) -> Network:
     if not inputs:
         raise UnsupportedLayerError(f"{where}: the graph has no input")
     taken: set[str] = set()
+    squeezed: set[int] = set()
     for k, proto in enumerate(graph.node):
         label = safe_text(proto.name or f"#{k}", 60)
         here = f"{where}: node {label} ({safe_text(proto.op_type, 40)})"
@@ -422,8 +471,11 @@ def from_onnx(path: str | os.PathLike[str]) -> Network:
                 raise FileFormatError(f"{here}: reads {safe_text(name, 60)}, which no earlier node computes")
             else:
                 args.append(values[name])
-        result = OPS[proto.op_type][0](_Node(proto, args, opsets["ai.onnx"], here))
+        _check_squeezed(proto.op_type, args, squeezed, here)
+        result = _converted(OPS[proto.op_type][0], proto, args, opsets["ai.onnx"], here, squeezed)
         results = result if isinstance(result, tuple) else (result,)
+        if any(isinstance(a, g.Tensor) and id(a) in squeezed for a in args):
+            squeezed.update(id(r) for r in results if isinstance(r, g.Tensor))
         if len(results) < len([o for o in proto.output if o]):
             raise UnsupportedLayerError(f"{here}: gives {len(results)} outputs, the file names {len(proto.output)}")
         for name, value in zip(proto.output, results):
@@ -438,6 +490,39 @@ def from_onnx(path: str | os.PathLike[str]) -> Network:
                                         "inputs")
         outputs.append(value)
     return g.network(inputs, outputs)
+
+
+#: Ops that keep an ``(N,)`` tensor ``(N,)``: elementwise ones of one tensor.
+_ELEMENTWISE = {"Neg", "Pow", "Tanh", "Sigmoid", "Relu", "LeakyRelu", "Elu", "Selu", "Softplus", "Softsign", "Mish",
+                "Gelu", "HardSigmoid", "Clip", "Exp", "Sin", "Cos", "Erf", "Log", "Identity", "Dropout", "Cast"}
+
+
+def _check_squeezed(op: str, args: list[Any], squeezed: set[int], where: str) -> None:
+    """Refuse what would broadcast an ``(N,)`` tensor against an ``(N, w)`` one (ONNX gives ``(N, N)``)."""
+    tensors = [a for a in args if isinstance(a, g.Tensor)]
+    flags = [id(t) in squeezed for t in tensors]
+    if not any(flags):
+        return
+    if op in _ELEMENTWISE or (op in ("Add", "Sub", "Mul", "Div") and all(flags)):
+        return
+    raise UnsupportedLayerError(f"{where}: reads a tensor ONNX holds as (N,) (from a scalar Gather or keepdims=0) "
+                                "together with (N, w) ones, which ONNX broadcasts to (N, N); symnet reads (N,) "
+                                "tensors only through elementwise ops to an output")
+
+
+def _converted(rule: Callable[[_Node], Any], proto: Any, args: list[Any], opset: int, where: str,
+               squeezed: set[int]) -> Any:
+    """``rule``'s result; a node it cannot read (missing inputs, attributes of the wrong type) as an error."""
+    try:
+        return rule(_Node(proto, args, opset, where, squeezed))
+    except (UnsupportedLayerError, FileFormatError):
+        raise
+    except SymnetError as exc:
+        raise UnsupportedLayerError(f"{where}: {exc}") from None
+    except (IndexError, KeyError, TypeError, ValueError, ZeroDivisionError, AttributeError, np.exceptions.AxisError,
+            OverflowError) as exc:
+        raise UnsupportedLayerError(f"{where}: symnet cannot read this node's inputs or attributes "
+                                    f"({type(exc).__name__}: {safe_text(exc, 160)})") from None
 
 
 def _unique(name: str, taken: set[str]) -> str:
@@ -489,7 +574,8 @@ def _load_external(proto: Any, where: str, onnx: Any, folder: Path) -> None:
     info = {entry.key: entry.value for entry in proto.external_data}
     location = info.get("location", "")
     relative = Path(location)
-    if not location or relative.is_absolute() or ".." in relative.parts or location.startswith(("\\", "/")):
+    if not location or "\x00" in location or relative.is_absolute() or ".." in relative.parts \
+            or location.startswith(("\\", "/")):
         raise FileFormatError(f"{where}: external data at {safe_text(location, 80)}, outside the model's folder; "
                               "symnet reads external data only from a file beside the model")
     step = folder
@@ -503,9 +589,18 @@ def _load_external(proto: Any, where: str, onnx: Any, folder: Path) -> None:
         raise FileFormatError(f"{where}: external data at {safe_text(location, 80)} leads outside the model's folder")
     if not resolved.is_file():
         raise FileFormatError(f"{where}: external data file {safe_text(location, 80)} is missing or not a file")
-    offset, length = int(info.get("offset", 0) or 0), info.get("length")
+    try:
+        offset = int(info.get("offset") or 0)
+        length = None if info.get("length") in (None, "") else int(info["length"])
+    except ValueError:
+        raise FileFormatError(f"{where}: external data offset {safe_text(info.get('offset'), 20)} or length "
+                              f"{safe_text(info.get('length'), 20)} is not a whole number") from None
+    count = int(np.prod([int(d) for d in proto.dims], dtype=object)) if proto.dims else 1
+    expected = count * onnx.helper.tensor_dtype_to_np_dtype(proto.data_type).itemsize
+    length = expected if length is None else length
+    if length != expected:
+        raise FileFormatError(f"{where}: external data of {length:,} bytes for a tensor of {expected:,}")
     size = resolved.stat().st_size
-    length = size - offset if length in (None, "") else int(length)
     if offset < 0 or length < 0 or offset + length > size:
         raise FileFormatError(f"{where}: external data range [{offset}, {offset + length}) outside the "
                               f"{size:,}-byte file")

@@ -46,7 +46,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .. import activations as _activations
-from ..errors import ImportMismatchError, SymnetError
+from ..errors import ImportMismatchError, InputError, SymnetError
 from ..graph import builder as g
 from ..network import Network
 from ._compare import CHECK_RTOL, check_points
@@ -119,7 +119,8 @@ def _binary(kind: str) -> Callable[..., Any]:
 
 
 def _pow(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
-    return power(args[0], args[1], _where(node))
+    base = args[0] if args else kwargs.get("input", kwargs.get("self"))
+    return power(base, args[1] if len(args) > 1 else kwargs.get("exponent"), _where(node))
 
 
 def _neg(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
@@ -225,7 +226,7 @@ _MODULES = ("Linear", "Identity", "Dropout", "AlphaDropout", "Flatten", "LayerNo
 
 def _cat(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
     where = _where(node)
-    tensors = args[0]
+    tensors = args[0] if args else kwargs.get("tensors")
     _feature_dim(args[1] if len(args) > 1 else kwargs.get("dim", 0), where)
     if not isinstance(tensors, (list, tuple)) or not tensors:
         raise UnsupportedLayerError(f"{where}: cat needs a list of tensors")
@@ -466,6 +467,9 @@ class _Capture:
                 raise UnsupportedLayerError(f"{type(self.module).__name__}.forward's argument {p.target!r} has a default "
                                             "or collects several (*args); symnet reads positional tensor inputs")
         if given is not None:
+            if not isinstance(given, (list, tuple)) or not all(
+                    isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in given):
+                raise InputError(f"input_sizes={given!r}: give a list of whole numbers, one width per input")
             sizes = [int(s) for s in given]
             if len(sizes) != len(self.placeholders) or min(sizes) < 1:
                 raise UnsupportedLayerError(f"input_sizes={list(given)}: forward takes {len(self.placeholders)} "
@@ -542,17 +546,22 @@ class _Capture:
             args = [self._value(a) for a in node.args]
             kwargs = {k: self._value(v) for k, v in node.kwargs.items()}
             if node.op == "call_module":
-                result = _module_rule(self, node, args, kwargs)
+                result = _converted(_module_rule, self, node, args, kwargs)
             else:
-                name = getattr(node.target, "__name__", node.target) if node.op == "call_function" else node.target
-                name = str(name).strip("_")
+                name = str(getattr(node.target, "__name__", node.target) if node.op == "call_function" else node.target)
+                if name.startswith("__") and name.endswith("__"):
+                    name = name[2:-2]  # Tensor.__getitem__, Tensor.__add__
+                elif name.endswith("_") or kwargs.get("inplace") is True:
+                    raise UnsupportedLayerError(
+                        f"{_where(node)} changes a tensor in place, which tracing records as an op whose result "
+                        "nothing reads; write it out of place (x = torch.relu(x), not x.relu_())")
                 rule = OPS.get(name)
                 if rule is None:
                     raise UnsupportedLayerError(
                         f"{_where(node)} is not an op symnet reads; it reads {', '.join(sorted(OPS))} and the modules "
                         f"{', '.join(sorted(_MODULES))}. Write the op with these, or build the network with "
                         "symnet.graph")
-                result = rule.convert(self, node, args, kwargs)
+                result = _converted(rule.convert, self, node, args, kwargs)
             self.values[node] = result
             if isinstance(result, g.Tensor) and result.op != "input" and result.name is None:
                 result.name = _node_name(node.name)
@@ -583,6 +592,17 @@ class _Capture:
                 raise UnsupportedLayerError(f"{type(self.module).__name__}.forward's output {k} is "
                                             f"{'an input itself' if isinstance(item, g.Tensor) else 'not computed from the inputs'}")
         return items
+
+
+def _converted(rule: Callable[..., Any], cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    """``rule``'s result; a call it cannot read (wrong argument types or counts) as an error naming the node."""
+    try:
+        return rule(cap, node, args, kwargs)
+    except SymnetError:
+        raise
+    except (IndexError, KeyError, TypeError, ValueError, ZeroDivisionError, AttributeError) as exc:
+        raise UnsupportedLayerError(f"{_where(node)}: symnet cannot read this call's arguments "
+                                    f"({type(exc).__name__}: {str(exc)[:160]})") from None
 
 
 def _node_name(fx_name: str) -> str:
@@ -637,20 +657,29 @@ def _check(net: Network, capture: _Capture) -> None:
                           f"import ({type(exc).__name__}); pass check=False to import it unchecked") from None
     points = check_points(builtins.sum(capture.sizes))
     bounds = np.cumsum([0, *capture.sizes])
-    args = [torch.as_tensor(points[:, a:b]) for a, b in zip(bounds, bounds[1:])]
+
+    def inputs() -> list[Any]:  # fresh copies each run: forward may change its inputs in place
+        return [torch.tensor(points[:, a:b]) for a, b in zip(bounds, bounds[1:])]
+
     seen: dict[str, np.ndarray] = {}
 
     class Recorder(fx.Interpreter):
         def run_node(self, n: Any) -> Any:
             out = super().run_node(n)
             if isinstance(out, torch.Tensor):
-                seen[n.name] = out.detach().double().numpy()
+                seen[n.name] = out.detach().double().numpy().copy()
             return out
 
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        Recorder(fx.GraphModule(double, capture.graph)).run(*args)
-        whole = double(*args)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            Recorder(fx.GraphModule(double, capture.graph)).run(*inputs())
+            whole = double(*inputs())
+    except Exception as exc:  # noqa: BLE001 - the user's forward can raise anything
+        raise ImportMismatchError(
+            f"from_torch({type(capture.module).__name__}): running the module on the check's points failed "
+            f"({type(exc).__name__}: {str(exc)[:200]}), so the import cannot be checked; pass check=False to import "
+            "the structure as read anyway") from None
     ours = node_values(net, points)
     scale = 1.0
     for node, name in capture.named:
