@@ -374,3 +374,16 @@ def test_the_check_runs_on_copies_of_its_points() -> None:
 
     net = from_torch(Shifts().double())
     assert net.n_outputs == 1
+
+
+def test_a_column_pytorch_holds_as_n_is_not_broadcast_against_wide_tensors() -> None:
+    class Mixes(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(3, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(x)[:, 0] * self.fc(x)
+
+    with pytest.raises(UnsupportedLayerError, match=r"node 'mul' .* holds as \(N,\) .* broadcasts to \(N, N\)"):
+        from_torch(Mixes())

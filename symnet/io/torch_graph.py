@@ -459,6 +459,21 @@ class _Capture:
         self._squeezed.add(id(tensor))
         return tensor
 
+    def _follow_squeezed(self, node: Any, name: str, args: list[Any], result: Any) -> None:
+        """An op on tensors PyTorch holds as ``(N,)``: elementwise keeps them so; mixing them with ``(N, w)``
+        ones (which PyTorch broadcasts to ``(N, N)`` or refuses) is an error."""
+        flags = [id(a) in self._squeezed for a in args if isinstance(a, g.Tensor)]
+        if not any(flags) or not isinstance(result, g.Tensor):
+            return
+        binary_op = name in _ELEMENTWISE_BINARY
+        if (name in _ACTIVATIONS or name in ("neg", "pow", "dropout", "float", "double", "contiguous")
+                or (binary_op and all(flags))):
+            self._squeezed.add(id(result))
+            return
+        raise UnsupportedLayerError(f"{_where(node)} reads a tensor PyTorch holds as (N,) (x[:, i], a sum without "
+                                    "keepdim) together with (N, w) ones, which PyTorch broadcasts to (N, N); keep "
+                                    "the feature axis (x[:, i:i+1], keepdim=True)")
+
     def _input_sizes(self, given: Sequence[int] | None) -> list[int]:
         if not self.placeholders:
             raise UnsupportedLayerError(f"{type(self.module).__name__}.forward takes no input")
@@ -547,6 +562,7 @@ class _Capture:
             kwargs = {k: self._value(v) for k, v in node.kwargs.items()}
             if node.op == "call_module":
                 result = _converted(_module_rule, self, node, args, kwargs)
+                name = "module"
             else:
                 name = str(getattr(node.target, "__name__", node.target) if node.op == "call_function" else node.target)
                 if name.startswith("__") and name.endswith("__"):
@@ -562,6 +578,7 @@ class _Capture:
                         f"{', '.join(sorted(_MODULES))}. Write the op with these, or build the network with "
                         "symnet.graph")
                 result = _converted(rule.convert, self, node, args, kwargs)
+            self._follow_squeezed(node, name if node.op != "call_module" else "module", args, result)
             self.values[node] = result
             if isinstance(result, g.Tensor) and result.op != "input" and result.name is None:
                 result.name = _node_name(node.name)
