@@ -325,3 +325,38 @@ def test_json_output_never_holds_nan_tokens(tmp_path: Path, capsys: pytest.Captu
     err = failed(main(capsys, "derive", path, "--at", "1e10", "--format", "json"))
     assert re.search(r"the result holds NaN or infinite numbers .* see them with --format text", err), err
     assert "inf" in ok(main(capsys, "derive", path, "--at", "1e10"))
+
+
+def test_inspect_derive_verify_read_graph_keras_legacy_h5_and_onnx(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """Each importer's files through the commands: a residual net as .keras, legacy .h5 and .onnx."""
+    import keras
+    import torch
+
+    class Residual(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inp, self.block, self.out = torch.nn.Linear(2, 4), torch.nn.Linear(4, 4), torch.nn.Linear(4, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = torch.tanh(self.inp(x))
+            return self.out(h + torch.tanh(self.block(h)))
+
+    module = Residual().double()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (torch.zeros(1, 2, dtype=torch.float64),), str(tmp_path / "res.onnx"), dynamo=False,
+                          input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "n"}, "y": {0: "n"}})
+        x = keras.Input((2,))
+        h = keras.layers.Dense(4, activation="tanh")(x)
+        model = keras.Model(x, keras.layers.Dense(1)(keras.layers.Add()([h, keras.layers.Dense(4, activation="tanh")(h)])))
+        model.save(tmp_path / "res.keras")
+        model.save(tmp_path / "res.h5")
+    for name, want in (("res.onnx", symnet.from_torch(module)), ("res.keras", symnet.from_keras(model)),
+                       ("res.h5", symnet.from_keras(model))):
+        path = tmp_path / name
+        assert "graph 2 -> 1" in ok(main(capsys, "inspect", path))
+        data = json.loads(ok(main(capsys, "derive", path, "--at", "0.5,-0.25", "--format", "json")))
+        expected = symnet.compile(want, ("value", "jacobian", "hessian"), backend="numpy")(np.array([[0.5, -0.25]]))
+        np.testing.assert_allclose(data["points"][0]["hessian"], expected.hessian[0], rtol=1e-12, atol=1e-15)
+        assert ok(main(capsys, "verify", path, "--points", "3")).startswith("VerifyReport: ok")

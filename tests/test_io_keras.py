@@ -507,14 +507,15 @@ def test_planted_payloads_in_a_keras_file_run_nothing(small_keras: Path, tmp_pat
             with pytest.raises(error, match=message):
                 load_keras(path, trust=trust)
 
-    # a Lambda layer: Keras stores its bytecode; symnet reads no Lambda layer, trusted or not
+    # a Lambda layer: Keras stores its bytecode, which runs only with trust=True
     model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1),
                               keras.layers.Lambda(lambda x, m=str(marker): (open(m, "w").close(), x)[1])])
     marker.unlink(missing_ok=True)
     path = save_quietly(model, tmp_path / "lambda_layer.keras")
-    for trust in (False, True):
-        with pytest.raises(UnsupportedLayerError, match=r"layer 'lambda.*' \(Lambda\) is not supported"):
-            load_keras(path, trust=trust)
+    with pytest.raises(UntrustedCodeError, match=r"layer 'lambda.*' \(Lambda\) has a Python lambda .* symnet never "
+                                                 r"runs code from a file"):
+        load_keras(path)
+    assert load_keras(path, activations={"lambda": "x"}).n_outputs == 1
     assert not marker.exists()
 
 

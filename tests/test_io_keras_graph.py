@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any, Callable
@@ -21,6 +22,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 import symnet  # noqa: E402
+from symnet import ImportMismatchError  # noqa: E402
 from symnet.io import UnsupportedLayerError, from_keras, load_keras  # noqa: E402
 from symnet.io.keras_graph import layer_table  # noqa: E402
 from test_io_keras import float64  # noqa: E402,F401 - the module's float64 Keras policy, autouse
@@ -133,13 +135,36 @@ def test_functional_graphs_import_live_and_from_files(name: str, tmp_path: Path)
         np.testing.assert_allclose(result.hessian[p], hessian, rtol=1e-10, atol=1e-11)
 
 
-def test_a_lambda_layer_and_foreign_modules_are_refused_without_running_anything(tmp_path: Path) -> None:
+def test_lambda_layers_are_traced_or_given_and_a_files_lambda_never_runs(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+
+    def fourier(t: Any) -> Any:
+        if not isinstance(t, torch.Tensor):  # SymPy's trace: keras.ops cannot take a symbol
+            return keras.ops.sin(t)
+        marker.touch()
+        return keras.ops.sin(t)
+
     x = keras.Input((2,))
     h = L.Dense(3, name="d")(x)
-    model = keras.Model(x, L.Dense(1, name="o")(L.Add(name="a")([h, L.Lambda(lambda t: t * 2, name="twice")(h)])))
-    with pytest.raises(UnsupportedLayerError, match=r"layer 'twice' \(Lambda\) is not supported; symnet reads "
-                                                    r"InputLayer, Activation, Add"):
+    doubled = L.Lambda(lambda t: t * 2, name="twice")(h)  # SymPy traces this one
+    waves = L.Lambda(fourier, name="waves")(h)
+    model = keras.Model(x, L.Dense(1, name="o")(L.Add(name="a")([doubled, waves])))
+    with pytest.raises(symnet.ActivationError, match=r"layer 'waves' \(Lambda\): .*activations=\{'waves': "):
         from_keras(model)
+    net = from_keras(model, activations={"waves": "sin(x)"})  # the check compares it with Keras
+    with pytest.raises(ImportMismatchError, match=r"layer 'waves' gives values that differ"):
+        from_keras(model, activations={"waves": "cos(x)"})
+    marker.unlink(missing_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.save(tmp_path / "lam.keras")
+    with pytest.raises(symnet.io.UntrustedCodeError, match=r"layer 'twice' \(Lambda\) .* symnet never runs code"):
+        load_keras(tmp_path / "lam.keras")
+    assert load_keras(tmp_path / "lam.keras", activations={"twice": "2*x", "waves": "sin(x)"}) == net
+    assert not marker.exists()  # nothing from the file ran
+
+
+def test_foreign_modules_are_refused_without_importing_them(tmp_path: Path) -> None:
     residual_model, _ = residual()
     residual_model.save(tmp_path / "ok.keras")
     with zipfile.ZipFile(tmp_path / "ok.keras") as archive:
@@ -233,7 +258,7 @@ def test_calls_listed_out_of_order_are_resolved_in_linear_work(monkeypatch: pyte
     monkeypatch.setattr(keras_graph, "_node_refs", lambda node, where: calls.append(1) or original(node, where))
     weights = {"out": [np.ones((2, 1)), np.zeros(1)]}
     net, _ = keras_graph.graph_from_config(_chain_config(500, reverse=True), lambda name, here, wanted: weights[name],
-                                           "m", lambda name, here, spec: symnet.activations.get("linear"))
+                                           "m", lambda name, kind, here, spec: symnet.activations.get("linear"))
     assert net.n_inputs == 2 and len(calls) == 501  # each call's inputs read once, not once per pass
 
 

@@ -330,31 +330,33 @@ def _live_graph(model: Any, keras: Any, overrides: Mapping[int | str, Any] | Non
         return arrays
 
     net, names = graph_from_config(config, weights, where, _graph_activation(
-        overrides, where, None, lambda name, here, spec: _deferred(_live_activation, by_name[name].activation,
-                                                                     keras, here)))
+        overrides, where, None, lambda name, kind, here, spec: _deferred(
+            _live_activation, getattr(by_name[name], "activation", None) or getattr(by_name[name], "function", None),
+            keras, here)))
     if check:
         check_live(net, model, names, where)
     return net
 
 
 def _graph_activation(overrides: Mapping[int | str, Any] | None, where: str, path: Path | None,
-                      read: Callable[[str, str, Any], Activation | _Pending]) -> Callable[[str, str, Any], Activation]:
+                      read: Callable[[str, str, str, Any], Activation | _Pending]
+                      ) -> Callable[[str, str, str, Any], Activation]:
     """A graph layer's activation: the override for its name, else ``read``'s, an unreadable one an error."""
     overrides = dict(overrides or {})
     for key in overrides:
         if not isinstance(key, str):
             raise ActivationError(f"{where}: activation for layer {key!r}: in a graph model give the layer's name")
 
-    def activation(name: str, here: str, spec: Any) -> Activation:
+    def activation(name: str, kind: str, here: str, spec: Any) -> Activation:
         if name in overrides:
             value = overrides[name]
             try:
                 return activation_from_text(value) if isinstance(value, str) else _activations.get(value)
             except ActivationError as exc:
                 raise ActivationError(f"{here}: {exc}") from None
-        found = read(name, here, spec)
+        found = read(name, kind, here, spec)
         if isinstance(found, _Pending):
-            raise _pending_error(_Step(name, "Dense", None, found), where, path)
+            raise _pending_error(_Step(name, kind, None, found), where, path)
         return found
 
     return activation
@@ -575,7 +577,7 @@ def _file_graph(config: dict[str, Any], data: bytes, path: Path, overrides: Mapp
             return [_dataset(item, path, step, label, shape) for item, (label, shape) in zip(arrays, wanted)]
 
         net, _ = graph_from_config(config, weights, where, _graph_activation(
-            overrides, where, path, lambda name, here, spec: _deferred(_config_activation, spec, here, trust)))
+            overrides, where, path, lambda name, kind, here, spec: _deferred(_config_activation, spec, here, trust)))
     return net
 
 
@@ -654,7 +656,7 @@ def _load_legacy_h5(path: Path, overrides: Mapping[int | str, Any] | None, trust
                 return [_dataset((group, n), path, step, label, shape) for n, (label, shape) in zip(names, wanted)]
 
             net, _ = graph_from_config(config, weights, where, _graph_activation(
-                overrides, where, path, lambda name, here, spec: _deferred(_config_activation, spec, here, trust)))
+                overrides, where, path, lambda name, kind, here, spec: _deferred(_config_activation, spec, here, trust)))
         except SymnetError:
             raise
         except _H5_DAMAGE as exc:

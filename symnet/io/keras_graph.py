@@ -200,6 +200,12 @@ def _layer_norm(layer: _Layer) -> g.Tensor:
     return g.layer_norm(x, gamma, beta, eps=layer.number("epsilon", 1e-3))
 
 
+def _lambda(layer: _Layer) -> g.Tensor:
+    """A ``Lambda`` layer as an elementwise activation: its function traced by SymPy (live models), or the
+    expression given for it (``activations={"its_name": "sin(x)"}``); a file's bytecode runs only with trust."""
+    return _activate(layer.one(), layer.activation(layer.config.get("function")))
+
+
 def _flatten(layer: _Layer) -> g.Tensor:
     return layer.one()  # (N, features) stays (N, features)
 
@@ -221,6 +227,7 @@ LAYERS: dict[str, tuple[Callable[[_Layer], g.Tensor], str]] = {
     "Rescaling": (_rescaling, "rescale: x * scale + offset"),
     "BatchNormalization": (_batch_norm, "batch_norm (moving statistics)"),
     "LayerNormalization": (_layer_norm, "layer_norm"),
+    "Lambda": (_lambda, "an elementwise activation: its function traced, or the expression given for it"),
     "Flatten": (_flatten, "the identity on (N, features)"),
     "Dropout": (_identity, "the identity (inference)"),
     "Identity": (_identity, "the identity"),
@@ -241,11 +248,11 @@ def layer_table() -> str:
 
 
 def graph_from_config(config: dict[str, Any], weights: Weights, where: str,
-                      activation: Callable[[str, str, Any], Activation]) -> tuple[Network, dict[str, str]]:
+                      activation: Callable[[str, str, str, Any], Activation]) -> tuple[Network, dict[str, str]]:
     """The network a Keras model config describes, and ``{symnet node: Keras layer}`` for its named nodes.
 
     ``weights(layer, where, [(name, shape), ...])`` gives a layer's arrays, shapes checked;
-    ``activation(layer, where, spec)`` reads an activation config (overrides applied).
+    ``activation(layer, class name, where, spec)`` reads an activation config (overrides applied).
     """
     from .keras import _keras_module, model_layers
 
@@ -354,12 +361,12 @@ def _input_width(cfg: dict[str, Any], where: str) -> int:
 
 
 def _convert(layer_kind: str, name: str, cfg: dict[str, Any], call_inputs: list[g.Tensor], here: str,
-             weights: Weights, activation: Callable[[str, str, Any], Activation], k: int, taken: set[str],
+             weights: Weights, activation: Callable[[str, str, str, Any], Activation], k: int, taken: set[str],
              names: dict[str, str]) -> g.Tensor:
     """One call of one layer through :data:`LAYERS`; its node named after the layer."""
     try:
         converted = LAYERS[layer_kind][0](_Layer(name, layer_kind, cfg, call_inputs, here, weights,
-                                                 lambda spec: activation(name, here, spec)))
+                                                 lambda spec: activation(name, layer_kind, here, spec)))
     except SymnetError:
         raise
     except (IndexError, KeyError, TypeError, ValueError, ZeroDivisionError, AttributeError, OverflowError) as exc:
