@@ -23,6 +23,11 @@ SMOOTH = ["linear", "sigmoid", "tanh", "softplus", "silu", "gelu", "sin", "cos",
 SMOOTH = [a for a in SMOOTH if a != "elu(1.0)"]  # elu is C1 only at 0: smooth in value, not in second derivative
 
 
+#: Scripts that made test data in other environments (tests/data/make_flax_mlp.py needs flax and
+#: jax2onnx): not test modules, and their imports are not test dependencies.
+collect_ignore_glob = ["data/*.py"]
+
+
 def random_network(rng: np.random.Generator, sizes: list[int], activations: list[str], scale: float = 0.7) -> symnet.Network:
     weights = [rng.normal(scale=scale, size=(a, b)) for a, b in zip(sizes, sizes[1:])]
     biases = [rng.normal(scale=0.3, size=b) for b in sizes[1:]]

@@ -207,3 +207,14 @@ def test_integer_constants_fold_as_onnx_computes_them(tmp_path: Path) -> None:
     want = ort.InferenceSession(str(path)).run(None, {"x": X})[0]
     np.testing.assert_allclose(symnet.compile(from_onnx(path), "value", backend="numpy")(X).value, want)
     assert want[0, 0] == 9.0  # 7 // 2 = 3, not 3.5
+
+
+def test_a_flax_mlp_exported_by_jax2onnx() -> None:
+    """tests/data/flax_mlp.onnx: a Flax nnx residual MLP (float32), made by tests/data/make_flax_mlp.py."""
+    path = Path(__file__).parent / "data" / "flax_mlp.onnx"
+    net = from_onnx(path)
+    X = np.random.default_rng(2).normal(size=(32, 2))
+    session = ort.InferenceSession(str(path))
+    want = session.run(None, {session.get_inputs()[0].name: X.astype(np.float32)})[0]
+    np.testing.assert_allclose(symnet.compile(net, "value", backend="numpy")(X).value, want, rtol=1e-5, atol=1e-6)
+    assert [node.op for node in net.graph.nodes].count("add") == 1  # the residual
