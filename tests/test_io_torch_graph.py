@@ -142,7 +142,23 @@ class Shared(nn.Module):
         return torch.cat([a * b, -b], dim=1) ** 2
 
 
-ZOO = {"resnet": ResNet, "modified_mlp": ModifiedMlp, "fourier": FourierMlp, "pirate": PirateNet,
+class WeightNorm(nn.Module):
+    """jaxpi's weight-normalised MLP, written with PyTorch's parametrization."""
+
+    def __init__(self, width: int = 6) -> None:
+        super().__init__()
+        from torch.nn.utils.parametrizations import weight_norm
+
+        self.hidden = nn.ModuleList([weight_norm(nn.Linear(2, width)), weight_norm(nn.Linear(width, width))])
+        self.out = nn.Linear(width, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.hidden:
+            x = F.silu(layer(x))
+        return self.out(x)
+
+
+ZOO = {"weight_norm": WeightNorm, "resnet": ResNet, "modified_mlp": ModifiedMlp, "fourier": FourierMlp, "pirate": PirateNet,
        "deeponet": DeepONet, "normalised": Normalised, "shared": Shared}
 
 

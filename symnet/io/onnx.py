@@ -280,21 +280,35 @@ def _gather(node: _Node) -> Any:
     return node.squeeze(column) if index.ndim == 0 else column  # a 0-d index drops the axis: (N,)
 
 
-def _reduce(mean: bool) -> Callable[[_Node], Any]:
+_FOLD = {"ReduceSum": np.sum, "ReduceMean": np.mean, "ReduceL2": lambda a, axis, keepdims: np.sqrt(
+    np.sum(a * a, axis=axis, keepdims=keepdims))}
+#: The opset from which each reduction takes its axes as an input rather than an attribute.
+_AXES_INPUT_FROM = {"ReduceSum": 13}
+
+
+def _reduce(kind: str) -> Callable[[_Node], Any]:
+    """A reduction: over the features of a tensor (sum, mean), or folded on constants (any axes, also L2)."""
     def convert(node: _Node) -> Any:
-        x = node.x()
-        axes_as_input = node.opset >= (18 if mean else 13)  # where the opset moved axes to an input
+        axes_as_input = node.opset >= _AXES_INPUT_FROM.get(kind, 18)  # where the opset moved axes to an input
         if ("axes" in node.attrs) == axes_as_input and ("axes" in node.attrs or node.optional(1) is not None):
             raise UnsupportedLayerError(f"{node.where}: axes given as {'an attribute' if 'axes' in node.attrs else 'an input'}"
                                         f", which opset {node.opset} does not have")
         axes = node.attr("axes", None)
         if axes is None and node.optional(1) is not None:
             axes = node.const(1, "axes").tolist()
+        keep = bool(node.attr("keepdims", 1))
+        if not isinstance(node.inputs[0], g.Tensor):
+            value = np.asarray(number(node.inputs[0], node.where), dtype=np.float64)
+            axis = None if axes is None or len(axes) == 0 else tuple(int(a) for a in axes)
+            return Const(np.asarray(_FOLD[kind](value, axis=axis, keepdims=keep)))
+        if kind not in ("ReduceSum", "ReduceMean"):
+            raise UnsupportedLayerError(f"{node.where}: {kind} of computed values; symnet folds it on constants only")
+        x = node.x()
         if axes is None or list(axes) not in ([1], [-1]):
             raise UnsupportedLayerError(f"{node.where}: a reduction over axes {axes}; symnet reduces over the "
                                         "features (axes [1] or [-1])")
-        out = g.mean(x) if mean else g.sum(x)
-        return out if node.attr("keepdims", 1) else node.squeeze(out)
+        out = g.mean(x) if kind == "ReduceMean" else g.sum(x)
+        return out if keep else node.squeeze(out)
     return convert
 
 
@@ -385,8 +399,9 @@ OPS: dict[str, tuple[Callable[[_Node], Any], str]] = {
     "Slice": (_slice, "slice of the features"),
     "Split": (_split, "slices of the features"),
     "Gather": (_gather, "one feature (constant index), or folded on constants"),
-    "ReduceSum": (_reduce(False), "sum over the features"),
-    "ReduceMean": (_reduce(True), "mean over the features"),
+    "ReduceSum": (_reduce("ReduceSum"), "sum over the features (any axes on constants)"),
+    "ReduceMean": (_reduce("ReduceMean"), "mean over the features (any axes on constants)"),
+    "ReduceL2": (_reduce("ReduceL2"), "folded on constants (weight_norm's norms)"),
     "Reshape": (_reshape, "the identity, when (N, features) is kept"),
     "Flatten": (_flatten, "the identity on (N, features)"),
     "LayerNormalization": (_layer_norm, "layer_norm"),

@@ -185,7 +185,10 @@ def _module_rule(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, An
     if x is None or len(args) != 1 or kwargs:
         raise UnsupportedLayerError(f"{where}: a {kind} module called with {len(args)} arguments and "
                                     f"{sorted(kwargs)}; symnet reads calls on one tensor")
-    if kind == "Linear":
+    if kind == "Linear" or (kind == "ParametrizedLinear" and isinstance(module, cap.nn.Linear)
+                            and _parametrized(module)):
+        # a parametrization (weight_norm, spectral_norm) is evaluated to the weight it gives now;
+        # the check compares the result with the module
         weight = cap.array(module.weight, where)
         bias = None if module.bias is None else cap.array(module.bias, where)
         return g.dense(x, weight, bias, layout="torch")
@@ -218,9 +221,15 @@ def _module_rule(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, An
     return g.softmax(x) if activation.name == "softmax" else g.activation(x, activation)
 
 
+def _parametrized(module: Any) -> bool:
+    from torch.nn.utils import parametrize
+
+    return bool(parametrize.is_parametrized(module))
+
+
 _ACTIVATION_MODULES = ("Tanh", "Sigmoid", "ReLU", "SiLU", "LeakyReLU", "Softplus", "ELU", "GELU", "Softmax", "Mish",
                        "SELU", "Softsign", "ReLU6", "Hardsigmoid", "Hardtanh")
-_MODULES = ("Linear", "Identity", "Dropout", "AlphaDropout", "Flatten", "LayerNorm", "BatchNorm1d",
+_MODULES = ("Linear", "ParametrizedLinear", "Identity", "Dropout", "AlphaDropout", "Flatten", "LayerNorm", "BatchNorm1d",
             *_ACTIVATION_MODULES)
 
 
@@ -397,7 +406,8 @@ def supported_ops() -> list[tuple[str, str]]:
     >>> dict(supported_ops())["Linear"]
     'dense'
     """
-    modules = [(name, "dense" if name == "Linear" else "activation" if name in _ACTIVATION_MODULES
+    modules = [(name, "dense" if name == "Linear" else "dense, its parametrization (weight_norm...) evaluated"
+                if name == "ParametrizedLinear" else "activation" if name in _ACTIVATION_MODULES
                 else {"LayerNorm": "layer_norm", "BatchNorm1d": "batch_norm (running statistics)"}.get(name, "identity"))
                for name in _MODULES]
     return sorted(modules + [(name, rule.summary) for name, rule in OPS.items()])
