@@ -8,6 +8,7 @@ what symnet's ops cannot hold with a message naming ``where``.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +18,7 @@ from .. import activations as _activations
 from ..graph import builder as g
 from .format import UnsupportedLayerError
 
-__all__ = ["Const", "binary", "number", "power", "row", "scaled", "tensor"]
+__all__ = ["Const", "binary", "node_name", "number", "power", "row", "scaled", "tensor"]
 
 
 @dataclass(frozen=True)
@@ -111,3 +112,22 @@ def power(base: Any, exponent: Any, where: str) -> Any:
         raise UnsupportedLayerError(f"{where}: x ** {p:g} is defined for x >= 0 only (or not at 0); symnet imports "
                                     "powers with a natural exponent")
     return g.activation(base, _activations.from_form(_activations.T ** int(p), name=f"pow{int(p)}"))
+
+
+def node_name(name: str, taken: set[str], prefix: str) -> str:
+    """A framework's node or layer name as a symnet node name: an ASCII identifier of at most 60
+    characters, starting with a letter (else ``prefix`` + ``_``), never the input's ``x``, not in ``taken``
+    (which it joins).
+
+    >>> taken = set()
+    >>> node_name("/0/Gemm", taken, "n"), node_name("/0/Gemm", taken, "n"), node_name("x", taken, "n")
+    ('n_0_Gemm', 'n_0_Gemm_1', 'n_x')
+    """
+    base = re.sub(r"[^A-Za-z0-9_]", "_", name)[:56].strip("_") or "node"
+    base = base if base[0].isalpha() else f"{prefix}_{base}"
+    base = f"{prefix}_x" if base == "x" else base
+    candidate, k = base, 1
+    while candidate in taken:
+        candidate, k = f"{base}_{k}", k + 1
+    taken.add(candidate)
+    return candidate

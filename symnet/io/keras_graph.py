@@ -19,7 +19,6 @@ compute precision) against symnet's node, then ``model(x)`` end to end, raising
 from __future__ import annotations
 
 import builtins
-import re
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -30,6 +29,7 @@ from ..errors import ImportMismatchError, SymnetError
 from ..graph import builder as g
 from ..network import Network
 from ._compare import check_points
+from ._tensor_ops import node_name
 from .format import MAX_NODES, FileFormatError, UnsupportedLayerError
 
 __all__ = ["LAYERS", "graph_from_config", "layer_table"]
@@ -342,16 +342,6 @@ def graph_from_config(config: dict[str, Any], weights: Weights, where: str,
     return g.network(inputs, outs), names
 
 
-def _unique(name: str, taken: set[str]) -> str:
-    base = name if name and name[0].isalpha() else f"k_{name}"
-    base = "k_x" if base == "x" else base
-    candidate, k = base, 1
-    while candidate in taken:
-        candidate, k = f"{base}_{k}", k + 1
-    taken.add(candidate)
-    return candidate
-
-
 def _input_width(cfg: dict[str, Any], where: str) -> int:
     shape = cfg.get("batch_shape", cfg.get("batch_input_shape"))
     if not isinstance(shape, list) or len(shape) != 2 or shape[0] is not None \
@@ -373,7 +363,7 @@ def _convert(layer_kind: str, name: str, cfg: dict[str, Any], call_inputs: list[
         raise FileFormatError(f"{here}: symnet cannot read this layer's configuration "
                               f"({type(exc).__name__}: {str(exc)[:160]!r})") from None
     if converted.name is None and not any(converted is t for t in call_inputs):
-        converted.name = _unique(re.sub(r"[^A-Za-z0-9_]", "_", name)[:56] + (f"_call{k}" if k else ""), taken)
+        converted.name = node_name(name + (f"_call{k}" if k else ""), taken, "k")
         names[converted.name] = name
     return converted
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from pathlib import Path
 from typing import Any, Callable
 
@@ -30,7 +29,7 @@ from .. import activations as _activations
 from ..graph import builder as g
 from ..network import Network
 from ._expr import safe_text
-from ._tensor_ops import Const, binary, number, power, scaled, tensor
+from ._tensor_ops import Const, binary, node_name, number, power, scaled, tensor
 from ..errors import SymnetError
 from .format import FileFormatError, UnsupportedLayerError
 
@@ -495,7 +494,7 @@ def from_onnx(path: str | os.PathLike[str]) -> Network:
             raise UnsupportedLayerError(f"{here}: gives {len(results)} outputs, the file names {len(proto.output)}")
         for name, value in zip(proto.output, results):
             if isinstance(value, g.Tensor) and value.name is None and value.op != "input" and proto.name:
-                value.name = _unique(proto.name, taken)
+                value.name = node_name(proto.name, taken, "n")
             values[name] = value
     outputs = []
     for value_info in graph.output:
@@ -538,17 +537,6 @@ def _converted(rule: Callable[[_Node], Any], proto: Any, args: list[Any], opset:
             OverflowError) as exc:
         raise UnsupportedLayerError(f"{where}: symnet cannot read this node's inputs or attributes "
                                     f"({type(exc).__name__}: {safe_text(exc, 160)})") from None
-
-
-def _unique(name: str, taken: set[str]) -> str:
-    base = re.sub(r"[^A-Za-z0-9_]", "_", name)[:56].strip("_") or "node"
-    base = base if base[0].isalpha() else f"n_{base}"
-    base = "n_x" if base == "x" else base
-    candidate, k = base, 1
-    while candidate in taken:
-        candidate, k = f"{base}_{k}", k + 1
-    taken.add(candidate)
-    return candidate
 
 
 def _input_width(value_info: Any, where: str) -> int:

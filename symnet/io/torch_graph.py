@@ -51,7 +51,7 @@ from ..graph import builder as g
 from ..network import Network
 from ._compare import CHECK_RTOL, check_points
 from ._tensor_ops import Const as _Const, binary, number as _number, power, row as _row, scaled as _scaled
-from ._tensor_ops import tensor as _tensor
+from ._tensor_ops import node_name, tensor as _tensor
 from .format import UnsupportedLayerError
 
 __all__ = ["OPS", "from_torch_graph", "op_table", "supported_ops"]
@@ -455,6 +455,7 @@ class _Capture:
         self.values: dict[Any, Any] = {}
         self.named: list[tuple[Any, str]] = []  # (fx node, symnet node name) in graph order
         self._squeezed: set[int] = set()
+        self._taken: set[str] = set()
 
     def module_at(self, target: str) -> Any:
         return self.module.get_submodule(target)
@@ -591,7 +592,7 @@ class _Capture:
             self._follow_squeezed(node, name if node.op != "call_module" else "module", args, result)
             self.values[node] = result
             if isinstance(result, g.Tensor) and result.op != "input" and result.name is None:
-                result.name = _node_name(node.name)
+                result.name = node_name(node.name, self._taken, "t")
                 self.named.append((node, result.name))
         squeezed = [id(t) in self._squeezed for t in outputs]
         return inputs, outputs, squeezed
@@ -630,13 +631,6 @@ def _converted(rule: Callable[..., Any], cap: _Capture, node: Any, args: list[An
     except (IndexError, KeyError, TypeError, ValueError, ZeroDivisionError, AttributeError) as exc:
         raise UnsupportedLayerError(f"{_where(node)}: symnet cannot read this call's arguments "
                                     f"({type(exc).__name__}: {str(exc)[:160]})") from None
-
-
-def _node_name(fx_name: str) -> str:
-    """The symnet node name of an fx node: its name, made an identifier symnet accepts."""
-    name = re.sub(r"[^A-Za-z0-9_]", "_", fx_name)[:60] or "node"
-    name = name if name[0].isalpha() else f"n_{name}"
-    return "t_x" if name == "x" else name
 
 
 def from_torch_graph(module: Any, *, check: bool = True, input_sizes: Sequence[int] | None = None) -> Network:
