@@ -1,15 +1,17 @@
-"""Import PyTorch networks: an ``nn.Sequential`` (:func:`from_torch`) or a saved state dict (:func:`load_torch`).
+"""Import PyTorch networks: any ``nn.Module`` (:func:`from_torch`) or a saved state dict (:func:`load_torch`).
 
-Supported modules: ``nn.Linear`` and the activations ``Tanh``, ``Sigmoid``, ``ReLU``,
-``LeakyReLU`` (``negative_slope`` becomes ``leaky_relu``'s ``alpha``), ``Softplus``
-(``beta=1`` and ``threshold >= 20`` only: above ``threshold`` PyTorch returns ``x`` where
-softplus is ``x + log1p(exp(-x))``, a relative difference of at most 1.1e-10 from 20 on),
-``ELU`` (``alpha``), ``SiLU``, ``GELU`` (the exact erf form; ``approximate="tanh"`` is
-refused), ``Softmax`` over the last dimension and ``Identity``; ``Dropout`` is the identity
-at inference.  Nested ``nn.Sequential`` modules are flattened, and a module that appears
-at several positions (one ``Tanh`` object reused, a shared ``Linear``) counts at each of
-them.  Anything else raises :class:`~symnet.io.UnsupportedLayerError` naming the module
-and its type.
+An ``nn.Sequential`` (nested ones flattened) of ``nn.Linear`` and activation modules is read
+as a chain; any other module -- a custom ``forward``, residual blocks, normalisation,
+several inputs or outputs -- is traced with ``torch.fx`` and read as a graph
+(:mod:`symnet.io.torch_graph`, which lists its ops).  Chain modules: ``nn.Linear`` and the
+activations ``Tanh``, ``Sigmoid``, ``ReLU``, ``LeakyReLU`` (``negative_slope`` becomes
+``leaky_relu``'s ``alpha``), ``Softplus`` (``beta`` kept; ``threshold >= 20`` only: above
+``threshold`` PyTorch returns ``x`` where softplus is ``x + log1p(exp(-x))``, a relative
+difference of at most 1.1e-10 from 20 on), ``ELU`` (``alpha``), ``SiLU``, ``GELU`` (the erf
+form, or ``gelu_tanh`` for ``approximate="tanh"``), ``Mish``, ``SELU``, ``Softsign``,
+``ReLU6``, ``Hardsigmoid``, ``Hardtanh`` (its bounds), ``Softmax`` over the last dimension
+and ``Identity``; ``Dropout`` is the identity at inference.  A module that appears at
+several positions (one ``Tanh`` object reused, a shared ``Linear``) counts at each of them.
 
 ``Linear.weight`` is ``(out, in)``; it is passed with ``layout="torch"`` and converted with
 ``.detach().double()``, so float32 weights arrive exactly.
