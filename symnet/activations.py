@@ -278,7 +278,10 @@ def from_form(form: sympy.Expr, name: str | None = None, kinks: tuple[float, ...
 
     label = "form" if name is None else repr(name if len(name) <= 60 else name[:57] + "...")
     check_form_depth(form, T, f"activation {label}")
-    first, second = sympy.diff(form, T), sympy.diff(form, T, 2)
+    try:
+        first, second = sympy.diff(form, T), sympy.diff(form, T, 2)
+    except RecursionError:  # SymPy on forms such as t % 2
+        raise ActivationError(f"activation {label}: SymPy cannot differentiate {_brief_form(form)}") from None
     kinks = _kinks_of(form) if kinks is None else tuple(sorted(float(k) for k in kinks))
     return Activation(
         name=name or f"t -> {form}",
@@ -288,6 +291,12 @@ def from_form(form: sympy.Expr, name: str | None = None, kinks: tuple[float, ...
         numpy_second_derivative=_lambdify(second),
         kinks=kinks,
     )
+
+
+def _brief_form(form: sympy.Expr, limit: int = 60) -> str:
+    """A form for a message, cut to ``limit`` characters."""
+    text = str(form)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def compose(outer: Activation, inner: Activation) -> Activation:

@@ -749,3 +749,8 @@ def test_symnet_io_load_names_keras_and_torch_archives_and_symnet_load_reads_the
     assert symnet.load(state, layer_activations=["tanh", "linear"]) == symnet.from_torch(module)
     saved = symnet.save(symnet.from_torch(module), tmp_path / "net.npz")
     assert symnet.load(saved) == symnet.io.load(saved)
+
+
+def test_symnet_load_needs_a_path():
+    with pytest.raises(symnet.InputError, match=r"a path to a network file is a str or os.PathLike, not int"):
+        symnet.load(5)

@@ -275,3 +275,26 @@ def test_layer_configurations_of_the_wrong_type_are_named() -> None:
         "name": "d0", "max_value": "6"}
     with pytest.raises(symnet.io.FileFormatError, match=r"relu's max_value is '6', not a number"):
         keras_graph.graph_from_config(config, lambda *a: [], "m", lambda *a: symnet.activations.get("linear"))
+
+
+def test_lambda_layers_that_keras_cannot_describe_or_that_change_the_batch_are_errors() -> None:
+    x = keras.Input((3,))
+    batch_sum = keras.Model(x, L.Lambda(lambda t: keras.ops.sum(t, axis=0, keepdims=True), name="bs")(x))
+    with pytest.raises(ImportMismatchError, match=r"layer 'bs' gives Keras values of shape|model's outputs have shapes"):
+        from_keras(batch_sum, activations={"bs": "x"})
+    with pytest.raises(symnet.ActivationError, match=r"SymPy cannot differentiate|cannot be traced"):
+        from_keras(keras.Model(x, L.Lambda(lambda t: t % 2.0, name="mod")(x)))
+
+    class Twice:
+        def __call__(self, t: Any) -> Any:
+            return t * 2
+
+    with pytest.raises(UnsupportedLayerError, match=r"Keras cannot describe the model's layers"):
+        from_keras(keras.Model(x, L.Lambda(Twice())(x)))
+
+
+def test_an_override_for_a_layer_that_is_not_there_is_an_error() -> None:
+    x = keras.Input((2,))
+    model = keras.Model(x, L.Dense(2, name="d")(L.Lambda(lambda t: t * 2, name="q")(x)))
+    with pytest.raises(symnet.ActivationError, match=r"activation for layer 'nosuch': no layer of that name"):
+        from_keras(model, activations={"nosuch": "x"})

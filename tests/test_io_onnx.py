@@ -218,3 +218,15 @@ def test_a_flax_mlp_exported_by_jax2onnx() -> None:
     want = session.run(None, {session.get_inputs()[0].name: X.astype(np.float32)})[0]
     np.testing.assert_allclose(symnet.compile(net, "value", backend="numpy")(X).value, want, rtol=1e-5, atol=1e-6)
     assert [node.op for node in net.graph.nodes].count("add") == 1  # the residual
+
+
+def test_an_empty_reduction_with_noop_keeps_its_input(tmp_path: Path) -> None:
+    nodes = [helper.make_node("ReduceSum", ["w"], ["r"], name="r", keepdims=0, noop_with_empty_axes=1),
+             helper.make_node("Mul", ["x", "r"], ["y"], name="y")]
+    model = _model(nodes, [_input("x", 3)], [helper.make_tensor_value_info("y", TensorProto.DOUBLE, ["n", 3])],
+                   _constants(w=np.array([1.0, 2.0, 3.0])), opset=18)
+    path = tmp_path / "noop.onnx"
+    onnx.save(model, str(path))
+    X = np.array([[1.0, 1.0, 1.0]])
+    want = ort.InferenceSession(str(path)).run(None, {"x": X})[0]
+    np.testing.assert_array_equal(symnet.compile(from_onnx(path), "value", backend="numpy")(X).value, want)

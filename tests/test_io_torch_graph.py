@@ -403,3 +403,13 @@ def test_a_column_pytorch_holds_as_n_is_not_broadcast_against_wide_tensors() -> 
 
     with pytest.raises(UnsupportedLayerError, match=r"node 'mul' .* holds as \(N,\) .* broadcasts to \(N, N\)"):
         from_torch(Mixes())
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_float32_weight_norm_modules_import(seed: int) -> None:
+    """The parametrization is evaluated in float64, as the check evaluates it (float32 differed by 1.7e-8)."""
+    from torch.nn.utils.parametrizations import weight_norm
+
+    torch.manual_seed(seed)
+    module = nn.Sequential(weight_norm(nn.Linear(3, 4)), nn.Tanh(), nn.Linear(4, 1))
+    assert from_torch(module).n_inputs == 3

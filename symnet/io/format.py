@@ -1018,6 +1018,8 @@ def read_network(
         layer_sizes: for a state dict, the expected ``[d, h1, ..., m]`` (checked against the weights).
         layer_activations: for a state dict, one activation per Linear layer (or one for all).
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise InputError(f"a path to a network file is a str or os.PathLike, not {type(path).__name__}")
     kind = detect(path)
     if kind == "symnet":
         if activations or layer_activations or layer_sizes or trust:

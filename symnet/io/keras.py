@@ -319,7 +319,11 @@ def _live_graph(model: Any, keras: Any, overrides: Mapping[int | str, Any] | Non
     from .keras_graph import check_live, graph_from_config
 
     # through JSON, as model.save writes it: one reader for live models and files (tuples become lists)
-    config = json.loads(json.dumps(keras.saving.serialize_keras_object(model)))
+    try:
+        config = json.loads(json.dumps(keras.saving.serialize_keras_object(model)))
+    except (TypeError, ValueError) as exc:  # a layer holding an object Keras cannot serialise (a callable instance)
+        raise UnsupportedLayerError(f"{where}: Keras cannot describe the model's layers ({type(exc).__name__}: "
+                                    f"{str(exc)[:160]}); symnet reads the config Keras writes") from None
     by_name = {layer.name: layer for layer in model.layers}
 
     def weights(name: str, here: str, wanted: Sequence[tuple[str, tuple[int, ...]]]) -> list[np.ndarray]:
@@ -329,10 +333,11 @@ def _live_graph(model: Any, keras: Any, overrides: Mapping[int | str, Any] | Non
                                         f"{', '.join(f'{label} {shape}' for label, shape in wanted)}")
         return arrays
 
-    net, names = graph_from_config(config, weights, where, _graph_activation(
-        overrides, where, None, lambda name, kind, here, spec: _deferred(
-            _live_activation, getattr(by_name[name], "activation", None) or getattr(by_name[name], "function", None),
-            keras, here)))
+    activation = _graph_activation(overrides, where, None, lambda name, kind, here, spec: _deferred(
+        _live_activation, getattr(by_name[name], "activation", None) or getattr(by_name[name], "function", None),
+        keras, here))
+    net, names = graph_from_config(config, weights, where, activation)
+    activation.check_used()  # type: ignore[attr-defined]
     if check:
         check_live(net, model, names, where)
     return net
@@ -347,8 +352,11 @@ def _graph_activation(overrides: Mapping[int | str, Any] | None, where: str, pat
         if not isinstance(key, str):
             raise ActivationError(f"{where}: activation for layer {key!r}: in a graph model give the layer's name")
 
+    used: set[str] = set()
+
     def activation(name: str, kind: str, here: str, spec: Any) -> Activation:
         if name in overrides:
+            used.add(name)
             value = overrides[name]
             try:
                 return activation_from_text(value) if isinstance(value, str) else _activations.get(value)
@@ -359,6 +367,13 @@ def _graph_activation(overrides: Mapping[int | str, Any] | None, where: str, pat
             raise _pending_error(_Step(name, kind, None, found), where, path)
         return found
 
+    def check_used() -> None:
+        unused = sorted(set(overrides) - used)
+        if unused:
+            raise ActivationError(f"{where}: activation for layer {unused[0]!r}: no layer of that name has an "
+                                  "activation to replace (Dense, Activation or Lambda layers do)")
+
+    activation.check_used = check_used  # type: ignore[attr-defined]
     return activation
 
 
@@ -576,8 +591,10 @@ def _file_graph(config: dict[str, Any], data: bytes, path: Path, overrides: Mapp
             step = _Step(name, here, None, _activations.activation("linear"))
             return [_dataset(item, path, step, label, shape) for item, (label, shape) in zip(arrays, wanted)]
 
-        net, _ = graph_from_config(config, weights, where, _graph_activation(
-            overrides, where, path, lambda name, kind, here, spec: _deferred(_config_activation, spec, here, trust)))
+        activation = _graph_activation(overrides, where, path,
+                                       lambda name, kind, here, spec: _deferred(_config_activation, spec, here, trust))
+        net, _ = graph_from_config(config, weights, where, activation)
+        activation.check_used()  # type: ignore[attr-defined]
     return net
 
 
@@ -655,8 +672,10 @@ def _load_legacy_h5(path: Path, overrides: Mapping[int | str, Any] | None, trust
                 step = _Step(name, here, None, _activations.activation("linear"))
                 return [_dataset((group, n), path, step, label, shape) for n, (label, shape) in zip(names, wanted)]
 
-            net, _ = graph_from_config(config, weights, where, _graph_activation(
-                overrides, where, path, lambda name, kind, here, spec: _deferred(_config_activation, spec, here, trust)))
+            activation = _graph_activation(
+                overrides, where, path, lambda name, kind, here, spec: _deferred(_config_activation, spec, here, trust))
+            net, _ = graph_from_config(config, weights, where, activation)
+            activation.check_used()  # type: ignore[attr-defined]
         except SymnetError:
             raise
         except _H5_DAMAGE as exc:

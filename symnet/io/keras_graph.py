@@ -446,16 +446,24 @@ def check_live(net: Network, model: Any, names: dict[str, str], where: str) -> N
                                                    for layer in model.layers])
     tolerance = 1000 * eps
     probe_names = [n for n, layer in names.items() if len(model.get_layer(layer)._inbound_nodes) == 1]
-    with torch.no_grad():
-        theirs = keras.Model(model.inputs, [model.get_layer(names[n]).output for n in probe_names])(
-            args if len(args) > 1 else args[0], training=False) if probe_names else []
-        whole = model(args if len(args) > 1 else args[0], training=False)
+    try:
+        with torch.no_grad():
+            theirs = keras.Model(model.inputs, [model.get_layer(names[n]).output for n in probe_names])(
+                args if len(args) > 1 else args[0], training=False) if probe_names else []
+            whole = model(args if len(args) > 1 else args[0], training=False)
+    except Exception as exc:  # noqa: BLE001 - the model's own call can raise anything
+        raise ImportMismatchError(f"{where}: running the model on the check's points failed ({type(exc).__name__}: "
+                                  f"{str(exc)[:200]}); pass check=False to import the structure as read anyway") \
+            from None
     theirs = theirs if isinstance(theirs, (list, tuple)) else [theirs]
     scale = 1.0
     for name, value in zip(probe_names, theirs):
         if name not in ours:  # a graph that is a plain chain becomes a chain network, named z1, a1, ...
             continue
-        value = _to_numpy(value).reshape(len(points), -1)
+        value = _to_numpy(value)
+        if value.ndim != 2 or value.shape[0] != len(points):
+            raise ImportMismatchError(f"{where}: layer {names[name]!r} gives Keras values of shape {value.shape} for "
+                                      f"{len(points)} points; symnet's nodes are (N, features)")
         scale = max(scale, float(np.max(np.abs(value), initial=0.0)))
         gap = float(np.max(np.abs(ours[name] - value), initial=0.0)) if ours[name].shape == value.shape else np.inf
         if not gap <= tolerance * scale:
@@ -463,7 +471,11 @@ def check_live(net: Network, model: Any, names: dict[str, str], where: str) -> N
                                       f"{gap:.3g} (symnet node {name!r}); pass check=False to import the structure "
                                       "as read anyway")
     outs = whole if isinstance(whole, (list, tuple)) else [whole]
-    value = np.concatenate([_to_numpy(o).reshape(len(points), -1) for o in outs], axis=1)
+    arrays = [_to_numpy(o) for o in outs]
+    if any(a.ndim not in (1, 2) or a.shape[0] != len(points) for a in arrays):
+        raise ImportMismatchError(f"{where}: the model's outputs have shapes {[a.shape for a in arrays]} for "
+                                  f"{len(points)} points; symnet's are (N, features)")
+    value = np.concatenate([a.reshape(len(points), -1) for a in arrays], axis=1)
     gap = float(np.max(np.abs(ours[net.graph.output] - value), initial=0.0)) \
         if ours[net.graph.output].shape == value.shape else np.inf
     if not gap <= tolerance * scale:

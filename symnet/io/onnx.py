@@ -296,6 +296,11 @@ def _reduce(kind: str) -> Callable[[_Node], Any]:
         if axes is None and node.optional(1) is not None:
             axes = node.const(1, "axes").tolist()
         keep = bool(node.attr("keepdims", 1))
+        if "noop_with_empty_axes" in node.attrs and not axes_as_input:
+            raise UnsupportedLayerError(f"{node.where}: noop_with_empty_axes, which opset {node.opset}'s {kind} "
+                                        "does not have")
+        if node.attr("noop_with_empty_axes", 0) and not axes:
+            return node.inputs[0]  # no axes and the flag: the input unchanged
         if not isinstance(node.inputs[0], g.Tensor):
             value = np.asarray(number(node.inputs[0], node.where), dtype=np.float64)
             axis = None if axes is None or len(axes) == 0 else tuple(int(a) for a in axes)

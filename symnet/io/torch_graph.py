@@ -187,9 +187,11 @@ def _module_rule(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, An
                                     f"{sorted(kwargs)}; symnet reads calls on one tensor")
     if kind == "Linear" or (kind == "ParametrizedLinear" and isinstance(module, cap.nn.Linear)
                             and _parametrized(module)):
-        # a parametrization (weight_norm, spectral_norm) is evaluated to the weight it gives now;
-        # the check compares the result with the module
-        weight = cap.array(module.weight, where)
+        # a parametrization (weight_norm, spectral_norm) is evaluated to the weight it gives now, in
+        # float64 on the check's float64 copy (in float32 it differs from that by rounding); the
+        # check compares the result with the module
+        weight = cap.array((cap.double().get_submodule(node.target) if _parametrized(module) else module).weight,
+                           where)
         bias = None if module.bias is None else cap.array(module.bias, where)
         return g.dense(x, weight, bias, layout="torch")
     if kind in ("Identity", "Dropout", "AlphaDropout"):
@@ -456,6 +458,7 @@ class _Capture:
         self.named: list[tuple[Any, str]] = []  # (fx node, symnet node name) in graph order
         self._squeezed: set[int] = set()
         self._taken: set[str] = set()
+        self._double: Any = None
 
     def module_at(self, target: str) -> Any:
         return self.module.get_submodule(target)
@@ -465,6 +468,19 @@ class _Capture:
         if not tensor.is_floating_point():
             raise UnsupportedLayerError(f"{where}: a {tensor.dtype} constant; symnet reads floating-point weights")
         return tensor.detach().cpu().double().numpy().copy()
+
+    def double(self) -> Any:
+        """A float64 copy of the module in eval mode (made once): what the check runs, and where
+        parametrized weights are evaluated."""
+        if self._double is None:
+            import torch
+
+            try:
+                self._double = copy.deepcopy(self.module).to(torch.float64).eval()
+            except Exception as exc:  # noqa: BLE001 - a module that cannot be copied
+                raise SymnetError(f"from_torch: cannot make a float64 copy of {type(self.module).__name__} "
+                                  f"({type(exc).__name__}); pass check=False to import it unchecked") from None
+        return self._double
 
     def squeezed(self, tensor: g.Tensor) -> g.Tensor:
         self._squeezed.add(id(tensor))
@@ -671,11 +687,7 @@ def _check(net: Network, capture: _Capture) -> None:
 
     from ..check.backprop import node_values
 
-    try:
-        double = copy.deepcopy(capture.module).to(torch.float64).eval()
-    except Exception as exc:  # noqa: BLE001 - a module that cannot be copied cannot be checked
-        raise SymnetError(f"from_torch: cannot make a float64 copy of {type(capture.module).__name__} to check the "
-                          f"import ({type(exc).__name__}); pass check=False to import it unchecked") from None
+    double = capture.double()
     points = check_points(builtins.sum(capture.sizes))
     bounds = np.cumsum([0, *capture.sizes])
 
