@@ -230,3 +230,22 @@ def test_an_empty_reduction_with_noop_keeps_its_input(tmp_path: Path) -> None:
     X = np.array([[1.0, 1.0, 1.0]])
     want = ort.InferenceSession(str(path)).run(None, {"x": X})[0]
     np.testing.assert_array_equal(symnet.compile(from_onnx(path), "value", backend="numpy")(X).value, want)
+
+
+def test_pytorchs_exports_of_columns_held_as_n(tmp_path: Path) -> None:
+    """x[:, 0] (a scalar Gather), sums without keepdim and unsqueeze(1), through PyTorch's export."""
+    class Columns(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = torch.nn.Linear(2, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = torch.tanh(self.fc(x))
+            return torch.cat([(h[:, 0] * h[:, 1]).unsqueeze(1), h.sum(-1).unsqueeze(-1)], dim=1) * h[:, :2]
+
+    torch.manual_seed(0)
+    module = Columns().double().eval()
+    net = from_onnx(_export(module, [2], tmp_path / "cols.onnx"))
+    X = np.random.default_rng(0).normal(size=(4, 2))
+    np.testing.assert_allclose(symnet.compile(net, "value", backend="numpy")(X).value,
+                               module(torch.as_tensor(X)).detach().numpy(), rtol=1e-13)

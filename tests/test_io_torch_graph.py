@@ -413,3 +413,28 @@ def test_float32_weight_norm_modules_import(seed: int) -> None:
     torch.manual_seed(seed)
     module = nn.Sequential(weight_norm(nn.Linear(3, 4)), nn.Tanh(), nn.Linear(4, 1))
     assert from_torch(module).n_inputs == 3
+
+
+def test_unsqueeze_gives_an_n_column_back_and_squeeze_makes_one() -> None:
+    class Columns(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(2, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = torch.tanh(self.fc(x))
+            u = (h[:, 0] * h[:, 1]).unsqueeze(1)  # (N,) ops, then a column again
+            s = h.sum(-1).unsqueeze(-1)
+            return torch.cat([u, s, torch.sin(h[:, 2:3].squeeze(1)).unsqueeze(1)], dim=1) * h
+
+    module = Columns().double()
+    net = from_torch(module)  # checked against the module
+    X = np.random.default_rng(0).normal(size=(4, 2))
+    np.testing.assert_allclose(symnet.compile(net, "value", backend="numpy")(X).value,
+                               module(torch.as_tensor(X)).detach().numpy(), rtol=1e-14)
+    class Wide(Columns):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(x).unsqueeze(1)
+
+    with pytest.raises(UnsupportedLayerError, match=r"unsqueeze\(1\) of an \(N, features\) tensor adds an axis"):
+        from_torch(Wide())

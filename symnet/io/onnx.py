@@ -46,11 +46,11 @@ MAX_ONNX_NODES = 10_000
 class _Node:
     """One ONNX node as a converter sees it: its attributes decoded, its inputs' values, where it is."""
 
-    def __init__(self, proto: Any, inputs: list[Any], opset: int, where: str, squeezed: set[int]) -> None:
+    def __init__(self, proto: Any, inputs: list[Any], opset: int, where: str, squeezed: set[str]) -> None:
         import onnx
 
         self.proto, self.inputs, self.opset, self.where = proto, inputs, opset, where
-        self.squeezed = squeezed  # ids of the tensors ONNX holds as (N,): one column here
+        self.squeezed = squeezed  # names of the values ONNX holds as (N,): one column here
         self.attrs: dict[str, Any] = {}
         for attr in proto.attribute:
             value = onnx.helper.get_attribute_value(attr)
@@ -74,9 +74,13 @@ class _Node:
         return np.asarray(number(value, self.where))
 
     def squeeze(self, t: g.Tensor) -> g.Tensor:
-        """Mark ``t`` as one that ONNX holds as ``(N,)`` (a scalar Gather, a reduction without keepdims)."""
-        self.squeezed.add(id(t))
+        """Mark this node's outputs as values ONNX holds as ``(N,)`` (a scalar Gather, a reduction without
+        keepdims)."""
+        self.squeezed.update(name for name in self.proto.output if name)
         return t
+
+    def is_squeezed(self, k: int) -> bool:
+        return k < len(self.proto.input) and self.proto.input[k] in self.squeezed
 
     def optional(self, k: int) -> Any:
         return self.inputs[k] if k < len(self.inputs) and self.inputs[k] is not None else None
@@ -325,6 +329,30 @@ def _reshape(node: _Node) -> Any:
     return x
 
 
+def _axes(node: _Node) -> list[int]:
+    """Unsqueeze's and Squeeze's axes: an attribute before opset 13, an input from it."""
+    if node.opset < 13:
+        return list(node.attr("axes", []))
+    return [int(a) for a in node.const(1, "axes").reshape(-1).tolist()] if node.optional(1) is not None else []
+
+
+def _unsqueeze(node: _Node) -> Any:
+    x = node.x()
+    if _axes(node) not in ([1], [-1]) or not node.is_squeezed(0):
+        raise UnsupportedLayerError(f"{node.where}: Unsqueeze over axes {_axes(node)} of an (N, {x.width}) value "
+                                    "adds an axis symnet's tensors do not have; symnet reads Unsqueeze(axes=[1]) "
+                                    "of an (N,) value")
+    return x
+
+
+def _squeeze(node: _Node) -> Any:
+    x = node.x()
+    if _axes(node) not in ([1], [-1]) or x.width != 1:
+        raise UnsupportedLayerError(f"{node.where}: Squeeze over axes {_axes(node)} of {x.width} features; symnet "
+                                    "reads Squeeze(axes=[1]) of one column")
+    return node.squeeze(x)
+
+
 def _flatten(node: _Node) -> Any:
     if node.attr("axis", 1) != 1:
         raise UnsupportedLayerError(f"{node.where}: Flatten(axis={node.attr('axis', 1)}); symnet reads axis=1")
@@ -408,6 +436,8 @@ OPS: dict[str, tuple[Callable[[_Node], Any], str]] = {
     "ReduceL2": (_reduce("ReduceL2"), "folded on constants (weight_norm's norms)"),
     "Reshape": (_reshape, "the identity, when (N, features) is kept"),
     "Flatten": (_flatten, "the identity on (N, features)"),
+    "Unsqueeze": (_unsqueeze, "an (N,) value back to (N, 1)"),
+    "Squeeze": (_squeeze, "one column held as (N,)"),
     "LayerNormalization": (_layer_norm, "layer_norm"),
     "BatchNormalization": (_batch_norm, "batch_norm (inference)"),
     "Softmax": (_softmax, "softmax over the features"),
@@ -473,7 +503,7 @@ def from_onnx(path: str | os.PathLike[str]) -> Network:
     if not inputs:
         raise UnsupportedLayerError(f"{where}: the graph has no input")
     taken: set[str] = set()
-    squeezed: set[int] = set()
+    squeezed: set[str] = set()
     for k, proto in enumerate(graph.node):
         label = safe_text(proto.name or f"#{k}", 60)
         here = f"{where}: node {label} ({safe_text(proto.op_type, 40)})"
@@ -490,11 +520,11 @@ def from_onnx(path: str | os.PathLike[str]) -> Network:
                 raise FileFormatError(f"{here}: reads {safe_text(name, 60)}, which no earlier node computes")
             else:
                 args.append(values[name])
-        _check_squeezed(proto.op_type, args, squeezed, here)
+        _check_squeezed(proto, args, squeezed, here)
         result = _converted(OPS[proto.op_type][0], proto, args, opsets["ai.onnx"], here, squeezed)
         results = result if isinstance(result, tuple) else (result,)
-        if any(isinstance(a, g.Tensor) and id(a) in squeezed for a in args):
-            squeezed.update(id(r) for r in results if isinstance(r, g.Tensor))
+        if proto.op_type != "Unsqueeze" and any(name in squeezed for name in proto.input):
+            squeezed.update(name for name in proto.output if name)  # elementwise of (N,) values stays (N,)
         if len(results) < len([o for o in proto.output if o]):
             raise UnsupportedLayerError(f"{here}: gives {len(results)} outputs, the file names {len(proto.output)}")
         for name, value in zip(proto.output, results):
@@ -516,21 +546,20 @@ _ELEMENTWISE = {"Neg", "Pow", "Tanh", "Sigmoid", "Relu", "LeakyRelu", "Elu", "Se
                 "Gelu", "HardSigmoid", "Clip", "Exp", "Sin", "Cos", "Erf", "Log", "Identity", "Dropout", "Cast"}
 
 
-def _check_squeezed(op: str, args: list[Any], squeezed: set[int], where: str) -> None:
-    """Refuse what would broadcast an ``(N,)`` tensor against an ``(N, w)`` one (ONNX gives ``(N, N)``)."""
-    tensors = [a for a in args if isinstance(a, g.Tensor)]
-    flags = [id(t) in squeezed for t in tensors]
-    if not any(flags):
+def _check_squeezed(proto: Any, args: list[Any], squeezed: set[str], where: str) -> None:
+    """Refuse what would broadcast an ``(N,)`` value against an ``(N, w)`` one (ONNX gives ``(N, N)``)."""
+    flags = [name in squeezed for name, a in zip(proto.input, args) if isinstance(a, g.Tensor)]
+    if not any(flags) or proto.op_type == "Unsqueeze":
         return
-    if op in _ELEMENTWISE or (op in ("Add", "Sub", "Mul", "Div") and all(flags)):
+    if proto.op_type in _ELEMENTWISE or (proto.op_type in ("Add", "Sub", "Mul", "Div") and all(flags)):
         return
-    raise UnsupportedLayerError(f"{where}: reads a tensor ONNX holds as (N,) (from a scalar Gather or keepdims=0) "
-                                "together with (N, w) ones, which ONNX broadcasts to (N, N); symnet reads (N,) "
-                                "tensors only through elementwise ops to an output")
+    raise UnsupportedLayerError(f"{where}: reads a value ONNX holds as (N,) (from a scalar Gather, keepdims=0 or "
+                                "Squeeze) together with (N, w) ones, which ONNX broadcasts to (N, N); symnet reads "
+                                "(N,) values through elementwise ops, Unsqueeze and outputs")
 
 
 def _converted(rule: Callable[[_Node], Any], proto: Any, args: list[Any], opset: int, where: str,
-               squeezed: set[int]) -> Any:
+               squeezed: set[str]) -> Any:
     """``rule``'s result; a node it cannot read (missing inputs, attributes of the wrong type) as an error."""
     try:
         return rule(_Node(proto, args, opset, where, squeezed))

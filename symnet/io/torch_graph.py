@@ -354,6 +354,25 @@ def _same(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, Any]) -> 
     return args[0]
 
 
+def _unsqueeze(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    """``x.unsqueeze(1)`` of a column PyTorch holds as ``(N,)``: the column again."""
+    dim = args[1] if len(args) > 1 else kwargs.get("dim")
+    if dim not in (1, -1) or not cap.is_squeezed(node.args[0]):
+        raise UnsupportedLayerError(f"{_where(node)}: unsqueeze({dim!r}) of an (N, features) tensor adds an axis "
+                                    "symnet's tensors do not have; symnet reads unsqueeze(1) of an (N,) column")
+    return _tensor(args[0], _where(node))
+
+
+def _squeeze(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    """``x.squeeze(1)`` of one column: PyTorch holds it as ``(N,)`` from here."""
+    x = _tensor(args[0], _where(node))
+    dim = args[1] if len(args) > 1 else kwargs.get("dim")
+    if dim not in (1, -1) or x.width != 1:
+        raise UnsupportedLayerError(f"{_where(node)}: squeeze({dim!r}) of {x.width} features; symnet reads squeeze(1) "
+                                    "of one column")
+    return cap.squeezed(x)
+
+
 def _flatten_fn(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
     start = args[1] if len(args) > 1 else kwargs.get("start_dim", 0)
     if start not in (1, -1):
@@ -399,6 +418,8 @@ OPS: dict[str, _Rule] = {
     "double": _Rule(_same, "the identity (symnet computes in the kernel's dtype)"),
     "contiguous": _Rule(_same, "the identity"),
     "flatten": _Rule(_flatten_fn, "the identity on (N, features)"),
+    "unsqueeze": _Rule(_unsqueeze, "an (N,) column back to (N, 1)"),
+    "squeeze": _Rule(_squeeze, "one column held as (N,)"),
 }
 
 
@@ -456,7 +477,8 @@ class _Capture:
         self.sizes = self._input_sizes(input_sizes)
         self.values: dict[Any, Any] = {}
         self.named: list[tuple[Any, str]] = []  # (fx node, symnet node name) in graph order
-        self._squeezed: set[int] = set()
+        self._squeezed: set[str] = set()  # fx nodes whose value PyTorch holds as (N,)
+        self._current: Any = None
         self._taken: set[str] = set()
         self._double: Any = None
 
@@ -483,23 +505,27 @@ class _Capture:
         return self._double
 
     def squeezed(self, tensor: g.Tensor) -> g.Tensor:
-        self._squeezed.add(id(tensor))
+        """Mark the node being converted as one PyTorch holds as ``(N,)`` (``x[:, i]``, a sum without keepdim)."""
+        self._squeezed.add(self._current.name)
         return tensor
 
-    def _follow_squeezed(self, node: Any, name: str, args: list[Any], result: Any) -> None:
-        """An op on tensors PyTorch holds as ``(N,)``: elementwise keeps them so; mixing them with ``(N, w)``
-        ones (which PyTorch broadcasts to ``(N, N)`` or refuses) is an error."""
-        flags = [id(a) in self._squeezed for a in args if isinstance(a, g.Tensor)]
-        if not any(flags) or not isinstance(result, g.Tensor):
-            return
-        binary_op = name in _ELEMENTWISE_BINARY
+    def is_squeezed(self, arg: Any) -> bool:
+        return getattr(arg, "name", None) in self._squeezed
+
+    def _follow_squeezed(self, node: Any, name: str, result: Any) -> None:
+        """An op on tensors PyTorch holds as ``(N,)``: elementwise keeps them so, ``unsqueeze`` gives the column
+        back; mixing them with ``(N, w)`` ones (which PyTorch broadcasts to ``(N, N)``) is an error."""
+        inputs = [a for a in node.all_input_nodes if isinstance(self.values.get(a), g.Tensor)]
+        flags = [a.name in self._squeezed for a in inputs]
+        if not any(flags) or not isinstance(result, g.Tensor) or name == "unsqueeze":
+            return  # unsqueeze's rule checked its input: the column is (N, 1) again
         if (name in _ACTIVATIONS or name in ("neg", "pow", "dropout", "float", "double", "contiguous")
-                or (binary_op and all(flags))):
-            self._squeezed.add(id(result))
+                or (name in _ELEMENTWISE_BINARY and all(flags))):
+            self._squeezed.add(node.name)
             return
         raise UnsupportedLayerError(f"{_where(node)} reads a tensor PyTorch holds as (N,) (x[:, i], a sum without "
                                     "keepdim) together with (N, w) ones, which PyTorch broadcasts to (N, N); keep "
-                                    "the feature axis (x[:, i:i+1], keepdim=True)")
+                                    "the feature axis (x[:, i:i+1], keepdim=True, or .unsqueeze(1))")
 
     def _input_sizes(self, given: Sequence[int] | None) -> list[int]:
         if not self.placeholders:
@@ -567,7 +593,7 @@ class _Capture:
         owner, _, name = target.rpartition(".")
         return getattr(self.module.get_submodule(owner) if owner else self.module, name)
 
-    def run(self) -> tuple[list[g.Tensor], list[g.Tensor], list[bool]]:
+    def run(self) -> tuple[list[g.Tensor], list[g.Tensor]]:
         import torch
 
         inputs = [g.input(size) for size in self.sizes]
@@ -585,6 +611,7 @@ class _Capture:
                     raise UnsupportedLayerError(f"{_where(node)}: reads {type(value).__name__}, not a tensor")
                 self.values[node] = _Const(self.array(value, _where(node)))
                 continue
+            self._current = node
             args = [self._value(a) for a in node.args]
             kwargs = {k: self._value(v) for k, v in node.kwargs.items()}
             if node.op == "call_module":
@@ -605,13 +632,12 @@ class _Capture:
                         f"{', '.join(sorted(_MODULES))}. Write the op with these, or build the network with "
                         "symnet.graph")
                 result = _converted(rule.convert, self, node, args, kwargs)
-            self._follow_squeezed(node, name if node.op != "call_module" else "module", args, result)
+            self._follow_squeezed(node, name, result)
             self.values[node] = result
             if isinstance(result, g.Tensor) and result.op != "input" and result.name is None:
                 result.name = node_name(node.name, self._taken, "t")
                 self.named.append((node, result.name))
-        squeezed = [id(t) in self._squeezed for t in outputs]
-        return inputs, outputs, squeezed
+        return inputs, outputs
 
     def _value(self, arg: Any) -> Any:
         import torch.fx as fx
@@ -673,7 +699,7 @@ def from_torch_graph(module: Any, *, check: bool = True, input_sizes: Sequence[i
     """
     module = getattr(module, "_orig_mod", module)  # torch.compile's OptimizedModule
     capture = _Capture(module, input_sizes)
-    inputs, outputs, _ = capture.run()
+    inputs, outputs = capture.run()
     net = g.network(inputs, outputs)
     if check:
         _check(net, capture)
