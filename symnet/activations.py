@@ -693,24 +693,25 @@ _SELU_ALPHA = sympy.Float("1.6732632423543772848170429916717", 40)
 _SELU_SCALE = sympy.Float("1.0507009873554804934193349852946", 40)
 
 
-def _clamp(name: str, low: float, high: float, scale: float = 1.0, offset: float = 0.0,
-           inner: sympy.Expr = T) -> Activation:
-    """``min(max(inner, low), high)`` with ``inner = scale t + offset``: piecewise linear, kinks where it meets
-    each bound."""
+def _clamp(name: str, low: float, high: float, shift: int = 0, divisor: int = 1) -> Activation:
+    """``min(max((t + shift) / divisor, low), high)``: piecewise linear, kinks where it meets each bound."""
     if not low < high:
         raise ActivationError(f"{name}: the lower bound {low!r} must be below the upper bound {high!r}")
-    kinks = tuple(sorted(((low - offset) / scale, (high - offset) / scale)))
-    inner_numpy = sympy.lambdify(T, inner, "numpy")
+    inner = (T + shift) / divisor if (shift, divisor) != (0, 1) else T
+
+    def inner_numpy(z: np.ndarray) -> np.ndarray:
+        z = np.asarray(z, dtype=np.result_type(z, np.float64))
+        return (z + shift) / divisor if (shift, divisor) != (0, 1) else z * 1.0
 
     def slope(z: np.ndarray) -> np.ndarray:
-        z = np.asarray(z, dtype=np.result_type(z, np.float64))
-        v = z * 1.0 if inner == T else (z + offset / scale) * scale
-        inside = np.where((v > low) & (v < high), scale, 0.0)
-        return np.where((v == low) | (v == high), scale / 2, np.where(np.isnan(z), z, inside))
+        v = inner_numpy(z)
+        inside = np.where((v > low) & (v < high), 1.0 / divisor, 0.0)
+        return np.where((v == low) | (v == high), 0.5 / divisor, np.where(np.isnan(v), v, inside))
 
     return _elementwise(name, sympy.Min(sympy.Max(inner, sympy.Float(low)), sympy.Float(high)),
-                        lambda z: np.clip(inner_numpy(np.asarray(z, float)) * 1.0, low, high),
-                        slope, lambda z: np.zeros_like(np.asarray(z, float)), kinks=kinks)
+                        lambda z: np.clip(inner_numpy(z), low, high), slope,
+                        lambda z: np.zeros_like(np.asarray(z, float)),
+                        kinks=(low * divisor - shift, high * divisor - shift))
 
 
 def _hardtanh(min_val: float = -1.0, max_val: float = 1.0) -> Activation:
@@ -777,4 +778,4 @@ register("softsign", _elementwise("softsign", T / (1 + sympy.Abs(T)),
                                   kinks=(0.0,)))
 register("hardtanh", _hardtanh)
 register("relu6", _clamp("relu6", 0.0, 6.0))
-register("hard_sigmoid", _clamp("hard_sigmoid", 0.0, 1.0, 1 / 6, 0.5, (T + 3) / 6), aliases=("hardsigmoid",))
+register("hard_sigmoid", _clamp("hard_sigmoid", 0.0, 1.0, shift=3, divisor=6), aliases=("hardsigmoid",))

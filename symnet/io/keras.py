@@ -333,11 +333,11 @@ def _live_graph(model: Any, keras: Any, overrides: Mapping[int | str, Any] | Non
                                         f"{', '.join(f'{label} {shape}' for label, shape in wanted)}")
         return arrays
 
-    activation = _graph_activation(overrides, where, None, lambda name, kind, here, spec: _deferred(
+    activation, check_used = _graph_activation(overrides, where, None, lambda name, kind, here, spec: _deferred(
         _live_activation, getattr(by_name[name], "activation", None) or getattr(by_name[name], "function", None),
         keras, here))
     net, names = graph_from_config(config, weights, where, activation)
-    activation.check_used()  # type: ignore[attr-defined]
+    check_used()
     if check:
         check_live(net, model, names, where)
     return net
@@ -345,8 +345,9 @@ def _live_graph(model: Any, keras: Any, overrides: Mapping[int | str, Any] | Non
 
 def _graph_activation(overrides: Mapping[int | str, Any] | None, where: str, path: Path | None,
                       read: Callable[[str, str, str, Any], Activation | _Pending]
-                      ) -> Callable[[str, str, str, Any], Activation]:
-    """A graph layer's activation: the override for its name, else ``read``'s, an unreadable one an error."""
+                      ) -> tuple[Callable[[str, str, str, Any], Activation], Callable[[], None]]:
+    """A graph layer's activation -- the override for its name, else ``read``'s, an unreadable one an
+    error -- and a check, run after the graph is read, that every override named a layer."""
     overrides = dict(overrides or {})
     for key in overrides:
         if not isinstance(key, str):
@@ -373,8 +374,7 @@ def _graph_activation(overrides: Mapping[int | str, Any] | None, where: str, pat
             raise ActivationError(f"{where}: activation for layer {unused[0]!r}: no layer of that name has an "
                                   "activation to replace (Dense, Activation or Lambda layers do)")
 
-    activation.check_used = check_used  # type: ignore[attr-defined]
-    return activation
+    return activation, check_used
 
 
 def _check_keras(net: Network, model: Any, pairs: list[tuple[Any, _Step]], where: str) -> None:
@@ -573,9 +573,6 @@ def _config_is_chain(config: dict[str, Any]) -> bool:
 def _file_graph(config: dict[str, Any], data: bytes, path: Path, overrides: Mapping[int | str, Any] | None,
                 trust: bool) -> Network:
     """A ``.keras`` file whose model is a graph, read by :mod:`symnet.io.keras_graph`."""
-    from .keras_graph import graph_from_config
-
-    where = str(path)
     with _weights_file(data, path) as h5:
         groups = dict(_vars_groups(h5, path))
         by_name = {layer_name: key for key, (layer_name, _) in groups.items() if layer_name is not None}
@@ -584,17 +581,30 @@ def _file_graph(config: dict[str, Any], data: bytes, path: Path, overrides: Mapp
             key = by_name.get(name, f"layers/{name}")
             if key not in groups:
                 raise FileFormatError(f"{here}: model.weights.h5 has no weights for it")
-            arrays = groups[key][1]
-            if len(arrays) != len(wanted):
-                raise FileFormatError(f"{here}: {len(arrays)} weight arrays in model.weights.h5; expected "
-                                      f"{', '.join(label for label, _ in wanted)}")
-            step = _Step(name, here, None, _activations.activation("linear"))
-            return [_dataset(item, path, step, label, shape) for item, (label, shape) in zip(arrays, wanted)]
+            return _layer_arrays(groups[key][1], wanted, path, name, here)
 
-        activation = _graph_activation(overrides, where, path,
-                                       lambda name, kind, here, spec: _deferred(_config_activation, spec, here, trust))
-        net, _ = graph_from_config(config, weights, where, activation)
-        activation.check_used()  # type: ignore[attr-defined]
+        return _read_file_graph(config, weights, path, overrides, trust)
+
+
+def _layer_arrays(items: list[tuple[Any, str]], wanted: Sequence[tuple[str, tuple[int, ...]]], path: Path,
+                  name: str, here: str) -> list[np.ndarray]:
+    """One layer's weight datasets ``(group, key)`` from a file, as many as ``wanted`` names, shapes checked."""
+    if len(items) != len(wanted):
+        raise FileFormatError(f"{here}: {len(items)} weight arrays in the file; expected "
+                              f"{', '.join(label for label, _ in wanted)}")
+    step = _Step(name, here, None, _activations.activation("linear"))
+    return [_dataset(item, path, step, label, shape) for item, (label, shape) in zip(items, wanted)]
+
+
+def _read_file_graph(config: dict[str, Any], weights: Any, path: Path, overrides: Mapping[int | str, Any] | None,
+                     trust: bool) -> Network:
+    """A file's model config read as a graph, activations from the config (overrides first)."""
+    from .keras_graph import graph_from_config
+
+    activation, check_used = _graph_activation(
+        overrides, str(path), path, lambda name, kind, here, spec: _deferred(_config_activation, spec, here, trust))
+    net, _ = graph_from_config(config, weights, str(path), activation)
+    check_used()
     return net
 
 
@@ -635,9 +645,6 @@ def _load_legacy_h5(path: Path, overrides: Mapping[int | str, Any] | None, trust
     """A legacy full-model ``.h5`` file: its ``model_config`` attribute read as a graph, weights from ``model_weights``."""
     import h5py
 
-    from .keras_graph import graph_from_config
-
-    where = str(path)
     size = path.stat().st_size
     if size > MAX_WEIGHTS_BYTES:
         raise FileFormatError(f"{path}: {size:,} bytes, more than symnet.io.keras.MAX_WEIGHTS_BYTES")
@@ -666,16 +673,9 @@ def _load_legacy_h5(path: Path, overrides: Mapping[int | str, Any] | None, trust
                     raise FileFormatError(f"{here}: model_weights has no group for it")
                 names = [n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n)
                          for n in group.attrs.get("weight_names", [])]
-                if len(names) != len(wanted):
-                    raise FileFormatError(f"{here}: {len(names)} weights in the file; expected "
-                                          f"{', '.join(label for label, _ in wanted)}")
-                step = _Step(name, here, None, _activations.activation("linear"))
-                return [_dataset((group, n), path, step, label, shape) for n, (label, shape) in zip(names, wanted)]
+                return _layer_arrays([(group, n) for n in names], wanted, path, name, here)
 
-            activation = _graph_activation(
-                overrides, where, path, lambda name, kind, here, spec: _deferred(_config_activation, spec, here, trust))
-            net, _ = graph_from_config(config, weights, where, activation)
-            activation.check_used()  # type: ignore[attr-defined]
+            net = _read_file_graph(config, weights, path, overrides, trust)
         except SymnetError:
             raise
         except _H5_DAMAGE as exc:

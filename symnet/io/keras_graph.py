@@ -28,7 +28,7 @@ from ..activations import Activation
 from ..errors import ImportMismatchError, SymnetError
 from ..graph import builder as g
 from ..network import Network
-from ._compare import check_points
+from ._compare import _difference, check_points
 from ._tensor_ops import node_name
 from .format import MAX_NODES, FileFormatError, UnsupportedLayerError
 
@@ -465,7 +465,7 @@ def check_live(net: Network, model: Any, names: dict[str, str], where: str) -> N
             raise ImportMismatchError(f"{where}: layer {names[name]!r} gives Keras values of shape {value.shape} for "
                                       f"{len(points)} points; symnet's nodes are (N, features)")
         scale = max(scale, float(np.max(np.abs(value), initial=0.0)))
-        gap = float(np.max(np.abs(ours[name] - value), initial=0.0)) if ours[name].shape == value.shape else np.inf
+        gap = _difference(ours[name], value)
         if not gap <= tolerance * scale:
             raise ImportMismatchError(f"{where}: layer {names[name]!r} gives values that differ from Keras' by "
                                       f"{gap:.3g} (symnet node {name!r}); pass check=False to import the structure "
@@ -476,8 +476,7 @@ def check_live(net: Network, model: Any, names: dict[str, str], where: str) -> N
         raise ImportMismatchError(f"{where}: the model's outputs have shapes {[a.shape for a in arrays]} for "
                                   f"{len(points)} points; symnet's are (N, features)")
     value = np.concatenate([a.reshape(len(points), -1) for a in arrays], axis=1)
-    gap = float(np.max(np.abs(ours[net.graph.output] - value), initial=0.0)) \
-        if ours[net.graph.output].shape == value.shape else np.inf
+    gap = _difference(ours[net.graph.output], value)
     if not gap <= tolerance * scale:
         raise ImportMismatchError(f"{where}: model(x) differs from symnet's network by {gap:.3g} although every layer "
                                   "agreed; pass check=False to import the structure as read anyway")

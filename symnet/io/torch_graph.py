@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import builtins
 import copy
-import math
 import os
 import re
 import warnings
@@ -49,16 +48,12 @@ from .. import activations as _activations
 from ..errors import ImportMismatchError, InputError, SymnetError
 from ..graph import builder as g
 from ..network import Network
-from ._compare import CHECK_RTOL, check_points
+from ._compare import CHECK_RTOL, _difference, check_points
 from ._tensor_ops import Const as _Const, binary, number as _number, power, row as _row, scaled as _scaled
 from ._tensor_ops import node_name, tensor as _tensor
 from .format import UnsupportedLayerError
 
 __all__ = ["OPS", "from_torch_graph", "op_table", "supported_ops"]
-
-
-class _Squeezed:
-    """Marks a width-1 tensor that PyTorch holds as ``(N,)`` (``x[:, 0]``, ``sum(-1)``)."""
 
 
 @dataclass(frozen=True)
@@ -747,7 +742,7 @@ def _check(net: Network, capture: _Capture) -> None:
         theirs = seen[node.name].reshape(len(points), -1)
         mine = ours[name]
         scale = max(scale, float(np.max(np.abs(theirs), initial=0.0)))
-        gap = _gap(mine, theirs)
+        gap = _difference(mine, theirs)
         if not gap <= CHECK_RTOL * scale:
             raise ImportMismatchError(
                 f"from_torch({type(capture.module).__name__}): {_where(node)} gives values that differ from "
@@ -755,17 +750,9 @@ def _check(net: Network, capture: _Capture) -> None:
                 "anyway")
     items = list(whole) if isinstance(whole, (tuple, list)) else [whole]
     theirs = np.concatenate([np.asarray(t.detach().double().numpy()).reshape(len(points), -1) for t in items], axis=1)
-    gap = _gap(ours[net.graph.output], theirs)
+    gap = _difference(ours[net.graph.output], theirs)
     if not gap <= CHECK_RTOL * scale:
         raise ImportMismatchError(
             f"from_torch({type(capture.module).__name__}): module(x) differs from the traced graph by {gap:.3g} "
             "although every node agreed: forward does something tracing did not record; pass check=False to "
             "import the structure as read anyway")
-
-
-def _gap(ours: np.ndarray, theirs: np.ndarray) -> float:
-    if ours.shape != theirs.shape:
-        return math.inf
-    with np.errstate(all="ignore"):
-        same = (ours == theirs) | (np.isnan(ours) & np.isnan(theirs))
-        return float(np.max(np.where(same, 0.0, np.abs(ours - theirs)), initial=0.0))

@@ -36,12 +36,12 @@ from sympy.codegen.cfunctions import expm1
 from ..activations import T, Activation
 from ..network import Network
 from ..program import MultiIndex
-from . import _cache, _vecmath
+from . import _cache
 from ._blocks import PerThread
 from ._threads import over_chunks, thread_count
 from ..functions import erfc_neg, sigmoid, softplus, tail_safe
 from ..faa_di_bruno import grouped_terms
-from .codegen import ArrayPrinter, ScalarPrinter, docstring
+from .codegen import ArrayPrinter, ScalarPrinter, docstring, vecmath_digest
 
 __all__ = ["LayeredPlan", "supports"]
 
@@ -467,7 +467,7 @@ import numba
 import numpy
 import scipy.special
 
-from symnet.kernels import _vecmath  # source digest {_vecmath.source_digest()}
+from symnet.kernels import _vecmath  # source digest {vecmath_digest()}
 
 SLOTS = {max(1, emitter.slots)}
 AFFINE = {bool(unrolled)}

@@ -19,10 +19,7 @@ infinities keep their IEEE meaning.
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import math
-from pathlib import Path
 
 import numba
 import numpy as np
@@ -31,7 +28,7 @@ from numba.core import types
 from numba.extending import intrinsic
 
 __all__ = ["exp", "exp_call", "exp_nonpositive", "sigmoid", "sigmoid_call", "sigmoid_pair", "sigmoid_pair_call",
-           "source_digest", "tanh", "tanh_call", "tanh_parts"]
+           "tanh", "tanh_call", "tanh_parts"]
 
 _LN2_HI = 6.93147180369123816490e-01  # ln 2 to 32 bits: k * _LN2_HI is exact for |k| < 2**20
 _LN2_LO = 1.90821492927058770002e-10
@@ -199,8 +196,3 @@ tanh_call = numba.njit(**_CALLED)(tanh.py_func)
 sigmoid_call = numba.njit(**_CALLED)(sigmoid.py_func)
 sigmoid_pair_call = numba.njit(**_CALLED)(sigmoid_pair.py_func)
 
-
-@functools.lru_cache(maxsize=1)
-def source_digest() -> str:
-    """A digest of this module's source: generated modules that call it name it, so an edit recompiles them."""
-    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]

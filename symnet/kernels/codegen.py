@@ -15,8 +15,11 @@ nodes get ASCII identifiers of their own (:class:`_Names`), so no user text is e
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import keyword
 import re
+from pathlib import Path
 import string
 from dataclasses import dataclass
 from typing import Sequence
@@ -27,9 +30,9 @@ from sympy.printing.pycode import PythonCodePrinter
 
 from ..functions import sigmoid, tail_safe_program
 from ..program import Program
-from . import _vecmath
 
-__all__ = ["ArrayPrinter", "BLOCK", "Output", "ScalarPrinter", "VectorPrinter", "docstring", "generate"]
+__all__ = ["ArrayPrinter", "BLOCK", "Output", "ScalarPrinter", "VectorPrinter", "docstring", "generate",
+           "vecmath_digest"]
 
 #: Points per block of a numba expression kernel.  A block's inputs are copied into columns,
 #: every statement runs over the block's points in one loop that LLVM vectorises (contiguous
@@ -48,6 +51,13 @@ class Output:
 
 
 _INERT = frozenset(string.ascii_letters + string.digits + " \n!#$%&'()*+,-./:;<=>?@[]^_`{|}~")
+
+
+@functools.lru_cache(maxsize=1)
+def vecmath_digest() -> str:
+    """A digest of :mod:`._vecmath`'s source: generated modules that call it name it, so an edit recompiles
+    them.  Read from the file, so that making a key does not import numba's functions."""
+    return hashlib.sha256(Path(__file__).with_name("_vecmath.py").read_bytes()).hexdigest()[:16]
 
 
 def docstring(text: str) -> str:
@@ -335,11 +345,14 @@ def generate(
     if backend == "numba":
         body = [(node, _pair_sigmoids(expr)) for node, expr in body]
     blocked = backend == "numba" and _blocked([expr for _, expr in body] + exprs)
+    # blocked: each distinct result is one row of the block's result columns (a symmetric
+    # Hessian's two entries share one), scattered into the outputs afterwards
+    rows = {expr: row for row, expr in enumerate(dict.fromkeys(exprs))}
     if blocked:
         printer: PythonCodePrinter = VectorPrinter(names.map, first)
         loop = "numba.prange" if parallel else "range"
         d = len(program.inputs)
-        lines += ["import numba", "", f"from symnet.kernels import _vecmath  # source digest {_vecmath.source_digest()}",
+        lines += ["import numba", "", f"from symnet.kernels import _vecmath  # source digest {vecmath_digest()}",
                   # no fastmath: a point's result must not depend on whether it fell in
                   # the vectorised body or the scalar remainder of its block (a fused
                   # multiply-add formed in one and not the other changes the last bit)
@@ -352,7 +365,7 @@ def generate(
                   f"        xb = numpy.empty(({d}, {BLOCK}), X.dtype)",
                   "        for j in range(m):",
                   *(f"            xb[{i}, j] = X[start + j, {i}]" for i in range(d)),
-                  "{allocate}",
+                  f"        ob = numpy.empty(({len(rows)}, {BLOCK}), X.dtype)",
                   "        for j in range(m):"]
         indent = " " * 12
         inputs = [f"{indent}{names.map[x]} = xb[{i}, j]" for i, x in enumerate(program.inputs)]
@@ -376,14 +389,7 @@ def generate(
     lines += inputs
     lines += [f"{indent}{names.map[node]} = {printer.doprint(expr)}" for node, expr in body]
     if blocked:
-        # each distinct result is one row of the block's result columns (a symmetric
-        # Hessian's two entries share one), scattered into the outputs afterwards
-        rows: dict[sympy.Expr, int] = {}
-        for expr in exprs:
-            if expr not in rows:
-                rows[expr] = len(rows)
-                lines.append(f"{indent}{target.format(row=rows[expr])} = {printer.doprint(expr)}")
-        lines[lines.index("{allocate}")] = f"        ob = numpy.empty(({len(rows)}, {BLOCK}), X.dtype)"
+        lines += [f"{indent}{target.format(row=row)} = {printer.doprint(expr)}" for expr, row in rows.items()]
         lines.append("        for j in range(m):")
         lines += [f"{indent}{out.name}[start + j, {', '.join(map(str, index))}] = ob[{rows[expr]}, j]"
                   for out in outputs for index, expr in out.entries]
