@@ -19,6 +19,7 @@ from .errors import (
     LimitError,
     NotAChainError,
     NotPolynomialError,
+    ResidualError,
     ShapeError,
     SymnetError,
     WeightError,
@@ -26,7 +27,7 @@ from .errors import (
 from .functions import sigmoid, softplus
 from .kinks import KinkReport, kinks
 from .train import FitResult, fit
-from .kernels import CacheWarning, Kernel, KernelResult, LossKernel, compile, compile_loss
+from .kernels import CacheWarning, Kernel, KernelResult, LossKernel, VJPKernel, compile, compile_loss, compile_vjp
 from .network import Dense, Network
 from .printing import formula, latex, pretty, simplify
 from .program import Program
@@ -46,9 +47,11 @@ __all__ = [
     "KernelResult",
     "KinkReport",
     "LossKernel",
+    "VJPKernel",
     "ExpressionSizeWarning",
     "FitResult",
     "ImportMismatchError",
+    "ResidualError",
     "InputError",
     "LimitError",
     "Network",
@@ -66,6 +69,7 @@ __all__ = [
     "coefficients",
     "compile",
     "compile_loss",
+    "compile_vjp",
     "diff",
     "finite_differences",
     "fit",

@@ -18,6 +18,7 @@ __all__ = [
     "ImportMismatchError",
     "LimitError",
     "NotAChainError",
+    "ResidualError",
     "ExpressionSizeWarning",
 ]
 
@@ -56,6 +57,10 @@ class NotAChainError(SymnetError, ValueError):
 
 class ImportMismatchError(SymnetError, ValueError):
     """An imported network does not compute what the framework object it came from computes."""
+
+
+class ResidualError(SymnetError, ValueError):
+    """A training residual does something symnet cannot differentiate exactly (see :mod:`symnet.tape`)."""
 
 
 class ExpressionSizeWarning(UserWarning):

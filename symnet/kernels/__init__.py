@@ -58,13 +58,14 @@ from ._graph_adjoint import GraphAdjointPlan
 from ._graph_layered import GraphLayeredPlan
 from ._layered import LayeredPlan
 from ._loss import LossKernel
+from ._vjp import VJPKernel, compile_vjp
 from ._result import KernelResult
 from ._sobolev import GraphSobolevLoss, SobolevLoss
 from ._strategy import EXPRESSION_LIMIT, EXPRESSION_WARNING, choose, schedule_of, warn_if_large
 from .codegen import Output, generate
 
-__all__ = ["compile", "compile_loss", "CacheWarning", "EXPRESSION_LIMIT", "EXPRESSION_WARNING", "GraphSobolevLoss",
-           "Kernel", "KernelResult", "LossKernel", "SobolevLoss", "NumbaUnavailableWarning", "stats"]
+__all__ = ["compile", "compile_loss", "compile_vjp", "CacheWarning", "EXPRESSION_LIMIT", "EXPRESSION_WARNING", "GraphSobolevLoss",
+           "Kernel", "KernelResult", "LossKernel", "SobolevLoss", "NumbaUnavailableWarning", "VJPKernel", "stats"]
 
 _VERSION = "4"  # bump when generated code changes meaning
 

@@ -345,7 +345,7 @@ class GraphSweep:
         self.graph, self.tangents = graph, tangents
         self.passes: dict[str, tuple[Callable[..., None], int] | None] = {}
         self.matrices: dict[str, tuple[list[np.ndarray], np.ndarray]] = {}
-        count = 3 if tangents else 2
+        count = self._slope_count()
         for node in graph.nodes[1:]:
             where = f"node {node.name!r} ({node.op})"
             if node.params and node.op not in ("scale", "shift", "dense"):
@@ -353,7 +353,7 @@ class GraphSweep:
             if node.family == "elementwise":
                 activation = node.activation
                 if not activation.elementwise:
-                    if tangents:
+                    if self.streams(1) > 1:
                         raise InputError(f"{where}: a {activation.name} node acts on a whole layer; derivative "
                                          "targets (dy) need elementwise activations")
                     self.passes[node.name] = None
@@ -369,18 +369,29 @@ class GraphSweep:
             elif node.family not in ("linear", "bilinear"):
                 raise NotAChainError(f"{where}: no rule for the {node.family!r} family")
 
+    def _slope_count(self) -> int:
+        """How many of ``f, f', f'', ...`` the elementwise passes write."""
+        return 3 if self.tangents else 2
+
     def streams(self, d: int) -> int:
         """The number of streams per node for ``d`` inputs."""
         return 1 + d if self.tangents else 1
+
+    def input_streams(self, X: np.ndarray) -> np.ndarray:
+        """The input node's streams: the points, and with tangents the unit directions."""
+        n, d = X.shape
+        k = self.streams(d)
+        streams = np.zeros((k, n, d))
+        streams[0] = X
+        for i in range(1, k):
+            streams[i, :, i - 1] = 1.0
+        return streams
 
     def forward(self, params: GraphParams, X: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Every node's streams ``(k, N, width)``, and what the reverse sweep needs of each node."""
         n, d = X.shape
         k = self.streams(d)
-        S = {"x": np.zeros((k, n, d))}
-        S["x"][0] = X
-        for i in range(1, k):
-            S["x"][i, :, i - 1] = 1.0
+        S = {"x": self.input_streams(X)}
         saved: dict[str, Any] = {}
         for node in self.graph.nodes[1:]:
             args = [S[name] for name in node.inputs]
@@ -394,10 +405,7 @@ class GraphSweep:
             elif node.family == "elementwise":
                 out, saved[node.name] = self._activate(node, args[0])
             elif node.family == "bilinear":
-                a, b = args
-                out = a * b[0]
-                if k > 1:
-                    out[1:] += a[0] * b[1:]
+                out = self._multiply(*args)
             elif op in _LINEAR:
                 out = _LINEAR[op][0](node, args, params.get(node.name))
             else:
@@ -430,6 +438,12 @@ class GraphSweep:
 
         ``skip`` names a node not to differentiate through (its input's seed says it all).
         """
+        return self.backward_to_input(params, S, saved, seeds, skip)[0]
+
+    def backward_to_input(self, params: GraphParams, S: dict[str, np.ndarray], saved: dict[str, Any],
+                          seeds: dict[str, np.ndarray], skip: str | None = None
+                          ) -> tuple[GraphParams, np.ndarray | None]:
+        """:meth:`backward`, and the adjoint of the input node's streams (``None`` if nothing reaches it)."""
         G: dict[str, np.ndarray] = {name: np.array(value) for name, value in seeds.items()}
         grads: GraphParams = {}
         for node in reversed(self.graph.nodes[1:]):
@@ -450,12 +464,7 @@ class GraphSweep:
             elif node.family == "elementwise":
                 shares = [self._activation_back(node, g, args[0], S[node.name], saved[node.name])]
             elif node.family == "bilinear":
-                a, b = args
-                ga, gb = g * b[0], g * a[0]
-                if len(g) > 1:
-                    ga[0] += np.sum(g[1:] * b[1:], axis=0)
-                    gb[0] += np.sum(g[1:] * a[1:], axis=0)
-                shares = [ga, gb]
+                shares = self._multiply_back(g, *args)
             elif op in _LINEAR:
                 shares, mine = _LINEAR[op][1](node, g, args, params.get(node.name))
                 if mine is not None:
@@ -469,7 +478,21 @@ class GraphSweep:
                     G[name] = G[name] + share
                 else:
                     G[name] = share
-        return grads
+        return grads, G.get(self.graph.nodes[0].name)
+
+    def _multiply(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Leibniz's rule: values times values, tangents ``a' b + a b'``."""
+        out = a * b[0]
+        if len(out) > 1:
+            out[1:] += a[0] * b[1:]
+        return out
+
+    def _multiply_back(self, g: np.ndarray, a: np.ndarray, b: np.ndarray) -> list[np.ndarray]:
+        ga, gb = g * b[0], g * a[0]
+        if len(g) > 1:
+            ga[0] += np.sum(g[1:] * b[1:], axis=0)
+            gb[0] += np.sum(g[1:] * a[1:], axis=0)
+        return [ga, gb]
 
     def _activation_back(self, node: Any, g: np.ndarray, z: np.ndarray, out: np.ndarray, slopes: Any) -> np.ndarray:
         if not node.activation.elementwise:  # softmax, one stream: J = diag(p) - p p^T

@@ -1,0 +1,231 @@
+"""Derivative kernels with exact reverse mode: the gradient of anything computed from a network's
+derivatives with respect to its parameters and its points.
+
+:class:`VJPKernel` evaluates a derivative request (values, gradients, Hessians, Laplacians,
+biharmonics, partials of any order) with the truncated Taylor jets of :mod:`._jets`, and runs
+them backwards: :meth:`VJPKernel.vjp` gives, for cotangents of the results, the exact gradient
+of every parameter and of the points; :meth:`VJPKernel.value_and_grad` the same for a scalar loss
+written in numpy terms of the results (recorded by :mod:`symnet.tape`).  The points go through
+in chunks -- threads sharing them as the other kernels do, the sums added in the points' order
+so a call gives the same bits every time -- and the reverse sweep recomputes each chunk's
+forward sweep, so memory stays bounded whatever the number of points.
+
+>>> import numpy as np, symnet
+>>> net = symnet.Network.from_weights([[[1.0, -1.0]], [[1.0], [1.0]]], [[0.0, 0.0], [0.0]], ["tanh", "linear"])
+>>> kernel = compile_vjp(net, ("value", "laplacian"))
+>>> X = np.array([[0.5]])
+>>> result = kernel(X)
+>>> round(float(result.laplacian[0, 0]), 12)       # tanh(x) - tanh(x): 0 everywhere
+0.0
+>>> grads, dX = kernel.vjp(X, {"laplacian": np.ones((1, 1))})
+>>> sorted(grads), grads["z1"]["W"].shape
+(['z1', 'z2'], (1, 2))
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Mapping
+
+import numpy as np
+
+from ..errors import InputError, ShapeError
+from ..network import Network
+from ..requests import parse
+from ..tape import Traced, gradients
+from ._blocks import chunk_rows
+from ._jets import JetAlgebra, JetSweep, Readout
+from ._loss import GraphParams, graph_arrays
+from ._result import KernelResult
+from ._threads import over_chunks, sum_over_chunks, thread_count
+
+__all__ = ["VJPKernel", "compile_vjp"]
+
+#: ``loss(P, rows, result) -> traced scalar``: a chunk's share of a loss, from its points ``P``
+#: ``(n, d)``, their positions ``rows`` (a slice of the call's points) and traced results.
+ChunkLoss = Callable[[np.ndarray, slice, KernelResult], Any]
+
+
+class VJPKernel:
+    """Derivatives of a network at points, and their exact vector-Jacobian products.
+
+    Args:
+        net: a numeric network, a chain or a graph (chains run as their graph: parameters are
+            named by its nodes, ``z1``, ``z2``, ...).
+        derivatives: a request, as :func:`symnet.compile` takes it (``"value"``,
+            ``"laplacian"``, ``(0, 0, 1)``, ...).
+        parallel: share the chunks among :func:`~symnet.kernels._threads.thread_count` threads.
+
+    Attributes:
+        request: the parsed request; ``outputs`` lists the results' names.
+        algebra: the Taylor coefficients each node carries (``algebra.size`` streams).
+        threads: how many threads a call uses.
+
+    Calls take ``weights=``: ``None`` (the network's own), a network of the same graph, a dict
+    ``{node: {parameter: array}}``, or for a chain a list of ``(W, b)`` per layer.
+    """
+
+    def __init__(self, net: Network, derivatives: Iterable[Any] | str = ("value",), parallel: bool = True) -> None:
+        if not isinstance(net, Network):
+            raise InputError(f"compile_vjp takes a symnet.Network, not {type(net).__name__}")
+        self.net, self.graph = net, net.graph
+        self.d, self.m = net.n_inputs, net.n_outputs
+        self.request = parse(derivatives, self.d)
+        self.algebra = JetAlgebra(self.d, self.request.multi_indices(self.d))
+        self.sweep = JetSweep(self.graph, self.algebra)
+        self.readout = Readout(self.request, self.algebra)
+        self.threads = thread_count(parallel)
+        self.owners = [(node.name, name) for node in self.graph.nodes[1:] for name in node.params]
+        widths = sum(node.width for node in self.graph.nodes)
+        # streams of every node, kept through a chunk's reverse sweep, with the powers of h
+        self.chunk = chunk_rows(8 * self.algebra.size * widths * (3 + self.algebra.order))
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """The results' names, in order."""
+        return self.request.outputs
+
+    def __repr__(self) -> str:
+        return (f"VJPKernel({', '.join(self.outputs)}; {self.algebra.size} Taylor streams per node, "
+                f"{len(self.graph.nodes) - 1} nodes, {self.threads} thread(s))")
+
+    # --- inputs -----------------------------------------------------------------------------------
+    def params(self, weights: Any = None) -> GraphParams:
+        """The parameters as float64 arrays ``{node: {parameter: array}}`` (checked)."""
+        if isinstance(weights, (list, tuple)):
+            if not self.net.is_chain:
+                raise ShapeError("a list of (W, b) pairs is the weights of a chain; this network is a graph: "
+                                 "give {node: {parameter: array}}")
+            dense = [node.name for node in self.graph.nodes[1:] if node.op == "dense"]
+            if len(weights) != len(dense):
+                raise ShapeError(f"{len(weights)} (W, b) pairs for a chain of {len(dense)} layers")
+            weights = {name: {"W": np.asarray(W, dtype=np.float64),
+                              "b": np.asarray(b, dtype=np.float64).reshape(1, -1)}
+                       for name, (W, b) in zip(dense, weights)}
+        return graph_arrays(self.graph, weights)
+
+    def points(self, X: Any) -> np.ndarray:
+        """``X`` as float64 ``(N, d)`` (``(N,)`` for one input), checked finite."""
+        P = np.asarray(X, dtype=np.float64)
+        if P.ndim == 1 and self.d == 1:
+            P = P[:, None]
+        if P.ndim != 2 or P.shape[1] != self.d:
+            raise ShapeError(f"points must have shape (N, {self.d}), not {np.shape(X)}")
+        if not np.all(np.isfinite(P)):
+            raise InputError("points must be finite numbers (found NaN or inf)")
+        return P
+
+    # --- calls ------------------------------------------------------------------------------------
+    def _forward(self, params: GraphParams, P: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self.sweep.forward(params, P)
+
+    def _backward(self, params: GraphParams, S: dict[str, np.ndarray], saved: dict[str, Any],
+                  seed: np.ndarray) -> tuple[GraphParams, np.ndarray]:
+        with np.errstate(over="ignore", invalid="ignore"):
+            grads, into_input = self.sweep.backward_to_input(params, S, saved, {self.graph.output: seed})
+        dX = np.zeros(S[self.graph.nodes[0].name].shape[1:]) if into_input is None else into_input[0]
+        return grads, dX
+
+    def __call__(self, X: Any, weights: Any = None) -> KernelResult:
+        """The requested derivatives at ``X`` ``(N, d)``: a :class:`~symnet.KernelResult`."""
+        params, P = self.params(weights), self.points(X)
+        n = len(P)
+        results = {name: np.empty(self.request.shape(name, n, self.m, self.d)) for name in self.outputs}
+
+        def work(start: int, stop: int) -> None:
+            S, _ = self._forward(params, P[start:stop])
+            for name, array in self.readout.read(S[self.graph.output]).items():
+                results[name][start:stop] = array
+        over_chunks(n, self.chunk, work, threads=self.threads)
+        return KernelResult(results)
+
+    def vjp(self, X: Any, cotangents: Mapping[str, Any], weights: Any = None) -> tuple[GraphParams, np.ndarray]:
+        """``sum over results of <cotangent, d result>``'s gradients: ``({node: {parameter: array}}, dX (N, d))``.
+
+        ``cotangents`` maps result names (a subset of :attr:`outputs`) to arrays of the
+        results' shapes.
+        """
+        params, P = self.params(weights), self.points(X)
+        n = len(P)
+        bars = self._cotangents(cotangents, n)
+
+        def seed_of(start: int, stop: int, results: dict[str, np.ndarray]) -> tuple[float, np.ndarray]:
+            return 0.0, self.readout.adjoint({k: v[start:stop] for k, v in bars.items()}, stop - start, self.m)
+        _, grads, dX = self._sweep(params, P, seed_of)
+        return grads, dX
+
+    def value_and_grad(self, X: Any, loss: ChunkLoss, weights: Any = None) -> tuple[float, GraphParams, np.ndarray]:
+        """A scalar loss of the results and its exact gradients: ``(loss, {node: {parameter: array}}, dX)``.
+
+        ``loss(P, rows, result)`` is called once per chunk of points with the chunk's points
+        ``P`` ``(n, d)``, their ``rows`` (a slice into ``X``) and its results as traced arrays
+        (:class:`symnet.tape.Traced`), and returns the chunk's share of the loss (a traced
+        scalar); the shares add up.  A loss must therefore be a sum over points -- a mean is a
+        sum divided by ``N`` -- which every residual loss is.
+        """
+        params, P = self.params(weights), self.points(X)
+
+        def seed_of(start: int, stop: int, results: dict[str, np.ndarray]) -> tuple[float, np.ndarray]:
+            traced = {name: Traced(array) for name, array in results.items()}
+            value = loss(P[start:stop], slice(start, stop), KernelResult(traced))
+            bars = gradients(value, list(traced.values()))
+            return float(np.asarray(value.value).reshape(())), self.readout.adjoint(
+                dict(zip(traced, bars)), stop - start, self.m)
+        return self._sweep(params, P, seed_of)
+
+    def _cotangents(self, cotangents: Mapping[str, Any], n: int) -> dict[str, np.ndarray]:
+        unknown = sorted(set(cotangents) - set(self.outputs))
+        if unknown:
+            raise InputError(f"cotangents for {unknown}, which the kernel does not compute; it computes "
+                             f"{', '.join(self.outputs)}")
+        bars = {}
+        for name, value in cotangents.items():
+            array = np.asarray(value, dtype=np.float64)
+            shape = self.request.shape(name, n, self.m, self.d)
+            if array.shape != shape:
+                raise ShapeError(f"the cotangent of {name!r} has shape {array.shape}; {name} has shape {shape}")
+            bars[name] = array
+        return bars
+
+    def _sweep(self, params: GraphParams, P: np.ndarray,
+               seed_of: Callable[[int, int, dict[str, np.ndarray]], tuple[float, np.ndarray]]
+               ) -> tuple[float, GraphParams, np.ndarray]:
+        n = len(P)
+        dX = np.zeros_like(P)
+        like = [tuple(np.zeros_like(params[node][name]) for node, name in self.owners)]
+
+        def work(start: int, stop: int, sums: list) -> float:
+            S, saved = self._forward(params, P[start:stop])
+            value, seed = seed_of(start, stop, self.readout.read(S[self.graph.output]))
+            grads, dX[start:stop] = self._backward(params, S, saved, seed)
+            for total, (node, name) in zip(sums[0], self.owners):
+                part = grads.get(node, {}).get(name)
+                if part is not None:
+                    total += part
+            return value
+        value, [sums] = sum_over_chunks(n, self.chunk, work, like, threads=self.threads)
+        grads: GraphParams = {}
+        for total, (node, name) in zip(sums, self.owners):
+            grads.setdefault(node, {})[name] = total
+        return value, grads, dX
+
+
+def compile_vjp(net: Network, derivatives: Iterable[Any] | str = ("value",), parallel: bool = True) -> VJPKernel:
+    """A :class:`VJPKernel`: ``net``'s ``derivatives`` at points, with exact gradients of what is computed from them.
+
+    Args:
+        net: a numeric network (chain or graph); the weights may change from call to call.
+        derivatives: what to compute, as :func:`symnet.compile` takes it.
+        parallel: thread the chunks of points.
+
+    Returns: a :class:`VJPKernel`; ``kernel(X)`` the results, ``kernel.vjp(X, cotangents)`` and
+    ``kernel.value_and_grad(X, loss)`` the exact gradients w.r.t. every parameter and the points.
+
+    >>> import numpy as np, symnet
+    >>> net = symnet.Network.from_weights([[[2.0]]], [[0.0]], ["square"])      # y = (w x)^2, w = 2
+    >>> kernel = compile_vjp(net, ("hessian",))
+    >>> loss, grads, dX = kernel.value_and_grad([[1.0]], lambda P, rows, r: r.hessian.sum())
+    >>> loss, grads["z1"]["W"]                           # d2y/dx2 = 2 w^2 = 8; d/dw = 4 w = 8
+    (8.0, array([[8.]]))
+    """
+    return VJPKernel(net, derivatives, parallel=parallel)
