@@ -27,6 +27,7 @@ from .errors import (
 from .functions import sigmoid, softplus
 from .kinks import KinkReport, kinks
 from .train import FitResult, fit
+from .residuals import Residual
 from .kernels import CacheWarning, Kernel, KernelResult, LossKernel, VJPKernel, compile, compile_loss, compile_vjp
 from .network import Dense, Network
 from .printing import formula, latex, pretty, simplify
@@ -50,6 +51,7 @@ __all__ = [
     "VJPKernel",
     "ExpressionSizeWarning",
     "FitResult",
+    "Residual",
     "ImportMismatchError",
     "ResidualError",
     "InputError",

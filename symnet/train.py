@@ -52,6 +52,7 @@ from .errors import InputError, ShapeError
 from .kernels import compile_loss
 from .losses import check_loss, output_activation, parse_targets
 from .network import Network
+from .residuals import Residual, ResidualLoss, data_terms
 from .weights import matrix as _as_matrix
 
 __all__ = ["fit", "FitResult"]
@@ -350,10 +351,12 @@ class _Objective:
 
 def fit(
     net: Network,
-    X: Any,
+    X: Any = None,
     y: Any = None,
     *,
     dy: Any = None,
+    residual: Callable[[np.ndarray, Any], Any] | None = None,
+    terms: Sequence[Residual] = (),
     loss: str = "mse",
     value_weight: float = 1.0,
     derivative_weight: float = 1.0,
@@ -371,7 +374,7 @@ def fit(
     verbose: bool | int = False,
     callback: Callback | None = None,
 ) -> FitResult:
-    """Train ``net`` on values ``y`` and/or input derivatives ``dy`` at points ``X``, with exact gradients.
+    """Train ``net`` on values, input derivatives or PDE residuals at points, with exact gradients.
 
     Args:
         net: the starting network, a chain or a graph.  Numeric weights are the starting
@@ -388,6 +391,16 @@ def fit(
         dy: derivative targets ``(N, m, d)``, ``dy[n, k, i]`` the target of ``dy_k/dx_i`` at
             ``X[n]`` (``(N, d)`` for one output), NaN where a point has none; or ``None``.
             A point may carry a value, some partial derivatives, or both.
+        residual: a PDE residual at the points ``X``: ``residual(P, r)`` from points ``P``
+            ``(n, d)`` and the network's exact derivatives there (``r.value``, ``r.jacobian``,
+            ``r.hessian``, ``r.laplacian``, ``r.biharmonic``, ``r[(0, 0, 1)]``, each
+            ``(n, m, ...)``), in numpy terms, ``(n,)`` or ``(n, k)``: e.g.
+            ``lambda P, r: r.laplacian[:, 0] + f(P)`` for ``-laplacian u = f``.  Its loss is the
+            mean of its square (:mod:`symnet.residuals` says what it may do).
+        terms: more :class:`symnet.Residual` terms, each with its own points and weight:
+            boundary and initial conditions (``Residual(P_boundary, lambda P, r: r.value[:, 0]
+            - g(P), weight=10)``).  With ``residual`` or ``terms`` the loss is ``mse``, and
+            value and derivative targets, if given, are two more terms of it.
         loss: ``"mse"`` (the loss in the module docstring), or -- value targets only --
             ``"cross_entropy"`` / ``"softmax_cross_entropy"`` as in :func:`symnet.param_grad`.
         value_weight, derivative_weight: the weights of the two mean squared errors, ``>= 0``.
@@ -434,10 +447,15 @@ def fit(
         raise InputError(f"optimizer must be one of {OPTIMIZERS}, not {optimizer!r}")
     check_loss(loss)
     d, m = net.n_inputs, net.n_outputs
-    points = _points(X, d)
-    n = len(points)
-    if y is None and dy is None:
-        raise InputError("fit needs targets: values y, derivatives dy, or both")
+    residuals = _residual_terms(X, residual, terms)
+    if residuals and loss != "mse":
+        raise InputError(f"residual terms make the loss a mean squared error: loss='mse', not {loss!r}")
+    if X is None and (y is not None or dy is not None):
+        raise InputError("fit needs the points X of the targets y and dy")
+    if y is None and dy is None and not residuals:
+        raise InputError("fit needs targets: values y, derivatives dy, a residual, or terms")
+    points = None if X is None else _points(X, d)
+    n = 0 if points is None else len(points)
     if y is None:
         values = None
     else:  # the rule of symnet.losses, as in param_grad, backprop and compile_loss; NaN: no target (mse)
@@ -448,7 +466,7 @@ def fit(
     derivative_weight = _number(derivative_weight, "derivative_weight")
     given_values = 0 if values is None else int((~np.isnan(values)).sum())
     given_slopes = 0 if slopes is None else int((~np.isnan(slopes)).sum())
-    if given_values * value_weight + given_slopes * derivative_weight == 0:
+    if given_values * value_weight + given_slopes * derivative_weight == 0 and not residuals:
         raise InputError("every target is missing (NaN) or weighted 0: give some values y or derivatives dy")
     max_iter = _DEFAULT_MAX_ITER[optimizer] if max_iter is None else _count(max_iter, "max_iter")
     tol = _number(tol, "tol")
@@ -457,12 +475,16 @@ def fit(
     if batch_size is not None:
         if optimizer != "adam":
             raise InputError("batch_size is for optimizer='adam'; L-BFGS uses every point in each iteration")
-        batch_size = min(_count(batch_size, "batch_size"), n)
+        batch_size = min(_count(batch_size, "batch_size"), n or len(np.asarray(residuals[0].points)))
     if options is not None and optimizer != "lbfgs":
         raise InputError("options are L-BFGS-B options; for Adam use lr, beta1, beta2, eps")
     rng = np.random.default_rng(seed)
     theta = _start(net, rng) if net.is_chain else _GraphLayout(net).start(rng)
-    objective = _Objective(net, points, values, slopes, loss, value_weight, derivative_weight)
+    if residuals:
+        data = data_terms(net, points, values, slopes, value_weight, derivative_weight) if points is not None else []
+        objective: Any = _ResidualObjective(net, data + residuals)
+    else:
+        objective = _Objective(net, points, values, slopes, loss, value_weight, derivative_weight)
     monitor = _Monitor(objective.unpack, tol, patience, every, callback, optimizer)
     if optimizer == "lbfgs":
         theta, converged, message, iterations = _lbfgs(objective, theta, max_iter, options, monitor)
@@ -472,9 +494,49 @@ def fit(
     history = np.array(monitor.history[:iterations + 1])
     if every:
         print(f"fit[{optimizer}]: {iterations} iterations, loss {history[-1]:.6e}; {message}", flush=True)
-    trained = _network(theta, net) if net.is_chain else objective.layout.network(theta)
+    trained = _network(theta, net) if net.is_chain else _GraphLayout(net).network(theta)
     return FitResult(trained, history, iterations, objective.n_evaluations, converged, message,
                      optimizer, time.perf_counter() - started)
+
+
+def _residual_terms(X: Any, residual: Any, terms: Any) -> list[Residual]:
+    """``residual`` at ``X`` and ``terms``, as a list of :class:`~symnet.Residual` (checked)."""
+    found = []
+    if residual is not None:
+        if not callable(residual):
+            raise InputError(f"residual must be a function residual(P, r), not {type(residual).__name__}")
+        if X is None:
+            raise InputError("a residual needs its points: fit(net, X, residual=...)")
+        found.append(Residual(X, residual, name="residual"))
+    if isinstance(terms, Residual):
+        terms = [terms]
+    for position, term in enumerate(terms):
+        if not isinstance(term, Residual):
+            raise InputError(f"terms[{position}] is a {type(term).__name__}; terms are symnet.Residual(points, fn, "
+                             "weight=...)")
+        found.append(term)
+    return found
+
+
+class _ResidualObjective:
+    """``theta -> (loss, gradient)`` of residual terms (:class:`symnet.residuals.ResidualLoss`)."""
+
+    def __init__(self, net: Network, terms: Sequence[Any]) -> None:
+        self.net, self.n_evaluations = net, 0
+        self.layout = _GraphLayout(net)  # a chain's graph packs its weights in the chain's order
+        self._loss = ResidualLoss(net, terms)
+        self.X = self._loss.terms[0].points  # Adam's minibatches take rows of the first term
+        if net.is_chain:
+            shapes = _shapes(net)
+            self.unpack: Callable[[np.ndarray], Any] = lambda theta: _unpack(theta, shapes)
+        else:
+            self.unpack = self.layout.unpack
+
+    def __call__(self, theta: np.ndarray, rows: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+        self.n_evaluations += 1
+        with np.errstate(all="ignore"):  # overflow gives an inf/nan loss, which ends the run with a message
+            value, grads = self._loss(self.layout.unpack(theta), rows)
+        return float(value), self.layout.pack(grads)
 
 
 def _print_every(verbose: bool | int) -> int:

@@ -175,7 +175,8 @@ class JetSweep(GraphSweep):
         share = np.empty_like(g)
         share[0] = F[1] * g[0]
         share[1:] = F[1] * g[1:]                      # the adjoint of h, from f'(z0) h
-        share[0] += F[2] * np.sum(z[1:] * g[1:], axis=0)
+        if len(g) > 1:
+            share[0] += F[2] * np.sum(z[1:] * g[1:], axis=0)
         upper: dict[int, np.ndarray] = {}             # adjoints of h^j's coefficients from h^(j+1)
         for j in range(self.algebra.order, 1, -1):
             weight = F[j] / math.factorial(j)
