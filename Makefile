@@ -27,6 +27,7 @@ $(BENCH_STAMP): $(STAMP)
 bench: $(BENCH_STAMP)
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/train_speed.py
+	$(PY) benchmarks/train_step.py
 	$(PY) benchmarks/threads.py
 	$(PY) benchmarks/threads.py --schedules
 	$(PY) benchmarks/threads.py --losses

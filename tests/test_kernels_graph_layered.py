@@ -14,12 +14,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import symnet
-from symnet.graph import concat, dense, input, matmul, mul, network, rescale, scale, shift, zoo
-from symnet.graph import mean as graph_mean
-from symnet.graph import sum as graph_sum
-from symnet.graph import activation as act
+from symnet.graph import dense, input, mul, network, zoo
 from symnet.kernels import _layered
 from symnet.kernels._graph_layered import Slots, leibniz_terms
+
+from strategies import random_dags
 
 ALL = ("value", "jacobian", "hessian", "laplacian", "biharmonic", (0, 0, 1))
 
@@ -197,50 +196,6 @@ def test_long_skip_connections_keep_their_slots_and_the_memory_bound(monkeypatch
 
 
 # --- random DAGs over the op set ----------------------------------------------------------------
-
-_ACTIVATIONS = ("tanh", "sigmoid", "sin", "square", "softplus")
-
-
-@st.composite
-def random_dags(draw):
-    """A random graph: each node an op of the table on earlier nodes (width 1 broadcasts)."""
-    seed = draw(st.integers(0, 2**16))
-    rng = np.random.default_rng(seed)
-    x = input(2)
-    nodes = [x]
-    for _ in range(draw(st.integers(2, 7))):
-        kind = draw(st.sampled_from(("dense", "act", "add", "sub", "mul", "scale", "shift", "rescale", "concat",
-                                     "slice", "sum", "mean", "matmul")))
-        a = nodes[draw(st.integers(0, len(nodes) - 1))]
-        b = nodes[draw(st.integers(0, len(nodes) - 1))]
-        if kind == "dense":
-            new = dense(a, rng.normal(scale=0.8, size=(a.width, 3)), rng.normal(size=3),
-                        draw(st.sampled_from(_ACTIVATIONS + (None,))))
-        elif kind == "act":
-            new = act(a, draw(st.sampled_from(_ACTIVATIONS)))
-        elif kind in ("add", "sub", "mul"):
-            if a.width != b.width and 1 not in (a.width, b.width):
-                b = dense(b, rng.normal(size=(b.width, a.width)), None)
-            new = a + b if kind == "add" else a - b if kind == "sub" else mul(a, b)
-        elif kind == "scale":
-            new = scale(a, rng.normal(size=a.width))
-        elif kind == "shift":
-            new = shift(a, rng.normal(size=a.width))
-        elif kind == "rescale":
-            new = rescale(a, rng.normal(size=a.width), rng.normal(size=a.width))
-        elif kind == "concat":
-            new = concat([a, b])
-        elif kind == "slice":
-            new = a[0:max(1, a.width - 1)]
-        elif kind == "matmul":
-            new = matmul(a, rng.normal(size=(a.width, 2)))
-        else:
-            new = graph_sum(a) if kind == "sum" else graph_mean(a)
-        nodes.append(new)
-    last = nodes[-1]
-    out = dense(last, rng.normal(size=(last.width, 1)), [0.1])
-    return network(x, out if draw(st.booleans()) else out + dense(nodes[len(nodes) // 2], np.ones((nodes[len(nodes) // 2].width, 1))))
-
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(random_dags(), st.sampled_from([("value", "jacobian", "hessian", "laplacian", (0, 0, 1)),
