@@ -207,6 +207,9 @@ class Traced:
         name = ufunc.__name__
         if name in _BINARY and len(inputs) == 2:
             return _binary(name, *inputs)
+        if name == "matmul" and len(inputs) == 2:
+            a, b = inputs
+            return _matmul(a, b) if isinstance(a, Traced) else b.__rmatmul__(a)
         if name in UFUNCS and len(inputs) == 1:
             return _unary(name, inputs[0])
         if name in ("less", "less_equal", "greater", "greater_equal", "equal", "not_equal", "isnan", "isfinite",

@@ -268,7 +268,8 @@ def graph_arrays(graph: Any, weights: Any = None) -> GraphParams:
         result[node.name] = {}
         for name, matrix in node.params.items():
             array = np.asarray(given[name], dtype=np.float64)
-            if array.size != len(matrix):
+            vector = array.ndim == 1 and 1 in matrix.shape  # a row or column parameter given flat
+            if array.size != len(matrix) or (array.shape != tuple(matrix.shape) and not vector):
                 raise ShapeError(f"weights[{node.name!r}][{name!r}] has shape {array.shape}, "
                                  f"{tuple(matrix.shape)} needed")
             result[node.name][name] = array.reshape(matrix.shape)
