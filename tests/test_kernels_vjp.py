@@ -37,11 +37,29 @@ def test_algebra_is_the_downward_closure_with_the_product_terms():
         assert tuple(x + y for x, y in zip(aa, ba)) == ga and sum(aa) and sum(ba)
 
 
-@pytest.mark.parametrize("d, words, size", [(2, ("laplacian",), 5), (3, ("hessian",), 10), (50, ("laplacian",), 101),
-                                            (2, ("value",), 1), (2, ((0, 0, 0),), 4)])
-def test_stream_counts(d, words, size):
-    kernel_request = symnet.requests.parse(words, d)
-    assert JetAlgebra(d, kernel_request.multi_indices(d)).size == size
+@pytest.mark.parametrize("d, words, size, collapsed", [
+    (2, ("laplacian",), 4, 5), (3, ("hessian",), 10, 10), (50, ("laplacian",), 52, 101), (1, ("laplacian",), 3, 3),
+    (2, ("value",), 1, 1), (2, ((0, 0, 0),), 4, 4), (2, ("laplacian", (0, 0)), 5, 5), (2, ("laplacian", (0, 1)), 6, 6)])
+def test_stream_counts(d, words, size, collapsed):
+    """A Laplacian-only second order is one collapsed stream (d + 2 in all) where the kernel may collapse."""
+    kernel = symnet.compile_vjp(symnet.Network.from_weights([np.ones((d, 1))], [np.zeros(1)], ["tanh"]), words)
+    assert kernel.algebra.size == size
+    assert JetAlgebra(d, symnet.requests.parse(words, d).multi_indices(d)).size == collapsed
+
+
+def test_collapsed_laplacian_equals_the_sum_of_second_partials():
+    net = _zoo("pirate_net")
+    X = np.random.default_rng(3).uniform(-1, 1, (6, 2))
+    collapsed = symnet.compile_vjp(net, ("value", "laplacian"))
+    full = symnet.compile_vjp(net, ("value", "laplacian", "hessian"))
+    assert collapsed.algebra.collapsed and not full.algebra.collapsed
+    np.testing.assert_allclose(collapsed(X).laplacian, full(X).laplacian, rtol=1e-12, atol=1e-15)
+    cot = {"laplacian": np.random.default_rng(4).normal(size=(6, 1))}
+    a, b = collapsed.vjp(X, cot), full.vjp(X, cot)
+    for node in a[0]:
+        for name in a[0][node]:
+            np.testing.assert_allclose(a[0][node][name], b[0][node][name], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(a[1], b[1], rtol=1e-12, atol=1e-14)
 
 
 # --- forward: the same numbers as the other kernels ---------------------------------------------

@@ -49,8 +49,14 @@ class JetAlgebra:
         partials: the partials wanted, as sorted tuples of input positions (``(0, 0, 1)`` is
             ``d^3 / dx0^2 dx1``), as :meth:`symnet.requests.Request.multi_indices` gives them.
 
+        collapse: a Laplacian-only second order (no other second partial, nothing higher) as one
+            stream for ``sum_i c_(2 e_i)`` (collapsed Taylor mode) rather than ``d``: its
+            product terms are ``sum_i a_(e_i) b_(e_i)``, and the rules need nothing else.
+
     Attributes:
-        exponents: the set, by total degree, the zero exponent first and the unit ones next.
+        exponents: the set, by total degree, the zero exponent first and the unit ones next
+            (without the collapsed stream, which comes last when there is one).
+        collapsed: whether the last stream is the collapsed Laplacian.
         index: position of each exponent.
         order: the highest total degree.
         size: ``len(exponents)``, the streams each node carries.
@@ -58,20 +64,28 @@ class JetAlgebra:
             ``(g, a, b)`` positions with ``a + b = g``, neither zero.
     """
 
-    def __init__(self, d: int, partials: Iterable[Sequence[int]]) -> None:
+    def __init__(self, d: int, partials: Iterable[Sequence[int]], collapse: bool = False) -> None:
         wanted = {(0,) * d} | {tuple(alpha.count(i) for i in range(d)) for alpha in map(tuple, partials)}
+        squares = {tuple(2 * int(k == i) for k in range(d)) for i in range(d)}
+        self.collapsed = collapse and d > 1 and squares <= wanted and all(sum(e) < 2 for e in wanted - squares)
         closed: set[Exponent] = set()
         for top in wanted:
             closed.update(itertools.product(*(range(k + 1) for k in top)))
+        if self.collapsed:
+            closed -= squares
         self.d = d
         self.exponents: list[Exponent] = sorted(closed, key=lambda e: (sum(e), [-k for k in e]))
         self.index = {e: i for i, e in enumerate(self.exponents)}
         self.degree = [sum(e) for e in self.exponents]
-        self.order = max(self.degree)
-        self.size = len(self.exponents)
         self.cross = [(self.index[g], self.index[a], self.index[tuple(x - y for x, y in zip(g, a))])
                       for g in self.exponents for a in self.exponents
                       if 0 < sum(a) < sum(g) and all(x <= y for x, y in zip(a, g))]
+        if self.collapsed:  # one stream for sum_i c_(2 e_i): its product terms are sum_i a_(e_i) b_(e_i)
+            laplacian = len(self.exponents)
+            self.degree.append(2)
+            self.cross += [(laplacian, self.unit(i), self.unit(i)) for i in range(d)]
+        self.order = max(self.degree)
+        self.size = len(self.degree)
         #: per power j >= 2 of h: the product terms of h^(j-1) * h that can be non-zero
         self.power_terms = {j: [(g, a, b) for g, a, b in self.cross if self.degree[a] >= j - 1]
                             for j in range(2, self.order + 1)}
@@ -79,6 +93,20 @@ class JetAlgebra:
     def factorial(self, position: int) -> int:
         """``alpha!`` of the exponent at ``position``: ``d^alpha u = alpha! c_alpha``."""
         return math.prod(math.factorial(k) for k in self.exponents[position])
+
+    def jet(self, coefficients: Sequence[Any]) -> dict[tuple[int, ...], Any]:
+        """The partials (sorted tuples of input positions) as multiples of the streams' ``coefficients``.
+
+        A collapsed Laplacian stream stands for the sum of the ``d`` pure second partials'
+        coefficients: each is given as ``2/d`` of it, so that their sum -- the only thing a
+        collapsed request reads -- is exact.
+        """
+        jet = {tuple(i for i in range(self.d) for _ in range(exponent[i])): self.factorial(s) * coefficients[s]
+               for s, exponent in enumerate(self.exponents)}
+        if self.collapsed:
+            for i in range(self.d):
+                jet[(i, i)] = sympy.Rational(2, self.d) * coefficients[-1]
+        return jet
 
     def unit(self, i: int) -> int | None:
         """The position of the exponent of ``d / dx_i`` (``None`` if the set has no first partials)."""
@@ -211,8 +239,7 @@ class Readout:
         d = algebra.d
         self.request, self.algebra = request, algebra
         symbols = [sympy.Symbol(f"c{s}") for s in range(algebra.size)]
-        jet = {tuple(i for i in range(d) for _ in range(exponent[i])): algebra.factorial(s) * symbols[s]
-               for s, exponent in enumerate(algebra.exponents)}
+        jet = algebra.jet(symbols)
         self.entries: dict[str, list[tuple[tuple[int, ...], list[tuple[int, float]]]]] = {}
         for name in request.outputs:
             rows = []

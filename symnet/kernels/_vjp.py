@@ -70,7 +70,9 @@ class VJPKernel:
         self.net, self.graph = net, net.graph
         self.d, self.m = net.n_inputs, net.n_outputs
         self.request = parse(derivatives, self.d)
-        self.algebra = JetAlgebra(self.d, self.request.multi_indices(self.d))
+        # an explicit second partial d^2/dx_i^2 reads its own stream: no collapse then
+        collapse = all(len(alpha) < 2 for alpha in self.request.partials)
+        self.algebra = JetAlgebra(self.d, self.request.multi_indices(self.d), collapse=collapse)
         self.sweep = JetSweep(self.graph, self.algebra)
         self.readout = Readout(self.request, self.algebra)
         self.threads = thread_count(parallel)
