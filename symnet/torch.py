@@ -141,13 +141,14 @@ class _DerivativesFunction(torch.autograd.Function):
     """``(kernel, X, *params) -> one float64 tensor per name in kernel.outputs``.
 
     ``X`` ``(N, d)`` and the parameters (in ``kernel.owners`` order, each of its node's shape)
-    float64; :func:`derivatives` checks and converts them.  Backward: :meth:`VJPKernel.vjp`.
+    float64; :func:`derivatives` checks and converts them.  Backward: the :class:`~symnet.kernels._vjp.Pullback`
+    of :meth:`VJPKernel.forward`.
     """
 
     @staticmethod
     def forward(ctx: Any, kernel: VJPKernel, X: torch.Tensor, *params: torch.Tensor) -> tuple[torch.Tensor, ...]:
         weights = _weights(kernel, [_numpy(p) for p in params])
-        result = kernel(_numpy(X), weights)
+        result, ctx.pullback = kernel.forward(_numpy(X), weights)  # backward reuses this sweep's streams
         ctx.kernel = kernel
         ctx.set_materialize_grads(False)  # an unused result's gradient stays None: no cotangent for it
         ctx.save_for_backward(X, *params)
@@ -157,11 +158,11 @@ class _DerivativesFunction(torch.autograd.Function):
     @_once_differentiable
     def backward(ctx: Any, *grad_outputs: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
         kernel: VJPKernel = ctx.kernel
-        X, *params = ctx.saved_tensors
+        X, *params = ctx.saved_tensors  # (autograd's check that nothing was changed in place since forward)
         cotangents = {name: _numpy(g) for name, g in zip(kernel.outputs, grad_outputs) if g is not None}
         if not cotangents or not any(ctx.needs_input_grad[1:]):
             return (None,) * (2 + len(params))
-        grads, dX = kernel.vjp(_numpy(X), cotangents, _weights(kernel, [_numpy(p) for p in params]))
+        grads, dX = ctx.pullback(cotangents)
         into_X = torch.from_numpy(dX).to(X.device) if ctx.needs_input_grad[1] else None
         into_params = [torch.from_numpy(grads[node][name]).to(p.device) if needed else None
                        for (node, name), p, needed in zip(kernel.owners, params, ctx.needs_input_grad[2:])]

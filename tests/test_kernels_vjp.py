@@ -225,3 +225,23 @@ def test_bad_input_is_refused_with_a_clear_message():
         symnet.compile_vjp(symnet.Network.symbolic([2, 2, 1], "tanh"), ("value",))(np.zeros((1, 2)))
     with pytest.raises(symnet.ShapeError, match="graph"):
         kernel(np.zeros((1, 2)), weights=[(np.zeros((2, 2)), np.zeros(2))])
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_forward_and_pullback_equal_call_and_vjp(monkeypatch, keep):
+    if not keep:
+        monkeypatch.setattr("symnet.kernels._vjp.KEEP_BYTES", 0)
+    net = _zoo("fourier_mlp")
+    X = np.random.default_rng(8).uniform(0, 1, (900, 2))
+    kernel = symnet.compile_vjp(net, ("value", "laplacian", (1, 1, 1)))
+    kernel.chunk = 128
+    result, pullback = kernel.forward(X)
+    assert pullback.kept is keep
+    for name, array in kernel(X).as_dict().items():
+        np.testing.assert_array_equal(result[name], array)
+    cot = {"laplacian": np.cos(X[:, :1]), "partial_1_1_1": np.ones((900, 1))}
+    (grads, dX), (want, wantX) = pullback(cot), kernel.vjp(X, cot)
+    for node in want:
+        for name in want[node]:
+            np.testing.assert_array_equal(grads[node][name], want[node][name])
+    np.testing.assert_array_equal(dX, wantX)

@@ -38,7 +38,10 @@ from ._loss import GraphParams, graph_arrays
 from ._result import KernelResult
 from ._threads import over_chunks, sum_over_chunks, thread_count
 
-__all__ = ["VJPKernel", "compile_vjp"]
+__all__ = ["KEEP_BYTES", "Pullback", "VJPKernel", "compile_vjp"]
+
+#: :meth:`VJPKernel.forward` keeps its streams for the pullback up to about this many bytes.
+KEEP_BYTES = 512 * 2**20
 
 #: ``loss(P, rows, result) -> traced scalar``: a chunk's share of a loss, from its points ``P``
 #: ``(n, d)``, their positions ``rows`` (a slice of the call's points) and traced results.
@@ -79,7 +82,8 @@ class VJPKernel:
         self.owners = [(node.name, name) for node in self.graph.nodes[1:] for name in node.params]
         widths = sum(node.width for node in self.graph.nodes)
         # streams of every node, kept through a chunk's reverse sweep, with the powers of h
-        self.chunk = chunk_rows(8 * self.algebra.size * widths * (3 + self.algebra.order))
+        self.bytes_per_point = 8 * self.algebra.size * widths * (3 + self.algebra.order)
+        self.chunk = chunk_rows(self.bytes_per_point)
 
     @property
     def outputs(self) -> tuple[str, ...]:
@@ -141,6 +145,29 @@ class VJPKernel:
         over_chunks(n, self.chunk, work, threads=self.threads)
         return KernelResult(results)
 
+    def forward(self, X: Any, weights: Any = None) -> tuple[KernelResult, Pullback]:
+        """The results at ``X``, and a :class:`Pullback` for their vector-Jacobian products.
+
+        Like ``jax.vjp``: the pullback reuses this forward sweep's streams where they fit in
+        :data:`KEEP_BYTES` (``pullback.kept`` says; otherwise it sweeps forward again, chunk by
+        chunk), so a framework op's forward and backward together cost one forward and one
+        reverse sweep.
+        """
+        params, P = self.params(weights), self.points(X)
+        n = len(P)
+        results = {name: np.empty(self.request.shape(name, n, self.m, self.d)) for name in self.outputs}
+        keep = n * self.bytes_per_point <= KEEP_BYTES
+        states: dict[int, tuple[int, Any, Any]] = {}
+
+        def work(start: int, stop: int) -> None:
+            S, saved = self._forward(params, P[start:stop])
+            for name, array in self.readout.read(S[self.graph.output]).items():
+                results[name][start:stop] = array
+            if keep:
+                states[start] = (stop, S, saved)
+        over_chunks(n, self.chunk, work, threads=self.threads)
+        return KernelResult(results), Pullback(self, params, P, states)
+
     def vjp(self, X: Any, cotangents: Mapping[str, Any], weights: Any = None) -> tuple[GraphParams, np.ndarray]:
         """``sum over results of <cotangent, d result>``'s gradients: ``({node: {parameter: array}}, dX (N, d))``.
 
@@ -190,14 +217,18 @@ class VJPKernel:
         return bars
 
     def _sweep(self, params: GraphParams, P: np.ndarray,
-               seed_of: Callable[[int, int, dict[str, np.ndarray]], tuple[float, np.ndarray]]
-               ) -> tuple[float, GraphParams, np.ndarray]:
+               seed_of: Callable[[int, int, dict[str, np.ndarray]], tuple[float, np.ndarray]],
+               states: Mapping[int, tuple[int, Any, Any]] | None = None) -> tuple[float, GraphParams, np.ndarray]:
         n = len(P)
         dX = np.zeros_like(P)
         like = [tuple(np.zeros_like(params[node][name]) for node, name in self.owners)]
 
         def work(start: int, stop: int, sums: list) -> float:
-            S, saved = self._forward(params, P[start:stop])
+            kept = states.get(start) if states else None
+            if kept is not None and kept[0] == stop:  # the same chunks as the forward call's
+                _, S, saved = kept
+            else:
+                S, saved = self._forward(params, P[start:stop])
             value, seed = seed_of(start, stop, self.readout.read(S[self.graph.output]))
             grads, dX[start:stop] = self._backward(params, S, saved, seed)
             for total, (node, name) in zip(sums[0], self.owners):
@@ -210,6 +241,32 @@ class VJPKernel:
         for total, (node, name) in zip(sums, self.owners):
             grads.setdefault(node, {})[name] = total
         return value, grads, dX
+
+
+class Pullback:
+    """``pullback(cotangents) -> ({node: {parameter: array}}, dX)``: :meth:`VJPKernel.vjp` at the
+    points and weights of one :meth:`VJPKernel.forward` call.
+
+    Attributes:
+        kept: whether the forward sweep's streams were kept (else each call sweeps forward again).
+    """
+
+    def __init__(self, kernel: VJPKernel, params: GraphParams, points: np.ndarray,
+                 states: dict[int, tuple[int, Any, Any]]) -> None:
+        self.kernel, self.params, self.points, self.states = kernel, params, points, states
+
+    @property
+    def kept(self) -> bool:
+        return bool(self.states) or len(self.points) == 0
+
+    def __call__(self, cotangents: Mapping[str, Any]) -> tuple[GraphParams, np.ndarray]:
+        kernel, n = self.kernel, len(self.points)
+        bars = kernel._cotangents(cotangents, n)  # noqa: SLF001 - the kernel's own check
+
+        def seed_of(start: int, stop: int, results: dict[str, np.ndarray]) -> tuple[float, np.ndarray]:
+            return 0.0, kernel.readout.adjoint({k: v[start:stop] for k, v in bars.items()}, stop - start, kernel.m)
+        _, grads, dX = kernel._sweep(self.params, self.points, seed_of, self.states)  # noqa: SLF001
+        return grads, dX
 
 
 def compile_vjp(net: Network, derivatives: Iterable[Any] | str = ("value",), parallel: bool = True) -> VJPKernel:
