@@ -245,3 +245,13 @@ def test_forward_and_pullback_equal_call_and_vjp(monkeypatch, keep):
         for name in want[node]:
             np.testing.assert_array_equal(grads[node][name], want[node][name])
     np.testing.assert_array_equal(dX, wantX)
+
+
+def test_a_transposed_weight_is_refused_not_reshaped():
+    net = _zoo("resnet_mlp")
+    kernel = symnet.compile_vjp(net, ("value",))
+    params = kernel.params()
+    node = kernel.owners[0][0]                                    # the first dense node: W (2, 16)
+    params[node]["W"] = np.ascontiguousarray(params[node]["W"].T)
+    with pytest.raises(symnet.ShapeError, match=r"has shape \(16, 2\), \(2, 16\) needed"):
+        kernel(np.zeros((1, 2)), weights=params)

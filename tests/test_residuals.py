@@ -105,3 +105,13 @@ def test_residual_mistakes_get_clear_errors():
         symnet.fit(net, terms=[Residual(np.zeros((3, 3)), lambda P, r: r.value[:, 0])])
     with pytest.raises(symnet.InputError, match="weight"):
         symnet.fit(net, terms=[Residual(X, lambda P, r: r.value[:, 0], weight=-1)])
+
+
+def test_minibatches_take_rows_of_the_first_term():
+    net = symnet.Network.symbolic([2, 6, 1], ["tanh", "linear"])
+    X = np.random.default_rng(5).uniform(0, 1, (64, 2))
+    kwargs = dict(residual=lambda P, r: r.laplacian[:, 0] + _f(P), optimizer="adam", max_iter=5, batch_size=16,
+                  terms=[Residual(_boundary(3), lambda P, r: r.value[:, 0])], seed=1)
+    first, again = symnet.fit(net, X, **kwargs), symnet.fit(net, X, **kwargs)
+    np.testing.assert_array_equal(first.history, again.history)
+    assert first.n_evaluations == 1 + 5 * (4 + 1)        # the start, then per epoch 4 batches and the full loss
