@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -67,15 +68,25 @@ def versions() -> dict[str, str]:
     return found
 
 
-def best_time(task: Callable[[], object], repeats: int) -> float:
-    """Shortest of ``repeats`` timed calls after one warm-up call, in seconds."""
+def timings(task: Callable[[], object], repeats: int) -> list[float]:
+    """Wall times of ``repeats`` calls of ``task`` after one warm-up call, in seconds."""
     task()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         task()
         times.append(time.perf_counter() - start)
-    return min(times)
+    return times
+
+
+def best_time(task: Callable[[], object], repeats: int) -> float:
+    """Shortest of ``repeats`` timed calls after one warm-up call, in seconds."""
+    return min(timings(task, repeats))
+
+
+def median_time(task: Callable[[], object], repeats: int) -> float:
+    """Median of ``repeats`` timed calls after one warm-up call, in seconds."""
+    return statistics.median(timings(task, repeats))
 
 
 def matmul_gflops(width: int, repeats: int = 10) -> float:

@@ -42,6 +42,7 @@ from typing import Callable
 import numpy as np
 import scipy.optimize
 
+import machine
 import symnet
 from symnet.train import _Objective, _pack, _scipy_blas_on_one_thread
 
@@ -93,16 +94,6 @@ def torch_objective(net: symnet.Network, X: np.ndarray, y: np.ndarray, dy: np.nd
     return objective
 
 
-def median_seconds(task: Callable[[], object], repeats: int) -> float:
-    task()  # warm up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        task()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def lbfgs_iteration_seconds(objective: Objective, theta: np.ndarray, iterations: int) -> float:
     """scipy's L-BFGS-B as :func:`symnet.fit` runs it, for either side: its own BLAS on one thread."""
     start = time.perf_counter()
@@ -151,7 +142,7 @@ def main() -> None:
         for title, pair in sides.items():
             for side, objective in enumerate(pair):
                 time.sleep(args.pause)
-                timings[title]["once"][side].append(median_seconds(lambda: objective(theta), args.repeats))
+                timings[title]["once"][side].append(machine.median_time(lambda: objective(theta), args.repeats))
                 timings[title]["step"][side].append(lbfgs_iteration_seconds(objective, theta, args.iterations))
 
     print(f"machine: {platform.machine()}, {threads} cores, Python {platform.python_version()}, "

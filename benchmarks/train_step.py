@@ -321,16 +321,6 @@ def disagreement(loss: float, grads: Any, ref_loss: float, ref_grads: Params) ->
     return dloss, abs(norm - ref) / ref, "gradient norms"
 
 
-def median_seconds(step: Step, repeats: int) -> float:
-    step()  # warm up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def _brief(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc).splitlines()[0][:100] if str(exc) else ''}".replace("|", "/")
 
@@ -428,7 +418,7 @@ def main() -> None:
             for r in found:
                 if "step" in r:
                     time.sleep(args.pause)
-                    r["times"].append(median_seconds(r["step"], args.repeats))
+                    r["times"].append(machine.median_time(r["step"], args.repeats))
         print(f"round {number + 1}/{args.rounds} done", flush=True)
 
     command = ("python benchmarks/train_step.py " + " ".join(

@@ -10,7 +10,7 @@ from symnet.graph import activation as act
 from symnet.graph import mean as graph_mean
 from symnet.graph import sum as graph_sum
 
-__all__ = ["random_dags"]
+__all__ = ["SMALL_ZOO", "random_dags"]
 
 _ACTIVATIONS = ("tanh", "sigmoid", "sin", "square", "softplus")
 
@@ -54,3 +54,16 @@ def random_dags(draw):
     last = nodes[-1]
     out = dense(last, rng.normal(size=(last.width, 1)), [0.1])
     return network(x, out if draw(st.booleans()) else out + dense(nodes[len(nodes) // 2], np.ones((nodes[len(nodes) // 2].width, 1))))
+
+
+#: Small instances (width 3) of every zoo net.
+SMALL_ZOO = {
+    "resnet_mlp": dict(width=3, blocks=2),
+    "modified_mlp": dict(width=3, depth=2),
+    "pirate_net": dict(width=3),
+    "fourier_mlp": dict(features=2, width=3, depth=2),
+    "deeponet": dict(sensors=3, coords=2, width=3, depth=1, p=3),
+    "layer_norm_mlp": dict(width=3, depth=2),
+    "weight_norm_mlp": dict(width=3, depth=2),
+    "normalized_two_heads": dict(width=3, depth=1),
+}

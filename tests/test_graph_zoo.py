@@ -21,17 +21,9 @@ from symnet.graph import zoo
 from symnet.program import build, closure
 from symnet.requests import QUANTITIES
 
-#: Small instances (width 3) of every zoo net.
-SMALL = {
-    "resnet_mlp": dict(width=3, blocks=2),
-    "modified_mlp": dict(width=3, depth=2),
-    "pirate_net": dict(width=3),
-    "fourier_mlp": dict(features=2, width=3, depth=2),
-    "deeponet": dict(sensors=3, coords=2, width=3, depth=1, p=3),
-    "layer_norm_mlp": dict(width=3, depth=2),
-    "weight_norm_mlp": dict(width=3, depth=2),
-    "normalized_two_heads": dict(width=3, depth=1),
-}
+from strategies import SMALL_ZOO
+
+SMALL = SMALL_ZOO
 
 #: The smallest instances, for sympy.diff of the closed form.
 TINY = {

@@ -25,17 +25,10 @@ import symnet
 import symnet.jax as sj
 from symnet.graph import zoo
 
+from strategies import SMALL_ZOO
+
 REQUESTS = ["value", "laplacian", "hessian", "biharmonic", (0, 0, 1)]
-SIZES = {  # small widths: a few parameters per node, every node kind of the zoo
-    "resnet_mlp": dict(width=3, blocks=1),
-    "modified_mlp": dict(width=3, depth=1),
-    "pirate_net": dict(width=3),
-    "fourier_mlp": dict(features=2, width=3, depth=1),
-    "deeponet": dict(sensors=1, coords=1, width=3, depth=1, p=2),
-    "layer_norm_mlp": dict(width=3, depth=1),
-    "weight_norm_mlp": dict(width=3, depth=1),
-    "normalized_two_heads": dict(width=3, depth=1),
-}
+SIZES = SMALL_ZOO  # small widths: a few parameters per node, every node kind of the zoo
 
 
 @pytest.fixture(scope="module", autouse=True)
