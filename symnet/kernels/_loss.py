@@ -458,7 +458,9 @@ class GraphSweep:
                 W, a = saved[node.name], args[0]
                 k, n = g.shape[:2]
                 flat = g.reshape(-1, g.shape[2])
-                shares = [(flat @ W.T).reshape(k, n, W.shape[0])]
+                # one output unit: an outer product, which BLAS does far slower than a broadcast multiply
+                back = flat * W.T if W.shape[1] == 1 else flat @ W.T
+                shares = [back.reshape(k, n, W.shape[0])]
                 dW = a.reshape(-1, a.shape[2]).T @ flat
                 db = g[0].sum(axis=0, keepdims=True)
                 grads[node.name] = _dense_param_grads(node, params[node.name], W, dW, db)

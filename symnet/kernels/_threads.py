@@ -24,6 +24,7 @@ bring their own threads).
 from __future__ import annotations
 
 import ctypes
+import contextlib
 import os
 import queue
 import threading
@@ -35,7 +36,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-__all__ = ["numba_threads", "over_chunks", "sum_over_chunks", "thread_count"]
+__all__ = ["blas_on_one_thread", "numba_threads", "over_chunks", "sum_over_chunks", "thread_count"]
 
 #: A batch is split across threads only into ranges of at least this many points: for fewer,
 #: handing work to a thread costs more than it saves (benchmarks/RESULTS.md, "Measurements
@@ -104,6 +105,17 @@ def _blas_on_one_thread() -> Iterator[None]:
             _users -= 1
             if _users == 0:
                 set_(_saved)
+
+
+def blas_on_one_thread() -> contextlib.AbstractContextManager[Any]:
+    """numpy's BLAS on one thread inside, where its count can be set (a no-op elsewhere).
+
+    For work that multiplies many small blocks, one chunk of points at a time: BLAS's own
+    threads cost more than they give on matrices of a few hundred rows, and on a busy machine
+    far more (a 1080 x 64 by 64 x 64 product took 0.22 ms on one thread and 2.7 ms on two
+    when another process was running; benchmarks/RESULTS.md has the measurement).
+    """
+    return _blas_on_one_thread() if _blas_thread_count() is not None else contextlib.nullcontext()
 
 
 def _shared_pool(workers: int) -> ThreadPoolExecutor:

@@ -36,7 +36,7 @@ from ._blocks import chunk_rows
 from ._jets import JetAlgebra, JetSweep, Readout
 from ._loss import GraphParams, graph_arrays
 from ._result import KernelResult
-from ._threads import over_chunks, sum_over_chunks, thread_count
+from ._threads import blas_on_one_thread, over_chunks, sum_over_chunks, thread_count
 
 __all__ = ["KEEP_BYTES", "Pullback", "VJPKernel", "compile_vjp"]
 
@@ -142,7 +142,8 @@ class VJPKernel:
             S, _ = self._forward(params, P[start:stop])
             for name, array in self.readout.read(S[self.graph.output]).items():
                 results[name][start:stop] = array
-        over_chunks(n, self.chunk, work, threads=self.threads)
+        with blas_on_one_thread():
+            over_chunks(n, self.chunk, work, threads=self.threads)
         return KernelResult(results)
 
     def forward(self, X: Any, weights: Any = None) -> tuple[KernelResult, Pullback]:
@@ -165,7 +166,8 @@ class VJPKernel:
                 results[name][start:stop] = array
             if keep:
                 states[start] = (stop, S, saved)
-        over_chunks(n, self.chunk, work, threads=self.threads)
+        with blas_on_one_thread():
+            over_chunks(n, self.chunk, work, threads=self.threads)
         return KernelResult(results), Pullback(self, params, P, states)
 
     def vjp(self, X: Any, cotangents: Mapping[str, Any], weights: Any = None) -> tuple[GraphParams, np.ndarray]:
@@ -236,7 +238,8 @@ class VJPKernel:
                 if part is not None:
                     total += part
             return value
-        value, [sums] = sum_over_chunks(n, self.chunk, work, like, threads=self.threads)
+        with blas_on_one_thread():  # small products, one chunk at a time (threads share the chunks)
+            value, [sums] = sum_over_chunks(n, self.chunk, work, like, threads=self.threads)
         grads: GraphParams = {}
         for total, (node, name) in zip(sums, self.owners):
             grads.setdefault(node, {})[name] = total
