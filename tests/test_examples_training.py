@@ -75,3 +75,28 @@ def test_softmax_gradient():
     assert lines[numeric_at + 1:numeric_at + 3] == expected
     assert number_after(out, "max |exact - numerical| =") < 1e-8
     assert "when sum(t) = 1: True" in out and "gives the exact numbers again: True" in out
+
+
+def _quick_pde_run(name: str, tmp_path: pathlib.Path) -> str:
+    out = run(name, "--quick", "--out", str(tmp_path / "plot.png"), cwd=tmp_path)
+    png = (tmp_path / "plot.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+    assert f"wrote {tmp_path / 'plot.png'}" in out
+    assert 0 < number_after(out, "time =") < 300
+    return out
+
+
+def test_poisson_quick(tmp_path):
+    out = _quick_pde_run("poisson.py", tmp_path)
+    error = number_after(out, "relative L2 error =")
+    assert 0 < error < 4e-2  # measured 1.1e-2 to 1.3e-2 for the quick run (the full run: below 1e-3)
+    assert number_after(out, "max abs error =") < 0.1
+    assert "200 interior + 40 boundary points" in out
+
+
+def test_burgers_quick(tmp_path):
+    out = _quick_pde_run("burgers.py", tmp_path)
+    assert "derivatives the residual reads: ('value', (1,), (0,), (0, 0))" in out
+    error = number_after(out, "relative L2 error =")
+    assert 0 < error < 0.15  # measured 4.9e-2 for the quick run (the full run: below 1e-3)
+    assert "default: burgers.png" in run("burgers.py", "--help")

@@ -32,16 +32,18 @@ from ..errors import InputError, ShapeError
 from ..network import Network
 from ..requests import parse
 from ..tape import Traced, gradients
-from ._blocks import chunk_rows
 from ._jets import JetAlgebra, JetSweep, Readout
 from ._loss import GraphParams, graph_arrays
 from ._result import KernelResult
 from ._threads import blas_on_one_thread, over_chunks, sum_over_chunks, thread_count
 
-__all__ = ["KEEP_BYTES", "Pullback", "VJPKernel", "compile_vjp"]
+__all__ = ["CHUNK_BYTES_VJP", "KEEP_BYTES", "Pullback", "VJPKernel", "compile_vjp"]
 
 #: :meth:`VJPKernel.forward` keeps its streams for the pullback up to about this many bytes.
 KEEP_BYTES = 512 * 2**20
+
+#: The arrays one chunk of points needs, per thread, about.
+CHUNK_BYTES_VJP = 64 * 2**20
 
 #: ``loss(P, rows, result) -> traced scalar``: a chunk's share of a loss, from its points ``P``
 #: ``(n, d)``, their positions ``rows`` (a slice of the call's points) and traced results.
@@ -81,9 +83,12 @@ class VJPKernel:
         self.threads = thread_count(parallel)
         self.owners = [(node.name, name) for node in self.graph.nodes[1:] for name in node.params]
         widths = sum(node.width for node in self.graph.nodes)
-        # streams of every node, kept through a chunk's reverse sweep, with the powers of h
-        self.bytes_per_point = 8 * self.algebra.size * widths * (3 + self.algebra.order)
-        self.chunk = chunk_rows(self.bytes_per_point)
+        # per point: every node's streams, kept through a chunk's reverse sweep, and as much again
+        # for the adjoints and the elementwise rule's f^(j) and powers of h
+        self.bytes_per_point = 16 * self.algebra.size * widths
+        # chunks of CHUNK_BYTES_VJP: larger products than the forward kernels' (which are numba loops)
+        # pay, as one BLAS call per node and direction does better on more rows (RESULTS.md)
+        self.chunk = max(8, CHUNK_BYTES_VJP // self.bytes_per_point)
 
     @property
     def outputs(self) -> tuple[str, ...]:
