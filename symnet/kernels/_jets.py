@@ -34,6 +34,7 @@ import sympy
 
 from ..errors import InputError
 from ..requests import Request
+from ._jet_codegen import jet_module
 from ._loss import GraphSweep
 
 __all__ = ["JetAlgebra", "JetSweep", "Readout"]
@@ -134,9 +135,12 @@ class JetSweep(GraphSweep):
     array([ 0.        ,  1.        ,  0.        , -0.16666667])
     """
 
-    def __init__(self, graph: Any, algebra: JetAlgebra) -> None:
+    def __init__(self, graph: Any, algebra: JetAlgebra, fused: bool = True) -> None:
         self.algebra = algebra
         super().__init__(graph, tangents=algebra.order > 0)
+        # the elementwise rule as one generated numba loop each way (the numpy rule below is the reference)
+        self.fused = fused and algebra.size > 1
+        self._rule = jet_module(algebra) if self.fused else None
 
     def _slope_count(self) -> int:
         return self.algebra.order + 2  # f .. f^(K+1): the reverse sweep differentiates f^(K)
@@ -181,6 +185,10 @@ class JetSweep(GraphSweep):
         count = self._slope_count()
         F = np.empty((count, n, w))
         apply(np.array(z[0]), *F, np.empty((slots, n, w)))
+        if self._rule is not None:
+            out = np.empty((k, n, w))
+            self._rule.forward(np.ascontiguousarray(z).reshape(k, -1), F.reshape(count, -1), out.reshape(k, -1))
+            return out, (F, None)
         out = np.empty_like(z)
         out[0] = F[0]
         np.multiply(z[1:], F[1], out=out[1:])
@@ -200,6 +208,12 @@ class JetSweep(GraphSweep):
         if not node.activation.elementwise or slopes is None:
             return super()._activation_back(node, g, z, out, slopes)
         F, powers = slopes
+        if powers is None:  # the generated rule, which recomputes the powers of h
+            k = len(g)
+            share = np.empty(g.shape)
+            self._rule.backward(np.ascontiguousarray(z).reshape(k, -1), F.reshape(len(F), -1),  # type: ignore[union-attr]
+                                np.ascontiguousarray(g).reshape(k, -1), share.reshape(k, -1))
+            return share
         share = np.empty_like(g)
         share[0] = F[1] * g[0]
         share[1:] = F[1] * g[1:]                      # the adjoint of h, from f'(z0) h
