@@ -86,6 +86,9 @@ class Residual:
         weight: the term's weight, ``>= 0``.
         derivatives: what ``r`` holds; ``None``: what ``fn`` reads (:meth:`derivatives_read`).
         name: for messages and progress.
+        data: per-point data (measurements, boundary values): an array with one row per point,
+            or a tuple or dict of such arrays; ``fn`` then takes it as ``fn(P, r, data)``, the
+            rows of the chunk's points.
     """
 
     points: Any
@@ -93,6 +96,7 @@ class Residual:
     weight: float = 1.0
     derivatives: Sequence[Any] | None = None
     name: str | None = None
+    data: Any = None
 
     def derivatives_read(self, net: Network) -> tuple[Any, ...]:
         """What ``fn`` reads of its results (:attr:`derivatives` if given), from a call on two points."""
@@ -180,9 +184,17 @@ class _Term:
             raise InputError(f"{label}: weight must be a finite number >= 0, not {term.weight!r}")
         if not callable(term.fn):
             raise InputError(f"{label}: fn must be a function fn(P, r), not {type(term.fn).__name__}")
+        if term.data is not None:
+            lengths = {len(np.asarray(a)) for a in (term.data.values() if isinstance(term.data, dict) else
+                                                    term.data if isinstance(term.data, tuple) else (term.data,))}
+            if lengths != {len(points)}:
+                raise ShapeError(f"{label}: data must have one row per point ({len(points)}), not {sorted(lengths)}")
         derivatives, width = _probe(term, net, label)
-        fn = term.fn
-        return cls(points, lambda P, rows, r: fn(P, r), weight, derivatives, float(len(points) * width), label)
+        fn, data = term.fn, term.data
+        if data is None:
+            return cls(points, lambda P, rows, r: fn(P, r), weight, derivatives, float(len(points) * width), label)
+        return cls(points, lambda P, rows, r: fn(P, r, _rows(data, rows)), weight, derivatives,
+                   float(len(points) * width), label)
 
     def chunk_loss(self, count: float, rows: np.ndarray | None) -> Callable[[np.ndarray, slice, KernelResult], Any]:
         scale = self.weight / count
@@ -201,30 +213,56 @@ class _Term:
 
 
 def _probe(term: Residual, net: Network, label: str) -> tuple[tuple[Any, ...], int]:
-    """What ``term.fn`` reads, and how many entries its residual has per point: one call on two points
-    with stand-in results (so it works for symbolic weights too)."""
+    """What ``term.fn`` reads, and how many entries its residual has per point: calls on two and on
+    three points with stand-in results (so it works for symbolic weights too)."""
     d = net.n_inputs
-    probe = _Probe(2, net.n_outputs, d)
-    points = np.resize(np.asarray(term.points, dtype=np.float64).reshape(-1, d), (2, d))
-    with np.errstate(all="ignore"):
-        value = term.fn(points, probe)  # type: ignore[arg-type]
-    if not probe.read:
-        raise ResidualError(f"{label} reads none of its results (r.value, r.laplacian, r[(0, 0)], ...): a residual "
-                            "is a function of the network's derivatives")
-    if not isinstance(value, Traced):
-        raise ResidualError(f"{label} does not depend on the network's results (it returned a "
-                            f"{type(value).__name__} not computed from r)")
-    if value.ndim not in (1, 2) or value.shape[0] != 2:
-        raise ResidualError(f"{label} has shape {value.shape[1:]} per point ({value.shape} at 2 points); it must "
-                            "be (n,) or (n, k): one row per point")
-    read = tuple(probe.read)
+    points = np.asarray(term.points, dtype=np.float64).reshape(-1, d)
+    widths, read = [], {}
+    for n in (2, 3):
+        probe = _Probe(n, net.n_outputs, d)
+        rows = np.arange(n) % len(points)
+        args = (points[rows], probe) if term.data is None else (points[rows], probe, _rows(term.data, rows))
+        try:
+            with np.errstate(all="ignore"):
+                value = term.fn(*args)  # type: ignore[arg-type]
+        except ResidualError:
+            raise
+        except Exception as exc:
+            raise ResidualError(f"{label} failed on {n} stand-in points ({type(exc).__name__}: {exc}); it is called "
+                                "on chunks of points as fn(P, r): compute per-point data from P, or give it as "
+                                "Residual(points, fn, data=array) and take it as fn(P, r, data)") from exc
+        if not probe.read:
+            raise ResidualError(f"{label} reads none of its results (r.value, r.laplacian, r[(0, 0)], ...): a "
+                                "residual is a function of the network's derivatives")
+        if not isinstance(value, Traced):
+            raise ResidualError(f"{label} does not depend on the network's results (it returned a "
+                                f"{type(value).__name__} not computed from r)")
+        if value.ndim not in (1, 2) or value.shape[0] != n:
+            raise ResidualError(f"{label} has shape {value.shape} at {n} points; it must be ({n},) or ({n}, k): "
+                                "one row per point")
+        widths.append(1 if value.ndim == 1 else value.shape[1])
+        read.update(probe.read)
+    if widths[0] != widths[1]:
+        raise ResidualError(f"{label} has {widths[0]} entries per point at 2 points and {widths[1]} at 3: it "
+                            "broadcasts one point against the others, as an (n, 1) result minus an (n,) array "
+                            "does; index the output: r.laplacian[:, 0]")
+    read = tuple(read)
     if term.derivatives is not None:
         given = parse(list(term.derivatives), d)
         missing = [name for name in read if name not in given.names and name not in given.partials]
         if missing:
             raise ResidualError(f"{label} reads {missing}, which derivatives={tuple(term.derivatives)!r} leaves out")
         read = tuple(term.derivatives)
-    return read, 1 if value.ndim == 1 else value.shape[1]
+    return read, widths[0]
+
+
+def _rows(data: Any, rows: Any) -> Any:
+    """Rows ``rows`` of a term's per-point data: an array, or a tuple or dict of arrays."""
+    if isinstance(data, dict):
+        return {key: np.asarray(value)[rows] for key, value in data.items()}
+    if isinstance(data, tuple):
+        return tuple(np.asarray(value)[rows] for value in data)
+    return np.asarray(data)[rows]
 
 
 def data_terms(net: Network, X: np.ndarray, Y: np.ndarray | None, DY: np.ndarray | None,

@@ -115,3 +115,19 @@ def test_minibatches_take_rows_of_the_first_term():
     first, again = symnet.fit(net, X, **kwargs), symnet.fit(net, X, **kwargs)
     np.testing.assert_array_equal(first.history, again.history)
     assert first.n_evaluations == 1 + 5 * (4 + 1)        # the start, then per epoch 4 batches and the full loss
+
+
+def test_broadcasting_and_outside_data_are_caught_and_data_is_given_by_rows():
+    net = symnet.Network.from_weights([[[1.0, 0.5]], [[1.0], [1.0]]], [[0.0, 0.0], [0.0]], ["tanh", "linear"])
+    X = np.linspace(-1, 1, 7)
+    with pytest.raises(ResidualError, match="broadcasts one point against the others"):
+        symnet.fit(net, X, residual=lambda P, r: r.laplacian - np.sin(P[:, 0]))
+    Y = np.cos(X)
+    with pytest.raises(ResidualError, match="data=array"):
+        symnet.fit(net, X, residual=lambda P, r: r.value[:, 0] - Y)
+    term = Residual(X, lambda P, r, y: r.value[:, 0] - y, data=Y)
+    loss = ResidualLoss(net, [term])
+    value, _ = loss(loss.kernels[0].params())
+    assert value == pytest.approx(np.mean((symnet.compile_vjp(net)(X).value[:, 0] - Y) ** 2), rel=1e-14)
+    with pytest.raises(symnet.ShapeError, match="one row per point"):
+        ResidualLoss(net, [Residual(X, lambda P, r, y: r.value[:, 0] - y, data=Y[:3])])
