@@ -129,7 +129,7 @@ def _shared_pool(workers: int) -> ThreadPoolExecutor:
 
 
 def over_chunks(n: int, chunk: int, work: Callable[[int, int], None], report: Callable[[int], None] | None = None,
-                threads: int = 1) -> None:
+                threads: int = 1, smallest_share: int = SMALLEST_SHARE) -> None:
     """Call ``work(start, stop)`` on consecutive ranges of at most ``chunk`` of ``n`` points.
 
     With ``threads > 1`` and enough points the ranges are shared out among the calling thread
@@ -143,7 +143,7 @@ def over_chunks(n: int, chunk: int, work: Callable[[int, int], None], report: Ca
     >>> done
     [(0, 4), (4, 8), (8, 10)]
     """
-    if n < 2 * SMALLEST_SHARE:
+    if n < 2 * smallest_share:
         threads = 1
     elif threads > 1:  # as many ranges for each thread, none over chunk, of nearly equal size
         count = -(-n // max(1, chunk))
@@ -210,7 +210,7 @@ Sums = list[tuple[np.ndarray, ...]]
 
 
 def sum_over_chunks(n: int, chunk: int, work: Callable[[int, int, Sums], float], like: Sums,
-                    threads: int = 1) -> tuple[float, Sums]:
+                    threads: int = 1, smallest_share: int = SMALLEST_SHARE) -> tuple[float, Sums]:
     """Sums over ranges of points, as :func:`over_chunks` runs them: ``(sum of work's values, arrays)``.
 
     ``work(start, stop, sums)`` adds its range's share into ``sums``, fresh zero arrays shaped
@@ -230,7 +230,7 @@ def sum_over_chunks(n: int, chunk: int, work: Callable[[int, int, Sums], float],
         sums = zeros()
         shares[start] = work(start, stop, sums), sums
 
-    over_chunks(n, chunk, run, threads=threads)
+    over_chunks(n, chunk, run, threads=threads, smallest_share=smallest_share)
     total, result = 0.0, zeros()
     for start in sorted(shares):
         value, sums = shares[start]

@@ -45,6 +45,12 @@ KEEP_BYTES = 512 * 2**20
 #: The arrays one chunk of points needs, per thread, about.
 CHUNK_BYTES_VJP = 64 * 2**20
 
+#: Threads share a call's points from twice this many on: a point's jets cost far more than the
+#: forward kernels' values, so sharing pays sooner (the Poisson step of a 2-64-64-64-1 tanh net
+#: on 2 threads: 500 points 12.0 -> 7.4 ms, 2,000 points 42 -> 28 ms; 200 points 2.5 -> 3.3 ms;
+#: benchmarks/RESULTS.md).
+SMALLEST_SHARE_VJP = 256
+
 #: ``loss(P, rows, result) -> traced scalar``: a chunk's share of a loss, from its points ``P``
 #: ``(n, d)``, their positions ``rows`` (a slice of the call's points) and traced results.
 ChunkLoss = Callable[[np.ndarray, slice, KernelResult], Any]
@@ -148,7 +154,7 @@ class VJPKernel:
             for name, array in self.readout.read(S[self.graph.output]).items():
                 results[name][start:stop] = array
         with blas_on_one_thread():
-            over_chunks(n, self.chunk, work, threads=self.threads)
+            over_chunks(n, self.chunk, work, threads=self.threads, smallest_share=SMALLEST_SHARE_VJP)
         return KernelResult(results)
 
     def forward(self, X: Any, weights: Any = None) -> tuple[KernelResult, Pullback]:
@@ -172,7 +178,7 @@ class VJPKernel:
             if keep:
                 states[start] = (stop, S, saved)
         with blas_on_one_thread():
-            over_chunks(n, self.chunk, work, threads=self.threads)
+            over_chunks(n, self.chunk, work, threads=self.threads, smallest_share=SMALLEST_SHARE_VJP)
         return KernelResult(results), Pullback(self, params, P, states)
 
     def vjp(self, X: Any, cotangents: Mapping[str, Any], weights: Any = None) -> tuple[GraphParams, np.ndarray]:
@@ -244,7 +250,8 @@ class VJPKernel:
                     total += part
             return value
         with blas_on_one_thread():  # small products, one chunk at a time (threads share the chunks)
-            value, [sums] = sum_over_chunks(n, self.chunk, work, like, threads=self.threads)
+            value, [sums] = sum_over_chunks(n, self.chunk, work, like, threads=self.threads,
+                                            smallest_share=SMALLEST_SHARE_VJP)
         grads: GraphParams = {}
         for total, (node, name) in zip(sums, self.owners):
             grads.setdefault(node, {})[name] = total
