@@ -157,6 +157,27 @@ class ResidualLoss:
         return total, grads if grads is not None else {}
 
 
+def why_not_finite(loss: ResidualLoss, params: Any) -> str:
+    """Which term makes the loss at ``params`` not finite, and whether the network or the function is to blame."""
+    for term, kernel in zip(loss.terms, loss.kernels):
+        with np.errstate(all="ignore"):
+            results = kernel(term.points, weights=params)
+            value = term.fn(term.points, slice(None), KernelResult(
+                {name: Traced(array) for name, array in results.as_dict().items()}))
+        residual = np.asarray(value.value if isinstance(value, Traced) else value)
+        if np.all(np.isfinite(residual)):
+            continue
+        bad = [name for name, array in results.as_dict().items() if not np.all(np.isfinite(array))]
+        if bad:
+            return (f"{term.label}: the network's {', '.join(bad)} is not finite at the starting weights (overflow); "
+                    "start from other weights or scale the points")
+        rows = np.flatnonzero(~np.all(np.isfinite(residual.reshape(len(residual), -1)), axis=1))
+        return (f"{term.label}: the residual is not finite at {len(rows)} of its points (the first: point "
+                f"{rows[0]}) although the network's results there are finite: the function of P or its data "
+                "gives nan or inf there (a log, a division by zero, a NaN in the data)")
+    return "the loss is not finite at the starting weights; start from other weights"
+
+
 @dataclass
 class _Term:
     """A term ready to run: points checked, derivatives known, the residual's entries per point."""
@@ -248,12 +269,17 @@ def _probe(term: Residual, net: Network, label: str) -> tuple[tuple[Any, ...], i
                             "does; index the output: r.laplacian[:, 0]")
     read = tuple(read)
     if term.derivatives is not None:
-        given = parse(list(term.derivatives), d)
+        given = parse(_request(term.derivatives), d)
         missing = [name for name in read if name not in given.names and name not in given.partials]
         if missing:
             raise ResidualError(f"{label} reads {missing}, which derivatives={tuple(term.derivatives)!r} leaves out")
-        read = tuple(term.derivatives)
+        read = _request(term.derivatives)
     return read, widths[0]
+
+
+def _request(derivatives: Any) -> tuple[Any, ...]:
+    """``derivatives=`` as a tuple: one name alone (``"gradient"``) is a request of one."""
+    return (derivatives,) if isinstance(derivatives, str) else tuple(derivatives)
 
 
 def _rows(data: Any, rows: Any) -> Any:

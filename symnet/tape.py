@@ -145,18 +145,33 @@ class Traced:
             return Traced(constant @ self.value, [(self, lambda g: np.multiply.outer(constant, g))])
         return Traced(constant @ self.value, [(self, lambda g: constant.T @ g)])
 
-    # comparisons: plain masks, no gradient
+    # comparisons: masks without gradient, which refuse to be branched on
     def __lt__(self, other: Any) -> np.ndarray:
-        return self.value < value_of(other)
+        return _mask(self.value < value_of(other))
 
     def __le__(self, other: Any) -> np.ndarray:
-        return self.value <= value_of(other)
+        return _mask(self.value <= value_of(other))
 
     def __gt__(self, other: Any) -> np.ndarray:
-        return self.value > value_of(other)
+        return _mask(self.value > value_of(other))
 
     def __ge__(self, other: Any) -> np.ndarray:
-        return self.value >= value_of(other)
+        return _mask(self.value >= value_of(other))
+
+    # methods numpy users reach for, as reshapes
+    def squeeze(self, axis: Any = None) -> Traced:
+        return self.reshape(np.squeeze(self.value, axis=axis).shape)
+
+    def ravel(self) -> Traced:
+        return self.reshape(-1)
+
+    flatten = ravel
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # numpy's protocol probes: absent, as for any object
+            raise AttributeError(name)
+        raise _Unsupported(f"a residual cannot use .{name} of the kernel's results: traced results support "
+                           f"{_SUPPORTED}")
 
     def __bool__(self) -> bool:
         raise ResidualError("a residual cannot branch on a traced value (if/and/or on an array of the kernel's "
@@ -214,9 +229,8 @@ class Traced:
             return _unary(name, inputs[0])
         if name in ("less", "less_equal", "greater", "greater_equal", "equal", "not_equal", "isnan", "isfinite",
                     "sign"):
-            return ufunc(*(value_of(x) for x in inputs))
-        raise ResidualError(f"a residual cannot differentiate np.{name}: traced results support + - * / **, "
-                            f"indexing, sum/mean and np.{', np.'.join(UFUNCS)}")
+            return _mask(ufunc(*(value_of(x) for x in inputs)))
+        raise ResidualError(f"a residual cannot differentiate np.{name}: traced results support {_SUPPORTED}")
 
     def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
         name = func.__name__
@@ -230,9 +244,39 @@ class Traced:
             return args[0].reshape(*args[1:], **kwargs)
         if name in ("shape", "ndim", "size"):
             return getattr(args[0], name)
-        raise ResidualError(f"a residual cannot differentiate np.{name} of the kernel's results: traced results "
-                            "support + - * / **, indexing, sum/mean, stack/concatenate, dot by constants and "
-                            f"np.{', np.'.join(UFUNCS)}")
+        module = getattr(func, "__module__", "") or ""
+        where = "np.linalg." if "linalg" in module else "np."
+        raise ResidualError(f"a residual cannot differentiate {where}{name} of the kernel's results: traced results "
+                            f"support {_SUPPORTED}")
+
+
+class _Unsupported(ResidualError, AttributeError):
+    """An attribute traced arrays do not have (an :class:`AttributeError` too, for ``hasattr``)."""
+
+
+class _Mask(np.ndarray):
+    """A comparison of traced values: a boolean array for masks, which refuses ``if`` and ``bool()``."""
+
+    def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        if any(isinstance(x, Traced) for x in inputs):
+            return NotImplemented  # traced arithmetic with the mask: Traced's rule
+        plain = tuple(x.view(np.ndarray) if isinstance(x, _Mask) else x for x in inputs)
+        if "out" in kwargs:
+            kwargs["out"] = tuple(x.view(np.ndarray) if isinstance(x, _Mask) else x for x in kwargs["out"])
+        return getattr(ufunc, method)(*plain, **kwargs)  # arithmetic on a mask gives plain arrays
+
+    def __bool__(self) -> bool:
+        raise ResidualError("a residual cannot branch on the kernel's results (if, and/or, max() on a comparison "
+                            "of them): it would take one branch for a whole chunk of points; use the mask in "
+                            "arithmetic instead, e.g. mask * a + (1 - mask) * b")
+
+
+def _mask(values: Any) -> np.ndarray:
+    return np.asarray(values).view(_Mask)
+
+
+_SUPPORTED = ("+ - * / **, indexing, .sum/.mean, .T, .reshape/.squeeze/.ravel, np.sum/np.mean, np.stack/"
+              "np.concatenate, @ and np.dot by constants, comparisons as masks, and np." + ", np.".join(UFUNCS))
 
 
 def _unary(name: str, x: Traced) -> Traced:

@@ -99,11 +99,18 @@ class Result(KernelResult):
 
 
 class _RefuseSecondBackward(torch.autograd.Function):
-    """The identity on a backward's gradients whose own backward raises :class:`DoubleBackwardError`."""
+    """The identity on a backward's gradients whose own backward raises :class:`DoubleBackwardError`.
+
+    ``forward(ctx, count, *anchors_then_grads)`` returns clones of the last ``count`` tensors.
+    The anchors (the op's inputs and incoming gradients that require grad) are inputs only so
+    that the node lies on every path from the gradients to them: ``torch.autograd.grad(loss,
+    params)`` and ``loss.backward(inputs=...)`` visit only such nodes, and would otherwise skip
+    this one and silently drop the gradients' contribution.
+    """
 
     @staticmethod
-    def forward(ctx: Any, *grads: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return tuple(g.clone() for g in grads)
+    def forward(ctx: Any, count: int, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(g.clone() for g in tensors[len(tensors) - count:])
 
     @staticmethod
     def backward(ctx: Any, *grads: Any) -> Any:
@@ -123,7 +130,9 @@ def _once_differentiable(backward: Any) -> Any:
         positions = [k for k, g in enumerate(grads) if g is not None]
         if not positions:
             return grads
-        tied = _RefuseSecondBackward.apply(*(grads[k].detach().requires_grad_() for k in positions))
+        anchors = [t for t in (*ctx.saved_tensors, *grad_outputs) if t is not None and t.requires_grad]
+        tied = _RefuseSecondBackward.apply(len(positions), *anchors,
+                                           *(grads[k].detach().requires_grad_() for k in positions))
         result = list(grads)
         for k, g in zip(positions, tied):
             result[k] = g

@@ -52,7 +52,7 @@ from .errors import InputError, ShapeError
 from .kernels import compile_loss
 from .losses import check_loss, output_activation, parse_targets
 from .network import Network
-from .residuals import Residual, ResidualLoss, data_terms
+from .residuals import Residual, ResidualLoss, data_terms, why_not_finite
 from .weights import matrix as _as_matrix
 
 __all__ = ["fit", "FitResult"]
@@ -534,8 +534,11 @@ class _ResidualObjective:
 
     def __call__(self, theta: np.ndarray, rows: np.ndarray | None = None) -> tuple[float, np.ndarray]:
         self.n_evaluations += 1
+        params = self.layout.unpack(theta)
         with np.errstate(all="ignore"):  # overflow gives an inf/nan loss, which ends the run with a message
-            value, grads = self._loss(self.layout.unpack(theta), rows)
+            value, grads = self._loss(params, rows)
+        if self.n_evaluations == 1 and not math.isfinite(value):  # at the start: say which term, and why
+            raise InputError(why_not_finite(self._loss, params))
         return float(value), self.layout.pack(grads)
 
 

@@ -131,3 +131,26 @@ def test_broadcasting_and_outside_data_are_caught_and_data_is_given_by_rows():
     assert value == pytest.approx(np.mean((symnet.compile_vjp(net)(X).value[:, 0] - Y) ** 2), rel=1e-14)
     with pytest.raises(symnet.ShapeError, match="one row per point"):
         ResidualLoss(net, [Residual(X, lambda P, r, y: r.value[:, 0] - y, data=Y[:3])])
+
+
+def test_new_user_findings_get_clear_answers():
+    net = symnet.Network.from_weights([[[1.0, 0.5]], [[1.0], [1.0]]], [[0.0, 0.0], [0.0]], ["tanh", "linear"])
+    X = np.linspace(0.1, 1, 6)
+    with pytest.raises(ResidualError, match="cannot branch"):
+        symnet.fit(net, X, residual=lambda P, r: r.value[:, 0] - 1 if r.value[0, 0] > 0 else r.value[:, 0])
+    with pytest.raises(ResidualError, match=r"cannot use \.copy"):
+        symnet.fit(net, X, residual=lambda P, r: r.value.copy()[:, 0])
+    squeezed = symnet.fit(net, X, residual=lambda P, r: r.laplacian.squeeze() + 1.0, max_iter=2)
+    assert squeezed.n_iterations >= 1
+    aliased = Residual(X, lambda P, r: r.gradient[:, 0, 0] - 1.0, derivatives="gradient")
+    assert aliased.derivatives_read(net) == ("gradient",)
+    assert symnet.fit(net, terms=[aliased], max_iter=2).n_iterations >= 1
+    with pytest.raises(symnet.InputError, match=r"term 0 \(residual\): the residual is not finite at 1 of its points"):
+        symnet.fit(net, X, residual=lambda P, r: r.value[:, 0] - np.log(P[:, 0] - 0.1))
+    kernel = symnet.compile_vjp(net, ("value", (0, 0)))
+    grads, _ = kernel.vjp(X[:, None], {(0, 0): np.ones((6, 1))})
+    assert set(grads) == {"z1", "z2"}
+    with pytest.raises(AttributeError, match="no result 'laplcian'"):
+        kernel(X[:, None]).laplcian
+    with pytest.raises(symnet.InputError, match="at least one derivative"):
+        symnet.compile_vjp(net, ())

@@ -358,3 +358,25 @@ def test_without_torch_the_import_says_how_to_install(monkeypatch) -> None:
     with pytest.raises(symnet.InputError, match=r"needs PyTorch.*pip install 'symnet\[torch\]'") as info:
         importlib.import_module("symnet.torch")
     assert isinstance(info.value, ImportError)
+
+
+def test_an_input_gradient_penalty_is_refused_on_every_route_not_dropped() -> None:
+    """A loss on the op's own gradient needs its second derivative: refused whether the backward asks for
+    the parameters (autograd.grad, backward(inputs=...)) or for everything (found by a new user)."""
+    from torch import nn
+
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Linear(2, 4), nn.Tanh(), nn.Linear(4, 1)).double()
+    model = st.Derivatives(module, ("value",))
+    X = points(5, 2).requires_grad_()
+
+    def penalised():
+        r = model(X)
+        (gu,) = torch.autograd.grad(r.value.sum(), X, create_graph=True)
+        return ((r.value[:, 0] - 1) ** 2).mean() + (gu ** 2).sum()
+    with pytest.raises(st.DoubleBackwardError):
+        torch.autograd.grad(penalised(), list(module.parameters()))
+    with pytest.raises(st.DoubleBackwardError):
+        penalised().backward(inputs=list(module.parameters()))
+    with pytest.raises(st.DoubleBackwardError):
+        penalised().backward()

@@ -6,7 +6,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..requests import QUANTITIES, partial_name
+from ..requests import ALIASES, QUANTITIES, partial_name
 
 _WORDS = tuple(QUANTITIES)
 
@@ -30,11 +30,15 @@ class KernelResult:
 
     def __getattr__(self, name: str) -> np.ndarray:
         arrays = self.__dict__.get("_arrays", {})
+        name = ALIASES.get(name, name)  # r.gradient is r.jacobian, as in requests
         if name in arrays:
             return arrays[name]
         if name in _WORDS:
             raise AttributeError(f"{name!r} was not requested; compile with derivatives=(..., {name!r})")
-        raise AttributeError(name)
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise AttributeError(f"no result {name!r}: the results are {', '.join(arrays) or 'none'} (partials by "
+                             "their tuple: result[(0, 1)])")
 
     def __getitem__(self, key: str | Sequence[int]) -> np.ndarray:
         name = key if isinstance(key, str) else partial_name(tuple(sorted(int(k) for k in key)))

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..errors import InputError, ShapeError
 from ..network import Network
-from ..requests import parse
+from ..requests import parse, partial_name
 from ..tape import Traced, gradients
 from ._jets import JetAlgebra, JetSweep, Readout
 from ._loss import GraphParams, graph_arrays
@@ -80,6 +80,8 @@ class VJPKernel:
             raise InputError(f"compile_vjp takes a symnet.Network, not {type(net).__name__}")
         self.net, self.graph = net, net.graph
         self.d, self.m = net.n_inputs, net.n_outputs
+        if isinstance(derivatives, (tuple, list)) and not derivatives:
+            raise InputError("compile_vjp needs at least one derivative to compute: derivatives=('value', ...)")
         self.request = parse(derivatives, self.d)
         # an explicit second partial d^2/dx_i^2 reads its own stream: no collapse then
         collapse = all(len(alpha) < 2 for alpha in self.request.partials)
@@ -184,8 +186,8 @@ class VJPKernel:
     def vjp(self, X: Any, cotangents: Mapping[str, Any], weights: Any = None) -> tuple[GraphParams, np.ndarray]:
         """``sum over results of <cotangent, d result>``'s gradients: ``({node: {parameter: array}}, dX (N, d))``.
 
-        ``cotangents`` maps result names (a subset of :attr:`outputs`) to arrays of the
-        results' shapes.
+        ``cotangents`` maps result names (a subset of :attr:`outputs`; a partial by its name or
+        its tuple, ``(0, 1)``) to arrays of the results' shapes.
         """
         params, P = self.params(weights), self.points(X)
         n = len(P)
@@ -216,6 +218,8 @@ class VJPKernel:
         return self._sweep(params, P, seed_of)
 
     def _cotangents(self, cotangents: Mapping[str, Any], n: int) -> dict[str, np.ndarray]:
+        cotangents = {k if isinstance(k, str) else partial_name(tuple(sorted(int(i) for i in k))): v
+                      for k, v in cotangents.items()}  # a partial by its tuple, as results are read
         unknown = sorted(set(cotangents) - set(self.outputs))
         if unknown:
             raise InputError(f"cotangents for {unknown}, which the kernel does not compute; it computes "
