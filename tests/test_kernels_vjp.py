@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import sympy
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 import symnet
 from symnet.graph import dense, input, mul, network, zoo
