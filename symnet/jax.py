@@ -71,7 +71,6 @@ except ImportError as exc:  # pragma: no cover - the extra is part of the test i
 
 from .errors import InputError, ShapeError
 from .kernels import VJPKernel, compile_vjp
-from .kernels._loss import graph_arrays
 from .network import Network
 
 __all__ = ["DerivativeOp", "Params", "derivatives", "network"]
@@ -236,8 +235,6 @@ def network(net: Network, params: Mapping[str, Mapping[str, Any]]) -> Network:
     >>> print(symnet.jax.network(net, {"z1": {"W": [[2.0]], "b": [[0.5]]}, "z2": {"W": [[3.0]], "b": [[-1.0]]}}))
     3.0*tanh(2.0*x0 + 0.5) - 1.0
     """
-    from .train import _GraphLayout
-
     if not isinstance(net, Network):
         raise InputError(f"symnet.jax.network takes a symnet.Network, not {type(net).__name__}")
     if not isinstance(params, Mapping):
@@ -247,6 +244,4 @@ def network(net: Network, params: Mapping[str, Mapping[str, Any]]) -> Network:
         for name, matrix in node.params.items():
             if name in given.get(node.name, {}):
                 _check_shape(node.name, name, given[node.name][name].shape, tuple(matrix.shape))
-    arrays = graph_arrays(net.graph, given)
-    layout = _GraphLayout(net)
-    return layout.network(layout.pack(arrays))
+    return net.with_params(given)

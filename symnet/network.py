@@ -305,6 +305,40 @@ class Network:
         return Network.from_weights(new_w, new_b, [lay.activation for lay in self._layers],
                                     self._inputs, layout)
 
+    def with_params(self, params: Mapping[str, Mapping[str, Any]]) -> Network:
+        """A copy with every parameter given by node: ``{node: {parameter: array}}``, as training gives them.
+
+        Nodes and shapes are those of ``net.graph`` (a chain's dense nodes are ``z1``, ``z2``, ...
+        with ``W`` ``(fan_in, fan_out)`` and ``b`` ``(1, fan_out)``); a row or column parameter may
+        be given flat.  Every node with parameters needs all of them; each entry is checked as
+        weights are.  A chain comes back as a chain, a graph as the same graph.
+
+        >>> net = Network.from_weights([[[1.0]]], [[0.0]], ["tanh"])
+        >>> print(net.with_params({"z1": {"W": [[2.0]], "b": [0.5]}}))
+        tanh(2.0*x0 + 0.5)
+        """
+        from .graph import Graph, Node
+
+        graph = self.graph
+        owners = {node.name: node for node in graph.nodes[1:] if node.params}
+        if not isinstance(params, Mapping) or set(params) != set(owners):
+            given = sorted(params) if isinstance(params, Mapping) else type(params).__name__
+            raise ShapeError(f"params must give the nodes {sorted(owners)} ({{node: {{parameter: array}}}}), not {given}")
+        nodes = []
+        for node in graph.nodes[1:]:
+            values = {}
+            for name, current in node.params.items():
+                where = f"node {node.name!r}: {name}"
+                if not isinstance(params[node.name], Mapping) or name not in params[node.name]:
+                    raise ShapeError(f"{where} is not given; node {node.name!r} has {sorted(node.params)}")
+                shape = tuple(current.shape)
+                found = _shape_of(params[node.name][name])
+                if found != shape and not (len(found) == 1 and 1 in shape and found[0] == shape[0] * shape[1]):
+                    raise ShapeError(f"{where} has shape {found}, {shape} needed")
+                values[name] = _matrix(params[node.name][name], shape, where)
+            nodes.append(Node(node.name, node.op, node.inputs, values, node.attrs, node.width))
+        return Network.from_graph(Graph(graph.inputs, nodes, graph.output))
+
     def subs(self, mapping: Mapping[sympy.Symbol | str, Any] | None = None, **named: Any) -> Network:
         """A copy with parameters replaced (by symbol or by name): ``net.subs(w1_0_0=2.0)``.
 

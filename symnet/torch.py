@@ -366,19 +366,11 @@ class Derivatives(nn.Module):
     def network(self) -> Network:
         """The network with the current parameters, as a numeric :class:`symnet.Network` (a chain for a
         chain-shaped graph, as :meth:`symnet.Network.from_graph` gives it)."""
-        from .graph import Graph, Node
-        from .weights import matrix
-
-        graph = self.kernel.graph
         values: dict[str, dict[str, np.ndarray]] = {}
         with torch.no_grad():
             for (node, name), t in zip(self.kernel.owners, self.tensors()):
                 values.setdefault(node, {})[name] = t.detach().cpu().numpy()
-        nodes = [Node(node.name, node.op, node.inputs,
-                      {name: matrix(values[node.name][name], tuple(m.shape), f"node {node.name!r}: {name}")
-                       for name, m in node.params.items()}, node.attrs, node.width)
-                 for node in graph.nodes[1:]]
-        return Network.from_graph(Graph(graph.inputs, nodes, graph.output))
+        return self.kernel.net.with_params(values)
 
     def __repr__(self) -> str:
         count = len(self.kernel.owners)

@@ -53,7 +53,6 @@ from .kernels import compile_loss
 from .losses import check_loss, output_activation, parse_targets
 from .network import Network
 from .residuals import Residual, ResidualLoss, data_terms, why_not_finite
-from .weights import matrix as _as_matrix
 
 __all__ = ["fit", "FitResult"]
 
@@ -225,14 +224,7 @@ class _GraphLayout:
 
     def network(self, theta: np.ndarray) -> Network:
         """The network of the same graph with the parameters ``theta`` (numbers)."""
-        from .graph import Graph, Node
-
-        weights = self.unpack(theta)
-        nodes = [Node(node.name, node.op, node.inputs,
-                      {name: _as_matrix(weights[node.name][name], tuple(matrix.shape), f"node {node.name!r}: {name}")
-                       for name, matrix in node.params.items()}, node.attrs, node.width)
-                 for node in self.graph.nodes[1:]]
-        return Network.from_graph(Graph(self.graph.inputs, nodes, self.graph.output))
+        return self.net.with_params(self.unpack(theta))
 
 
 # --- the data ---------------------------------------------------------------------------------

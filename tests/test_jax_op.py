@@ -181,7 +181,7 @@ def test_network_rebuilds_chains_and_graphs(chain):
 
 def test_network_checks_the_parameters(chain):
     _, params = sj.derivatives(chain)
-    with pytest.raises(symnet.ShapeError, match=r"weights\['z2'\] must give \['W', 'b'\]"):
+    with pytest.raises(symnet.ShapeError, match=r"params must give the nodes \['z1', 'z2', 'z3'\]"):
         sj.network(chain, {"z1": params["z1"], "z3": params["z3"]})
     with pytest.raises(symnet.ShapeError, match=r"params\['z1'\]\['W'\] has shape \(3, 3\), \(2, 3\) needed"):
         sj.network(chain, {**params, "z1": {"W": np.zeros((3, 3)), "b": params["z1"]["b"]}})

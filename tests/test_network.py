@@ -229,3 +229,22 @@ def test_masked_weights_are_refused():
         net.with_weights([masked])
     with pytest.raises(symnet.WeightError, match="layer 1: W is a masked array"):
         net.with_weights([masked.T], layout="torch")
+
+
+def test_with_params_rebuilds_chains_and_graphs_and_checks_shapes():
+    from symnet.graph import zoo
+
+    chain = symnet.Network.from_weights([[[1.0, 2.0]], [[1.0], [1.0]]], [[0.0, 0.0], [0.0]], ["tanh", "linear"])
+    again = chain.with_params({"z1": {"W": [[3.0, 4.0]], "b": [0.5, 0.25]}, "z2": {"W": [[1.0], [-1.0]], "b": [[2.0]]}})
+    assert again.is_chain and again.layers[0].weight.tolist() == [[3.0, 4.0]]
+    graph = zoo.resnet_mlp(width=3, blocks=1, seed=1)
+    params = {node.name: {name: np.array(m.tolist(), dtype=float) * 2 for name, m in node.params.items()}
+              for node in graph.graph.nodes[1:] if node.params}
+    doubled = graph.with_params(params)
+    assert not doubled.is_chain and doubled.graph.nodes[1].params["W"] == 2 * graph.graph.nodes[1].params["W"]
+    first = next(iter(params))
+    params[first]["W"] = params[first]["W"].T.copy()   # (3, 2) for a (2, 3) W: refused, not reshaped
+    with pytest.raises(symnet.ShapeError, match=r"has shape \(3, 2\), \(2, 3\) needed"):
+        graph.with_params(params)
+    with pytest.raises(symnet.ShapeError, match="must give the nodes"):
+        graph.with_params({})
