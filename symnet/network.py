@@ -331,11 +331,7 @@ class Network:
                 where = f"node {node.name!r}: {name}"
                 if not isinstance(params[node.name], Mapping) or name not in params[node.name]:
                     raise ShapeError(f"{where} is not given; node {node.name!r} has {sorted(node.params)}")
-                shape = tuple(current.shape)
-                found = _shape_of(params[node.name][name])
-                if found != shape and not (len(found) == 1 and 1 in shape and found[0] == shape[0] * shape[1]):
-                    raise ShapeError(f"{where} has shape {found}, {shape} needed")
-                values[name] = _matrix(params[node.name][name], shape, where)
+                values[name] = _matrix(params[node.name][name], tuple(current.shape), where)
             nodes.append(Node(node.name, node.op, node.inputs, values, node.attrs, node.width))
         return Network.from_graph(Graph(graph.inputs, nodes, graph.output))
 

@@ -99,7 +99,7 @@ class Residual:
     data: Any = None
 
     def derivatives_read(self, net: Network) -> tuple[Any, ...]:
-        """What ``fn`` reads of its results (:attr:`derivatives` if given), from a call on two points."""
+        """What ``fn`` reads of its results (:attr:`derivatives` if given), from calls on two and three points."""
         return _probe(self, net, "the residual")[0]
 
     def _label(self) -> str:

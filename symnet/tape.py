@@ -203,8 +203,8 @@ class Traced:
         return Traced(self.value.sum(axis=axis, keepdims=keepdims), [(self, back)])
 
     def mean(self, axis: Any = None, keepdims: bool = False) -> Traced:
-        count = self.size / max(1, np.asarray(self.value.sum(axis=axis, keepdims=keepdims)).size)
-        return self.sum(axis=axis, keepdims=keepdims) * (1.0 / count)
+        total = self.sum(axis=axis, keepdims=keepdims)
+        return total * (total.size / max(1, self.size))
 
     def reshape(self, *shape: Any) -> Traced:
         old = self.shape
@@ -286,8 +286,7 @@ def _unary(name: str, x: Traced) -> Traced:
 
 
 def _binary(name: str, a: Any, b: Any) -> Traced:
-    av, bv = value_of(a), np.asarray(value_of(b), dtype=np.float64)
-    av = np.asarray(av, dtype=np.float64)
+    av, bv = (np.asarray(value_of(x), dtype=np.float64) for x in (a, b))
     out = getattr(np, name)(av, bv)
     parents = []
     if name == "add":

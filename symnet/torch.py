@@ -20,8 +20,9 @@ Both return a :class:`Result`: float64 tensors ``.value`` ``(N, m)``, ``.jacobia
 **Dtypes.** The op computes in float64.  Points and parameters of any floating dtype are
 converted with ``.to(torch.float64)`` -- exact for float16, bfloat16 and float32 -- and their
 gradients come back in their own dtype; results are always float64.  Integer, boolean and
-complex points are refused.  Tensors may live on any device: the kernel runs on the CPU in
-numpy, and the results go to the device of ``X``.
+complex points are refused.  The kernel runs on the CPU in numpy; the results are sent to the
+device of ``X`` and the gradients to each input's (written for GPU tensors, but tested on the
+CPU only: the test machines have no GPU).
 
 **Differentiable once.** The op's backward is exact but is not itself differentiated: a
 second backward through it (``torch.autograd.grad(..., create_graph=True)`` and then

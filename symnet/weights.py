@@ -142,7 +142,10 @@ def matrix(values: Any, shape: tuple[int, int], where: str) -> sympy.ImmutableMa
             array = np.asarray(values, dtype=object)
         except ValueError as exc:  # ragged nested lists
             raise ShapeError(f"{where} is ragged: every row must have the same length") from exc
-        if array.size != shape[0] * shape[1]:
+        vector = 1 in shape and array.ndim <= 1 or (array.ndim == 2 and 1 in shape and 1 in array.shape)
+        if array.size != shape[0] * shape[1] or (array.shape != shape and not vector):
+            # a row or column may come flat or turned; any other shape is refused, never reshaped (a
+            # transposed matrix of the same size would be read as another matrix)
             raise ShapeError(f"{where} has shape {array.shape} but {shape} is needed")
         rows = array.reshape(shape).tolist()
     matrix = [[entry(v, f"{where}[{i}, {j}]" if shape[0] > 1 or "W" in where else f"{where}[{j}]")

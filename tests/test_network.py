@@ -244,7 +244,7 @@ def test_with_params_rebuilds_chains_and_graphs_and_checks_shapes():
     assert not doubled.is_chain and doubled.graph.nodes[1].params["W"] == 2 * graph.graph.nodes[1].params["W"]
     first = next(iter(params))
     params[first]["W"] = params[first]["W"].T.copy()   # (3, 2) for a (2, 3) W: refused, not reshaped
-    with pytest.raises(symnet.ShapeError, match=r"has shape \(3, 2\), \(2, 3\) needed"):
+    with pytest.raises(symnet.ShapeError, match=r"has shape \(3, 2\) but \(2, 3\) is needed"):
         graph.with_params(params)
     with pytest.raises(symnet.ShapeError, match="must give the nodes"):
         graph.with_params({})
