@@ -33,6 +33,7 @@ bench: $(BENCH_STAMP)
 	$(PY) benchmarks/threads.py --losses
 	$(PY) benchmarks/higher_order.py
 	$(PY) benchmarks/graphs.py --out benchmarks/RESULTS.md
+	$(PY) benchmarks/wide_setup.py
 	$(PY) benchmarks/dask_throughput.py
 
 # jet-for-pytorch, a benchmark-only comparator, needs Python >= 3.12 and a venv of its own

@@ -31,8 +31,9 @@ import sympy
 from . import activations as _activations
 from .activations import Activation
 from .errors import ActivationError, InputError, NotAChainError, ShapeError, WeightError
-from .weights import (brief as _brief, check_weight as _check_weight, entry as _entry, matrix as _matrix,
-                      refuse_masked as _refuse_masked, shape_of as _shape_of)
+from .weights import (brief as _brief, check_weight as _check_weight, entry as _entry, float_array as _float_array,
+                      is_float_matrix as _is_float_matrix, is_numeric as _is_numeric, matrix as _matrix, refuse_masked as _refuse_masked,
+                      shape_of as _shape_of, symbols as _symbols)
 
 __all__ = ["Dense", "Network"]
 
@@ -64,7 +65,7 @@ class Dense:
     @property
     def is_numeric(self) -> bool:
         """Whether every weight and bias is a number (no free symbols)."""
-        return not (self.weight.free_symbols or self.bias.free_symbols)
+        return _is_numeric(self.weight) and _is_numeric(self.bias)
 
     def weight_array(self, dtype: Any = np.float64) -> np.ndarray:
         """The weights as a numpy array ``(fan_in, fan_out)``; the layer must be numeric."""
@@ -76,10 +77,7 @@ class Dense:
 
 
 def _to_array(matrix: sympy.ImmutableMatrix, dtype: Any, layer: Dense, what: str) -> np.ndarray:
-    if matrix.free_symbols:
-        names = ", ".join(sorted(str(s) for s in matrix.free_symbols)[:4])
-        raise WeightError(f"{what} is symbolic ({names}, ...); substitute numbers with net.subs(...) first")
-    return np.array(matrix.tolist(), dtype=dtype).reshape(matrix.shape)
+    return _float_array(matrix, what).astype(dtype)
 
 
 def _layer_weight(values: Any, layer: int, fan_in: int | None, layout: str) -> tuple[Any, int, int]:
@@ -100,6 +98,7 @@ def _layer_weight(values: Any, layer: int, fan_in: int | None, layout: str) -> t
         raise ShapeError(f"layer {layer}: W must be 2-D (fan_in, fan_out) but has shape {shape}")
     if layout == "torch":
         values = (sympy.Matrix(values).T if isinstance(values, sympy.MatrixBase)
+                  else values.T if isinstance(values, np.ndarray) and values.dtype.kind == "f"  # stays floats
                   else np.asarray(values, dtype=object).T)
         shape = (shape[1], shape[0])
     if fan_in is not None and shape[0] != fan_in:
@@ -120,6 +119,8 @@ def _check_layer(layer: Any, number: int) -> None:
         if not isinstance(matrix, sympy.MatrixBase):
             raise WeightError(f"layer {number}: {what} is a {type(matrix).__name__}, not a SymPy matrix; "
                               "build networks with Network.from_weights or give Dense ImmutableMatrix entries")
+        if _is_float_matrix(matrix):  # checked when it was made
+            continue
         for (i, j), value in np.ndenumerate(np.array(matrix.tolist(), dtype=object).reshape(matrix.shape)):
             where = f"layer {number}: {what}[{i}, {j}]" if what == "W" else f"layer {number}: b[{j}]"
             if not isinstance(value, sympy.Expr):
@@ -400,9 +401,8 @@ class Network:
             return self._graph.params
         seen: dict[sympy.Symbol, None] = {}
         for layer in self._layers:
-            for entry in (*layer.weight, *layer.bias):
-                for symbol in sorted(entry.free_symbols, key=sympy.default_sort_key):
-                    seen.setdefault(symbol, None)  # type: ignore[arg-type]
+            for symbol in (*_symbols(layer.weight), *_symbols(layer.bias)):
+                seen.setdefault(symbol, None)
         return tuple(seen)
 
     def input_index(self, wrt: int | str | sympy.Symbol) -> int:

@@ -267,7 +267,7 @@ def _second_order(net: Any, what: str) -> str:
     lines = [f"{head} = " + " + ".join(terms)]
     lines += [f"J_{{z_{{{n}}}}} = " + _chain(layers[:n], last_slope=False) for n in curved]
     if what == "laplacian":
-        lines.append(f"\\nabla z_{{l,j}}^{{T}} = \\text{{row }} j \\text{{ of }} J_{{z_{{l}}}}")
+        lines.append("\\nabla z_{l,j}^{T} = \\text{row } j \\text{ of } J_{z_{l}}")
     L = len(layers)
     if L in curved:
         lines.append(f"\\delta_{{{L}}} = " + ("e_{k}" if net.n_outputs > 1 else "1"))

@@ -115,6 +115,8 @@ class ResidualLoss:
 
     Attributes:
         kernels: one :class:`~symnet.VJPKernel` per term.
+        last_terms: after a call on all points (``rows=None``), each term's share of the loss
+            (its weight times its mean square), in the order of ``terms``: they add up to the loss.
     """
 
     def __init__(self, net: Network, terms: Sequence[Any]) -> None:
@@ -123,6 +125,7 @@ class ResidualLoss:
         self.net = net
         self.terms: list[_Term] = []
         self.kernels = []
+        self.last_terms: list[float] = []
         shared: dict[tuple[Any, ...], Any] = {}
         for position, term in enumerate(terms):
             if not isinstance(term, (Residual, _Term)):
@@ -136,9 +139,10 @@ class ResidualLoss:
 
     def __call__(self, params: Any, rows: np.ndarray | None = None) -> tuple[float, dict[str, dict[str, np.ndarray]]]:
         """The loss and its gradient at ``params`` (``rows``: a subset of the first term's points)."""
-        total, grads = 0.0, None
+        total, grads, shares = 0.0, None, []
         for position, (term, kernel) in enumerate(zip(self.terms, self.kernels)):
             if term.weight == 0:
+                shares.append(0.0)
                 continue
             points, count = term.points, term.count
             if rows is not None and position == 0:
@@ -148,12 +152,15 @@ class ResidualLoss:
                 chunk_loss = term.chunk_loss(count, None)
             value, term_grads, _ = kernel.value_and_grad(points, chunk_loss, weights=params)
             total += value
+            shares.append(float(value))
             if grads is None:
                 grads = term_grads
             else:
                 for node, group in term_grads.items():
                     for name, g in group.items():
                         grads[node][name] = grads[node][name] + g
+        if rows is None:
+            self.last_terms = shares
         return total, grads if grads is not None else {}
 
 

@@ -53,6 +53,7 @@ from .kernels import compile_loss
 from .losses import check_loss, output_activation, parse_targets
 from .network import Network
 from .residuals import Residual, ResidualLoss, data_terms, why_not_finite
+from .weights import float_array, is_float_matrix
 
 __all__ = ["fit", "FitResult"]
 
@@ -81,6 +82,10 @@ class FitResult:
         message: why the run stopped, in words.
         optimizer: ``"lbfgs"`` or ``"adam"``.
         seconds: wall time of the run.
+        terms: for residual fits, each term's share of the loss (its weight times its mean
+            square) at the same iterations as ``history``, ``(n_iterations + 1,)`` each, by name:
+            ``"residual"``, a :class:`~symnet.Residual`'s ``name`` (else ``"terms[k]"``),
+            ``"values y"``, ``"derivatives dy"``; the shares add up to ``history``.  Empty otherwise.
     """
 
     net: Network
@@ -91,6 +96,7 @@ class FitResult:
     message: str
     optimizer: str
     seconds: float = field(repr=False, default=0.0)
+    terms: Mapping[str, np.ndarray] = field(repr=False, default_factory=dict)
 
     @property
     def loss(self) -> float:
@@ -139,6 +145,9 @@ def _start(net: Network, rng: np.random.Generator) -> np.ndarray:
         limit = math.sqrt(6.0 / (layer.fan_in + layer.fan_out))
         parts = []
         for matrix, draw in ((layer.weight, True), (layer.bias, False)):
+            if is_float_matrix(matrix):  # numbers only, as a float64 array already
+                parts.append(float_array(matrix, f"layer {number}"))
+                continue
             values = np.empty(matrix.shape)
             for (i, j), entry in np.ndenumerate(np.array(matrix.tolist(), dtype=object)):
                 if not entry.free_symbols:
@@ -188,6 +197,9 @@ class _GraphLayout:
             names = sorted(node.params, key=lambda name: name == "g")  # g after v: it reads v
             for name in names:
                 matrix = node.params[name]
+                if is_float_matrix(matrix):  # numbers only, as a float64 array already
+                    values[(node.name, name)] = float_array(matrix, f"node {node.name!r}: {name}")
+                    continue
                 array = np.empty(matrix.shape)
                 for i in range(matrix.shape[0]):
                     for j in range(matrix.shape[1]):
@@ -356,7 +368,7 @@ def fit(
     max_iter: int | None = None,
     tol: float = 1e-12,
     patience: int | None = None,
-    lr: float = 1e-3,
+    lr: float | Callable[[int], float] = 1e-3,
     beta1: float = 0.9,
     beta2: float = 0.999,
     eps: float = 1e-8,
@@ -406,6 +418,9 @@ def fit(
             without improvement; default ``None``: 1 for L-BFGS (whose iterations each lower
             the loss), 100 for Adam (whose steps may overshoot).
         lr, beta1, beta2, eps: Adam's step size and moment decay rates (Kingma & Ba's defaults).
+            ``lr`` may be a schedule, a function of the epoch (1, 2, ...) giving the step size of
+            that epoch's steps: ``lambda k: 1e-3 * 0.9 ** (k / 100)`` decays it tenfold every
+            2,185 epochs (jaxpi's PINNs decay by 0.9 every 2,000 steps or so).
         batch_size: Adam only: minibatches of this many points, reshuffled every epoch from
             ``seed``; ``None`` for full batches.
         options: options for L-BFGS-B (``maxcor``, ``maxls``, ``maxfun``, ``ftol``, ``gtol``),
@@ -474,10 +489,12 @@ def fit(
     theta = _start(net, rng) if net.is_chain else _GraphLayout(net).start(rng)
     if residuals:
         data = data_terms(net, points, values, slopes, value_weight, derivative_weight) if points is not None else []
-        objective: Any = _ResidualObjective(net, data + residuals)
+        names = _term_names(data, residual is not None, residuals)
+        objective: Any = _ResidualObjective(net, data + residuals, names)
+        monitor = _Monitor(objective.unpack, tol, patience, every, callback, optimizer, objective.shares, names)
     else:
         objective = _Objective(net, points, values, slopes, loss, value_weight, derivative_weight)
-    monitor = _Monitor(objective.unpack, tol, patience, every, callback, optimizer)
+        monitor = _Monitor(objective.unpack, tol, patience, every, callback, optimizer)
     if optimizer == "lbfgs":
         theta, converged, message, iterations = _lbfgs(objective, theta, max_iter, options, monitor)
     else:
@@ -487,8 +504,21 @@ def fit(
     if every:
         print(f"fit[{optimizer}]: {iterations} iterations, loss {history[-1]:.6e}; {message}", flush=True)
     trained = _network(theta, net) if net.is_chain else _GraphLayout(net).network(theta)
+    shares = {name: np.array(kept[:iterations + 1]) for name, kept in zip(monitor.names, monitor.term_history)}
     return FitResult(trained, history, iterations, objective.n_evaluations, converged, message,
-                     optimizer, time.perf_counter() - started)
+                     optimizer, time.perf_counter() - started, shares)
+
+
+def _term_names(data: Sequence[Any], has_residual: bool, residuals: Sequence[Residual]) -> list[str]:
+    """The names of the residual fit's terms in :attr:`FitResult.terms`, in the objective's order."""
+    names = [term.label for term in data]  # "values y", "derivatives dy"
+    for k, term in enumerate(residuals):
+        given = k - 1 if has_residual else k  # the position in the caller's ``terms``
+        name = "residual" if has_residual and k == 0 else (term.name or f"terms[{given}]")
+        while name in names:
+            name += "'"
+        names.append(name)
+    return names
 
 
 def _residual_terms(X: Any, residual: Any, terms: Any) -> list[Residual]:
@@ -513,10 +543,11 @@ def _residual_terms(X: Any, residual: Any, terms: Any) -> list[Residual]:
 class _ResidualObjective:
     """``theta -> (loss, gradient)`` of residual terms (:class:`symnet.residuals.ResidualLoss`)."""
 
-    def __init__(self, net: Network, terms: Sequence[Any]) -> None:
-        self.net, self.n_evaluations = net, 0
+    def __init__(self, net: Network, terms: Sequence[Any], names: Sequence[str]) -> None:
+        self.net, self.n_evaluations, self.names = net, 0, list(names)
         self.layout = _GraphLayout(net)  # a chain's graph packs its weights in the chain's order
         self._loss = ResidualLoss(net, terms)
+        self._last: tuple[bytes, list[float]] | None = None  # the terms' shares at the last point seen whole
         self.X = self._loss.terms[0].points  # Adam's minibatches take rows of the first term
         if net.is_chain:
             shapes = _shapes(net)
@@ -531,7 +562,27 @@ class _ResidualObjective:
             value, grads = self._loss(params, rows)
         if self.n_evaluations == 1 and not math.isfinite(value):  # at the start: say which term, and why
             raise InputError(why_not_finite(self._loss, params))
+        if rows is None:
+            self._last = (theta.tobytes(), list(self._loss.last_terms))
         return float(value), self.layout.pack(grads)
+
+    def shares(self, theta: np.ndarray) -> list[float]:
+        """Each term's share of the loss at ``theta`` (the optimizers' accepted points were the last
+        ones evaluated whole, so this evaluates again only if they were not)."""
+        if self._last is None or self._last[0] != theta.tobytes():
+            self(theta)
+        return self._last[1]  # type: ignore[index]
+
+
+def _scheduled(schedule: Callable[[int], float], epoch: int) -> float:
+    """``schedule(epoch)``, checked: a finite number > 0."""
+    try:
+        rate = schedule(epoch)
+    except Exception as exc:  # noqa: BLE001 - the user's function can raise anything
+        raise InputError(f"lr({epoch}) raised {type(exc).__name__}: {str(exc)[:200]}") from exc
+    if isinstance(rate, (bool, np.bool_)) or not isinstance(rate, numbers.Real) or not math.isfinite(rate) or rate <= 0:
+        raise InputError(f"lr({epoch}) gave {rate!r}; a learning rate schedule must give finite numbers > 0")
+    return float(rate)
 
 
 def _print_every(verbose: bool | int) -> int:
@@ -548,23 +599,43 @@ class _Monitor:
     """History, progress printing, the callback and the early-stopping rule, shared by both optimizers."""
 
     def __init__(self, unpack: Callable[[np.ndarray], Any], tol: float, patience: int, every: int,
-                 callback: Callback | None, optimizer: str) -> None:
+                 callback: Callback | None, optimizer: str,
+                 shares: Callable[[np.ndarray], list[float]] | None = None, names: Sequence[str] = ()) -> None:
         self.unpack, self.tol, self.patience, self.every = unpack, tol, patience, every
         self.callback, self.optimizer = callback, optimizer
+        self.shares, self.names = shares, list(names)
+        self.term_history: list[list[float]] = [[] for _ in self.names]
         self.history: list[float] = []
         self.best, self.stale = math.inf, 0
         self.reason: tuple[bool, str] | None = None  # (converged, message) when a stop was asked for
 
-    def start(self, loss: float) -> None:
+    def start(self, loss: float, theta: np.ndarray) -> None:
         self.history = [loss]
         self.best = loss
+        self._record_terms(theta)
+
+    def _record_terms(self, theta: np.ndarray) -> str:
+        """Append each term's share at ``theta``; the shares for a progress line."""
+        if self.shares is None:
+            return ""
+        values = self.shares(theta)
+        for kept, value in zip(self.term_history, values):
+            kept.append(value)
+        return " (" + ", ".join(f"{name} {value:.3e}" for name, value in zip(self.names, values)) + ")"
+
+    def drop_last(self) -> None:
+        """Forget the last iteration (a diverged step, whose weights are not kept)."""
+        self.history.pop()
+        for kept in self.term_history:
+            kept.pop()
 
     def step(self, theta: np.ndarray, loss: float) -> bool:
         """Record iteration ``len(history)``; ``True`` means stop."""
         self.history.append(loss)
+        shares = self._record_terms(theta)
         iteration = len(self.history) - 1
         if self.every and iteration % self.every == 0:
-            print(f"fit[{self.optimizer}] iteration {iteration:6d}  loss {loss:.6e}", flush=True)
+            print(f"fit[{self.optimizer}] iteration {iteration:6d}  loss {loss:.6e}{shares}", flush=True)
         if not math.isfinite(loss):
             self.reason = (False, f"the loss became {loss} at iteration {iteration} (diverged: lower lr); "
                                   "the net holds the weights of the iteration before")
@@ -588,7 +659,7 @@ def _lbfgs(objective: _Objective, theta: np.ndarray, max_iter: int, options: Map
     first = objective(theta)
     if not math.isfinite(first[0]):
         raise InputError(f"the loss is {first[0]} at the starting weights; start from other weights")
-    monitor.start(first[0])
+    monitor.start(first[0], theta)
     cache = {theta.tobytes(): first}
 
     def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
@@ -648,10 +719,11 @@ def _scipy_blas_on_one_thread() -> contextlib.AbstractContextManager[Any]:
     return controller.select(filepath=own).limit(limits=1) if own else contextlib.nullcontext()
 
 
-def _adam(objective: _Objective, theta: np.ndarray, max_iter: int, lr: float, beta1: float, beta2: float,
-          eps: float, batch_size: int | None, rng: np.random.Generator,
+def _adam(objective: _Objective, theta: np.ndarray, max_iter: int, lr: float | Callable[[int], float],
+          beta1: float, beta2: float, eps: float, batch_size: int | None, rng: np.random.Generator,
           monitor: _Monitor) -> tuple[np.ndarray, bool, str, int]:
-    lr = _number(lr, "lr", positive=True)
+    schedule = lr if callable(lr) else None
+    rate = 0.0 if schedule is not None else _number(lr, "lr", positive=True)
     eps = _number(eps, "eps", positive=True)
     for name, beta in (("beta1", beta1), ("beta2", beta2)):
         if _number(beta, name) >= 1:
@@ -660,7 +732,7 @@ def _adam(objective: _Objective, theta: np.ndarray, max_iter: int, lr: float, be
     first_moment, second_moment = np.zeros_like(theta), np.zeros_like(theta)
     steps = 0
     loss, gradient = objective(theta)
-    monitor.start(loss)
+    monitor.start(loss, theta)
     if not math.isfinite(loss):
         raise InputError(f"the loss is {loss} at the starting weights; start from other weights")
 
@@ -671,9 +743,11 @@ def _adam(objective: _Objective, theta: np.ndarray, max_iter: int, lr: float, be
         second_moment = beta2 * second_moment + (1 - beta2) * gradient * gradient
         corrected1 = first_moment / (1 - beta1 ** steps)
         corrected2 = second_moment / (1 - beta2 ** steps)
-        return theta - lr * corrected1 / (np.sqrt(corrected2) + eps)
+        return theta - rate * corrected1 / (np.sqrt(corrected2) + eps)
 
     for epoch in range(1, max_iter + 1):
+        if schedule is not None:
+            rate = _scheduled(schedule, epoch)
         previous = theta
         if batch_size is None:
             theta = update(theta, gradient)
@@ -686,7 +760,7 @@ def _adam(objective: _Objective, theta: np.ndarray, max_iter: int, lr: float, be
         if monitor.step(theta, loss):
             converged, message = monitor.reason  # type: ignore[misc]
             if not math.isfinite(loss):
-                monitor.history.pop()
+                monitor.drop_last()
                 return previous, converged, message, epoch - 1
             return theta, converged, message, epoch
     return theta, False, f"max_iter={max_iter} epochs reached", max_iter

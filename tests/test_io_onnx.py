@@ -249,3 +249,39 @@ def test_pytorchs_exports_of_columns_held_as_n(tmp_path: Path) -> None:
     X = np.random.default_rng(0).normal(size=(4, 2))
     np.testing.assert_allclose(symnet.compile(net, "value", backend="numpy")(X).value,
                                module(torch.as_tensor(X)).detach().numpy(), rtol=1e-13)
+
+
+def test_transpose_and_expand_fold_on_constants_and_keep_features(tmp_path: Path) -> None:
+    """A transposed weight matrix (as PyTorch's newer exporter writes ``x @ W.T``) and Expand, against onnxruntime."""
+    rng = np.random.default_rng(4)
+    init = [numpy_helper.from_array(rng.normal(size=(4, 3)), "W"), numpy_helper.from_array(rng.normal(size=(4,)), "b"),
+            numpy_helper.from_array(np.array([1, 4], np.int64), "row"), numpy_helper.from_array(rng.normal(size=(4, 1)), "V"),
+            numpy_helper.from_array(np.array([1, 4], np.int64), "four")]
+    nodes = [
+        helper.make_node("Transpose", ["W"], ["Wt"], name="wt", perm=[1, 0]),
+        helper.make_node("MatMul", ["x", "Wt"], ["h0"], name="fc"),
+        helper.make_node("Expand", ["b", "row"], ["bb"], name="bias_row"),
+        helper.make_node("Add", ["h0", "bb"], ["h"], name="add"),
+        helper.make_node("Tanh", ["h"], ["t"], name="act"),
+        helper.make_node("Transpose", ["t"], ["t2"], name="same", perm=[0, 1]),
+        helper.make_node("MatMul", ["t2", "V"], ["one"], name="head"),
+        helper.make_node("Expand", ["one", "four"], ["wide"], name="copies"),
+        helper.make_node("Mul", ["wide", "t"], ["y0"], name="gate"),
+        helper.make_node("ReduceSum", ["y0", "ax"], ["y"], name="total", keepdims=1),
+    ]
+    init.append(numpy_helper.from_array(np.array([1], np.int64), "ax"))
+    path = _tiny(tmp_path, nodes, init, width=3)
+    net = from_onnx(path)
+    X = rng.normal(size=(15, 3))
+    want = ort.InferenceSession(str(path)).run(None, {"x": X})[0]
+    np.testing.assert_allclose(symnet.compile(net, "value", backend="numpy")(X).value, want, rtol=1e-13, atol=1e-14)
+
+
+@pytest.mark.parametrize("node, message", [
+    (helper.make_node("Transpose", ["x"], ["y"], name="swap"), r"node swap \(Transpose\).*swaps the points with the features"),
+    (helper.make_node("Expand", ["x", "shape"], ["y"], name="grow"), r"node grow \(Expand\).*keep the points"),
+])
+def test_transpose_and_expand_of_points_are_refused(tmp_path: Path, node, message) -> None:
+    init = [numpy_helper.from_array(np.array([5, 2], np.int64), "shape")]
+    with pytest.raises(UnsupportedLayerError, match=message):
+        from_onnx(_tiny(tmp_path, [node], init))

@@ -154,3 +154,43 @@ def test_new_user_findings_get_clear_answers():
         kernel(X[:, None]).laplcian
     with pytest.raises(symnet.InputError, match="at least one derivative"):
         symnet.compile_vjp(net, ())
+
+
+def test_each_terms_share_of_the_loss_is_kept_and_adds_up_to_the_history():
+    net = zoo.resnet_mlp(width=4, blocks=1, seed=0)
+    rng = np.random.default_rng(3)
+    X = rng.uniform(0, 1, (40, 2))
+    y = np.where(np.arange(40) % 2 == 0, np.nan, X[:, 0])
+    terms = [Residual(_boundary(3), lambda P, r: r.value[:, 0], weight=10.0, name="boundary"),
+             Residual(X[:5], lambda P, r: r.jacobian[:, 0, 0] - 1.0),
+             Residual(X[:5], lambda P, r: r.value[:, 0], weight=0.0, name="watched")]
+    for optimizer in ("lbfgs", "adam"):
+        result = symnet.fit(net, X, y, residual=lambda P, r: r.laplacian[:, 0] + _f(P), terms=terms,
+                            optimizer=optimizer, max_iter=15)
+        assert list(result.terms) == ["values y", "residual", "boundary", "terms[1]", "watched"]
+        for name, shares in result.terms.items():
+            assert shares.shape == result.history.shape, name
+        np.testing.assert_allclose(sum(result.terms.values()), result.history, rtol=1e-13)
+        assert np.all(result.terms["watched"] == 0.0) and np.all(result.terms["boundary"] > 0)
+        # each share is that term's loss alone at the trained weights
+        alone = symnet.fit(result.net, terms=[terms[0]], max_iter=1)
+        assert alone.history[0] == pytest.approx(result.terms["boundary"][-1], rel=1e-12)
+    plain = symnet.fit(net, X, y, max_iter=3)
+    assert plain.terms == {}
+
+
+def test_adam_takes_a_learning_rate_schedule():
+    net = symnet.Network.symbolic([2, 5, 1], ["tanh", "linear"])
+    X = np.random.default_rng(6).uniform(0, 1, (30, 2))
+    kwargs = dict(residual=lambda P, r: r.laplacian[:, 0] + _f(P), optimizer="adam", max_iter=20, seed=2)
+    fixed = symnet.fit(net, X, lr=3e-3, **kwargs)
+    constant = symnet.fit(net, X, lr=lambda epoch: 3e-3, **kwargs)
+    np.testing.assert_array_equal(fixed.history, constant.history)
+    seen = []
+    decayed = symnet.fit(net, X, lr=lambda epoch: seen.append(epoch) or 3e-3 * 0.5 ** epoch, **kwargs)
+    assert seen == list(range(1, 21)) and not np.array_equal(decayed.history, fixed.history)
+    for bad, message in ((lambda k: 0.0, r"lr\(1\) gave 0\.0"), (lambda k: float("nan") if k == 3 else 1e-3,
+                                                                  r"lr\(3\) gave nan"),
+                         (lambda k: 1 / 0, r"lr\(1\) raised ZeroDivisionError")):
+        with pytest.raises(symnet.InputError, match=message):
+            symnet.fit(net, X, lr=bad, **kwargs)

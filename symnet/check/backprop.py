@@ -27,8 +27,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import ActivationError, InputError, NotAChainError, ShapeError, WeightError
+from ..errors import ActivationError, InputError, NotAChainError, ShapeError
 from ..losses import LOSSES, check_loss, parse_targets
+from ..weights import float_array
 from ._roundoff import REARRANGE, graph_roundoff_bounds, rearrange, roundoff_bounds
 
 __all__ = ["Derivatives", "Backprop", "GraphBackprop", "backprop", "forward", "node_values", "LOSSES"]
@@ -347,10 +348,7 @@ Triple = tuple[np.ndarray, "np.ndarray | None", "np.ndarray | None"]
 
 def _numeric(matrix: Any, where: str, what: str) -> np.ndarray:
     """A SymPy matrix of numbers as a float64 array of its shape."""
-    if getattr(matrix, "free_symbols", None):
-        names = ", ".join(sorted(str(s) for s in matrix.free_symbols)[:4])
-        raise WeightError(f"{where}: {what} is symbolic ({names}, ...); substitute numbers with net.subs(...) first")
-    return np.array([[float(v) for v in row] for row in matrix.tolist()], dtype=np.float64).reshape(matrix.shape)
+    return float_array(matrix, f"{where}: {what}")
 
 
 def _node_numbers(node: Any) -> dict[str, Any]:

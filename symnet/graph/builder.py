@@ -41,7 +41,7 @@ from .. import activations as _activations
 from ..activations import Activation, T
 from ..errors import ActivationError, LimitError, ShapeError, WeightError
 from ..limits import MAX_GRAPH_UNITS, MAX_GRAPH_WEIGHTS
-from ..weights import brief, matrix as _as_matrix, refuse_masked, shape_of
+from ..weights import brief, matrix as _as_matrix, refuse_masked, shape_of, symbols as symbols_of
 from .ir import Graph, Node, check_name
 
 __all__ = ["Tensor", "input", "dense", "activation", "add", "sub", "mul", "scale", "shift", "rescale", "matmul",
@@ -117,7 +117,8 @@ def _row(values: Any, width: int | None, where: str) -> sympy.ImmutableMatrix:
     refuse_masked(values, where)
     if isinstance(values, sympy.MatrixBase):
         values = list(values)
-    array = np.asarray(values, dtype=object).reshape(-1)
+    float_array = isinstance(values, np.ndarray) and values.dtype.kind == "f"  # stays floats: the fast path
+    array = (values if float_array else np.asarray(values, dtype=object)).reshape(-1)
     n = array.size
     if width is not None and n not in (1, width):
         raise ShapeError(f"{where} has {n} entries but 1 or {width} are needed")
@@ -212,7 +213,8 @@ def _weight_matrix(values: Any, fan_in: int, layout: str, where: str) -> sympy.I
     if len(shape) != 2:
         raise ShapeError(f"{where} must be 2-D (fan_in, units) but has shape {shape}")
     if layout == "torch":
-        values = np.asarray(values.tolist() if isinstance(values, sympy.MatrixBase) else values, dtype=object).T
+        values = (values.T if isinstance(values, np.ndarray) and values.dtype.kind == "f"  # stays floats
+                  else np.asarray(values.tolist() if isinstance(values, sympy.MatrixBase) else values, dtype=object).T)
         shape = (shape[1], shape[0])
     if shape[0] != fan_in:
         hint = "; it looks like the (units, fan_in) layout: pass layout='torch'" if shape[1] == fan_in else ""
@@ -468,7 +470,7 @@ def network(inputs: Tensor | Sequence[Tensor], outputs: Tensor | Sequence[Tensor
             nodes.append(Node(names[t._id], "slice", ("x",), {}, {"start": offset, "stop": offset + t.width}, t.width))
         offset += t.width
     given = {symbol.name for t in order for matrix in t.params.values() if matrix is not None
-             for symbol in matrix.free_symbols}
+             for symbol in symbols_of(matrix)}
     generated: dict[str, str] = {}  # a generated weight name -> its node's dense number
 
     def named(text: str, k: int) -> sympy.Symbol:

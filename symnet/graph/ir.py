@@ -28,6 +28,7 @@ import sympy
 
 from ..activations import Activation
 from ..errors import ShapeError, WeightError
+from ..weights import symbols
 from .ops import OPS, dense_weight
 
 __all__ = ["Graph", "Node", "check_name"]
@@ -94,9 +95,6 @@ class Node:
         return (self.name, self.op, self.inputs, tuple(sorted(self.params.items())), attrs, self.width)
 
 
-def _sort_key(symbol: sympy.Symbol) -> Any:
-    return sympy.default_sort_key(symbol)
-
 
 class Graph:
     """A frozen, shape-checked DAG of tensor ops; the first node is the input, the last the output.
@@ -147,9 +145,8 @@ class Graph:
         seen: dict[sympy.Symbol, None] = {}
         for node in self.nodes:
             for matrix in node.params.values():
-                for entry in matrix:
-                    for symbol in sorted(entry.free_symbols, key=_sort_key):
-                        seen.setdefault(symbol, None)
+                for symbol in symbols(matrix):
+                    seen.setdefault(symbol, None)
         return tuple(seen)
 
     @property

@@ -129,6 +129,7 @@ from .. import activations as _activations, float64
 from ..activations import Activation, T
 from ..errors import InputError, SymnetError
 from ..network import Dense, Network
+from ..weights import matrix as float_matrix
 from ._expr import ExpressionError, parse, safe_text, to_text
 
 __all__ = ["FileFormatError", "UnsupportedLayerError", "UntrustedCodeError", "FORMAT", "VERSION", "CHAIN_VERSION",
@@ -592,7 +593,7 @@ def _matrix(spec: dict[str, Any], shape: tuple[int, int], is_bias: bool, where: 
             index = tuple(int(i) for i in bad[0])
             raise FileFormatError(f"{_shown(path)}: {where}{list(index)} is {array[index]}; weights must be finite "
                                   "numbers")
-        return sympy.ImmutableMatrix(shape[0], shape[1], [sympy.Float(float(v)) for v in array.reshape(-1)])
+        return float_matrix(array.reshape(shape), shape, where)
     if set(spec) == {"text"}:
         rows = [spec["text"]] if is_bias else spec["text"]
         if not (isinstance(rows, list) and len(rows) == shape[0]

@@ -41,6 +41,8 @@ MAX_ONNX_BYTES = 2**31 - 1
 MAX_TENSOR_VALUES = 100_000_000
 #: The most nodes a graph may have.
 MAX_ONNX_NODES = 10_000
+#: The most features one feature may be expanded to (``Expand`` of an ``(N, 1)`` value).
+MAX_EXPANDED_FEATURES = 100_000
 
 
 class _Node:
@@ -283,6 +285,56 @@ def _gather(node: _Node) -> Any:
     return node.squeeze(column) if index.ndim == 0 else column  # a 0-d index drops the axis: (N,)
 
 
+def _transpose(node: _Node) -> Any:
+    """Transpose: folded on constants (any permutation); the identity on ``(N, features)`` only
+    for ``perm=[0, 1]`` (any other swaps the points with the features)."""
+    data, perm = node.inputs[0], node.attr("perm", None)
+    if isinstance(data, g.Tensor):
+        if node.is_squeezed(0) and perm in (None, [0]) or list(perm or []) == [0, 1]:
+            return data
+        raise UnsupportedLayerError(f"{node.where}: Transpose(perm={perm}) of an (N, {data.width}) value swaps the "
+                                    "points with the features; symnet reads Transpose of constants (a weight "
+                                    "matrix) and perm=[0, 1]")
+    array = np.asarray(number(data, node.where))
+    perm = list(range(array.ndim))[::-1] if perm is None else [int(p) for p in perm]
+    if sorted(perm) != list(range(array.ndim)):
+        raise UnsupportedLayerError(f"{node.where}: perm {perm} is not a permutation of the {array.ndim} axes")
+    return Const(np.transpose(array, perm))
+
+
+def _expand(node: _Node) -> Any:
+    """Expand (numpy broadcasting both ways): folded on constants; on ``(N, w)`` the identity
+    when the features stay ``w``, ``w`` copies of a single feature otherwise."""
+    data, shape = node.inputs[0], node.const(1, "shape").astype(np.int64).reshape(-1)
+    if not isinstance(data, g.Tensor):
+        array = np.asarray(number(data, node.where))
+        try:
+            target = np.broadcast_shapes(array.shape, tuple(int(s) for s in shape))
+        except ValueError:
+            raise UnsupportedLayerError(f"{node.where}: shape {array.shape} does not broadcast to "
+                                        f"{tuple(int(s) for s in shape)}") from None
+        if math.prod(target) > MAX_TENSOR_VALUES:
+            raise UnsupportedLayerError(f"{node.where}: expands to {target}, more than "
+                                        "symnet.io.onnx.MAX_TENSOR_VALUES numbers")
+        return Const(np.array(np.broadcast_to(array, target)))
+    held = "(N,)" if node.is_squeezed(0) else f"(N, {data.width})"
+    keeps_points = shape.size == 0 or (shape.size == 1 and not node.is_squeezed(0)) or \
+        (shape.size == 1 and shape[0] == 1) or (shape.size == 2 and shape[0] == 1 and not node.is_squeezed(0))
+    if not keeps_points or (shape.size and shape[-1] < 1):
+        raise UnsupportedLayerError(f"{node.where}: Expand of an {held} value to shape {shape.tolist()}; symnet "
+                                    "reads shapes that keep the points: (1, w) or (w,) (ONNX would broadcast "
+                                    "another against the points)")
+    features = int(shape[-1]) if shape.size else 1
+    if features in (1, data.width):
+        return data
+    if data.width != 1:
+        raise UnsupportedLayerError(f"{node.where}: {data.width} features do not broadcast to {features}")
+    if features > MAX_EXPANDED_FEATURES:
+        raise UnsupportedLayerError(f"{node.where}: one feature expanded to {features:,}, more than "
+                                    f"symnet.io.onnx.MAX_EXPANDED_FEATURES ({MAX_EXPANDED_FEATURES:,})")
+    return g.concat(*([data] * features))
+
+
 _FOLD = {"ReduceSum": np.sum, "ReduceMean": np.mean, "ReduceL2": lambda a, axis, keepdims: np.sqrt(
     np.sum(a * a, axis=axis, keepdims=keepdims))}
 #: The opset from which each reduction takes its axes as an input rather than an attribute.
@@ -442,6 +494,8 @@ OPS: dict[str, tuple[Callable[[_Node], Any], str]] = {
     "BatchNormalization": (_batch_norm, "batch_norm (inference)"),
     "Softmax": (_softmax, "softmax over the features"),
     "Identity": (_identity, "the identity"),
+    "Transpose": (_transpose, "folded on constants; the identity on (N, features) for perm=[0, 1]"),
+    "Expand": (_expand, "folded on constants; on (N, w) the identity, or copies of one feature"),
     "Dropout": (_identity, "the identity (inference)"),
     "Cast": (_cast, "the identity (symnet computes in the kernel's dtype)"),
     "Constant": (_constant, "a constant"),

@@ -367,7 +367,7 @@ def _order_layers(layers: list[tuple[str, np.ndarray, np.ndarray | None]], order
                          f"(out, in) {', '.join(str(tuple(by_prefix[p][1].shape)) for p in names)} chain in no "
                          f"order; a state dict of one chain of Linear layers is needed")
     fits = ("their shapes chain in more than one order (" + " and ".join("[" + ", ".join(c) + "]" for c in chains)
-            + ", ...)" if searched else f"too many orders of their shapes chain to search all")
+            + ", ...)" if searched else "too many orders of their shapes chain to search all")
     raise FileFormatError(f"{path}: the layers {listed} have names, not nn.Sequential indices, so the file does not "
                           f"say the order forward() runs them in, and {fits}; symnet will not guess: give {how}")
 

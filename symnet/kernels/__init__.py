@@ -61,7 +61,7 @@ from ._loss import LossKernel
 from ._vjp import VJPKernel, compile_vjp
 from ._result import KernelResult
 from ._sobolev import GraphSobolevLoss, SobolevLoss
-from ._strategy import EXPRESSION_LIMIT, EXPRESSION_WARNING, choose, schedule_of, warn_if_large
+from ._strategy import EXPRESSION_LIMIT, EXPRESSION_WARNING, choose, node_by_node, schedule_of, warn_if_large
 from .codegen import Output, generate
 
 __all__ = ["compile", "compile_loss", "compile_vjp", "CacheWarning", "EXPRESSION_LIMIT", "EXPRESSION_WARNING", "GraphSobolevLoss",
@@ -201,11 +201,11 @@ def compile(  # noqa: A001 - the public name the API promises
             # compiled in memory must not ask numba for cache=True
             use_disk = use_disk and _cache.usable_cache_dir() is not None
             if strategy == "layered":
-                if schedule == "forward-adjoint" and not net.is_chain:
+                if schedule == "forward-adjoint" and node_by_node(net):
                     plan = GraphAdjointPlan(net, request.words, request.partials, dtype, backend, parallel, use_disk)
                 elif schedule == "forward-adjoint":
                     plan = AdjointPlan(net, request.words, request.partials, dtype, use_disk, parallel)
-                elif not net.is_chain:
+                elif node_by_node(net):
                     plan = GraphLayeredPlan(net, request.words, request.partials, dtype, backend, parallel, use_disk)
                 else:
                     plan = LayeredPlan(net, request.words, request.partials, dtype, backend, parallel, use_disk)

@@ -18,6 +18,7 @@ from ..errors import InputError
 from ..graph import OPS, Graph
 from ..graph import Node as GraphNode
 from ..network import Network
+from ..weights import float_array
 
 
 def architecture(net: Network) -> tuple[Any, ...]:
@@ -72,8 +73,8 @@ def weight_arrays(net: Network, dtype: np.dtype) -> tuple[np.ndarray, ...]:
         raise InputError(f"compile needs numeric weights, but {names}... are symbols: substitute numbers with net.subs(...)")
     if not net.is_chain:
         # evaluated in float64 (an effective W of a weight-normalised layer too), then cast
-        return tuple(np.ascontiguousarray(np.array(matrix.tolist(), dtype=np.float64).reshape(matrix.shape), dtype)
-                     for node in net.graph.nodes[1:] for _, matrix in graph_slots(node))
+        return tuple(np.ascontiguousarray(float_array(matrix, f"node {node.name!r}: {name}"), dtype)
+                     for node in net.graph.nodes[1:] for name, matrix in graph_slots(node))
     arrays = []
     for layer in net.layers:
         arrays += [np.ascontiguousarray(layer.weight_array(dtype)), np.ascontiguousarray(layer.bias_array(dtype))]

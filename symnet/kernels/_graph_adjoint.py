@@ -46,6 +46,9 @@ def graph_adjoint_unsupported(net: Network, words: tuple[str, ...], partials: tu
         return "partials of order 3 or more are propagated forward (Taylor mode)"
     if "hessian" not in words and not any(len(alpha) == 2 for alpha in partials):
         return "it computes Hessian entries, and none was asked for (a Laplacian alone goes forward)"
+    for node in net.graph.nodes[1:]:
+        if node.family == "elementwise" and not node.activation.elementwise:
+            return f"node {node.name!r}: its reverse sweep has no rule for {node.activation.name}, which mixes units"
     return None
 
 

@@ -31,8 +31,9 @@ import numpy as np
 
 from ..activations import T, Activation, get as get_activation
 from ..losses import LOSSES, check_loss, output_activation, parse_targets
-from ..errors import InputError, NotAChainError, ShapeError, WeightError
+from ..errors import InputError, NotAChainError, ShapeError
 from ..network import Network
+from ..weights import float_array
 from . import _cache
 from ._blocks import PerThread, back_through, block_rows, blocks, chunk_rows
 from ._layered import derivatives_source
@@ -248,11 +249,7 @@ def graph_arrays(graph: Any, weights: Any = None) -> GraphParams:
             mine = source.by_name[node.name]
             result[node.name] = {}
             for name, matrix in mine.params.items():
-                if matrix.free_symbols:
-                    names = ", ".join(sorted(str(s) for s in matrix.free_symbols)[:4])
-                    raise WeightError(f"node {node.name!r}: {name} is symbolic ({names}, ...); substitute numbers "
-                                      "with net.subs(...) first")
-                result[node.name][name] = np.array(matrix.tolist(), dtype=np.float64).reshape(matrix.shape)
+                result[node.name][name] = float_array(matrix, f"node {node.name!r}: {name}")
         return result
     if not isinstance(weights, dict):
         raise ShapeError(f"weights must be a Network of the same graph or a dict {{node: {{parameter: array}}}}, "
@@ -550,7 +547,7 @@ def _shift_backward(node: Any, g: np.ndarray, args: list[np.ndarray], params: An
 
 
 def _constant_row(node: Any, name: str) -> np.ndarray:
-    return np.array(node.attrs[name].tolist(), dtype=np.float64).reshape(-1)
+    return float_array(node.attrs[name], f"node {node.name!r}: {name}").reshape(-1)
 
 
 def _rescale_forward(node: Any, args: list[np.ndarray], params: Any) -> np.ndarray:
@@ -564,11 +561,11 @@ def _rescale_backward(node: Any, g: np.ndarray, args: list[np.ndarray], params: 
 
 
 def _matmul_forward(node: Any, args: list[np.ndarray], params: Any) -> np.ndarray:
-    return args[0] @ np.array(node.attrs["matrix"].tolist(), dtype=np.float64)
+    return args[0] @ float_array(node.attrs["matrix"], f"node {node.name!r}: matrix")
 
 
 def _matmul_backward(node: Any, g: np.ndarray, args: list[np.ndarray], params: Any) -> tuple[list[np.ndarray], None]:
-    return [g @ np.array(node.attrs["matrix"].tolist(), dtype=np.float64).T], None
+    return [g @ float_array(node.attrs["matrix"], f"node {node.name!r}: matrix").T], None
 
 
 def _concat_backward(node: Any, g: np.ndarray, args: list[np.ndarray], params: Any) -> tuple[list[np.ndarray], None]:

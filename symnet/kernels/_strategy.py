@@ -27,16 +27,28 @@ EXPRESSION_LIMIT = 200
 EXPRESSION_WARNING = 2000
 
 
+def node_by_node(net: Network) -> bool:
+    """Whether the layered strategy evaluates ``net`` node by node: a graph, or a chain with a
+    softmax layer (whose rule, through its parts, is the graph plan's)."""
+    return not net.is_chain or not all(activation.elementwise for activation in net.activations)
+
+
 def choose(net: Network, request: Request, strategy: str) -> tuple[str, str]:
     """The strategy and why (``kernel.strategy_reason``)."""
-    reason = supports(net, request.words, request.partials) if net.is_chain else \
-        graph_supports(net, request.partials)
+    reason = graph_supports(net, request.partials) if node_by_node(net) else \
+        supports(net, request.words, request.partials)
     if strategy == "layered" and reason:
         raise InputError(f"strategy='layered' cannot evaluate this request: {reason}; use strategy='expression'")
     if strategy != "auto":
         return strategy, f"strategy={strategy!r} was asked for"
     if reason:
         return "expression", f"auto: the layered strategy cannot evaluate this request: {reason}"
+    softmax = [a.name for a in (net.activations if net.is_chain else
+                                (n.activation for n in net.graph.nodes[1:] if n.op == "activation"))
+               if not a.elementwise]
+    if softmax:
+        return "layered", (f"auto: a {softmax[0]} layer: the layered rule keeps the derivatives' relative accuracy "
+                           "in the tails (1 - s is never formed); the expression program's does not")
     if net.is_chain:
         streams = len(closure(request.multi_indices(net.n_inputs)))
         terms = sum(layer.fan_in * layer.fan_out for layer in net.layers) * streams
@@ -74,7 +86,7 @@ def schedule_of(net: Network, request: Request, strategy: str, backend: str, sch
             raise InputError(f"schedule={schedule!r} is for the layered strategy; this kernel uses {strategy!r}: "
                              "pass strategy='layered' too")
         return None
-    if not net.is_chain:
+    if node_by_node(net):
         reason = graph_adjoint_unsupported(net, request.words, request.partials)
         if schedule == "forward-adjoint" and reason:
             raise InputError(f"schedule='forward-adjoint' cannot evaluate this request: {reason}; use schedule='forward'")
