@@ -38,7 +38,7 @@ bench: $(BENCH_STAMP)
 
 # jet-for-pytorch, a benchmark-only comparator, needs Python >= 3.12 and a venv of its own
 # (benchmarks/jet_runner.py); PyPI's torch==2.13.0 for 3.12 is a CUDA build, which runs on the CPU.
-PYTHON312 ?= python3.12
+PYTHON312 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) python3.12)
 jet-venv:
 	$(PYTHON312) -m venv .venv-jet
 	.venv-jet/bin/pip install --quiet "torch==2.13.0" jet-for-pytorch numpy

@@ -354,14 +354,16 @@ def chunk_gflops(width: int = 128, rows: int = 2048, repeats: int = 20) -> float
 
 def floor_seconds(net: Any, kernel: Any, n: int, gflops: float) -> float:
     """The matrix products of symnet's schedule at the measured matmul rate: every dense node's
-    ``2 fan_in fan_out`` FLOPs per point and stream it carries (forward mode: every stream)."""
+    ``2 fan_in fan_out`` FLOPs per point and stream it carries (forward mode: every stream; the
+    forward-adjoint schedule: the value and tangents forward, and the ``m`` outputs' adjoints back)."""
     plan = kernel._plan
     if plan is None:
         return float("nan")
+    back = net.n_outputs if kernel.schedule == "forward-adjoint" else 0
     if net.is_chain:
-        flops = sum(2 * layer.fan_in * layer.fan_out for layer in net.layers) * plan.streams
+        flops = sum(2 * layer.fan_in * layer.fan_out for layer in net.layers) * (plan.streams + back)
     else:
-        flops = sum(2 * node.input_widths[0] * node.width * (plan.streams if plan.varies[node.name] else 1)
+        flops = sum(2 * node.input_widths[0] * node.width * (plan.streams + back if plan.varies[node.name] else 1)
                     for node in plan.layout.live if node.op == "dense" and node.inputs[0] != "x")
     return flops * n / (gflops * 1e9)
 
@@ -405,7 +407,9 @@ def run_row(key: str, task: str, n: int, rounds: int, repeats: int, skip: set[st
         if name == "symnet" and kernel is not None:
             note = f"{kernel.strategy}" + (f", {kernel.schedule}" if kernel.schedule else "")
             if kernel._plan is not None:
-                note += f", {kernel._plan.streams} streams; time / floor {median / floor_seconds(net, kernel, n, gflops):.1f}"
+                back = f" forward + {net.n_outputs} back" if kernel.schedule == "forward-adjoint" else ""
+                floor = floor_seconds(net, kernel, n, gflops)
+                note += f", {kernel._plan.streams} streams{back}; time / floor {median / floor:.1f}"
         rows.append({"comparator": name, "setup": setup, "median": median, "ratio": median / base,
                      "error": _error(outputs[name], outputs["symnet"]) if "symnet" in outputs else float("nan"),
                      "note": note})

@@ -12,7 +12,8 @@ keyed by a *multi-index* -- the sorted tuple of input positions differentiated b
   f^(|P|)(z) prod_{B in P} d^B z``, where ``f^(k)`` is ``sympy.diff`` of the *scalar*
   activation form -- the only place SymPy differentiates anything;
 * products of two branches: Leibniz's rule;
-* softmax: ``exp``, a sum, a reciprocal and products (Leibniz rule).
+* softmax: ``exp``, a sum, a reciprocal and products (Leibniz rule); in programs printed as
+  float code shifted by the layer's largest unit first (:func:`build`'s ``shift_softmax``).
 
 The builder walks the network's graph (:mod:`symnet.graph`) node by node and reads each node's
 rule *family* (linear, elementwise, bilinear), never its op.
@@ -216,10 +217,12 @@ def multi_indices(n_inputs: int, order: int) -> list[MultiIndex]:
 
 
 class _Builder:
-    def __init__(self, program: Program, indices: list[MultiIndex], names: Sequence[str]) -> None:
+    def __init__(self, program: Program, indices: list[MultiIndex], names: Sequence[str],
+                 shift_softmax: bool = False) -> None:
         self.program = program
         self.indices = indices
         self.names = names
+        self.shift_softmax = shift_softmax
 
     def label(self, base: str, alpha: MultiIndex) -> str:
         return base if not alpha else f"{base}[{','.join(self.names[i] for i in alpha)}]"
@@ -302,6 +305,8 @@ class _Builder:
         return self.compose(derivatives, jet, base)
 
     def _softmax(self, jets: list[Jet], order: int, layer: str, base: str) -> list[Jet]:
+        if self.shift_softmax and len(jets) > 1:
+            jets = self._shifted(jets, layer)
         exps = []
         for j, jet in enumerate(jets):
             e = self.program.assign(f"e{layer}_{j}", sympy.exp(jet.get((), sympy.S.Zero)))
@@ -316,11 +321,49 @@ class _Builder:
         inverse = self.compose(reciprocal, total, f"r{layer}")
         return [self.product(e, inverse, f"{base}_{j}") for j, e in enumerate(exps)]
 
+    def _shifted(self, jets: list[Jet], layer: str) -> list[Jet]:
+        """The jets of ``z_j - z_m``, ``m`` the first unit with the largest value at the point.
 
-def build(network: Any, wanted: Iterable[MultiIndex]) -> Program:
+        ``first_k`` is 1 at the first largest unit and 0 elsewhere, so the shift's jet
+        ``sum_k first_k d^alpha z_k`` is exactly ``d^alpha z_m``, and unit ``m``'s shifted jet is
+        exactly 0: its ``exp`` is 1 with no derivatives, and the others' are at most 1.
+        """
+        values = [jet.get((), sympy.S.Zero) for jet in jets]
+        largest = values[0]
+        for value in values[1:]:  # a running maximum: one comparison per unit in the printed code
+            largest = self.program.assign(f"zmax{layer}", sympy.Max(largest, value))
+        first: list[sympy.Expr] = []
+        taken: sympy.Expr = sympy.S.Zero  # 1 once an earlier unit was the first largest
+        for k, value in enumerate(values):
+            is_largest = sympy.Piecewise((sympy.S.One, sympy.Eq(value, largest)), (sympy.S.Zero, True))
+            first.append(self.program.assign(f"first{layer}_{k}", is_largest * (1 - taken)))
+            if k < len(values) - 1:
+                taken = self.program.assign(f"taken{layer}_{k}", taken + first[-1])
+        shift: Jet = {}
+        for alpha in self.indices:
+            expr = sympy.Add(*(w * jet[alpha] for w, jet in zip(first, jets) if alpha in jet))
+            if expr != 0:
+                shift[alpha] = self.program.assign(self.label(f"zshift{layer}", alpha), expr)
+        shifted = []
+        for j, jet in enumerate(jets):
+            out: Jet = {}
+            for alpha in self.indices:
+                expr = jet.get(alpha, sympy.S.Zero) - shift.get(alpha, sympy.S.Zero)
+                if expr != 0:
+                    out[alpha] = self.program.assign(self.label(f"zs{layer}_{j}", alpha), expr)
+            shifted.append(out)
+        return shifted
+
+
+def build(network: Any, wanted: Iterable[MultiIndex], *, shift_softmax: bool = False) -> Program:
     """The program computing the jets ``wanted`` (multi-indices) of every network output.
 
     The returned program's ``jets[k][alpha]`` is ``d^alpha`` of output ``k`` over nodes.
+    ``shift_softmax=True`` (for programs printed as float code: the kernels, exported source)
+    evaluates a softmax layer as ``exp(z - z_m) / sum(exp(z - z_m))``, shifted by the jet of its
+    first largest unit ``z_m`` (chosen point by point): no ``exp`` overflows and no derivative
+    cancels in the tails (``1 - s_m`` is never formed where ``s_m`` is near 1).  Off, the
+    program holds the plain ``exp(z) / sum(exp(z))``, which reads better as a formula.
     Raises :class:`~symnet.LimitError` for a partial above
     :data:`symnet.limits.MAX_DERIVATIVE_ORDER` or more than
     :data:`symnet.limits.MAX_CHAIN_RULE_TERMS` chain-rule terms in all.
@@ -335,7 +378,7 @@ def build(network: Any, wanted: Iterable[MultiIndex]) -> Program:
                 f"{len(indices)} partials over {neurons} neurons")
     names = [s.name for s in network.inputs]
     program = Program(network.inputs)
-    builder = _Builder(program, indices, names)
+    builder = _Builder(program, indices, names, shift_softmax)
     jets: list[Jet] = [{(): x, (i,): sympy.S.One} if (i,) in indices else {(): x}
                        for i, x in enumerate(network.inputs)]
     units: dict[str, list[Jet]] = {"x": jets}

@@ -76,6 +76,23 @@ def test_python_export_survives_extreme_inputs() -> None:
         assert np.isfinite(value) and np.isfinite(gradient[0])
 
 
+def test_python_export_of_softmax_is_shifted_by_the_largest_unit() -> None:
+    """softmax(x, -x, 0): exp(800) overflows unshifted; shifted, s0 = 1 and ds0/dx = s0 (1 - s0 + s1)
+    keeps its relative accuracy (at x = 20 it is about e^-20 = 2e-9, of which 1 - s0 formed
+    directly would keep 8 digits)."""
+    net = symnet.Network.from_weights([[[1.0, -1.0, 0.0]]], None, ["softmax"])
+    namespace: dict[str, Any] = {}
+    exec(export(net, "python", ("value", "gradient")), namespace)
+    x = sympy.Symbol("x")
+    logits = (x, -x, sympy.Integer(0))
+    s0 = sympy.exp(x) / sum(sympy.exp(z) for z in logits)
+    for point in (800, 20, -3):
+        value, gradient = namespace["network"](float(point))
+        assert np.all(np.isfinite(value)) and np.all(np.isfinite(gradient))
+        exact = float(sympy.diff(s0, x).subs(x, sympy.Integer(point)).evalf(30, maxn=4000))
+        assert abs(gradient[0][0] - exact) <= 1e-14 * abs(exact), (point, gradient[0][0], exact)
+
+
 def test_python_export_of_one_derivative_returns_it_alone() -> None:
     net = symnet.Network.from_weights([[[2.0]], [[3.0]]], [[1.0], [0.5]], ["square", "linear"])
     namespace: dict[str, Any] = {}

@@ -298,3 +298,69 @@ def test_an_override_for_a_layer_that_is_not_there_is_an_error() -> None:
     model = keras.Model(x, L.Dense(2, name="d")(L.Lambda(lambda t: t * 2, name="q")(x)))
     with pytest.raises(symnet.ActivationError, match=r"activation for layer 'nosuch': no layer of that name"):
         from_keras(model, activations={"nosuch": "x"})
+
+
+def normalised_without_layer_norm() -> tuple[Any, None]:
+    """``normalised`` less its LayerNormalization, which Keras 3.15's ONNX exporter cannot export
+    on the torch backend (torch.onnx: "Failed to export a node ... because it is not constant",
+    a shape LayerNormalization reads at run time); ONNX's LayerNormalization op is tested on
+    PyTorch's exports (tests/test_io_onnx.py)."""
+    x = keras.Input((3,))
+    n = L.Normalization(mean=[0.5, -1.0, 2.0], variance=[4.0, 0.25, 1.0], name="norm")(x)
+    h = L.Dense(4, activation="silu", name="d1")(n)
+    b = L.BatchNormalization(name="bn")(h)
+    c = L.Concatenate(name="cat")([b, L.Dropout(0.5, name="drop")(n)])
+    model = keras.Model(x, [L.Dense(1, name="head1")(c), L.Dense(2, activation="softplus", name="head2")(c)])
+    model.get_layer("bn").moving_mean.assign(np.linspace(-0.3, 0.3, 4))
+    model.get_layer("bn").moving_variance.assign(np.linspace(0.5, 2.0, 4))
+    return model, None
+
+
+ONNX_MODELS = {"residual": residual, "gated": gated, "normalised": normalised_without_layer_norm,
+               "deeponet": deeponet}
+
+
+@pytest.mark.parametrize("name", sorted(ONNX_MODELS))
+def test_keras_onnx_exports_import_as_the_live_model(name: str, tmp_path: Path) -> None:
+    """Keras' own ONNX exporter (on the torch backend, torch.onnx underneath) on the functional
+    zoo: ``from_onnx`` reads the file into the network ``from_keras`` builds from the live model --
+    value, gradient, Hessian and Laplacian agree to round-off -- and onnxruntime runs the file to
+    the same values.  Float32 models: Keras multiplies float64 matrices in float32, and its
+    exporter writes those products' weights as float32, so a float64 model's file holds rounded
+    weights (as its forward pass uses) and would differ from the live import by 1e-7."""
+    import onnxruntime
+    from symnet.io.onnx import from_onnx
+
+    old = keras.config.floatx(), keras.config.dtype_policy()
+    keras.config.set_floatx("float32")
+    keras.config.set_dtype_policy("float32")
+    try:
+        keras.utils.set_random_seed(3)
+        model, _ = ONNX_MODELS[name]()
+    finally:
+        keras.config.set_floatx(old[0])
+        keras.config.set_dtype_policy(old[1])
+    live = from_keras(model)
+    X = np.random.default_rng(1).uniform(-1.5, 1.5, (5, live.n_inputs))
+    widths = [int(t.shape[-1]) for t in model.inputs]
+    columns = np.split(X, np.cumsum(widths)[:-1], axis=1)
+    tensors = [c.astype(np.float32) for c in columns]
+    model(tensors if len(tensors) > 1 else tensors[0])  # Keras exports only a model that was called
+    path = tmp_path / f"{name}.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.onnx's tracer warnings about Keras' own shape code
+        model.export(str(path), format="onnx", verbose=False)
+    net = from_onnx(path)
+    words = ("value", "jacobian", "hessian", "laplacian")
+    got = symnet.compile(net, words, backend="numpy")(X).as_dict()
+    want = symnet.compile(live, words, backend="numpy")(X).as_dict()
+    # the exporter folds BatchNormalization's gamma / sqrt(variance + eps) and Normalization's
+    # sqrt(variance) into float32 constants: rounded once, so 1e-6 there and round-off elsewhere
+    rtol = 2e-6 if name == "normalised" else 1e-12
+    for word in words:
+        np.testing.assert_allclose(got[word], want[word], rtol=rtol, atol=rtol / 10, err_msg=word)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feeds = {i.name: c.astype(np.float64 if "double" in i.type else np.float32)
+             for i, c in zip(session.get_inputs(), columns)}
+    outputs = np.concatenate([np.asarray(o).reshape(len(X), -1) for o in session.run(None, feeds)], axis=1)
+    np.testing.assert_allclose(outputs, want["value"], rtol=1e-5, atol=1e-6)

@@ -45,3 +45,24 @@ def test_flat_size_warning(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         p.flat()
+
+
+def test_a_shifted_softmax_program_is_the_plain_one_with_exact_ties():
+    """shift_softmax=True computes softmax(z) as softmax(z - z_m) with z_m the first largest unit's
+    jet: the same function and partials, exactly (SymPy, rational points), ties included; the plain
+    program (formulas) has no Max or Piecewise in it."""
+    net = symnet.Network.from_weights([[[1, -2, 3], [2, 1, 0]]], [[0, 1, 0]], ["softmax"])  # z = (x0+2x1, 1-2x0+x1, 3x0)
+    wanted = [(), (0,), (1,), (0, 1), (1, 1, 1)]
+    plain, shifted = build(net, wanted), build(net, wanted, shift_softmax=True)
+    assert not any(e.has(sympy.Max, sympy.Piecewise) for _, e in plain.assignments)
+    assert any(e.has(sympy.Piecewise) for _, e in shifted.assignments)
+    x0, x1 = net.inputs
+    quarter = sympy.Rational(1, 4)
+    points = [(sympy.Rational(1, 3), sympy.Rational(-1, 2)), (0, 0), (1, 1), (quarter, quarter)]
+    for point in points:  # (1, 1): units 0 and 2 tie at 3; (1/4, 1/4): all three at 3/4
+        values = {x0: point[0], x1: point[1]}
+        for k in range(3):
+            for alpha in wanted:
+                want = plain.flat(plain.jets[k][alpha]).subs(values)
+                got = shifted.flat(shifted.jets[k][alpha]).subs(values)
+                assert sympy.simplify(got - want) == 0, (point, k, alpha)

@@ -244,7 +244,7 @@ def export(net: Network, lang: str = "python", derivatives: Iterable[str] | str 
     if not isinstance(name, str) or not name.isascii() or not name.isidentifier() \
             or _reserved(name, _C_RESERVED | _PY_RESERVED, c=True):
         raise InputError(f"name {safe_text(repr(name), 80)} must be an ASCII identifier and not a reserved word")
-    program = build(net, _indices(words, net.n_inputs))
+    program = build(net, _indices(words, net.n_inputs), shift_softmax=lang != "latex")  # float code: tail-safe
     if lang == "latex":
         for symbol in (*net.inputs, *net.params):  # LaTeX gets names as they are: they must be plain
             if not symbol.name.isidentifier():

@@ -52,6 +52,20 @@ def graph_adjoint_unsupported(net: Network, words: tuple[str, ...], partials: tu
     return None
 
 
+def graph_adjoint_cheaper(net: Network, words: tuple[str, ...], partials: tuple[tuple[int, ...], ...]) -> bool:
+    """Whether ``auto`` gives this graph request the forward-adjoint schedule: it can evaluate it,
+    pushes fewer streams through the products (``1 + d + m`` against ``1 + d + d(d+1)/2``), and
+    the graph has no bilinear node (the sweep passes over each product and gate twice and keeps
+    their factors' tangents: measured slower on the gated nets, faster on the others;
+    benchmarks/RESULTS.md, "Measurements behind design choices in the code")."""
+    if graph_adjoint_unsupported(net, words, partials):
+        return False
+    if any(node.family == "bilinear" for node in net.graph.nodes[1:]):
+        return False
+    d, m = net.n_inputs, net.n_outputs
+    return 1 + d + m < 1 + d + d * (d + 1) // 2
+
+
 class GraphAdjointPlan(GraphLayeredPlan):
     """Value and tangents forward through every node, then one adjoint sweep adding the Hessian terms."""
 

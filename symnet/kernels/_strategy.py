@@ -9,7 +9,7 @@ from ..network import Network
 from ..program import closure
 from ..requests import Request
 from ._adjoint import adjoint_unsupported, cheaper
-from ._graph_adjoint import graph_adjoint_unsupported
+from ._graph_adjoint import graph_adjoint_cheaper, graph_adjoint_unsupported
 from ._graph_layered import graph_supports
 from ._layered import supports
 
@@ -43,12 +43,6 @@ def choose(net: Network, request: Request, strategy: str) -> tuple[str, str]:
         return strategy, f"strategy={strategy!r} was asked for"
     if reason:
         return "expression", f"auto: the layered strategy cannot evaluate this request: {reason}"
-    softmax = [a.name for a in (net.activations if net.is_chain else
-                                (n.activation for n in net.graph.nodes[1:] if n.op == "activation"))
-               if not a.elementwise]
-    if softmax:
-        return "layered", (f"auto: a {softmax[0]} layer: the layered rule keeps the derivatives' relative accuracy "
-                           "in the tails (1 - s is never formed); the expression program's does not")
     if net.is_chain:
         streams = len(closure(request.multi_indices(net.n_inputs)))
         terms = sum(layer.fan_in * layer.fan_out for layer in net.layers) * streams
@@ -90,11 +84,12 @@ def schedule_of(net: Network, request: Request, strategy: str, backend: str, sch
         reason = graph_adjoint_unsupported(net, request.words, request.partials)
         if schedule == "forward-adjoint" and reason:
             raise InputError(f"schedule='forward-adjoint' cannot evaluate this request: {reason}; use schedule='forward'")
-        # auto: forward.  With two streams fewer through the products, the forward-adjoint sweep
-        # measured faster on a residual net and slower on a gated one (it passes over every gate
-        # and product twice and keeps tangents for the way back, so its chunks are narrower; the
-        # figures are in benchmarks/RESULTS.md, "Measurements behind design choices in the code")
-        return "forward" if schedule == "auto" else schedule
+        if schedule != "auto":
+            return schedule
+        # with fewer streams through the products the sweep measured faster on graphs without
+        # products (ResNet, Fourier features) and slower on gated ones (graph_adjoint_cheaper)
+        sweep = backend == "numba" and graph_adjoint_cheaper(net, request.words, request.partials)
+        return "forward-adjoint" if sweep else "forward"
     if schedule == "forward-adjoint":
         reason = adjoint_unsupported(net, request.words, request.partials, backend)
         if reason:
