@@ -305,7 +305,9 @@ class _Builder:
         return self.compose(derivatives, jet, base)
 
     def _softmax(self, jets: list[Jet], order: int, layer: str, base: str) -> list[Jet]:
-        if self.shift_softmax and len(jets) > 1:
+        if self.shift_softmax:
+            if len(jets) == 1:  # exp(z) / exp(z): 1 with no derivatives (unshifted, exp(800) overflows)
+                return [{(): sympy.S.One}]
             jets = self._shifted(jets, layer)
         exps = []
         for j, jet in enumerate(jets):
@@ -324,9 +326,10 @@ class _Builder:
     def _shifted(self, jets: list[Jet], layer: str) -> list[Jet]:
         """The jets of ``z_j - z_m``, ``m`` the first unit with the largest value at the point.
 
-        ``first_k`` is 1 at the first largest unit and 0 elsewhere, so the shift's jet
-        ``sum_k first_k d^alpha z_k`` is exactly ``d^alpha z_m``, and unit ``m``'s shifted jet is
-        exactly 0: its ``exp`` is 1 with no derivatives, and the others' are at most 1.
+        ``first_k`` is 1 at the first largest unit and 0 elsewhere, so the shift's jet -- the
+        maximum for the value, ``sum_k first_k d^alpha z_k`` for a derivative -- is exactly
+        ``d^alpha z_m``, and unit ``m``'s shifted jet is exactly 0: its ``exp`` is 1 with no
+        derivatives, and the others' are at most 1.
         """
         values = [jet.get((), sympy.S.Zero) for jet in jets]
         largest = values[0]
@@ -339,8 +342,8 @@ class _Builder:
             first.append(self.program.assign(f"first{layer}_{k}", is_largest * (1 - taken)))
             if k < len(values) - 1:
                 taken = self.program.assign(f"taken{layer}_{k}", taken + first[-1])
-        shift: Jet = {}
-        for alpha in self.indices:
+        shift: Jet = {(): largest}  # the value itself: no 0 * (-inf) from a unit whose logit overflowed
+        for alpha in self.indices[1:]:  # indices start with the value's ()
             expr = sympy.Add(*(w * jet[alpha] for w, jet in zip(first, jets) if alpha in jet))
             if expr != 0:
                 shift[alpha] = self.program.assign(self.label(f"zshift{layer}", alpha), expr)

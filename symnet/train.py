@@ -58,6 +58,9 @@ from .weights import float_array, is_float_matrix
 __all__ = ["fit", "FitResult"]
 
 OPTIMIZERS = ("lbfgs", "adam")
+
+#: Adam's step size and moment decay rates when not given (Kingma & Ba's).
+_ADAM_DEFAULTS = {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
 _DEFAULT_MAX_ITER = {"lbfgs": 1000, "adam": 10000}
 _DEFAULT_PATIENCE = {"lbfgs": 1, "adam": 100}
 _DEFAULT_PRINT_EVERY = 100
@@ -368,10 +371,10 @@ def fit(
     max_iter: int | None = None,
     tol: float = 1e-12,
     patience: int | None = None,
-    lr: float | Callable[[int], float] = 1e-3,
-    beta1: float = 0.9,
-    beta2: float = 0.999,
-    eps: float = 1e-8,
+    lr: float | Callable[[int], float] | None = None,
+    beta1: float | None = None,
+    beta2: float | None = None,
+    eps: float | None = None,
     batch_size: int | None = None,
     options: Mapping[str, Any] | None = None,
     seed: int | None = 0,
@@ -417,8 +420,8 @@ def fit(
         patience: early stop: the run ends, converged, after ``patience`` iterations in a row
             without improvement; default ``None``: 1 for L-BFGS (whose iterations each lower
             the loss), 100 for Adam (whose steps may overshoot).
-        lr, beta1, beta2, eps: Adam's step size and moment decay rates (Kingma & Ba's defaults).
-            ``lr`` may be a schedule, a function of the epoch (1, 2, ...) giving the step size of
+        lr, beta1, beta2, eps: Adam only: its step size and moment decay rates (``None``: Kingma
+            & Ba's 1e-3, 0.9, 0.999, 1e-8; given with L-BFGS, an :class:`InputError`). ``lr`` may be a schedule, a function of the epoch (1, 2, ...) giving the step size of
             that epoch's steps: ``lambda k: 1e-3 * 0.9 ** (k / 100)`` decays it tenfold every
             2,185 epochs (jaxpi's PINNs decay by 0.9 every 2,000 steps or so).
         batch_size: Adam only: minibatches of this many points, reshuffled every epoch from
@@ -485,6 +488,12 @@ def fit(
         batch_size = min(_count(batch_size, "batch_size"), n or len(np.asarray(residuals[0].points)))
     if options is not None and optimizer != "lbfgs":
         raise InputError("options are L-BFGS-B options; for Adam use lr, beta1, beta2, eps")
+    adam = {"lr": lr, "beta1": beta1, "beta2": beta2, "eps": eps}
+    if optimizer != "adam" and any(value is not None for value in adam.values()):
+        given = ", ".join(name for name, value in adam.items() if value is not None)
+        raise InputError(f"{given}: Adam's settings, which L-BFGS does not use; give optimizer='adam' "
+                         "(or options={...} for L-BFGS-B)")
+    lr, beta1, beta2, eps = (_ADAM_DEFAULTS[name] if value is None else value for name, value in adam.items())
     rng = np.random.default_rng(seed)
     theta = _start(net, rng) if net.is_chain else _GraphLayout(net).start(rng)
     if residuals:

@@ -101,6 +101,7 @@ def test_keras_defaults_are_those_of_the_installed_keras() -> None:
     ("linear", "linear"), ("relu", "relu"), ("sigmoid", "sigmoid"), ("tanh", "tanh"), ("softplus", "softplus"),
     ("silu", "silu"), ("swish", "silu"), ("gelu", "gelu"), ("elu", "elu(alpha=1.0)"),
     ("leaky_relu", "leaky_relu(alpha=0.2)"), ("exponential", "exp"), (keras.activations.elu, "elu(alpha=1.0)"),
+    ("celu", "elu(alpha=1.0)"),  # celu(x, 1) is elu(x, 1); Keras' own forward pass is the check
     (None, "linear"),
 ])
 def test_dense_activations_agree(activation: Any, name: str) -> None:

@@ -285,3 +285,27 @@ def test_transpose_and_expand_of_points_are_refused(tmp_path: Path, node, messag
     init = [numpy_helper.from_array(np.array([5, 2], np.int64), "shape")]
     with pytest.raises(UnsupportedLayerError, match=message):
         from_onnx(_tiny(tmp_path, [node], init))
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.5, 2.5])
+def test_celu_is_alpha_times_elu_of_x_over_alpha(tmp_path: Path, alpha: float) -> None:
+    """Celu (float32 only in ONNX, so between Casts) against its formula in float64 and onnxruntime
+    in float32, and at alpha = 1 the elu activation itself (Keras' celu default)."""
+    nodes = [helper.make_node("Cast", ["x"], ["x32"], name="in", to=TensorProto.FLOAT),
+             helper.make_node("Celu", ["x32"], ["c32"], name="celu", alpha=alpha),
+             helper.make_node("Cast", ["c32"], ["c"], name="out", to=TensorProto.DOUBLE),
+             helper.make_node("ReduceSum", ["c", "ax"], ["y"], name="total", keepdims=1)]
+    path = _tiny(tmp_path, nodes, [numpy_helper.from_array(np.array([1], np.int64), "ax")])
+    net = from_onnx(path)
+    X = np.random.default_rng(3).normal(scale=3, size=(40, 2))
+    got = symnet.compile(net, "value", backend="numpy")(X).value
+    formula = np.where(X > 0, X, alpha * np.expm1(X / alpha)).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(got, formula, rtol=1e-14, atol=1e-15)
+    want = ort.InferenceSession(str(path)).run(None, {"x": X})[0]
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    if alpha == 1.0:
+        assert [n.activation.name for n in net.graph.nodes if n.op == "activation"] == ["elu(alpha=1.0)"]
+    with pytest.raises(UnsupportedLayerError, match=r"Celu\(alpha=-1.0\) needs a finite alpha > 0"):
+        from_onnx(_tiny(tmp_path, [helper.make_node("Celu", ["x"], ["c"], name="celu", alpha=-1.0),  # (refused first)
+                                   helper.make_node("ReduceSum", ["c", "ax"], ["y"], name="total", keepdims=1)],
+                        [numpy_helper.from_array(np.array([1], np.int64), "ax")], name="bad.onnx"))

@@ -266,3 +266,36 @@ def test_softmax_derivatives_keep_their_relative_accuracy_in_the_tails(strategy)
                     # at the tie x = 0 an odd derivative of the even s2 is 0: round-off of terms ~40^order
                     tolerance = 1e-14 * (abs(exact) if value != 0 else 40 ** order)
                     assert abs(entry - exact) <= tolerance, (backend, i, value, order, entry, exact)
+
+
+@pytest.mark.parametrize("strategy", ["expression", "layered"])
+def test_a_one_unit_softmax_is_one_everywhere(strategy):
+    """softmax of one unit is exp(z) / exp(z) = 1: no overflow past |z| = 709 (float32: 88), no 0/0."""
+    net = symnet.Network.from_weights([np.array([[1.0]])], None, ["softmax"])
+    for dtype, big in ((np.float64, 800.0), (np.float32, 100.0)):
+        X = np.array([[big], [-big], [0.5]], dtype)
+        for backend in ("numpy", "numba"):
+            got = symnet.compile(net, ("value", "jacobian", "hessian"), strategy=strategy, backend=backend,
+                                 dtype=dtype)(X)
+            assert np.array_equal(got.value, np.ones((3, 1))) and not got.jacobian.any() and not got.hessian.any()
+
+
+@pytest.mark.parametrize("strategy", ["expression", "layered"])
+def test_a_logit_that_overflows_to_minus_infinity_gives_its_limit(strategy):
+    """z = (1, -1e300 x) at x = 1e10: the second logit is -inf, softmax (1, 0) with zero slopes
+    (the shift takes the largest value itself, never 0 * -inf)."""
+    net = symnet.Network.from_weights([np.array([[0.0, -1e300]])], [np.array([1.0, 0.0])], ["softmax"])
+    with np.errstate(over="ignore"):
+        got = symnet.compile(net, ("value", "jacobian"), strategy=strategy, backend="numpy")(np.array([[1e10]]))
+    assert got.value.tolist() == [[1.0, 0.0]] and np.isfinite(got.jacobian).all()
+
+
+def test_auto_counts_a_softmax_layers_statements():
+    """A 1 -> 200 softmax asking for values alone has 200 weights but some 1,800 statements
+    unrolled (55-63 s of numba compile): auto takes the layered strategy; a 2 -> 3 one stays."""
+    rng = np.random.default_rng(0)
+    wide = symnet.Network.from_weights([rng.normal(size=(1, 200))], None, ["softmax"])
+    kernel = symnet.compile(wide, ("value",), backend="numpy")
+    assert kernel.strategy == "layered" and "1800 weight-times-stream terms" in kernel.strategy_reason
+    small = symnet.Network.from_weights([rng.normal(size=(2, 3))], None, ["softmax"])
+    assert symnet.compile(small, ("value", "jacobian", "hessian"), backend="numpy").strategy == "expression"

@@ -289,6 +289,8 @@ def test_fit_returns_a_new_network_with_the_same_inputs():
     ({"y": np.zeros(5), "dy": np.zeros((5, 2)), "loss": "cross_entropy"}, InputError, "need loss='mse'"),
     ({"y": np.zeros(5), "optimizer": "sgd"}, InputError, "optimizer must be one of"),
     ({"y": np.zeros(5), "batch_size": 2}, InputError, "batch_size is for optimizer='adam'"),
+    ({"y": np.zeros(5), "lr": lambda epoch: 1e-3}, InputError, "lr: Adam's settings, which L-BFGS does not use"),
+    ({"y": np.zeros(5), "beta1": 0.5, "eps": 1e-6}, InputError, "beta1, eps: Adam's settings"),
     ({"y": np.zeros(5), "max_iter": 0}, InputError, "max_iter must be an integer >= 1"),
     ({"y": np.zeros(5), "value_weight": -1.0}, InputError, "value_weight must be >= 0"),
     ({"y": np.zeros(5), "optimizer": "adam", "beta1": 1.0}, InputError, r"beta1 must lie in \[0, 1\)"),

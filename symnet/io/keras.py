@@ -72,6 +72,7 @@ KERAS_DEFAULTS: dict[str, dict[str, Any]] = {
     "relu": {"negative_slope": 0.0, "max_value": None, "threshold": 0.0},
     "leaky_relu": {"negative_slope": 0.2},
     "elu": {"alpha": 1.0},
+    "celu": {"alpha": 1.0},
     "gelu": {"approximate": False},
 }
 _PLAIN = {"linear": "linear", "sigmoid": "sigmoid", "tanh": "tanh", "softplus": "softplus", "silu": "silu",
@@ -138,6 +139,11 @@ def _builtin(name: str | None, params: Mapping[str, Any], where: str) -> Activat
         return _activations.activation("leaky_relu", alpha=float(params["negative_slope"]))
     if name == "elu":
         return _activations.activation("elu", alpha=float(params["alpha"]))
+    if name == "celu":  # max(0, x) + min(0, a (exp(x / a) - 1)): elu itself at a = 1, Keras' default
+        if float(params["alpha"]) != 1.0:
+            raise UnsupportedLayerError(f"{where}: celu with alpha={params['alpha']} is not supported (alpha=1, "
+                                        "which is elu, is); give the activation as an expression instead")
+        return _activations.activation("elu", alpha=1.0)
     if name == "gelu":
         return _activations.activation("gelu_tanh" if params["approximate"] else "gelu")
     if name in _PLAIN:

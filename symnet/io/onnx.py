@@ -156,6 +156,17 @@ def _elu(node: _Node) -> Any:
     return g.activation(node.x(), _activations.activation("elu", alpha=float(node.attr("alpha", 1.0))))
 
 
+def _celu(node: _Node) -> Any:
+    """``max(0, x) + min(0, a (exp(x / a) - 1))``, which is ``a elu(x / a)``: elu itself at ``a = 1``."""
+    alpha = float(node.attr("alpha", 1.0))
+    if not math.isfinite(alpha) or alpha <= 0:
+        raise UnsupportedLayerError(f"{node.where}: Celu(alpha={alpha}) needs a finite alpha > 0")
+    elu = _activations.activation("elu", alpha=1.0)
+    if alpha == 1.0:
+        return g.activation(node.x(), elu)
+    return g.rescale(g.activation(g.rescale(node.x(), 1 / alpha), elu), alpha)
+
+
 def _selu(node: _Node) -> Any:
     alpha, gamma = float(node.attr("alpha", 1.67326319217681884765625)), float(node.attr("gamma", 1.05070102214813232421875))
     if abs(alpha - 1.6732632423543772) > 1e-6 or abs(gamma - 1.0507009873554805) > 1e-6:
@@ -467,6 +478,7 @@ OPS: dict[str, tuple[Callable[[_Node], Any], str]] = {
     "Relu": (_activation("relu"), "activation relu"),
     "LeakyRelu": (_leaky, "activation leaky_relu(alpha)"),
     "Elu": (_elu, "activation elu(alpha)"),
+    "Celu": (_celu, "activation elu(1); alpha * elu(x / alpha) for another alpha"),
     "Selu": (_selu, "activation selu"),
     "Softplus": (_activation("softplus"), "activation softplus"),
     "Softsign": (_activation("softsign"), "activation softsign"),
@@ -596,7 +608,7 @@ def from_onnx(path: str | os.PathLike[str]) -> Network:
 
 
 #: Ops that keep an ``(N,)`` tensor ``(N,)``: elementwise ones of one tensor.
-_ELEMENTWISE = {"Neg", "Pow", "Tanh", "Sigmoid", "Relu", "LeakyRelu", "Elu", "Selu", "Softplus", "Softsign", "Mish",
+_ELEMENTWISE = {"Neg", "Pow", "Tanh", "Sigmoid", "Relu", "LeakyRelu", "Elu", "Celu", "Selu", "Softplus", "Softsign", "Mish",
                 "Gelu", "HardSigmoid", "Clip", "Exp", "Sin", "Cos", "Erf", "Log", "Identity", "Dropout", "Cast"}
 
 

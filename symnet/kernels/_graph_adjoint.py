@@ -52,18 +52,20 @@ def graph_adjoint_unsupported(net: Network, words: tuple[str, ...], partials: tu
     return None
 
 
-def graph_adjoint_cheaper(net: Network, words: tuple[str, ...], partials: tuple[tuple[int, ...], ...]) -> bool:
+def graph_adjoint_cheaper(net: Network, words: tuple[str, ...], partials: tuple[tuple[int, ...], ...],
+                          forward_streams: int) -> bool:
     """Whether ``auto`` gives this graph request the forward-adjoint schedule: it can evaluate it,
-    pushes fewer streams through the products (``1 + d + m`` against ``1 + d + d(d+1)/2``), and
-    the graph has no bilinear node (the sweep passes over each product and gate twice and keeps
-    their factors' tangents: measured slower on the gated nets, faster on the others;
-    benchmarks/RESULTS.md, "Measurements behind design choices in the code")."""
+    pushes fewer streams through the products (``1 + d + m`` against forward mode's
+    ``forward_streams``: ``1 + d + d(d+1)/2`` for a whole Hessian, fewer for a few partials,
+    whose tangents go along the inputs they name only), and the graph has no bilinear node (the
+    sweep passes over each product and gate twice and keeps their factors' tangents: measured
+    slower on the gated nets, faster on the others; benchmarks/RESULTS.md, "Measurements behind
+    design choices in the code")."""
     if graph_adjoint_unsupported(net, words, partials):
         return False
     if any(node.family == "bilinear" for node in net.graph.nodes[1:]):
         return False
-    d, m = net.n_inputs, net.n_outputs
-    return 1 + d + m < 1 + d + d * (d + 1) // 2
+    return 1 + net.n_inputs + net.n_outputs < forward_streams
 
 
 class GraphAdjointPlan(GraphLayeredPlan):

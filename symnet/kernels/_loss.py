@@ -352,8 +352,10 @@ class GraphSweep:
                 activation = node.activation
                 if not activation.elementwise:
                     if self.streams(1) > 1:
-                        raise InputError(f"{where}: a {activation.name} node acts on a whole layer; derivative "
-                                         "targets (dy) need elementwise activations")
+                        raise InputError(f"{where}: a {activation.name} node acts on a whole layer; gradients "
+                                         "through input derivatives (dy targets in fit, compile_vjp requests past "
+                                         "the value) need elementwise activations; symnet.compile evaluates its "
+                                         "derivatives, without parameter gradients")
                     self.passes[node.name] = None
                 elif activation.form == T:
                     self.passes[node.name] = None

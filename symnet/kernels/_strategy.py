@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 from ..errors import ExpressionSizeWarning, InputError
 from ..network import Network
@@ -45,7 +46,8 @@ def choose(net: Network, request: Request, strategy: str) -> tuple[str, str]:
         return "expression", f"auto: the layered strategy cannot evaluate this request: {reason}"
     if net.is_chain:
         streams = len(closure(request.multi_indices(net.n_inputs)))
-        terms = sum(layer.fan_in * layer.fan_out for layer in net.layers) * streams
+        terms = sum(layer.fan_in * layer.fan_out + _softmax_terms(activation, layer.fan_out)
+                    for layer, activation in zip(net.layers, net.activations)) * streams
     else:
         terms = _graph_terms(net, request)
     if terms <= EXPRESSION_LIMIT:
@@ -55,11 +57,24 @@ def choose(net: Network, request: Request, strategy: str) -> tuple[str, str]:
                        "the expression kernel would take long to compile")
 
 
+#: A softmax unit's statements in the expression program, per stream, counted as terms: its share
+#: of the running maximum, its 0/1 flag, its shifted jet, ``exp``, the sum and the product with
+#: the reciprocal.  numba's compile time follows the statements: a 1 -> 200 softmax layer (value
+#: only, 200 weights) took 55-63 s to compile unrolled, 0.4-0.8 s layered (2026-12-07).
+SOFTMAX_UNIT_TERMS = 8
+
+
+def _softmax_terms(activation: Any, width: int) -> int:
+    return SOFTMAX_UNIT_TERMS * width if not activation.elementwise else 0
+
+
 def _graph_terms(net: Network, request: Request) -> int:
     """The weight-times-stream terms of a graph's expression program: each linear node's
-    coefficients and each other node's units, times the derivative streams."""
+    coefficients and each other node's units (a softmax node's :data:`SOFTMAX_UNIT_TERMS` per
+    unit), times the derivative streams."""
     streams = len(closure(request.multi_indices(net.n_inputs)))
-    units = sum(sum(len(terms) for terms, _ in node.linear_terms) if node.family == "linear" else node.width
+    units = sum(sum(len(terms) for terms, _ in node.linear_terms) if node.family == "linear" else
+                node.width + (_softmax_terms(node.activation, node.width) if node.family == "elementwise" else 0)
                 for node in net.graph.nodes[1:])
     return units * streams
 
@@ -88,7 +103,8 @@ def schedule_of(net: Network, request: Request, strategy: str, backend: str, sch
             return schedule
         # with fewer streams through the products the sweep measured faster on graphs without
         # products (ResNet, Fourier features) and slower on gated ones (graph_adjoint_cheaper)
-        sweep = backend == "numba" and graph_adjoint_cheaper(net, request.words, request.partials)
+        streams = len(closure(request.multi_indices(net.n_inputs)))  # forward mode's, along the named inputs
+        sweep = backend == "numba" and graph_adjoint_cheaper(net, request.words, request.partials, streams)
         return "forward-adjoint" if sweep else "forward"
     if schedule == "forward-adjoint":
         reason = adjoint_unsupported(net, request.words, request.partials, backend)
