@@ -307,7 +307,7 @@ class _Builder:
     def _softmax(self, jets: list[Jet], order: int, layer: str, base: str) -> list[Jet]:
         if self.shift_softmax:
             if len(jets) == 1:  # exp(z) / exp(z): 1 with no derivatives (unshifted, exp(800) overflows)
-                return [{(): sympy.S.One}]
+                return [{(): sympy.Float(1.0)}]
             jets = self._shifted(jets, layer)
         exps = []
         for j, jet in enumerate(jets):
