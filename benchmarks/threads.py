@@ -3,7 +3,8 @@
 Default: for each benchmark net of :mod:`nets` (value + gradient + Hessian, or value +
 Laplacian), the kernel with its chunks on one thread (``parallel=False``) against the one
 using every core.  With ``--schedules``: for the Hessian nets, ``schedule="forward"``
-against ``schedule="forward-adjoint"``, both on every core.  With ``--losses``: the loss
+against ``schedule="forward-adjoint"``, both on every core; ``--nets G1,G2,G3,G4`` takes the
+graph nets of :mod:`graphs` (value + gradient + Hessian at 10^5 uniform points in [-1, 1]^d).  With ``--losses``: the loss
 gradients of training (``compile_loss``'s mse and the Sobolev loss of ``fit``), one thread
 against all, for the 2-64-64-1 tanh net on 10,000 points of benchmarks/train_speed.py.
 With ``--budgets 4,8,16``: each net's default kernel with each memory budget per thread, in
@@ -11,7 +12,7 @@ MiB (the forward schedule's ``_layered.MEMORY_BUDGET``, forward-adjoint's ``_adj
 ``--rounds`` times, ``--repeats`` timed calls each after a warm-up; the medians over all
 calls are printed with their ratio.  Run:
 
-    python benchmarks/threads.py [--schedules | --losses | --budgets 4,8,16] [--nets T3,T4,T5,L1,L2,L3] [--rounds 3] [--repeats 3]
+    python benchmarks/threads.py [--schedules | --losses | --budgets 4,8,16] [--nets T3,T4,T5,L1,L2,L3,G1,...] [--rounds 3] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -60,10 +61,10 @@ def losses(rounds: int, repeats: int) -> None:
 
 
 def budgets(net: symnet.Network, words: tuple[str, ...], X: np.ndarray, name: str, args: argparse.Namespace) -> None:
-    from symnet.kernels import _adjoint, _layered
+    from symnet.kernels import _adjoint, _graph_adjoint, _layered
 
     kernel = symnet.compile(net, words)
-    module = _layered if kernel.schedule == "forward" else _adjoint
+    module = _layered if kernel.schedule == "forward" else _adjoint if net.is_chain else _graph_adjoint
     default = module.MEMORY_BUDGET
 
     def with_budget(mib: int):
@@ -94,18 +95,24 @@ def main() -> None:
         return losses(5 * args.rounds, 7 * args.repeats)
     names = args.nets or ("T3,T4,T5" if args.schedules else "T3,T4,T5,L1,L2,L3")
     for name in names.split(","):
-        reference = NETS[name]
-        net = reference.symnet_network()
-        words = ("value", "jacobian", "hessian") if reference.task == "hessian" else ("value", "laplacian")
+        if name in NETS:
+            reference = NETS[name]
+            net = reference.symnet_network()
+            words = ("value", "jacobian", "hessian") if reference.task == "hessian" else ("value", "laplacian")
+            X = reference.points(reference.n_points)
+        else:  # a graph net of benchmarks/graphs.py (G1-G5), value + gradient + Hessian at 10^5 points
+            from graphs import NETS as GRAPH_NETS  # imported here: it sets up JAX's and PyTorch's threads too
+            net = GRAPH_NETS[name][1]()
+            words = ("value", "jacobian", "hessian")
+            X = np.random.default_rng(0).uniform(-1, 1, (100_000, net.n_inputs))
         if args.budgets:
-            budgets(net, words, reference.points(reference.n_points), name, args)
+            budgets(net, words, X, name, args)
             continue
         if args.schedules:
             kernels = {schedule: symnet.compile(net, words, strategy="layered", schedule=schedule)
                        for schedule in ("forward", "forward-adjoint")}
         else:
             kernels = {"one thread": symnet.compile(net, words, parallel=False), "all threads": symnet.compile(net, words)}
-        X = reference.points(reference.n_points)
         medians = alternate({label: (lambda k=kernel: k(X)) for label, kernel in kernels.items()},
                             args.rounds, args.repeats)
         (first, a), (second, b) = medians.items()
