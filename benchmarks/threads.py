@@ -4,8 +4,8 @@ Default: for each benchmark net of :mod:`nets` (value + gradient + Hessian, or v
 Laplacian), the kernel with its chunks on one thread (``parallel=False``) against the one
 using every core.  With ``--schedules``: for the Hessian nets, ``schedule="forward"``
 against ``schedule="forward-adjoint"``, both on every core; ``--nets G1,G2,G3,G4`` takes the
-graph nets of :mod:`graphs` (value + gradient + Hessian at 10^5 uniform points in [-1, 1]^d).  With ``--losses``: the loss
-gradients of training (``compile_loss``'s mse and the Sobolev loss of ``fit``), one thread
+graph nets of :mod:`graphs` (value + gradient + Hessian at 10^5 uniform points in [-1, 1]^d).
+With ``--losses``: the loss gradients of training (``compile_loss``'s mse and the Sobolev loss of ``fit``), one thread
 against all, for the 2-64-64-1 tanh net on 10,000 points of benchmarks/train_speed.py.
 With ``--budgets 4,8,16``: each net's default kernel with each memory budget per thread, in
 MiB (the forward schedule's ``_layered.MEMORY_BUDGET``, forward-adjoint's ``_adjoint.MEMORY_BUDGET``).  The two take turns

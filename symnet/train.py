@@ -421,7 +421,8 @@ def fit(
             without improvement; default ``None``: 1 for L-BFGS (whose iterations each lower
             the loss), 100 for Adam (whose steps may overshoot).
         lr, beta1, beta2, eps: Adam only: its step size and moment decay rates (``None``: Kingma
-            & Ba's 1e-3, 0.9, 0.999, 1e-8; given with L-BFGS, an :class:`InputError`). ``lr`` may be a schedule, a function of the epoch (1, 2, ...) giving the step size of
+            & Ba's 1e-3, 0.9, 0.999, 1e-8; given with L-BFGS, an :class:`InputError`).  ``lr``
+            may be a schedule, a function of the epoch (1, 2, ...) giving the step size of
             that epoch's steps: ``lambda k: 1e-3 * 0.9 ** (k / 100)`` decays it tenfold every
             2,185 epochs (jaxpi's PINNs decay by 0.9 every 2,000 steps or so).
         batch_size: Adam only: minibatches of this many points, reshuffled every epoch from

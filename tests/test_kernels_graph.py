@@ -481,7 +481,7 @@ def test_auto_gives_graphs_without_products_the_forward_adjoint_schedule_for_hes
     assert symnet.compile(gated_net, hessian, strategy="layered").schedule == "forward"  # products: measured slower
     assert symnet.compile(residual_net, ("value", "laplacian"), strategy="layered").schedule == "forward"
     assert symnet.compile(residual_net, hessian, strategy="layered", backend="numpy").schedule == "forward"
-    wide_input = graph_zoo.resnet_mlp(8, 12, 2, 1)  # one mixed partial: tangents along x0 and x1 only, 4 streams
+    wide_input = graph_zoo.resnet_mlp(8, 12, 2, 1)  # one mixed partial: tangents along x0 and x1 only, 6 streams
     assert symnet.compile(wide_input, ("value", (0, 1)), strategy="layered").schedule == "forward"  # not 1+8+1
     assert symnet.compile(wide_input, hessian, strategy="layered").schedule == "forward-adjoint"  # 10 < 45
     X = np.random.default_rng(3).uniform(-1, 1, (30, 2))

@@ -43,7 +43,7 @@ from ..functions import erfc_neg, sigmoid, softplus, tail_safe
 from ..faa_di_bruno import grouped_terms
 from .codegen import ArrayPrinter, ScalarPrinter, docstring, vecmath_digest
 
-__all__ = ["LayeredPlan", "supports"]
+__all__ = ["LayeredPlan", "forward_streams", "supports"]
 
 #: Bytes of stacked streams a chunk of points may use (two ping-pong buffers and the pass's
 #: scratch), per thread (:mod:`symnet.kernels._threads`: each thread works on its own chunk).
@@ -735,3 +735,19 @@ def store(out: dict[str, np.ndarray], partials: dict[str, tuple[int, ...]], valu
                 target[...] = higher(alpha)
             else:
                 target[...] = value if not alpha else tangents[alpha[0]] if len(alpha) == 1 else second(pair_index[alpha])
+
+
+class _StreamLayout:
+    """The stream layout of :class:`LayeredPlan` alone, without buffers or compiled passes."""
+
+    _lay_out_streams = LayeredPlan._lay_out_streams
+    inner = LayeredPlan.inner
+
+
+def forward_streams(d: int, words: tuple[str, ...], partials: tuple[tuple[int, ...], ...],
+                    only_asked: bool = False) -> int:
+    """How many streams forward mode carries for a request (the plans' own layout rule;
+    ``only_asked`` as graph plans lay them out: tangents along the named inputs only)."""
+    layout = _StreamLayout()
+    layout._lay_out_streams(d, words, partials, only_asked)
+    return layout.streams

@@ -12,7 +12,7 @@ from ..requests import Request
 from ._adjoint import adjoint_unsupported, cheaper
 from ._graph_adjoint import graph_adjoint_cheaper, graph_adjoint_unsupported
 from ._graph_layered import graph_supports
-from ._layered import supports
+from ._layered import forward_streams, supports
 
 #: ``strategy="auto"`` prints the expression program while it has at most this many
 #: weight-times-stream terms.  Why a size limit: the unrolled expression kernel evaluates
@@ -103,7 +103,7 @@ def schedule_of(net: Network, request: Request, strategy: str, backend: str, sch
             return schedule
         # with fewer streams through the products the sweep measured faster on graphs without
         # products (ResNet, Fourier features) and slower on gated ones (graph_adjoint_cheaper)
-        streams = len(closure(request.multi_indices(net.n_inputs)))  # forward mode's, along the named inputs
+        streams = forward_streams(net.n_inputs, request.words, request.partials, only_asked=True)
         sweep = backend == "numba" and graph_adjoint_cheaper(net, request.words, request.partials, streams)
         return "forward-adjoint" if sweep else "forward"
     if schedule == "forward-adjoint":
