@@ -8,7 +8,8 @@ An :class:`Activation` carries everything the rest of symnet needs about one act
   hand for the built-ins, so the numeric back-propagation oracle shares no code with the
   SymPy path (for user activations they are lambdified from ``form``);
 * ``kinks``: the points ``t`` where the activation is not smooth (``relu``: ``0``);
-* ``elementwise``: ``False`` for ``softmax``, which acts on a whole layer.
+* ``elementwise``: ``False`` for ``softmax`` and ``log_softmax``, which act on a whole layer
+  (:meth:`Activation.apply_layer`, :meth:`Activation.layer_vjp`).
 
 Adding an activation is one :func:`register` call.  Look one up with :func:`get`, which
 takes a registered name (``"tanh"``, ``"leaky_relu(0.2)"``), an :class:`Activation`, a
@@ -60,12 +61,13 @@ class Activation:
 
     Attributes:
         name: the name shown in ``repr`` and saved in files (``"tanh"``, ``"leaky_relu(alpha=0.2)"``).
-        form: SymPy expression in :data:`T`; ``None`` only for layer-wise activations (softmax).
+        form: SymPy expression in :data:`T`; ``None`` only for layer-wise activations (softmax,
+            log_softmax).
         numpy: numeric ``f(z)`` on arrays of any shape (softmax: along the last axis).
         numpy_derivative: numeric ``f'(z)``, elementwise; ``None`` for softmax.
         numpy_second_derivative: numeric ``f''(z)`` (0 between kinks for piecewise-linear ones).
         kinks: values of ``t`` where ``form`` is not infinitely differentiable.
-        elementwise: ``False`` when the activation mixes the units of a layer (softmax).
+        elementwise: ``False`` when the activation mixes the units of a layer (softmax, log_softmax).
         legacy_forms: forms of the same function that earlier symnet versions wrote to files
             (which therefore still load), e.g. ``leaky_relu``'s ``a*t + (1 - a)*Max(0, t)``.
     """
@@ -112,7 +114,43 @@ class Activation:
             exps = [sympy.exp(zj) for zj in z]
             total = sympy.Add(*exps)
             return [e / total for e in exps]
+        if self.name == "log_softmax":
+            total = sympy.log(sympy.Add(*(sympy.exp(zj) for zj in z)))
+            return [zj - total for zj in z]
         raise ActivationError(f"activation {self.name!r} has no layer rule")  # pragma: no cover
+
+    def layer_vjp(self, z: list[sympy.Expr], g: list[sympy.Expr]) -> list[sympy.Expr]:
+        """``dL/dz`` from ``g = dL/da`` through a layer-wise activation, as SymPy expressions.
+
+        softmax: ``J = diag(p) - p p^T``, so ``p_j (g_j - sum_k g_k p_k)``; log_softmax:
+        ``J = I - 1 p^T``, so ``g_j - p_j sum_k g_k`` (``p`` the softmax of ``z``).
+
+        >>> a, b = sympy.symbols("a b")
+        >>> get("log_softmax").layer_vjp([a, a], [1, 0])
+        [1/2, -1/2]
+        """
+        exps = [sympy.exp(zj) for zj in z]
+        total = sympy.Add(*exps)
+        p = [e / total for e in exps]
+        if self.name == "softmax":
+            inner = sympy.Add(*(gk * pk for gk, pk in zip(g, p)))
+            return [pj * (gj - inner) for pj, gj in zip(p, g)]
+        if self.name == "log_softmax":
+            total_g = sympy.Add(*g)
+            return [gj - pj * total_g for pj, gj in zip(p, g)]
+        raise ActivationError(f"activation {self.name!r} has no layer rule")
+
+    def numpy_layer_vjp(self, a: np.ndarray, g: np.ndarray) -> np.ndarray:
+        """``dL/dz`` from the layer's outputs ``a`` and ``g = dL/da``, ``(..., width)`` each (numeric).
+
+        >>> get("softmax").numpy_layer_vjp(np.array([0.5, 0.5]), np.array([1.0, 0.0]))
+        array([ 0.25, -0.25])
+        """
+        if self.name == "softmax":
+            return a * (g - np.sum(g * a, axis=-1, keepdims=True))
+        if self.name == "log_softmax":
+            return g - np.exp(a) * np.sum(g, axis=-1, keepdims=True)
+        raise ActivationError(f"activation {self.name!r} has no layer rule")
 
     @cached_property
     def polynomial(self) -> bool:
@@ -576,6 +614,13 @@ def _softmax_numpy(z: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
+def _log_softmax_numpy(z: np.ndarray) -> np.ndarray:
+    """``z - logsumexp(z)`` along the last axis, shifted by the largest unit (no overflow)."""
+    z = np.asarray(z, dtype=np.result_type(z, np.float32))
+    shifted = z - np.max(z, axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
 _INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)
 
 # The rules below keep relative accuracy over the whole float64 range (tests/test_tails.py
@@ -758,6 +803,7 @@ register("exp", _elementwise("exp", sympy.exp(T), np.exp, np.exp, np.exp))
 register("square", _elementwise("square", T**2, lambda z: np.square(z), lambda z: 2 * np.asarray(z, float),
                                 lambda z: np.full_like(np.asarray(z, float), 2.0)))
 register("softmax", Activation("softmax", None, _softmax_numpy, elementwise=False))
+register("log_softmax", Activation("log_softmax", None, _log_softmax_numpy, elementwise=False))
 register("mish", _elementwise("mish", T * sympy.tanh(softplus(T)),
                               lambda z: np.asarray(z, float) * np.tanh(np.logaddexp(0.0, z)),
                               lambda z: (lambda z, t, sech2, sg: t + z * sech2 * sg)(*_mish_parts(z)),

@@ -228,9 +228,7 @@ def _through_activation(activation: Any, z: sympy.Matrix, delta: sympy.Matrix) -
     if activation.elementwise:
         first = activation.derivative(1)
         return sympy.Matrix([[delta[0, j] * first.xreplace({T: z[0, j]}) for j in range(z.shape[1])]])
-    p = sympy.Matrix([activation.apply_layer(list(z))])  # softmax: J = diag(p) - p p^T
-    inner = sympy.Add(*(delta[0, k] * p[0, k] for k in range(p.shape[1])))
-    return sympy.Matrix([[p[0, j] * (delta[0, j] - inner) for j in range(p.shape[1])]])
+    return sympy.Matrix([activation.layer_vjp(list(z), list(delta))])  # softmax, log_softmax
 
 
 # --- parameter gradients of graph networks: reverse accumulation by rule family -------------------
@@ -263,7 +261,7 @@ def _graph_param_grad(net: Network, loss: str, X: list[list[sympy.Expr]], target
         node.name: {p: [[[] for _ in range(m.shape[1])] for _ in range(m.shape[0])] for p, m in node.params.items()}
         for node in owners}
     output = graph.by_name[graph.output]
-    softmax_output = output.op == "activation" and not output.activation.elementwise
+    softmax_output = output.op == "activation" and output.activation.name == "softmax"
     scale = sympy.Integer(len(X))
     for x, t in zip(X, targets):
         units: dict[str, list[sympy.Expr]] = {"x": list(x)}
@@ -368,11 +366,9 @@ def _graph_back(node: Any, g: list[sympy.Expr], units: dict[str, list[sympy.Expr
             first = node.activation.derivative(1)
             for j in range(node.width):
                 target[j].append(g[j] * first.xreplace({T: z[j]}))
-        else:  # softmax: J = diag(p) - p p^T
-            p = units[node.name]
-            inner = sympy.Add(*(gk * pk for gk, pk in zip(g, p)))
-            for j in range(node.width):
-                target[j].append(p[j] * (g[j] - inner))
+        else:  # softmax, log_softmax: their layer rule
+            for j, share in enumerate(node.activation.layer_vjp(z, g)):
+                target[j].append(share)
         return
     # bilinear: a * b unit by unit, a width-1 input broadcast (its adjoint sums over the units)
     (a, b), (name_a, name_b) = args, node.inputs

@@ -259,7 +259,7 @@ def closed_form_size(net: Any) -> int:
         if activation.elementwise:
             form = 1 if activation.form is None else tree_size(activation.form, MAX_PRINT_SIZE)
             size = z * max(1, _occurrences(activation.form)) + form
-        else:  # softmax: exp(z_j) over the sum of every exp(z_i)
+        else:  # softmax: exp(z_j) over the sum of every exp(z_i); log_softmax: z_j - log of that sum
             size = (layer.fan_out + 1) * (z + 2) + 2
         total = size * layer.fan_out
     return total
@@ -277,7 +277,7 @@ def _graph_form_size(graph: Any) -> int:
         elif node.activation.elementwise:
             form = node.activation.form
             size = args[0] * max(1, _occurrences(form)) + (1 if form is None else tree_size(form, MAX_PRINT_SIZE))
-        else:  # softmax
+        else:  # softmax, log_softmax
             size = (node.width + 1) * (args[0] + 2) + 2
         sizes[node.name] = min(size, 10**18)
     return sizes[graph.output] * graph.n_outputs

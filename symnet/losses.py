@@ -181,7 +181,12 @@ def parse_targets(loss: str, targets: Any, n_points: int, n_outputs: int, *, exa
 
 
 def _check_loss_outputs(loss: str, m: int, last_activation: str | None) -> None:
-    """Refuse a cross entropy that is identically 0: softmax over one output is always 1."""
+    """Refuse a cross entropy that is identically 0 (softmax over one output is always 1) or that
+    reads log-probabilities as probabilities (a log_softmax output)."""
+    if loss == "cross_entropy" and last_activation == "log_softmax":
+        raise InputError("cross_entropy reads the outputs as probabilities, but a log_softmax layer gives "
+                         "log-probabilities: use loss='softmax_cross_entropy' (the softmax of log_softmax(z) is "
+                         "softmax(z), so it is the negative log-likelihood of these outputs), or a softmax layer")
     if m != 1:
         return
     if loss == "softmax_cross_entropy":

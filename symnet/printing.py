@@ -176,7 +176,8 @@ def formula(net: Any, what: str = "jacobian") -> str:
 
     ``what="value"`` gives the forward pass, ``"jacobian"`` the chain rule
     ``J = diag(f_L'(z_L)) W_L^T ... diag(f_1'(z_1)) W_1^T`` (a linear layer contributes
-    ``W^T`` alone; a softmax layer its Jacobian ``diag(p) - p p^T``).
+    ``W^T`` alone; a softmax layer its Jacobian ``diag(p) - p p^T``, a log_softmax layer
+    ``I - 1 p^T``).
 
     ``"hessian"`` and ``"laplacian"`` give the exact second derivatives of output ``y_k`` as
     one term per nonlinear layer -- what the layered kernels compute in Taylor mode:
@@ -226,6 +227,8 @@ def _slope(layer: Any, number: int) -> str | None:
     name = layer.activation.name
     if name == "softmax":
         return f"\\left(\\operatorname{{diag}}(p_{{{number}}}) - p_{{{number}}} p_{{{number}}}^{{T}}\\right)"
+    if name == "log_softmax":  # d(z - logsumexp z)/dz = I - 1 p^T, p the layer's softmax
+        return f"\\left(I - \\mathbf{{1}} p_{{{number}}}^{{T}}\\right)"
     if name == "linear":
         return None
     return f"\\operatorname{{diag}}\\left({_tex_activation(layer.activation)}'(z_{{{number}}})\\right)"

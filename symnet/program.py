@@ -12,8 +12,9 @@ keyed by a *multi-index* -- the sorted tuple of input positions differentiated b
   f^(|P|)(z) prod_{B in P} d^B z``, where ``f^(k)`` is ``sympy.diff`` of the *scalar*
   activation form -- the only place SymPy differentiates anything;
 * products of two branches: Leibniz's rule;
-* softmax: ``exp``, a sum, a reciprocal and products (Leibniz rule); in programs printed as
-  float code shifted by the layer's largest unit first (:func:`build`'s ``shift_softmax``).
+* softmax: ``exp``, a sum, a reciprocal and products (Leibniz rule); log-softmax: ``exp``,
+  a sum, its ``log`` (Faa di Bruno) and a difference; in programs printed as float code both
+  are shifted by the layer's largest unit first (:func:`build`'s ``shift_softmax``).
 
 The builder walks the network's graph (:mod:`symnet.graph`) node by node and reads each node's
 rule *family* (linear, elementwise, bilinear), never its op.
@@ -290,6 +291,8 @@ class _Builder:
                     for j, jet in enumerate(jets)]
         if activation.name == "softmax":
             return self._softmax(jets, order, tag, base)
+        if activation.name == "log_softmax":
+            return self._log_softmax(jets, order, tag, base)
         raise NotImplementedError(activation.name)  # pragma: no cover - registry guards this
 
     def _elementwise(self, jet: Jet, activation: Any, order: int, base: str, suffix: str | None) -> Jet:
@@ -309,6 +312,39 @@ class _Builder:
             if len(jets) == 1:  # exp(z) / exp(z): 1 with no derivatives (unshifted, exp(800) overflows)
                 return [{(): sympy.Float(1.0)}]
             jets = self._shifted(jets, layer)
+        exps, total = self._exp_sum(jets, order, layer)
+        r = self.program.assign(f"r{layer}", 1 / total[()])
+        reciprocal = [r] + [sympy.Integer((-1) ** k * sympy.factorial(k)) * r ** (k + 1) for k in range(1, order + 1)]
+        inverse = self.compose(reciprocal, total, f"r{layer}")
+        return [self.product(e, inverse, f"{base}_{j}") for j, e in enumerate(exps)]
+
+    def _log_softmax(self, jets: list[Jet], order: int, layer: str, base: str) -> list[Jet]:
+        """``z_j - log(sum_k exp(z_k))``; in float code ``(z_j - z_m) - log(sum_k exp(z_k - z_m))``.
+
+        The shifted sum is at least 1 (unit ``m`` contributes ``exp(0)``), so its ``log`` is
+        finite and ``log^(k)(S) = (-1)^(k-1) (k-1)! / S^k`` never divides by a tiny number.
+        """
+        if self.shift_softmax:
+            if len(jets) == 1:  # z - log(exp(z)) = 0 exactly (unshifted, exp(800) overflows)
+                return [{(): sympy.Float(0.0)}]
+            jets = self._shifted(jets, layer)
+        _, total = self._exp_sum(jets, order, layer)
+        logarithm = [self.program.assign(f"L{layer}", sympy.log(total[()]))]
+        r = self.program.assign(f"r{layer}", 1 / total[()]) if order else None
+        logarithm += [sympy.Integer((-1) ** (k - 1) * sympy.factorial(k - 1)) * r ** k for k in range(1, order + 1)]
+        log_total = self.compose(logarithm, total, f"L{layer}")
+        out = []
+        for j, jet in enumerate(jets):
+            unit: Jet = {}
+            for alpha in self.indices:
+                expr = jet.get(alpha, sympy.S.Zero) - log_total.get(alpha, sympy.S.Zero)
+                if expr != 0:
+                    unit[alpha] = self.program.assign(self.label(f"{base}_{j}", alpha), expr)
+            out.append(unit)
+        return out
+
+    def _exp_sum(self, jets: list[Jet], order: int, layer: str) -> tuple[list[Jet], Jet]:
+        """The jets of ``exp(z_j)`` (one per unit) and of their sum ``S``."""
         exps = []
         for j, jet in enumerate(jets):
             e = self.program.assign(f"e{layer}_{j}", sympy.exp(jet.get((), sympy.S.Zero)))
@@ -318,10 +354,7 @@ class _Builder:
             expr = sympy.Add(*(e[alpha] for e in exps if alpha in e))
             if expr != 0:
                 total[alpha] = self.program.assign(self.label(f"S{layer}", alpha), expr)
-        r = self.program.assign(f"r{layer}", 1 / total[()])
-        reciprocal = [r] + [sympy.Integer((-1) ** k * sympy.factorial(k)) * r ** (k + 1) for k in range(1, order + 1)]
-        inverse = self.compose(reciprocal, total, f"r{layer}")
-        return [self.product(e, inverse, f"{base}_{j}") for j, e in enumerate(exps)]
+        return exps, total
 
     def _shifted(self, jets: list[Jet], layer: str) -> list[Jet]:
         """The jets of ``z_j - z_m``, ``m`` the first unit with the largest value at the point.

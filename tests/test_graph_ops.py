@@ -264,6 +264,9 @@ _COMPOSITE_CASES: dict[str, _Case] = {case.name: case for case in [
     _Case("softmax", 3, _params(),
           lambda x, p: graph.softmax(x),
           lambda m, x, p: [m.exp(v) / sum(m.exp(u) for u in x) for v in x], frozenset({"softmax"})),
+    _Case("log_softmax", 3, _params(),
+          lambda x, p: graph.log_softmax(x),
+          lambda m, x, p: [v - m.log(sum(m.exp(u) for u in x)) for v in x], frozenset({"log_softmax"})),
     _Case("layer_norm", 3,
           _params(gamma=_row_or_scalar(3), beta=_row_or_scalar(3), eps=st.sampled_from([1e-5, 1e-3, 0.1])),
           lambda x, p: graph.layer_norm(x, p["gamma"], p["beta"], p["eps"]),
@@ -444,8 +447,8 @@ def _ops_in(net: symnet.Network) -> set[str]:
         found.add(node.op)
         if node.op == "dense":
             found.add(node.attrs.get("parametrization", "plain"))
-        if node.op == "activation" and node.attrs["activation"].name == "softmax":
-            found.add("softmax")
+        if node.op == "activation" and node.attrs["activation"].name in ("softmax", "log_softmax"):
+            found.add(node.attrs["activation"].name)
     return found
 
 

@@ -309,7 +309,9 @@ def test_two_processes_build_the_same_kernel_at_once(tmp_path):
 
 
 @pytest.mark.parametrize("loss, last", [("mse", "linear"), ("mse", "sigmoid"), ("cross_entropy", "softmax"),
-                                        ("cross_entropy", "sigmoid"), ("softmax_cross_entropy", "linear")])
+                                        ("cross_entropy", "sigmoid"), ("softmax_cross_entropy", "linear"),
+                                        ("mse", "softmax"), ("mse", "log_softmax"),
+                                        ("softmax_cross_entropy", "log_softmax")])
 def test_loss_kernel_matches_param_grad(loss, last):
     rng = np.random.default_rng(11)
     net = random_network(rng, [2, 4, 3, 2], ["tanh", "softplus", last])
@@ -334,8 +336,9 @@ def test_loss_kernel_seed_004_and_errors():
                                atol=1e-6)
     with pytest.raises(symnet.InputError, match="unknown loss"):
         symnet.compile_loss(net, "l1")
-    with pytest.raises(symnet.InputError, match="cross_entropy' only"):
-        symnet.compile_loss(net, "mse")
+    with pytest.raises(symnet.InputError, match="log_softmax layer gives log-probabilities.*softmax_cross_entropy"):
+        symnet.compile_loss(symnet.Network.from_weights([W], None, "log_softmax"), "cross_entropy")(
+            np.array([[0.6, 0.9]]), np.array([2]))
     with pytest.raises(symnet.ShapeError, match="Y has shape"):
         symnet.compile_loss(random_network(np.random.default_rng(0), [2, 1], ["linear"]), "mse")(np.zeros((3, 2)),
                                                                                                   np.zeros((2, 1)))

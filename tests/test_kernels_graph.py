@@ -14,8 +14,8 @@ import torch
 
 import symnet
 from symnet import kernels
-from symnet.graph import (blend, concat, dense, fourier_features, inner, input, layer_norm, network, normalize,
-                          scale, shift, softmax)
+from symnet.graph import (blend, concat, dense, fourier_features, inner, input, layer_norm, log_softmax, network,
+                          normalize, scale, shift, softmax)
 
 
 WORDS = ("value", "jacobian", "hessian", "laplacian", (0, 0, 1))
@@ -134,6 +134,16 @@ def softmaxed(rng):
     return net, f
 
 
+def log_softmaxed(rng):
+    W1, b1, W2, b2 = (rng.normal(scale=0.8, size=s) for s in [(2, 3), 3, (2, 3), 3])
+    x = input(2)
+    net = network(x, log_softmax(dense(x, W1, b1)) * dense(x, W2, b2, "tanh"))
+
+    def f(x):
+        return torch.log_softmax(x @ _t(W1) + _t(b1), dim=0) * torch.tanh(x @ _t(W2) + _t(b2))
+    return net, f
+
+
 def sigmoid_silu(rng):
     W1, b1, W2, b2, W3, b3 = (rng.normal(scale=0.8, size=s) for s in [(2, 3), 3, (3, 3), 3, (3, 1), 1])
     alpha, s, t = 0.3, 1.7, -0.4
@@ -159,7 +169,8 @@ def deeponet(rng):
     return net, f
 
 
-ZOO = [residual, gated, concat_slice, layer_normed, weight_normed, fourier, two_heads, softmaxed, sigmoid_silu, deeponet]
+ZOO = [residual, gated, concat_slice, layer_normed, weight_normed, fourier, two_heads, softmaxed, log_softmaxed,
+       sigmoid_silu, deeponet]
 
 
 def zoo(make, seed=0):
@@ -256,7 +267,7 @@ def test_graph_kernels_agree_with_the_closed_form_and_autograd(make):
             assert_close(got, torch_[name], 1e-12)
 
 
-@pytest.mark.parametrize("make", [residual, layer_normed, weight_normed, softmaxed])
+@pytest.mark.parametrize("make", [residual, layer_normed, weight_normed, softmaxed, log_softmaxed])
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
 def test_float32_graph_kernels(make, backend):
     net, _ = zoo(make, seed=2)

@@ -217,20 +217,21 @@ def test_random_dags_agree_across_strategies_and_backends(net, words):
             _compare(got.as_dict(), symnet.compile(net, words2, backend="numpy", strategy="expression")(X), rtol=1e-10)
 
 
-def _softmax_nets():
+def _softmax_nets(name="softmax"):
     rng = np.random.default_rng(5)
     x = input(2)
     h = dense(x, rng.normal(size=(2, 5)), rng.normal(size=5), "tanh")
-    graph = network(x, dense(dense(h, rng.normal(size=(5, 3)), rng.normal(size=3), "softmax") + h[0],
+    graph = network(x, dense(dense(h, rng.normal(size=(5, 3)), rng.normal(size=3), name) + h[0],
                              rng.normal(size=(3, 2))))
     chain = symnet.Network.from_weights([rng.normal(size=(2, 6)), rng.normal(size=(6, 4))],
-                                        [rng.normal(size=6), rng.normal(size=4)], ["tanh", "softmax"])
+                                        [rng.normal(size=6), rng.normal(size=4)], ["tanh", name])
     return {"graph": graph, "chain": chain}
 
 
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
 @pytest.mark.parametrize("kind", ["graph", "chain"])
-def test_softmax_goes_through_its_parts_on_the_layered_strategy(kind):
-    net = _softmax_nets()[kind]
+def test_softmax_goes_through_its_parts_on_the_layered_strategy(kind, name):
+    net = _softmax_nets(name)[kind]
     X = np.random.default_rng(1).uniform(-1, 1, (40, 2))
     for request in (("value", "jacobian", "hessian"), ("value", "laplacian"), ("biharmonic",), ((0, 0, 1),)):
         want = symnet.compile(net, request, backend="numpy", strategy="expression")(X)
@@ -240,17 +241,19 @@ def test_softmax_goes_through_its_parts_on_the_layered_strategy(kind):
             _compare(kernel(X).as_dict(), want, rtol=1e-12)
     auto = symnet.compile(net, ("value", "hessian"))
     assert "EXPRESSION_LIMIT" in auto.strategy_reason  # both strategies shift softmax: size decides
-    with pytest.raises(symnet.InputError, match="no rule for softmax"):
+    with pytest.raises(symnet.InputError, match=f"no rule for {name}"):
         symnet.compile(net, ("hessian",), strategy="layered", schedule="forward-adjoint")
 
 
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
 @pytest.mark.parametrize("strategy", ["layered", "expression"])
-def test_softmax_derivatives_keep_their_relative_accuracy_in_the_tails(strategy):
+def test_softmax_derivatives_keep_their_relative_accuracy_in_the_tails(strategy, name):
     """s = softmax(40x, -40x, 0): at x = 1, ds0/dx = 1.7e-16 is 40 (1 - s0) up to e^-80; formed
-    as 1 - s0 it would be 0.  At x = 20 the logit 800 overflows an unshifted exp; at x = 0 all
-    three tie.  Every entry of
-    orders 1 to 3 against SymPy at 60 digits, on both strategies (each shifts by the largest unit)."""
-    net = symnet.Network.from_weights([[[40.0, -40.0, 0.0]]], [[0.0, 0.0, 0.0]], ["softmax"])
+    as 1 - s0 it would be 0 (log_softmax likewise: d/dx of unit 0 is 40 (1 - s0 + s1), not
+    40 - 40 s0).  At x = 20 the logit 800 overflows an unshifted exp; at x = 0 all three tie.
+    Every entry of orders 1 to 3 against SymPy at 60 digits, on both strategies (each shifts by
+    the largest unit)."""
+    net = symnet.Network.from_weights([[[40.0, -40.0, 0.0]]], [[0.0, 0.0, 0.0]], [name])
     points = [sympy.Integer(1), sympy.Integer(-1), sympy.Rational(1, 2), sympy.Rational(-3, 4), sympy.Integer(0),
               sympy.Integer(20)]
     X = np.array([[float(v)] for v in points])
@@ -259,7 +262,8 @@ def test_softmax_derivatives_keep_their_relative_accuracy_in_the_tails(strategy)
     for backend in ("numpy", "numba"):
         got = symnet.compile(net, ("value", "jacobian", "hessian", (0, 0, 0)), backend=backend, strategy=strategy)(X)
         for i, logit in enumerate(logits):
-            s = sympy.exp(logit) / sum(sympy.exp(z) for z in logits)
+            s = sympy.exp(logit) / sum(sympy.exp(z) for z in logits) if name == "softmax" else \
+                logit - sympy.log(sum(sympy.exp(z) for z in logits))
             for p, value in enumerate(points):
                 for order, entry in ((1, got.jacobian[p, i, 0]), (2, got.hessian[p, i, 0, 0]), (3, got[(0, 0, 0)][p, i])):
                     exact = float(sympy.diff(s, x, order).subs(x, value).evalf(60, maxn=4000))  # e^-800 terms
@@ -268,26 +272,30 @@ def test_softmax_derivatives_keep_their_relative_accuracy_in_the_tails(strategy)
                     assert abs(entry - exact) <= tolerance, (backend, i, value, order, entry, exact)
 
 
+@pytest.mark.parametrize("name, constant", [("softmax", 1.0), ("log_softmax", 0.0)])
 @pytest.mark.parametrize("strategy", ["expression", "layered"])
-def test_a_one_unit_softmax_is_one_everywhere(strategy):
-    """softmax of one unit is exp(z) / exp(z) = 1: no overflow past |z| = 709 (float32: 88), no 0/0."""
-    net = symnet.Network.from_weights([np.array([[1.0]])], None, ["softmax"])
+def test_a_one_unit_softmax_is_one_everywhere(strategy, name, constant):
+    """softmax of one unit is exp(z) / exp(z) = 1, log_softmax z - log(exp(z)) = 0: no overflow past
+    |z| = 709 (float32: 88), no 0/0."""
+    net = symnet.Network.from_weights([np.array([[1.0]])], None, [name])
     for dtype, big in ((np.float64, 800.0), (np.float32, 100.0)):
         X = np.array([[big], [-big], [0.5]], dtype)
         for backend in ("numpy", "numba"):
             got = symnet.compile(net, ("value", "jacobian", "hessian"), strategy=strategy, backend=backend,
                                  dtype=dtype)(X)
-            assert np.array_equal(got.value, np.ones((3, 1))) and not got.jacobian.any() and not got.hessian.any()
+            assert np.array_equal(got.value, np.full((3, 1), constant)) and not got.jacobian.any()
+            assert not got.hessian.any()
 
 
+@pytest.mark.parametrize("name, limit", [("softmax", [[1.0, 0.0]]), ("log_softmax", [[0.0, -np.inf]])])
 @pytest.mark.parametrize("strategy", ["expression", "layered"])
-def test_a_logit_that_overflows_to_minus_infinity_gives_its_limit(strategy):
-    """z = (1, -1e300 x) at x = 1e10: the second logit is -inf, softmax (1, 0) with zero slopes
-    (the shift takes the largest value itself, never 0 * -inf)."""
-    net = symnet.Network.from_weights([np.array([[0.0, -1e300]])], [np.array([1.0, 0.0])], ["softmax"])
+def test_a_logit_that_overflows_to_minus_infinity_gives_its_limit(strategy, name, limit):
+    """z = (1, -1e300 x) at x = 1e10: the second logit is -inf, softmax (1, 0) with zero slopes,
+    log_softmax (0, -inf) (the shift takes the largest value itself, never 0 * -inf)."""
+    net = symnet.Network.from_weights([np.array([[0.0, -1e300]])], [np.array([1.0, 0.0])], [name])
     with np.errstate(over="ignore"):
         got = symnet.compile(net, ("value", "jacobian"), strategy=strategy, backend="numpy")(np.array([[1e10]]))
-    assert got.value.tolist() == [[1.0, 0.0]] and np.isfinite(got.jacobian).all()
+    assert got.value.tolist() == limit and np.isfinite(got.jacobian).all()
 
 
 def test_auto_counts_a_softmax_layers_statements():

@@ -66,3 +66,25 @@ def test_a_shifted_softmax_program_is_the_plain_one_with_exact_ties():
                 want = plain.flat(plain.jets[k][alpha]).subs(values)
                 got = shifted.flat(shifted.jets[k][alpha]).subs(values)
                 assert sympy.simplify(got - want) == 0, (point, k, alpha)
+
+
+def test_log_softmax_program_is_sympy_diff_of_its_formula_shifted_or_not():
+    """log_softmax's rule (exp, sum, log by Faa di Bruno, difference) against ``sympy.diff`` of
+    ``z_j - log(sum exp z)``, plain and shifted by the largest unit, ties included."""
+    weights = [[1, -2, 3], [2, 1, 0]]
+    net = symnet.Network.from_weights([weights], [[0, 1, 0]], ["log_softmax"])
+    x0, x1 = net.inputs
+    z = [weights[0][j] * x0 + weights[1][j] * x1 + [0, 1, 0][j] for j in range(3)]
+    formula = [zj - sympy.log(sum(sympy.exp(zk) for zk in z)) for zj in z]
+    wanted = [(), (0,), (1,), (0, 1), (1, 1, 1), (0, 0, 1, 1)]
+    plain, shifted = build(net, wanted), build(net, wanted, shift_softmax=True)
+    assert not any(e.has(sympy.Max, sympy.Piecewise) for _, e in plain.assignments)
+    half = sympy.Rational(1, 2)
+    for point in [(sympy.Rational(1, 3), -half), (1, 1), (sympy.Rational(1, 4), sympy.Rational(1, 4))]:
+        values = {x0: point[0], x1: point[1]}
+        for k in range(3):
+            for alpha in wanted:
+                want = (sympy.diff(formula[k], *(net.inputs[i] for i in alpha)) if alpha else formula[k]).subs(values)
+                for program in (plain, shifted):
+                    got = program.flat(program.jets[k][alpha]).subs(values)
+                    assert abs(sympy.N(got - want, 50)) < 1e-45 * (1 + abs(sympy.N(want, 50))), (point, k, alpha)

@@ -33,7 +33,7 @@ Graph networks (:func:`graph_roundoff_bounds`) get a bound per node by family:
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -67,7 +67,7 @@ def roundoff_bounds(layers: Sequence[Any], weights: Sequence[tuple[np.ndarray, n
             e_dz = e_da @ W + rounding * (np.abs(da) @ W)
             e_d2z = None if d2z is None else e_d2a @ W + rounding * (np.abs(d2a) @ W)
             pre = ((z, dz, d2z), (e_z, e_dz, e_d2z))
-            errors = _elementwise(layer.activation, *pre) if layer.activation.elementwise else _softmax(layer.activation, *pre)
+            errors = _rule(layer.activation)(layer.activation, *pre)
     return tuple(UNIT_ROUNDOFF * e if e is not None else None for e in errors)  # type: ignore[return-value]
 
 
@@ -120,6 +120,40 @@ def _softmax(activation: Any, pre: Triple, e_pre: Triple) -> Triple:
     e_inner = e_c[:, :, None, :] * size_c[:, None, :, :] + size_c[:, :, None, :] * e_c[:, None, :, :] + e_d2z
     e_d2a = p2 * (spread(e_inner, p2) + 2 * rho[:, None, None, :] * spread(size_inner, p2))
     return e_a, e_da, e_d2a
+
+
+def _log_softmax(activation: Any, pre: Triple, e_pre: Triple) -> Triple:
+    """Log-softmax's rules ``z - log(sum(exp(z)))``, ``center(dz)`` and ``d2z - sum_i p_i (c_i c_i' + d2z_i)``
+    (``c`` the centred tangents) with every difference turned into a sum; ``rho`` as for softmax.
+    """
+    z, dz, d2z = pre
+    e_z, e_dz, e_d2z = e_pre
+    a = activation.numpy(z)
+    p = np.exp(a)
+    n = z.shape[-1]
+    rho = 2 * e_z.max(axis=-1, keepdims=True) + n + _FORMULA_ROUNDINGS
+
+    def spread(t: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        return t + (t * weights).sum(axis=-1, keepdims=True)
+
+    e_a = e_z + e_z.max(axis=-1, keepdims=True) + rho * (np.abs(a) + 1)
+    p1 = p[:, None, :]
+    size_c = spread(np.abs(dz), p1)  # bounds |dz - dz.p|
+    e_da = spread(e_dz, p1) + rho[:, None, :] * size_c
+    if d2z is None:
+        return e_a, e_da, None
+    p2 = p[:, None, None, :]
+    size_inner = size_c[:, :, None, :] * size_c[:, None, :, :] + np.abs(d2z)
+    e_inner = e_da[:, :, None, :] * size_c[:, None, :, :] + size_c[:, :, None, :] * e_da[:, None, :, :] + e_d2z
+    e_d2a = spread(e_inner, p2) + 2 * rho[:, None, None, :] * spread(size_inner, p2)
+    return e_a, e_da, e_d2a
+
+
+def _rule(activation: Any) -> Callable[[Any, Triple, Triple], Triple]:
+    """The round-off rule of an activation: unit by unit, or a layer-wise one's own."""
+    if activation.elementwise:
+        return _elementwise
+    return _log_softmax if activation.name == "log_softmax" else _softmax
 
 
 # --- graph networks ---------------------------------------------------------------------------
@@ -232,8 +266,7 @@ def graph_roundoff_bounds(graph: Any, numbers: dict[str, dict[str, Any]],
                 errors[node.name] = _linear_errors(node, numbers[node.name], args, e_args)
             elif family == "elementwise":
                 activation = node.activation
-                rule = _elementwise if activation.elementwise else _softmax
-                errors[node.name] = rule(activation, args[0], e_args[0])
+                errors[node.name] = _rule(activation)(activation, args[0], e_args[0])
             elif family == "bilinear":
                 errors[node.name] = _product_errors(args[0], args[1], e_args[0], e_args[1])
             else:  # pragma: no cover

@@ -232,9 +232,9 @@ def _check_numeric(activation: Any, number: int | str, order: int) -> None:
     """``number``: a chain's layer number, or where in a graph (``"node 'a2'"``)."""
     where = f"layer {number}" if isinstance(number, int) else number
     if not activation.elementwise:
-        if activation.name != "softmax":
+        if activation.name not in ("softmax", "log_softmax"):
             raise ActivationError(f"{where}: activation {activation.name!r} acts on a whole layer and "
-                                  "backprop knows only softmax's rule among those")
+                                  "backprop knows only softmax's and log_softmax's rules among those")
         return
     needed = ("numpy", "numpy_derivative", "numpy_second_derivative")[: order + 1]
     missing = [name for name in needed if getattr(activation, name) is None]
@@ -252,6 +252,16 @@ def _activate(activation: Any, number: int | str, z: np.ndarray, dz: np.ndarray,
               d2z: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """The activation applied to the triple: ``z (N, n)``, ``dz (N, d, n)``, ``d2z (N, d, d, n)``."""
     _check_numeric(activation, number, 1 if d2z is None else 2)
+    if activation.name == "log_softmax":  # a = z - log(sum(exp(z))), its own rule written here
+        log_p = _log_softmax(z)
+        p = np.exp(log_p)
+        pt = p[:, None, :]
+        centered = _center(dz, pt)
+        if d2z is None:
+            return log_p, centered, None
+        # d2 a_k = w_k - sum_i p_i [(u_i - u.p)(v_i - v.p) + w_i]: the Hessian of log-sum-exp is diag(p) - p p^T
+        outer = centered[:, :, None, :] * centered[:, None, :, :]
+        return log_p, centered, d2z - ((outer + d2z) * p[:, None, None, :]).sum(axis=-1, keepdims=True)
     if not activation.elementwise:  # softmax
         p = activation.numpy(z)
         pt = p[:, None, :]
@@ -308,6 +318,8 @@ def _through(activation: Any, z: np.ndarray, grad: np.ndarray) -> np.ndarray:
     """``dL/dz`` from ``dL/da`` (both ``(N, n)``) through one layer's activation."""
     if activation.elementwise:
         return grad * activation.numpy_derivative(z)
+    if activation.name == "log_softmax":  # J = I - 1 p^T
+        return grad - np.exp(_log_softmax(z)) * grad.sum(axis=-1, keepdims=True)
     p = activation.numpy(z)
     return p * _center(grad, p)
 
@@ -319,7 +331,7 @@ def _output_delta(loss: str, activation: Any, y: np.ndarray, z: np.ndarray, t: n
     if loss == "softmax_cross_entropy":
         q = np.exp(_log_softmax(y))
         return _through(activation, z, q * t.sum(axis=1, keepdims=True) - t)
-    if not activation.elementwise:  # softmax then cross entropy: dL/dz = p sum(t) - t
+    if activation.name == "softmax":  # softmax then cross entropy: dL/dz = p sum(t) - t
         return y * t.sum(axis=1, keepdims=True) - t
     with np.errstate(divide="ignore", invalid="ignore"):  # t/y is infinite where y = 0 < t, as the maths says
         return _through(activation, z, -t / y)
@@ -560,7 +572,7 @@ def _graph_param_grads(graph: Any, numbers: dict[str, dict[str, Any]], values: d
     out = graph.by_name[graph.output]
     adjoint: dict[str, np.ndarray] = {}
     start = graph.output
-    if loss == "cross_entropy" and out.op == "activation" and not out.activation.elementwise:
+    if loss == "cross_entropy" and out.op == "activation" and out.activation.name == "softmax":
         adjoint[out.inputs[0]] = (y * t.sum(axis=1, keepdims=True) - t) / n  # softmax then cross entropy
         start = out.inputs[0]
     elif loss == "mse":

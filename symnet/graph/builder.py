@@ -45,7 +45,7 @@ from ..weights import brief, matrix as _as_matrix, refuse_masked, shape_of, symb
 from .ir import Graph, Node, check_name
 
 __all__ = ["Tensor", "input", "dense", "activation", "add", "sub", "mul", "scale", "shift", "rescale", "matmul",
-           "concat", "slice", "sum", "mean", "softmax", "layer_norm", "rms_norm", "normalize", "batch_norm",
+           "concat", "slice", "sum", "mean", "softmax", "log_softmax", "layer_norm", "rms_norm", "normalize", "batch_norm",
            "fourier_features", "blend", "inner", "network"]
 
 _ids = itertools.count()
@@ -232,7 +232,7 @@ def _activate(x: Tensor, spec: Any, name: str | None = None) -> Tensor:
 
 def activation(x: Tensor, spec: Any, *, name: str | None = None) -> Tensor:
     """``f(x)`` unit by unit: a registered name (``"tanh"``, ``"sin"``), an :class:`Activation`, a
-    SymPy ``Lambda`` or a traceable callable; ``"softmax"`` normalises the whole node."""
+    SymPy ``Lambda`` or a traceable callable; ``"softmax"`` and ``"log_softmax"`` act on the whole node."""
     return _activate(_tensor(x, "activation's input"), spec, name)
 
 
@@ -350,6 +350,11 @@ _RSQRT = _activations.from_form(1 / sympy.sqrt(T))
 def softmax(x: Tensor, *, name: str | None = None) -> Tensor:
     """``exp(x_j) / sum_k exp(x_k)``."""
     return _activate(_tensor(x, "softmax's input"), "softmax", name)
+
+
+def log_softmax(x: Tensor, *, name: str | None = None) -> Tensor:
+    """``x_j - log(sum_k exp(x_k))``: exact in the tails, where ``log(softmax(x))`` is ``log(0)``."""
+    return _activate(_tensor(x, "log_softmax's input"), "log_softmax", name)
 
 
 def _eps(eps: Any, where: str) -> float:

@@ -13,8 +13,8 @@ op's name:
     ``sum``, ``mean``.
 ``elementwise``
     ``f`` of one input, unit by unit (``activation``): Faa di Bruno's formula with
-    ``f^(k)`` from SymPy.  Softmax, an activation that mixes the units of a layer, keeps its
-    own rule (exponentials, a sum, a reciprocal and products).
+    ``f^(k)`` from SymPy.  Softmax and log-softmax, activations that mix the units of a
+    layer, keep their own rules (exponentials, a sum, a reciprocal or a log, products).
 ``bilinear``
     the product of two inputs, unit by unit (``mul``): Leibniz's rule.
 
@@ -261,12 +261,13 @@ register(Op("slice", "linear", 1, (), ("start", "stop"), _slice_width, _no_param
 register(Op("sum", "linear", 1, (), (), lambda widths, node: 1, _no_params, _sum_terms, "the sum of the features"))
 register(Op("mean", "linear", 1, (), (), lambda widths, node: 1, _no_params, _mean_terms, "the mean of the features"))
 register(Op("activation", "elementwise", 1, (), ("activation",), _activation_width, _no_params, None,
-            "f(x) unit by unit, any registered, traced or user-registered activation (softmax: the layer)"))
+            "f(x) unit by unit, any registered, traced or user-registered activation (softmax, log_softmax: the layer)"))
 register(Op("mul", "bilinear", 2, (), (), _same, _no_params, None, "a * b unit by unit (width 1 broadcasts)"))
 
 #: The composites the builder writes as nodes of the families above (name -> what it is).
 COMPOSITES: dict[str, str] = {
     "softmax": "exp(z_j) / sum_k exp(z_k): the softmax activation on a node",
+    "log_softmax": "z_j - log(sum_k exp(z_k)): the log_softmax activation on a node",
     "layer_norm": "(h - mean) / sqrt(var + eps) * gamma + beta: mean, sub, mul, mean, rescale, 1/sqrt, mul, scale, shift",
     "rms_norm": "h / sqrt(mean(h^2) + eps) * gamma: mul, mean, rescale, 1/sqrt, mul, scale",
     "normalize": "(x - mean) / std with fixed mean and std: rescale",

@@ -76,8 +76,9 @@ KERAS_DEFAULTS: dict[str, dict[str, Any]] = {
     "gelu": {"approximate": False},
 }
 _PLAIN = {"linear": "linear", "sigmoid": "sigmoid", "tanh": "tanh", "softplus": "softplus", "silu": "silu",
-          "swish": "silu", "exponential": "exp", "softmax": "softmax", "selu": "selu", "mish": "mish",
-          "softsign": "softsign", "relu6": "relu6", "hard_sigmoid": "hard_sigmoid", "hard_tanh": "hardtanh"}
+          "swish": "silu", "exponential": "exp", "softmax": "softmax", "log_softmax": "log_softmax", "selu": "selu",
+          "mish": "mish", "softsign": "softsign", "relu6": "relu6", "hard_sigmoid": "hard_sigmoid",
+          "hard_tanh": "hardtanh"}
 _IDENTITY_LAYERS = ("InputLayer", "Dropout", "Identity")
 _ACTIVATION_LAYERS = ("Activation", "ReLU", "LeakyReLU", "ELU", "Softmax")
 _SUPPORTED = ("Dense", *_ACTIVATION_LAYERS, *_IDENTITY_LAYERS)

@@ -106,7 +106,7 @@ def _dense(layer: _Layer) -> g.Tensor:
 def _activate(x: g.Tensor, activation: Activation) -> g.Tensor:
     if activation.name == "linear":
         return x
-    return g.softmax(x) if activation.name == "softmax" else g.activation(x, activation)
+    return g.activation(x, activation)
 
 
 def _activation_layer(layer: _Layer) -> g.Tensor:

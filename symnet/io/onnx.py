@@ -439,10 +439,14 @@ def _batch_norm(node: _Node) -> Any:
     return g.batch_norm(x, mean, var, gamma, beta, eps=float(node.attr("epsilon", 1e-5)))
 
 
-def _softmax(node: _Node) -> Any:
-    axis = node.attr("axis", -1 if node.opset >= 13 else 1)
-    _feature_axis(axis, node.where)
-    return g.softmax(node.x())
+def _softmax(name: str) -> Callable[[_Node], Any]:
+    """Softmax and LogSoftmax over the features (the axis default changed at opset 13; on (N, features)
+    both defaults are the features)."""
+    def rule(node: _Node) -> Any:
+        axis = node.attr("axis", -1 if node.opset >= 13 else 1)
+        _feature_axis(axis, node.where)
+        return g.activation(node.x(), name)
+    return rule
 
 
 _FLOAT_TYPES = (1, 10, 11, 16)  # TensorProto FLOAT, FLOAT16, DOUBLE, BFLOAT16
@@ -504,7 +508,8 @@ OPS: dict[str, tuple[Callable[[_Node], Any], str]] = {
     "Squeeze": (_squeeze, "one column held as (N,)"),
     "LayerNormalization": (_layer_norm, "layer_norm"),
     "BatchNormalization": (_batch_norm, "batch_norm (inference)"),
-    "Softmax": (_softmax, "softmax over the features"),
+    "Softmax": (_softmax("softmax"), "softmax over the features"),
+    "LogSoftmax": (_softmax("log_softmax"), "log_softmax over the features"),
     "Identity": (_identity, "the identity"),
     "Transpose": (_transpose, "folded on constants; the identity on (N, features) for perm=[0, 1]"),
     "Expand": (_expand, "folded on constants; on (N, w) the identity, or copies of one feature"),

@@ -9,7 +9,7 @@ activations ``Tanh``, ``Sigmoid``, ``ReLU``, ``LeakyReLU`` (``negative_slope`` b
 ``threshold`` PyTorch returns ``x`` where softplus is ``x + log1p(exp(-x))``, a relative
 difference of at most 1.1e-10 from 20 on), ``ELU`` (``alpha``), ``SiLU``, ``GELU`` (the erf
 form, or ``gelu_tanh`` for ``approximate="tanh"``), ``Mish``, ``SELU``, ``Softsign``,
-``ReLU6``, ``Hardsigmoid``, ``Hardtanh`` (its bounds), ``Softmax`` over the last dimension
+``ReLU6``, ``Hardsigmoid``, ``Hardtanh`` (its bounds), ``Softmax``/``LogSoftmax`` over the last dimension
 and ``Identity``; ``Dropout`` is the identity at inference.  A module that appears at
 several positions (one ``Tanh`` object reused, a shared ``Linear``) counts at each of them.
 
@@ -58,7 +58,7 @@ _MAX_ORDER_STEPS = 100_000
 _SIMPLE = {"Tanh": "tanh", "Sigmoid": "sigmoid", "ReLU": "relu", "SiLU": "silu", "Identity": "linear",
            "Dropout": "linear", "Mish": "mish", "SELU": "selu", "Softsign": "softsign", "ReLU6": "relu6",
            "Hardsigmoid": "hard_sigmoid"}
-_SUPPORTED = ("Linear", "LeakyReLU", "Softplus", "ELU", "GELU", "Hardtanh", "Softmax", *_SIMPLE)
+_SUPPORTED = ("Linear", "LeakyReLU", "Softplus", "ELU", "GELU", "Hardtanh", "Softmax", "LogSoftmax", *_SIMPLE)
 
 
 def _module_activation(module: Any, where: str) -> Activation:
@@ -85,11 +85,11 @@ def _module_activation(module: Any, where: str) -> Activation:
         return _activations.activation("gelu_tanh" if module.approximate == "tanh" else "gelu")
     if kind == "Hardtanh":
         return _activations.activation("hardtanh", min_val=float(module.min_val), max_val=float(module.max_val))
-    if kind == "Softmax":
+    if kind in ("Softmax", "LogSoftmax"):
         if module.dim not in (-1, 1, None):
-            raise UnsupportedLayerError(f"{where}: Softmax(dim={module.dim}) is not over the features; symnet's "
-                                        "softmax acts on the last dimension")
-        return _activations.activation("softmax")
+            raise UnsupportedLayerError(f"{where}: {kind}(dim={module.dim}) is not over the features; symnet's "
+                                        f"{kind.lower()} acts on the last dimension")
+        return _activations.activation("softmax" if kind == "Softmax" else "log_softmax")
     raise UnsupportedLayerError(f"{where} is not supported; symnet reads {', '.join(_SUPPORTED)} and nested "
                                 "nn.Sequential")  # pragma: no cover - callers check the kind first
 

@@ -20,7 +20,7 @@ methods, by name), to :mod:`symnet.graph.builder` calls: ``Linear`` and ``F.line
 are ``add``/``sub``/``mul``, with numbers or buffers ``shift``/``scale``; ``/`` by a number or
 buffer a ``scale``; ``@`` by a buffer ``matmul``; ``cat``/``split``/``chunk``/slicing of the
 feature axis ``concat``/``slice``; ``sum``/``mean`` over the features; ``LayerNorm``,
-``BatchNorm1d`` (eval mode: its running statistics), ``Softmax``.  Buffers and parameters a
+``BatchNorm1d`` (eval mode: its running statistics), ``Softmax``, ``LogSoftmax``.  Buffers and parameters a
 ``forward`` reads (``self.mean``, ``self.B``) are constants, folded with numbers in numpy.
 Anything else raises :class:`~symnet.io.UnsupportedLayerError` naming the node, the op and
 the line of ``forward``.
@@ -215,7 +215,7 @@ def _module_rule(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, An
         raise UnsupportedLayerError(f"{where}: {kind} is not a module symnet reads; it reads "
                                     f"{', '.join(sorted(_MODULES))} (torch.nn's own classes)")
     activation = _module_activation(module, where)
-    return g.softmax(x) if activation.name == "softmax" else g.activation(x, activation)
+    return g.activation(x, activation)
 
 
 def _parametrized(module: Any) -> bool:
@@ -224,7 +224,7 @@ def _parametrized(module: Any) -> bool:
     return bool(parametrize.is_parametrized(module))
 
 
-_ACTIVATION_MODULES = ("Tanh", "Sigmoid", "ReLU", "SiLU", "LeakyReLU", "Softplus", "ELU", "GELU", "Softmax", "Mish",
+_ACTIVATION_MODULES = ("Tanh", "Sigmoid", "ReLU", "SiLU", "LeakyReLU", "Softplus", "ELU", "GELU", "Softmax", "LogSoftmax", "Mish",
                        "SELU", "Softsign", "ReLU6", "Hardsigmoid", "Hardtanh")
 _MODULES = ("Linear", "ParametrizedLinear", "Identity", "Dropout", "AlphaDropout", "Flatten", "LayerNorm", "BatchNorm1d",
             *_ACTIVATION_MODULES)
@@ -338,10 +338,13 @@ def _layer_norm_fn(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, 
                         0.0 if bias is None else _row(bias, x.width, where), eps=float(eps))
 
 
-def _softmax_fn(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
-    where = _where(node)
-    _feature_dim(args[1] if len(args) > 1 else kwargs.get("dim"), where)
-    return g.softmax(_tensor(args[0], where))
+def _softmax_fn(name: str) -> Callable[..., Any]:
+    """``softmax``/``log_softmax`` (function or method) over the features."""
+    def rule(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        where = _where(node)
+        _feature_dim(args[1] if len(args) > 1 else kwargs.get("dim"), where)
+        return g.activation(_tensor(args[0], where), name)
+    return rule
 
 
 def _same(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
@@ -407,7 +410,8 @@ OPS: dict[str, _Rule] = {
     "sum": _Rule(_reduce(False), "sum over the features"),
     "mean": _Rule(_reduce(True), "mean over the features"),
     "layer_norm": _Rule(_layer_norm_fn, "layer_norm"),
-    "softmax": _Rule(_softmax_fn, "softmax over the features"),
+    "softmax": _Rule(_softmax_fn("softmax"), "softmax over the features"),
+    "log_softmax": _Rule(_softmax_fn("log_softmax"), "log_softmax over the features"),
     "dropout": _Rule(_same, "the identity (inference)"),
     "float": _Rule(_same, "the identity (symnet computes in the kernel's dtype)"),
     "double": _Rule(_same, "the identity (symnet computes in the kernel's dtype)"),

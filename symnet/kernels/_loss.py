@@ -70,9 +70,6 @@ class LossKernel:
         for number, activation in enumerate(net.activations[:-1], start=1):
             if not activation.elementwise:
                 raise InputError(f"layer {number}: {activation.name!r} is supported only as the last layer")
-        last = net.activations[-1]
-        if not last.elementwise and loss != "cross_entropy":
-            raise InputError(f"a {last.name} output layer is supported with loss='cross_entropy' only")
         self.net, self.loss = net, loss
         self._passes: list[Callable[..., None] | None] = []
         self.slots = 1
@@ -148,13 +145,16 @@ class LossKernel:
                 np.matmul(activations[-1], W, out=A)
                 A += b
                 D = None  # linear: f' = 1
-                if not activation.elementwise:  # softmax output; its cross entropy gives dloss/dZ
+                if not activation.elementwise:  # softmax or log_softmax output
                     A = activation.numpy(A)
             activations.append(A)
             slopes.append(D)
-        value, delta = _loss_and_delta(self.loss, activations[-1], targets, self.net.activations[-1])
+        output = self.net.activations[-1]
+        value, delta = _loss_and_delta(self.loss, activations[-1], targets, output)
         if slopes[last] is not None:
             delta *= slopes[last]
+        elif not output.elementwise and not (output.name == "softmax" and self.loss == "cross_entropy"):
+            delta = output.numpy_layer_vjp(activations[-1], delta)  # dloss/dA -> dloss/dZ
         for number in range(last, -1, -1):
             dW, db = grads[number]
             dW += activations[number].T @ delta
@@ -197,7 +197,8 @@ def _targets(Y: Any, n: int, m: int, loss: str, last: str) -> np.ndarray:
 
 
 def _loss_and_delta(loss: str, y: np.ndarray, t: np.ndarray, last: Activation) -> tuple[float, np.ndarray]:
-    """The loss summed over the points and ``dloss_n/dA`` (or ``dloss_n/dZ`` for a softmax output) per point."""
+    """The loss summed over the points and ``dloss_n/dA`` (or ``dloss_n/dZ`` for a softmax output and the
+    cross entropy) per point."""
     m = y.shape[1]
     if loss == "mse":
         residual = y - t
@@ -208,7 +209,7 @@ def _loss_and_delta(loss: str, y: np.ndarray, t: np.ndarray, last: Activation) -
         return float(-np.sum(t * log_p)), np.exp(log_p) * t.sum(axis=1, keepdims=True) - t
     # 0 * log(0) is 0: a class the target gives no weight costs nothing, even if its probability underflows
     cross = float(-np.sum(np.where(t != 0, t * np.log(np.where(t != 0, y, 1.0)), 0.0)))
-    if not last.elementwise:  # softmax then cross entropy: dloss/dZ = p * sum(t) - t
+    if last.name == "softmax":  # softmax then cross entropy: dloss/dZ = p * sum(t) - t
         return cross, y * t.sum(axis=1, keepdims=True) - t
     return cross, np.where(t != 0, -t / np.where(t != 0, y, 1.0), 0.0)
 
@@ -420,7 +421,7 @@ class GraphSweep:
         if entry is None:
             if node.activation.elementwise:  # linear: f' = 1, f'' = 0
                 return z, None
-            return node.activation.numpy(z), None  # softmax, one stream
+            return node.activation.numpy(z), None  # softmax, log_softmax: one stream
         apply, slots = entry
         k, n, w = z.shape
         out = np.empty_like(z)
@@ -497,8 +498,8 @@ class GraphSweep:
         return [ga, gb]
 
     def _activation_back(self, node: Any, g: np.ndarray, z: np.ndarray, out: np.ndarray, slopes: Any) -> np.ndarray:
-        if not node.activation.elementwise:  # softmax, one stream: J = diag(p) - p p^T
-            return out * (g - np.sum(g * out, axis=-1, keepdims=True))
+        if not node.activation.elementwise:  # softmax, log_softmax: one stream, their layer rule
+            return node.activation.numpy_layer_vjp(out, g)
         if slopes is None:  # linear
             return g
         share = g * slopes[0]
@@ -632,7 +633,7 @@ class GraphLossKernel(LossKernel):
         self.sweep = GraphSweep(net.graph)
         graph = net.graph
         output = graph.by_name[graph.output]
-        self._softmax_output = output.op == "activation" and not output.activation.elementwise
+        self._softmax_output = output.op == "activation" and output.activation.name == "softmax"
         self._owners = [node for node in graph.nodes[1:] if node.params]
         widths = sum(node.width for node in graph.nodes)
         self.chunk = chunk_rows(3 * widths * np.dtype(np.float64).itemsize)
