@@ -85,6 +85,6 @@ def test_log_softmax_program_is_sympy_diff_of_its_formula_shifted_or_not():
         for k in range(3):
             for alpha in wanted:
                 want = (sympy.diff(formula[k], *(net.inputs[i] for i in alpha)) if alpha else formula[k]).subs(values)
-                for program in (plain, shifted):
-                    got = program.flat(program.jets[k][alpha]).subs(values)
+                for built in (plain, shifted):
+                    got = built.flat(built.jets[k][alpha]).subs(values)
                     assert abs(sympy.N(got - want, 50)) < 1e-45 * (1 + abs(sympy.N(want, 50))), (point, k, alpha)
