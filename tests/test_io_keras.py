@@ -238,8 +238,8 @@ def test_keras_activations_with_a_symnet_form(activation: Any, name: str, tmp_pa
 
 
 @pytest.mark.parametrize("make, message", [
-    (lambda L: [L.Dense(2), L.UnitNormalization()], r"layer 'unit_normalization.*' \(UnitNormalization\) is not "
-                                                    r"supported"),
+    (lambda L: [L.Dense(2), L.GroupNormalization(groups=1)], r"layer 'group_normalization.*' \(GroupNormalization\) "
+                                                             r"is not supported"),
     (lambda L: [L.Dense(2), L.ReLU(threshold=0.5)], r"relu with max_value=None, threshold=0.5 and negative_slope=0.0 "
                                                     r"is not supported"),
     (lambda L: [L.Activation("tanh"), L.Dense(2)], r"layer 'activation.*' \(Activation\) comes before any Dense"),

@@ -110,7 +110,36 @@ def deeponet() -> tuple[Any, Callable[..., torch.Tensor]]:
     return model, forward
 
 
-MODELS = {"residual": residual, "gated": gated, "normalised": normalised, "deeponet": deeponet}
+def piecewise() -> tuple[Any, Callable[..., torch.Tensor]]:
+    """PReLU (per feature and shared), Maximum of three, Minimum, UnitNormalization and Dot (plain and
+    normalize=True): composites of relu, sub, scale, mul, sum and 1/sqrt nodes."""
+    x = keras.Input((3,))
+    a, b, c = L.Dense(4, name="a")(x), L.Dense(4, activation="tanh", name="b")(x), L.Dense(4, name="c")(x)
+    p = L.PReLU(alpha_initializer=keras.initializers.RandomUniform(0.1, 0.6), name="pr")(a)
+    q = L.PReLU(shared_axes=[1], alpha_initializer=keras.initializers.Constant(0.3), name="pr_shared")(b)
+    high, low = L.Maximum(name="high")([p, q, c]), L.Minimum(name="low")([p, c])
+    unit = L.UnitNormalization(name="unit")(high)
+    dot, cosine = L.Dot(axes=1, name="dot")([unit, low]), L.Dot(axes=-1, normalize=True, name="cos")([high, low])
+    model = keras.Model(x, [dot, cosine, L.Dense(2, name="out")(unit)])
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        def prelu(h: torch.Tensor, layer: str) -> torch.Tensor:
+            return torch.relu(h) - _w(model, layer)[0] * torch.relu(-h)
+
+        def normalize(h: torch.Tensor, eps: float) -> torch.Tensor:
+            return h / torch.clamp(torch.linalg.vector_norm(h, dim=-1, keepdim=True), min=eps)
+
+        a, b, c = _dense(model, "a", x), _dense(model, "b", x, torch.tanh), _dense(model, "c", x)
+        p, q = prelu(a, "pr"), prelu(b, "pr_shared")
+        high, low = torch.maximum(torch.maximum(p, q), c), torch.minimum(p, c)
+        unit = normalize(high, 1e-12)
+        cosine = (normalize(high, 1e-7) * normalize(low, 1e-7)).sum(-1, keepdim=True)
+        return torch.cat([(unit * low).sum(-1, keepdim=True), cosine, _dense(model, "out", unit)], -1)
+    return model, forward
+
+
+MODELS = {"residual": residual, "gated": gated, "normalised": normalised, "deeponet": deeponet,
+          "piecewise": piecewise}
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -184,6 +213,76 @@ def test_normalization_invert_is_refused() -> None:
     x = keras.Input((2,))
     model = keras.Model(x, L.Dense(1)(L.Add()([x, L.Normalization(mean=0.0, variance=1.0, invert=True)(x)])))
     with pytest.raises(UnsupportedLayerError, match=r"invert=True \(denormalisation\) is not supported"):
+        from_keras(model)
+
+
+def test_prelus_alpha_is_a_parameter_of_the_graph_and_max_min_kinks_are_reported() -> None:
+    keras.utils.set_random_seed(3)
+    model, _ = piecewise()
+    net = from_keras(model)
+    scales = [node.params["s"] for node in net.graph.nodes if node.op == "scale"]
+    alpha = np.asarray(model.get_layer("pr").alpha.value.detach().cpu().numpy(), dtype=np.float64)
+    assert [np.asarray(s, dtype=np.float64).ravel().tolist() for s in scales] == [alpha.tolist(), [0.3]]
+    x = keras.Input((2,))
+    twin = keras.Model(x, L.Maximum(name="m")([L.Dense(1, name="u")(x), L.Dense(1, name="v")(x)]))
+    net = from_keras(twin)
+    tie = symnet.kinks(net, X=[[0.0, 0.0], [1.0, -1.0]], tol=1e-12)  # zero biases: u = v = 0 at the origin
+    assert tie.near.tolist() == [True, False]
+    u, v = (np.asarray(twin.get_layer(k).kernel.value.detach().cpu().numpy()).ravel() for k in "uv")
+    gradient = symnet.compile(net, "jacobian", backend="numpy")(np.zeros((1, 2))).jacobian[0, 0]
+    np.testing.assert_allclose(gradient, (u + v) / 2, rtol=1e-13)  # relu'(0) = 1/2: the mean slope, as torch.maximum
+    assert [hit.node for hit in tie.hits] == ["a1"] * int(tie.near.sum())  # the one relu of max(u, v)
+
+
+def test_a_sequential_model_with_prelu_is_read_as_a_graph(tmp_path: Path) -> None:
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([keras.Input((2,)), L.Dense(3, name="d"),
+                              L.PReLU(alpha_initializer=keras.initializers.Constant([0.1, 0.2, -0.5]), name="p"),
+                              L.Dense(1, name="o")])
+    net = from_keras(model)
+    model.save(tmp_path / "seq.keras")
+    assert load_keras(tmp_path / "seq.keras") == net
+    X = np.random.default_rng(0).normal(size=(6, 2))
+    want = np.asarray(model(torch.as_tensor(X)).detach().cpu().numpy())  # float32 matrix products
+    np.testing.assert_allclose(symnet.compile(net, "value", backend="numpy")(X).value, want, rtol=1e-5, atol=1e-6)
+    assert [n.op for n in net.graph.nodes] == ["input", "dense", "activation", "sub", "scale", "add", "dense"]
+
+
+def _edited(tmp_path: Path, model: Any, layer: str, **changes: Any) -> Path:
+    """``model`` saved, then ``layer``'s config changed in the file (what Keras would not build live)."""
+    model.save(tmp_path / "ok.keras")
+    with zipfile.ZipFile(tmp_path / "ok.keras") as archive:
+        config = json.loads(archive.read("config.json"))
+        weights = archive.read("model.weights.h5")
+    next(entry for entry in config["config"]["layers"] if entry["config"]["name"] == layer)["config"].update(changes)
+    path = tmp_path / "edited.keras"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("config.json", json.dumps(config))
+        archive.writestr("model.weights.h5", weights)
+    return path
+
+
+@pytest.mark.parametrize("layer, changes, message", [
+    ("pr", {"shared_axes": [2]}, r"layer 'pr' \(PReLU\): shared_axes=\[2\]; on symnet's \(N, features\) tensors PReLU "
+                                 r"has one alpha per feature \(shared_axes=None\) or one for all features"),
+    ("pr_shared", {"shared_axes": [1, 2]}, r"layer 'pr_shared' \(PReLU\): shared_axes=\[1, 2\]"),
+    ("dot", {"axes": [1, 2]}, r"layer 'dot' \(Dot\): axes=\[1, 2\]; on symnet's \(N, features\) tensors Dot multiplies "
+                              r"over the features: axes=1 or -1"),
+    ("dot", {"axes": 0}, r"layer 'dot' \(Dot\): axes=0;"),
+    ("unit", {"axis": 0}, r"layer 'unit' \(UnitNormalization\): axis 0; symnet's tensors are \(N, features\)"),
+])
+def test_prelu_dot_and_unit_norm_over_other_axes_are_refused(tmp_path: Path, layer: str, changes: dict,
+                                                             message: str) -> None:
+    keras.utils.set_random_seed(3)
+    model, _ = piecewise()
+    with pytest.raises(UnsupportedLayerError, match=message):
+        load_keras(_edited(tmp_path, model, layer, **changes))
+
+
+def test_a_live_unit_normalization_over_the_points_is_refused() -> None:
+    x = keras.Input((3,))
+    model = keras.Model(x, L.Dense(1, name="o")(L.UnitNormalization(axis=0, name="unit")(x)))
+    with pytest.raises(UnsupportedLayerError, match=r"layer 'unit' \(UnitNormalization\): axis 0; symnet's tensors"):
         from_keras(model)
 
 
@@ -316,8 +415,20 @@ def normalised_without_layer_norm() -> tuple[Any, None]:
     return model, None
 
 
+def piecewise_without_unit_norm_or_dot() -> tuple[Any, None]:
+    """``piecewise``'s PReLU, Maximum and Minimum layers (ONNX Relu, Neg, Mul, Max, Min).  Keras'
+    exporter writes UnitNormalization's rsqrt as Sqrt and a Div by a tensor, and Dot as a batched
+    (N, 1, d) MatMul between Unsqueezes, none of which symnet reads."""
+    x = keras.Input((3,))
+    a, b, c = L.Dense(4, name="a")(x), L.Dense(4, activation="tanh", name="b")(x), L.Dense(4, name="c")(x)
+    p = L.PReLU(alpha_initializer=keras.initializers.RandomUniform(0.1, 0.6), name="pr")(a)
+    q = L.PReLU(shared_axes=[1], alpha_initializer=keras.initializers.Constant(0.3), name="pr_shared")(b)
+    high, low = L.Maximum(name="high")([p, q, c]), L.Minimum(name="low")([p, c])
+    return keras.Model(x, [L.Dense(1, name="head1")(low), L.Dense(2, name="head2")(high)]), None
+
+
 ONNX_MODELS = {"residual": residual, "gated": gated, "normalised": normalised_without_layer_norm,
-               "deeponet": deeponet}
+               "deeponet": deeponet, "piecewise": piecewise_without_unit_norm_or_dot}
 
 
 @pytest.mark.parametrize("name", sorted(ONNX_MODELS))

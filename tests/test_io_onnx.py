@@ -17,7 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 import symnet
 from symnet.io import FileFormatError, UnsupportedLayerError
 from symnet.io.onnx import from_onnx, op_table
-from test_io_torch_graph import ZOO, _reference
+from test_io_torch_graph import ZOO, Piecewise, _reference
 
 WIDTHS = {"deeponet": [5, 2], "normalised": [3], "shared": [4]}
 
@@ -189,6 +189,15 @@ def _constants(**arrays: np.ndarray) -> list:
      r"split given as an attribute, which opset 17 does not have"),
     ([helper.make_node("ReduceSum", ["x"], ["y"], axes=[1])], {}, r"axes given as an attribute, which opset 17"),
     ([helper.make_node("Add", ["x"], ["y"])], {}, r"symnet cannot read this node's inputs or attributes \(IndexError"),
+    ([helper.make_node("PRelu", ["x", "x"], ["p"]), helper.make_node("ReduceSum", ["p", "ax"], ["y"])],
+     {"ax": np.array([1], np.int64)}, r"node n0 \(PRelu\): its slope is computed from the inputs; symnet reads a "
+                                      r"constant there"),
+    ([helper.make_node("PRelu", ["x", "s"], ["p"]), helper.make_node("ReduceSum", ["p", "ax"], ["y"])],
+     {"s": np.ones((2, 2)), "ax": np.array([1], np.int64)},
+     r"node n0 \(PRelu\): a constant of shape \(2, 2\) does not broadcast over 2 features"),
+    ([helper.make_node("Gather", ["x", "i"], ["g"], axis=1), helper.make_node("Max", ["g", "x"], ["m"]),
+      helper.make_node("ReduceSum", ["m", "ax"], ["y"])],
+     {"i": np.array(0, np.int64), "ax": np.array([1], np.int64)}, r"node n1 \(Max\): reads a value ONNX holds as \(N,\)"),
 ])
 def test_onnx_graphs_that_would_import_as_something_else_are_refused(tmp_path, nodes, constants, message):
     for k, node in enumerate(nodes):
@@ -196,6 +205,58 @@ def test_onnx_graphs_that_would_import_as_something_else_are_refused(tmp_path, n
     path = _tiny(tmp_path, nodes, _constants(**constants))
     with pytest.raises(UnsupportedLayerError, match=message):
         from_onnx(path)
+
+
+def test_prelu_max_and_min_exported_by_pytorch_match_the_live_import(tmp_path: Path) -> None:
+    """nn.PReLU and F.prelu (PRelu), torch.maximum / max / minimum (Max, Min, with a constant too)."""
+    torch.manual_seed(5)
+    module = Piecewise().double().eval()
+    path = _export(module, [2], tmp_path / "piecewise.onnx")
+    assert {"PRelu", "Max", "Min"} <= {node.op_type for node in onnx.load(str(path)).graph.node}
+    net = from_onnx(path)
+    live = symnet.io.from_torch(module)
+    X = np.random.default_rng(3).uniform(-1.5, 1.5, (8, 2))
+    words = ("value", "jacobian", "hessian")
+    got = symnet.compile(net, words, backend="numpy")(X).as_dict()
+    want = symnet.compile(live, words, backend="numpy")(X).as_dict()
+    for word in words:
+        np.testing.assert_allclose(got[word], want[word], rtol=1e-13, atol=1e-14, err_msg=word)
+    # (onnxruntime has no float64 PRelu kernel: the next test runs it in float32)
+
+
+def test_variadic_max_min_and_prelu_slopes_against_onnxruntime(tmp_path: Path) -> None:
+    """Max of three (one a constant row), Min of two and of one, PRelu with one slope and one per
+    feature (float32 only in onnxruntime, so between Casts): the formula in float64, onnxruntime in
+    float32, and the slopes are scale parameters."""
+    rng = np.random.default_rng(4)
+    W, V, c = rng.normal(size=(3, 3)), rng.normal(size=(3, 3)), np.array([0.2, -0.1, 0.0])
+    one, each = np.array([0.25], np.float32), np.array([0.5, -1.0, 2.0], np.float32)
+    init = _constants(W=W, V=V, c=c, one=one, each=each)
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["a"], name="a"),
+             helper.make_node("MatMul", ["x", "V"], ["b"], name="b"),
+             helper.make_node("Max", ["a", "b", "c"], ["hi"], name="hi"),
+             helper.make_node("Min", ["a", "b"], ["lo"], name="lo"),
+             helper.make_node("Min", ["lo"], ["lo1"], name="lo1"),
+             helper.make_node("Concat", ["hi", "lo1"], ["both"], name="both", axis=1),
+             helper.make_node("Cast", ["both"], ["both32"], name="to32", to=TensorProto.FLOAT),
+             helper.make_node("Split", ["both32"], ["hi32", "lo32"], name="halves", axis=1),
+             helper.make_node("PRelu", ["hi32", "one"], ["p"], name="p"),
+             helper.make_node("PRelu", ["lo32", "each"], ["q"], name="q"),
+             helper.make_node("Concat", ["p", "q"], ["y32"], name="cat", axis=1),
+             helper.make_node("Cast", ["y32"], ["y"], name="to64", to=TensorProto.DOUBLE)]
+    model = _model(nodes, [_input("x", 3)], [helper.make_tensor_value_info("y", TensorProto.DOUBLE, ["n", 6])], init)
+    path = tmp_path / "extrema.onnx"
+    onnx.save(model, str(path))
+    net = from_onnx(path)
+    X = rng.normal(size=(30, 3))
+    got = symnet.compile(net, "value", backend="numpy")(X).value
+    a, b = X @ W, X @ V
+    hi, lo = np.maximum(np.maximum(a, b), c), np.minimum(a, b)
+    formula = np.concatenate([np.where(hi > 0, hi, 0.25 * hi), np.where(lo > 0, lo, each * lo)], axis=1)
+    np.testing.assert_allclose(got, formula, rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(got, ort.InferenceSession(str(path)).run(None, {"x": X})[0], rtol=1e-6, atol=1e-6)
+    assert [np.asarray(n.params["s"], dtype=np.float64).ravel().tolist() for n in net.graph.nodes
+            if n.op == "scale"] == [[0.25], [0.5, -1.0, 2.0]]
 
 
 def test_integer_constants_fold_as_onnx_computes_them(tmp_path: Path) -> None:

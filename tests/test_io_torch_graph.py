@@ -74,6 +74,48 @@ def test_names_and_module_left_as_it_was() -> None:
     assert names[:4] == ["x", "inp", "act", "blocks_0"] and "add" in names
 
 
+class Piecewise(nn.Module):
+    """nn.PReLU (one weight per feature and one shared), F.prelu by a parameter, torch.maximum,
+    torch.minimum by a buffer and by zero, torch.max of two tensors: relu composites."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.head = nn.Linear(2, 4), nn.Linear(2, 4), nn.Linear(4, 2)
+        self.per_feature, self.shared = nn.PReLU(4), nn.PReLU(init=0.3)
+        self.slope = nn.Parameter(torch.tensor([0.05, -0.2, 0.4, 1.5]))
+        self.register_buffer("floor", torch.tensor([0.1, -0.2, 0.3, 0.0]))
+        with torch.no_grad():
+            self.per_feature.weight.copy_(torch.tensor([0.1, 0.25, -0.5, 2.0]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = self.a(x), torch.tanh(self.b(x))
+        high = torch.maximum(self.per_feature(a), self.shared(b))
+        low = torch.minimum(a, self.floor) + torch.minimum(b, torch.zeros(())) * 2
+        return self.head(high + low - torch.max(a, b) + nn.functional.prelu(b, self.slope))
+
+
+def test_prelu_and_elementwise_max_min_match_autograd() -> None:
+    torch.manual_seed(5)
+    module = Piecewise().double()
+    net = from_torch(module)  # checked node by node against the module
+    X = np.random.default_rng(3).uniform(-1.5, 1.5, (8, 2))
+    module.eval()
+    points = list(torch.as_tensor(X))  # point by point: torch.func.vmap cannot take prelu's second derivative
+    value = np.stack([module(p[None, :])[0].detach().numpy() for p in points])
+    jac = np.stack([torch.autograd.functional.jacobian(lambda p: module(p[None, :])[0], p).numpy() for p in points])
+    hes = np.stack([torch.autograd.functional.jacobian(lambda q: torch.autograd.functional.jacobian(
+        lambda p: module(p[None, :])[0], q, create_graph=True), p).numpy() for p in points])
+    result = symnet.compile(net, ("value", "jacobian", "hessian"), backend="numpy")(X)
+    np.testing.assert_allclose(result.value, value, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(result.jacobian, jac, rtol=1e-11, atol=1e-12)
+    np.testing.assert_allclose(result.hessian, hes, rtol=0, atol=1e-12)  # piecewise linear: 0 between kinks
+    scales = [np.asarray(node.params["s"], dtype=np.float64).ravel().tolist() for node in net.graph.nodes
+              if node.op == "scale" and node.params["s"].shape[1] == 4]
+    for weight in (module.per_feature.weight, module.slope):  # PReLU's weights are parameters of the graph
+        assert weight.detach().numpy().tolist() in scales
+    assert [node.activation.name for node in net.graph.nodes if node.op == "activation"].count("relu") == 7
+
+
 class _Atan(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -117,6 +159,20 @@ class _BatchStats(nn.Module):
         return self.bn(self.fc(x))
 
 
+class _Reduces(_Atan):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.max(self.fc(x), 1).values
+
+
+class _WidePrelu(_Atan):
+    def __init__(self) -> None:
+        super().__init__()
+        self.act = nn.PReLU(3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.fc(x))
+
+
 class _Conv(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -136,6 +192,10 @@ class _Conv(nn.Module):
     (_Rows(), r"node 'getitem' .*: indexing \(slice\(0, 1, None\),\); symnet reads x\[:, a:b\]"),
     (_BatchStats(), r"node 'bn' \(module 'bn'\) .*track_running_stats=False\) normalises by each batch's own"),
     (_Conv(), r"node 'conv' \(module 'conv'\) .*Conv1d is not a module symnet reads; it reads .*Linear"),
+    (_Reduces(), r"node 'max\w*' \(function max\) .*: symnet reads the elementwise maximum of two tensors "
+                 r"\(torch\.maximum\(a, b\)\), not a reduction over a dim"),
+    (_WidePrelu(), r"node 'act' \(module 'act'\) .*: a PReLU weight of shape \(3,\) on 2 features; symnet reads one "
+                   r"weight, or one per feature"),
 ])
 def test_refusals_name_the_node_the_op_and_the_line(module: nn.Module, message: str) -> None:
     with pytest.raises(UnsupportedLayerError, match=message):

@@ -18,7 +18,7 @@ from .. import activations as _activations
 from ..graph import builder as g
 from .format import UnsupportedLayerError
 
-__all__ = ["Const", "binary", "node_name", "number", "power", "row", "scaled", "tensor"]
+__all__ = ["Const", "binary", "extremum", "node_name", "number", "power", "prelu", "row", "scaled", "tensor"]
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,38 @@ def binary(kind: str, a: Any, b: Any, where: str) -> Any:
     if np.any(divisor == 0):
         raise UnsupportedLayerError(f"{where}: division by a constant with a zero entry")
     return g.scale(a, 1.0 / divisor if divisor.ndim else 1.0 / float(divisor))
+
+
+def extremum(kind: str, a: Any, b: Any, where: str) -> Any:
+    """``max(a, b)`` or ``min(a, b)`` (``kind`` max, min) unit by unit, written with one relu:
+    ``a + relu(b - a)`` and ``a - relu(a - b)``; with a constant ``c``, ``c + relu(t - c)`` and
+    ``c - relu(c - t)`` by fixed rescales (``relu(t)`` itself for ``max(t, 0)``).  The relu's kink is
+    where the two are equal, and there symnet's ``relu'(0) = 1/2`` gives the mean of the two slopes."""
+    if kind not in ("max", "min"):
+        raise ValueError(f"extremum: kind {kind!r}")
+    if not isinstance(a, g.Tensor) and not isinstance(b, g.Tensor):
+        x, y = (np.asarray(number(v, where)) for v in (a, b))
+        return Const((np.maximum if kind == "max" else np.minimum)(x, y))
+    if isinstance(a, g.Tensor) and isinstance(b, g.Tensor):
+        if kind == "max":
+            return g.add(a, g.activation(g.sub(b, a), "relu"))
+        return g.sub(a, g.activation(g.sub(a, b), "relu"))
+    t, c = (a, b) if isinstance(a, g.Tensor) else (b, a)
+    c = np.asarray(row(c, t.width, where), dtype=np.float64)
+    if not np.all(np.isfinite(c)):
+        raise UnsupportedLayerError(f"{where}: {kind} with a constant that is not finite")
+    sign = 1.0 if kind == "max" else -1.0  # max(t, c) = c + relu(t - c); min(t, c) = c - relu(c - t)
+    inner = t if sign == 1.0 and not np.any(c) else g.rescale(t, sign, -sign * c)
+    kinked = g.activation(inner, "relu")
+    return kinked if sign == 1.0 and not np.any(c) else g.rescale(kinked, sign, c)
+
+
+def prelu(x: g.Tensor, alpha: Any) -> g.Tensor:
+    """``max(0, x) + alpha * min(0, x)`` (PReLU) as ``relu(x) + alpha * (x - relu(x))``: one relu
+    node (its kink at 0), a ``sub`` and a ``scale`` whose ``s`` is ``alpha`` -- a parameter of the
+    network, trained with the rest (a number, or one per feature)."""
+    positive = g.activation(x, "relu")
+    return g.add(positive, g.scale(g.sub(x, positive), alpha))
 
 
 def scaled(value: Any, factor: float, where: str) -> Any:

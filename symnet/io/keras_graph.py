@@ -29,7 +29,7 @@ from ..errors import ImportMismatchError, SymnetError
 from ..graph import builder as g
 from ..network import Network
 from ._compare import _difference, check_points
-from ._tensor_ops import node_name
+from ._tensor_ops import extremum, node_name, prelu
 from .format import MAX_NODES, FileFormatError, UnsupportedLayerError
 
 __all__ = ["LAYERS", "graph_from_config", "layer_table"]
@@ -63,7 +63,7 @@ class _Layer:
     def last_axis(self) -> None:
         axis = self.config.get("axis", -1)
         if axis not in (-1, [-1], 1, [1]):
-            raise UnsupportedLayerError(f"{self.where}: axis {_brief(axis)}; symnet's tensors are (N, features) "
+            raise UnsupportedLayerError(f"{self.where}: axis {_axes(axis)}; symnet's tensors are (N, features) "
                                         "and these layers act on the features (axis -1)")
 
     def flag(self, key: str, default: bool) -> bool:
@@ -83,6 +83,13 @@ def _brief(value: Any) -> str:
     from .keras import _brief as brief
 
     return brief(value)
+
+
+def _axes(value: Any) -> str:
+    """An axis or a short list of axes from a config, shown as written (anything else as :func:`_brief`)."""
+    if isinstance(value, list) and 0 < len(value) <= 8 and all(type(v) is int and abs(v) < 100 for v in value):
+        return repr(value)
+    return _brief(value)
 
 
 # --- the table -----------------------------------------------------------------------------
@@ -131,10 +138,66 @@ def _merge(kind: str) -> Callable[[_Layer], g.Tensor]:
             raise UnsupportedLayerError(f"{layer.where}: inputs of widths {[x.width for x in xs]}; symnet merges "
                                         "tensors of one width")
         out = xs[0]
-        for x in xs[1:]:
-            out = {"add": g.add, "sub": g.sub, "mul": g.mul, "average": g.add}[kind](out, x)
+        for x in xs[1:]:  # folded left, as Keras does: max(max(a, b), c)
+            if kind in ("max", "min"):
+                out = extremum(kind, out, x, layer.where)
+            else:
+                out = {"add": g.add, "sub": g.sub, "mul": g.mul, "average": g.add}[kind](out, x)
         return g.scale(out, 1.0 / len(xs)) if kind == "average" else out
     return convert
+
+
+def _prelu(layer: _Layer) -> g.Tensor:
+    """``max(0, x) + alpha * min(0, x)``, ``alpha`` one per feature (``shared_axes=None``) or one
+    number (``shared_axes=[1]``): a ``scale`` node's ``s``, trained with the rest."""
+    x = layer.one()
+    shared = layer.config.get("shared_axes")
+    axes = shared if isinstance(shared, list) else [shared]
+    if shared is None:
+        shape: tuple[int, ...] = (x.width,)
+    elif len(axes) == 1 and type(axes[0]) is int and axes[0] == 1:
+        shape = (1,)
+    else:
+        raise UnsupportedLayerError(f"{layer.where}: shared_axes={_axes(shared)}; on symnet's (N, features) "
+                                    "tensors PReLU has one alpha per feature (shared_axes=None) or one for all "
+                                    "features (shared_axes=[1])")
+    (alpha,) = layer.arrays(("alpha", shape))
+    return prelu(x, alpha if shape == (x.width,) else float(alpha.reshape(-1)[0]))
+
+
+#: ``ops.normalize``'s epsilon: ``UnitNormalization`` passes 1e-12; ``Dot(normalize=True)`` takes
+#: Keras' ``backend.epsilon()``.
+UNIT_NORM_EPSILON = 1e-12
+
+
+def _unit(x: g.Tensor, eps: float) -> g.Tensor:
+    """``x / sqrt(sum(x^2) + eps^2)`` -- Keras' ``x / max(|x|, eps)`` wherever ``|x|`` is not within a
+    few ``eps`` of 0 -- composed as ``rms_norm`` is: mul, sum, rescale, 1/sqrt, mul."""
+    return g.mul(x, g.activation(g.rescale(g.sum(g.mul(x, x)), 1, eps * eps), g._RSQRT))
+
+
+def _unit_normalization(layer: _Layer) -> g.Tensor:
+    x = layer.one()
+    layer.last_axis()
+    return _unit(x, UNIT_NORM_EPSILON)
+
+
+def _dot(layer: _Layer) -> g.Tensor:
+    """``sum_k a_k b_k`` over the features (``inner``), of unit vectors for ``normalize=True``."""
+    xs = layer.inputs
+    if len(xs) != 2:
+        raise UnsupportedLayerError(f"{layer.where} takes {len(xs)} inputs; Dot takes two")
+    axes = layer.config.get("axes")
+    pair = axes if isinstance(axes, list) else [axes, axes]
+    if len(pair) != 2 or not all(isinstance(a, int) and not isinstance(a, bool) and a in (1, -1) for a in pair):
+        raise UnsupportedLayerError(f"{layer.where}: axes={_axes(axes)}; on symnet's (N, features) tensors Dot "
+                                    "multiplies over the features: axes=1 or -1")
+    a, b = xs
+    if a.width != b.width:
+        raise UnsupportedLayerError(f"{layer.where}: inputs of widths {a.width} and {b.width}; Dot needs one width")
+    if layer.flag("normalize", False):
+        a, b = _unit(a, KERAS_EPSILON), _unit(b, KERAS_EPSILON)
+    return g.inner(a, b)
 
 
 def _identity(layer: _Layer) -> g.Tensor:
@@ -221,6 +284,11 @@ LAYERS: dict[str, tuple[Callable[[_Layer], g.Tensor], str]] = {
     "Add": (_merge("add"), "add"),
     "Subtract": (_merge("sub"), "sub"),
     "Multiply": (_merge("mul"), "mul"),
+    "Maximum": (_merge("max"), "max(a, b) = a + relu(b - a), folded left over more inputs"),
+    "Minimum": (_merge("min"), "min(a, b) = a - relu(a - b), folded left over more inputs"),
+    "Dot": (_dot, "inner (mul, sum) over the features, axes 1 or -1; normalize=True: of each x / sqrt(sum(x^2) + 1e-14)"),
+    "PReLU": (_prelu, "relu(x) + alpha * (x - relu(x)), alpha a scale's parameter (per feature, or shared_axes=[1])"),
+    "UnitNormalization": (_unit_normalization, "x / sqrt(sum(x^2) + 1e-24): mul, sum, rescale, 1/sqrt, mul"),
     "Average": (_merge("average"), "add, then scale by 1/n"),
     "Concatenate": (_merge("concat"), "concat over the features"),
     "Normalization": (_normalization, "normalize: (x - mean) / max(sqrt(variance), 1e-7)"),

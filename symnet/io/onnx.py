@@ -29,7 +29,7 @@ from .. import activations as _activations
 from ..graph import builder as g
 from ..network import Network
 from ._expr import safe_text
-from ._tensor_ops import Const, binary, node_name, number, power, scaled, tensor
+from ._tensor_ops import Const, binary, extremum, node_name, number, power, prelu, row, scaled, tensor
 from ..errors import SymnetError
 from .format import FileFormatError, UnsupportedLayerError
 
@@ -200,6 +200,25 @@ def _clip(node: _Node) -> Any:
     if not (math.isfinite(low) and math.isfinite(high)):
         raise UnsupportedLayerError(f"{node.where}: Clip to [{low}, {high}]; symnet reads two finite bounds or [0, inf)")
     return g.activation(node.x(), _activations.activation("hardtanh", min_val=low, max_val=high))
+
+
+def _prelu(node: _Node) -> Any:
+    """``x < 0 ? slope * x : x`` with a constant slope, one or one per feature (unidirectional
+    broadcasting on ``(N, C)``): ``relu(x) + slope * (x - relu(x))``, the slope a ``scale``'s parameter."""
+    x = node.x()
+    return prelu(x, row(Const(node.const(1, "slope").astype(np.float64)), x.width, node.where))
+
+
+def _extremum(kind: str) -> Callable[[_Node], Any]:
+    """``Max``/``Min`` of one or more inputs, folded left: ``a + relu(b - a)``, ``a - relu(a - b)``."""
+    def convert(node: _Node) -> Any:
+        if not node.inputs or any(v is None for v in node.inputs):
+            raise UnsupportedLayerError(f"{node.where}: needs one or more inputs")
+        out = node.inputs[0]
+        for value in node.inputs[1:]:
+            out = extremum(kind, out, value, node.where)
+        return out
+    return convert
 
 
 def _pow(node: _Node) -> Any:
@@ -476,6 +495,9 @@ OPS: dict[str, tuple[Callable[[_Node], Any], str]] = {
     "Mul": (_binary("mul"), "mul, or scale by a constant"),
     "Div": (_binary("div"), "scale by the reciprocal of a constant"),
     "Neg": (_neg, "scale by -1"),
+    "Max": (_extremum("max"), "a + relu(b - a), folded left; with a constant c, c + relu(x - c)"),
+    "Min": (_extremum("min"), "a - relu(a - b), folded left; with a constant c, c - relu(c - x)"),
+    "PRelu": (_prelu, "relu(x) + slope * (x - relu(x)), the slope (one, or one per feature) a scale's parameter"),
     "Pow": (_pow, "square, or a natural power, with a constant exponent"),
     "Tanh": (_activation("tanh"), "activation tanh"),
     "Sigmoid": (_activation("sigmoid"), "activation sigmoid"),
@@ -613,8 +635,8 @@ def from_onnx(path: str | os.PathLike[str]) -> Network:
 
 
 #: Ops that keep an ``(N,)`` tensor ``(N,)``: elementwise ones of one tensor.
-_ELEMENTWISE = {"Neg", "Pow", "Tanh", "Sigmoid", "Relu", "LeakyRelu", "Elu", "Celu", "Selu", "Softplus", "Softsign", "Mish",
-                "Gelu", "HardSigmoid", "Clip", "Exp", "Sin", "Cos", "Erf", "Log", "Identity", "Dropout", "Cast"}
+_ELEMENTWISE = {"Neg", "Pow", "PRelu", "Tanh", "Sigmoid", "Relu", "LeakyRelu", "Elu", "Celu", "Selu", "Softplus",
+                "Softsign", "Mish", "Gelu", "HardSigmoid", "Clip", "Exp", "Sin", "Cos", "Erf", "Log", "Identity", "Dropout", "Cast"}
 
 
 def _check_squeezed(proto: Any, args: list[Any], squeezed: set[str], where: str) -> None:
@@ -622,7 +644,7 @@ def _check_squeezed(proto: Any, args: list[Any], squeezed: set[str], where: str)
     flags = [name in squeezed for name, a in zip(proto.input, args) if isinstance(a, g.Tensor)]
     if not any(flags) or proto.op_type == "Unsqueeze":
         return
-    if proto.op_type in _ELEMENTWISE or (proto.op_type in ("Add", "Sub", "Mul", "Div") and all(flags)):
+    if proto.op_type in _ELEMENTWISE or (proto.op_type in ("Add", "Sub", "Mul", "Div", "Max", "Min") and all(flags)):
         return
     raise UnsupportedLayerError(f"{where}: reads a value ONNX holds as (N,) (from a scalar Gather, keepdims=0 or "
                                 "Squeeze) together with (N, w) ones, which ONNX broadcasts to (N, N); symnet reads "

@@ -18,8 +18,10 @@ line, and tracing needs no input size.
 methods, by name), to :mod:`symnet.graph.builder` calls: ``Linear`` and ``F.linear`` are
 ``dense``; activation modules and functions are activation nodes; ``+ - *`` between tensors
 are ``add``/``sub``/``mul``, with numbers or buffers ``shift``/``scale``; ``/`` by a number or
-buffer a ``scale``; ``@`` by a buffer ``matmul``; ``cat``/``split``/``chunk``/slicing of the
-feature axis ``concat``/``slice``; ``sum``/``mean`` over the features; ``LayerNorm``,
+buffer a ``scale``; ``torch.maximum``/``minimum`` ``a + relu(b - a)``/``a - relu(a - b)``;
+``nn.PReLU`` and ``F.prelu`` ``relu(x) + w (x - relu(x))`` with ``w`` a ``scale``'s parameter;
+``@`` by a buffer ``matmul``; ``cat``/``split``/``chunk``/slicing of the feature axis
+``concat``/``slice``; ``sum``/``mean`` over the features; ``LayerNorm``,
 ``BatchNorm1d`` (eval mode: its running statistics), ``Softmax``, ``LogSoftmax``.  Buffers and parameters a
 ``forward`` reads (``self.mean``, ``self.B``) are constants, folded with numbers in numpy.
 Anything else raises :class:`~symnet.io.UnsupportedLayerError` naming the node, the op and
@@ -50,7 +52,7 @@ from ..graph import builder as g
 from ..network import Network
 from ._compare import CHECK_RTOL, _difference, check_points
 from ._tensor_ops import Const as _Const, binary, number as _number, power, row as _row, scaled as _scaled
-from ._tensor_ops import node_name, tensor as _tensor
+from ._tensor_ops import extremum, node_name, prelu, tensor as _tensor
 from .format import UnsupportedLayerError
 
 __all__ = ["OPS", "from_torch_graph", "op_table", "supported_ops"]
@@ -203,6 +205,8 @@ def _module_rule(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, An
         gamma = 1.0 if module.weight is None else cap.array(module.weight, where)
         beta = 0.0 if getattr(module, "bias", None) is None else cap.array(module.bias, where)
         return g.layer_norm(x, gamma, beta, eps=float(module.eps))
+    if kind == "PReLU" and type(module) is cap.nn.PReLU:
+        return _prelu_of(x, cap.array(module.weight, where), where)
     if kind == "BatchNorm1d":
         if module.running_mean is None or module.running_var is None:
             raise UnsupportedLayerError(f"{where}: BatchNorm1d(track_running_stats=False) normalises by each batch's "
@@ -218,6 +222,40 @@ def _module_rule(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, An
     return g.activation(x, activation)
 
 
+def _prelu_of(x: g.Tensor, weight: Any, where: str) -> g.Tensor:
+    """PReLU's weight is one number or one per channel, and on ``(N, C)`` the channels are the features."""
+    alpha = np.asarray(weight, dtype=np.float64)
+    if alpha.size == 1:
+        return prelu(x, float(alpha.reshape(-1)[0]))
+    if alpha.shape != (x.width,):
+        raise UnsupportedLayerError(f"{where}: a PReLU weight of shape {alpha.shape} on {x.width} features; symnet "
+                                    "reads one weight, or one per feature (num_parameters = the features)")
+    return prelu(x, alpha)
+
+
+def _prelu_fn(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    where = _where(node)
+    x = _tensor(args[0] if args else kwargs.get("input"), where)
+    weight = args[1] if len(args) > 1 else kwargs.get("weight")
+    if isinstance(weight, g.Tensor):
+        raise UnsupportedLayerError(f"{where}: prelu with a weight computed from the inputs; symnet reads a "
+                                    "parameter or buffer there")
+    return _prelu_of(x, _number(weight, where), where)
+
+
+def _extremum(kind: str) -> Callable[..., Any]:
+    """``torch.maximum(a, b)`` / ``torch.minimum`` (and ``torch.max(a, b)`` of two tensors) unit by unit."""
+    def convert(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        where = _where(node)
+        operands = [*args, *(kwargs[k] for k in ("other",) if k in kwargs)]
+        if len(operands) != 2 or set(kwargs) - {"other"} or \
+                not all(isinstance(v, (g.Tensor, _Const)) for v in operands):
+            raise UnsupportedLayerError(f"{where}: symnet reads the elementwise {kind}imum of two tensors "
+                                        f"(torch.{kind}imum(a, b)), not a reduction over a dim")
+        return extremum(kind, operands[0], operands[1], where)
+    return convert
+
+
 def _parametrized(module: Any) -> bool:
     from torch.nn.utils import parametrize
 
@@ -227,7 +265,7 @@ def _parametrized(module: Any) -> bool:
 _ACTIVATION_MODULES = ("Tanh", "Sigmoid", "ReLU", "SiLU", "LeakyReLU", "Softplus", "ELU", "GELU", "Softmax", "LogSoftmax", "Mish",
                        "SELU", "Softsign", "ReLU6", "Hardsigmoid", "Hardtanh")
 _MODULES = ("Linear", "ParametrizedLinear", "Identity", "Dropout", "AlphaDropout", "Flatten", "LayerNorm", "BatchNorm1d",
-            *_ACTIVATION_MODULES)
+            "PReLU", *_ACTIVATION_MODULES)
 
 
 def _cat(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
@@ -383,7 +421,8 @@ _ACTIVATIONS = {"tanh": "tanh", "sigmoid": "sigmoid", "relu": "relu", "sin": "si
                 "silu": "silu", "square": "square", "expit": "sigmoid", "gelu": "gelu", "elu": "elu",
                 "leaky_relu": "leaky_relu", "softplus": "softplus", "mish": "mish", "selu": "selu",
                 "softsign": "softsign", "relu6": "relu6", "hardsigmoid": "hard_sigmoid", "hardtanh": "hardtanh"}
-_ELEMENTWISE_BINARY = ("add", "iadd", "sub", "isub", "rsub", "mul", "imul", "truediv", "div")
+_ELEMENTWISE_BINARY = ("add", "iadd", "sub", "isub", "rsub", "mul", "imul", "truediv", "div", "maximum", "minimum",
+                       "max", "min")
 
 #: Every PyTorch function and method symnet reads, by name (``torch.tanh``, ``F.tanh`` and
 #: ``x.tanh()`` alike), and what it becomes.  Modules are :data:`_MODULES`.
@@ -400,6 +439,11 @@ OPS: dict[str, _Rule] = {
     "div": _Rule(_binary("div"), "scale by the reciprocal of a constant"),
     "neg": _Rule(_neg, "scale by -1"),
     "pow": _Rule(_pow, "square, or a natural power as an activation"),
+    "maximum": _Rule(_extremum("max"), "a + relu(b - a); with a constant c, c + relu(x - c)"),
+    "minimum": _Rule(_extremum("min"), "a - relu(a - b); with a constant c, c - relu(c - x)"),
+    "max": _Rule(_extremum("max"), "of two tensors: as maximum (a reduction is refused)"),
+    "min": _Rule(_extremum("min"), "of two tensors: as minimum (a reduction is refused)"),
+    "prelu": _Rule(_prelu_fn, "relu(x) + w * (x - relu(x)), w a scale's parameter"),
     "matmul": _Rule(_matmul, "matmul by a constant matrix"),
     "linear": _Rule(_linear_fn, "dense"),
     "cat": _Rule(_cat, "concat over the features"),
@@ -430,7 +474,9 @@ def supported_ops() -> list[tuple[str, str]]:
     """
     modules = [(name, "dense" if name == "Linear" else "dense, its parametrization (weight_norm...) evaluated"
                 if name == "ParametrizedLinear" else "activation" if name in _ACTIVATION_MODULES
-                else {"LayerNorm": "layer_norm", "BatchNorm1d": "batch_norm (running statistics)"}.get(name, "identity"))
+                else {"LayerNorm": "layer_norm", "BatchNorm1d": "batch_norm (running statistics)",
+                      "PReLU": "relu(x) + w * (x - relu(x)), w a scale's parameter (one, or one per feature)"
+                      }.get(name, "identity"))
                for name in _MODULES]
     return sorted(modules + [(name, rule.summary) for name, rule in OPS.items()])
 
@@ -567,7 +613,10 @@ class _Capture:
                         return int(getattr(m, attr))
                 if type(m).__name__ == "LayerNorm" and len(m.normalized_shape) == 1:
                     return int(m.normalized_shape[0])
-                keeps = type(m).__name__ in _ACTIVATION_MODULES + ("Identity", "Dropout", "AlphaDropout", "Flatten")
+                if type(m).__name__ == "PReLU" and m.num_parameters > 1:
+                    return int(m.num_parameters)
+                keeps = type(m).__name__ in _ACTIVATION_MODULES + ("Identity", "Dropout", "AlphaDropout", "Flatten",
+                                                                   "PReLU")
             elif user.op in ("call_function", "call_method"):
                 constants = [self._attr(a.target) for a in user.args if getattr(a, "op", None) == "get_attr"]
                 if name == "linear" and len(user.args) > 1 and getattr(user.args[1], "op", None) == "get_attr":
