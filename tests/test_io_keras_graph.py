@@ -138,8 +138,22 @@ def piecewise() -> tuple[Any, Callable[..., torch.Tensor]]:
     return model, forward
 
 
+def classifier() -> tuple[Any, Callable[..., torch.Tensor]]:
+    """Two heads averaged (Average: a fixed 1/2, no parameter) into log-probabilities (log_softmax)."""
+    x = keras.Input((2,))
+    h = L.Dense(5, activation="tanh", name="h")(x)
+    mean = L.Average(name="avg")([L.Dense(3, name="p")(h), L.Dense(3, activation="tanh", name="q")(h)])
+    model = keras.Model(x, L.Dense(3, activation="log_softmax", name="out")(mean))
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        h = _dense(model, "h", x, torch.tanh)
+        mean = (_dense(model, "p", h) + _dense(model, "q", h, torch.tanh)) / 2
+        return torch.log_softmax(_dense(model, "out", mean), dim=-1)
+    return model, forward
+
+
 MODELS = {"residual": residual, "gated": gated, "normalised": normalised, "deeponet": deeponet,
-          "piecewise": piecewise}
+          "piecewise": piecewise, "classifier": classifier}
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -162,6 +176,33 @@ def test_functional_graphs_import_live_and_from_files(name: str, tmp_path: Path)
         hessian = torch.autograd.functional.jacobian(
             lambda y: torch.autograd.functional.jacobian(f, y, create_graph=True), x).numpy()
         np.testing.assert_allclose(result.hessian[p], hessian, rtol=1e-10, atol=1e-11)
+
+
+def test_average_is_a_constant_mean_and_log_softmax_outputs_take_the_negative_log_likelihood() -> None:
+    """Average's 1/n is no parameter (fit would train it), so the graph's parameters are Keras'
+    trainable weights; log_softmax outputs train with softmax_cross_entropy (their NLL) and refuse
+    cross_entropy, which reads probabilities."""
+    keras.utils.set_random_seed(3)
+    model, forward = classifier()
+    net = from_keras(model)
+    numbers = sum(m.shape[0] * m.shape[1] for node in net.graph.nodes[1:] for m in node.params.values())
+    assert numbers == sum(int(np.prod(w.shape)) for w in model.trainable_weights) == 63
+    X = np.random.default_rng(2).uniform(-1, 1, (6, 2))
+    labels = np.array([0, 1, 2, 2, 1, 0])
+    value, grads = symnet.compile_loss(net, "softmax_cross_entropy")(X, labels)
+    logp = forward(torch.as_tensor(X))
+    assert value == pytest.approx(float(-logp[np.arange(6), labels].mean()), rel=1e-12)
+    assert sum(len(group) for group in grads.values()) == len(model.trainable_weights)
+    (W, bias), h = _w(model, "out"), _dense(model, "h", torch.as_tensor(X), torch.tanh)
+    mean = (_dense(model, "p", h) + _dense(model, "q", h, torch.tanh)) / 2
+    W.requires_grad_(True)
+    nll = -torch.log_softmax(mean @ W + bias, dim=-1)[np.arange(6), labels].mean()
+    nll.backward()
+    (dense_out,) = [node.name for node in net.graph.nodes if node.op == "dense" and node.width == 3 and
+                    node.inputs == ("avg",)]
+    np.testing.assert_allclose(grads[dense_out]["W"], W.grad.numpy(), rtol=1e-11, atol=1e-14)
+    with pytest.raises(symnet.InputError, match="log-probabilities"):
+        symnet.compile_loss(net, "cross_entropy")(X, labels)
 
 
 def test_lambda_layers_are_traced_or_given_and_a_files_lambda_never_runs(tmp_path: Path) -> None:
@@ -428,7 +469,7 @@ def piecewise_without_unit_norm_or_dot() -> tuple[Any, None]:
 
 
 ONNX_MODELS = {"residual": residual, "gated": gated, "normalised": normalised_without_layer_norm,
-               "deeponet": deeponet, "piecewise": piecewise_without_unit_norm_or_dot}
+               "deeponet": deeponet, "piecewise": piecewise_without_unit_norm_or_dot, "classifier": classifier}
 
 
 @pytest.mark.parametrize("name", sorted(ONNX_MODELS))

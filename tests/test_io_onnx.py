@@ -52,7 +52,7 @@ def test_pytorch_exports_of_the_zoo_match_autograd(name: str, tmp_path: Path) ->
     np.testing.assert_allclose(result.hessian, hes, rtol=1e-9, atol=1e-10 * scale)
 
 
-@pytest.mark.parametrize("name", ["resnet", "modified_mlp", "fourier", "pirate"])
+@pytest.mark.parametrize("name", ["resnet", "modified_mlp", "fourier", "pirate", "classifier"])
 def test_onnxruntime_agrees_on_float32_exports(name: str, tmp_path: Path) -> None:
     torch.manual_seed(7)
     path = _export(ZOO[name]().eval(), [2], tmp_path / "m.onnx", torch.float32)

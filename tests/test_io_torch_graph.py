@@ -17,7 +17,7 @@ from symnet import ImportMismatchError
 from symnet.io import UnsupportedLayerError, from_torch
 from symnet.io.torch_graph import OPS, supported_ops
 
-from torch_zoo import ZOO, ResNet
+from torch_zoo import IMPORT_ZOO as ZOO, ResNet
 
 
 def _reference(module: nn.Module, widths: list[int], X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

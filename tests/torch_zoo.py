@@ -148,5 +148,22 @@ class WeightNorm(nn.Module):
         return self.out(x)
 
 
+class Classifier(nn.Module):
+    """nn.LogSoftmax and Tensor.log_softmax (log-probabilities): an import zoo net, not a PINN's
+    (compile_vjp's gradients through input derivatives take elementwise activations only)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc, self.head, self.log_probabilities = nn.Linear(2, 6), nn.Linear(6, 4), nn.LogSoftmax(dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.tanh(self.fc(x))
+        logits = self.head(h)
+        return torch.cat([self.log_probabilities(logits), logits.log_softmax(-1)[:, :2] * h[:, :2]], dim=1)
+
+
 ZOO = {"weight_norm": WeightNorm, "resnet": ResNet, "modified_mlp": ModifiedMlp, "fourier": FourierMlp, "pirate": PirateNet,
        "deeponet": DeepONet, "normalised": Normalised, "shared": Shared}
+
+#: The nets the importers' tests read: the PINN zoo and the classifier.
+IMPORT_ZOO = {**ZOO, "classifier": Classifier}

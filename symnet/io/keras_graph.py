@@ -143,7 +143,7 @@ def _merge(kind: str) -> Callable[[_Layer], g.Tensor]:
                 out = extremum(kind, out, x, layer.where)
             else:
                 out = {"add": g.add, "sub": g.sub, "mul": g.mul, "average": g.add}[kind](out, x)
-        return g.scale(out, 1.0 / len(xs)) if kind == "average" else out
+        return g.rescale(out, 1.0 / len(xs)) if kind == "average" else out  # 1/n is fixed, not trained
     return convert
 
 
@@ -289,7 +289,7 @@ LAYERS: dict[str, tuple[Callable[[_Layer], g.Tensor], str]] = {
     "Dot": (_dot, "inner (mul, sum) over the features, axes 1 or -1; normalize=True: of each x / sqrt(sum(x^2) + 1e-14)"),
     "PReLU": (_prelu, "relu(x) + alpha * (x - relu(x)), alpha a scale's parameter (per feature, or shared_axes=[1])"),
     "UnitNormalization": (_unit_normalization, "x / sqrt(sum(x^2) + 1e-24): mul, sum, rescale, 1/sqrt, mul"),
-    "Average": (_merge("average"), "add, then scale by 1/n"),
+    "Average": (_merge("average"), "add, then rescale by the constant 1/n"),
     "Concatenate": (_merge("concat"), "concat over the features"),
     "Normalization": (_normalization, "normalize: (x - mean) / max(sqrt(variance), 1e-7)"),
     "Rescaling": (_rescaling, "rescale: x * scale + offset"),
