@@ -276,8 +276,9 @@ class Derivatives(nn.Module):
     **Copied parameters** (a symnet network, or ``share=False``): every parameter of the
     network's graph is an ``nn.Parameter`` in :attr:`weights`, float64, named ``"{node}__{name}"``
     (``"z1__W"`` ``(fan_in, fan_out)``, ``"z1__b"`` ``(1, fan_out)``; a chain's nodes are
-    ``z1, z2, ...``) -- including scales and shifts an importer made of constants
-    (``x * 2.0``), which symnet trains like any parameter.
+    ``z1, z2, ...``) -- including the scales and shifts an importer made of bare
+    ``nn.Parameter`` objects in ``forward``'s arithmetic (numbers and buffers there are fixed
+    ``rescale`` nodes, not parameters).
 
     **Shared parameters** (``share=True``): the module is traced once more with ``torch.fx`` and
     each ``nn.Linear`` call (and ``F.linear`` on parameters) is matched, in the order

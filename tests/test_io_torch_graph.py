@@ -356,3 +356,41 @@ def test_unsqueeze_gives_an_n_column_back_and_squeeze_makes_one() -> None:
 
     with pytest.raises(UnsupportedLayerError, match=r"unsqueeze\(1\) of an \(N, features\) tensor adds an axis"):
         from_torch(Wide())
+
+
+class Constants(torch.nn.Module):
+    """Buffers and numbers in arithmetic (fixed) beside bare parameters in arithmetic (trained)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor([0.5, -1.0]))
+        self.register_buffer("std", torch.tensor([2.0, 0.5]))
+        self.fc, self.out = torch.nn.Linear(2, 4), torch.nn.Linear(4, 1)
+        self.alpha = torch.nn.Parameter(torch.tensor([1.0, 0.5, 2.0, 1.5]))  # an adaptive activation's slopes
+        self.offset = torch.nn.Parameter(torch.tensor(0.25))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.tanh(self.alpha * self.fc((x - self.mean) / self.std))
+        return self.out(h) - self.offset + 2.0 * h[:, :1]
+
+
+def test_buffers_and_numbers_are_fixed_and_bare_parameters_are_trained() -> None:
+    """A buffer or a number in ``forward``'s arithmetic is a fixed rescale (fit must not train an
+    input normalisation); an ``nn.Parameter`` there is a scale/shift parameter whose loss gradient
+    is PyTorch's."""
+    torch.manual_seed(0)
+    module = Constants().double()
+    net = from_torch(module)
+    extra = {node.op: np.asarray(node.params[name], dtype=np.float64).ravel().tolist()
+             for node in net.graph.nodes[1:] if node.op in ("scale", "shift") for name in node.params}
+    assert extra == {"scale": [1.0, 0.5, 2.0, 1.5], "shift": [-0.25]}
+    assert sum(node.op == "rescale" for node in net.graph.nodes) == 3  # (x - mean) / std as two, and 2.0 * h
+    X = np.random.default_rng(0).uniform(-1, 1, (9, 2))
+    Y = np.random.default_rng(1).normal(size=(9, 1))
+    _, grads = symnet.compile_loss(net, "mse")(X, Y)
+    loss = ((module(torch.as_tensor(X)) - torch.as_tensor(Y)) ** 2).mean()
+    loss.backward()
+    (scale,) = [node.name for node in net.graph.nodes if node.op == "scale"]
+    (shift,) = [node.name for node in net.graph.nodes if node.op == "shift"]
+    np.testing.assert_allclose(grads[scale]["s"].ravel(), module.alpha.grad.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(grads[shift]["t"].ravel(), -module.offset.grad.numpy().reshape(1), rtol=1e-12)

@@ -1,8 +1,12 @@
 """Arithmetic between symnet tensors and constants, shared by the importers that map a framework's graph.
 
-A framework's ``a + b`` may be two computed tensors (``add``), a tensor and a number or buffer
-(``shift``), or two constants (folded in numpy here); these helpers decide which, and refuse
-what symnet's ops cannot hold with a message naming ``where``.
+A framework's ``a + b`` may be two computed tensors (``add``), a tensor and a constant, or two
+constants (folded in numpy here); these helpers decide which, and refuse what symnet's ops
+cannot hold with a message naming ``where``.  A constant is fixed (a ``rescale`` node: numbers,
+buffers, ONNX initializers, anything folded) unless it is one of the framework's trainable
+parameters as it stands (a PyTorch ``nn.Parameter`` used in arithmetic), which becomes a
+``scale``/``shift`` parameter of the graph, trained by ``fit`` and differentiated by
+``param_grad`` as the framework would.
 """
 
 from __future__ import annotations
@@ -23,9 +27,18 @@ __all__ = ["Const", "binary", "extremum", "node_name", "number", "power", "prelu
 
 @dataclass(frozen=True)
 class Const:
-    """A buffer, parameter, initializer or number folded from them: a numpy array (float64) or a float."""
+    """A buffer, parameter, initializer or number folded from them: a numpy array (float64) or a float.
+
+    ``trainable``: the framework trains this value itself (an ``nn.Parameter`` read as it is, not
+    folded with anything), so the graph holds it as a parameter rather than a fixed constant.
+    """
 
     value: Any
+    trainable: bool = False
+
+
+def _is_parameter(value: Any) -> bool:
+    return isinstance(value, Const) and value.trainable
 
 
 def number(value: Any, where: str) -> Any:
@@ -65,26 +78,29 @@ def binary(kind: str, a: Any, b: Any, where: str) -> Any:
         if isinstance(a, g.Tensor) and isinstance(b, g.Tensor):
             return g.add(a, b)
         t, c = (a, b) if isinstance(a, g.Tensor) else (b, a)
-        return g.shift(t, row(c, t.width, where))
+        return g.shift(t, row(c, t.width, where)) if _is_parameter(c) else g.rescale(t, 1.0, row(c, t.width, where))
     if kind == "sub":
         if isinstance(a, g.Tensor) and isinstance(b, g.Tensor):
             return g.sub(a, b)
         if isinstance(a, g.Tensor):
-            offset = row(b, a.width, where)
-            return g.shift(a, -offset if isinstance(offset, float) else -np.asarray(offset))
-        return g.shift(g.scale(b, -1.0), row(a, b.width, where))
+            offset = -np.asarray(row(b, a.width, where))  # x - p: a shift by -p, trained as such
+            return g.shift(a, offset) if _is_parameter(b) else g.rescale(a, 1.0, offset)
+        if _is_parameter(a):
+            return g.shift(g.rescale(b, -1.0), row(a, b.width, where))
+        return g.rescale(b, -1.0, row(a, b.width, where))
     if kind == "mul":
         if isinstance(a, g.Tensor) and isinstance(b, g.Tensor):
             return g.mul(a, b)
         t, c = (a, b) if isinstance(a, g.Tensor) else (b, a)
-        return g.scale(t, row(c, t.width, where))
+        return g.scale(t, row(c, t.width, where)) if _is_parameter(c) else g.rescale(t, row(c, t.width, where))
     if isinstance(b, g.Tensor):  # div
         raise UnsupportedLayerError(f"{where}: division by a tensor is not one of symnet's ops; divide by "
                                     "numbers or buffers, or write the reciprocal as an activation")
     divisor = np.asarray(row(b, a.width, where), dtype=np.float64)
     if np.any(divisor == 0):
         raise UnsupportedLayerError(f"{where}: division by a constant with a zero entry")
-    return g.scale(a, 1.0 / divisor if divisor.ndim else 1.0 / float(divisor))
+    reciprocal = 1.0 / divisor if divisor.ndim else 1.0 / float(divisor)
+    return g.scale(a, reciprocal) if _is_parameter(b) else g.rescale(a, reciprocal)  # x / p: a scale by 1/p
 
 
 def extremum(kind: str, a: Any, b: Any, where: str) -> Any:
@@ -120,9 +136,9 @@ def prelu(x: g.Tensor, alpha: Any) -> g.Tensor:
 
 
 def scaled(value: Any, factor: float, where: str) -> Any:
-    """``factor * value`` for a tensor or a constant."""
+    """``factor * value`` for a tensor (a fixed ``rescale``) or a constant."""
     if isinstance(value, g.Tensor):
-        return g.scale(value, factor)
+        return g.rescale(value, factor)
     return Const(np.asarray(number(value, where), dtype=np.float64) * factor)
 
 

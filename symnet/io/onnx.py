@@ -6,7 +6,9 @@ ONNX is the way in for any framework symnet has no importer of its own for: JAX/
 ``load_external_data=False``: nothing in the file runs, no file it names is read yet), then
 maps each node through one opset-aware table, :data:`OPS`, to :mod:`symnet.graph.builder`
 calls; initializers and ``Constant`` nodes are constants, folded in numpy where an op combines
-only constants.
+only constants.  Gemm/MatMul weights and a PRelu slope are the graph's parameters; any other
+constant an op applies to a tensor (``Add``, ``Mul``, ``Div``...) is a fixed ``rescale``: an ONNX
+file does not say which tensors its framework trained.
 
 Safety, as for every file: the model's size is bounded before parsing
 (:data:`MAX_ONNX_BYTES`), every constant's size before it is converted
@@ -490,11 +492,11 @@ def _cast(node: _Node) -> Any:
 OPS: dict[str, tuple[Callable[[_Node], Any], str]] = {
     "Gemm": (_gemm, "dense (alpha, beta, transB read)"),
     "MatMul": (_matmul, "dense without bias, by a constant matrix"),
-    "Add": (_binary("add"), "add, or shift by a constant"),
-    "Sub": (_binary("sub"), "sub, or shift by a constant"),
-    "Mul": (_binary("mul"), "mul, or scale by a constant"),
-    "Div": (_binary("div"), "scale by the reciprocal of a constant"),
-    "Neg": (_neg, "scale by -1"),
+    "Add": (_binary("add"), "add, or rescale by a fixed offset"),
+    "Sub": (_binary("sub"), "sub, or rescale by a fixed offset"),
+    "Mul": (_binary("mul"), "mul, or rescale by a fixed factor"),
+    "Div": (_binary("div"), "rescale by the reciprocal of a fixed constant"),
+    "Neg": (_neg, "rescale by -1"),
     "Max": (_extremum("max"), "a + relu(b - a), folded left; with a constant c, c + relu(x - c)"),
     "Min": (_extremum("min"), "a - relu(a - b), folded left; with a constant c, c - relu(c - x)"),
     "PRelu": (_prelu, "relu(x) + slope * (x - relu(x)), the slope (one, or one per feature) a scale's parameter"),
@@ -545,7 +547,7 @@ def op_table() -> str:
     """:data:`OPS` as the Markdown table of docs/io.md (a test keeps the two the same).
 
     >>> print(op_table().splitlines()[2])
-    | `Add` | add, or shift by a constant |
+    | `Add` | add, or rescale by a fixed offset |
     """
     rows = [f"| `{name}` | {summary} |" for name, (_, summary) in sorted(OPS.items())]
     return "\n".join(["| ONNX op | symnet |", "|---|---|", *rows])

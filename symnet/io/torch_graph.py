@@ -17,8 +17,8 @@ line, and tracing needs no input size.
 **Mapping.** Every node goes through one table, :data:`OPS` (module classes, functions and
 methods, by name), to :mod:`symnet.graph.builder` calls: ``Linear`` and ``F.linear`` are
 ``dense``; activation modules and functions are activation nodes; ``+ - *`` between tensors
-are ``add``/``sub``/``mul``, with numbers or buffers ``shift``/``scale``; ``/`` by a number or
-buffer a ``scale``; ``torch.maximum``/``minimum`` ``a + relu(b - a)``/``a - relu(a - b)``;
+are ``add``/``sub``/``mul``, with numbers or buffers a fixed ``rescale`` (with a bare
+``nn.Parameter`` a trainable ``shift``/``scale``); ``/`` by a number or buffer a ``rescale``; ``torch.maximum``/``minimum`` ``a + relu(b - a)``/``a - relu(a - b)``;
 ``nn.PReLU`` and ``F.prelu`` ``relu(x) + w (x - relu(x))`` with ``w`` a ``scale``'s parameter;
 ``@`` by a buffer ``matmul``; ``cat``/``split``/``chunk``/slicing of the feature axis
 ``concat``/``slice``; ``sum``/``mean`` over the features; ``LayerNorm``,
@@ -428,16 +428,16 @@ _ELEMENTWISE_BINARY = ("add", "iadd", "sub", "isub", "rsub", "mul", "imul", "tru
 #: ``x.tanh()`` alike), and what it becomes.  Modules are :data:`_MODULES`.
 OPS: dict[str, _Rule] = {
     **{name: _Rule(_activation_rule(act), f"activation {act}") for name, act in _ACTIVATIONS.items()},
-    "add": _Rule(_binary("add"), "add, or shift by a constant"),
-    "iadd": _Rule(_binary("add"), "add, or shift by a constant"),
-    "sub": _Rule(_binary("sub"), "sub, or shift by a constant"),
-    "isub": _Rule(_binary("sub"), "sub, or shift by a constant"),
+    "add": _Rule(_binary("add"), "add, or rescale by a fixed offset (shift by a parameter)"),
+    "iadd": _Rule(_binary("add"), "add, or rescale by a fixed offset (shift by a parameter)"),
+    "sub": _Rule(_binary("sub"), "sub, or rescale by a fixed offset (shift by a parameter)"),
+    "isub": _Rule(_binary("sub"), "sub, or rescale by a fixed offset (shift by a parameter)"),
     "rsub": _Rule(_rsub, "sub"),
-    "mul": _Rule(_binary("mul"), "mul, or scale by a constant"),
-    "imul": _Rule(_binary("mul"), "mul, or scale by a constant"),
-    "truediv": _Rule(_binary("div"), "scale by the reciprocal of a constant"),
-    "div": _Rule(_binary("div"), "scale by the reciprocal of a constant"),
-    "neg": _Rule(_neg, "scale by -1"),
+    "mul": _Rule(_binary("mul"), "mul, or rescale by a fixed factor (scale by a parameter)"),
+    "imul": _Rule(_binary("mul"), "mul, or rescale by a fixed factor (scale by a parameter)"),
+    "truediv": _Rule(_binary("div"), "rescale by the reciprocal of a fixed constant (scale by 1/parameter)"),
+    "div": _Rule(_binary("div"), "rescale by the reciprocal of a fixed constant (scale by 1/parameter)"),
+    "neg": _Rule(_neg, "rescale by -1"),
     "pow": _Rule(_pow, "square, or a natural power as an activation"),
     "maximum": _Rule(_extremum("max"), "a + relu(b - a); with a constant c, c + relu(x - c)"),
     "minimum": _Rule(_extremum("min"), "a - relu(a - b); with a constant c, c - relu(c - x)"),
@@ -657,7 +657,7 @@ class _Capture:
                 value = self._attr(node.target)
                 if not isinstance(value, torch.Tensor):
                     raise UnsupportedLayerError(f"{_where(node)}: reads {type(value).__name__}, not a tensor")
-                self.values[node] = _Const(self.array(value, _where(node)))
+                self.values[node] = _Const(self.array(value, _where(node)), isinstance(value, torch.nn.Parameter))
                 continue
             self._current = node
             args = [self._value(a) for a in node.args]
