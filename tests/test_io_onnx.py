@@ -117,7 +117,7 @@ def test_refusals_name_the_node_and_the_op(tmp_path: Path) -> None:
     path = _tiny(tmp_path, [helper.make_node("MatMul", ["x", "W"], ["h"], name="fc"),
                             helper.make_node("Atan", ["h"], ["y"], name="angle")], w)
     with pytest.raises(UnsupportedLayerError, match=r"m\.onnx: node angle \(Atan\) is not an op symnet reads; it reads "
-                                                    r"Add, BatchNormalization"):
+                                                    r"Abs, Add, BatchNormalization"):
         from_onnx(path)
     custom = helper.make_node("MyOp", ["x"], ["y"], name="mine", domain="com.evil")
     path = _tiny(tmp_path, [custom], name="custom.onnx")
@@ -370,3 +370,40 @@ def test_celu_is_alpha_times_elu_of_x_over_alpha(tmp_path: Path, alpha: float) -
         from_onnx(_tiny(tmp_path, [helper.make_node("Celu", ["x"], ["c"], name="celu", alpha=-1.0),  # (refused first)
                                    helper.make_node("ReduceSum", ["c", "ax"], ["y"], name="total", keepdims=1)],
                         [numpy_helper.from_array(np.array([1], np.int64), "ax")], name="bad.onnx"))
+
+
+def test_a_matmuls_bias_is_a_parameter_and_other_constants_are_fixed(tmp_path: Path) -> None:
+    """MatMul then Add of a row (read by that Add alone) is one dense node with that bias, a
+    parameter; a MatMul read twice keeps a zero bias and the Adds are fixed rescales; Div by a
+    tensor, Abs, Sqrt and Min with a huge constant (exact on t's side: t - relu(t - c)) against
+    onnxruntime."""
+    rng = np.random.default_rng(6)
+    W, b, V, c = rng.normal(size=(2, 3)), rng.normal(size=3), rng.normal(size=(3, 1)), rng.normal(size=3)
+    init = _constants(W=W, b=b, V=V, c=c, big=np.array(1e12), one=np.array(1.0))
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["h"], name="fc"),
+             helper.make_node("Add", ["h", "b"], ["z"], name="bias"),
+             helper.make_node("Abs", ["z"], ["az"], name="abs"),
+             helper.make_node("Add", ["az", "one"], ["den"], name="den"),
+             helper.make_node("Div", ["z", "den"], ["soft"], name="softsign"),
+             helper.make_node("Sqrt", ["den"], ["root"], name="root"),
+             helper.make_node("Min", ["root", "big"], ["small"], name="clip"),
+             helper.make_node("Mul", ["soft", "small"], ["prod"], name="prod"),
+             helper.make_node("MatMul", ["prod", "V"], ["y"], name="out")]
+    path = _tiny(tmp_path, nodes, init)
+    net = from_onnx(path)
+    dense = [node for node in net.graph.nodes if node.op == "dense"]
+    assert [node.name for node in dense] == ["bias", "out"]
+    np.testing.assert_array_equal(np.asarray(dense[0].params["b"], dtype=np.float64).ravel(), b)
+    assert not [node for node in net.graph.nodes if node.op in ("scale", "shift")]
+    X = rng.normal(size=(20, 2))
+    z = X @ W + b
+    want = (z / (1 + np.abs(z)) * np.sqrt(1 + np.abs(z))) @ V
+    got = symnet.compile(net, "value", backend="numpy")(X).value
+    np.testing.assert_allclose(got, want, rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(got, ort.InferenceSession(str(path)).run(None, {"x": X})[0], rtol=1e-13, atol=1e-14)
+    twice = [helper.make_node("MatMul", ["x", "W"], ["h"], name="fc"),
+             helper.make_node("Add", ["h", "c"], ["z"], name="shifted"),
+             helper.make_node("Mul", ["h", "z"], ["p"], name="p"),
+             helper.make_node("MatMul", ["p", "V"], ["y"], name="out")]
+    net = from_onnx(_tiny(tmp_path, twice, init, name="twice.onnx"))
+    assert [node.op for node in net.graph.nodes] == ["input", "dense", "rescale", "mul", "dense"]

@@ -187,7 +187,6 @@ class _Conv(nn.Module):
               r"\(x\)\) .* is not an op symnet reads; it reads .*add"),
     (_Branching(), r"could not trace _Branching\.forward with torch\.fx \(TraceError: .*\); symnet reads a forward "
                    r"whose operations do not depend on the values of its input"),
-    (_Divides(), r"node 'truediv' \(function truediv\) at .*: division by a tensor is not one of symnet's ops"),
     (_Dict(), r"_Dict\.forward returns a dict; symnet reads a tensor or a tuple of tensors"),
     (_Rows(), r"node 'getitem' .*: indexing \(slice\(0, 1, None\),\); symnet reads x\[:, a:b\]"),
     (_BatchStats(), r"node 'bn' \(module 'bn'\) .*track_running_stats=False\) normalises by each batch's own"),
@@ -394,3 +393,32 @@ def test_buffers_and_numbers_are_fixed_and_bare_parameters_are_trained() -> None
     (shift,) = [node.name for node in net.graph.nodes if node.op == "shift"]
     np.testing.assert_allclose(grads[scale]["s"].ravel(), module.alpha.grad.numpy(), rtol=1e-12)
     np.testing.assert_allclose(grads[shift]["t"].ravel(), -module.offset.grad.numpy().reshape(1), rtol=1e-12)
+
+
+class _Quotients(torch.nn.Module):
+    """Division by tensors and the elementwise functions symnet writes by their forms."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(2, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.fc(x)
+        soft = h / (1 + torch.abs(h))  # softsign written out
+        unit = h * torch.rsqrt((h * h).sum(-1, keepdim=True) + 1e-3)
+        return torch.cat([soft, unit / torch.sqrt(1 + h * h), torch.log(1 + h * h), torch.reciprocal(2 + h.tanh()),
+                          torch.erf(h)], dim=1)
+
+
+def test_division_by_tensors_and_form_functions_match_autograd() -> None:
+    torch.manual_seed(3)
+    module = _Quotients().double()
+    net = from_torch(module)
+    X = np.random.default_rng(2).uniform(-1.5, 1.5, (5, 2))
+    value, jac, hes = _reference(module, [2], X)
+    result = symnet.compile(net, ("value", "jacobian", "hessian"), backend="numpy")(X)
+    np.testing.assert_allclose(result.value, value, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(result.jacobian, jac, rtol=1e-11, atol=1e-12)
+    np.testing.assert_allclose(result.hessian, hes, rtol=1e-10, atol=1e-11)
+    names = {node.activation.name for node in net.graph.nodes if node.op == "activation"}
+    assert {"abs", "rsqrt", "sqrt", "reciprocal", "log", "erf"} <= names

@@ -17,12 +17,24 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import sympy
 
 from .. import activations as _activations
 from ..graph import builder as g
 from .format import UnsupportedLayerError
 
-__all__ = ["Const", "binary", "extremum", "node_name", "number", "power", "prelu", "row", "scaled", "tensor"]
+__all__ = ["Const", "FORMS", "binary", "extremum", "form_activation", "node_name", "number", "power", "prelu", "row",
+           "scaled", "tensor"]
+
+#: Elementwise functions the frameworks have and symnet's registry names no activation for, by
+#: the name the importers give them: their SymPy forms in ``t`` (kinks and poles are the forms').
+FORMS = {"abs": sympy.Abs(_activations.T), "sqrt": sympy.sqrt(_activations.T), "rsqrt": 1 / sympy.sqrt(_activations.T),
+         "reciprocal": 1 / _activations.T, "log": sympy.log(_activations.T), "erf": sympy.erf(_activations.T)}
+
+
+def form_activation(x: g.Tensor, name: str) -> g.Tensor:
+    """The activation node of :data:`FORMS`' ``name`` on ``x``."""
+    return g.activation(x, _activations.from_form(FORMS[name], name=name))
 
 
 @dataclass(frozen=True)
@@ -93,9 +105,8 @@ def binary(kind: str, a: Any, b: Any, where: str) -> Any:
             return g.mul(a, b)
         t, c = (a, b) if isinstance(a, g.Tensor) else (b, a)
         return g.scale(t, row(c, t.width, where)) if _is_parameter(c) else g.rescale(t, row(c, t.width, where))
-    if isinstance(b, g.Tensor):  # div
-        raise UnsupportedLayerError(f"{where}: division by a tensor is not one of symnet's ops; divide by "
-                                    "numbers or buffers, or write the reciprocal as an activation")
+    if isinstance(b, g.Tensor):  # a / b = a * (1/b): the reciprocal an activation (its pole where b = 0)
+        return binary("mul", a, form_activation(b, "reciprocal"), where)
     divisor = np.asarray(row(b, a.width, where), dtype=np.float64)
     if np.any(divisor == 0):
         raise UnsupportedLayerError(f"{where}: division by a constant with a zero entry")
@@ -105,8 +116,8 @@ def binary(kind: str, a: Any, b: Any, where: str) -> Any:
 
 def extremum(kind: str, a: Any, b: Any, where: str) -> Any:
     """``max(a, b)`` or ``min(a, b)`` (``kind`` max, min) unit by unit, written with one relu:
-    ``a + relu(b - a)`` and ``a - relu(a - b)``; with a constant ``c``, ``c + relu(t - c)`` and
-    ``c - relu(c - t)`` by fixed rescales (``relu(t)`` itself for ``max(t, 0)``).  The relu's kink is
+    ``a + relu(b - a)`` and ``a - relu(a - b)``; with a constant ``c``, ``t + relu(c - t)`` and
+    ``t - relu(t - c)`` (``relu(t)`` itself for ``max(t, 0)``).  The relu's kink is
     where the two are equal, and there symnet's ``relu'(0) = 1/2`` gives the mean of the two slopes."""
     if kind not in ("max", "min"):
         raise ValueError(f"extremum: kind {kind!r}")
@@ -121,10 +132,13 @@ def extremum(kind: str, a: Any, b: Any, where: str) -> Any:
     c = np.asarray(row(c, t.width, where), dtype=np.float64)
     if not np.all(np.isfinite(c)):
         raise UnsupportedLayerError(f"{where}: {kind} with a constant that is not finite")
-    sign = 1.0 if kind == "max" else -1.0  # max(t, c) = c + relu(t - c); min(t, c) = c - relu(c - t)
-    inner = t if sign == 1.0 and not np.any(c) else g.rescale(t, sign, -sign * c)
-    kinked = g.activation(inner, "relu")
-    return kinked if sign == 1.0 and not np.any(c) else g.rescale(kinked, sign, c)
+    if kind == "max" and not np.any(c):
+        return g.activation(t, "relu")
+    # max(t, c) = t + relu(c - t), min(t, c) = t - relu(t - c): exactly t on t's side of c (the
+    # form c - relu(c - t) cancels there: min(t, 1e12) lost 1e-4 of t)
+    sign = 1.0 if kind == "max" else -1.0
+    kinked = g.activation(g.rescale(t, -sign, sign * c), "relu")
+    return g.add(t, kinked) if kind == "max" else g.sub(t, kinked)
 
 
 def prelu(x: g.Tensor, alpha: Any) -> g.Tensor:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,7 +32,7 @@ from .. import activations as _activations
 from ..graph import builder as g
 from ..network import Network
 from ._expr import safe_text
-from ._tensor_ops import Const, binary, extremum, node_name, number, power, prelu, row, scaled, tensor
+from ._tensor_ops import Const, binary, extremum, form_activation, node_name, number, power, prelu, row, scaled, tensor
 from ..errors import SymnetError
 from .format import FileFormatError, UnsupportedLayerError
 
@@ -50,10 +51,12 @@ MAX_EXPANDED_FEATURES = 100_000
 class _Node:
     """One ONNX node as a converter sees it: its attributes decoded, its inputs' values, where it is."""
 
-    def __init__(self, proto: Any, inputs: list[Any], opset: int, where: str, squeezed: set[str]) -> None:
+    def __init__(self, proto: Any, inputs: list[Any], opset: int, where: str, squeezed: set[str],
+                 uses: Counter[str] | None = None) -> None:
         import onnx
 
         self.proto, self.inputs, self.opset, self.where = proto, inputs, opset, where
+        self.uses = Counter() if uses is None else uses  # how many nodes and outputs read each value
         self.squeezed = squeezed  # names of the values ONNX holds as (N,): one column here
         self.attrs: dict[str, Any] = {}
         for attr in proto.attribute:
@@ -102,13 +105,6 @@ def _activation(name: str, **params: float) -> Callable[[_Node], Any]:
     return convert
 
 
-def _elementwise_form(name: str, form: Callable[[Any], Any]) -> Callable[[_Node], Any]:
-    """An ONNX elementwise function symnet has no named activation for (``Erf``, ``Log``): its SymPy form."""
-    def convert(node: _Node) -> Any:
-        return g.activation(node.x(), _activations.from_form(form(_activations.T), name=name))
-    return convert
-
-
 def _binary(kind: str) -> Callable[[_Node], Any]:
     def convert(node: _Node) -> Any:
         a, b = node.inputs[0], node.inputs[1]
@@ -120,8 +116,28 @@ def _binary(kind: str) -> Callable[[_Node], Any]:
                     raise UnsupportedLayerError(f"{node.where}: integer division by zero")
                 return Const(np.trunc(x / y).astype(np.int64))
             return Const({"add": np.add, "sub": np.subtract, "mul": np.multiply}[kind](x, y))
+        if kind == "add":
+            biased = _bias_of_matmul(node)
+            if biased is not None:
+                return biased
         return binary(kind, a, b, node.where)
     return convert
+
+
+def _bias_of_matmul(node: _Node) -> g.Tensor | None:
+    """``MatMul`` then ``Add`` of a constant row, the MatMul read by this Add alone: one dense node
+    whose bias is that row -- a parameter, as the framework that wrote ``x @ W + b`` trained it
+    (any other constant an ``Add`` applies is fixed)."""
+    for k in (0, 1):
+        t, c = node.inputs[k], node.inputs[1 - k]
+        if not (isinstance(t, g.Tensor) and t.op == "dense" and isinstance(c, Const)) or \
+                node.uses[node.proto.input[k]] != 1 or t.attrs.get("parametrization", "plain") != "plain":
+            continue
+        bias = np.asarray(number(c, node.where), dtype=np.float64)
+        if bias.shape not in ((t.width,), (1, t.width)) or any(v != 0 for v in t.params["b"]):
+            continue
+        return g.dense(t.args[0], t.params["W"], bias.reshape(t.width))
+    return None
 
 
 def _gemm(node: _Node) -> Any:
@@ -495,10 +511,13 @@ OPS: dict[str, tuple[Callable[[_Node], Any], str]] = {
     "Add": (_binary("add"), "add, or rescale by a fixed offset"),
     "Sub": (_binary("sub"), "sub, or rescale by a fixed offset"),
     "Mul": (_binary("mul"), "mul, or rescale by a fixed factor"),
-    "Div": (_binary("div"), "rescale by the reciprocal of a fixed constant"),
+    "Div": (_binary("div"), "rescale by the reciprocal of a fixed constant; by a tensor, mul by its reciprocal"),
+    "Abs": (lambda node: form_activation(node.x(), "abs"), "activation abs(t) (a kink at 0)"),
+    "Sqrt": (lambda node: form_activation(node.x(), "sqrt"), "activation sqrt(t)"),
+    "Reciprocal": (lambda node: form_activation(node.x(), "reciprocal"), "activation 1/t"),
     "Neg": (_neg, "rescale by -1"),
-    "Max": (_extremum("max"), "a + relu(b - a), folded left; with a constant c, c + relu(x - c)"),
-    "Min": (_extremum("min"), "a - relu(a - b), folded left; with a constant c, c - relu(c - x)"),
+    "Max": (_extremum("max"), "a + relu(b - a), folded left; with a constant c, x + relu(c - x)"),
+    "Min": (_extremum("min"), "a - relu(a - b), folded left; with a constant c, x - relu(x - c)"),
     "PRelu": (_prelu, "relu(x) + slope * (x - relu(x)), the slope (one, or one per feature) a scale's parameter"),
     "Pow": (_pow, "square, or a natural power, with a constant exponent"),
     "Tanh": (_activation("tanh"), "activation tanh"),
@@ -517,8 +536,8 @@ OPS: dict[str, tuple[Callable[[_Node], Any], str]] = {
     "Exp": (_activation("exp"), "activation exp"),
     "Sin": (_activation("sin"), "activation sin"),
     "Cos": (_activation("cos"), "activation cos"),
-    "Erf": (_elementwise_form("erf", lambda t: __import__("sympy").erf(t)), "activation erf(t)"),
-    "Log": (_elementwise_form("log", lambda t: __import__("sympy").log(t)), "activation log(t)"),
+    "Erf": (lambda node: form_activation(node.x(), "erf"), "activation erf(t)"),
+    "Log": (lambda node: form_activation(node.x(), "log"), "activation log(t)"),
     "Concat": (_concat, "concat over the features"),
     "Slice": (_slice, "slice of the features"),
     "Split": (_split, "slices of the features"),
@@ -599,6 +618,8 @@ def from_onnx(path: str | os.PathLike[str]) -> Network:
         raise UnsupportedLayerError(f"{where}: the graph has no input")
     taken: set[str] = set()
     squeezed: set[str] = set()
+    uses = Counter(name for proto in graph.node for name in proto.input)
+    uses.update(value_info.name for value_info in graph.output)
     for k, proto in enumerate(graph.node):
         label = safe_text(proto.name or f"#{k}", 60)
         here = f"{where}: node {label} ({safe_text(proto.op_type, 40)})"
@@ -616,7 +637,7 @@ def from_onnx(path: str | os.PathLike[str]) -> Network:
             else:
                 args.append(values[name])
         _check_squeezed(proto, args, squeezed, here)
-        result = _converted(OPS[proto.op_type][0], proto, args, opsets["ai.onnx"], here, squeezed)
+        result = _converted(OPS[proto.op_type][0], proto, args, opsets["ai.onnx"], here, squeezed, uses)
         results = result if isinstance(result, tuple) else (result,)
         if proto.op_type != "Unsqueeze" and any(name in squeezed for name in proto.input):
             squeezed.update(name for name in proto.output if name)  # elementwise of (N,) values stays (N,)
@@ -638,7 +659,8 @@ def from_onnx(path: str | os.PathLike[str]) -> Network:
 
 #: Ops that keep an ``(N,)`` tensor ``(N,)``: elementwise ones of one tensor.
 _ELEMENTWISE = {"Neg", "Pow", "PRelu", "Tanh", "Sigmoid", "Relu", "LeakyRelu", "Elu", "Celu", "Selu", "Softplus",
-                "Softsign", "Mish", "Gelu", "HardSigmoid", "Clip", "Exp", "Sin", "Cos", "Erf", "Log", "Identity", "Dropout", "Cast"}
+                "Softsign", "Mish", "Gelu", "HardSigmoid", "Clip", "Exp", "Sin", "Cos", "Erf", "Log", "Abs", "Sqrt",
+                "Reciprocal", "Identity", "Dropout", "Cast"}
 
 
 def _check_squeezed(proto: Any, args: list[Any], squeezed: set[str], where: str) -> None:
@@ -654,10 +676,10 @@ def _check_squeezed(proto: Any, args: list[Any], squeezed: set[str], where: str)
 
 
 def _converted(rule: Callable[[_Node], Any], proto: Any, args: list[Any], opset: int, where: str,
-               squeezed: set[str]) -> Any:
+               squeezed: set[str], uses: Counter[str] | None = None) -> Any:
     """``rule``'s result; a node it cannot read (missing inputs, attributes of the wrong type) as an error."""
     try:
-        return rule(_Node(proto, args, opset, where, squeezed))
+        return rule(_Node(proto, args, opset, where, squeezed, uses))
     except (UnsupportedLayerError, FileFormatError):
         raise
     except SymnetError as exc:

@@ -51,7 +51,8 @@ from ..errors import ImportMismatchError, InputError, SymnetError
 from ..graph import builder as g
 from ..network import Network
 from ._compare import CHECK_RTOL, _difference, check_points
-from ._tensor_ops import Const as _Const, binary, number as _number, power, row as _row, scaled as _scaled
+from ._tensor_ops import Const as _Const, binary, form_activation, number as _number, power, row as _row, \
+    scaled as _scaled
 from ._tensor_ops import extremum, node_name, prelu, tensor as _tensor
 from .format import UnsupportedLayerError
 
@@ -138,6 +139,16 @@ def _activation_rule(name: str) -> Callable[..., Any]:
             if isinstance(value, (g.Tensor, _Const)):
                 raise UnsupportedLayerError(f"{where}: {key} is a tensor; symnet reads numbers there")
         return g.activation(_tensor(args[0], where), _activation_of(name, extra, where))
+    return convert
+
+
+def _form_rule(name: str) -> Callable[..., Any]:
+    """``torch.abs``, ``sqrt``, ``rsqrt``, ``reciprocal``, ``log``, ``erf``: an activation of its SymPy form."""
+    def convert(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        where = _where(node)
+        if len(args) != 1 or kwargs:
+            raise UnsupportedLayerError(f"{where}: {name} takes one tensor here")
+        return form_activation(_tensor(args[0], where), name)
     return convert
 
 
@@ -428,6 +439,8 @@ _ELEMENTWISE_BINARY = ("add", "iadd", "sub", "isub", "rsub", "mul", "imul", "tru
 #: ``x.tanh()`` alike), and what it becomes.  Modules are :data:`_MODULES`.
 OPS: dict[str, _Rule] = {
     **{name: _Rule(_activation_rule(act), f"activation {act}") for name, act in _ACTIVATIONS.items()},
+    **{name: _Rule(_form_rule(name), f"activation {name}(t)") for name in ("abs", "sqrt", "rsqrt", "reciprocal",
+                                                                          "log", "erf")},
     "add": _Rule(_binary("add"), "add, or rescale by a fixed offset (shift by a parameter)"),
     "iadd": _Rule(_binary("add"), "add, or rescale by a fixed offset (shift by a parameter)"),
     "sub": _Rule(_binary("sub"), "sub, or rescale by a fixed offset (shift by a parameter)"),
@@ -435,12 +448,12 @@ OPS: dict[str, _Rule] = {
     "rsub": _Rule(_rsub, "sub"),
     "mul": _Rule(_binary("mul"), "mul, or rescale by a fixed factor (scale by a parameter)"),
     "imul": _Rule(_binary("mul"), "mul, or rescale by a fixed factor (scale by a parameter)"),
-    "truediv": _Rule(_binary("div"), "rescale by the reciprocal of a fixed constant (scale by 1/parameter)"),
-    "div": _Rule(_binary("div"), "rescale by the reciprocal of a fixed constant (scale by 1/parameter)"),
+    "truediv": _Rule(_binary("div"), "rescale by the reciprocal of a fixed constant (scale by 1/parameter); by a tensor, mul by its reciprocal"),
+    "div": _Rule(_binary("div"), "rescale by the reciprocal of a fixed constant (scale by 1/parameter); by a tensor, mul by its reciprocal"),
     "neg": _Rule(_neg, "rescale by -1"),
     "pow": _Rule(_pow, "square, or a natural power as an activation"),
-    "maximum": _Rule(_extremum("max"), "a + relu(b - a); with a constant c, c + relu(x - c)"),
-    "minimum": _Rule(_extremum("min"), "a - relu(a - b); with a constant c, c - relu(c - x)"),
+    "maximum": _Rule(_extremum("max"), "a + relu(b - a); with a constant c, x + relu(c - x)"),
+    "minimum": _Rule(_extremum("min"), "a - relu(a - b); with a constant c, x - relu(x - c)"),
     "max": _Rule(_extremum("max"), "of two tensors: as maximum (a reduction is refused)"),
     "min": _Rule(_extremum("min"), "of two tensors: as minimum (a reduction is refused)"),
     "prelu": _Rule(_prelu_fn, "relu(x) + w * (x - relu(x)), w a scale's parameter"),
