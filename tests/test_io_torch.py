@@ -43,11 +43,12 @@ def assert_agrees(net: symnet.Network, module: nn.Module, X: np.ndarray = POINTS
     (nn.LeakyReLU(0.15), "leaky_relu(alpha=0.15)"), (nn.LeakyReLU(), "leaky_relu(alpha=0.01)"),
     (nn.Softplus(), "softplus"), (nn.Softplus(threshold=30.0), "softplus"), (nn.ELU(alpha=0.7), "elu(alpha=0.7)"),
     (nn.SiLU(), "silu"), (nn.GELU(), "gelu"), (nn.Identity(), "linear"), (nn.Softmax(dim=-1), "softmax"),
+    (nn.LogSoftmax(dim=-1), "log_softmax"),
 ])
 def test_each_activation_agrees_with_autograd(activation: nn.Module, name: str) -> None:
     torch.manual_seed(0)
     module = nn.Sequential(nn.Linear(3, 4), activation, nn.Linear(4, 2)).double()
-    if name == "softmax":  # softmax where it belongs: the last layer
+    if name in ("softmax", "log_softmax"):  # where they belong: the last layer
         module = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 3), activation).double()
     net = from_torch(module)
     assert name in [a.name for a in net.activations]
@@ -99,6 +100,8 @@ def test_softplus_with_a_low_threshold_is_refused_not_imported_as_plain_softplus
      r"node '\w+' \(module '1.0'\): Conv1d is not a module symnet reads"),
     (nn.Sequential(nn.Tanh(), nn.Linear(2, 2)), r"module '0' \(Tanh\) comes before any Linear module"),
     (nn.Sequential(nn.Linear(2, 2), nn.Softmax(dim=0)), r"Softmax\(dim=0\) is not over the features"),
+    (nn.Sequential(nn.Linear(2, 2), nn.LogSoftmax(dim=0)),
+     r"LogSoftmax\(dim=0\) is not over the features; symnet's log_softmax acts on the last dimension"),
     (nn.Sequential(nn.Linear(2, 2), nn.Softmax(dim=1), nn.Tanh()), r"tanh after softmax cannot be written"),
     (nn.Sequential(), r"the module has no Linear layer"),
     (nn.ReLU(), r"cannot tell the width of forward's input 'input' .* input_sizes="),

@@ -344,6 +344,22 @@ def test_loss_kernel_seed_004_and_errors():
                                                                                                   np.zeros((2, 1)))
 
 
+def test_cross_entropy_refuses_outputs_below_zero_wherever_they_come_from():
+    """Log-probabilities reach a cross entropy through a slice (the output node is no log_softmax):
+    the kernel names the negative output rather than returning NaN, and fit says the same."""
+    rng = np.random.default_rng(0)
+    x = symnet.graph.input(2)
+    net = symnet.graph.network(x, symnet.graph.log_softmax(symnet.graph.dense(x, rng.normal(size=(2, 3))))[0:2])
+    X, labels = rng.normal(size=(4, 2)), np.array([0, 1, 0, 1])
+    message = r"cross_entropy reads the outputs as probabilities, but output \d is -\d.*softmax_cross_entropy"
+    with pytest.raises(symnet.InputError, match=message):
+        symnet.compile_loss(net, "cross_entropy")(X, labels)
+    with pytest.raises(symnet.InputError, match=message):
+        symnet.fit(net, X, labels, loss="cross_entropy", max_iter=3)
+    value, _ = symnet.compile_loss(net, "softmax_cross_entropy")(X, labels)
+    assert np.isfinite(value)
+
+
 def test_loss_kernel_takes_weight_arrays():
     rng = np.random.default_rng(12)
     net = random_network(rng, [2, 3, 1], ["tanh", "linear"])

@@ -88,7 +88,8 @@ def _module_activation(module: Any, where: str) -> Activation:
     if kind in ("Softmax", "LogSoftmax"):
         if module.dim not in (-1, 1, None):
             raise UnsupportedLayerError(f"{where}: {kind}(dim={module.dim}) is not over the features; symnet's "
-                                        f"{kind.lower()} acts on the last dimension")
+                                        f"{'softmax' if kind == 'Softmax' else 'log_softmax'} acts on the last "
+                                        "dimension")
         return _activations.activation("softmax" if kind == "Softmax" else "log_softmax")
     raise UnsupportedLayerError(f"{where} is not supported; symnet reads {', '.join(_SUPPORTED)} and nested "
                                 "nn.Sequential")  # pragma: no cover - callers check the kind first

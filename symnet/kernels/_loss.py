@@ -207,6 +207,12 @@ def _loss_and_delta(loss: str, y: np.ndarray, t: np.ndarray, last: Activation) -
         shifted = y - y.max(axis=1, keepdims=True)
         log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         return float(-np.sum(t * log_p)), np.exp(log_p) * t.sum(axis=1, keepdims=True) - t
+    negative = (t != 0) & (y < 0)
+    if negative.any():  # a log-probability or a logit read as a probability: log of a negative number
+        point, unit = np.argwhere(negative)[0]
+        raise InputError(f"cross_entropy reads the outputs as probabilities, but output {unit} is {y[point, unit]:.3g} "
+                         "at a point where its target is not 0: end the network with softmax (or sigmoid), or use "
+                         "loss='softmax_cross_entropy' on logits or log_softmax outputs")
     # 0 * log(0) is 0: a class the target gives no weight costs nothing, even if its probability underflows
     cross = float(-np.sum(np.where(t != 0, t * np.log(np.where(t != 0, y, 1.0)), 0.0)))
     if last.name == "softmax":  # softmax then cross entropy: dloss/dZ = p * sum(t) - t
