@@ -615,10 +615,14 @@ def _softmax_numpy(z: np.ndarray) -> np.ndarray:
 
 
 def _log_softmax_numpy(z: np.ndarray) -> np.ndarray:
-    """``z - logsumexp(z)`` along the last axis, shifted by the largest unit (no overflow)."""
+    """``z - logsumexp(z)`` along the last axis: ``(z - z_m) - log1p(sum_{k != m} exp(z_k - z_m))``,
+    ``m`` the largest unit (no overflow, and the largest unit's small value keeps its digits)."""
     z = np.asarray(z, dtype=np.result_type(z, np.float32))
-    shifted = z - np.max(z, axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    largest = np.argmax(z, axis=-1)[..., None]
+    shifted = z - np.take_along_axis(z, largest, axis=-1)
+    e = np.exp(shifted)
+    np.put_along_axis(e, largest, 0.0, axis=-1)
+    return shifted - np.log1p(e.sum(axis=-1, keepdims=True))
 
 
 _INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)

@@ -44,6 +44,7 @@ from math import comb
 from typing import Any, Iterable, Sequence
 
 import sympy
+from sympy.codegen.cfunctions import log1p
 
 from ._substitute import substitute
 from .activations import T
@@ -311,7 +312,7 @@ class _Builder:
         if self.shift_softmax:
             if len(jets) == 1:  # exp(z) / exp(z): 1 with no derivatives (unshifted, exp(800) overflows)
                 return [{(): sympy.Float(1.0)}]
-            jets = self._shifted(jets, layer)
+            jets, _ = self._shifted(jets, layer)
         exps, total = self._exp_sum(jets, order, layer)
         r = self.program.assign(f"r{layer}", 1 / total[()])
         reciprocal = [r] + [sympy.Integer((-1) ** k * sympy.factorial(k)) * r ** (k + 1) for k in range(1, order + 1)]
@@ -319,17 +320,23 @@ class _Builder:
         return [self.product(e, inverse, f"{base}_{j}") for j, e in enumerate(exps)]
 
     def _log_softmax(self, jets: list[Jet], order: int, layer: str, base: str) -> list[Jet]:
-        """``z_j - log(sum_k exp(z_k))``; in float code ``(z_j - z_m) - log(sum_k exp(z_k - z_m))``.
+        """``z_j - log(sum_k exp(z_k))``; in float code ``(z_j - z_m) - log1p(sum_{k != m} exp(z_k - z_m))``.
 
         The shifted sum is at least 1 (unit ``m`` contributes ``exp(0)``), so its ``log`` is
-        finite and ``log^(k)(S) = (-1)^(k-1) (k-1)! / S^k`` never divides by a tiny number.
+        finite and ``log^(k)(S) = (-1)^(k-1) (k-1)! / S^k`` never divides by a tiny number; its
+        value is ``log1p`` of the other units' sum, so the largest unit's ``-L`` keeps its
+        relative accuracy where the others are far below it (``log(S)`` rounds ``S`` to 1 there).
         """
         if self.shift_softmax:
             if len(jets) == 1:  # z - log(exp(z)) = 0 exactly (unshifted, exp(800) overflows)
                 return [{(): sympy.Float(0.0)}]
-            jets = self._shifted(jets, layer)
-        _, total = self._exp_sum(jets, order, layer)
-        logarithm = [self.program.assign(f"L{layer}", sympy.log(total[()]))]
+            jets, first = self._shifted(jets, layer)
+        exps, total = self._exp_sum(jets, order, layer)
+        if self.shift_softmax:  # the sum without unit m's exp(0) = 1: exact however small
+            others = sympy.Add(*((1 - flag) * e[()] for flag, e in zip(first, exps)))
+            logarithm = [self.program.assign(f"L{layer}", log1p(self.program.assign(f"Sm{layer}", others)))]
+        else:
+            logarithm = [self.program.assign(f"L{layer}", sympy.log(total[()]))]
         r = self.program.assign(f"r{layer}", 1 / total[()]) if order else None
         logarithm += [sympy.Integer((-1) ** (k - 1) * sympy.factorial(k - 1)) * r ** k for k in range(1, order + 1)]
         log_total = self.compose(logarithm, total, f"L{layer}")
@@ -356,8 +363,9 @@ class _Builder:
                 total[alpha] = self.program.assign(self.label(f"S{layer}", alpha), expr)
         return exps, total
 
-    def _shifted(self, jets: list[Jet], layer: str) -> list[Jet]:
-        """The jets of ``z_j - z_m``, ``m`` the first unit with the largest value at the point.
+    def _shifted(self, jets: list[Jet], layer: str) -> tuple[list[Jet], list[sympy.Expr]]:
+        """The jets of ``z_j - z_m``, ``m`` the first unit with the largest value at the point, and
+        the 0/1 flags ``first_k`` that pick ``m``.
 
         ``first_k`` is 1 at the first largest unit and 0 elsewhere, so the shift's jet -- the
         maximum for the value, ``sum_k first_k d^alpha z_k`` for a derivative -- is exactly
@@ -388,7 +396,7 @@ class _Builder:
                 if expr != 0:
                     out[alpha] = self.program.assign(self.label(f"zs{layer}_{j}", alpha), expr)
             shifted.append(out)
-        return shifted
+        return shifted, first
 
 
 def build(network: Any, wanted: Iterable[MultiIndex], *, shift_softmax: bool = False) -> Program:

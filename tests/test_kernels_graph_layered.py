@@ -272,6 +272,23 @@ def test_softmax_derivatives_keep_their_relative_accuracy_in_the_tails(strategy,
                     assert abs(entry - exact) <= tolerance, (backend, i, value, order, entry, exact)
 
 
+@pytest.mark.parametrize("strategy", ["layered", "expression"])
+def test_log_softmax_values_keep_their_digits_next_to_a_dominant_unit(strategy):
+    """log_softmax(0, -40, -40)_0 = -log(1 + 2e^-40) = -8.5e-18: log1p of the other units' sum,
+    where log of the rounded sum gives 0; against mpmath at 50 digits, and in exported code."""
+    mpmath.mp.dps = 50
+    for logits in ([0.0, -40.0, -40.0], [700.0, 710.0, 720.0], [0.0, -10.0, -60.0], [3.0, 3.0, -30.0]):
+        net = symnet.Network.from_weights([np.array([logits])], None, ["log_softmax"])
+        exact = [float(mpmath.mpf(z) - mpmath.log(sum(mpmath.exp(mpmath.mpf(k)) for k in logits))) for z in logits]
+        for backend in ("numpy", "numba"):
+            got = symnet.compile(net, "value", strategy=strategy, backend=backend)(np.array([[1.0]])).value[0]
+            np.testing.assert_allclose(got, exact, rtol=4e-16, atol=0)
+        np.testing.assert_allclose(symnet.activations.get("log_softmax").numpy(np.array(logits)), exact, rtol=4e-16)
+    namespace: dict = {}
+    exec(compile(symnet.io.export(net, "python"), "<export>", "exec"), namespace)  # our own generated code
+    np.testing.assert_allclose(namespace["network"](1.0), exact, rtol=4e-16)
+
+
 @pytest.mark.parametrize("name, constant", [("softmax", 1.0), ("log_softmax", 0.0)])
 @pytest.mark.parametrize("strategy", ["expression", "layered"])
 def test_a_one_unit_softmax_is_one_everywhere(strategy, name, constant):

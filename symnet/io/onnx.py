@@ -565,7 +565,7 @@ OPS: dict[str, tuple[Callable[[_Node], Any], str]] = {
 def op_table() -> str:
     """:data:`OPS` as the Markdown table of docs/io.md (a test keeps the two the same).
 
-    >>> print(op_table().splitlines()[2])
+    >>> print(op_table().splitlines()[3])
     | `Add` | add, or rescale by a fixed offset |
     """
     rows = [f"| `{name}` | {summary} |" for name, (_, summary) in sorted(OPS.items())]

@@ -27,8 +27,8 @@ units of its layer, goes through its parts: ``e = exp(z - z_m)`` (``z_m`` the po
 unit, all its streams: softmax does not change, ``e_m = 1`` exactly and every ``e`` is at most
 1), ``t = sum(e)`` (at least 1), ``r = 1/t`` and ``e * r``: the elementwise passes of ``exp``
 and ``1/t`` and Leibniz's rule with ``r`` broadcast (:meth:`GraphLayeredPlan._softmax`).
-Log-softmax is ``(z - z_m) - log(t)``: the same ``e`` and ``t``, the pass of ``log`` and a
-difference.
+Log-softmax is ``(z - z_m) - log(t)``: the same ``e`` and ``t`` (``t - 1`` summed without
+``e_m``), the pass of ``log1p`` and a difference.
 
 Buffers follow the values' lifetimes (:class:`Slots`): a node's streams live in a slot from
 the node until its last reader (``Graph.last_use``), a skip connection keeps its slot, and an
@@ -45,7 +45,7 @@ from collections import Counter
 from typing import Any, Callable, Sequence
 
 import numpy as np
-import sympy
+from sympy.codegen.cfunctions import log1p
 
 from ..activations import T, Activation, get as get_activation
 from ..network import Network
@@ -69,10 +69,11 @@ _IN_PLACE = {"activation": (0,), "add": (0, 1), "sub": (0, 1), "scale": (0,), "s
 
 #: ``1/t``, the softmax rule's reciprocal of the sum (at least 1 there), as an activation for its pass.
 _RECIPROCAL = Activation("reciprocal", 1 / T, np.reciprocal, lambda z: -1 / z ** 2, lambda z: 2 / z ** 3)
-#: ``log(t)``, the log-softmax rule's log of the sum (at least 1 there).
-_LOG = Activation("log", sympy.log(T), np.log, np.reciprocal, lambda z: -1 / z ** 2)
+#: ``log1p(s)``, the log-softmax rule's log of the sum, ``s`` the sum without the largest unit's
+#: ``exp(0) = 1`` (exact however small: ``log`` of the rounded ``1 + s`` would lose it).
+_LOG1P = Activation("log1p", log1p(T), np.log1p, lambda z: 1 / (1 + z), lambda z: -1 / (1 + z) ** 2)
 #: The second part of each layer-wise activation's rule (the first is ``exp``).
-_LAYER_PARTS = {"softmax": _RECIPROCAL, "log_softmax": _LOG}
+_LAYER_PARTS = {"softmax": _RECIPROCAL, "log_softmax": _LOG1P}
 
 
 def graph_supports(net: Network, partials: Sequence[MultiIndex]) -> str | None:
@@ -398,6 +399,8 @@ class GraphLayeredPlan(LayeredPlan):
         if log:
             np.copyto(out, e)
         self._pass(exp_pass, e, scratch_buffer)
+        if log:  # the sum without unit m's exp(0) = 1 (its other streams are 0): log1p of it, exact
+            np.put_along_axis(e[0], largest[:, None], 0.0, axis=-1)
         r = space(("softmax", "r"), (self.chunk_size() * self.streams,), self.dtype)[: k * b].reshape(k, b, 1)
         np.sum(e, axis=-1, keepdims=True, out=r)
         self._pass(second_pass, r, scratch_buffer)

@@ -31,7 +31,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import sympy
-from sympy.codegen.cfunctions import expm1
+from sympy.codegen.cfunctions import expm1, log1p
 
 from ..activations import T, Activation
 from ..network import Network
@@ -79,7 +79,7 @@ def supports(net: Network, words: tuple[str, ...], partials: tuple[tuple[int, ..
 _UFUNCS = {
     sympy.tanh: "numpy.tanh", sympy.exp: "numpy.exp", sympy.log: "numpy.log", sympy.sin: "numpy.sin",
     sympy.cos: "numpy.cos", sympy.erf: "scipy.special.erf", sympy.Abs: "numpy.abs", sigmoid: "scipy.special.expit",
-    sympy.erfc: "scipy.special.erfc", expm1: "numpy.expm1",
+    sympy.erfc: "scipy.special.erfc", expm1: "numpy.expm1", log1p: "numpy.log1p",
 }
 
 
