@@ -339,12 +339,15 @@ class _Builder:
             logarithm = [self.program.assign(f"L{layer}", sympy.log(total[()]))]
         r = self.program.assign(f"r{layer}", 1 / total[()]) if order else None
         logarithm += [sympy.Integer((-1) ** (k - 1) * sympy.factorial(k - 1)) * r ** k for k in range(1, order + 1)]
-        log_total = self.compose(logarithm, total, f"L{layer}")
+        return self._minus(jets, self.compose(logarithm, total, f"L{layer}"), base)
+
+    def _minus(self, jets: list[Jet], common: Jet, base: str) -> list[Jet]:
+        """The jets of ``u_j - c`` for each unit's jet ``u_j`` and one jet ``c``."""
         out = []
         for j, jet in enumerate(jets):
             unit: Jet = {}
             for alpha in self.indices:
-                expr = jet.get(alpha, sympy.S.Zero) - log_total.get(alpha, sympy.S.Zero)
+                expr = jet.get(alpha, sympy.S.Zero) - common.get(alpha, sympy.S.Zero)
                 if expr != 0:
                     unit[alpha] = self.program.assign(self.label(f"{base}_{j}", alpha), expr)
             out.append(unit)
@@ -388,15 +391,7 @@ class _Builder:
             expr = sympy.Add(*(w * jet[alpha] for w, jet in zip(first, jets) if alpha in jet))
             if expr != 0:
                 shift[alpha] = self.program.assign(self.label(f"zshift{layer}", alpha), expr)
-        shifted = []
-        for j, jet in enumerate(jets):
-            out: Jet = {}
-            for alpha in self.indices:
-                expr = jet.get(alpha, sympy.S.Zero) - shift.get(alpha, sympy.S.Zero)
-                if expr != 0:
-                    out[alpha] = self.program.assign(self.label(f"zs{layer}_{j}", alpha), expr)
-            shifted.append(out)
-        return shifted, first
+        return self._minus(jets, shift, f"zs{layer}"), first
 
 
 def build(network: Any, wanted: Iterable[MultiIndex], *, shift_softmax: bool = False) -> Program:

@@ -124,24 +124,22 @@ def two_heads(rng):
     return net, f
 
 
-def softmaxed(rng):
-    W1, b1, W2, b2 = (rng.normal(scale=0.8, size=s) for s in [(2, 3), 3, (2, 3), 3])
-    x = input(2)
-    net = network(x, softmax(dense(x, W1, b1)) * dense(x, W2, b2, "tanh"))
+def _layer_wise(mine, theirs):
+    """softmax(x W1 + b1) * tanh(x W2 + b2), by ``mine`` (symnet's builder) and ``theirs`` (torch)."""
+    def make(rng):
+        W1, b1, W2, b2 = (rng.normal(scale=0.8, size=s) for s in [(2, 3), 3, (2, 3), 3])
+        x = input(2)
+        net = network(x, mine(dense(x, W1, b1)) * dense(x, W2, b2, "tanh"))
 
-    def f(x):
-        return torch.softmax(x @ _t(W1) + _t(b1), dim=0) * torch.tanh(x @ _t(W2) + _t(b2))
-    return net, f
+        def f(x):
+            return theirs(x @ _t(W1) + _t(b1), dim=0) * torch.tanh(x @ _t(W2) + _t(b2))
+        return net, f
+    make.__name__ = mine.__name__ + "ed"
+    return make
 
 
-def log_softmaxed(rng):
-    W1, b1, W2, b2 = (rng.normal(scale=0.8, size=s) for s in [(2, 3), 3, (2, 3), 3])
-    x = input(2)
-    net = network(x, log_softmax(dense(x, W1, b1)) * dense(x, W2, b2, "tanh"))
-
-    def f(x):
-        return torch.log_softmax(x @ _t(W1) + _t(b1), dim=0) * torch.tanh(x @ _t(W2) + _t(b2))
-    return net, f
+softmaxed = _layer_wise(softmax, torch.softmax)
+log_softmaxed = _layer_wise(log_softmax, torch.log_softmax)
 
 
 def sigmoid_silu(rng):
