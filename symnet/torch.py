@@ -287,8 +287,9 @@ class Derivatives(nn.Module):
     afresh at every call (``.to(torch.float64)``, so float32 modules train through exactly
     converted float64).  The module is registered as :attr:`module`, so
     ``model.parameters()`` are its parameters.  Graph parameters that are no module
-    parameter -- the importer's constants: buffers, numbers in ``forward`` -- are fixed
-    buffers in :attr:`constants`, read at construction.  Sharing is refused (an
+    parameter -- a missing bias, a buffer given to ``F.linear`` -- are fixed buffers in
+    :attr:`constants`, read at construction (numbers and buffers in ``forward``'s arithmetic
+    are fixed ``rescale`` nodes, no parameters at all).  Sharing is refused (an
     :class:`~symnet.InputError` naming the parameter; pass ``share=False``) where a module
     parameter is not an ``nn.Linear``'s weight or bias (``LayerNorm``'s affine parameters, a
     bare ``nn.Parameter`` used in arithmetic, a parametrized ``Linear``), or where the
@@ -297,7 +298,7 @@ class Derivatives(nn.Module):
     Attributes:
         kernel: the :class:`~symnet.VJPKernel`; ``outputs`` the results' names, in its order.
         weights: the copied parameters (empty when shared).
-        constants: the fixed graph parameters (buffers).
+        constants: the fixed graph parameters (a missing bias, a buffer weight), as buffers.
         module: the shared PyTorch module (``None`` when copied).
     """
 
