@@ -531,3 +531,15 @@ def test_a_layer_called_twice_is_read_at_each_call(tmp_path: Path) -> None:
     assert load_keras(save_quietly(model, tmp_path / "shared.keras")) == net
 
 
+
+
+def test_a_softmax_layer_over_axis_1_and_a_log_softmax_output(tmp_path: Path) -> None:
+    """Softmax(axis=1) on (N, features) is over the features, as axis=-1; log_softmax as an activation."""
+    keras.utils.set_random_seed(4)
+    layers = keras.layers
+    model = keras.Sequential([keras.Input((3,)), layers.Dense(3), layers.Softmax(axis=1), layers.Dense(3),
+                              layers.Activation("log_softmax")])
+    net = from_keras(model)
+    assert [a.name for a in net.activations] == ["softmax", "log_softmax"]
+    assert_agrees(net, model)
+    assert load_keras(save_quietly(model, tmp_path / "soft.keras")) == net

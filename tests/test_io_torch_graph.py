@@ -422,3 +422,24 @@ def test_division_by_tensors_and_form_functions_match_autograd() -> None:
     np.testing.assert_allclose(result.hessian, hes, rtol=1e-10, atol=1e-11)
     names = {node.activation.name for node in net.graph.nodes if node.op == "activation"}
     assert {"abs", "rsqrt", "sqrt", "reciprocal", "log", "erf"} <= names
+
+
+class _ImplicitDim(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(2, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.log_softmax(self.fc(x)) * torch.softmax(self.fc(x), -1)
+
+
+@pytest.mark.filterwarnings("ignore:Implicit dimension choice:UserWarning")
+def test_softmax_without_dim_is_over_the_features() -> None:
+    """PyTorch's implicit dim for an (N, features) input is 1 (deprecated, and checked on import)."""
+    module = _ImplicitDim().double()
+    net = from_torch(module)
+    X = np.random.default_rng(0).uniform(-1, 1, (4, 2))
+    value, jac, _ = _reference(module, [2], X)
+    result = symnet.compile(net, ("value", "jacobian"), backend="numpy")(X)
+    np.testing.assert_allclose(result.value, value, rtol=1e-13)
+    np.testing.assert_allclose(result.jacobian, jac, rtol=1e-12, atol=1e-14)

@@ -506,7 +506,7 @@ def _layer_activation(kind: str, config: Mapping[str, Any], where: str) -> Activ
     if kind == "ELU":
         return _builtin("elu", {"alpha": config.get("alpha", 1.0)}, where)
     axis = config.get("axis", -1)
-    if axis not in (-1, [-1], (-1,)):
+    if axis not in (-1, [-1], (-1,), 1, [1], (1,)):  # symnet's tensors are (N, features): axis 1 is -1
         raise UnsupportedLayerError(f"{where}: Softmax over axis {axis} is not supported; symnet's softmax acts "
                                     "on the last axis")
     return _activations.activation("softmax")

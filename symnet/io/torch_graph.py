@@ -391,7 +391,9 @@ def _softmax_fn(name: str) -> Callable[..., Any]:
     """``softmax``/``log_softmax`` (function or method) over the features."""
     def rule(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
         where = _where(node)
-        _feature_dim(args[1] if len(args) > 1 else kwargs.get("dim"), where)
+        dim = args[1] if len(args) > 1 else kwargs.get("dim")
+        if dim is not None:  # no dim: PyTorch's implicit choice for (N, features) is dim 1 (the check confirms)
+            _feature_dim(dim, where)
         return g.activation(_tensor(args[0], where), name)
     return rule
 
