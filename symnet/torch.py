@@ -456,5 +456,6 @@ def _share(module: Any, kernel: VJPKernel,
     if missing:
         raise InputError(f"cannot share {type(module).__name__}'s parameters {', '.join(missing[:5])}"
                          f"{', ...' if len(missing) > 5 else ''}: symnet shares nn.Linear weights and biases only "
-                         f"(the importer reads the others as constants){how}")
+                         f"(the others, such as LayerNorm's or a bare nn.Parameter in forward's arithmetic, are graph "
+                         f"parameters of their own){how}")
     return links

@@ -7,6 +7,8 @@ compiled kernel against PyTorch's autograd in float64.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -113,7 +115,8 @@ def test_prelu_and_elementwise_max_min_match_autograd() -> None:
               if node.op == "scale" and node.params["s"].shape[1] == 4]
     for weight in (module.per_feature.weight, module.slope):  # PReLU's weights are parameters of the graph
         assert weight.detach().numpy().tolist() in scales
-    assert [node.activation.name for node in net.graph.nodes if node.op == "activation"].count("relu") == 7
+    names = [node.activation.name for node in net.graph.nodes if node.op == "activation"]
+    assert names.count("relu") == 6 and "t -> Min(0.0, t)" in names  # min(b, 0): one bound, its own activation
 
 
 class _Atan(nn.Module):
@@ -421,7 +424,7 @@ def test_division_by_tensors_and_form_functions_match_autograd() -> None:
     np.testing.assert_allclose(result.jacobian, jac, rtol=1e-11, atol=1e-12)
     np.testing.assert_allclose(result.hessian, hes, rtol=1e-10, atol=1e-11)
     names = {node.activation.name for node in net.graph.nodes if node.op == "activation"}
-    assert {"abs", "rsqrt", "sqrt", "reciprocal", "log", "erf"} <= names
+    assert {"t -> Abs(t)", "t -> 1/sqrt(t)", "t -> sqrt(t)", "t -> 1/t", "t -> log(t)", "t -> erf(t)"} <= names
 
 
 class _ImplicitDim(torch.nn.Module):
@@ -443,3 +446,35 @@ def test_softmax_without_dim_is_over_the_features() -> None:
     result = symnet.compile(net, ("value", "jacobian"), backend="numpy")(X)
     np.testing.assert_allclose(result.value, value, rtol=1e-13)
     np.testing.assert_allclose(result.jacobian, jac, rtol=1e-12, atol=1e-14)
+
+
+class _Untrained(torch.nn.Module):
+    """What PyTorch does not train: a frozen Parameter, a buffer as F.prelu's slope, LayerNorm without
+    its affine parameters; and clamps of values that reach infinity."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc, self.out = torch.nn.Linear(2, 3), torch.nn.Linear(3, 1)
+        self.frozen = torch.nn.Parameter(torch.tensor(0.5), requires_grad=False)
+        self.register_buffer("slope", torch.tensor([0.1, 0.2, 0.3]))
+        self.norm = torch.nn.LayerNorm(3, elementwise_affine=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.nn.functional.prelu(self.norm(self.fc(x)), self.slope) + self.frozen
+        r = x[:, :1] ** -1  # infinite at x0 = 0, clamped to finite values below
+        clamped = torch.minimum(r, torch.tensor(5.0)) + torch.maximum(-r, torch.tensor(-5.0))
+        return self.out(h) + clamped + torch.minimum(torch.rsqrt(x[:, 1:] ** 2), torch.tensor(1e12)) * x[:, 1:]
+
+
+def test_what_pytorch_does_not_train_is_fixed_and_clamps_of_infinity_are_finite(tmp_path: Path) -> None:
+    torch.manual_seed(2)
+    module = _Untrained().double()
+    net = from_torch(module)
+    assert not [node for node in net.graph.nodes if node.op in ("scale", "shift")]  # no parameter but the Linears'
+    X = np.array([[0.0, 0.0], [0.5, -0.25], [-1.0, 2.0]])
+    want = module(torch.as_tensor(X)).detach().numpy()
+    for backend in ("numpy", "numba"):
+        np.testing.assert_allclose(symnet.compile(net, "value", backend=backend)(X).value, want, rtol=1e-13)
+    assert np.isfinite(want).all()
+    symnet.save(net, tmp_path / "untrained.json")  # form activations (t -> 1/t, Min(t, 5.0)) are saved by form
+    assert symnet.load(tmp_path / "untrained.json") == net

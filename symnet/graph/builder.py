@@ -366,12 +366,14 @@ def _eps(eps: Any, where: str) -> float:
 
 
 def layer_norm(x: Tensor, gamma: Any = 1, beta: Any = 0, eps: float = 1e-5) -> Tensor:
-    """``(x - mean(x)) / sqrt(var(x) + eps) * gamma + beta`` (trainable ``gamma``, ``beta``)."""
+    """``(x - mean(x)) / sqrt(var(x) + eps) * gamma + beta`` (trainable ``gamma``, ``beta``; ``None``
+    leaves either out, as PyTorch's ``elementwise_affine=False`` or Keras' ``scale``/``center=False``)."""
     x = _tensor(x, "layer_norm's input")
     eps = _eps(eps, "layer_norm")
     centred = x - mean(x)
-    inverse = activation(rescale(mean(centred * centred), 1, eps), _RSQRT)
-    return shift(scale(centred * inverse, gamma), beta)
+    out = centred * activation(rescale(mean(centred * centred), 1, eps), _RSQRT)
+    out = out if gamma is None else scale(out, gamma)
+    return out if beta is None else shift(out, beta)
 
 
 def rms_norm(x: Tensor, gamma: Any = 1, eps: float = 1e-6) -> Tensor:

@@ -33,8 +33,9 @@ FORMS = {"abs": sympy.Abs(_activations.T), "sqrt": sympy.sqrt(_activations.T), "
 
 
 def form_activation(x: g.Tensor, name: str) -> g.Tensor:
-    """The activation node of :data:`FORMS`' ``name`` on ``x``."""
-    return g.activation(x, _activations.from_form(FORMS[name], name=name))
+    """The activation node of :data:`FORMS`' ``name`` on ``x`` (named by its form, ``t -> 1/t``, as
+    files store a form that is no registered activation)."""
+    return g.activation(x, _activations.from_form(FORMS[name]))
 
 
 @dataclass(frozen=True)
@@ -134,19 +135,25 @@ def extremum(kind: str, a: Any, b: Any, where: str) -> Any:
         raise UnsupportedLayerError(f"{where}: {kind} with a constant that is not finite")
     if kind == "max" and not np.any(c):
         return g.activation(t, "relu")
-    # max(t, c) = t + relu(c - t), min(t, c) = t - relu(t - c): exactly t on t's side of c (the
-    # form c - relu(c - t) cancels there: min(t, 1e12) lost 1e-4 of t)
+    if c.ndim == 0 or np.all(c == c.reshape(-1)[0]):  # one bound: Max(t, c) itself, exact for any t, inf too
+        bound = sympy.Float(float(c.reshape(-1)[0]))
+        form = (sympy.Max if kind == "max" else sympy.Min)(_activations.T, bound)
+        return g.activation(t, _activations.from_form(form))
+    # a bound per feature: max(t, c) = t + relu(c - t), min(t, c) = t - relu(t - c), exactly t on
+    # t's side of c (the form c - relu(c - t) cancels there); an infinite t gives NaN
     sign = 1.0 if kind == "max" else -1.0
     kinked = g.activation(g.rescale(t, -sign, sign * c), "relu")
     return g.add(t, kinked) if kind == "max" else g.sub(t, kinked)
 
 
-def prelu(x: g.Tensor, alpha: Any) -> g.Tensor:
+def prelu(x: g.Tensor, alpha: Any, trainable: bool = True) -> g.Tensor:
     """``max(0, x) + alpha * min(0, x)`` (PReLU) as ``relu(x) + alpha * (x - relu(x))``: one relu
     node (its kink at 0), a ``sub`` and a ``scale`` whose ``s`` is ``alpha`` -- a parameter of the
-    network, trained with the rest (a number, or one per feature)."""
+    network, trained with the rest (a number, or one per feature); a fixed ``rescale`` when the
+    framework does not train ``alpha`` (``trainable=False``: a buffer, ``requires_grad=False``)."""
     positive = g.activation(x, "relu")
-    return g.add(positive, g.scale(g.sub(x, positive), alpha))
+    negative = g.sub(x, positive)
+    return g.add(positive, g.scale(negative, alpha) if trainable else g.rescale(negative, alpha))
 
 
 def scaled(value: Any, factor: float, where: str) -> Any:
@@ -170,10 +177,13 @@ def power(base: Any, exponent: Any, where: str) -> Any:
         return g.activation(base, "square")
     if p == 1:
         return base
+    named = {-1.0: "reciprocal", 0.5: "sqrt", -0.5: "rsqrt"}
+    if p in named:
+        return form_activation(base, named[p])
     if p != int(p) or p < 0:
-        raise UnsupportedLayerError(f"{where}: x ** {p:g} is defined for x >= 0 only (or not at 0); symnet imports "
-                                    "powers with a natural exponent")
-    return g.activation(base, _activations.from_form(_activations.T ** int(p), name=f"pow{int(p)}"))
+        raise UnsupportedLayerError(f"{where}: x ** {p:g}; symnet imports powers with a natural exponent, and "
+                                    "x ** -1, x ** 0.5 and x ** -0.5 (reciprocal, sqrt, rsqrt)")
+    return g.activation(base, _activations.from_form(_activations.T ** int(p)))
 
 
 def node_name(name: str, taken: set[str], prefix: str) -> str:

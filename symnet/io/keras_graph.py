@@ -258,8 +258,8 @@ def _layer_norm(layer: _Layer) -> g.Tensor:
         raise UnsupportedLayerError(f"{layer.where}: rms_scaling=True is not supported")
     scale, center = layer.flag("scale", True), layer.flag("center", True)
     arrays = layer.arrays(*(([("gamma", (x.width,))] if scale else []) + ([("beta", (x.width,))] if center else [])))
-    gamma = arrays.pop(0) if scale else 1.0
-    beta = arrays.pop(0) if center else 0.0
+    gamma = arrays.pop(0) if scale else None
+    beta = arrays.pop(0) if center else None
     return g.layer_norm(x, gamma, beta, eps=layer.number("epsilon", 1e-3))
 
 

@@ -463,7 +463,7 @@ def _layer_norm(node: _Node) -> Any:
     x = node.x()
     _feature_axis(node.attr("axis", -1), node.where)
     gamma = node.const(1, "scale").astype(np.float64).reshape(-1)
-    beta = node.const(2, "bias").astype(np.float64).reshape(-1) if node.optional(2) is not None else 0.0
+    beta = node.const(2, "bias").astype(np.float64).reshape(-1) if node.optional(2) is not None else None
     return g.layer_norm(x, gamma, beta, eps=float(node.attr("epsilon", 1e-5)))
 
 
@@ -516,8 +516,10 @@ OPS: dict[str, tuple[Callable[[_Node], Any], str]] = {
     "Sqrt": (lambda node: form_activation(node.x(), "sqrt"), "activation sqrt(t)"),
     "Reciprocal": (lambda node: form_activation(node.x(), "reciprocal"), "activation 1/t"),
     "Neg": (_neg, "rescale by -1"),
-    "Max": (_extremum("max"), "a + relu(b - a), folded left; with a constant c, x + relu(c - x)"),
-    "Min": (_extremum("min"), "a - relu(a - b), folded left; with a constant c, x - relu(x - c)"),
+    "Max": (_extremum("max"), "a + relu(b - a), folded left; with a constant c, the activation Max(t, c) "
+                              "(a row c: x + relu(c - x))"),
+    "Min": (_extremum("min"), "a - relu(a - b), folded left; with a constant c, the activation Min(t, c) "
+                              "(a row c: x - relu(x - c))"),
     "PRelu": (_prelu, "relu(x) + slope * (x - relu(x)), the slope (one, or one per feature) a scale's parameter"),
     "Pow": (_pow, "square, or a natural power, with a constant exponent"),
     "Tanh": (_activation("tanh"), "activation tanh"),

@@ -213,11 +213,11 @@ def _module_rule(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, An
         if tuple(module.normalized_shape) != (x.width,):
             raise UnsupportedLayerError(f"{where}: LayerNorm over {tuple(module.normalized_shape)} on {x.width} "
                                         "features; symnet normalises over the features")
-        gamma = 1.0 if module.weight is None else cap.array(module.weight, where)
-        beta = 0.0 if getattr(module, "bias", None) is None else cap.array(module.bias, where)
+        gamma = None if module.weight is None else cap.array(module.weight, where)
+        beta = None if getattr(module, "bias", None) is None else cap.array(module.bias, where)
         return g.layer_norm(x, gamma, beta, eps=float(module.eps))
     if kind == "PReLU" and type(module) is cap.nn.PReLU:
-        return _prelu_of(x, cap.array(module.weight, where), where)
+        return _prelu_of(x, cap.array(module.weight, where), where, bool(module.weight.requires_grad))
     if kind == "BatchNorm1d":
         if module.running_mean is None or module.running_var is None:
             raise UnsupportedLayerError(f"{where}: BatchNorm1d(track_running_stats=False) normalises by each batch's "
@@ -233,15 +233,15 @@ def _module_rule(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, An
     return g.activation(x, activation)
 
 
-def _prelu_of(x: g.Tensor, weight: Any, where: str) -> g.Tensor:
+def _prelu_of(x: g.Tensor, weight: Any, where: str, trainable: bool) -> g.Tensor:
     """PReLU's weight is one number or one per channel, and on ``(N, C)`` the channels are the features."""
     alpha = np.asarray(weight, dtype=np.float64)
     if alpha.size == 1:
-        return prelu(x, float(alpha.reshape(-1)[0]))
+        return prelu(x, float(alpha.reshape(-1)[0]), trainable)
     if alpha.shape != (x.width,):
         raise UnsupportedLayerError(f"{where}: a PReLU weight of shape {alpha.shape} on {x.width} features; symnet "
                                     "reads one weight, or one per feature (num_parameters = the features)")
-    return prelu(x, alpha)
+    return prelu(x, alpha, trainable)
 
 
 def _prelu_fn(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
@@ -251,7 +251,7 @@ def _prelu_fn(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, Any])
     if isinstance(weight, g.Tensor):
         raise UnsupportedLayerError(f"{where}: prelu with a weight computed from the inputs; symnet reads a "
                                     "parameter or buffer there")
-    return _prelu_of(x, _number(weight, where), where)
+    return _prelu_of(x, _number(weight, where), where, isinstance(weight, _Const) and weight.trainable)
 
 
 def _extremum(kind: str) -> Callable[..., Any]:
@@ -383,8 +383,8 @@ def _layer_norm_fn(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, 
     weight = args[2] if len(args) > 2 else kwargs.get("weight")
     bias = args[3] if len(args) > 3 else kwargs.get("bias")
     eps = args[4] if len(args) > 4 else kwargs.get("eps", 1e-5)
-    return g.layer_norm(x, 1.0 if weight is None else _row(weight, x.width, where),
-                        0.0 if bias is None else _row(bias, x.width, where), eps=float(eps))
+    return g.layer_norm(x, None if weight is None else _row(weight, x.width, where),
+                        None if bias is None else _row(bias, x.width, where), eps=float(eps))
 
 
 def _softmax_fn(name: str) -> Callable[..., Any]:
@@ -454,8 +454,10 @@ OPS: dict[str, _Rule] = {
     "div": _Rule(_binary("div"), "rescale by the reciprocal of a fixed constant (scale by 1/parameter); by a tensor, mul by its reciprocal"),
     "neg": _Rule(_neg, "rescale by -1"),
     "pow": _Rule(_pow, "square, or a natural power as an activation"),
-    "maximum": _Rule(_extremum("max"), "a + relu(b - a); with a constant c, x + relu(c - x)"),
-    "minimum": _Rule(_extremum("min"), "a - relu(a - b); with a constant c, x - relu(x - c)"),
+    "maximum": _Rule(_extremum("max"), "a + relu(b - a); with a constant c, the activation Max(t, c) "
+                                       "(a row c: x + relu(c - x))"),
+    "minimum": _Rule(_extremum("min"), "a - relu(a - b); with a constant c, the activation Min(t, c) "
+                                       "(a row c: x - relu(x - c))"),
     "max": _Rule(_extremum("max"), "of two tensors: as maximum (a reduction is refused)"),
     "min": _Rule(_extremum("min"), "of two tensors: as minimum (a reduction is refused)"),
     "prelu": _Rule(_prelu_fn, "relu(x) + w * (x - relu(x)), w a scale's parameter"),
@@ -672,7 +674,8 @@ class _Capture:
                 value = self._attr(node.target)
                 if not isinstance(value, torch.Tensor):
                     raise UnsupportedLayerError(f"{_where(node)}: reads {type(value).__name__}, not a tensor")
-                self.values[node] = _Const(self.array(value, _where(node)), isinstance(value, torch.nn.Parameter))
+                trainable = isinstance(value, torch.nn.Parameter) and value.requires_grad  # what PyTorch trains
+                self.values[node] = _Const(self.array(value, _where(node)), trainable)
                 continue
             self._current = node
             args = [self._value(a) for a in node.args]
