@@ -93,60 +93,54 @@ def _elementwise(activation: Any, pre: Triple, e_pre: Triple) -> Triple:
     return e_a, e_da, e_d2a
 
 
-def _softmax(activation: Any, pre: Triple, e_pre: Triple) -> Triple:
-    """Softmax's rules ``p * center(t)`` with every difference turned into a sum.
+def _spread(t: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``t + sum_i w_i t_i`` along the last axis: a bound on ``t - sum_i w_i t_i`` for ``w >= 0``."""
+    return t + (t * weights).sum(axis=-1, keepdims=True)
 
-    ``rho`` bounds the relative error of ``p``: ``|dp_k| <= 2 p_k max|dz|`` from the error in
-    ``z``, plus the exponentials, the sum over the layer and the division.
-    """
+
+def _centred(p: np.ndarray, pre: Triple, e_pre: Triple) -> tuple[np.ndarray, ...]:
+    """The layer-wise rules' shared bounds, with ``p`` the layer's softmax: ``rho`` bounds the
+    relative error of ``p`` (``|dp_k| <= 2 p_k max|dz|`` from the error in ``z``, plus the
+    exponentials, the sum over the layer and the division); ``size_c`` and ``e_c`` bound the
+    centred tangents ``c = dz - dz.p`` and their error; ``size_inner`` and ``e_inner`` (``None``
+    without second derivatives) the second-order terms ``c c' + d2z`` and theirs."""
     z, dz, d2z = pre
     e_z, e_dz, e_d2z = e_pre
-    p = activation.numpy(z)
-    n = z.shape[-1]
-    rho = 2 * e_z.max(axis=-1, keepdims=True) + n + _FORMULA_ROUNDINGS
-
-    def spread(t: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        return t + (t * weights).sum(axis=-1, keepdims=True)
-
+    rho = 2 * e_z.max(axis=-1, keepdims=True) + z.shape[-1] + _FORMULA_ROUNDINGS
     p1 = p[:, None, :]
-    size_c = spread(np.abs(dz), p1)  # bounds |dz - dz.p|
-    e_c = spread(e_dz, p1) + rho[:, None, :] * size_c
-    e_a = rho * p
-    e_da = p1 * (e_c + rho[:, None, :] * size_c)
+    size_c = _spread(np.abs(dz), p1)
+    e_c = _spread(e_dz, p1) + rho[:, None, :] * size_c
     if d2z is None:
-        return e_a, e_da, None
-    p2 = p[:, None, None, :]
+        return rho, size_c, e_c, None, None
     size_inner = size_c[:, :, None, :] * size_c[:, None, :, :] + np.abs(d2z)
     e_inner = e_c[:, :, None, :] * size_c[:, None, :, :] + size_c[:, :, None, :] * e_c[:, None, :, :] + e_d2z
-    e_d2a = p2 * (spread(e_inner, p2) + 2 * rho[:, None, None, :] * spread(size_inner, p2))
-    return e_a, e_da, e_d2a
+    return rho, size_c, e_c, size_inner, e_inner
+
+
+def _softmax(activation: Any, pre: Triple, e_pre: Triple) -> Triple:
+    """Softmax's rules ``p * center(t)`` with every difference turned into a sum."""
+    p = activation.numpy(pre[0])
+    rho, size_c, e_c, size_inner, e_inner = _centred(p, pre, e_pre)
+    p1 = p[:, None, :]
+    e_a, e_da = rho * p, p1 * (e_c + rho[:, None, :] * size_c)
+    if size_inner is None:
+        return e_a, e_da, None
+    p2 = p[:, None, None, :]
+    return e_a, e_da, p2 * (_spread(e_inner, p2) + 2 * rho[:, None, None, :] * _spread(size_inner, p2))
 
 
 def _log_softmax(activation: Any, pre: Triple, e_pre: Triple) -> Triple:
     """Log-softmax's rules ``z - log(sum(exp(z)))``, ``center(dz)`` and ``d2z - sum_i p_i (c_i c_i' + d2z_i)``
-    (``c`` the centred tangents) with every difference turned into a sum; ``rho`` as for softmax.
-    """
-    z, dz, d2z = pre
-    e_z, e_dz, e_d2z = e_pre
+    (``c`` the centred tangents) with every difference turned into a sum."""
+    z, e_z = pre[0], e_pre[0]
     a = activation.numpy(z)
     p = np.exp(a)
-    n = z.shape[-1]
-    rho = 2 * e_z.max(axis=-1, keepdims=True) + n + _FORMULA_ROUNDINGS
-
-    def spread(t: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        return t + (t * weights).sum(axis=-1, keepdims=True)
-
+    rho, _, e_c, size_inner, e_inner = _centred(p, pre, e_pre)
     e_a = e_z + e_z.max(axis=-1, keepdims=True) + rho * (np.abs(a) + 1)
-    p1 = p[:, None, :]
-    size_c = spread(np.abs(dz), p1)  # bounds |dz - dz.p|
-    e_da = spread(e_dz, p1) + rho[:, None, :] * size_c
-    if d2z is None:
-        return e_a, e_da, None
+    if size_inner is None:
+        return e_a, e_c, None
     p2 = p[:, None, None, :]
-    size_inner = size_c[:, :, None, :] * size_c[:, None, :, :] + np.abs(d2z)
-    e_inner = e_da[:, :, None, :] * size_c[:, None, :, :] + size_c[:, :, None, :] * e_da[:, None, :, :] + e_d2z
-    e_d2a = spread(e_inner, p2) + 2 * rho[:, None, None, :] * spread(size_inner, p2)
-    return e_a, e_da, e_d2a
+    return e_a, e_c, _spread(e_inner, p2) + 2 * rho[:, None, None, :] * _spread(size_inner, p2)
 
 
 def _rule(activation: Any) -> Callable[[Any, Triple, Triple], Triple]:

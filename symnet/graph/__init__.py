@@ -10,11 +10,12 @@ and the few-line builder (:mod:`.builder`, whose functions are re-exported here)
 """
 
 from .builder import (Tensor, activation, add, batch_norm, blend, concat, dense, fourier_features, inner, input,
-                      layer_norm, log_softmax, matmul, mean, mul, network, normalize, rescale, rms_norm, scale, shift, slice,
-                      softmax, sub, sum)
+                      layer_norm, log_softmax, matmul, mean, mul, network, normalize, rescale, rms_norm, scale, shift,
+                      slice, softmax, sub, sum)
 from .ir import Graph, Node
 from .ops import COMPOSITES, FAMILIES, OPS, Op
 
 __all__ = ["COMPOSITES", "FAMILIES", "Graph", "Node", "OPS", "Op", "Tensor", "activation", "add", "batch_norm",
-           "blend", "concat", "dense", "fourier_features", "inner", "input", "layer_norm", "log_softmax", "matmul", "mean", "mul",
-           "network", "normalize", "rescale", "rms_norm", "scale", "shift", "slice", "softmax", "sub", "sum"]
+           "blend", "concat", "dense", "fourier_features", "inner", "input", "layer_norm", "log_softmax", "matmul",
+           "mean", "mul", "network", "normalize", "rescale", "rms_norm", "scale", "shift", "slice", "softmax", "sub",
+           "sum"]

@@ -45,8 +45,8 @@ from ..weights import brief, matrix as _as_matrix, refuse_masked, shape_of, symb
 from .ir import Graph, Node, check_name
 
 __all__ = ["Tensor", "input", "dense", "activation", "add", "sub", "mul", "scale", "shift", "rescale", "matmul",
-           "concat", "slice", "sum", "mean", "softmax", "log_softmax", "layer_norm", "rms_norm", "normalize", "batch_norm",
-           "fourier_features", "blend", "inner", "network"]
+           "concat", "slice", "sum", "mean", "softmax", "log_softmax", "layer_norm", "rms_norm", "normalize",
+           "batch_norm", "fourier_features", "blend", "inner", "network"]
 
 _ids = itertools.count()
 

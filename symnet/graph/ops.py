@@ -261,7 +261,8 @@ register(Op("slice", "linear", 1, (), ("start", "stop"), _slice_width, _no_param
 register(Op("sum", "linear", 1, (), (), lambda widths, node: 1, _no_params, _sum_terms, "the sum of the features"))
 register(Op("mean", "linear", 1, (), (), lambda widths, node: 1, _no_params, _mean_terms, "the mean of the features"))
 register(Op("activation", "elementwise", 1, (), ("activation",), _activation_width, _no_params, None,
-            "f(x) unit by unit, any registered, traced or user-registered activation (softmax, log_softmax: the layer)"))
+            "f(x) unit by unit, any registered, traced or user-registered activation "
+            "(softmax, log_softmax: the layer)"))
 register(Op("mul", "bilinear", 2, (), (), _same, _no_params, None, "a * b unit by unit (width 1 broadcasts)"))
 
 #: The composites the builder writes as nodes of the families above (name -> what it is).

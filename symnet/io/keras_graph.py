@@ -29,7 +29,7 @@ from ..errors import ImportMismatchError, SymnetError
 from ..graph import builder as g
 from ..network import Network
 from ._compare import _difference, check_points
-from ._tensor_ops import extremum, node_name, prelu
+from ._tensor_ops import extremum, form_activation, node_name, prelu
 from .format import MAX_NODES, FileFormatError, UnsupportedLayerError
 
 __all__ = ["LAYERS", "graph_from_config", "layer_table"]
@@ -173,7 +173,7 @@ UNIT_NORM_EPSILON = 1e-12
 def _unit(x: g.Tensor, eps: float) -> g.Tensor:
     """``x / sqrt(sum(x^2) + eps^2)`` -- Keras' ``x / max(|x|, eps)`` wherever ``|x|`` is not within a
     few ``eps`` of 0 -- composed as ``rms_norm`` is: mul, sum, rescale, 1/sqrt, mul."""
-    return g.mul(x, g.activation(g.rescale(g.sum(g.mul(x, x)), 1, eps * eps), g._RSQRT))
+    return g.mul(x, form_activation(g.rescale(g.sum(g.mul(x, x)), 1, eps * eps), "rsqrt"))
 
 
 def _unit_normalization(layer: _Layer) -> g.Tensor:
@@ -286,7 +286,8 @@ LAYERS: dict[str, tuple[Callable[[_Layer], g.Tensor], str]] = {
     "Multiply": (_merge("mul"), "mul"),
     "Maximum": (_merge("max"), "max(a, b) = a + relu(b - a), folded left over more inputs"),
     "Minimum": (_merge("min"), "min(a, b) = a - relu(a - b), folded left over more inputs"),
-    "Dot": (_dot, "inner (mul, sum) over the features, axes 1 or -1; normalize=True: of each x / sqrt(sum(x^2) + 1e-14)"),
+    "Dot": (_dot, "inner (mul, sum) over the features, axes 1 or -1; normalize=True: of each "
+                  "x / sqrt(sum(x^2) + 1e-14)"),
     "PReLU": (_prelu, "relu(x) + alpha * (x - relu(x)), alpha a scale's parameter (per feature, or shared_axes=[1])"),
     "UnitNormalization": (_unit_normalization, "x / sqrt(sum(x^2) + 1e-24): mul, sum, rescale, 1/sqrt, mul"),
     "Average": (_merge("average"), "add, then rescale by the constant 1/n"),

@@ -52,11 +52,11 @@ class _Node:
     """One ONNX node as a converter sees it: its attributes decoded, its inputs' values, where it is."""
 
     def __init__(self, proto: Any, inputs: list[Any], opset: int, where: str, squeezed: set[str],
-                 uses: Counter[str] | None = None) -> None:
+                 uses: Counter[str]) -> None:
         import onnx
 
         self.proto, self.inputs, self.opset, self.where = proto, inputs, opset, where
-        self.uses = Counter() if uses is None else uses  # how many nodes and outputs read each value
+        self.uses = uses  # how many nodes and outputs read each value
         self.squeezed = squeezed  # names of the values ONNX holds as (N,): one column here
         self.attrs: dict[str, Any] = {}
         for attr in proto.attribute:
@@ -678,7 +678,7 @@ def _check_squeezed(proto: Any, args: list[Any], squeezed: set[str], where: str)
 
 
 def _converted(rule: Callable[[_Node], Any], proto: Any, args: list[Any], opset: int, where: str,
-               squeezed: set[str], uses: Counter[str] | None = None) -> Any:
+               squeezed: set[str], uses: Counter[str]) -> Any:
     """``rule``'s result; a node it cannot read (missing inputs, attributes of the wrong type) as an error."""
     try:
         return rule(_Node(proto, args, opset, where, squeezed, uses))

@@ -18,12 +18,14 @@ line, and tracing needs no input size.
 methods, by name), to :mod:`symnet.graph.builder` calls: ``Linear`` and ``F.linear`` are
 ``dense``; activation modules and functions are activation nodes; ``+ - *`` between tensors
 are ``add``/``sub``/``mul``, with numbers or buffers a fixed ``rescale`` (with a bare
-``nn.Parameter`` a trainable ``shift``/``scale``); ``/`` by a number or buffer a ``rescale``; ``torch.maximum``/``minimum`` ``a + relu(b - a)``/``a - relu(a - b)``;
-``nn.PReLU`` and ``F.prelu`` ``relu(x) + w (x - relu(x))`` with ``w`` a ``scale``'s parameter;
-``@`` by a buffer ``matmul``; ``cat``/``split``/``chunk``/slicing of the feature axis
-``concat``/``slice``; ``sum``/``mean`` over the features; ``LayerNorm``,
-``BatchNorm1d`` (eval mode: its running statistics), ``Softmax``, ``LogSoftmax``.  Buffers and parameters a
-``forward`` reads (``self.mean``, ``self.B``) are constants, folded with numbers in numpy.
+``nn.Parameter`` a trainable ``shift``/``scale``); ``/`` by a number or buffer a ``rescale``, by
+a tensor a ``mul`` by its reciprocal; ``torch.maximum``/``minimum`` ``a + relu(b - a)``/
+``a - relu(a - b)``; ``nn.PReLU`` and ``F.prelu`` ``relu(x) + w (x - relu(x))`` with ``w`` a
+``scale``'s parameter; ``@`` by a buffer ``matmul``; ``cat``/``split``/``chunk``/slicing of the
+feature axis ``concat``/``slice``; ``sum``/``mean`` over the features; ``LayerNorm``,
+``BatchNorm1d`` (eval mode: its running statistics), ``Softmax``, ``LogSoftmax``.  Buffers and
+parameters a ``forward`` reads (``self.mean``, ``self.B``) are constants, folded with numbers in
+numpy.
 Anything else raises :class:`~symnet.io.UnsupportedLayerError` naming the node, the op and
 the line of ``forward``.
 
@@ -273,8 +275,8 @@ def _parametrized(module: Any) -> bool:
     return bool(parametrize.is_parametrized(module))
 
 
-_ACTIVATION_MODULES = ("Tanh", "Sigmoid", "ReLU", "SiLU", "LeakyReLU", "Softplus", "ELU", "GELU", "Softmax", "LogSoftmax", "Mish",
-                       "SELU", "Softsign", "ReLU6", "Hardsigmoid", "Hardtanh")
+_ACTIVATION_MODULES = ("Tanh", "Sigmoid", "ReLU", "SiLU", "LeakyReLU", "Softplus", "ELU", "GELU", "Softmax",
+                       "LogSoftmax", "Mish", "SELU", "Softsign", "ReLU6", "Hardsigmoid", "Hardtanh")
 _MODULES = ("Linear", "ParametrizedLinear", "Identity", "Dropout", "AlphaDropout", "Flatten", "LayerNorm", "BatchNorm1d",
             "PReLU", *_ACTIVATION_MODULES)
 
@@ -443,15 +445,13 @@ OPS: dict[str, _Rule] = {
     **{name: _Rule(_activation_rule(act), f"activation {act}") for name, act in _ACTIVATIONS.items()},
     **{name: _Rule(_form_rule(name), f"activation {name}(t)") for name in ("abs", "sqrt", "rsqrt", "reciprocal",
                                                                           "log", "erf")},
-    "add": _Rule(_binary("add"), "add, or rescale by a fixed offset (shift by a parameter)"),
-    "iadd": _Rule(_binary("add"), "add, or rescale by a fixed offset (shift by a parameter)"),
-    "sub": _Rule(_binary("sub"), "sub, or rescale by a fixed offset (shift by a parameter)"),
-    "isub": _Rule(_binary("sub"), "sub, or rescale by a fixed offset (shift by a parameter)"),
+    **{name: _Rule(_binary(kind), f"{kind}, or rescale by a fixed offset (shift by a parameter)")
+       for name, kind in (("add", "add"), ("iadd", "add"), ("sub", "sub"), ("isub", "sub"))},
     "rsub": _Rule(_rsub, "sub"),
-    "mul": _Rule(_binary("mul"), "mul, or rescale by a fixed factor (scale by a parameter)"),
-    "imul": _Rule(_binary("mul"), "mul, or rescale by a fixed factor (scale by a parameter)"),
-    "truediv": _Rule(_binary("div"), "rescale by the reciprocal of a fixed constant (scale by 1/parameter); by a tensor, mul by its reciprocal"),
-    "div": _Rule(_binary("div"), "rescale by the reciprocal of a fixed constant (scale by 1/parameter); by a tensor, mul by its reciprocal"),
+    **{name: _Rule(_binary("mul"), "mul, or rescale by a fixed factor (scale by a parameter)")
+       for name in ("mul", "imul")},
+    **{name: _Rule(_binary("div"), "rescale by the reciprocal of a fixed constant (scale by 1/parameter); by a "
+                   "tensor, mul by its reciprocal") for name in ("truediv", "div")},
     "neg": _Rule(_neg, "rescale by -1"),
     "pow": _Rule(_pow, "square, or a natural power as an activation"),
     "maximum": _Rule(_extremum("max"), "a + relu(b - a); with a constant c, the activation Max(t, c) "

@@ -79,8 +79,9 @@ _LAYER_PARTS = {"softmax": _RECIPROCAL, "log_softmax": _LOG1P}
 def graph_supports(net: Network, partials: Sequence[MultiIndex]) -> str | None:
     """``None`` if the layered strategy can evaluate this graph, else the reason it cannot."""
     for node in net.graph.nodes[1:]:
-        if node.family == "elementwise" and not node.activation.elementwise and node.activation.name not in _LAYER_PARTS:
-            return f"node {node.name!r}: {node.activation.name} acts on a whole layer, not unit by unit"
+        activation = node.activation if node.family == "elementwise" else None
+        if activation is not None and not activation.elementwise and activation.name not in _LAYER_PARTS:
+            return f"node {node.name!r}: {activation.name} acts on a whole layer, not unit by unit"
         if node.family not in ("linear", "elementwise", "bilinear"):
             return f"node {node.name!r}: no layered rule for the {node.family!r} family"
     if any(len(alpha) > MAX_ORDER for alpha in partials):
