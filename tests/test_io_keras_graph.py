@@ -456,10 +456,9 @@ def normalised_without_layer_norm() -> tuple[Any, None]:
     return model, None
 
 
-def piecewise_without_dot() -> tuple[Any, None]:
+def softsign_extrema() -> tuple[Any, None]:
     """``piecewise``'s PReLU, Maximum, Minimum and UnitNormalization layers and a softsign (ONNX Relu,
-    Neg, Mul, Max, Min, Sqrt, Abs and Div by a tensor).  Keras' exporter writes Dot as a batched
-    (N, 1, d) MatMul between Unsqueezes, which symnet does not read."""
+    Neg, Mul, Max, Min, Sqrt, Abs and Div by a tensor)."""
     x = keras.Input((3,))
     a, b, c = L.Dense(4, name="a")(x), L.Dense(4, activation="tanh", name="b")(x), L.Dense(4, name="c")(x)
     p = L.PReLU(alpha_initializer=keras.initializers.RandomUniform(0.1, 0.6), name="pr")(a)
@@ -469,8 +468,20 @@ def piecewise_without_dot() -> tuple[Any, None]:
     return keras.Model(x, [L.Dense(1, name="head1")(low), L.Dense(2, name="head2")(unit)]), None
 
 
+def reshaped() -> tuple[Any, None]:
+    """Flatten and Reshape((4,)) -- exported as Reshapes to a shape computed from the batch size
+    (Shape, Gather, Unsqueeze, Concat) -- and Dot of their results (a batched (N, 1, 4) @ (N, 4, 1)
+    MatMul between Unsqueezes, then a Squeeze)."""
+    x = keras.Input((3,))
+    flat = L.Flatten(name="flat")(L.Dense(4, activation="tanh", name="a")(x))
+    back = L.Reshape((4,), name="back")(L.Dense(4, activation="sigmoid", name="b")(flat))
+    dot = L.Dot(axes=1, name="dot")([flat, back])
+    return keras.Model(x, [dot, L.Dense(2, name="out")(L.Reshape((4,), name="again")(back))]), None
+
+
 ONNX_MODELS = {"residual": residual, "gated": gated, "normalised": normalised_without_layer_norm,
-               "deeponet": deeponet, "piecewise": piecewise_without_dot, "classifier": classifier}
+               "deeponet": deeponet, "piecewise": piecewise, "extrema": softsign_extrema, "reshaped": reshaped,
+               "classifier": classifier}
 
 
 @pytest.mark.parametrize("name", sorted(ONNX_MODELS))
@@ -481,6 +492,7 @@ def test_keras_onnx_exports_import_as_the_live_model(name: str, tmp_path: Path) 
     the same values.  Float32 models: Keras multiplies float64 matrices in float32, and its
     exporter writes those products' weights as float32, so a float64 model's file holds rounded
     weights (as its forward pass uses) and would differ from the live import by 1e-7."""
+    import onnx
     import onnxruntime
     from symnet.io.onnx import from_onnx
 
@@ -503,6 +515,11 @@ def test_keras_onnx_exports_import_as_the_live_model(name: str, tmp_path: Path) 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.onnx's tracer warnings about Keras' own shape code
         model.export(str(path), format="onnx", verbose=False)
+    ops = [node.op_type for node in onnx.load(str(path)).graph.node]
+    if name in ("piecewise", "reshaped"):  # Dot: a batched MatMul of Unsqueezed factors, squeezed back
+        assert "Unsqueeze" in ops and "Squeeze" in ops
+    if name == "reshaped":  # Flatten, Reshape: to a shape computed from the batch size
+        assert {"Shape", "Gather", "Concat", "Reshape"} <= set(ops)
     net = from_onnx(path)
     words = ("value", "jacobian", "hessian", "laplacian")
     got = symnet.compile(net, words, backend="numpy")(X).as_dict()
@@ -517,3 +534,20 @@ def test_keras_onnx_exports_import_as_the_live_model(name: str, tmp_path: Path) 
              for i, c in zip(session.get_inputs(), columns)}
     outputs = np.concatenate([np.asarray(o).reshape(len(X), -1) for o in session.run(None, feeds)], axis=1)
     np.testing.assert_allclose(outputs, want["value"], rtol=1e-5, atol=1e-6)
+
+
+def test_reshape_that_keeps_the_features_is_read_from_files_and_others_are_refused(tmp_path: Path) -> None:
+    keras.utils.set_random_seed(2)
+    model, _ = reshaped()
+    net = from_keras(model)
+    model.save(tmp_path / "reshaped.keras")
+    assert load_keras(tmp_path / "reshaped.keras") == net
+    X = np.random.default_rng(0).normal(size=(4, 3))
+    want = np.concatenate([keras.ops.convert_to_numpy(o) for o in model(X)], axis=1)
+    # Keras multiplies float64 matrices in float32 (see test_keras_onnx_exports_import_as_the_live_model)
+    np.testing.assert_allclose(symnet.compile(net, "value", backend="numpy")(X).value, want, rtol=1e-6, atol=1e-7)
+    for target in ([2, 2], [3]):
+        with pytest.raises(UnsupportedLayerError, match=r"layer 'back' \(Reshape\): target_shape \[\d(, \d)?\] of an "
+                                                        r"\(N, 4\) tensor; symnet reads Reshape\(\(4,\)\) and "
+                                                        r"Reshape\(\(-1,\)\)"):
+            load_keras(_edited(tmp_path, model, "back", target_shape=target))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -407,3 +408,138 @@ def test_a_matmuls_bias_is_a_parameter_and_other_constants_are_fixed(tmp_path: P
              helper.make_node("MatMul", ["p", "V"], ["y"], name="out")]
     net = from_onnx(_tiny(tmp_path, twice, init, name="twice.onnx"))
     assert [node.op for node in net.graph.nodes] == ["input", "dense", "rescale", "mul", "dense"]
+
+
+class _Views(torch.nn.Module):
+    """``x.view(x.size(0), -1)``, ``x.reshape(x.shape[0], -1)`` and ``torch.flatten(x, 1)``: in a
+    dynamic-batch export, Reshapes whose target shape a Shape -> Gather -> Unsqueeze -> Concat
+    subgraph computes from the batch size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc, self.out = torch.nn.Linear(3, 4), torch.nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.tanh(self.fc(x))
+        h = h.view(h.size(0), -1)
+        h = h.reshape(h.shape[0], -1)
+        return self.out(torch.flatten(h, 1))
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_reshapes_to_a_shape_computed_from_the_batch_size(exporter: str, tmp_path: Path) -> None:
+    """Both of PyTorch's exporters (the dynamo one unoptimised, so its shape arithmetic -- Shape with
+    start/end, Squeeze, Reshape to [-1], Concat, Reshape(allowzero=1) -- stays in the file): the
+    Reshapes are the identity, and the import agrees with autograd and with onnxruntime."""
+    torch.manual_seed(3)
+    module = _Views().double().eval()
+    path = tmp_path / f"views_{exporter}.onnx"
+    if exporter == "torchscript":
+        _export(module, [3], path)
+    else:
+        pytest.importorskip("onnxscript")  # torch.onnx's dynamo exporter needs it
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module, (torch.zeros(2, 3, dtype=torch.float64),), str(path), dynamo=True,
+                              optimize=False, verbose=False, dynamic_shapes={"x": {0: torch.export.Dim("n")}})
+    ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert {"Shape", "Concat", "Reshape"} <= ops
+    net = from_onnx(path)
+    assert [node.op for node in net.graph.nodes] == ["input", "dense", "activation", "dense", "activation"]
+    X = np.random.default_rng(3).uniform(-1.5, 1.5, (5, 3))
+    value, jac, hes = _reference(module, [3], X)
+    result = symnet.compile(net, ("value", "jacobian", "hessian"), backend="numpy")(X)
+    np.testing.assert_allclose(result.value, value, rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(result.jacobian, jac, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(result.hessian, hes, rtol=1e-11, atol=1e-12)
+    session = ort.InferenceSession(str(path))
+    want = session.run(None, {session.get_inputs()[0].name: X})[0]
+    np.testing.assert_allclose(result.value, want, rtol=1e-13, atol=1e-14)
+
+
+def _shape_nodes(*nodes: Any) -> list:
+    for k, node in enumerate(nodes):
+        node.name = node.name or f"n{k}"
+    return list(nodes)
+
+
+def test_shape_arithmetic_as_the_exporters_write_it_against_onnxruntime(tmp_path: Path) -> None:
+    """Hand-built: Shape with start/end (opset 15), Slice, Gather, Squeeze, Unsqueeze, Cast, Mul and
+    Div by 1, Constant value_ints, 0 (copy an axis) and -1 (inferred) in the target; an (N, 1)
+    column reshaped to (N,) and back; onnxruntime runs each file to the same values."""
+    c = _constants(zero=np.array([0], np.int64), one=np.array([1], np.int64), big=np.array([2**62], np.int64),
+                   i0=np.array(0, np.int64), ax0=np.array([0], np.int64), W=np.ones((4, 1)) / 4)
+    nodes = _shape_nodes(
+        helper.make_node("Tanh", ["x"], ["t"]),
+        helper.make_node("Shape", ["t"], ["s"], start=0, end=1),  # [N]
+        helper.make_node("Shape", ["t"], ["full"]),  # [N, 4]
+        helper.make_node("Slice", ["full", "zero", "big"], ["again"]),  # [N, 4]
+        helper.make_node("Gather", ["again", "i0"], ["n"], axis=0),  # N
+        helper.make_node("Unsqueeze", ["n", "ax0"], ["n1"]),  # [N]
+        helper.make_node("Cast", ["n1"], ["n32"], to=TensorProto.INT32),
+        helper.make_node("Cast", ["n32"], ["n64"], to=TensorProto.INT64),
+        helper.make_node("Mul", ["n64", "one"], ["same"]),  # N * 1
+        helper.make_node("Div", ["same", "one"], ["still"]),  # N / 1
+        helper.make_node("Constant", [], ["minus"], value_ints=[-1]),
+        helper.make_node("Concat", ["still", "minus"], ["target"], axis=0),  # [N, -1]
+        helper.make_node("Reshape", ["t", "target"], ["r"]),
+        helper.make_node("Concat", ["zero", "minus"], ["copy"], axis=0),  # [0, -1]
+        helper.make_node("Reshape", ["r", "copy"], ["r2"]),
+        helper.make_node("MatMul", ["r2", "W"], ["col"]),  # (N, 1)
+        helper.make_node("Reshape", ["col", "s"], ["flat"]),  # (N,)
+        helper.make_node("Exp", ["flat"], ["e"]),
+        helper.make_node("Concat", ["s", "one"], ["back"], axis=0),  # [N, 1]
+        helper.make_node("Reshape", ["e", "back"], ["y"]))
+    path = tmp_path / "shapes.onnx"
+    onnx.save(_model(nodes, [_input("x", 4)], [helper.make_tensor_value_info("y", TensorProto.DOUBLE, ["n", 1])],
+                     c, opset=17), str(path))
+    net = from_onnx(path)
+    X = np.random.default_rng(2).normal(size=(6, 4))
+    want = ort.InferenceSession(str(path)).run(None, {"x": X})[0]
+    np.testing.assert_allclose(symnet.compile(net, "value", backend="numpy")(X).value, want, rtol=1e-14)
+
+
+@pytest.mark.parametrize("nodes, constants, message", [
+    ([helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Mul", ["s", "two"], ["t"]),
+      helper.make_node("Reshape", ["x", "t"], ["y"])], {"two": np.array([2, 1], np.int64)},
+     r"node n1 \(Mul\): N \* 2 on the batch size N; symnet's shape arithmetic keeps N only where it stays N"),
+    ([helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Cast", ["s"], ["f"], to=TensorProto.DOUBLE),
+      helper.make_node("Mul", ["x", "f"], ["y"])], {},
+     r"node n1 \(Cast\): a Cast of \[N, 2\], which holds the batch size N, to DOUBLE"),
+    ([helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Expand", ["x", "s"], ["y"])], {},
+     r"node n1 \(Expand\): reads the shape \[N, 2\], which holds the batch size N; symnet evaluates such shapes "
+     r"through Add, Cast, Concat"),
+    ([helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Concat", ["one", "s"], ["t"], axis=0),
+      helper.make_node("Reshape", ["x", "t"], ["y"])], {"one": np.array([1], np.int64)},
+     r"node n2 \(Reshape\): Reshape of an \(N, 2\) value to \(1, N, 2\); symnet reads reshapes that keep \(N, 2\)"),
+    ([helper.make_node("Reshape", ["x", "t"], ["y"])], {"t": np.array([2, -1], np.int64)},
+     r"node n0 \(Reshape\): Reshape of an \(N, 2\) value to \(2, N\); symnet reads reshapes that keep \(N, 2\)"),
+    ([helper.make_node("Reshape", ["x", "t"], ["y"], allowzero=1)], {"t": np.array([0, 2], np.int64)},
+     r"Reshape of an \(N, 2\) value to \(0, 2\): entry 0 is 0 \(allowzero\)"),
+    ([helper.make_node("Reshape", ["x", "t"], ["y"])], {"t": np.array([-1, 1], np.int64)},
+     r"Reshape of an \(N, 2\) value to \(-1, 1\) would merge or split the points; symnet reads reshapes that "
+     r"keep the points on the first axis"),
+    ([helper.make_node("Shape", ["x"], ["y"])], {}, r"output y is a shape vector; symnet's outputs are \(N, d\)"),
+    ([helper.make_node("Unsqueeze", ["x", "one"], ["u"]), helper.make_node("Tanh", ["u"], ["y"])],
+     {"one": np.array([1], np.int64)}, r"node n1 \(Tanh\): reads an \(N, 1, 2\) value \(an Unsqueeze of an \(N, w\) "
+                                      r"one\); symnet reads it only in a batched MatMul"),
+    ([helper.make_node("Unsqueeze", ["x", "two"], ["u"]), helper.make_node("MatMul", ["u", "u"], ["y"])],
+     {"two": np.array([2], np.int64)}, r"node n1 \(MatMul\): a batched MatMul of \(N, 2, 1\) by \(N, 2, 1\); symnet "
+                                       r"reads a row \(N, 1, w\) by a column \(N, w, 1\)"),
+    ([helper.make_node("Unsqueeze", ["x", "three"], ["y"])], {"three": np.array([3], np.int64)},
+     r"Unsqueeze over axes \[3\] of an \(N, 2\) value; symnet reads Unsqueeze\(axes=\[1\]\) of an \(N,\) value"),
+])
+def test_shapes_symnet_cannot_decide_are_refused_with_the_node_named(tmp_path, nodes, constants, message):
+    path = _tiny(tmp_path, _shape_nodes(*nodes), _constants(**constants))
+    with pytest.raises(UnsupportedLayerError, match=message):
+        from_onnx(path)
+
+
+def test_shape_vectors_are_bounded(tmp_path: Path) -> None:
+    nodes = _shape_nodes(helper.make_node("Shape", ["x"], ["s"]),
+                         helper.make_node("Concat", ["s", "many"], ["t"], axis=0),
+                         helper.make_node("Reshape", ["x", "t"], ["y"]))
+    path = _tiny(tmp_path, nodes, _constants(many=np.ones(200, np.int64)))
+    with pytest.raises(UnsupportedLayerError, match=r"node n1 \(Concat\): combines the batch size N with 200 "
+                                                    r"numbers; symnet evaluates shape vectors of up to 64 entries"):
+        from_onnx(path)

@@ -273,6 +273,17 @@ def _flatten(layer: _Layer) -> g.Tensor:
     return layer.one()  # (N, features) stays (N, features)
 
 
+def _reshape(layer: _Layer) -> g.Tensor:
+    """``Reshape((w,))`` or ``Reshape((-1,))`` of ``(N, w)``: the identity; any other target adds axes."""
+    x = layer.one()
+    target = layer.config.get("target_shape")
+    if not (isinstance(target, (list, tuple)) and len(target) == 1 and isinstance(target[0], int)
+            and not isinstance(target[0], bool) and target[0] in (x.width, -1)):
+        raise UnsupportedLayerError(f"{layer.where}: target_shape {_axes(target)} of an (N, {x.width}) "
+                                    f"tensor; symnet reads Reshape(({x.width},)) and Reshape((-1,)), which keep it")
+    return x
+
+
 #: Every Keras layer a graph may hold, and what it becomes.  ``InputLayer`` starts the graph.
 LAYERS: dict[str, tuple[Callable[[_Layer], g.Tensor], str]] = {
     "Dense": (_dense, "dense (and its activation)"),
@@ -298,6 +309,7 @@ LAYERS: dict[str, tuple[Callable[[_Layer], g.Tensor], str]] = {
     "LayerNormalization": (_layer_norm, "layer_norm"),
     "Lambda": (_lambda, "an elementwise activation: its function traced, or the expression given for it"),
     "Flatten": (_flatten, "the identity on (N, features)"),
+    "Reshape": (_reshape, "the identity, target_shape (features,) or (-1,)"),
     "Dropout": (_identity, "the identity (inference)"),
     "Identity": (_identity, "the identity"),
 }

@@ -6,7 +6,9 @@ ONNX is the way in for any framework symnet has no importer of its own for: JAX/
 ``load_external_data=False``: nothing in the file runs, no file it names is read yet), then
 maps each node through one opset-aware table, :data:`OPS`, to :mod:`symnet.graph.builder`
 calls; initializers and ``Constant`` nodes are constants, folded in numpy where an op combines
-only constants.  Gemm/MatMul weights and a PRelu slope are the graph's parameters; any other
+only constants.  Shape vectors that hold the batch size (``x.view(x.size(0), -1)`` exported
+with a dynamic batch) are evaluated with N kept as a symbol, so that their Reshape can be read
+(see the shapes section below).  Gemm/MatMul weights and a PRelu slope are the graph's parameters; any other
 constant an op applies to a tensor (``Add``, ``Mul``, ``Div``...) is a fixed ``rescale``: an ONNX
 file does not say which tensors its framework trained.
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 import math
 import os
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -36,7 +39,7 @@ from ._tensor_ops import Const, binary, extremum, form_activation, node_name, nu
 from ..errors import SymnetError
 from .format import FileFormatError, UnsupportedLayerError
 
-__all__ = ["MAX_ONNX_BYTES", "MAX_TENSOR_VALUES", "OPS", "from_onnx", "op_table"]
+__all__ = ["MAX_ONNX_BYTES", "MAX_SHAPE_ENTRIES", "MAX_TENSOR_VALUES", "OPS", "from_onnx", "op_table"]
 
 #: The largest ``.onnx`` file :func:`from_onnx` parses (checked before reading it).
 MAX_ONNX_BYTES = 2**31 - 1
@@ -75,9 +78,12 @@ class _Node:
         if k >= len(self.inputs) or self.inputs[k] is None:
             raise UnsupportedLayerError(f"{self.where}: needs its {what} input")
         value = self.inputs[k]
-        if isinstance(value, g.Tensor):
+        if isinstance(value, (g.Tensor, _Batched)):
             raise UnsupportedLayerError(f"{self.where}: its {what} is computed from the inputs; symnet reads a "
                                         "constant there")
+        if isinstance(value, _Dims):
+            raise UnsupportedLayerError(f"{self.where}: its {what} is {value}, which depends on the batch size N; "
+                                        "symnet reads a constant there")
         return np.asarray(number(value, self.where))
 
     def squeeze(self, t: g.Tensor) -> g.Tensor:
@@ -158,12 +164,27 @@ def _gemm(node: _Node) -> Any:
 
 def _matmul(node: _Node) -> Any:
     a, b = node.inputs[0], node.inputs[1]
+    if isinstance(a, _Batched) or isinstance(b, _Batched):
+        return _batched_matmul(node)
     if not isinstance(a, g.Tensor):
         return Const(np.asarray(number(a, node.where)) @ np.asarray(number(b, node.where)))
     matrix = node.const(1, "second factor").astype(np.float64)
     if matrix.ndim != 2 or matrix.shape[0] != a.width:
         raise UnsupportedLayerError(f"{node.where}: x @ B with B of shape {matrix.shape} on {a.width} features")
     return g.dense(a, matrix, None)
+
+
+def _batched_matmul(node: _Node) -> _Batched:
+    """``(N, 1, w) @ (N, w, 1)``: one number per point, the inner product of the two ``(N, w)``
+    tensors (``sum_k a_k b_k``, Keras' ``Dot`` as its exporter writes it)."""
+    a, b = node.inputs[0], node.inputs[1]
+    if isinstance(a, _Batched) and isinstance(b, _Batched) and a.shape == (1, a.tensor.width) \
+            and b.shape == (b.tensor.width, 1) and a.tensor.width == b.tensor.width:
+        return _Batched(g.inner(a.tensor, b.tensor), (1, 1))
+    shown = [_shown([_BATCH, *v.shape]) if isinstance(v, _Batched) else "(N, w)" if isinstance(v, g.Tensor)
+             else "a constant" for v in (a, b)]
+    raise UnsupportedLayerError(f"{node.where}: a batched MatMul of {shown[0]} by {shown[1]}; symnet reads a row "
+                                "(N, 1, w) by a column (N, w, 1) of the same w, the inner product (Keras' Dot)")
 
 
 def _leaky(node: _Node) -> Any:
@@ -252,21 +273,41 @@ def _identity(node: _Node) -> Any:
 
 
 def _constant(node: _Node) -> Any:
+    """A Constant's ``value`` tensor, or its ``value_int(s)``/``value_float(s)`` (opset 12, as PyTorch's
+    newer exporter writes shapes)."""
     import onnx
 
-    if "value" not in node.attrs:
-        keys = sorted(node.attrs)
-        raise UnsupportedLayerError(f"{node.where}: a Constant given by {safe_text(keys, 60)}; symnet reads value=")
-    return Const(_array(node.attrs["value"], node.where, onnx))
+    keys = sorted(node.attrs)
+    if keys == ["value"]:
+        return Const(_array(node.attrs["value"], node.where, onnx))
+    if keys in (["value_int"], ["value_ints"], ["value_float"], ["value_floats"]) and node.opset >= 12:
+        given = node.attrs[keys[0]]
+        if isinstance(given, (list, tuple)) and len(given) > MAX_TENSOR_VALUES:
+            raise FileFormatError(f"{node.where}: {len(given):,} values, more than symnet.io.onnx.MAX_TENSOR_VALUES")
+        array = np.asarray(given, dtype=np.int64 if "int" in keys[0] else np.float64)
+        if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+            raise FileFormatError(f"{node.where}: holds a non-finite value")
+        return Const(array)
+    raise UnsupportedLayerError(f"{node.where}: a Constant given by {safe_text(keys, 60)}; symnet reads value=, "
+                                "value_int(s) and value_float(s)")
 
 
 def _concat(node: _Node) -> Any:
+    """Concat of tensors over the features; of constants and shape vectors folded (any axis)."""
+    if not any(isinstance(v, g.Tensor) for v in node.inputs):
+        axis = int(node.attr("axis", 0))
+        if _has_dims(node):
+            return _dims(np.concatenate([_entries(v, node.where) for v in node.inputs], axis=axis), node.where)
+        return Const(np.concatenate([np.asarray(number(v, node.where)) for v in node.inputs], axis=axis))
+    if _has_dims(node):
+        raise UnsupportedLayerError(f"{node.where}: concatenates tensors with a shape vector holding the batch "
+                                    "size N")
     _feature_axis(node.attr("axis", None), node.where)
     return g.concat(*(tensor(v, node.where) for v in node.inputs))
 
 
-def _slice(node: _Node) -> Any:
-    x = node.x()
+def _slice_args(node: _Node) -> tuple[list[int], list[int], list[int] | None, list[int] | None]:
+    """Slice's starts, ends, axes and steps: attributes before opset 10, inputs from it."""
     if node.opset < 10:
         if "starts" not in node.attrs or "ends" not in node.attrs or len(node.inputs) > 1:
             raise UnsupportedLayerError(f"{node.where}: opset {node.opset}'s Slice takes starts and ends as attributes")
@@ -278,6 +319,22 @@ def _slice(node: _Node) -> Any:
         steps = node.const(4, "steps").tolist() if node.optional(4) is not None else None
     if node.opset >= 10 and {"starts", "ends", "axes"} & set(node.attrs):
         raise UnsupportedLayerError(f"{node.where}: opset {node.opset}'s Slice takes starts and ends as inputs")
+    return list(starts), list(ends), None if axes is None else list(axes), None if steps is None else list(steps)
+
+
+def _slice(node: _Node) -> Any:
+    """A slice of the features; of constants and shape vectors folded (any axes and steps, as numpy slices)."""
+    starts, ends, axes, steps = _slice_args(node)
+    data = node.inputs[0]
+    if not isinstance(data, g.Tensor):
+        array = _entries(data, node.where) if isinstance(data, _Dims) else np.asarray(number(data, node.where))
+        index = [slice(None)] * array.ndim
+        for axis, start, end, step in zip(range(len(starts)) if axes is None else axes, starts, ends,
+                                          steps or [1] * len(starts)):
+            index[int(axis)] = slice(int(start), int(end), int(step))  # numpy clamps as ONNX does
+        part = array[tuple(index)]
+        return _dims(part, node.where) if isinstance(data, _Dims) else Const(part)
+    x = node.x()
     axes = list(range(len(starts))) if axes is None else list(axes)
     if len({a % 2 for a in axes}) != len(axes):
         raise UnsupportedLayerError(f"{node.where}: a Slice naming one axis twice")
@@ -318,6 +375,9 @@ def _split(node: _Node) -> Any:
 
 def _gather(node: _Node) -> Any:
     data = node.inputs[0]
+    if isinstance(data, _Dims):
+        return _dims(np.take(data.dims, node.const(1, "indices").astype(np.int64), axis=int(node.attr("axis", 0))),
+                     node.where)
     if not isinstance(data, g.Tensor):
         return Const(np.take(np.asarray(number(data, node.where)), node.const(1, "indices").astype(np.int64),
                              axis=int(node.attr("axis", 0))))
@@ -421,12 +481,58 @@ def _reduce(kind: str) -> Callable[[_Node], Any]:
 
 
 def _reshape(node: _Node) -> Any:
-    x = node.x()
-    shape = node.const(1, "shape").tolist()
-    if len(shape) != 2 or shape[0] not in (-1, 0) or shape[1] not in (x.width, -1):
-        raise UnsupportedLayerError(f"{node.where}: Reshape to {shape}; symnet reads reshapes that keep (N, "
-                                    f"{x.width})")
-    return x
+    """Reshape: of a tensor the identity when its ``(N, w)`` is kept -- the target a constant or a
+    shape vector computed from N (``x.view(x.size(0), -1)``), 0 copying an axis (unless
+    ``allowzero``), -1 inferred -- or ``(N, 1)`` to ``(N,)`` and back; of constants folded."""
+    data, allowzero = node.inputs[0], node.attr("allowzero", 0)
+    target = node.inputs[1] if len(node.inputs) > 1 else None
+    shape = _entries(target, node.where).tolist() if isinstance(target, _Dims) else \
+        [int(v) for v in node.const(1, "shape").reshape(-1).tolist()]
+    if not isinstance(data, (g.Tensor, _Batched)):
+        if isinstance(target, _Dims):
+            raise UnsupportedLayerError(f"{node.where}: a constant reshaped to {target}, which depends on the batch "
+                                        "size N")
+        array = _entries(data, node.where) if isinstance(data, _Dims) else np.asarray(number(data, node.where))
+        if not allowzero:
+            shape = [array.shape[k] if v == 0 and k < array.ndim else v for k, v in enumerate(shape)]
+        part = array.reshape(shape)
+        return _dims(part, node.where) if isinstance(data, _Dims) else Const(part)
+    held = [_BATCH, *data.shape] if isinstance(data, _Batched) else [_BATCH] if node.is_squeezed(0) else \
+        [_BATCH, data.width]
+    resolved = _resolved(shape, held, bool(allowzero), node.where)
+    if isinstance(data, _Batched):
+        return _unbatched(data, resolved, node)
+    if resolved == [_BATCH, data.width]:
+        return data  # an (N,) value reshaped to (N, 1) is the column again
+    if resolved == [_BATCH] and data.width == 1:
+        return node.squeeze(data)
+    raise UnsupportedLayerError(f"{node.where}: Reshape of an {_shown(held)} value to {_shown(resolved)}; symnet "
+                                f"reads reshapes that keep {_shown(held)}")
+
+
+def _resolved(target: list[Any], held: list[Any], allowzero: bool, where: str) -> list[Any]:
+    """``target`` (whole numbers and N, 0 and -1 as ONNX reads them) as the shape Reshape gives a value
+    of shape ``held`` (``[N, ...]``); a shape that would merge or split the points is an error."""
+    out: list[Any] = []
+    for k, v in enumerate(target):
+        if v is _BATCH or v == -1 or v >= 1:
+            out.append(v)
+        elif v == 0 and not allowzero and k < len(held):
+            out.append(held[k])  # 0: the same as the input's axis
+        else:
+            raise UnsupportedLayerError(f"{where}: Reshape of an {_shown(held)} value to {_shown(target)}: entry "
+                                        f"{k} is {v}{' (allowzero)' if v == 0 and allowzero else ''}")
+    size = math.prod(v for v in held if v is not _BATCH)
+    known = math.prod(v for v in out if v is not _BATCH and v != -1)
+    batches, unknown = sum(v is _BATCH for v in out), out.count(-1)
+    if unknown == 1 and batches == 1 and size % known == 0:
+        return [size // known if v == -1 else v for v in out]
+    if unknown == 1 and batches == 0 and known == size:
+        return [_BATCH if v == -1 else v for v in out]
+    if unknown == 0 and batches == 1 and known == size:
+        return out
+    raise UnsupportedLayerError(f"{where}: Reshape of an {_shown(held)} value to {_shown(target)} would merge or "
+                                "split the points; symnet reads reshapes that keep the points on the first axis")
 
 
 def _axes(node: _Node) -> list[int]:
@@ -437,26 +543,58 @@ def _axes(node: _Node) -> list[int]:
 
 
 def _unsqueeze(node: _Node) -> Any:
-    x = node.x()
-    if _axes(node) not in ([1], [-1]) or not node.is_squeezed(0):
-        raise UnsupportedLayerError(f"{node.where}: Unsqueeze over axes {_axes(node)} of an (N, {x.width}) value "
-                                    "adds an axis symnet's tensors do not have; symnet reads Unsqueeze(axes=[1]) "
-                                    "of an (N,) value")
-    return x
+    """An ``(N,)`` value back to ``(N, 1)``; an ``(N, w)`` tensor to ``(N, 1, w)`` (axis 1) or
+    ``(N, w, 1)`` (axis 2), a batched MatMul's factor; constants and shape vectors folded."""
+    data, axes = node.inputs[0], _axes(node)
+    if not isinstance(data, g.Tensor):
+        array = _entries(data, node.where) if isinstance(data, _Dims) else np.asarray(number(data, node.where))
+        part = np.expand_dims(array, tuple(axes))  # negative axes count from the result's end, as ONNX's do
+        return _dims(part, node.where) if isinstance(data, _Dims) else Const(part)
+    if node.is_squeezed(0) and axes in ([1], [-1]):
+        return data
+    if not node.is_squeezed(0) and axes in ([1], [-2]):
+        return _Batched(data, (1, data.width))
+    if not node.is_squeezed(0) and axes in ([2], [-1]):
+        return _Batched(data, (data.width, 1))
+    held = "(N,)" if node.is_squeezed(0) else f"(N, {data.width})"
+    raise UnsupportedLayerError(f"{node.where}: Unsqueeze over axes {axes} of an {held} value; symnet reads "
+                                "Unsqueeze(axes=[1]) of an (N,) value, and of an (N, w) value at axis 1 or 2 as a "
+                                "factor of a batched MatMul (Keras' Dot)")
 
 
 def _squeeze(node: _Node) -> Any:
+    """One column to ``(N,)``; an ``(N, 1, w)``/``(N, w, 1)``/``(N, 1, 1)`` value back to ``(N, w)``;
+    constants and shape vectors folded."""
+    data, axes = node.inputs[0], _axes(node)
+    if isinstance(data, _Batched):
+        picked = sorted({a % 3 for a in axes})
+        if not axes or 0 in picked or any(data.shape[a - 1] != 1 for a in picked):
+            raise UnsupportedLayerError(f"{node.where}: Squeeze over axes {axes} of an "
+                                        f"{_shown([_BATCH, *data.shape])} value; symnet reads Squeeze of its axes 1 "
+                                        "or 2 of length 1")
+        return _unbatched(data, [_BATCH, *(v for a, v in enumerate(data.shape, 1) if a not in picked)], node)
+    if not isinstance(data, g.Tensor):
+        array = _entries(data, node.where) if isinstance(data, _Dims) else np.asarray(number(data, node.where))
+        part = np.squeeze(array, axis=tuple(axes) if axes else None)
+        return _dims(part, node.where) if isinstance(data, _Dims) else Const(part)
     x = node.x()
-    if _axes(node) not in ([1], [-1]) or x.width != 1:
-        raise UnsupportedLayerError(f"{node.where}: Squeeze over axes {_axes(node)} of {x.width} features; symnet "
+    if axes not in ([1], [-1]) or x.width != 1:
+        raise UnsupportedLayerError(f"{node.where}: Squeeze over axes {axes} of {x.width} features; symnet "
                                     "reads Squeeze(axes=[1]) of one column")
     return node.squeeze(x)
 
 
 def _flatten(node: _Node) -> Any:
-    if node.attr("axis", 1) != 1:
-        raise UnsupportedLayerError(f"{node.where}: Flatten(axis={node.attr('axis', 1)}); symnet reads axis=1")
-    return node.x()
+    """The identity on ``(N, features)`` (an ``(N,)`` value becomes the column), ``(N, 1, w)`` back
+    to ``(N, w)``; constants folded."""
+    data, axis = node.inputs[0], int(node.attr("axis", 1))
+    if not isinstance(data, (g.Tensor, _Batched)):
+        array = np.asarray(number(data, node.where))
+        axis = axis + array.ndim if axis < 0 else axis
+        return Const(array.reshape(math.prod(array.shape[:axis]), -1))
+    if axis != 1:
+        raise UnsupportedLayerError(f"{node.where}: Flatten(axis={axis}); symnet reads axis=1")
+    return _unbatched(data, [_BATCH, math.prod(data.shape)], node) if isinstance(data, _Batched) else data
 
 
 def _layer_norm(node: _Node) -> Any:
@@ -487,12 +625,24 @@ def _softmax(name: str) -> Callable[[_Node], Any]:
 
 
 _FLOAT_TYPES = (1, 10, 11, 16)  # TensorProto FLOAT, FLOAT16, DOUBLE, BFLOAT16
+_INTEGER_TYPES = (2, 3, 4, 5, 6, 7, 12, 13)  # UINT8, INT8, UINT16, INT16, INT32, INT64, UINT32, UINT64
 
 
 def _cast(node: _Node) -> Any:
     import onnx
 
     value, to = node.inputs[0], int(node.attr("to", 0))
+    if isinstance(value, _Dims):
+        if to not in _INTEGER_TYPES:
+            raise UnsupportedLayerError(f"{node.where}: a Cast of {value}, which holds the batch size N, to "
+                                        f"{safe_text(onnx.TensorProto.DataType.Name(to), 20)}; symnet keeps N a "
+                                        "symbol of shapes, not a number the network computes with")
+        return value
+    if isinstance(value, _Batched):
+        if to not in _FLOAT_TYPES:
+            raise UnsupportedLayerError(f"{node.where}: a Cast of computed values to "
+                                        f"{safe_text(onnx.TensorProto.DataType.Name(to), 20)} rounds them")
+        return value
     if isinstance(value, g.Tensor):
         if to not in _FLOAT_TYPES:
             raise UnsupportedLayerError(f"{node.where}: a Cast of computed values to "
@@ -504,14 +654,172 @@ def _cast(node: _Node) -> Any:
     return Const(array.astype(np.float64) if array.dtype.kind == "f" else array.astype(np.int64))
 
 
+# --- shapes: a small evaluator for the shape arithmetic exporters write --------------------
+#
+# ``x.view(x.size(0), -1)`` in a dynamic-batch export, and Keras' Flatten/Reshape, reach their
+# Reshape through ``Shape -> Gather -> Unsqueeze -> Concat``: a vector of a few whole numbers, one
+# of them the batch size N, which no file can give as a constant.  Those vectors are evaluated
+# here with N kept as a symbol (:data:`_BATCH`), entry by entry, only through the ops of
+# :data:`_SHAPE_OPS` and only up to :data:`MAX_SHAPE_ENTRIES` entries; a vector without N is an
+# ordinary integer constant again.  What the evaluator cannot decide (N * 2, N as a float, a
+# shape that merges points) is refused with the node named.
+
+
+class _Batch:
+    """The batch size N, an entry of a :class:`_Dims` vector (one object: compared by identity)."""
+
+    def __repr__(self) -> str:
+        return "N"
+
+
+#: The symbol N stands for in shape vectors.
+_BATCH = _Batch()
+#: The most entries a shape vector computed from N may have.
+MAX_SHAPE_ENTRIES = 64
+#: The ops that read a shape vector holding N.
+_SHAPE_OPS = frozenset({"Shape", "Gather", "Slice", "Unsqueeze", "Squeeze", "Concat", "Cast", "Mul", "Add", "Sub",
+                       "Div", "Reshape", "Identity"})
+
+
+@dataclass(frozen=True)
+class _Dims:
+    """A shape vector (0-d or 1-d, integer) whose entries are whole numbers and at least one N:
+    ``dims`` a numpy object array of ``int`` and :data:`_BATCH`."""
+
+    dims: np.ndarray
+
+    def __str__(self) -> str:
+        return str(self.dims.tolist()) if self.dims.ndim else str(self.dims.item())
+
+
+def _dims(array: np.ndarray, where: str) -> Any:
+    """``array`` (entries ``int`` or N) as a :class:`_Dims` when it holds N, else an int64 constant."""
+    array = np.asarray(array, dtype=object)
+    if array.ndim > 1 or array.size > MAX_SHAPE_ENTRIES:
+        raise UnsupportedLayerError(f"{where}: a shape of shape {array.shape} computed from the batch size N; "
+                                    f"symnet evaluates shape vectors of up to {MAX_SHAPE_ENTRIES} entries")
+    if any(v is _BATCH for v in array.reshape(-1)):
+        return _Dims(array)
+    return Const(np.array([int(v) for v in array.reshape(-1)], dtype=np.int64).reshape(array.shape))
+
+
+def _entries(value: Any, where: str) -> np.ndarray:
+    """A shape vector's entries (an object array of ``int`` and N), from a :class:`_Dims` or an integer constant."""
+    if isinstance(value, _Dims):
+        return value.dims
+    if isinstance(value, (g.Tensor, _Batched)):
+        raise UnsupportedLayerError(f"{where}: combines the batch size N with values computed from the inputs; "
+                                    "symnet keeps N a symbol of shapes, not a number the network computes with")
+    array = np.asarray(number(value, where))
+    if array.dtype.kind not in "iu":
+        raise UnsupportedLayerError(f"{where}: combines the batch size N with a {array.dtype} constant; symnet "
+                                    "evaluates shapes of whole numbers")
+    if array.size > MAX_SHAPE_ENTRIES:
+        raise UnsupportedLayerError(f"{where}: combines the batch size N with {array.size:,} numbers; symnet "
+                                    f"evaluates shape vectors of up to {MAX_SHAPE_ENTRIES} entries")
+    out = np.empty(array.shape, dtype=object)
+    out.reshape(-1)[:] = [int(v) for v in array.reshape(-1)]
+    return out
+
+
+def _has_dims(node: _Node) -> bool:
+    return any(isinstance(v, _Dims) for v in node.inputs)
+
+
+def _shape(node: _Node) -> Any:
+    """Shape of a tensor: ``[N, w]`` (``[N]`` for a value ONNX holds as ``(N,)``, ``[N, 1, w]`` for an
+    unsqueezed one); of a constant or a shape vector, a constant.  ``start``/``end`` (opset 15) slice it."""
+    value = node.inputs[0]
+    if isinstance(value, g.Tensor):
+        full = [_BATCH] if node.is_squeezed(0) else [_BATCH, value.width]
+    elif isinstance(value, _Batched):
+        full = [_BATCH, *value.shape]
+    elif isinstance(value, _Dims):
+        full = list(value.dims.shape)
+    else:
+        full = list(np.asarray(number(value, node.where)).shape)
+    if ("start" in node.attrs or "end" in node.attrs) and node.opset < 15:
+        raise UnsupportedLayerError(f"{node.where}: start and end, which opset {node.opset}'s Shape does not have")
+    start, end = int(node.attr("start", 0)), node.attr("end", None)
+    picked = full[slice(*slice(start, None if end is None else int(end)).indices(len(full))[:2])]
+    return _dims(np.array(picked, dtype=object), node.where)
+
+
+_SIGNS = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
+
+
+def _dims_binary(kind: str) -> Callable[[_Node], Any]:
+    """Arithmetic on shape vectors holding N: whole numbers fold as ONNX computes them (Div
+    truncates); N itself is kept only where it stays N (N * 1, N + 0, N - 0, N / 1)."""
+    neutral = {"add": 0, "sub": 0, "mul": 1, "div": 1}[kind]
+
+    def convert(node: _Node) -> Any:
+        a, b = (_entries(v, node.where) for v in node.inputs[:2])
+        a, b = np.broadcast_arrays(a, b)
+        out = np.empty(a.shape, dtype=object)
+        for k, (x, y) in enumerate(zip(a.reshape(-1), b.reshape(-1))):
+            if x is not _BATCH and y is not _BATCH:  # Div of whole numbers truncates, as in ONNX
+                if kind == "div" and y == 0:
+                    raise UnsupportedLayerError(f"{node.where}: integer division by zero")
+                out.reshape(-1)[k] = {"add": x + y, "sub": x - y, "mul": x * y,
+                                      "div": abs(x) // abs(y) * (1 if (x < 0) == (y < 0) else -1)}[kind]
+            elif x is _BATCH and y == neutral or (y is _BATCH and x == neutral and kind in ("add", "mul")):
+                out.reshape(-1)[k] = _BATCH
+            else:
+                raise UnsupportedLayerError(f"{node.where}: {x} {_SIGNS[kind]} {y} "
+                                            "on the batch size N; symnet's shape arithmetic keeps N only where it "
+                                            "stays N (N * 1, N + 0)")
+        return _dims(out, node.where)
+    return convert
+
+
+def _shape_rule(rule: Callable[[_Node], Any], on_dims: Callable[[_Node], Any]) -> Callable[[_Node], Any]:
+    """``rule``, except on a node reading a shape vector that holds N: ``on_dims``."""
+    def convert(node: _Node) -> Any:
+        return on_dims(node) if _has_dims(node) else rule(node)
+    return convert
+
+
+@dataclass(frozen=True)
+class _Batched:
+    """An ``(N, w)`` tensor that ONNX holds with one more axis of length 1: ``shape`` ``(1, w)`` (an
+    ``Unsqueeze`` at axis 1) or ``(w, 1)`` (at axis 2); ``(1, 1)``: the batched product of the two,
+    one number per point.  Keras' exporter writes ``Dot`` so; symnet reads such a value only in a
+    batched MatMul and back to ``(N, w)`` by Squeeze, Reshape or Flatten."""
+
+    tensor: g.Tensor
+    shape: tuple[int, int]
+
+
+#: The ops that read an unsqueezed ``(N, 1, w)`` value (:class:`_Batched`).
+_BATCHED_OPS = frozenset({"MatMul", "Squeeze", "Reshape", "Flatten", "Cast", "Identity", "Dropout", "Shape"})
+
+
+def _unbatched(value: _Batched, shape: list[Any], node: _Node) -> Any:
+    """``value`` reshaped to ``shape`` (resolved: N and whole numbers): back to ``(N, w)``, or ``(N,)``."""
+    width = math.prod(value.shape)
+    if shape == [_BATCH, width]:
+        return value.tensor
+    if shape == [_BATCH] and width == 1:
+        return node.squeeze(value.tensor)
+    raise UnsupportedLayerError(f"{node.where}: an (N, {value.shape[0]}, {value.shape[1]}) value to "
+                                f"{_shown(shape)}; symnet reads it back to (N, {width})")
+
+
+def _shown(shape: list[Any]) -> str:
+    return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
 #: Every ONNX op (default domain) symnet reads, what it becomes, and the opsets it is read in.
 OPS: dict[str, tuple[Callable[[_Node], Any], str]] = {
     "Gemm": (_gemm, "dense (alpha, beta, transB read)"),
-    "MatMul": (_matmul, "dense without bias, by a constant matrix"),
-    "Add": (_binary("add"), "add, or rescale by a fixed offset"),
-    "Sub": (_binary("sub"), "sub, or rescale by a fixed offset"),
-    "Mul": (_binary("mul"), "mul, or rescale by a fixed factor"),
-    "Div": (_binary("div"), "rescale by the reciprocal of a fixed constant; by a tensor, mul by its reciprocal"),
+    "MatMul": (_matmul, "dense without bias, by a constant matrix; (N, 1, w) @ (N, w, 1) inner (Keras' Dot)"),
+    "Add": (_shape_rule(_binary("add"), _dims_binary("add")), "add, or rescale by a fixed offset"),
+    "Sub": (_shape_rule(_binary("sub"), _dims_binary("sub")), "sub, or rescale by a fixed offset"),
+    "Mul": (_shape_rule(_binary("mul"), _dims_binary("mul")), "mul, or rescale by a fixed factor; on shapes, N * 1 "
+                                                              "is N"),
+    "Div": (_shape_rule(_binary("div"), _dims_binary("div")), "rescale by the reciprocal of a fixed constant; by a "
+                                                              "tensor, mul by its reciprocal"),
     "Abs": (lambda node: form_activation(node.x(), "abs"), "activation abs(t) (a kink at 0)"),
     "Sqrt": (lambda node: form_activation(node.x(), "sqrt"), "activation sqrt(t)"),
     "Reciprocal": (lambda node: form_activation(node.x(), "reciprocal"), "activation 1/t"),
@@ -540,17 +848,21 @@ OPS: dict[str, tuple[Callable[[_Node], Any], str]] = {
     "Cos": (_activation("cos"), "activation cos"),
     "Erf": (lambda node: form_activation(node.x(), "erf"), "activation erf(t)"),
     "Log": (lambda node: form_activation(node.x(), "log"), "activation log(t)"),
-    "Concat": (_concat, "concat over the features"),
-    "Slice": (_slice, "slice of the features"),
+    "Concat": (_concat, "concat over the features; folded on constants and shapes"),
+    "Slice": (_slice, "slice of the features; folded on constants and shapes"),
     "Split": (_split, "slices of the features"),
-    "Gather": (_gather, "one feature (constant index), or folded on constants"),
+    "Gather": (_gather, "one feature (constant index), or folded on constants and shapes"),
     "ReduceSum": (_reduce("ReduceSum"), "sum over the features (any axes on constants)"),
     "ReduceMean": (_reduce("ReduceMean"), "mean over the features (any axes on constants)"),
     "ReduceL2": (_reduce("ReduceL2"), "folded on constants (weight_norm's norms)"),
-    "Reshape": (_reshape, "the identity, when (N, features) is kept"),
-    "Flatten": (_flatten, "the identity on (N, features)"),
-    "Unsqueeze": (_unsqueeze, "an (N,) value back to (N, 1)"),
-    "Squeeze": (_squeeze, "one column held as (N,)"),
+    "Reshape": (_reshape, "the identity, when (N, features) is kept (the shape a constant or computed from N: "
+                          "0, -1 read); (N, 1) to (N,) and back"),
+    "Flatten": (_flatten, "the identity on (N, features); (N, 1, w) to (N, w)"),
+    "Shape": (_shape, "the shape [N, w], N the batch size kept a symbol (for Reshape)"),
+    "Unsqueeze": (_unsqueeze, "an (N,) value back to (N, 1); (N, w) to (N, 1, w) or (N, w, 1) for a batched "
+                              "MatMul; folded on constants and shapes"),
+    "Squeeze": (_squeeze, "one column held as (N,); (N, 1, w), (N, w, 1) back to (N, w); folded on constants and "
+                          "shapes"),
     "LayerNormalization": (_layer_norm, "layer_norm"),
     "BatchNormalization": (_batch_norm, "batch_norm (inference)"),
     "Softmax": (_softmax("softmax"), "softmax over the features"),
@@ -559,8 +871,8 @@ OPS: dict[str, tuple[Callable[[_Node], Any], str]] = {
     "Transpose": (_transpose, "folded on constants; the identity on (N, features) for perm=[0, 1]"),
     "Expand": (_expand, "folded on constants; on (N, w) the identity, or copies of one feature"),
     "Dropout": (_identity, "the identity (inference)"),
-    "Cast": (_cast, "the identity (symnet computes in the kernel's dtype)"),
-    "Constant": (_constant, "a constant"),
+    "Cast": (_cast, "the identity (symnet computes in the kernel's dtype); shapes to whole numbers"),
+    "Constant": (_constant, "a constant (value, value_int(s), value_float(s))"),
 }
 
 
@@ -638,10 +950,11 @@ def from_onnx(path: str | os.PathLike[str]) -> Network:
                 raise FileFormatError(f"{here}: reads {safe_text(name, 60)}, which no earlier node computes")
             else:
                 args.append(values[name])
+        _check_shapes(proto.op_type, args, here)
         _check_squeezed(proto, args, squeezed, here)
         result = _converted(OPS[proto.op_type][0], proto, args, opsets["ai.onnx"], here, squeezed, uses)
         results = result if isinstance(result, tuple) else (result,)
-        if proto.op_type != "Unsqueeze" and any(name in squeezed for name in proto.input):
+        if proto.op_type not in _OWN_SQUEEZE and any(name in squeezed for name in proto.input):
             squeezed.update(name for name in proto.output if name)  # elementwise of (N,) values stays (N,)
         if len(results) < len([o for o in proto.output if o]):
             raise UnsupportedLayerError(f"{here}: gives {len(results)} outputs, the file names {len(proto.output)}")
@@ -652,6 +965,10 @@ def from_onnx(path: str | os.PathLike[str]) -> Network:
     outputs = []
     for value_info in graph.output:
         value = values.get(value_info.name)
+        if isinstance(value, (_Dims, _Batched)):
+            raise UnsupportedLayerError(f"{where}: output {safe_text(value_info.name, 60)} is "
+                                        f"{'a shape vector' if isinstance(value, _Dims) else 'held as (N, 1, w)'}; "
+                                        "symnet's outputs are (N, d) tensors")
         if not isinstance(value, g.Tensor) or value.op == "input":
             raise UnsupportedLayerError(f"{where}: output {safe_text(value_info.name, 60)} is not computed from the "
                                         "inputs")
@@ -665,10 +982,28 @@ _ELEMENTWISE = {"Neg", "Pow", "PRelu", "Tanh", "Sigmoid", "Relu", "LeakyRelu", "
                 "Reciprocal", "Identity", "Dropout", "Cast"}
 
 
+#: Ops whose rules say themselves whether their result is held as ``(N,)``.
+_OWN_SQUEEZE = frozenset({"Unsqueeze", "Shape", "Reshape", "Flatten"})
+
+
+def _check_shapes(op: str, args: list[Any], where: str) -> None:
+    """Refuse an op outside :data:`_SHAPE_OPS` reading a shape vector that holds N, and one outside
+    :data:`_BATCHED_OPS` reading an ``(N, 1, w)`` value."""
+    for value in args:
+        if isinstance(value, _Dims) and op not in _SHAPE_OPS:
+            raise UnsupportedLayerError(f"{where}: reads the shape {value}, which holds the batch size N; symnet "
+                                        f"evaluates such shapes through {', '.join(sorted(_SHAPE_OPS))} (to give "
+                                        "Reshape its target), not this op")
+        if isinstance(value, _Batched) and op not in _BATCHED_OPS:
+            raise UnsupportedLayerError(f"{where}: reads an {_shown([_BATCH, *value.shape])} value (an Unsqueeze of "
+                                        "an (N, w) one); symnet reads it only in a batched MatMul of a row by a "
+                                        "column (Keras' Dot) and back to (N, w) by Squeeze, Reshape or Flatten")
+
+
 def _check_squeezed(proto: Any, args: list[Any], squeezed: set[str], where: str) -> None:
     """Refuse what would broadcast an ``(N,)`` value against an ``(N, w)`` one (ONNX gives ``(N, N)``)."""
     flags = [name in squeezed for name, a in zip(proto.input, args) if isinstance(a, g.Tensor)]
-    if not any(flags) or proto.op_type == "Unsqueeze":
+    if not any(flags) or proto.op_type in _OWN_SQUEEZE:
         return
     if proto.op_type in _ELEMENTWISE or (proto.op_type in ("Add", "Sub", "Mul", "Div", "Max", "Min") and all(flags)):
         return
