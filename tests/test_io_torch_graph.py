@@ -478,3 +478,48 @@ def test_what_pytorch_does_not_train_is_fixed_and_clamps_of_infinity_are_finite(
     assert np.isfinite(want).all()
     symnet.save(net, tmp_path / "untrained.json")  # form activations (t -> 1/t, Min(t, 5.0)) are saved by form
     assert symnet.load(tmp_path / "untrained.json") == net
+
+
+class _Aliases(torch.nn.Module):
+    """``torch.special`` and the other names PyTorch gives ops symnet reads: ``special.expit``,
+    ``special.erf``, ``special.softmax``, ``special.log_softmax``, ``absolute``, ``negative``,
+    ``multiply``, ``subtract``, ``divide``, ``concatenate``; ``absolute`` of a column held as ``(N,)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc, self.out = torch.nn.Linear(3, 4), torch.nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.fc(x)
+        gate = torch.special.expit(h) + torch.special.erf(h).multiply(h)
+        log_p = torch.special.log_softmax(torch.subtract(gate, h), 1)
+        p = torch.special.softmax(torch.divide(log_p, 3.0), dim=-1)
+        column = torch.absolute(p[:, 0]).unsqueeze(1)
+        return torch.concatenate([self.out(p * gate), column, torch.negative(h[:, 1:2])], dim=1)
+
+
+def test_torch_special_and_alias_names_are_read_and_match_autograd() -> None:
+    torch.manual_seed(4)
+    module = _Aliases().double()
+    net = from_torch(module)
+    X = np.random.default_rng(5).uniform(-1.5, 1.5, (5, 3))
+    value, jac, hes = _reference(module, [3], X)
+    result = symnet.compile(net, ("value", "jacobian", "hessian"), backend="numpy")(X)
+    np.testing.assert_allclose(result.value, value, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(result.jacobian, jac, rtol=1e-11, atol=1e-12)
+    np.testing.assert_allclose(result.hessian, hes, rtol=1e-10, atol=1e-11)
+    names = {node.activation.name for node in net.graph.nodes if node.op == "activation"}
+    assert {"sigmoid", "t -> erf(t)", "log_softmax", "softmax", "t -> Abs(t)"} <= names
+    assert {"special_expit", "special_erf", "special_softmax", "special_log_softmax"} <= set(OPS)
+    assert OPS["special_expit"].summary == OPS["sigmoid"].summary
+
+
+class _FloorDivide(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.divide(x, 2.0, rounding_mode="floor")
+
+
+def test_an_alias_is_read_as_strictly_as_its_op() -> None:
+    with pytest.raises(UnsupportedLayerError, match=r"function divide.*takes two operands, got 2 and "
+                                                    r"\['rounding_mode'\]"):
+        from_torch(_FloorDivide(), input_sizes=[2])

@@ -63,10 +63,17 @@ __all__ = ["OPS", "from_torch_graph", "op_table", "supported_ops"]
 
 @dataclass(frozen=True)
 class _Rule:
-    """How one PyTorch op becomes builder calls: ``convert(capture, node, args, kwargs) -> value``."""
+    """How one PyTorch op becomes builder calls: ``convert(capture, node, args, kwargs) -> value``.
+
+    ``elementwise``: 1 for an op that acts on each number of its one tensor alone (an activation,
+    ``neg``, ``dropout``...), 2 for one between tensors of one shape (``add``, ``maximum``...), 0
+    otherwise: such ops keep a width (which the capture reads off a later op) and keep a column
+    PyTorch holds as ``(N,)`` so.
+    """
 
     convert: Callable[..., Any]
     summary: str
+    elementwise: int = 0
 
 
 def _line(node: Any) -> str:
@@ -144,13 +151,14 @@ def _activation_rule(name: str) -> Callable[..., Any]:
     return convert
 
 
-def _form_rule(name: str) -> Callable[..., Any]:
-    """``torch.abs``, ``sqrt``, ``rsqrt``, ``reciprocal``, ``log``, ``erf``: an activation of its SymPy form."""
+def _form_rule(form: str) -> Callable[..., Any]:
+    """``torch.abs``, ``sqrt``, ``rsqrt``, ``reciprocal``, ``log``, ``erf``: an activation of its SymPy form
+    (``form``, a key of :data:`~symnet.io._tensor_ops.FORMS`)."""
     def convert(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
         where = _where(node)
         if len(args) != 1 or kwargs:
-            raise UnsupportedLayerError(f"{where}: {name} takes one tensor here")
-        return form_activation(_tensor(args[0], where), name)
+            raise UnsupportedLayerError(f"{where}: {form} takes one tensor here")
+        return form_activation(_tensor(args[0], where), form)
     return convert
 
 
@@ -432,51 +440,57 @@ def _flatten_fn(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, Any
     return _tensor(args[0], _where(node))
 
 
+#: Activation functions and methods by name, and the registry's activation each is.
 _ACTIVATIONS = {"tanh": "tanh", "sigmoid": "sigmoid", "relu": "relu", "sin": "sin", "cos": "cos", "exp": "exp",
-                "silu": "silu", "square": "square", "expit": "sigmoid", "gelu": "gelu", "elu": "elu",
+                "silu": "silu", "square": "square", "special_expit": "sigmoid", "gelu": "gelu", "elu": "elu",
                 "leaky_relu": "leaky_relu", "softplus": "softplus", "mish": "mish", "selu": "selu",
                 "softsign": "softsign", "relu6": "relu6", "hardsigmoid": "hard_sigmoid", "hardtanh": "hardtanh"}
-_ELEMENTWISE_BINARY = ("add", "iadd", "sub", "isub", "rsub", "mul", "imul", "truediv", "div", "maximum", "minimum",
-                       "max", "min")
+#: Elementwise functions and methods with no registered activation, by name, and their form (``FORMS``).
+_FORM_OPS = {"abs": "abs", "absolute": "abs", "sqrt": "sqrt", "rsqrt": "rsqrt", "reciprocal": "reciprocal",
+             "log": "log", "erf": "erf", "special_erf": "erf"}
+_ADD = "add, or rescale by a fixed offset (shift by a parameter)"
+_SUB = "sub, or rescale by a fixed offset (shift by a parameter)"
+_MUL = "mul, or rescale by a fixed factor (scale by a parameter)"
+_DIV = "rescale by the reciprocal of a fixed constant (scale by 1/parameter); by a tensor, mul by its reciprocal"
+_SAME = "the identity (symnet computes in the kernel's dtype)"
 
 #: Every PyTorch function and method symnet reads, by name (``torch.tanh``, ``F.tanh`` and
-#: ``x.tanh()`` alike), and what it becomes.  Modules are :data:`_MODULES`.
+#: ``x.tanh()`` alike; ``torch.special.expit`` is ``special_expit``), and what it becomes; the
+#: aliases PyTorch gives one op (``torch.absolute``, ``multiply``, ``torch.special.erf``...) are
+#: entries of their own, with the op's rule.  Modules are :data:`_MODULES`.
 OPS: dict[str, _Rule] = {
-    **{name: _Rule(_activation_rule(act), f"activation {act}") for name, act in _ACTIVATIONS.items()},
-    **{name: _Rule(_form_rule(name), f"activation {name}(t)") for name in ("abs", "sqrt", "rsqrt", "reciprocal",
-                                                                          "log", "erf")},
-    **{name: _Rule(_binary(kind), f"{kind}, or rescale by a fixed offset (shift by a parameter)")
-       for name, kind in (("add", "add"), ("iadd", "add"), ("sub", "sub"), ("isub", "sub"))},
-    "rsub": _Rule(_rsub, "sub"),
-    **{name: _Rule(_binary("mul"), "mul, or rescale by a fixed factor (scale by a parameter)")
-       for name in ("mul", "imul")},
-    **{name: _Rule(_binary("div"), "rescale by the reciprocal of a fixed constant (scale by 1/parameter); by a "
-                   "tensor, mul by its reciprocal") for name in ("truediv", "div")},
-    "neg": _Rule(_neg, "rescale by -1"),
-    "pow": _Rule(_pow, "square, or a natural power as an activation"),
+    **{name: _Rule(_activation_rule(act), f"activation {act}", 1) for name, act in _ACTIVATIONS.items()},
+    **{name: _Rule(_form_rule(form), f"activation {form}(t)", 1) for name, form in _FORM_OPS.items()},
+    **{name: _Rule(_binary("add"), _ADD, 2) for name in ("add", "iadd")},
+    **{name: _Rule(_binary("sub"), _SUB, 2) for name in ("sub", "isub", "subtract")},
+    "rsub": _Rule(_rsub, "sub", 2),
+    **{name: _Rule(_binary("mul"), _MUL, 2) for name in ("mul", "imul", "multiply")},
+    **{name: _Rule(_binary("div"), _DIV, 2) for name in ("truediv", "div", "divide", "true_divide")},
+    **{name: _Rule(_neg, "rescale by -1", 1) for name in ("neg", "negative")},
+    "pow": _Rule(_pow, "square, or a natural power as an activation", 1),
     "maximum": _Rule(_extremum("max"), "a + relu(b - a); with a constant c, the activation Max(t, c) "
-                                       "(a row c: x + relu(c - x))"),
+                                       "(a row c: x + relu(c - x))", 2),
     "minimum": _Rule(_extremum("min"), "a - relu(a - b); with a constant c, the activation Min(t, c) "
-                                       "(a row c: x - relu(x - c))"),
-    "max": _Rule(_extremum("max"), "of two tensors: as maximum (a reduction is refused)"),
-    "min": _Rule(_extremum("min"), "of two tensors: as minimum (a reduction is refused)"),
+                                       "(a row c: x - relu(x - c))", 2),
+    "max": _Rule(_extremum("max"), "of two tensors: as maximum (a reduction is refused)", 2),
+    "min": _Rule(_extremum("min"), "of two tensors: as minimum (a reduction is refused)", 2),
     "prelu": _Rule(_prelu_fn, "relu(x) + w * (x - relu(x)), w a scale's parameter"),
     "matmul": _Rule(_matmul, "matmul by a constant matrix"),
     "linear": _Rule(_linear_fn, "dense"),
-    "cat": _Rule(_cat, "concat over the features"),
-    "concat": _Rule(_cat, "concat over the features"),
+    **{name: _Rule(_cat, "concat over the features") for name in ("cat", "concat", "concatenate")},
     "getitem": _Rule(_getitem, "slice of the features"),
     "split": _Rule(_split(False), "slices of the features"),
     "chunk": _Rule(_split(True), "slices of the features"),
     "sum": _Rule(_reduce(False), "sum over the features"),
     "mean": _Rule(_reduce(True), "mean over the features"),
     "layer_norm": _Rule(_layer_norm_fn, "layer_norm"),
-    "softmax": _Rule(_softmax_fn("softmax"), "softmax over the features"),
-    "log_softmax": _Rule(_softmax_fn("log_softmax"), "log_softmax over the features"),
-    "dropout": _Rule(_same, "the identity (inference)"),
-    "float": _Rule(_same, "the identity (symnet computes in the kernel's dtype)"),
-    "double": _Rule(_same, "the identity (symnet computes in the kernel's dtype)"),
-    "contiguous": _Rule(_same, "the identity"),
+    **{name: _Rule(_softmax_fn("softmax"), "softmax over the features") for name in ("softmax", "special_softmax")},
+    **{name: _Rule(_softmax_fn("log_softmax"), "log_softmax over the features")
+       for name in ("log_softmax", "special_log_softmax")},
+    "dropout": _Rule(_same, "the identity (inference)", 1),
+    "float": _Rule(_same, _SAME, 1),
+    "double": _Rule(_same, _SAME, 1),
+    "contiguous": _Rule(_same, "the identity", 1),
     "flatten": _Rule(_flatten_fn, "the identity on (N, features)"),
     "unsqueeze": _Rule(_unsqueeze, "an (N,) column back to (N, 1)"),
     "squeeze": _Rule(_squeeze, "one column held as (N,)"),
@@ -581,8 +595,8 @@ class _Capture:
         flags = [a.name in self._squeezed for a in inputs]
         if not any(flags) or not isinstance(result, g.Tensor) or name == "unsqueeze":
             return  # unsqueeze's rule checked its input: the column is (N, 1) again
-        if (name in _ACTIVATIONS or name in ("neg", "pow", "dropout", "float", "double", "contiguous")
-                or (name in _ELEMENTWISE_BINARY and all(flags))):
+        rule = OPS.get(name) if node.op != "call_module" else None
+        if rule is not None and (rule.elementwise == 1 or (rule.elementwise == 2 and all(flags))):
             self._squeezed.add(node.name)
             return
         raise UnsupportedLayerError(f"{_where(node)} reads a tensor PyTorch holds as (N,) (x[:, i], a sum without "
@@ -640,12 +654,12 @@ class _Capture:
                     return int(self._attr(user.args[1].target).shape[1])
                 if name == "matmul" and constants and user.args[0] is node:
                     return int(constants[0].shape[0])
-                if name in _ELEMENTWISE_BINARY:
+                rule = OPS.get(name)
+                if rule is not None and rule.elementwise == 2:
                     for c in constants:
                         if c.dim() >= 1 and c.shape[-1] > 1:
                             return int(c.shape[-1])
-                keeps = name in _ACTIVATIONS or name in _ELEMENTWISE_BINARY or name in ("neg", "pow", "dropout",
-                                                                                         "float", "double")
+                keeps = rule is not None and rule.elementwise > 0
             else:
                 keeps = False
             if keeps:
