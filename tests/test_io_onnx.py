@@ -437,7 +437,6 @@ def test_reshapes_to_a_shape_computed_from_the_batch_size(exporter: str, tmp_pat
     if exporter == "torchscript":
         _export(module, [3], path)
     else:
-        pytest.importorskip("onnxscript")  # torch.onnx's dynamo exporter needs it
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(module, (torch.zeros(2, 3, dtype=torch.float64),), str(path), dynamo=True,
