@@ -342,3 +342,18 @@ def test_a_read_only_install_with_an_unwritable_home_still_compiles(tmp_path):
     env.pop("NUMBA_CACHE_DIR", None)
     out = subprocess.run([sys.executable, "-c", READ_ONLY], capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
+
+
+def test_a_kernel_written_by_other_code_generation_is_not_loaded(tmp_path, monkeypatch):
+    """The key covers the source of the code that writes expression kernels (program, printers,
+    _vecmath): a cached kernel from before an edit there is regenerated, not loaded."""
+    monkeypatch.setenv("SYMNET_CACHE_DIR", str(private(tmp_path / "cache")))
+    first = symnet.compile(small_net(), backend="numba", strategy="expression")
+    monkeypatch.setattr(kernels, "_MEMO", {})
+    again = symnet.compile(small_net(), backend="numba", strategy="expression")
+    assert again.loaded_from_disk and again.source == first.source
+    monkeypatch.setattr(kernels, "_MEMO", {})
+    monkeypatch.setattr(kernels, "generator_digest", lambda: "0123456789abcdef")
+    other = symnet.compile(small_net(), backend="numba", strategy="expression")
+    assert not other.loaded_from_disk and "0123456789abcdef" in other.source
+    np.testing.assert_array_equal(other(POINT).value, first(POINT).value)

@@ -195,6 +195,9 @@ def test_numba_expression_layout_and_block_edges(acts, blocked):
     kernel = symnet.compile(net, backend="numba", strategy="expression", parallel=True)
     assert ("for block in numba.prange" in kernel.source) is blocked
     assert ("_vecmath." in kernel.source) is blocked  # softplus' is a sigmoid
+    if acts[0] == "tanh":  # a unit's function and its derivatives' factor: one call, one exp
+        assert kernel.source.count("tanh_with_pair_call(") == 3 and kernel.source.count("sigmoid_both_call(") == 2
+        assert "sigmoid_pair_call(" not in kernel.source and "sigmoid_call(-" not in kernel.source
     X = np.random.default_rng(5).normal(size=(2 * BLOCK + 3, 2)) * 3
     for n in (0, 1, BLOCK - 1, BLOCK, BLOCK + 1, 2 * BLOCK + 3):
         got, want = kernel(X[:n]), symnet.compile(net, backend="numpy")(X[:n])

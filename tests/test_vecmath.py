@@ -155,3 +155,30 @@ def test_sigmoid_special_values():
     assert math.isnan(_vecmath.sigmoid(math.nan)) and math.isnan(_vecmath.sigmoid_pair(math.nan))
     assert (_vecmath.sigmoid(-math.inf), _vecmath.sigmoid(math.inf), _vecmath.sigmoid_pair(math.inf)) == (0.0, 1.0, 0.0)
     assert _vecmath.sigmoid_pair(-40.0) == pytest.approx(4.248354255291589e-18, rel=4e-16)  # 1 - s is 0 there
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(width=64))
+def test_sigmoid_both_is_the_two_sigmoids_from_one_exp(x):
+    """(sigmoid(x), sigmoid(-x)) bit for bit as two sigmoid calls give them, NaN and infinities too."""
+    both = _vecmath.sigmoid_both(x)
+    want = (_vecmath.sigmoid(x), _vecmath.sigmoid(-x))
+    assert np.array_equal(np.array(both), np.array(want), equal_nan=True), (x, both, want)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(width=64))
+def test_tanh_with_pair_any_float(x):
+    """tanh as tanh_parts gives it, and sigmoid(2x) sigmoid(-2x) to a few ulp of mpmath down to 5e-324."""
+    import mpmath
+
+    t, pair = _vecmath.tanh_with_pair(x)
+    if math.isnan(x):
+        assert math.isnan(t) and math.isnan(pair)
+        return
+    assert t == _vecmath.tanh_parts(x)[0]
+    with mpmath.workdps(60):
+        e = mpmath.exp(-2 * abs(mpmath.mpf(x))) if abs(x) != math.inf else mpmath.mpf(0)
+        exact = float(e / (1 + e) ** 2)
+    assert abs(pair - exact) <= ULP * np.spacing(exact) + 2**-1074, (x, pair, exact)
+    assert 4 * _vecmath.tanh_with_pair(20.0)[1] == pytest.approx(1.6993417021166355e-17, rel=4e-16)

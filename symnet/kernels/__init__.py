@@ -62,7 +62,7 @@ from ._vjp import VJPKernel, compile_vjp
 from ._result import KernelResult
 from ._sobolev import GraphSobolevLoss, SobolevLoss
 from ._strategy import EXPRESSION_LIMIT, EXPRESSION_WARNING, choose, node_by_node, schedule_of, warn_if_large
-from .codegen import Output, generate
+from .codegen import Output, generate, generator_digest
 
 __all__ = ["compile", "compile_loss", "compile_vjp", "CacheWarning", "EXPRESSION_LIMIT", "EXPRESSION_WARNING", "GraphSobolevLoss",
            "Kernel", "KernelResult", "LossKernel", "SobolevLoss", "NumbaUnavailableWarning", "VJPKernel", "stats"]
@@ -191,7 +191,7 @@ def compile(  # noqa: A001 - the public name the API promises
     description = json.dumps({
         "symnet_kernel": _VERSION, "architecture": repr(architecture(net)), "words": request.words,
         "partials": request.partials, "backend": backend, "dtype": dtype.name, "parallel": parallel,
-        "strategy": strategy, "schedule": schedule, **versions}, sort_keys=True)
+        "strategy": strategy, "schedule": schedule, "generator": generator_digest(), **versions}, sort_keys=True)
     key = _cache.key_of(description)
     use_disk = cache and backend == "numba"
     derivatives = tuple(derivatives) if not isinstance(derivatives, str) else (derivatives,)

@@ -32,7 +32,7 @@ from ..functions import sigmoid, tail_safe_program
 from ..program import Program
 
 __all__ = ["ArrayPrinter", "BLOCK", "Output", "ScalarPrinter", "VectorPrinter", "docstring", "generate",
-           "vecmath_digest"]
+           "generator_digest", "vecmath_digest"]
 
 #: Points per block of a numba expression kernel.  A block's inputs are copied into columns,
 #: every statement runs over the block's points in one loop that LLVM vectorises (contiguous
@@ -60,6 +60,17 @@ def vecmath_digest() -> str:
     return hashlib.sha256(Path(__file__).with_name("_vecmath.py").read_bytes()).hexdigest()[:16]
 
 
+@functools.lru_cache(maxsize=1)
+def generator_digest() -> str:
+    """A digest of the source that writes an expression kernel (the program, its functions, this printer,
+    :mod:`._vecmath`): part of the kernel cache's key, so that a cached kernel written by other code is
+    never loaded."""
+    package = Path(__file__).parent
+    files = [package / "codegen.py", package / "_vecmath.py", package.parent / "program.py",
+             package.parent / "functions.py", package.parent / "activations.py"]
+    return hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()[:16]
+
+
 def docstring(text: str) -> str:
     r'''``text`` as a module docstring that cannot end early or run anything: every character
     but printable ASCII (no backslash, no double quote) and newlines is written ``<U+XXXX>``.
@@ -82,6 +93,7 @@ class _Names:
         taken = {"X", "p", "n", "math", "numpy", "numba", "scipy", "_sigmoid", "_sigmoid_pair", "_vecmath",
                  "block", "start", "m", "j", "xb", "ob"} | set(weights.values())
         taken |= set(reserved)
+        self._taken = taken
         #: ``(local, "W1[0, 0]")``: weights read into scalars once, before the loop over points
         #: (with ``hoist``).  numba compiles a loop of scalar arithmetic several times faster
         #: than one indexing the weight arrays at every use.
@@ -96,6 +108,11 @@ class _Names:
         for node, _ in program.assignments:
             # ASCII only: Python folds identifiers by NFKC, so "ｚ1" and "z1" would be one variable
             self.map[node] = self._fresh(re.sub(r"[^A-Za-z0-9_]+", "_", node.name).strip("_"), taken)
+
+    def add(self, symbol: sympy.Symbol) -> str:
+        """A fresh local for ``symbol``, a quantity the printer adds to the program's own."""
+        self.map[symbol] = self._fresh(re.sub(r"[^A-Za-z0-9_]+", "_", symbol.name).strip("_"), self._taken)
+        return self.map[symbol]
 
     @staticmethod
     def _fresh(name: str, taken: set[str]) -> str:
@@ -256,6 +273,12 @@ class VectorPrinter(ScalarPrinter):
     def _print__SigmoidPair(self, expr: _SigmoidPair) -> str:
         return f"_vecmath.sigmoid_pair_call({self._print(expr.args[0])})"
 
+    def _print__SigmoidBoth(self, expr: _SigmoidBoth) -> str:
+        return f"_vecmath.sigmoid_both_call({self._print(expr.args[0])})"
+
+    def _print__TanhWithPair(self, expr: _TanhWithPair) -> str:
+        return f"_vecmath.tanh_with_pair_call({self._print(expr.args[0])})"
+
 
 def _nested(printer: SciPyPrinter, function: str, args: Sequence[sympy.Expr]) -> str:
     result = printer._print(args[0])
@@ -297,6 +320,52 @@ _DERIVATIVE_NODE = re.compile(r"d[0-9]+a.*")
 
 
 #: Functions that need no call at all (compare-and-select code).
+class _SigmoidBoth(sympy.Function):
+    """``(sigmoid(x), sigmoid(-x))``, one call of :func:`._vecmath.sigmoid_both` (one ``exp``)."""
+
+    nargs = 1
+
+
+class _TanhWithPair(sympy.Function):
+    """``(tanh(x), sigmoid(2x) sigmoid(-2x))``, one call of :func:`._vecmath.tanh_with_pair` (one ``exp``)."""
+
+    nargs = 1
+
+
+def _fuse_unit_functions(body: list[tuple[sympy.Symbol, sympy.Expr]]
+                         ) -> tuple[list[tuple[sympy.Symbol, sympy.Expr]], dict[sympy.Symbol, sympy.Symbol]]:
+    """``body`` with each unit's function and its derivatives' factor computed by one call.
+
+    A sigmoid unit ``a = sigmoid(u)`` has derivatives ``a sigmoid(-u)``, ``... sigmoid(-u)``;
+    a tanh unit's are ``4 _SigmoidPair(2u)``, ``-8 a _SigmoidPair(2u)``.  Each of these functions
+    is an ``exp`` and a division of its own; :mod:`._vecmath` gives the pair from the unit's
+    one ``exp`` (``e = exp(-|u|)``, to the same relative accuracy in the tails).  Returns the
+    new body, where such a unit's expression is :class:`_SigmoidBoth` or :class:`_TanhWithPair`,
+    and ``{unit: its partner's symbol}`` (the line assigns both).
+    """
+    fused: dict[sympy.Symbol, sympy.Symbol] = {}
+    body = list(body)
+    for i, (node, expr) in enumerate(body):
+        if isinstance(expr, sigmoid):
+            u = expr.args[0]
+            call: sympy.Expr = _SigmoidBoth(u)
+            partner = sympy.Symbol(f"{node.name}_minus")
+            replace = {sigmoid(-u): partner, _SigmoidPair(u): node * partner, _SigmoidPair(-u): node * partner}
+        elif isinstance(expr, sympy.tanh):
+            u = expr.args[0]
+            call = _TanhWithPair(u)
+            partner = sympy.Symbol(f"{node.name}_pair")
+            replace = {_SigmoidPair(2 * u): partner, _SigmoidPair(-2 * u): partner}
+        else:
+            continue
+        later = body[i + 1:]
+        if any(e.has(*replace) for _, e in later):
+            body[i] = (node, call)
+            body[i + 1:] = [(n, e.xreplace(replace)) for n, e in later]
+            fused[node] = partner
+    return body, fused
+
+
 _INLINE = (sympy.Max, sympy.Min, sympy.Heaviside, sympy.DiracDelta, sympy.Abs, sympy.sign)
 
 
@@ -345,6 +414,11 @@ def generate(
     if backend == "numba":
         body = [(node, _pair_sigmoids(expr)) for node, expr in body]
     blocked = backend == "numba" and _blocked([expr for _, expr in body] + exprs)
+    fused: dict[sympy.Symbol, sympy.Symbol] = {}
+    if blocked:
+        body, fused = _fuse_unit_functions(body)
+        for partner in fused.values():
+            names.add(partner)
     # blocked: each distinct result is one row of the block's result columns (a symmetric
     # Hessian's two entries share one), scattered into the outputs afterwards
     rows = {expr: row for row, expr in enumerate(dict.fromkeys(exprs))}
@@ -387,7 +461,8 @@ def generate(
         inputs = [f"{indent}{names.map[x]} = X[:, {i}]" for i, x in enumerate(program.inputs)]
         target = "{name}[:, {index}]"
     lines += inputs
-    lines += [f"{indent}{names.map[node]} = {printer.doprint(expr)}" for node, expr in body]
+    lines += [f"{indent}{names.map[node]}{', ' + names.map[fused[node]] if node in fused else ''} = "
+              f"{printer.doprint(expr)}" for node, expr in body]
     if blocked:
         lines += [f"{indent}{target.format(row=row)} = {printer.doprint(expr)}" for expr, row in rows.items()]
         lines.append("        for j in range(m):")
