@@ -288,3 +288,35 @@ def test_the_generated_rule_is_readable_and_cached():
     source = jet_source(algebra)
     assert "p2_3 = ((z1 * z1) + (z2 * z2))" in source and "def backward(Z, F, G, SHARE)" in source
     assert jet_module(algebra) is jet_module(JetAlgebra(2, [(0, 0), (1, 1)], collapse=True))
+
+
+def test_a_workspace_is_reused_chunk_after_chunk_and_changes_no_bit():
+    """The sweeps' arrays come from the thread's workspace: the same memory for the next chunk (no fresh
+    pages to fault in), the same numbers as fresh arrays, whatever the chunk's size."""
+    from symnet.kernels._blocks import Workspace
+    from symnet.kernels._loss import graph_arrays
+
+    net = _zoo("resnet_mlp")
+    kernel = symnet.compile_vjp(net, ("value", "laplacian"), parallel=False)
+    params, space = graph_arrays(net.graph), Workspace()
+    rng = np.random.default_rng(9)
+    seed = {net.graph.output: np.ones((kernel.algebra.size, 40, 1))}
+    kept = None
+    for n in (40, 17, 40):
+        X = rng.uniform(-1, 1, (n, 2))
+        seed = {net.graph.output: rng.normal(size=(kernel.algebra.size, n, 1))}
+        S, saved = kernel.sweep.forward(params, X, space)
+        grads, into = kernel.sweep.backward_to_input(params, S, saved, seed, space=space)
+        S0, saved0 = kernel.sweep.forward(params, X)
+        grads0, into0 = kernel.sweep.backward_to_input(params, S0, saved0, seed)
+        for name in S0:
+            np.testing.assert_array_equal(S[name], S0[name])
+        for node in grads0:
+            for pname in grads0[node]:
+                np.testing.assert_array_equal(grads[node][pname], grads0[node][pname])
+        np.testing.assert_array_equal(into, into0)
+        if n == 40 and kept is not None:
+            assert len(kept) >= 4 and [name for name in kept if not np.shares_memory(S[name], kept[name])] == []
+        if kept is None:  # the first chunk of 40 points' arrays: the third's are the same memory
+            kept = {name: S[name] for name in S
+                    if name != "x" and net.graph.by_name[name].op in ("dense", "activation")}

@@ -226,3 +226,33 @@ def test_leaky_relu_with_a_large_slope_does_not_cancel(alpha):
             result = compile_kernel(net, ("value", "jacobian"), strategy=strategy, backend=backend, parallel=False)(X)
             np.testing.assert_array_equal(result.value.ravel(), [1.5, 0.3, -0.3 * alpha], err_msg=f"{strategy} {backend}")
             np.testing.assert_array_equal(result.jacobian.ravel(), [1.0, 1.0, alpha], err_msg=f"{strategy} {backend}")
+
+
+@pytest.mark.parametrize("name", [n for n in ELEMENTWISE if n != "linear"])
+def test_the_compiled_derivatives_pass_keeps_relative_accuracy(name):
+    """The numba pass of f, f', f'', f''' that the loss, Sobolev and jet kernels call (symnet.kernels._layered)."""
+    from symnet.kernels._layered import derivatives_pass
+
+    zs = np.array(TAILS + LOW)
+    apply, slots = derivatives_pass(get(name), 4)
+    F = np.empty((4, len(zs)))
+    apply(zs.copy(), *F, np.empty((slots, len(zs))))
+    for k in range(4):
+        # sigmoid''(z) = -(2 sigmoid(z) - 1) ... has its root at 0; orders 3+ have roots below |z| = 5
+        keep = [i for i, z in enumerate(zs) if k <= 1 or (k == 2 and abs(z) > 1e-5) or abs(z) >= 5]
+        assert_accurate(name, k, list(zs[keep]), F[k][keep], "compiled derivatives pass")
+
+
+def test_the_compiled_derivatives_pass_takes_nan_infinities_and_refuses_strided_arrays():
+    from symnet.kernels._layered import derivatives_pass
+
+    for name in ("tanh", "sigmoid", "gelu"):
+        numba_pass, numpy_pass = derivatives_pass(get(name), 3), derivatives_pass(get(name), 3, "numpy")
+        Z = np.array([[np.nan, np.inf], [-np.inf, 0.0]])
+        got, want = np.empty((3, 2, 2)), np.empty((3, 2, 2))
+        with np.errstate(all="ignore"):
+            numba_pass[0](Z, *got, np.empty((numba_pass[1], 2, 2)))
+            numpy_pass[0](Z.copy(), *want, np.empty((numpy_pass[1], 2, 2)))
+        np.testing.assert_array_equal(got, want, err_msg=name)
+        with pytest.raises(ValueError, match="C-contiguous"):
+            numba_pass[0](np.zeros((2, 4))[:, ::2], *got, None)

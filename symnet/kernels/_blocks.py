@@ -73,6 +73,22 @@ class Workspace:
         """
         return self(name, (size,), dtype)[:prod(shape)].reshape(shape)
 
+    def grown(self, name: Any, shape: tuple[int, ...], dtype: Any = np.float64) -> np.ndarray:
+        """A C-contiguous ``shape`` at the start of the flat array ``name``, replaced by a larger one
+        when it is too small: one buffer per name, as large as the largest request so far (chunks of
+        any size, calls with any number of points, never a buffer per size).
+
+        >>> space = Workspace()
+        >>> a, b = space.grown("x", (2, 3)), space.grown("x", (1, 4))
+        >>> bool(np.shares_memory(a, b)), space.grown("x", (3, 3)).shape
+        (True, (3, 3))
+        """
+        size, key = prod(shape), ("grown", name, np.dtype(dtype))
+        array = self._arrays.get(key)
+        if array is None or array.size < size:
+            array = self._arrays[key] = np.empty(size, dtype)
+        return array[:size].reshape(shape)
+
 
 class PerThread:
     """One :class:`Workspace` per calling thread, made on first use: threads may share a kernel."""

@@ -5,8 +5,8 @@
 once, its streams and powers of ``h`` in locals, the algebra's terms unrolled, so LLVM
 vectorises it.  The operations are the numpy rule's, in its order, without fast-math: the
 results are the same to the bit (the tests hold them to it).  The reverse loop recomputes the
-powers of ``h`` rather than reading them back.  ``f^(j)(z_0)`` come from the numpy pass of
-:func:`symnet.kernels._layered.derivatives_source` (tail-safe forms), as before.
+powers of ``h`` rather than reading them back.  ``f^(j)(z_0)`` come from the compiled pass of
+:func:`symnet.kernels._layered.derivatives_pass` (tail-safe forms, :mod:`._vecmath`'s ``exp``/``tanh``).
 
 One module per algebra, cached on disk like every generated kernel
 (:func:`symnet.kernels._cache.load_or_write`).

@@ -35,7 +35,8 @@ import sympy
 from ..errors import InputError
 from ..requests import Request
 from ._jet_codegen import jet_module
-from ._loss import GraphSweep
+from ._blocks import Workspace
+from ._loss import GraphSweep, empty_array
 
 __all__ = ["JetAlgebra", "JetSweep", "Readout"]
 
@@ -171,7 +172,7 @@ class JetSweep(GraphSweep):
             gb[q] += g[r] * a[p]
         return [ga, gb]
 
-    def _activate(self, node: Any, z: np.ndarray) -> tuple[np.ndarray, Any]:
+    def _activate(self, node: Any, z: np.ndarray, space: Workspace | None = None) -> tuple[np.ndarray, Any]:
         entry = self.passes[node.name]
         if entry is None:
             if node.activation.elementwise:  # linear
@@ -183,10 +184,10 @@ class JetSweep(GraphSweep):
         apply, slots = entry
         k, n, w = z.shape
         count = self._slope_count()
-        F = np.empty((count, n, w))
-        apply(np.array(z[0]), *F, np.empty((slots, n, w)))
+        F = empty_array(space, ("F", node.name), (count, n, w))
+        apply(np.ascontiguousarray(z[0]), *F, np.empty((slots, n, w)))
         if self._rule is not None:
-            out = np.empty((k, n, w))
+            out = empty_array(space, ("S", node.name), (k, n, w))
             self._rule.forward(np.ascontiguousarray(z).reshape(k, -1), F.reshape(count, -1), out.reshape(k, -1))
             return out, (F, None)
         out = np.empty_like(z)
@@ -204,13 +205,14 @@ class JetSweep(GraphSweep):
                 out[g] += weight * values
         return out, (F, powers)
 
-    def _activation_back(self, node: Any, g: np.ndarray, z: np.ndarray, out: np.ndarray, slopes: Any) -> np.ndarray:
+    def _activation_back(self, node: Any, g: np.ndarray, z: np.ndarray, out: np.ndarray, slopes: Any,
+                         space: Workspace | None = None) -> np.ndarray:
         if not node.activation.elementwise or slopes is None:
-            return super()._activation_back(node, g, z, out, slopes)
+            return super()._activation_back(node, g, z, out, slopes, space)
         F, powers = slopes
         if powers is None:  # the generated rule, which recomputes the powers of h
             k = len(g)
-            share = np.empty(g.shape)
+            share = empty_array(space, ("share", node.name), g.shape)
             self._rule.backward(np.ascontiguousarray(z).reshape(k, -1), F.reshape(len(F), -1),  # type: ignore[union-attr]
                                 np.ascontiguousarray(g).reshape(k, -1), share.reshape(k, -1))
             return share

@@ -34,12 +34,11 @@ from ..losses import LOSSES, check_loss, output_activation, parse_targets
 from ..errors import InputError, NotAChainError, ShapeError
 from ..network import Network
 from ..weights import float_array
-from . import _cache
-from ._blocks import PerThread, back_through, block_rows, blocks, chunk_rows
-from ._layered import derivatives_source
+from ._blocks import PerThread, Workspace, back_through, block_rows, blocks, chunk_rows
+from ._layered import derivatives_pass
 from ._threads import sum_over_chunks, thread_count
 
-__all__ = ["GraphLossKernel", "GraphSweep", "LossKernel", "LOSSES", "graph_arrays"]
+__all__ = ["GraphLossKernel", "GraphSweep", "LossKernel", "LOSSES", "empty_array", "graph_arrays"]
 
 
 class LossKernel:
@@ -77,10 +76,9 @@ class LossKernel:
             if not activation.elementwise or activation.form == T:
                 self._passes.append(None)
                 continue
-            source = derivatives_source(activation, 2)  # apply(Z, A, D, s): A = f(Z), D = f'(Z)
-            module, _, _ = _cache.load_or_write(_cache.key_of(source), source, lambda: source, use_disk=False)
-            self._passes.append(module.apply)
-            self.slots = max(self.slots, module.SLOTS)
+            apply, slots = derivatives_pass(activation, 2)  # apply(Z, A, D, s): A = f(Z), D = f'(Z)
+            self._passes.append(apply)
+            self.slots = max(self.slots, slots)
         # per point and layer: an activation pass's input, output and slope, and an adjoint
         self.chunk = chunk_rows(4 * sum(net.layer_sizes[1:]) * np.dtype(np.float64).itemsize)
         self._ones = np.ones(self.chunk)  # bias gradients: ones @ delta
@@ -318,6 +316,15 @@ def _dense_param_grads(node: Any, params: dict[str, np.ndarray], W: np.ndarray, 
     return {"s": np.sum(dW * W, axis=0, keepdims=True), "V": dW * np.exp(params["s"]), "b": db}  # W = exp(s) V
 
 
+def empty_array(space: Workspace | None, name: tuple[str, str], shape: tuple[int, ...]) -> np.ndarray:
+    """A float64 array ``shape``: ``space``'s ``name`` (reused across chunks), or a fresh one without a space.
+
+    >>> empty_array(None, ("S", "z1"), (2, 3)).shape
+    (2, 3)
+    """
+    return np.empty(shape) if space is None else space.grown(name, shape)
+
+
 def _to_width(G: np.ndarray, width: int) -> np.ndarray:
     """An adjoint for an input of ``width`` units: summed over the units where that input broadcast."""
     return G.sum(axis=-1, keepdims=True) if width == 1 and G.shape[-1] != 1 else G
@@ -367,10 +374,7 @@ class GraphSweep:
                 elif activation.form == T:
                     self.passes[node.name] = None
                 else:
-                    source = derivatives_source(activation, count)
-                    module, _, _ = _cache.load_or_write(_cache.key_of(source), source, lambda: source,
-                                                        use_disk=False)
-                    self.passes[node.name] = (module.apply, module.SLOTS)
+                    self.passes[node.name] = derivatives_pass(activation, count)
             elif node.family == "linear" and node.op != "dense" and node.op not in _LINEAR:
                 self.matrices[node.name] = linear_matrices(node)
             elif node.family not in ("linear", "bilinear"):
@@ -394,8 +398,15 @@ class GraphSweep:
             streams[i, :, i - 1] = 1.0
         return streams
 
-    def forward(self, params: GraphParams, X: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """Every node's streams ``(k, N, width)``, and what the reverse sweep needs of each node."""
+    def forward(self, params: GraphParams, X: np.ndarray, space: Workspace | None = None
+                ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Every node's streams ``(k, N, width)``, and what the reverse sweep needs of each node.
+
+        ``space``: the largest arrays (dense and elementwise nodes' streams, ``f^(j)``) come from
+        it, valid until its next sweep -- for a caller that runs one chunk's sweeps, forward then
+        back, before the next chunk's on the same thread.  Fresh arrays of a few MiB cost a page
+        fault per page on first touch, as much as the arithmetic on them.
+        """
         n, d = X.shape
         k = self.streams(d)
         S = {"x": self.input_streams(X)}
@@ -406,11 +417,12 @@ class GraphSweep:
             if op == "dense":
                 W = _dense_weight(node, params[node.name])
                 a = args[0]
-                out = (a.reshape(-1, a.shape[2]) @ W).reshape(k, n, W.shape[1])
+                out = empty_array(space, ("S", node.name), (k, n, W.shape[1]))
+                np.matmul(a.reshape(-1, a.shape[2]), W, out=out.reshape(-1, W.shape[1]))
                 out[0] += params[node.name]["b"][0]
                 saved[node.name] = W
             elif node.family == "elementwise":
-                out, saved[node.name] = self._activate(node, args[0])
+                out, saved[node.name] = self._activate(node, args[0], space)
             elif node.family == "bilinear":
                 out = self._multiply(*args)
             elif op in _LINEAR:
@@ -422,7 +434,7 @@ class GraphSweep:
             S[node.name] = out
         return S, saved
 
-    def _activate(self, node: Any, z: np.ndarray) -> tuple[np.ndarray, Any]:
+    def _activate(self, node: Any, z: np.ndarray, space: Workspace | None = None) -> tuple[np.ndarray, Any]:
         entry = self.passes[node.name]
         if entry is None:
             if node.activation.elementwise:  # linear: f' = 1, f'' = 0
@@ -430,27 +442,30 @@ class GraphSweep:
             return node.activation.numpy(z), None  # softmax, log_softmax: one stream
         apply, slots = entry
         k, n, w = z.shape
-        out = np.empty_like(z)
-        slopes = np.empty((2 if self.tangents else 1, n, w))
-        F2 = slopes[1] if self.tangents else np.empty((n, w))
+        out = empty_array(space, ("S", node.name), z.shape)
+        slopes = empty_array(space, ("F", node.name), (2 if self.tangents else 1, n, w))
+        F2 = slopes[1] if self.tangents else empty_array(space, ("F2", node.name), (n, w))
         args = (out[0], slopes[0], F2) if self.tangents else (out[0], slopes[0])
-        apply(np.array(z[0]), *args, np.empty((slots, n, w)))
+        apply(np.ascontiguousarray(z[0]), *args, np.empty((slots, n, w)))
         if k > 1:
             np.multiply(z[1:], slopes[0], out=out[1:])
         return out, slopes
 
     def backward(self, params: GraphParams, S: dict[str, np.ndarray], saved: dict[str, Any],
-                 seeds: dict[str, np.ndarray], skip: str | None = None) -> GraphParams:
+                 seeds: dict[str, np.ndarray], skip: str | None = None, space: Workspace | None = None) -> GraphParams:
         """The gradients ``{node: {parameter: array}}`` from adjoints ``seeds`` of some nodes' streams.
 
         ``skip`` names a node not to differentiate through (its input's seed says it all).
         """
-        return self.backward_to_input(params, S, saved, seeds, skip)[0]
+        return self.backward_to_input(params, S, saved, seeds, skip, space)[0]
 
     def backward_to_input(self, params: GraphParams, S: dict[str, np.ndarray], saved: dict[str, Any],
-                          seeds: dict[str, np.ndarray], skip: str | None = None
+                          seeds: dict[str, np.ndarray], skip: str | None = None, space: Workspace | None = None
                           ) -> tuple[GraphParams, np.ndarray | None]:
-        """:meth:`backward`, and the adjoint of the input node's streams (``None`` if nothing reaches it)."""
+        """:meth:`backward`, and the adjoint of the input node's streams (``None`` if nothing reaches it).
+
+        ``space``: as :meth:`forward` takes it (the adjoints of dense and elementwise nodes).
+        """
         G: dict[str, np.ndarray] = {name: np.array(value) for name, value in seeds.items()}
         grads: GraphParams = {}
         for node in reversed(self.graph.nodes[1:]):
@@ -465,13 +480,17 @@ class GraphSweep:
                 k, n = g.shape[:2]
                 flat = g.reshape(-1, g.shape[2])
                 # one output unit: an outer product, which BLAS does far slower than a broadcast multiply
-                back = flat * W.T if W.shape[1] == 1 else flat @ W.T
-                shares = [back.reshape(k, n, W.shape[0])]
+                back = empty_array(space, ("back", node.name), (k, n, W.shape[0]))
+                if W.shape[1] == 1:
+                    np.multiply(flat, W.T, out=back.reshape(-1, W.shape[0]))
+                else:
+                    np.matmul(flat, W.T, out=back.reshape(-1, W.shape[0]))
+                shares = [back]
                 dW = a.reshape(-1, a.shape[2]).T @ flat
                 db = g[0].sum(axis=0, keepdims=True)
                 grads[node.name] = _dense_param_grads(node, params[node.name], W, dW, db)
             elif node.family == "elementwise":
-                shares = [self._activation_back(node, g, args[0], S[node.name], saved[node.name])]
+                shares = [self._activation_back(node, g, args[0], S[node.name], saved[node.name], space)]
             elif node.family == "bilinear":
                 shares = self._multiply_back(g, *args)
             elif op in _LINEAR:
@@ -503,7 +522,8 @@ class GraphSweep:
             gb[0] += np.sum(g[1:] * a[1:], axis=0)
         return [ga, gb]
 
-    def _activation_back(self, node: Any, g: np.ndarray, z: np.ndarray, out: np.ndarray, slopes: Any) -> np.ndarray:
+    def _activation_back(self, node: Any, g: np.ndarray, z: np.ndarray, out: np.ndarray, slopes: Any,
+                         space: Workspace | None = None) -> np.ndarray:
         if not node.activation.elementwise:  # softmax, log_softmax: one stream, their layer rule
             return node.activation.numpy_layer_vjp(out, g)
         if slopes is None:  # linear
@@ -637,6 +657,7 @@ class GraphLossKernel(LossKernel):
             raise NotAChainError("GraphLossKernel is for graph networks; LossKernel(net, loss) takes chains")
         self.net, self.loss, self.parallel = net, loss, parallel
         self.sweep = GraphSweep(net.graph)
+        self._space = PerThread()  # the sweeps' arrays, per thread, reused chunk after chunk and call after call
         graph = net.graph
         output = graph.by_name[graph.output]
         self._softmax_output = output.op == "activation" and output.activation.name == "softmax"
@@ -659,12 +680,13 @@ class GraphLossKernel(LossKernel):
         last = output.activation if cancel else _LINEAR_ACTIVATION
 
         def work(start: int, stop: int, grads: list) -> float:
+            space = self._space()  # this thread's arrays, reused chunk after chunk
             with np.errstate(all="ignore"):
-                S, saved = self.sweep.forward(params, X[start:stop])
+                S, saved = self.sweep.forward(params, X[start:stop], space)
                 value, delta = _loss_and_delta(self.loss, S[graph.output][0], targets[start:stop], last)
                 seeded = output.inputs[0] if cancel else graph.output
                 found = self.sweep.backward(params, S, saved, {seeded: delta[None]},
-                                            skip=output.name if cancel else None)
+                                            skip=output.name if cancel else None, space=space)
                 add_gradients(found, self._owners, grads)
                 return value
 

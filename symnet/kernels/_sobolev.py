@@ -58,8 +58,7 @@ import numpy as np
 
 from ..activations import T, Activation
 from ..errors import InputError
-from . import _cache
-from ._layered import derivatives_source
+from ._layered import derivatives_pass
 from ._blocks import PerThread, Workspace, back_through, block_rows, blocks, chunk_rows
 from ._threads import sum_over_chunks, thread_count
 from ._loss import GraphSweep, add_gradients
@@ -87,9 +86,7 @@ def derivative_pass(activation: Activation) -> tuple[Pass | None, int]:
                          "elementwise activations")
     if activation.form == T:
         return None, 0
-    source = derivatives_source(activation, 3)
-    module, _, _ = _cache.load_or_write(_cache.key_of(source), source, lambda: source, use_disk=False)
-    return module.apply, module.SLOTS
+    return derivatives_pass(activation, 3)
 
 
 def _masked(targets: np.ndarray | None) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -395,6 +392,7 @@ class GraphSobolevLoss:
                  value_weight: float = 1.0, derivative_weight: float = 1.0, parallel: bool = True) -> None:
         self.graph = graph
         self.sweep = GraphSweep(graph, tangents=DY is not None)
+        self._space = PerThread()  # the sweeps' arrays, per thread, reused chunk after chunk and call after call
         self._owners = [node for node in graph.nodes[1:] if node.params]
         self.X = np.ascontiguousarray(X, dtype=np.float64)
         self.Y, self.Y_given = _masked(None if Y is None else np.asarray(Y, dtype=np.float64))
@@ -415,7 +413,8 @@ class GraphSobolevLoss:
         def work(start: int, stop: int, grads: list) -> float:
             part = slice(start, stop)
             with np.errstate(all="ignore"):
-                S, saved = self.sweep.forward(params, X[part])
+                space = self._space()  # this thread's arrays, reused chunk after chunk
+                S, saved = self.sweep.forward(params, X[part], space)
                 out = S[output]
                 G = np.zeros_like(out)
                 loss = _residual(out[0], None if Y is None else Y[part], None if Y_given is None else Y_given[part],
@@ -423,7 +422,7 @@ class GraphSobolevLoss:
                 if k > 1:
                     loss += _residual(out[1:], DY[:, part], None if DY_given is None else DY_given[:, part],
                                       scales[1], G[1:])
-                add_gradients(self.sweep.backward(params, S, saved, {output: G}), self._owners, grads)
+                add_gradients(self.sweep.backward(params, S, saved, {output: G}, space=space), self._owners, grads)
                 return loss
 
         like = [tuple(np.asarray(params[node.name][name], dtype=np.float64) for name in node.params)

@@ -32,6 +32,7 @@ from ..errors import InputError, ShapeError
 from ..network import Network
 from ..requests import parse, partial_name
 from ..tape import Traced, gradients
+from ._blocks import PerThread, Workspace
 from ._jets import JetAlgebra, JetSweep, Readout
 from ._loss import GraphParams, graph_arrays
 from ._result import KernelResult
@@ -89,6 +90,7 @@ class VJPKernel:
         self.sweep = JetSweep(self.graph, self.algebra)
         self.readout = Readout(self.request, self.algebra)
         self.threads = thread_count(parallel)
+        self._space = PerThread()  # the sweeps' arrays of a chunk, per thread, reused by the next
         self.owners = [(node.name, name) for node in self.graph.nodes[1:] for name in node.params]
         widths = sum(node.width for node in self.graph.nodes)
         # per point: every node's streams, kept through a chunk's reverse sweep, and as much again
@@ -134,14 +136,16 @@ class VJPKernel:
         return P
 
     # --- calls ------------------------------------------------------------------------------------
-    def _forward(self, params: GraphParams, P: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    def _forward(self, params: GraphParams, P: np.ndarray, space: Workspace | None = None
+                 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         with np.errstate(over="ignore", invalid="ignore"):
-            return self.sweep.forward(params, P)
+            return self.sweep.forward(params, P, space)
 
     def _backward(self, params: GraphParams, S: dict[str, np.ndarray], saved: dict[str, Any],
-                  seed: np.ndarray) -> tuple[GraphParams, np.ndarray]:
+                  seed: np.ndarray, space: Workspace | None = None) -> tuple[GraphParams, np.ndarray]:
         with np.errstate(over="ignore", invalid="ignore"):
-            grads, into_input = self.sweep.backward_to_input(params, S, saved, {self.graph.output: seed})
+            grads, into_input = self.sweep.backward_to_input(params, S, saved, {self.graph.output: seed},
+                                                             space=space)
         dX = np.zeros(S[self.graph.nodes[0].name].shape[1:]) if into_input is None else into_input[0]
         return grads, dX
 
@@ -242,12 +246,13 @@ class VJPKernel:
 
         def work(start: int, stop: int, sums: list) -> float:
             kept = states.get(start) if states else None
+            space = self._space()  # this thread's arrays, reused chunk after chunk and call after call
             if kept is not None and kept[0] == stop:  # the same chunks as the forward call's
                 _, S, saved = kept
             else:
-                S, saved = self._forward(params, P[start:stop])
+                S, saved = self._forward(params, P[start:stop], space)
             value, seed = seed_of(start, stop, self.readout.read(S[self.graph.output]))
-            grads, dX[start:stop] = self._backward(params, S, saved, seed)
+            grads, dX[start:stop] = self._backward(params, S, saved, seed, space)
             for total, (node, name) in zip(sums[0], self.owners):
                 part = grads.get(node, {}).get(name)
                 if part is not None:

@@ -32,7 +32,7 @@ from ..functions import sigmoid, tail_safe_program
 from ..program import Program
 
 __all__ = ["ArrayPrinter", "BLOCK", "Output", "ScalarPrinter", "VectorPrinter", "docstring", "generate",
-           "generator_digest", "vecmath_digest"]
+           "generator_digest", "pair_sigmoids", "vecmath_digest", "vectorised_lines"]
 
 #: Points per block of a numba expression kernel.  A block's inputs are copied into columns,
 #: every statement runs over the block's points in one loop that LLVM vectorises (contiguous
@@ -93,7 +93,7 @@ class _Names:
         taken = {"X", "p", "n", "math", "numpy", "numba", "scipy", "_sigmoid", "_sigmoid_pair", "_vecmath",
                  "block", "start", "m", "j", "xb", "ob"} | set(weights.values())
         taken |= set(reserved)
-        self._taken = taken
+        self.taken = taken  # every identifier in use: a local added later must avoid them
         #: ``(local, "W1[0, 0]")``: weights read into scalars once, before the loop over points
         #: (with ``hoist``).  numba compiles a loop of scalar arithmetic several times faster
         #: than one indexing the weight arrays at every use.
@@ -108,11 +108,6 @@ class _Names:
         for node, _ in program.assignments:
             # ASCII only: Python folds identifiers by NFKC, so "ｚ1" and "z1" would be one variable
             self.map[node] = self._fresh(re.sub(r"[^A-Za-z0-9_]+", "_", node.name).strip("_"), taken)
-
-    def add(self, symbol: sympy.Symbol) -> str:
-        """A fresh local for ``symbol``, a quantity the printer adds to the program's own."""
-        self.map[symbol] = self._fresh(re.sub(r"[^A-Za-z0-9_]+", "_", symbol.name).strip("_"), self._taken)
-        return self.map[symbol]
 
     @staticmethod
     def _fresh(name: str, taken: set[str]) -> str:
@@ -168,7 +163,7 @@ class _SigmoidPair(sympy.Function):
     nargs = 1
 
 
-def _pair_sigmoids(expr: sympy.Expr) -> sympy.Expr:
+def pair_sigmoids(expr: sympy.Expr) -> sympy.Expr:
     """``expr`` with each ``sigmoid(u)**p * sigmoid(-u)**q`` written ``_SigmoidPair(u)**min(p, q) * ...``."""
 
     def pair(mul: sympy.Mul) -> sympy.Expr:
@@ -366,6 +361,29 @@ def _fuse_unit_functions(body: list[tuple[sympy.Symbol, sympy.Expr]]
     return body, fused
 
 
+def vectorised_lines(body: Sequence[tuple[sympy.Symbol, sympy.Expr]], names: dict[sympy.Symbol, str],
+                     taken: set[str], first: frozenset[sympy.Symbol] = frozenset()) -> list[str]:
+    """``local = expr`` lines of a loop body that LLVM vectorises, printed by :class:`VectorPrinter`.
+
+    Products ``sigmoid(u) sigmoid(-u)`` are paired (:func:`pair_sigmoids`, if not already), and
+    each tanh or sigmoid unit comes with its derivatives' factor from one call
+    (:func:`_fuse_unit_functions`).  ``names`` maps the symbols to locals and gains the
+    partners' (fresh, outside ``taken``, which gains them too); ``first`` as
+    :class:`ScalarPrinter` takes it.
+
+    >>> z, a, d = sympy.symbols("z a d", real=True)
+    >>> vectorised_lines([(a, sympy.tanh(z)), (d, 4 * sigmoid(2 * z) * sigmoid(-2 * z))],
+    ...                  {z: "z", a: "a", d: "d"}, {"z", "a", "d"})
+    ['a, a_pair = _vecmath.tanh_with_pair_call(z)', 'd = 4*a_pair']
+    """
+    body, fused = _fuse_unit_functions([(node, pair_sigmoids(expr)) for node, expr in body])
+    for partner in fused.values():
+        names[partner] = _Names._fresh(re.sub(r"[^A-Za-z0-9_]+", "_", partner.name).strip("_"), taken)
+    printer = VectorPrinter(names, first)
+    return [f"{names[node]}{', ' + names[fused[node]] if node in fused else ''} = {printer.doprint(expr)}"
+            for node, expr in body]
+
+
 _INLINE = (sympy.Max, sympy.Min, sympy.Heaviside, sympy.DiracDelta, sympy.Abs, sympy.sign)
 
 
@@ -412,13 +430,8 @@ def generate(
     safe = tail_safe_program(program.assignments, weights)
     body = [(node, safe(expr)) for node, expr in needed]
     if backend == "numba":
-        body = [(node, _pair_sigmoids(expr)) for node, expr in body]
+        body = [(node, pair_sigmoids(expr)) for node, expr in body]
     blocked = backend == "numba" and _blocked([expr for _, expr in body] + exprs)
-    fused: dict[sympy.Symbol, sympy.Symbol] = {}
-    if blocked:
-        body, fused = _fuse_unit_functions(body)
-        for partner in fused.values():
-            names.add(partner)
     # blocked: each distinct result is one row of the block's result columns (a symmetric
     # Hessian's two entries share one), scattered into the outputs afterwards
     rows = {expr: row for row, expr in enumerate(dict.fromkeys(exprs))}
@@ -461,8 +474,10 @@ def generate(
         inputs = [f"{indent}{names.map[x]} = X[:, {i}]" for i, x in enumerate(program.inputs)]
         target = "{name}[:, {index}]"
     lines += inputs
-    lines += [f"{indent}{names.map[node]}{', ' + names.map[fused[node]] if node in fused else ''} = "
-              f"{printer.doprint(expr)}" for node, expr in body]
+    if blocked:
+        lines += [indent + line for line in vectorised_lines(body, names.map, names.taken, first)]
+    else:
+        lines += [f"{indent}{names.map[node]} = {printer.doprint(expr)}" for node, expr in body]
     if blocked:
         lines += [f"{indent}{target.format(row=row)} = {printer.doprint(expr)}" for expr, row in rows.items()]
         lines.append("        for j in range(m):")
