@@ -38,6 +38,7 @@ from ._expr import safe_text
 from ._tensor_ops import Const, binary, extremum, form_activation, node_name, number, power, prelu, row, scaled, tensor
 from ..errors import SymnetError
 from .format import FileFormatError, UnsupportedLayerError
+from .shapes import BATCH, MAX_SHAPE_ENTRIES, combine, resolve, shown
 
 __all__ = ["MAX_ONNX_BYTES", "MAX_SHAPE_ENTRIES", "MAX_TENSOR_VALUES", "OPS", "from_onnx", "op_table"]
 
@@ -181,9 +182,9 @@ def _batched_matmul(node: _Node) -> _Batched:
     if isinstance(a, _Batched) and isinstance(b, _Batched) and a.shape == (1, a.tensor.width) \
             and b.shape == (b.tensor.width, 1) and a.tensor.width == b.tensor.width:
         return _Batched(g.inner(a.tensor, b.tensor), (1, 1))
-    shown = [_shown([_BATCH, *v.shape]) if isinstance(v, _Batched) else "(N, w)" if isinstance(v, g.Tensor)
+    kinds = [shown([BATCH, *v.shape]) if isinstance(v, _Batched) else "(N, w)" if isinstance(v, g.Tensor)
              else "a constant" for v in (a, b)]
-    raise UnsupportedLayerError(f"{node.where}: a batched MatMul of {shown[0]} by {shown[1]}; symnet reads a row "
+    raise UnsupportedLayerError(f"{node.where}: a batched MatMul of {kinds[0]} by {kinds[1]}; symnet reads a row "
                                 "(N, 1, w) by a column (N, w, 1) of the same w, the inner product (Keras' Dot)")
 
 
@@ -497,42 +498,17 @@ def _reshape(node: _Node) -> Any:
             shape = [array.shape[k] if v == 0 and k < array.ndim else v for k, v in enumerate(shape)]
         part = array.reshape(shape)
         return _dims(part, node.where) if isinstance(data, _Dims) else Const(part)
-    held = [_BATCH, *data.shape] if isinstance(data, _Batched) else [_BATCH] if node.is_squeezed(0) else \
-        [_BATCH, data.width]
-    resolved = _resolved(shape, held, bool(allowzero), node.where)
+    held = [BATCH, *data.shape] if isinstance(data, _Batched) else [BATCH] if node.is_squeezed(0) else \
+        [BATCH, data.width]
+    resolved = resolve(shape, held, node.where, zero_copies=not allowzero)
     if isinstance(data, _Batched):
         return _unbatched(data, resolved, node)
-    if resolved == [_BATCH, data.width]:
+    if resolved == [BATCH, data.width]:
         return data  # an (N,) value reshaped to (N, 1) is the column again
-    if resolved == [_BATCH] and data.width == 1:
+    if resolved == [BATCH] and data.width == 1:
         return node.squeeze(data)
-    raise UnsupportedLayerError(f"{node.where}: Reshape of an {_shown(held)} value to {_shown(resolved)}; symnet "
-                                f"reads reshapes that keep {_shown(held)}")
-
-
-def _resolved(target: list[Any], held: list[Any], allowzero: bool, where: str) -> list[Any]:
-    """``target`` (whole numbers and N, 0 and -1 as ONNX reads them) as the shape Reshape gives a value
-    of shape ``held`` (``[N, ...]``); a shape that would merge or split the points is an error."""
-    out: list[Any] = []
-    for k, v in enumerate(target):
-        if v is _BATCH or v == -1 or v >= 1:
-            out.append(v)
-        elif v == 0 and not allowzero and k < len(held):
-            out.append(held[k])  # 0: the same as the input's axis
-        else:
-            raise UnsupportedLayerError(f"{where}: Reshape of an {_shown(held)} value to {_shown(target)}: entry "
-                                        f"{k} is {v}{' (allowzero)' if v == 0 and allowzero else ''}")
-    size = math.prod(v for v in held if v is not _BATCH)
-    known = math.prod(v for v in out if v is not _BATCH and v != -1)
-    batches, unknown = sum(v is _BATCH for v in out), out.count(-1)
-    if unknown == 1 and batches == 1 and size % known == 0:
-        return [size // known if v == -1 else v for v in out]
-    if unknown == 1 and batches == 0 and known == size:
-        return [_BATCH if v == -1 else v for v in out]
-    if unknown == 0 and batches == 1 and known == size:
-        return out
-    raise UnsupportedLayerError(f"{where}: Reshape of an {_shown(held)} value to {_shown(target)} would merge or "
-                                "split the points; symnet reads reshapes that keep the points on the first axis")
+    raise UnsupportedLayerError(f"{node.where}: Reshape of an {shown(held)} value to {shown(resolved)}; symnet "
+                                f"reads reshapes that keep {shown(held)}")
 
 
 def _axes(node: _Node) -> list[int]:
@@ -570,9 +546,9 @@ def _squeeze(node: _Node) -> Any:
         picked = sorted({a % 3 for a in axes})
         if not axes or 0 in picked or any(data.shape[a - 1] != 1 for a in picked):
             raise UnsupportedLayerError(f"{node.where}: Squeeze over axes {axes} of an "
-                                        f"{_shown([_BATCH, *data.shape])} value; symnet reads Squeeze of its axes 1 "
+                                        f"{shown([BATCH, *data.shape])} value; symnet reads Squeeze of its axes 1 "
                                         "or 2 of length 1")
-        return _unbatched(data, [_BATCH, *(v for a, v in enumerate(data.shape, 1) if a not in picked)], node)
+        return _unbatched(data, [BATCH, *(v for a, v in enumerate(data.shape, 1) if a not in picked)], node)
     if not isinstance(data, g.Tensor):
         array = _entries(data, node.where) if isinstance(data, _Dims) else np.asarray(number(data, node.where))
         part = np.squeeze(array, axis=tuple(axes) if axes else None)
@@ -594,7 +570,7 @@ def _flatten(node: _Node) -> Any:
         return Const(array.reshape(math.prod(array.shape[:axis]), -1))
     if axis != 1:
         raise UnsupportedLayerError(f"{node.where}: Flatten(axis={axis}); symnet reads axis=1")
-    return _unbatched(data, [_BATCH, math.prod(data.shape)], node) if isinstance(data, _Batched) else data
+    return _unbatched(data, [BATCH, math.prod(data.shape)], node) if isinstance(data, _Batched) else data
 
 
 def _layer_norm(node: _Node) -> Any:
@@ -659,23 +635,13 @@ def _cast(node: _Node) -> Any:
 # ``x.view(x.size(0), -1)`` in a dynamic-batch export, and Keras' Flatten/Reshape, reach their
 # Reshape through ``Shape -> Gather -> Unsqueeze -> Concat``: a vector of a few whole numbers, one
 # of them the batch size N, which no file can give as a constant.  Those vectors are evaluated
-# here with N kept as a symbol (:data:`_BATCH`), entry by entry, only through the ops of
-# :data:`_SHAPE_OPS` and only up to :data:`MAX_SHAPE_ENTRIES` entries; a vector without N is an
-# ordinary integer constant again.  What the evaluator cannot decide (N * 2, N as a float, a
+# here with N kept as a symbol (:data:`~symnet.io.shapes.BATCH`; the arithmetic and the reading
+# of a Reshape's target are symnet.io.shapes', shared with the PyTorch importer), entry by entry,
+# only through the ops of :data:`_SHAPE_OPS` and only up to :data:`MAX_SHAPE_ENTRIES` entries; a
+# vector without N is an ordinary integer constant again.  What the evaluator cannot decide (N * 2, N as a float, a
 # shape that merges points) is refused with the node named.
 
 
-class _Batch:
-    """The batch size N, an entry of a :class:`_Dims` vector (one object: compared by identity)."""
-
-    def __repr__(self) -> str:
-        return "N"
-
-
-#: The symbol N stands for in shape vectors.
-_BATCH = _Batch()
-#: The most entries a shape vector computed from N may have.
-MAX_SHAPE_ENTRIES = 64
 #: The ops that read a shape vector holding N.
 _SHAPE_OPS = frozenset({"Shape", "Gather", "Slice", "Unsqueeze", "Squeeze", "Concat", "Cast", "Mul", "Add", "Sub",
                        "Div", "Reshape", "Identity"})
@@ -684,7 +650,7 @@ _SHAPE_OPS = frozenset({"Shape", "Gather", "Slice", "Unsqueeze", "Squeeze", "Con
 @dataclass(frozen=True)
 class _Dims:
     """A shape vector (0-d or 1-d, integer) whose entries are whole numbers and at least one N:
-    ``dims`` a numpy object array of ``int`` and :data:`_BATCH`."""
+    ``dims`` a numpy object array of ``int`` and :data:`BATCH`."""
 
     dims: np.ndarray
 
@@ -698,7 +664,7 @@ def _dims(array: np.ndarray, where: str) -> Any:
     if array.ndim > 1 or array.size > MAX_SHAPE_ENTRIES:
         raise UnsupportedLayerError(f"{where}: a shape of shape {array.shape} computed from the batch size N; "
                                     f"symnet evaluates shape vectors of up to {MAX_SHAPE_ENTRIES} entries")
-    if any(v is _BATCH for v in array.reshape(-1)):
+    if any(v is BATCH for v in array.reshape(-1)):
         return _Dims(array)
     return Const(np.array([int(v) for v in array.reshape(-1)], dtype=np.int64).reshape(array.shape))
 
@@ -731,9 +697,9 @@ def _shape(node: _Node) -> Any:
     unsqueezed one); of a constant or a shape vector, a constant.  ``start``/``end`` (opset 15) slice it."""
     value = node.inputs[0]
     if isinstance(value, g.Tensor):
-        full = [_BATCH] if node.is_squeezed(0) else [_BATCH, value.width]
+        full = [BATCH] if node.is_squeezed(0) else [BATCH, value.width]
     elif isinstance(value, _Batched):
-        full = [_BATCH, *value.shape]
+        full = [BATCH, *value.shape]
     elif isinstance(value, _Dims):
         full = list(value.dims.shape)
     else:
@@ -745,30 +711,16 @@ def _shape(node: _Node) -> Any:
     return _dims(np.array(picked, dtype=object), node.where)
 
 
-_SIGNS = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
-
-
 def _dims_binary(kind: str) -> Callable[[_Node], Any]:
-    """Arithmetic on shape vectors holding N: whole numbers fold as ONNX computes them (Div
-    truncates); N itself is kept only where it stays N (N * 1, N + 0, N - 0, N / 1)."""
-    neutral = {"add": 0, "sub": 0, "mul": 1, "div": 1}[kind]
+    """Arithmetic on shape vectors holding N, entry by entry (:func:`~symnet.io.shapes.combine`):
+    whole numbers fold as ONNX computes them (Div truncates); N is kept only where it stays N."""
 
     def convert(node: _Node) -> Any:
         a, b = (_entries(v, node.where) for v in node.inputs[:2])
         a, b = np.broadcast_arrays(a, b)
         out = np.empty(a.shape, dtype=object)
         for k, (x, y) in enumerate(zip(a.reshape(-1), b.reshape(-1))):
-            if x is not _BATCH and y is not _BATCH:  # Div of whole numbers truncates, as in ONNX
-                if kind == "div" and y == 0:
-                    raise UnsupportedLayerError(f"{node.where}: integer division by zero")
-                out.reshape(-1)[k] = {"add": x + y, "sub": x - y, "mul": x * y,
-                                      "div": abs(x) // abs(y) * (1 if (x < 0) == (y < 0) else -1)}[kind]
-            elif x is _BATCH and y == neutral or (y is _BATCH and x == neutral and kind in ("add", "mul")):
-                out.reshape(-1)[k] = _BATCH
-            else:
-                raise UnsupportedLayerError(f"{node.where}: {x} {_SIGNS[kind]} {y} "
-                                            "on the batch size N; symnet's shape arithmetic keeps N only where it "
-                                            "stays N (N * 1, N + 0)")
+            out.reshape(-1)[k] = combine(kind, x, y, node.where)
         return _dims(out, node.where)
     return convert
 
@@ -798,16 +750,12 @@ _BATCHED_OPS = frozenset({"MatMul", "Squeeze", "Reshape", "Flatten", "Cast", "Id
 def _unbatched(value: _Batched, shape: list[Any], node: _Node) -> Any:
     """``value`` reshaped to ``shape`` (resolved: N and whole numbers): back to ``(N, w)``, or ``(N,)``."""
     width = math.prod(value.shape)
-    if shape == [_BATCH, width]:
+    if shape == [BATCH, width]:
         return value.tensor
-    if shape == [_BATCH] and width == 1:
+    if shape == [BATCH] and width == 1:
         return node.squeeze(value.tensor)
     raise UnsupportedLayerError(f"{node.where}: an (N, {value.shape[0]}, {value.shape[1]}) value to "
-                                f"{_shown(shape)}; symnet reads it back to (N, {width})")
-
-
-def _shown(shape: list[Any]) -> str:
-    return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+                                f"{shown(shape)}; symnet reads it back to (N, {width})")
 
 
 #: Every ONNX op (default domain) symnet reads, what it becomes, and the opsets it is read in.
@@ -995,7 +943,7 @@ def _check_shapes(op: str, args: list[Any], where: str) -> None:
                                         f"evaluates such shapes through {', '.join(sorted(_SHAPE_OPS))} (to give "
                                         "Reshape its target), not this op")
         if isinstance(value, _Batched) and op not in _BATCHED_OPS:
-            raise UnsupportedLayerError(f"{where}: reads an {_shown([_BATCH, *value.shape])} value (an Unsqueeze of "
+            raise UnsupportedLayerError(f"{where}: reads an {shown([BATCH, *value.shape])} value (an Unsqueeze of "
                                         "an (N, w) one); symnet reads it only in a batched MatMul of a row by a "
                                         "column (Keras' Dot) and back to (N, w) by Squeeze, Reshape or Flatten")
 
