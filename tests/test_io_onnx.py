@@ -534,6 +534,18 @@ def test_shapes_symnet_cannot_decide_are_refused_with_the_node_named(tmp_path, n
         from_onnx(path)
 
 
+def test_shape_arithmetic_by_zero_is_whole_numbers(tmp_path: Path) -> None:
+    """[N, 2] + [0, 0] and [N, 2] - [0, 0]: the whole-number entry 2 + 0 folds (it once raised
+    ZeroDivisionError, every kind's result computed for each entry, Div's by 0 too)."""
+    nodes = _shape_nodes(helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Add", ["s", "zeros"], ["a"]),
+                         helper.make_node("Sub", ["a", "zeros"], ["t"]), helper.make_node("Reshape", ["x", "t"], ["r"]),
+                         helper.make_node("Tanh", ["r"], ["y"]))
+    path = _tiny(tmp_path, nodes, _constants(zeros=np.zeros(2, np.int64)))
+    X = np.random.default_rng(1).normal(size=(5, 2))
+    want = ort.InferenceSession(str(path)).run(None, {"x": X})[0]
+    np.testing.assert_allclose(symnet.compile(from_onnx(path), "value", backend="numpy")(X).value, want, rtol=1e-14)
+
+
 def test_shape_vectors_are_bounded(tmp_path: Path) -> None:
     nodes = _shape_nodes(helper.make_node("Shape", ["x"], ["s"]),
                          helper.make_node("Concat", ["s", "many"], ["t"], axis=0),

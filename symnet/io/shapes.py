@@ -13,8 +13,8 @@ never code.
 
 >>> resolve([BATCH, -1], [BATCH, 4], "node view")
 [N, 4]
->>> combine("mul", BATCH, 1, "node mul"), combine("floordiv", 7, 2, "node floordiv")
-(N, 3)
+>>> combine("mul", BATCH, 1, "node mul"), combine("floordiv", 7, 2, "node floordiv"), combine("add", 4, 0, "node add")
+(N, 3, 4)
 >>> shown([BATCH])
 '(N,)'
 """
@@ -54,9 +54,11 @@ def shown(shape: Any) -> str:
 
 
 def holds_batch(value: Any) -> bool:
-    """Whether ``value`` (an entry, or lists and tuples of them, nested) holds :data:`BATCH`."""
+    """Whether ``value`` (an entry, or lists, tuples and dicts' values of them, nested) holds :data:`BATCH`."""
     if value is BATCH:
         return True
+    if isinstance(value, dict):
+        value = list(value.values())
     if isinstance(value, (list, tuple)):
         return any(holds_batch(v) for v in value)
     return False
@@ -75,7 +77,9 @@ def combine(kind: str, x: Entry, y: Entry, where: str) -> Entry:
             raise UnsupportedLayerError(f"{where}: integer division by zero")
         if kind == "div":
             return abs(a) // abs(b) * (1 if (a < 0) == (b < 0) else -1)
-        return {"add": a + b, "sub": a - b, "mul": a * b, "floordiv": a // b}[kind]
+        if kind == "floordiv":
+            return a // b
+        return a + b if kind == "add" else a - b if kind == "sub" else a * b
     neutral = _NEUTRAL[kind]
     if (x is BATCH and y is not BATCH and y == neutral) or \
             (y is BATCH and x is not BATCH and x == neutral and kind in ("add", "mul")):
