@@ -356,7 +356,8 @@ def test_unsqueeze_gives_an_n_column_back_and_squeeze_makes_one() -> None:
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.fc(x).unsqueeze(1)
 
-    with pytest.raises(UnsupportedLayerError, match=r"unsqueeze\(1\) of an \(N, features\) tensor adds an axis"):
+    with pytest.raises(UnsupportedLayerError, match=r"Wide\.forward's output 0 is held as \(N, 1, 3\); symnet's "
+                                                    r"outputs are \(N, w\) or \(N,\): squeeze or view it back"):
         from_torch(Wide())
 
 
@@ -523,3 +524,147 @@ def test_an_alias_is_read_as_strictly_as_its_op() -> None:
     with pytest.raises(UnsupportedLayerError, match=r"function divide.*takes two operands, got 2 and "
                                                     r"\['rounding_mode'\]"):
         from_torch(_FloorDivide(), input_sizes=[2])
+
+
+class _Reshapes(torch.nn.Module):
+    """The reshapes PyTorch code is written with, each keeping ``(N, w)`` (or an ``(N, 1)`` column as
+    ``(N,)`` and back): the batch size read by ``size(0)``, ``shape[0]``, ``size()`` and unpacking,
+    ``-1`` inferred, shape arithmetic, flatten, unsqueeze then squeeze or view, buffers reshaped."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc, self.mid, self.out = torch.nn.Linear(3, 4), torch.nn.Linear(4, 4), torch.nn.Linear(4, 1)
+        self.register_buffer("mean", torch.tensor([[0.5, -1.0, 0.25]]))
+        self.gain = torch.nn.Parameter(torch.tensor([1.0, 0.5, 2.0, 1.5]))
+        self.flat = torch.nn.Flatten()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.view(x.size(0), -1) - self.mean.view(-1)  # the first op: the input's width is read through it
+        h = torch.tanh(self.fc(x)).reshape(x.shape[0], -1) * self.gain.unsqueeze(0)
+        n, w = h.shape
+        h = self.mid(h.view(n, w).flatten(1) + torch.flatten(h, 1)).view(-1, h.size(1) // 2 * 2)
+        size = h.size()
+        wide = h.unsqueeze(-1).view(size[0], -1) + self.flat(h.unsqueeze(1)) + h.unsqueeze(1).squeeze(1)
+        u = self.out(torch.sin(wide).reshape(h.size(0) * 1, size[1] + 0)).view(-1)  # (N,) from here
+        v = (u * u).reshape(-1, 1).view_as(u).flatten()  # (N, 1) and back to (N,)
+        return torch.cat([v.view(-1, 1), u.unsqueeze(-1), wide.reshape_as(h)], dim=1)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script.*` is deprecated:DeprecationWarning")  # torch.compile's import
+@pytest.mark.parametrize("compiled", [False, True])
+def test_reshapes_that_keep_n_w_are_the_identity_and_match_autograd(compiled: bool) -> None:
+    torch.manual_seed(6)
+    module = _Reshapes().double()
+    net = from_torch(torch.compile(module) if compiled else module)  # checked against the module itself
+    assert (net.n_inputs, net.n_outputs) == (3, 6)
+    assert not {"view", "reshape", "flatten", "size"} & {node.name for node in net.graph.nodes}
+    X = np.random.default_rng(4).uniform(-1.5, 1.5, (6, 3))
+    value, jac, hes = _reference(module, [3], X)
+    for strategy in ("expression", "layered"):
+        result = symnet.compile(net, ("value", "jacobian", "hessian"), strategy=strategy, backend="numpy")(X)
+        np.testing.assert_allclose(result.value, value, rtol=1e-12, atol=1e-13)
+        np.testing.assert_allclose(result.jacobian, jac, rtol=1e-11, atol=1e-12)
+        np.testing.assert_allclose(result.hessian, hes, rtol=1e-10, atol=1e-11)
+    (scale,) = [node for node in net.graph.nodes if node.op == "scale"]  # gain.unsqueeze(0): still trained
+    np.testing.assert_array_equal(np.ravel(scale.params["s"]), [1.0, 0.5, 2.0, 1.5])
+
+
+class _Shaped(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(2, 4)
+
+
+class _IntoTwoRows(_Shaped):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x).view(2, -1)
+
+
+class _IntoAMatrix(_Shaped):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x).view(x.size(0), 2, 2)
+
+
+class _TwiceThePoints(_Shaped):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x).reshape(x.shape[0] * 2, -1)
+
+
+class _TimesTheBatchSize(_Shaped):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x) * x.size(0)
+
+
+class _AllInOneRow(_Shaped):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x).view(-1)
+
+
+class _FlattenAll(_Shaped):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(self.fc(x))
+
+
+class _SqueezeAny(_Shaped):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x)[:, :1].squeeze()
+
+
+class _SqueezeThePoints(_Shaped):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x).squeeze(0)
+
+
+class _ActivationOfUnsqueezed(_Shaped):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.fc(x).unsqueeze(-1)).squeeze(-1)
+
+
+class _UnpackAColumn(_Shaped):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, w = self.fc(x)[:, 0].shape
+        return self.fc(x).view(n, w)
+
+
+class _FloorOfTensor(_Shaped):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x) // 2
+
+
+class _FloatEntry(_Shaped):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x).view(x.size(0) / 1, -1)
+
+
+_AT = r" at test_io_torch_graph\.py:\d+ in forward: "  # the line of forward each refusal names
+
+
+@pytest.mark.parametrize("module, message", [
+    (_IntoTwoRows(), r"node 'view' \(method \.view\(\)\)" + _AT + r"return self\.fc\(x\)\.view\(2, -1\): view of an "
+                     r"\(N, 4\) value to \(2, -1\) would merge or split the points; symnet reads reshapes that keep "
+                     r"the points on the first axis"),
+    (_IntoAMatrix(), r"node 'view' \(method \.view\(\)\)" + _AT + r".*: gives an \(N, 2, 2\) value from an \(N, 4\) "
+                     r"one; symnet's tensors are \(N, features\): it reads reshapes that keep \(N, 4\)"),
+    (_TwiceThePoints(), r"node 'mul' \(function mul\)" + _AT + r".*x\.shape\[0\] \* 2.*: N \* 2 on the batch size N; "
+                        r"symnet's shape arithmetic keeps N only where it stays N"),
+    (_TimesTheBatchSize(), r"node 'mul' \(function mul\)" + _AT + r".* computes with the batch size N "
+                           r"\(x\.size\(0\), x\.shape\[0\]\); symnet keeps N a symbol of shapes"),
+    (_AllInOneRow(), r"node 'view' \(method \.view\(\)\)" + _AT + r".*: view of an \(N, 4\) value to \(-1,\) would "
+                     r"merge or split the points"),
+    (_FlattenAll(), r"node 'flatten' \(function flatten\)" + _AT + r".*: flatten\(start_dim=0, end_dim=-1\) of an "
+                    r"\(N, 4\) value would merge the points with the features; symnet reads flatten\(1\)"),
+    (_SqueezeAny(), r"node 'squeeze' \(method \.squeeze\(\)\)" + _AT + r".*: squeeze\(\) without a dim also drops "
+                    r"the batch axis when N == 1; name the axes"),
+    (_SqueezeThePoints(), r"node 'squeeze' \(method \.squeeze\(\)\)" + _AT + r".*: squeeze of the batch axis of an "
+                          r"\(N, 4\) value"),
+    (_ActivationOfUnsqueezed(), r"node 'tanh' \(function tanh\)" + _AT + r".* reads an \(N, 4, 1\) value \(an "
+                                r"\(N, 4\) tensor with axes of length 1 added\); symnet reads it only back to "
+                                r"\(N, w\)"),
+    (_UnpackAColumn(), r"node 'getitem_\d' \(function getitem\)" + _AT + r"n, w = self\.fc\(x\)\[:, 0\]\.shape: "
+                       r"index 1 of the shape \(N,\) of 1 entries"),
+    (_FloorOfTensor(), r"node 'floordiv' \(function floordiv\)" + _AT + r".*: floor division of a tensor"),
+    (_FloatEntry(), r"node 'truediv' \(function truediv\)" + _AT + r".* computes with the batch size N"),
+])
+def test_reshapes_that_do_not_keep_n_w_are_refused_with_the_line(module: nn.Module, message: str) -> None:
+    with pytest.raises(UnsupportedLayerError, match=message):
+        from_torch(module)

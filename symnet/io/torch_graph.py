@@ -23,7 +23,11 @@ a tensor a ``mul`` by its reciprocal; ``torch.maximum``/``minimum`` ``a + relu(b
 ``a - relu(a - b)``; ``nn.PReLU`` and ``F.prelu`` ``relu(x) + w (x - relu(x))`` with ``w`` a
 ``scale``'s parameter; ``@`` by a buffer ``matmul``; ``cat``/``split``/``chunk``/slicing of the
 feature axis ``concat``/``slice``; ``sum``/``mean`` over the features; ``LayerNorm``,
-``BatchNorm1d`` (eval mode: its running statistics), ``Softmax``, ``LogSoftmax``.  Buffers and
+``BatchNorm1d`` (eval mode: its running statistics), ``Softmax``, ``LogSoftmax``; ``view``,
+``reshape``, ``flatten``, ``squeeze``, ``unsqueeze`` the identity where they keep ``(N, w)`` (or turn
+an ``(N, 1)`` column into ``(N,)`` and back), their targets computed from ``x.size(0)``/``x.shape``
+with the batch size a symbol (:mod:`symnet.io.shapes`, the rule ONNX's ``Reshape`` is read by; see
+"shapes" below).  Buffers and
 parameters a ``forward`` reads (``self.mean``, ``self.B``) are constants, folded with numbers in
 numpy.
 Anything else raises :class:`~symnet.io.UnsupportedLayerError` naming the node, the op and
@@ -57,6 +61,7 @@ from ._tensor_ops import Const as _Const, binary, form_activation, number as _nu
     scaled as _scaled
 from ._tensor_ops import extremum, node_name, prelu, tensor as _tensor
 from .format import UnsupportedLayerError
+from .shapes import BATCH, combine, holds_batch, resolve, shown
 
 __all__ = ["OPS", "from_torch_graph", "op_table", "supported_ops"]
 
@@ -69,11 +74,18 @@ class _Rule:
     ``neg``, ``dropout``...), 2 for one between tensors of one shape (``add``, ``maximum``...), 0
     otherwise: such ops keep a width (which the capture reads off a later op) and keep a column
     PyTorch holds as ``(N,)`` so.
+
+    ``shapes``: what the op reads of shapes (see "shapes" below): ``"reshape"`` (``view``,
+    ``reshape``, ``flatten``, ``squeeze``, ``unsqueeze``...: reads the batch size N in its target, a
+    value held with axes of length 1 added, an ``(N,)`` column, and says itself how its result is
+    held), ``"query"`` (``size``, ``.shape``: reads any value's shape), ``"entries"`` (arithmetic
+    and indexing, which may read N and whole numbers from shapes), or ``""`` (none of these).
     """
 
     convert: Callable[..., Any]
     summary: str
     elementwise: int = 0
+    shapes: str = ""
 
 
 def _line(node: Any) -> str:
@@ -110,6 +122,70 @@ def _feature_dim(dim: Any, where: str) -> None:
                                     "on the features (dim=-1 or 1)")
 
 
+# --- shapes --------------------------------------------------------------------------------
+#
+# ``x.size(0)``, ``x.shape[0]`` and ``x.size()`` are read as shapes that hold the batch size N as
+# a symbol (symnet.io.shapes.BATCH, as the ONNX importer reads a dynamic-batch export): an
+# ``(N, w)`` tensor's shape is ``(N, w)``, an ``(N,)`` column's ``(N,)``; its entries are Python
+# integers and N, and arithmetic on them keeps N only where it stays N (``N * 1``, ``N + 0``).
+# ``view``/``reshape`` to such a target (``-1`` inferred), ``flatten``, ``squeeze`` and
+# ``unsqueeze`` are the identity when the value is held as ``(N, w)`` again, and turn an
+# ``(N, 1)`` column into ``(N,)`` and back.  Between, a value may be held with axes of length 1
+# added (``x.unsqueeze(-1)``: ``(N, w, 1)``), which only these ops read.  Anything else -- a
+# reshape of the features into ``(N, a, b)``, one that would merge or split the points, N read by
+# any other op or in any other arithmetic -- is refused with the node named.
+
+
+@dataclass(frozen=True)
+class _Held:
+    """An ``(N, w)`` tensor that PyTorch holds with axes of length 1 added (``x.unsqueeze(-1)``:
+    ``shape`` ``(N, w, 1)``; ``(1, N, w)``...): N once, only 1s before it.  Read only by the ops
+    whose rule has ``shapes="reshape"`` or ``"query"``, which give it back as ``(N, w)``."""
+
+    tensor: g.Tensor
+    shape: tuple[Any, ...]
+
+
+def _is_entry(value: Any) -> bool:
+    """A whole number or N: an entry of a shape (``bool`` is not one)."""
+    return value is BATCH or (isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)))
+
+
+def _no_batch(values: Any, where: str) -> None:
+    if holds_batch(values):
+        raise UnsupportedLayerError(f"{where} computes with the batch size N (x.size(0), x.shape[0]); symnet keeps N "
+                                    "a symbol of shapes: it reads N in view/reshape targets and in arithmetic where "
+                                    "it stays N (N * 1, N + 0), not as a number the network computes with")
+
+
+def _target(args: list[Any], kwargs: dict[str, Any], where: str) -> list[Any]:
+    """``view``'s and ``reshape``'s target: ``x.view(a, b)``, ``x.view((a, b))``, ``torch.reshape(x, (a, b))``,
+    entries whole numbers or N."""
+    shape = list(args[1:]) if len(args) > 1 else [kwargs.get("shape", kwargs.get("size"))]
+    if len(shape) == 1 and isinstance(shape[0], (list, tuple)):
+        shape = list(shape[0])
+    for k, v in enumerate(shape):
+        if not _is_entry(v):
+            raise UnsupportedLayerError(f"{where}: entry {k} of the target shape is "
+                                        f"{'a tensor' if isinstance(v, (g.Tensor, _Const)) else type(v).__name__}; "
+                                        "symnet reads whole numbers and the batch size (x.size(0), x.shape[0])")
+    return [v if v is BATCH else int(v) for v in shape]
+
+
+def _constant_shaped(value: _Const, shape: Any, where: str) -> _Const:
+    """A buffer or parameter reshaped (``self.mean.view(1, -1)``): the same numbers, trained if they were."""
+    if holds_batch(shape):
+        raise UnsupportedLayerError(f"{where}: a constant reshaped to {shown(shape)}, which holds the batch size N")
+    return _Const(np.reshape(np.asarray(value.value, dtype=np.float64), tuple(shape)), value.trainable)
+
+
+def _axis(dim: Any, ndim: int, where: str, what: str) -> int:
+    """``dim`` of a value with ``ndim`` axes (negative from the end), as PyTorch reads it."""
+    if not _is_entry(dim) or dim is BATCH or not -ndim <= int(dim) < ndim:
+        raise UnsupportedLayerError(f"{where}: {what} {dim!r} of a value with {ndim} axes")
+    return int(dim) % ndim
+
+
 # --- rules ---------------------------------------------------------------------------------
 
 
@@ -119,10 +195,23 @@ def _binary(kind: str) -> Callable[..., Any]:
         if len(args) != 2 or set(kwargs) - {"alpha"}:
             raise UnsupportedLayerError(f"{where}: takes two operands, got {len(args)} and {sorted(kwargs)}")
         a, b = args
+        if not kwargs and _is_entry(a) and _is_entry(b) and kind != "div":
+            return combine(kind, a, b, where)  # x.size(1) * 2, x.size(0) * 1: whole numbers, or N where it stays N
+        _no_batch((a, b, kwargs), where)
         if "alpha" in kwargs:  # torch.add(a, b, alpha=c) is a + c*b
             b = _scaled(b, _number(kwargs["alpha"], where), where)
         return binary(kind, a, b, where)
     return convert
+
+
+def _floordiv(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    """``//`` between whole numbers of shapes (``x.size(1) // 2``); of tensors (piecewise constant) refused."""
+    where = _where(node)
+    if len(args) == 2 and not kwargs and _is_entry(args[0]) and _is_entry(args[1]):
+        return combine("floordiv", args[0], args[1], where)
+    _no_batch((args, kwargs), where)
+    raise UnsupportedLayerError(f"{where}: floor division of a tensor, which is piecewise constant; symnet reads // "
+                                "between whole numbers of shapes (x.size(1) // 2)")
 
 
 def _pow(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
@@ -199,6 +288,8 @@ def _module_rule(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, An
     module = cap.module_at(node.target)
     kind = type(module).__name__
     where = _where(node)
+    if kind == "Flatten" and type(module) is cap.nn.Flatten and len(args) == 1 and not kwargs:
+        return _flattened(cap, args[0], node.args[0], module.start_dim, module.end_dim, where)
     x = _tensor(args[0], where) if args else None
     if x is None or len(args) != 1 or kwargs:
         raise UnsupportedLayerError(f"{where}: a {kind} module called with {len(args)} arguments and "
@@ -213,11 +304,6 @@ def _module_rule(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, An
         bias = None if module.bias is None else cap.array(module.bias, where)
         return g.dense(x, weight, bias, layout="torch")
     if kind in ("Identity", "Dropout", "AlphaDropout"):
-        return x
-    if kind == "Flatten":
-        if module.start_dim not in (1, -1) or module.end_dim != -1:
-            raise UnsupportedLayerError(f"{where}: Flatten(start_dim={module.start_dim}, end_dim={module.end_dim}) "
-                                        "on (N, features) tensors; symnet reads Flatten(start_dim=1)")
         return x
     if kind == "LayerNorm":
         if tuple(module.normalized_shape) != (x.width,):
@@ -301,7 +387,10 @@ def _cat(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, Any]) -> A
 def _getitem(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
     where = _where(node)
     value, index = args
-    if isinstance(value, (list, tuple)):  # an element of split(), chunk() or a returned tuple
+    if isinstance(value, (list, tuple)):  # an element of split(), chunk(), a returned tuple, a shape
+        if _is_entry(index) and index is not BATCH and not -len(value) <= index < len(value):  # n, w = (N,)
+            what = f"the shape {shown(value)}" if holds_batch(value) else "a tuple"
+            raise UnsupportedLayerError(f"{where}: index {index} of {what} of {len(value)} entries")
         return value[index]
     x = _tensor(value, where)
     index = index if isinstance(index, tuple) else (index,)
@@ -413,31 +502,107 @@ def _same(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, Any]) -> 
     return args[0]
 
 
-def _unsqueeze(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
-    """``x.unsqueeze(1)`` of a column PyTorch holds as ``(N,)``: the column again."""
-    dim = args[1] if len(args) > 1 else kwargs.get("dim")
-    if dim not in (1, -1) or not cap.is_squeezed(node.args[0]):
-        raise UnsupportedLayerError(f"{_where(node)}: unsqueeze({dim!r}) of an (N, features) tensor adds an axis "
-                                    "symnet's tensors do not have; symnet reads unsqueeze(1) of an (N,) column")
-    return _tensor(args[0], _where(node))
+def _data(args: list[Any], kwargs: dict[str, Any]) -> Any:
+    return args[0] if args else kwargs.get("input", kwargs.get("self"))
 
 
-def _squeeze(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
-    """``x.squeeze(1)`` of one column: PyTorch holds it as ``(N,)`` from here."""
-    x = _tensor(args[0], _where(node))
-    dim = args[1] if len(args) > 1 else kwargs.get("dim")
-    if dim not in (1, -1) or x.width != 1:
-        raise UnsupportedLayerError(f"{_where(node)}: squeeze({dim!r}) of {x.width} features; symnet reads squeeze(1) "
-                                    "of one column")
-    return cap.squeezed(x)
+def _reshape(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    """``x.view(...)``, ``x.reshape(...)``, ``torch.reshape(x, ...)``: the identity when the target keeps
+    ``(N, w)`` (``x.view(x.size(0), -1)``, ``x.reshape(-1, w)``), ``(N, 1)`` to ``(N,)`` and back."""
+    where = _where(node)
+    x = _data(args, kwargs)
+    target = _target(args, {k: v for k, v in kwargs.items() if k != "input"}, where)
+    if isinstance(x, _Const):
+        return _constant_shaped(x, target, where)
+    held = cap.shape_of(x, node.args[0] if node.args else node.kwargs.get("input"), where)
+    op = str(node.target) if node.op == "call_method" else "reshape"
+    return cap.shaped(x, resolve(target, held, where, zero_copies=False, op=op), where)
+
+
+def _reshape_as(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    """``x.view_as(y)``, ``x.reshape_as(y)``: to ``y``'s shape, read as :func:`_reshape` reads a target."""
+    where = _where(node)
+    x, other = args[0], args[1] if len(args) > 1 else kwargs["other"]
+    if isinstance(other, _Const):
+        target = list(np.shape(other.value))
+    else:
+        target = cap.shape_of(other, node.args[1] if len(node.args) > 1 else node.kwargs["other"], where)
+    if isinstance(x, _Const):
+        return _constant_shaped(x, target, where)
+    held = cap.shape_of(x, node.args[0], where)
+    return cap.shaped(x, resolve(target, held, where, zero_copies=False, op=str(node.target)), where)
+
+
+def _flattened(cap: _Capture, x: Any, arg: Any, start: Any, end: Any, where: str) -> Any:
+    """``x`` with axes ``start`` to ``end`` merged (``torch.flatten``, ``nn.Flatten``): the identity on
+    ``(N, w)`` for ``start=1``; merging N with anything but axes of length 1 is refused."""
+    if isinstance(x, _Const):
+        shape = list(np.shape(x.value)) or [1]
+    else:
+        shape = cap.shape_of(x, arg, where)
+    first, last = (_axis(d, len(shape), where, "flatten's dim") for d in (start, end))
+    if last < first:
+        raise UnsupportedLayerError(f"{where}: flatten(start_dim={start}, end_dim={end}): the end is before the start")
+    merged = shape[first:last + 1]
+    if BATCH in merged and any(v != 1 for v in merged if v is not BATCH):
+        raise UnsupportedLayerError(f"{where}: flatten(start_dim={start}, end_dim={end}) of an {shown(shape)} value "
+                                    "would merge the points with the features; symnet reads flatten(1) of (N, w) "
+                                    "tensors")
+    size = BATCH if BATCH in merged else int(np.prod(merged, dtype=np.int64))
+    result = [*shape[:first], size, *shape[last + 1:]]
+    return _constant_shaped(x, result, where) if isinstance(x, _Const) else cap.shaped(x, result, where)
 
 
 def _flatten_fn(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
     start = args[1] if len(args) > 1 else kwargs.get("start_dim", 0)
-    if start not in (1, -1):
-        raise UnsupportedLayerError(f"{_where(node)}: flatten(start_dim={start}) would merge the points; symnet "
-                                    "reads flatten(1) of (N, features) tensors")
-    return _tensor(args[0], _where(node))
+    end = args[2] if len(args) > 2 else kwargs.get("end_dim", -1)
+    return _flattened(cap, _data(args, kwargs), node.args[0] if node.args else node.kwargs.get("input"), start, end,
+                      _where(node))
+
+
+def _unsqueeze(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    """``x.unsqueeze(d)``: an ``(N,)`` column back to ``(N, 1)``; an ``(N, w)`` value held with an axis
+    of length 1 added (``(N, w, 1)``), which only the shape ops read."""
+    where = _where(node)
+    x, dim = _data(args, kwargs), args[1] if len(args) > 1 else kwargs.get("dim")
+    shape = list(np.shape(x.value)) if isinstance(x, _Const) else cap.shape_of(x, node.args[0], where)
+    at = _axis(dim, len(shape) + 1, where, "unsqueeze's dim")
+    result = [*shape[:at], 1, *shape[at:]]
+    return _constant_shaped(x, result, where) if isinstance(x, _Const) else cap.shaped(x, result, where)
+
+
+def _squeeze(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    """``x.squeeze(d)``: the axes ``d`` of length 1 removed (an ``(N, 1)`` column is ``(N,)`` from here),
+    others kept, as PyTorch does; ``squeeze()`` without a dim, and of the batch axis, refused."""
+    where = _where(node)
+    x, dim = _data(args, kwargs), args[1] if len(args) > 1 else kwargs.get("dim")
+    if dim is None:
+        raise UnsupportedLayerError(f"{where}: squeeze() without a dim also drops the batch axis when N == 1; name "
+                                    "the axes (x.squeeze(-1), x.squeeze(1))")
+    shape = list(np.shape(x.value)) if isinstance(x, _Const) else cap.shape_of(x, node.args[0], where)
+    axes = {_axis(d, len(shape), where, "squeeze's dim") for d in (dim if isinstance(dim, (tuple, list)) else [dim])}
+    if any(shape[a] is BATCH for a in axes):
+        raise UnsupportedLayerError(f"{where}: squeeze of the batch axis of an {shown(shape)} value, which PyTorch "
+                                    "drops only when N == 1; symnet reads squeeze of the feature axes")
+    result = [v for a, v in enumerate(shape) if a not in axes or v != 1]
+    return _constant_shaped(x, result, where) if isinstance(x, _Const) else cap.shaped(x, result, where)
+
+
+def _size(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    """``x.size()`` (a tuple of whole numbers and N) and ``x.size(d)`` (one of them)."""
+    where = _where(node)
+    dim = args[1] if len(args) > 1 else kwargs.get("dim")
+    shape = cap.query(args[0], node, where)
+    return shape if dim is None else shape[_axis(dim, len(shape), where, "size's dim")]
+
+
+def _getattr(cap: _Capture, node: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    """``x.shape``, as ``x.size()``; any other attribute of a traced value is refused."""
+    where = _where(node)
+    if len(args) != 2 or args[1] != "shape":
+        raise UnsupportedLayerError(f"{where}: reads the attribute {str(args[1])[:40]!r} of a traced value; symnet "
+                                    "reads .shape")
+    return cap.query(args[0], node, where)
 
 
 #: Activation functions and methods by name, and the registry's activation each is.
@@ -448,11 +613,14 @@ _ACTIVATIONS = {"tanh": "tanh", "sigmoid": "sigmoid", "relu": "relu", "sin": "si
 #: Elementwise functions and methods with no registered activation, by name, and their form (``FORMS``).
 _FORM_OPS = {"abs": "abs", "absolute": "abs", "sqrt": "sqrt", "rsqrt": "rsqrt", "reciprocal": "reciprocal",
              "log": "log", "erf": "erf", "special_erf": "erf"}
-_ADD = "add, or rescale by a fixed offset (shift by a parameter)"
-_SUB = "sub, or rescale by a fixed offset (shift by a parameter)"
-_MUL = "mul, or rescale by a fixed factor (scale by a parameter)"
+_ON_SHAPES = "; of shapes, N kept where it stays N (N * 1)"
+_ADD = "add, or rescale by a fixed offset (shift by a parameter)" + _ON_SHAPES
+_SUB = "sub, or rescale by a fixed offset (shift by a parameter)" + _ON_SHAPES
+_MUL = "mul, or rescale by a fixed factor (scale by a parameter)" + _ON_SHAPES
 _DIV = "rescale by the reciprocal of a fixed constant (scale by 1/parameter); by a tensor, mul by its reciprocal"
 _SAME = "the identity (symnet computes in the kernel's dtype)"
+_RESHAPE = "the identity where it keeps (N, w) (x.view(x.size(0), -1), x.reshape(-1, w)); (N, 1) to (N,) and back"
+_FLATTEN = "the identity on (N, features) (flatten(1)); (N, 1) to (N,) (flatten())"
 
 #: Every PyTorch function and method symnet reads, by name (``torch.tanh``, ``F.tanh`` and
 #: ``x.tanh()`` alike; ``torch.special.expit`` is ``special_expit``), and what it becomes; the
@@ -461,10 +629,10 @@ _SAME = "the identity (symnet computes in the kernel's dtype)"
 OPS: dict[str, _Rule] = {
     **{name: _Rule(_activation_rule(act), f"activation {act}", 1) for name, act in _ACTIVATIONS.items()},
     **{name: _Rule(_form_rule(form), f"activation {form}(t)", 1) for name, form in _FORM_OPS.items()},
-    **{name: _Rule(_binary("add"), _ADD, 2) for name in ("add", "iadd")},
-    **{name: _Rule(_binary("sub"), _SUB, 2) for name in ("sub", "isub", "subtract")},
+    **{name: _Rule(_binary("add"), _ADD, 2, shapes="entries") for name in ("add", "iadd")},
+    **{name: _Rule(_binary("sub"), _SUB, 2, shapes="entries") for name in ("sub", "isub", "subtract")},
     "rsub": _Rule(_rsub, "sub", 2),
-    **{name: _Rule(_binary("mul"), _MUL, 2) for name in ("mul", "imul", "multiply")},
+    **{name: _Rule(_binary("mul"), _MUL, 2, shapes="entries") for name in ("mul", "imul", "multiply")},
     **{name: _Rule(_binary("div"), _DIV, 2) for name in ("truediv", "div", "divide", "true_divide")},
     **{name: _Rule(_neg, "rescale by -1", 1) for name in ("neg", "negative")},
     "pow": _Rule(_pow, "square, or a natural power as an activation", 1),
@@ -478,7 +646,7 @@ OPS: dict[str, _Rule] = {
     "matmul": _Rule(_matmul, "matmul by a constant matrix"),
     "linear": _Rule(_linear_fn, "dense"),
     **{name: _Rule(_cat, "concat over the features") for name in ("cat", "concat", "concatenate")},
-    "getitem": _Rule(_getitem, "slice of the features"),
+    "getitem": _Rule(_getitem, "slice of the features; an entry of a shape", shapes="entries"),
     "split": _Rule(_split(False), "slices of the features"),
     "chunk": _Rule(_split(True), "slices of the features"),
     "sum": _Rule(_reduce(False), "sum over the features"),
@@ -491,9 +659,15 @@ OPS: dict[str, _Rule] = {
     "float": _Rule(_same, _SAME, 1),
     "double": _Rule(_same, _SAME, 1),
     "contiguous": _Rule(_same, "the identity", 1),
-    "flatten": _Rule(_flatten_fn, "the identity on (N, features)"),
-    "unsqueeze": _Rule(_unsqueeze, "an (N,) column back to (N, 1)"),
-    "squeeze": _Rule(_squeeze, "one column held as (N,)"),
+    "flatten": _Rule(_flatten_fn, _FLATTEN, shapes="reshape"),
+    **{name: _Rule(_reshape, _RESHAPE, shapes="reshape") for name in ("view", "reshape")},
+    **{name: _Rule(_reshape_as, _RESHAPE, shapes="reshape") for name in ("view_as", "reshape_as")},
+    "unsqueeze": _Rule(_unsqueeze, "an (N,) column back to (N, 1); an axis of length 1 added, to be squeezed or "
+                                   "viewed back", shapes="reshape"),
+    "squeeze": _Rule(_squeeze, "one column held as (N,); axes of length 1 removed (a dim named)", shapes="reshape"),
+    "size": _Rule(_size, "the shape, N a symbol (for view/reshape)", shapes="query"),
+    "getattr": _Rule(_getattr, ".shape: as size()", shapes="query"),
+    "floordiv": _Rule(_floordiv, "// of whole numbers of shapes", shapes="entries"),
 }
 
 
@@ -506,8 +680,8 @@ def supported_ops() -> list[tuple[str, str]]:
     modules = [(name, "dense" if name == "Linear" else "dense, its parametrization (weight_norm...) evaluated"
                 if name == "ParametrizedLinear" else "activation" if name in _ACTIVATION_MODULES
                 else {"LayerNorm": "layer_norm", "BatchNorm1d": "batch_norm (running statistics)",
-                      "PReLU": "relu(x) + w * (x - relu(x)), w a scale's parameter (one, or one per feature)"
-                      }.get(name, "identity"))
+                      "PReLU": "relu(x) + w * (x - relu(x)), w a scale's parameter (one, or one per feature)",
+                      "Flatten": "as flatten(x, start_dim, end_dim)"}.get(name, "identity"))
                for name in _MODULES]
     return sorted(modules + [(name, rule.summary) for name, rule in OPS.items()])
 
@@ -534,7 +708,7 @@ class _Capture:
 
         self.nn = torch.nn
         self.module = module
-        tracer = fx.Tracer()
+        tracer = fx.Tracer()  # n, w = x.shape: two getitems of the shape (UNPACK_SEQUENCE read by fx's Proxy)
         tracer.record_stack_traces = True
         modes = [(m, m.training) for m in module.modules()]
         module.eval()  # what is imported is the module at inference (dropout off, batch norm's running statistics)
@@ -588,14 +762,63 @@ class _Capture:
     def is_squeezed(self, arg: Any) -> bool:
         return getattr(arg, "name", None) in self._squeezed
 
+    def shape_of(self, value: Any, arg: Any, where: str) -> list[Any]:
+        """The shape PyTorch holds ``value`` (of the fx node ``arg``) in: ``[N, w]``, ``[N]`` for an
+        ``(N,)`` column, a :class:`_Held` value's own."""
+        if isinstance(value, _Held):
+            return list(value.shape)
+        return [BATCH] if self.is_squeezed(arg) else [BATCH, _tensor(value, where).width]
+
+    def query(self, value: Any, node: Any, where: str) -> tuple[Any, ...]:
+        """``value.size()`` as a tuple of whole numbers and N (of a constant, its numpy shape)."""
+        if isinstance(value, _Const):
+            return tuple(int(v) for v in np.shape(value.value))
+        return tuple(self.shape_of(value, node.args[0], where))
+
+    def shaped(self, value: Any, shape: list[Any], where: str) -> Any:
+        """``value``'s tensor held as ``shape`` (whole numbers and N): itself for ``[N, w]``, an ``(N,)``
+        column for ``[N]`` of one feature, a :class:`_Held` value for axes of length 1 added; a shape
+        that splits the features or moves the points off the first axis is refused."""
+        x = value.tensor if isinstance(value, _Held) else _tensor(value, where)
+        if shape == [BATCH, x.width]:
+            return x
+        if shape == [BATCH] and x.width == 1:
+            return self.squeezed(x)
+        core = [v for v in shape if v is BATCH or v != 1]  # the axes of length 1 left out: N first, then w
+        if core == [BATCH, x.width] or (core == [BATCH] and x.width == 1):
+            return _Held(x, tuple(shape))
+        raise UnsupportedLayerError(f"{where}: gives an {shown(shape)} value from an (N, {x.width}) one; symnet's "
+                                    f"tensors are (N, features): it reads reshapes that keep (N, {x.width}), turn an "
+                                    "(N, 1) column into (N,) and back, or add axes of length 1 that are removed again")
+
+    def shapes_read(self, node: Any, rule: _Rule | None) -> str:
+        """What ``node`` reads of shapes (:attr:`_Rule.shapes`); of modules, ``nn.Flatten`` is a reshape."""
+        if node.op == "call_module":
+            return "reshape" if type(self.module_at(node.target)) is self.nn.Flatten else ""
+        return rule.shapes if rule is not None else ""
+
+    def _check_shapes(self, node: Any, rule: _Rule | None, args: list[Any], kwargs: dict[str, Any]) -> None:
+        """Refuse N read by an op that does not read shapes, and a value held with added axes read by one
+        that is not a reshape or a shape query."""
+        reads = self.shapes_read(node, rule)
+        if reads == "":
+            _no_batch((args, kwargs), _where(node))
+        if reads not in ("reshape", "query"):
+            for value in [*args, *kwargs.values()]:
+                if isinstance(value, _Held):
+                    raise UnsupportedLayerError(
+                        f"{_where(node)} reads an {shown(value.shape)} value (an (N, {value.tensor.width}) tensor with "
+                        "axes of length 1 added); symnet reads it only back to (N, w): squeeze, view, reshape or "
+                        "flatten it first")
+
     def _follow_squeezed(self, node: Any, name: str, result: Any) -> None:
         """An op on tensors PyTorch holds as ``(N,)``: elementwise keeps them so, ``unsqueeze`` gives the column
         back; mixing them with ``(N, w)`` ones (which PyTorch broadcasts to ``(N, N)``) is an error."""
         inputs = [a for a in node.all_input_nodes if isinstance(self.values.get(a), g.Tensor)]
         flags = [a.name in self._squeezed for a in inputs]
-        if not any(flags) or not isinstance(result, g.Tensor) or name == "unsqueeze":
-            return  # unsqueeze's rule checked its input: the column is (N, 1) again
         rule = OPS.get(name) if node.op != "call_module" else None
+        if not any(flags) or not isinstance(result, g.Tensor) or self.shapes_read(node, rule) in ("reshape", "query"):
+            return  # view, unsqueeze... say themselves how their result is held
         if rule is not None and (rule.elementwise == 1 or (rule.elementwise == 2 and all(flags))):
             self._squeezed.add(node.name)
             return
@@ -659,7 +882,9 @@ class _Capture:
                     for c in constants:
                         if c.dim() >= 1 and c.shape[-1] > 1:
                             return int(c.shape[-1])
-                keeps = rule is not None and rule.elementwise > 0
+                # a reshape passes the width on (one that does not keep (N, w) is refused when converted)
+                keeps = rule is not None and (rule.elementwise > 0 or (rule.shapes == "reshape" and user.args
+                                                                       and user.args[0] is node))
             else:
                 keeps = False
             if keeps:
@@ -695,6 +920,7 @@ class _Capture:
             args = [self._value(a) for a in node.args]
             kwargs = {k: self._value(v) for k, v in node.kwargs.items()}
             if node.op == "call_module":
+                self._check_shapes(node, None, args, kwargs)
                 result = _converted(_module_rule, self, node, args, kwargs)
                 name = "module"
             else:
@@ -711,6 +937,7 @@ class _Capture:
                         f"{_where(node)} is not an op symnet reads; it reads {', '.join(sorted(OPS))} and the modules "
                         f"{', '.join(sorted(_MODULES))}. Write the op with these, or build the network with "
                         "symnet.graph")
+                self._check_shapes(node, rule, args, kwargs)
                 result = _converted(rule.convert, self, node, args, kwargs)
             self._follow_squeezed(node, name, result)
             self.values[node] = result
@@ -738,6 +965,10 @@ class _Capture:
                                         f"{'a dict' if isinstance(result, dict) else 'nothing'}; symnet reads a tensor "
                                         "or a tuple of tensors")
         for k, item in enumerate(items):
+            if isinstance(item, _Held):
+                raise UnsupportedLayerError(f"{type(self.module).__name__}.forward's output {k} is held as "
+                                            f"{shown(item.shape)}; symnet's outputs are (N, w) or (N,): squeeze or "
+                                            "view it back")
             if not isinstance(item, g.Tensor) or item.op == "input":
                 raise UnsupportedLayerError(f"{type(self.module).__name__}.forward's output {k} is "
                                             f"{'an input itself' if isinstance(item, g.Tensor) else 'not computed from the inputs'}")
