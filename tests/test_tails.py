@@ -256,3 +256,22 @@ def test_the_compiled_derivatives_pass_takes_nan_infinities_and_refuses_strided_
         np.testing.assert_array_equal(got, want, err_msg=name)
         with pytest.raises(ValueError, match="C-contiguous"):
             numba_pass[0](np.zeros((2, 4))[:, ::2], *got, None)
+
+
+def test_a_function_numba_cannot_compile_is_said_and_runs_as_numpy():
+    from symnet.activations import from_form
+    from symnet.kernels import CompiledPassWarning
+    from symnet.kernels._layered import derivatives_pass
+
+    activation = from_form(sympy.besselj(0, T))
+    with pytest.warns(CompiledPassWarning, match="besselj"):
+        apply, slots = derivatives_pass(activation, 3)
+    Z = np.array([0.5, 2.0, -1.5])
+    got = np.empty((3, 3))
+    apply(Z, *got, np.empty((slots, 3)))
+    np.testing.assert_allclose(got[1], [-float(sympy.besselj(1, z)) for z in Z], rtol=1e-14)
+    net = symnet.Network.from_weights([[[1.0, -0.5]], [[1.0], [2.0]]], [[0.1, 0.2], [0.0]], [activation, "linear"])
+    X, Y = np.array([[0.3], [1.2]]), np.array([[0.5], [-0.5]])
+    with pytest.warns(CompiledPassWarning):
+        loss, grads = symnet.compile_loss(net, "mse")(X, Y)
+    assert np.isfinite(loss) and all(np.all(np.isfinite(g)) for pair in grads for g in pair)

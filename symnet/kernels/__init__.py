@@ -56,7 +56,7 @@ from ._cache import CacheWarning
 from ._kernel import Kernel
 from ._graph_adjoint import GraphAdjointPlan
 from ._graph_layered import GraphLayeredPlan
-from ._layered import LayeredPlan
+from ._layered import CompiledPassWarning, LayeredPlan
 from ._loss import LossKernel
 from ._vjp import VJPKernel, compile_vjp
 from ._result import KernelResult
@@ -64,10 +64,11 @@ from ._sobolev import GraphSobolevLoss, SobolevLoss
 from ._strategy import EXPRESSION_LIMIT, EXPRESSION_WARNING, choose, node_by_node, schedule_of, warn_if_large
 from .codegen import Output, generate, generator_digest
 
-__all__ = ["compile", "compile_loss", "compile_vjp", "CacheWarning", "EXPRESSION_LIMIT", "EXPRESSION_WARNING", "GraphSobolevLoss",
+__all__ = ["compile", "compile_loss", "compile_vjp", "CacheWarning", "CompiledPassWarning", "EXPRESSION_LIMIT",
+           "EXPRESSION_WARNING", "GraphSobolevLoss",
            "Kernel", "KernelResult", "LossKernel", "SobolevLoss", "NumbaUnavailableWarning", "VJPKernel", "stats"]
 
-_VERSION = "4"  # bump when generated code changes meaning
+_VERSION = "5"  # bump when generated code changes meaning (the key also holds the generator's digest)
 
 _BACKENDS = ("numba", "numpy")
 _STRATEGIES = ("auto", "expression", "layered")

@@ -26,7 +26,7 @@ import numpy as np
 from ..activations import T
 from ..network import Network
 from ._graph_layered import GraphLayeredPlan
-from ._layered import _fused_source, derivatives_numba_source, derivatives_source, pair_indices, store
+from ._layered import _fused_source, derivatives_source, pair_indices, store
 from .codegen import docstring
 from ._loss import _LINEAR, linear_matrices
 
@@ -92,8 +92,7 @@ class GraphAdjointPlan(GraphLayeredPlan):
                                                                       header, keep=True), cache).apply
                     self.backs[node.name] = self._load(_activation_back_source(cache), cache).back
                 else:  # f' (and f'') from the value on the way back
-                    module = self._load(derivatives_numba_source(node.activation, 3), cache) if self.fused \
-                        else self._load(derivatives_source(node.activation, 3), False)
+                    module = self._load(derivatives_source(node.activation, 3), False)
                     self.slopes[node.name] = (module.apply, module.SLOTS)
             elif node.family == "bilinear" and self.fused:
                 widths = node.input_widths

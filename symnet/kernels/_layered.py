@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import warnings
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -44,7 +45,7 @@ from ..functions import erfc_neg, sigmoid, softplus, tail_safe
 from ..faa_di_bruno import grouped_terms
 from .codegen import ArrayPrinter, ScalarPrinter, docstring, pair_sigmoids, vecmath_digest, vectorised_lines
 
-__all__ = ["LayeredPlan", "derivatives_pass", "forward_streams", "supports"]
+__all__ = ["CompiledPassWarning", "LayeredPlan", "derivatives_pass", "forward_streams", "supports"]
 
 #: Bytes of stacked streams a chunk of points may use (two ping-pong buffers and the pass's
 #: scratch), per thread (:mod:`symnet.kernels._threads`: each thread works on its own chunk).
@@ -225,11 +226,37 @@ def derivatives_pass(activation: Activation, count: int, backend: str = "numba")
     >>> F0.tolist(), F1.tolist()
     ([0.0, 1.0], [1.0, 1.6993417021166355e-17])
     """
-    source = (derivatives_numba_source if backend == "numba" else derivatives_source)(activation, count)
+    if backend == "numba":
+        try:
+            source = derivatives_numba_source(activation, count)
+        except NotImplementedError as exc:  # a function numba's printer has no form for (besselj, polygamma)
+            return _numpy_instead(activation, count, exc)
+        try:
+            return _loaded(source, count, compile_now=True)
+        except Exception as exc:  # numba could not compile the printed code (typing errors are raised late)
+            return _numpy_instead(activation, count, exc)
+    return _loaded(derivatives_source(activation, count), count, compile_now=False)
+
+
+class CompiledPassWarning(UserWarning):
+    """An activation's derivatives could not be compiled with numba: the numpy pass computes them (slower)."""
+
+
+def _numpy_instead(activation: Activation, count: int, reason: Exception) -> tuple[Callable[..., None], int]:
+    warnings.warn(f"activation {activation.name!r}: its derivatives run as numpy operations, not compiled with "
+                  f"numba ({type(reason).__name__}: {str(reason).splitlines()[0][:120] if str(reason) else ''}); "
+                  "the numbers are the same, the training step slower", CompiledPassWarning, stacklevel=3)
+    return _loaded(derivatives_source(activation, count), count, compile_now=False)
+
+
+def _loaded(source: str, count: int, compile_now: bool) -> tuple[Callable[..., None], int]:
+    """``(apply, SLOTS)`` of a pass's module, loaded once per process (numba's on disk too)."""
     key = _cache.key_of(source)
     with _PASSES_LOCK:
         if key not in _PASSES:
-            module, _, _ = _cache.load_or_write(key, source, lambda: source, use_disk=backend == "numba")
+            module, _, _ = _cache.load_or_write(key, source, lambda: source, use_disk=compile_now)
+            if compile_now:  # compile (or load from numba's cache) here, where a failure can be handled
+                module.apply(np.zeros(1), *(np.empty(1) for _ in range(count)), np.empty((0, 1)))
             _PASSES[key] = (module.apply, module.SLOTS)
         return _PASSES[key]
 
