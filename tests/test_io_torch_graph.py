@@ -40,6 +40,17 @@ def _reference(module: nn.Module, widths: list[int], X: np.ndarray) -> tuple[np.
     return value, jac, hes
 
 
+def _assert_like_autograd(module: nn.Module, net: symnet.Network, widths: list[int], X: np.ndarray,
+                          strategies: tuple[str, ...] = ("auto",)) -> None:
+    """Value, Jacobian and Hessian of the import (numpy backend) against PyTorch's autograd."""
+    value, jac, hes = _reference(module, widths, X)
+    for strategy in strategies:
+        result = symnet.compile(net, ("value", "jacobian", "hessian"), strategy=strategy, backend="numpy")(X)
+        np.testing.assert_allclose(result.value, value, rtol=1e-12, atol=1e-13)
+        np.testing.assert_allclose(result.jacobian, jac, rtol=1e-11, atol=1e-12)
+        np.testing.assert_allclose(result.hessian, hes, rtol=1e-10, atol=1e-11)
+
+
 @pytest.mark.parametrize("name", sorted(ZOO))
 @pytest.mark.parametrize("strategy", ["expression", "layered"])
 def test_the_zoo_imports_in_one_call_and_its_derivatives_match_autograd(name: str, strategy: str) -> None:
@@ -419,11 +430,7 @@ def test_division_by_tensors_and_form_functions_match_autograd() -> None:
     module = _Quotients().double()
     net = from_torch(module)
     X = np.random.default_rng(2).uniform(-1.5, 1.5, (5, 2))
-    value, jac, hes = _reference(module, [2], X)
-    result = symnet.compile(net, ("value", "jacobian", "hessian"), backend="numpy")(X)
-    np.testing.assert_allclose(result.value, value, rtol=1e-12, atol=1e-13)
-    np.testing.assert_allclose(result.jacobian, jac, rtol=1e-11, atol=1e-12)
-    np.testing.assert_allclose(result.hessian, hes, rtol=1e-10, atol=1e-11)
+    _assert_like_autograd(module, net, [2], X)
     names = {node.activation.name for node in net.graph.nodes if node.op == "activation"}
     assert {"t -> Abs(t)", "t -> 1/sqrt(t)", "t -> sqrt(t)", "t -> 1/t", "t -> log(t)", "t -> erf(t)"} <= names
 
@@ -504,11 +511,7 @@ def test_torch_special_and_alias_names_are_read_and_match_autograd() -> None:
     module = _Aliases().double()
     net = from_torch(module)
     X = np.random.default_rng(5).uniform(-1.5, 1.5, (5, 3))
-    value, jac, hes = _reference(module, [3], X)
-    result = symnet.compile(net, ("value", "jacobian", "hessian"), backend="numpy")(X)
-    np.testing.assert_allclose(result.value, value, rtol=1e-12, atol=1e-13)
-    np.testing.assert_allclose(result.jacobian, jac, rtol=1e-11, atol=1e-12)
-    np.testing.assert_allclose(result.hessian, hes, rtol=1e-10, atol=1e-11)
+    _assert_like_autograd(module, net, [3], X)
     names = {node.activation.name for node in net.graph.nodes if node.op == "activation"}
     assert {"sigmoid", "t -> erf(t)", "log_softmax", "softmax", "t -> Abs(t)"} <= names
     assert {"special_expit", "special_erf", "special_softmax", "special_log_softmax"} <= set(OPS)
@@ -559,12 +562,7 @@ def test_reshapes_that_keep_n_w_are_the_identity_and_match_autograd(compiled: bo
     assert (net.n_inputs, net.n_outputs) == (3, 6)
     assert not {"view", "reshape", "flatten", "size"} & {node.name for node in net.graph.nodes}
     X = np.random.default_rng(4).uniform(-1.5, 1.5, (6, 3))
-    value, jac, hes = _reference(module, [3], X)
-    for strategy in ("expression", "layered"):
-        result = symnet.compile(net, ("value", "jacobian", "hessian"), strategy=strategy, backend="numpy")(X)
-        np.testing.assert_allclose(result.value, value, rtol=1e-12, atol=1e-13)
-        np.testing.assert_allclose(result.jacobian, jac, rtol=1e-11, atol=1e-12)
-        np.testing.assert_allclose(result.hessian, hes, rtol=1e-10, atol=1e-11)
+    _assert_like_autograd(module, net, [3], X, ("expression", "layered"))
     (scale,) = [node for node in net.graph.nodes if node.op == "scale"]  # gain.unsqueeze(0): still trained
     np.testing.assert_array_equal(np.ravel(scale.params["s"]), [1.0, 0.5, 2.0, 1.5])
 
