@@ -320,3 +320,24 @@ def test_a_workspace_is_reused_chunk_after_chunk_and_changes_no_bit():
         if kept is None:  # the first chunk of 40 points' arrays: the third's are the same memory
             kept = {name: S[name] for name in S
                     if name != "x" and net.graph.by_name[name].op in ("dense", "activation")}
+
+
+def test_a_loss_that_calls_the_same_kernel_again_gets_the_same_gradients():
+    """value_and_grad's loss runs inside a chunk, between its forward and reverse sweeps: a call of
+    the same kernel from there (same thread) gets fresh arrays, not the chunk's workspace."""
+    net = symnet.Network.from_weights([np.array([[1.0, -2.0]]), np.array([[1.5], [0.5]])],
+                                      [np.array([0.1, 0.2]), np.array([0.0])], ["tanh", "linear"])
+    kernel = symnet.compile_vjp(net, ("value", "laplacian"), parallel=False)
+    X = np.linspace(-2, 2, 50)[:, None]
+    value, want, want_dX = kernel.value_and_grad(X, lambda P, rows, r: (r.laplacian ** 2).sum())
+
+    def nested(P, rows, r):
+        kernel.vjp(3 * X, {"value": np.ones((50, 1))})
+        kernel.value_and_grad(-X, lambda P, rows, r: r.value.sum())
+        return (r.laplacian ** 2).sum()
+    again, got, got_dX = kernel.value_and_grad(X, nested)
+    assert again == value
+    np.testing.assert_array_equal(got_dX, want_dX)
+    for node in want:
+        for name in want[node]:
+            np.testing.assert_array_equal(got[node][name], want[node][name])

@@ -25,6 +25,7 @@ points on separate threads, with BLAS on one thread, do pay (:mod:`symnet.kernel
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 from math import prod
 from typing import Any, Iterator
 
@@ -101,6 +102,29 @@ class PerThread:
         if space is None:
             space = self._local.space = Workspace()
         return space
+
+    @contextmanager
+    def lease(self) -> Iterator[Workspace]:
+        """This thread's :class:`Workspace` for one chunk's sweeps, or a fresh one while it is lent already.
+
+        A chunk that calls back into user code (a loss given to ``value_and_grad``) may call the
+        same kernel again on this thread; that inner call must not overwrite the arrays the
+        outer chunk's reverse sweep still reads.
+
+        >>> spaces = PerThread()
+        >>> with spaces.lease() as outer, spaces.lease() as inner:
+        ...     outer is spaces(), inner is spaces()
+        (True, False)
+        """
+        local = self._local
+        if getattr(local, "lent", False):
+            yield Workspace()
+            return
+        local.lent = True
+        try:
+            yield self()
+        finally:
+            local.lent = False
 
 
 def blocks(rows: int, width: int) -> Iterator[slice]:

@@ -246,13 +246,15 @@ class VJPKernel:
 
         def work(start: int, stop: int, sums: list) -> float:
             kept = states.get(start) if states else None
-            space = self._space()  # this thread's arrays, reused chunk after chunk and call after call
-            if kept is not None and kept[0] == stop:  # the same chunks as the forward call's
-                _, S, saved = kept
-            else:
-                S, saved = self._forward(params, P[start:stop], space)
-            value, seed = seed_of(start, stop, self.readout.read(S[self.graph.output]))
-            grads, dX[start:stop] = self._backward(params, S, saved, seed, space)
+            # this thread's arrays, reused chunk after chunk and call after call; a fresh set when
+            # seed_of's loss calls this kernel again from inside the chunk (a re-entrant call)
+            with self._space.lease() as space:
+                if kept is not None and kept[0] == stop:  # the same chunks as the forward call's
+                    _, S, saved = kept
+                else:
+                    S, saved = self._forward(params, P[start:stop], space)
+                value, seed = seed_of(start, stop, self.readout.read(S[self.graph.output]))
+                grads, dX[start:stop] = self._backward(params, S, saved, seed, space)
             for total, (node, name) in zip(sums[0], self.owners):
                 part = grads.get(node, {}).get(name)
                 if part is not None:
