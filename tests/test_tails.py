@@ -275,3 +275,27 @@ def test_a_function_numba_cannot_compile_is_said_and_runs_as_numpy():
     with pytest.warns(CompiledPassWarning):
         loss, grads = symnet.compile_loss(net, "mse")(X, Y)
     assert np.isfinite(loss) and all(np.all(np.isfinite(g)) for pair in grads for g in pair)
+
+
+def test_integers_beyond_int64_in_a_form_compile_with_numba():
+    """gelu_tanh's fourth derivative has coefficients such as -53658000000000000000, which numba
+    cannot type as int64 literals: they are printed as floats, so the derivatives pass of an
+    order-4 jet (compile_vjp's biharmonic) compiles, and so do numba kernels of order 4."""
+    import warnings
+
+    from symnet.kernels._layered import derivatives_pass
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no CompiledPassWarning: the numba pass itself
+        numba_pass = derivatives_pass(get("gelu_tanh"), 5)
+    numpy_pass = derivatives_pass(get("gelu_tanh"), 5, "numpy")
+    Z = np.array([-30.0, -3.0, -0.4, 0.0, 0.7, 2.5, 40.0])
+    got, want = np.empty((5, 7)), np.empty((5, 7))
+    numba_pass[0](Z, *got, np.empty((numba_pass[1], 7)))
+    numpy_pass[0](Z.copy(), *want, np.empty((numpy_pass[1], 7)))
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-300)
+    net = symnet.Network.from_weights([[[1.0, -0.5]], [[1.0], [0.5]]], [[0.0, 0.0], [0.0]], ["gelu_tanh", "linear"])
+    X = np.array([[0.3], [1.2], [-3.0]])
+    want4 = compile_kernel(net, ("value", (0, 0, 0, 0)), strategy="expression", backend="numpy")(X)
+    got4 = compile_kernel(net, ("value", (0, 0, 0, 0)), strategy="expression", backend="numba", parallel=False)(X)
+    np.testing.assert_allclose(got4.partial_0_0_0_0, want4.partial_0_0_0_0, rtol=1e-12)

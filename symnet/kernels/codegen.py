@@ -232,6 +232,14 @@ class ScalarPrinter(PythonCodePrinter):
     def _print_Float(self, expr: sympy.Float) -> str:
         return repr(float(expr))
 
+    def _print_Integer(self, expr: sympy.Integer) -> str:
+        # numba types an integer literal as int64 and refuses a larger one (gelu_tanh's fourth
+        # derivative has -53658000000000000000); in a product with floats Python makes it this float
+        return super()._print_Integer(expr) if abs(expr.p) < 2**63 else repr(float(expr))
+
+    def _print_Rational(self, expr: sympy.Rational) -> str:
+        return super()._print_Rational(expr) if max(abs(expr.p), expr.q) < 2**63 else repr(float(expr))
+
     def _print_Max(self, expr: sympy.Max) -> str:
         return _nan_max(self, expr.args, ">")
 
