@@ -299,3 +299,18 @@ def test_integers_beyond_int64_in_a_form_compile_with_numba():
     want4 = compile_kernel(net, ("value", (0, 0, 0, 0)), strategy="expression", backend="numpy")(X)
     got4 = compile_kernel(net, ("value", (0, 0, 0, 0)), strategy="expression", backend="numba", parallel=False)(X)
     np.testing.assert_allclose(got4.partial_0_0_0_0, want4.partial_0_0_0_0, rtol=1e-12)
+
+
+def test_a_form_with_a_free_symbol_is_refused_by_every_pass():
+    """A symbol of the form named like a pass's own input (z) would be read as it: refused, named."""
+    from symnet.activations import from_form
+    from symnet.errors import ActivationError
+    from symnet.kernels._layered import derivatives_pass
+
+    activation = from_form(T * sympy.Symbol("z", real=True) + T)
+    for backend in ("numba", "numpy"):
+        with pytest.raises(ActivationError, match="symbols other than t \\(z\\)"):
+            derivatives_pass(activation, 3, backend)
+    net = symnet.Network.from_weights([[[1.0]], [[1.0]]], [[0.0], [0.0]], [activation, "linear"])
+    with pytest.raises(ActivationError, match="symbols other than t"):
+        compile_kernel(net, ["value", "hessian"], strategy="layered", backend="numba")

@@ -36,6 +36,7 @@ import sympy
 from sympy.codegen.cfunctions import expm1, log1p
 
 from ..activations import T, Activation
+from ..errors import ActivationError
 from ..network import Network
 from ..program import MultiIndex
 from . import _cache
@@ -150,6 +151,17 @@ class _Emitter:
             self.lines.append(f"{out}[...] = {self.fallback.doprint(expr)}")
 
 
+def _pass_variable(activation: Activation) -> sympy.Symbol:
+    """The symbol ``z`` a pass's printed code names its input, once ``activation`` is checked to be a
+    function of ``t`` alone: any other free symbol would print as that input or as nothing."""
+    extra = sorted(str(symbol) for symbol in activation.form.free_symbols - {T})
+    if extra:
+        raise ActivationError(f"activation {activation.name!r}: its form holds symbols other than t "
+                              f"({', '.join(extra)}); compiled kernels take numeric activations: give the "
+                              "symbols values first")
+    return sympy.Symbol("z", real=True)
+
+
 def derivatives_source(activation: Activation, count: int) -> str:
     """A module whose ``apply(Z, F0, ..., F{count-1}, s)`` writes ``f^(k)(Z)`` into ``Fk``.
 
@@ -157,7 +169,7 @@ def derivatives_source(activation: Activation, count: int) -> str:
     (``SLOTS`` of them, each shaped like ``Z``); the highest order is written first, so ``F0``
     may be ``Z`` itself.
     """
-    z = sympy.Symbol("z", real=True)
+    z = _pass_variable(activation)
     temporaries, reduced = sympy.cse([tail_safe(activation.derivative(k).xreplace({T: z})) for k in range(count)],
                                      symbols=sympy.numbered_symbols("c", real=True))
     emitter = _Emitter({z: "Z"})
@@ -181,7 +193,7 @@ def derivatives_numba_source(activation: Activation, count: int) -> str:
     (:func:`.codegen.vectorised_lines`); the numpy pass makes one pass over the chunk per
     operation, into scratch arrays.
     """
-    z = sympy.Symbol("z", real=True)
+    z = _pass_variable(activation)
     forms = [pair_sigmoids(tail_safe(activation.derivative(k).xreplace({T: z}))) for k in range(count)]
     temporaries, reduced = sympy.cse(forms, symbols=sympy.numbered_symbols("c", real=True))  # pairs kept whole
     results = [sympy.Symbol(f"f{k}", real=True) for k in range(count)]
@@ -310,7 +322,7 @@ def _pass_source(activation: Activation, header: str, pairs: Sequence[MultiIndex
     ``math.tanh`` (benchmarks/RESULTS.md, "Measurements behind design choices in the code").
     ``SEC`` holds the Hessian entries ``pairs``, ``HIGH`` the entries ``higher``.
     """
-    z = sympy.Symbol("z", real=True)
+    z = _pass_variable(activation)
     order = max((len(alpha) for alpha in higher), default=2)
     # tail-safe forms (symnet.functions.tail_safe): tanh' as 4 sigmoid(2z) sigmoid(-2z), not 1 - tanh(z)**2
     derivatives = [tail_safe(activation.derivative(k).xreplace({T: z})) for k in range(order + 1)]
@@ -396,7 +408,7 @@ def _fused_source(activation: Activation, n_tan: int, pairs: list[tuple[int, int
     when numpy must read ``Z`` first).  ``higher`` are the entries of order 3 and more that
     ``HIGH`` holds (:func:`higher_streams`; ``pairs`` must hold the pairs inside them).
     """
-    z = sympy.Symbol("z", real=True)
+    z = _pass_variable(activation)
     order = max((len(alpha) for alpha in higher), default=2)
     # tail-safe forms (symnet.functions.tail_safe): tanh' = 4 sigmoid(2z) sigmoid(-2z), whose sigmoids
     # come with tanh from one _vecmath.tanh_parts call (no exp of their own)
