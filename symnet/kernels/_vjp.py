@@ -74,6 +74,10 @@ class VJPKernel:
 
     Calls take ``weights=``: ``None`` (the network's own), a network of the same graph, a dict
     ``{node: {parameter: array}}``, or for a chain a list of ``(W, b)`` per layer.
+
+    Memory: ``vjp`` and ``value_and_grad`` run each chunk forward and back in arrays that each
+    thread keeps for its next chunk and call (about :data:`CHUNK_BYTES_VJP` per thread, for as
+    long as the kernel lives): fresh pages cost as much as the arithmetic on them.
     """
 
     def __init__(self, net: Network, derivatives: Iterable[Any] | str = ("value",), parallel: bool = True) -> None:
