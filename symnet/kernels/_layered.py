@@ -222,6 +222,7 @@ def derivatives_numba_source(activation: Activation, count: int) -> str:
 
 _PASSES: dict[str, tuple[Callable[..., None], int]] = {}
 _PASSES_LOCK = threading.Lock()
+_UNCOMPILABLE: set[str] = set()  # numba sources that failed to compile in this process
 
 
 def derivatives_pass(activation: Activation, count: int, backend: str = "numba") -> tuple[Callable[..., None], int]:
@@ -243,9 +244,12 @@ def derivatives_pass(activation: Activation, count: int, backend: str = "numba")
             source = derivatives_numba_source(activation, count)
         except NotImplementedError as exc:  # a function numba's printer has no form for (besselj, polygamma)
             return _numpy_instead(activation, count, exc)
+        if source in _UNCOMPILABLE:  # tried once in this process: the numpy pass, said once
+            return _loaded(derivatives_source(activation, count), count, compile_now=False)
         try:
             return _loaded(source, count, compile_now=True)
         except Exception as exc:  # numba could not compile the printed code (typing errors are raised late)
+            _UNCOMPILABLE.add(source)
             return _numpy_instead(activation, count, exc)
     return _loaded(derivatives_source(activation, count), count, compile_now=False)
 

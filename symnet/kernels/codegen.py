@@ -62,12 +62,18 @@ def vecmath_digest() -> str:
 
 @functools.lru_cache(maxsize=1)
 def generator_digest() -> str:
-    """A digest of the source that writes an expression kernel (the program, its functions, this printer,
-    :mod:`._vecmath`): part of the kernel cache's key, so that a cached kernel written by other code is
-    never loaded."""
+    """A digest of the source that writes an expression kernel: part of the kernel cache's key, so that a
+    cached kernel written by other code is never loaded.
+
+    The files: this printer, :mod:`._vecmath`, the kernel's source assembly (``kernels/__init__``)
+    and numeric twin (:mod:`._architecture`), the program (:mod:`symnet.program`, Faa di Bruno's
+    terms, substitution), the functions and activations it prints, and the graph IR it reads.
+    """
     package = Path(__file__).parent
-    files = [package / "codegen.py", package / "_vecmath.py", package.parent / "program.py",
-             package.parent / "functions.py", package.parent / "activations.py"]
+    root = package.parent
+    files = [package / "codegen.py", package / "_vecmath.py", package / "__init__.py", package / "_architecture.py",
+             root / "program.py", root / "faa_di_bruno.py", root / "_substitute.py", root / "functions.py",
+             root / "activations.py", root / "graph" / "ir.py", root / "graph" / "ops.py"]
     return hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()[:16]
 
 
