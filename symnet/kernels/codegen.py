@@ -379,18 +379,18 @@ def vectorised_lines(body: Sequence[tuple[sympy.Symbol, sympy.Expr]], names: dic
                      taken: set[str], first: frozenset[sympy.Symbol] = frozenset()) -> list[str]:
     """``local = expr`` lines of a loop body that LLVM vectorises, printed by :class:`VectorPrinter`.
 
-    Products ``sigmoid(u) sigmoid(-u)`` are paired (:func:`pair_sigmoids`, if not already), and
-    each tanh or sigmoid unit comes with its derivatives' factor from one call
+    ``body`` has its sigmoid products paired already (:func:`pair_sigmoids`, which the callers
+    apply before ``cse``); each tanh or sigmoid unit comes with its derivatives' factor from one call
     (:func:`_fuse_unit_functions`).  ``names`` maps the symbols to locals and gains the
     partners' (fresh, outside ``taken``, which gains them too); ``first`` as
     :class:`ScalarPrinter` takes it.
 
     >>> z, a, d = sympy.symbols("z a d", real=True)
-    >>> vectorised_lines([(a, sympy.tanh(z)), (d, 4 * sigmoid(2 * z) * sigmoid(-2 * z))],
+    >>> vectorised_lines([(a, sympy.tanh(z)), (d, pair_sigmoids(4 * sigmoid(2 * z) * sigmoid(-2 * z)))],
     ...                  {z: "z", a: "a", d: "d"}, {"z", "a", "d"})
     ['a, a_pair = _vecmath.tanh_with_pair_call(z)', 'd = 4*a_pair']
     """
-    body, fused = _fuse_unit_functions([(node, pair_sigmoids(expr)) for node, expr in body])
+    body, fused = _fuse_unit_functions(list(body))
     for partner in fused.values():
         names[partner] = _Names._fresh(re.sub(r"[^A-Za-z0-9_]+", "_", partner.name).strip("_"), taken)
     printer = VectorPrinter(names, first)
