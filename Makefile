@@ -30,6 +30,8 @@ bench: $(BENCH_STAMP)
 	$(PY) benchmarks/train_step.py
 	$(PY) benchmarks/threads.py
 	$(PY) benchmarks/threads.py --schedules
+	$(PY) benchmarks/threads.py --fusion --nets G2,G3 --rounds 5
+	$(PY) benchmarks/threads.py --fusion --nets G2,G3 --rounds 5 --task laplacian
 	$(PY) benchmarks/threads.py --losses
 	$(PY) benchmarks/higher_order.py
 	$(PY) benchmarks/graphs.py --out benchmarks/RESULTS.md

@@ -5,6 +5,9 @@ Laplacian), the kernel with its chunks on one thread (``parallel=False``) agains
 using every core.  With ``--schedules``: for the Hessian nets, ``schedule="forward"``
 against ``schedule="forward-adjoint"``, both on every core; ``--nets G1,G2,G3,G4`` takes the
 graph nets of :mod:`graphs` (value + gradient + Hessian at 10^5 uniform points in [-1, 1]^d).
+With ``--fusion``: for the graph nets, node-by-node evaluation (``_graph_layered.FUSE_RUNS = False``)
+against runs of pointwise nodes fused into one loop (the default), both on every core, with
+``--schedule`` (``auto``, ``forward``, ``forward-adjoint``) and ``--task`` (``hessian`` or ``laplacian``).
 With ``--losses``: the loss gradients of training (``compile_loss``'s mse and the Sobolev loss of ``fit``), one thread
 against all, for the 2-64-64-1 tanh net on 10,000 points of benchmarks/train_speed.py.
 With ``--budgets 4,8,16``: each net's default kernel with each memory budget per thread, in
@@ -12,7 +15,7 @@ MiB (the forward schedule's ``_layered.MEMORY_BUDGET``, forward-adjoint's ``_adj
 ``--rounds`` times, ``--repeats`` timed calls each after a warm-up; the medians over all
 calls are printed with their ratio.  Run:
 
-    python benchmarks/threads.py [--schedules | --losses | --budgets 4,8,16] [--nets T3,T4,T5,L1,L2,L3,G1,...] [--rounds 3] [--repeats 3]
+    python benchmarks/threads.py [--schedules | --fusion | --losses | --budgets 4,8,16] [--nets T3,T4,T5,L1,L2,L3,G1,...] [--rounds 3] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -82,10 +85,31 @@ def budgets(net: symnet.Network, words: tuple[str, ...], X: np.ndarray, name: st
           + ", ".join(f"{mib} MiB {seconds:.3f} s" for mib, seconds in medians.items()), flush=True)
 
 
+def fused_and_not(net: symnet.Network, words: tuple[str, ...], schedule: str) -> dict[str, object]:
+    """The kernel built node by node and with fused runs (each compiled afresh, in memory)."""
+    from symnet import kernels
+    from symnet.kernels import _graph_layered
+
+    built = {}
+    for label, fuse in (("node by node", False), ("fused runs", True)):
+        _graph_layered.FUSE_RUNS = fuse
+        kernels._MEMO.clear()  # the in-memory memo does not key on the switch
+        try:
+            built[label] = symnet.compile(net, words, strategy="layered", schedule=schedule, cache=False)
+        finally:
+            _graph_layered.FUSE_RUNS = True
+            kernels._MEMO.clear()
+    assert not built["node by node"]._plan.layout.runs
+    return built
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nets", default=None, help="default: T3,T4,T5,L1,L2,L3 (T3,T4,T5 with --schedules)")
     parser.add_argument("--schedules", action="store_true")
+    parser.add_argument("--fusion", action="store_true")
+    parser.add_argument("--schedule", default="auto")
+    parser.add_argument("--task", default="hessian", choices=("hessian", "laplacian"))
     parser.add_argument("--losses", action="store_true")
     parser.add_argument("--budgets", help="comma-separated MiB")
     parser.add_argument("--rounds", type=int, default=3)
@@ -103,12 +127,14 @@ def main() -> None:
         else:  # a graph net of benchmarks/graphs.py (G1-G5), value + gradient + Hessian at 10^5 points
             from graphs import NETS as GRAPH_NETS  # imported here: it sets up JAX's and PyTorch's threads too
             net = GRAPH_NETS[name][1]()
-            words = ("value", "jacobian", "hessian")
+            words = ("value", "jacobian", "hessian") if args.task == "hessian" else ("value", "laplacian")
             X = np.random.default_rng(0).uniform(-1, 1, (100_000, net.n_inputs))
         if args.budgets:
             budgets(net, words, X, name, args)
             continue
-        if args.schedules:
+        if args.fusion:
+            kernels = fused_and_not(net, words, args.schedule)
+        elif args.schedules:
             kernels = {schedule: symnet.compile(net, words, strategy="layered", schedule=schedule)
                        for schedule in ("forward", "forward-adjoint")}
         else:

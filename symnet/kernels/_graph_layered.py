@@ -30,6 +30,10 @@ and ``1/t`` and Leibniz's rule with ``r`` broadcast (:meth:`GraphLayeredPlan._so
 Log-softmax is ``(z - z_m) - log(t)``: the same ``e`` and ``t`` (``t - 1`` summed without
 ``e_m``), the pass of ``log1p`` and a difference.
 
+With ``backend="numba"``, consecutive pointwise nodes (``add``, ``sub``, ``scale``, ``shift``,
+``rescale``, ``mul`` of one width: a gate, a blend, a sum of skips) run as one generated loop
+that stores only the values read after it (:mod:`._pointwise`).
+
 Buffers follow the values' lifetimes (:class:`Slots`): a node's streams live in a slot from
 the node until its last reader (``Graph.last_use``), a skip connection keeps its slot, and an
 elementwise or linear node whose input dies with it works in that input's slot.  A chunk of
@@ -55,6 +59,7 @@ from ._architecture import graph_slots
 from . import _layered
 from ._layered import MAX_ORDER, LayeredPlan, _fused_source, _pass_source, affine, entered
 from ._loss import linear_matrices
+from ._pointwise import pointwise_runs, run_parameters, run_source
 from .codegen import docstring
 
 __all__ = ["GraphLayeredPlan", "Slots", "graph_supports", "leibniz_source", "leibniz_terms"]
@@ -66,6 +71,10 @@ _STACK_OPS = ("dense", "add", "sub", "scale", "shift", "rescale", "matmul", "con
 #: the node's own width), by position of that input.
 _IN_PLACE = {"activation": (0,), "add": (0, 1), "sub": (0, 1), "scale": (0,), "shift": (0,), "rescale": (0,)}
 
+
+#: Whether the numba backend fuses runs of pointwise nodes into one loop (:mod:`._pointwise`);
+#: read when a plan is built.  ``benchmarks/pointwise.py`` turns it off to time node-by-node evaluation.
+FUSE_RUNS = True
 
 #: ``1/t``, the softmax rule's reciprocal of the sum (at least 1 there), as an activation for its pass.
 _RECIPROCAL = Activation("reciprocal", 1 / T, np.reciprocal, lambda z: -1 / z ** 2, lambda z: 2 / z ** 3)
@@ -159,31 +168,55 @@ class Slots:
         in_place: ``{node name: position of the input whose slot it took}``.
         count: the slots needed at once (the peak of live values).
         live: the nodes the output depends on, in order (others are skipped).
+        runs: with ``fuse``, the runs of pointwise nodes evaluated as one loop
+            (:func:`._pointwise.pointwise_runs`): only a run's outputs take slots, at its first
+            member, and the values it reads live to its last.
+        run_of: ``{member name: its run}``.
 
     ``varies`` (``{node: bool}``) says which nodes carry derivative streams: a node takes an
     input's slot only if both do or neither does.  The values ``kept`` keep their slots to the
     end (the forward-adjoint sweep reads the inputs of every nonlinear node).
     """
 
-    def __init__(self, graph: Any, varies: dict[str, bool] | None = None, kept: frozenset[str] = frozenset()) -> None:
+    def __init__(self, graph: Any, varies: dict[str, bool] | None = None, kept: frozenset[str] = frozenset(),
+                 fuse: bool = False) -> None:
         varies = varies or {}
         needed = {graph.output}
         for node in reversed(graph.nodes[1:]):
             if node.name in needed:
                 needed.update(node.inputs)
         self.live = [node for node in graph.nodes[1:] if node.name in needed]
+        self.runs = pointwise_runs(self.live, graph.output, kept) if fuse else []
+        self.run_of = {node.name: run for run in self.runs for node in run.members}
         position = {node.name: i for i, node in enumerate(graph.nodes)}
+        # a run reads all its inputs at its last member; a value read in a run lives to the run's end
+        read_at = {node.name: position[run.members[-1].name] for run in self.runs for node in run.members}
         last: dict[str, int] = {graph.output: len(graph.nodes)}  # the last live reader of each value
         for node in reversed(self.live):
             for name in node.inputs:
-                last.setdefault(name, position[node.name])
+                last.setdefault(name, read_at.get(node.name, position[node.name]))
         self.of: dict[str, int] = {}
         self.in_place: dict[str, int] = {}
         free: list[int] = []
         self.count = 0
+
+        def take() -> int:
+            slot = free.pop() if free else self.count
+            self.count = max(self.count, slot + 1)
+            return slot
+
         if any(node.op != "dense" and "x" in node.inputs for node in self.live):
             self.of["x"], self.count = 0, 1
         for node in self.live:
+            run = self.run_of.get(node.name)
+            if run is not None:  # the run's outputs take slots at its first member; its inputs die at its end
+                if node is run.members[0]:
+                    for name in run.outputs:
+                        self.of[name] = take()
+                    end = read_at[node.name]
+                    free.extend(sorted(self.of[name] for name in run.inputs
+                                       if name in self.of and last[name] == end and name not in kept))
+                continue
             here = position[node.name]
             dying = {name for name in node.inputs if name in self.of and last[name] == here and name not in kept}
             taken = None
@@ -198,8 +231,7 @@ class Slots:
                 self.of[node.name] = self.of[taken]
                 dying.discard(taken)
             else:
-                self.of[node.name] = free.pop() if free else self.count
-                self.count = max(self.count, self.of[node.name] + 1)
+                self.of[node.name] = take()
             free.extend(sorted(self.of[name] for name in dying))
 
 
@@ -231,8 +263,9 @@ class GraphLayeredPlan(LayeredPlan):
         self.varies = _varies(graph, self.directions if self.streams > 1 else [])
         kept = frozenset(name for node in graph.nodes[1:] if node.family != "linear" for name in node.inputs) \
             if self.keeps else frozenset()
-        self.layout = Slots(graph, self.varies, kept)
+        self.layout = Slots(graph, self.varies, kept, fuse=backend == "numba" and FUSE_RUNS)
         self.widths = [self.d] + [node.width for node in self.layout.live]
+        self.node_widths = {node.name: node.width for node in graph.nodes[1:]}
         super(LayeredPlan, self).__init__()
         self.parallel = parallel and backend == "numba"
         # where each node's runtime arrays start in the weights tuple (compile's order)
@@ -246,7 +279,21 @@ class GraphLayeredPlan(LayeredPlan):
         self.constants: dict[str, Any] = {}
         self.terms = leibniz_terms(self.n_tan, self.pairs, self.laplacian, self.higher)
         self.softmax: dict[str, tuple[Callable[..., None], Callable[..., None]]] = {}
+        self.fused_runs: dict[str, Callable[..., None]] = {}  # first member's name -> its run's loop
         for node in self.layout.live:
+            if node.op in ("rescale", "matmul"):
+                self.constants[node.name] = {
+                    name: float_array(node.attrs[name], f"node {node.name!r}: {name}").astype(dtype)
+                    for name in ("scale", "offset", "matrix") if name in node.attrs}
+        if self.layout.runs:
+            streams = {name: self.streams if self.varies[name] else 1 for name in self.varies}
+            widths = {"x": self.d, **{node.name: node.width for node in graph.nodes[1:]}}
+            for run in self.layout.runs:
+                self.fused_runs[run.members[0].name] = self._load(
+                    run_source(run, streams, widths, self.terms, cache), cache).pointwise
+        for node in self.layout.live:
+            if node.name in self.layout.run_of:
+                continue
             if node.family == "elementwise" and not node.activation.elementwise:  # softmax, log_softmax: by parts
                 n_tan, pairs, laplacian, higher = (self.n_tan, self.pairs, self.laplacian, self.higher) \
                     if self.varies[node.name] else (0, [], False, ())
@@ -277,10 +324,6 @@ class GraphLayeredPlan(LayeredPlan):
                 both = all(self.varies[name] for name in node.inputs)
                 self.products[node.name] = self._load(leibniz_source(self.terms, *broadcast, cache), cache).leibniz \
                     if backend == "numba" and both else None
-            elif node.op in ("rescale", "matmul"):
-                self.constants[node.name] = {
-                    name: float_array(node.attrs[name], f"node {node.name!r}: {name}").astype(dtype)
-                    for name in ("scale", "offset", "matrix") if name in node.attrs}
             elif node.op not in _STACK_OPS:
                 matrices, shift = linear_matrices(node)
                 self.constants[node.name] = ([m.astype(dtype) for m in matrices], shift.astype(dtype))
@@ -321,6 +364,7 @@ class GraphLayeredPlan(LayeredPlan):
         scratch_buffer = space("scratch", (rows * (self.slots + 1),), self.dtype)
         slot_of, in_place = self.layout.of, self.layout.in_place
         values: dict[str, np.ndarray] = {}
+        widths = self.node_widths
 
         def buffer_for(name: str, width: int) -> np.ndarray:
             k = S if self.varies[name] else 1
@@ -336,6 +380,14 @@ class GraphLayeredPlan(LayeredPlan):
         with np.errstate(all="ignore"):  # inf/nan are results here, as in the expression kernels
             for node in self.layout.live:
                 name, op, width = node.name, node.op, node.width
+                run = self.layout.run_of.get(name)
+                if run is not None:  # the whole run at its first member; the others are in it
+                    if node is run.members[0]:
+                        outputs = [buffer_for(output, widths[output]) for output in run.outputs]
+                        self.fused_runs[name](*(values[i] for i in run.inputs),
+                                              *run_parameters(run, weights, self.first_array, self.constants), *outputs)
+                        values.update(zip(run.outputs, outputs))
+                    continue
                 args = [values.get(i) for i in node.inputs]
                 nxt = buffer_for(name, width)
                 first = self.first_array[name]
