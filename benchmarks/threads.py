@@ -15,7 +15,8 @@ MiB (the forward schedule's ``_layered.MEMORY_BUDGET``, forward-adjoint's ``_adj
 ``--rounds`` times, ``--repeats`` timed calls each after a warm-up; the medians over all
 calls are printed with their ratio.  Run:
 
-    python benchmarks/threads.py [--schedules | --fusion | --losses | --budgets 4,8,16] [--nets T3,T4,T5,L1,L2,L3,G1,...] [--rounds 3] [--repeats 3]
+    python benchmarks/threads.py [--schedules | --fusion | --losses | --budgets 4,8,16]
+        [--nets T3,T4,T5,L1,L2,L3,G1,...] [--rounds 3] [--repeats 3]
 """
 
 from __future__ import annotations

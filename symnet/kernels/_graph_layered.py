@@ -73,7 +73,7 @@ _IN_PLACE = {"activation": (0,), "add": (0, 1), "sub": (0, 1), "scale": (0,), "s
 
 
 #: Whether the numba backend fuses runs of pointwise nodes into one loop (:mod:`._pointwise`);
-#: read when a plan is built.  ``benchmarks/pointwise.py`` turns it off to time node-by-node evaluation.
+#: read when a plan is built.  ``benchmarks/threads.py --fusion`` turns it off to time node-by-node evaluation.
 FUSE_RUNS = True
 
 #: ``1/t``, the softmax rule's reciprocal of the sum (at least 1 there), as an activation for its pass.
@@ -287,7 +287,7 @@ class GraphLayeredPlan(LayeredPlan):
                     for name in ("scale", "offset", "matrix") if name in node.attrs}
         if self.layout.runs:
             streams = {name: self.streams if self.varies[name] else 1 for name in self.varies}
-            widths = {"x": self.d, **{node.name: node.width for node in graph.nodes[1:]}}
+            widths = {"x": self.d, **self.node_widths}
             for run in self.layout.runs:
                 self.fused_runs[run.members[0].name] = self._load(
                     run_source(run, streams, widths, self.terms, cache), cache).pointwise
