@@ -10,7 +10,9 @@ the ratio old / new (above 1: the new code is faster).
     .venv/bin/python benchmarks/ab.py --old /tmp/old --nets T1,T2,T3,T4,T5,L1,L2,L3,K1,K2,B1
 
 The nets and their points come from this tree's ``benchmarks/nets.py`` for both sides
-(``NETS``, and ``HIGHER_ORDER``: K1, K2, B1, partials of order 3 and 4).
+(``NETS``, and ``HIGHER_ORDER``: K1, K2, B1, partials of order 3 and 4), or from
+``benchmarks/graphs.py`` (G1-G5, D1: value + gradient + Hessian; ``G4-laplacian``: value +
+Laplacian; 10^5 uniform points in [-1, 1]^d, D1 2,000).
 """
 
 from __future__ import annotations
@@ -35,6 +37,26 @@ from nets import HIGHER_ORDER, NETS
 from comparators import SYMNET_DERIVATIVES
 times = {{}}
 for name in {nets!r}:
+    if name.split("-")[0] in ("G1", "G2", "G3", "G4", "G5", "D1"):  # graphs.py's nets: G4 (Hessian), G4-laplacian
+        from graphs import NETS as GRAPH_NETS
+        key, _, task = name.partition("-")
+        title, build, tasks, directions, n_points = GRAPH_NETS[key]
+        net = build()
+        words = ("value", "laplacian") if task == "laplacian" else ("value", "jacobian", "hessian")
+        if directions:  # as graphs.py asks: the partials along those inputs only
+            pairs = [(i, k) for i in directions for k in directions if i <= k]
+            words = ("value", *[(i, i) for i in directions]) if task == "laplacian" else \
+                ("value", *[(i,) for i in directions], *pairs)
+        X = np.random.default_rng(0).uniform(-1, 1, (n_points or 100_000, net.n_inputs))
+        kernel = symnet.compile(net, words)
+        kernel(X[:2])
+        runs = []
+        for _ in range({repeats}):
+            start = time.perf_counter()
+            kernel(X)
+            runs.append(time.perf_counter() - start)
+        times[name] = runs
+        continue
     if name in HIGHER_ORDER:
         ref, partials, _ = HIGHER_ORDER[name]
         derivatives = ("value", *partials)

@@ -748,3 +748,57 @@ def test_masked_points_and_odd_derivative_requests_are_refused():
         kernel(np.array([["0.3"]]))
     with pytest.raises(symnet.InputError, match=r"cannot read derivatives=3: give names from value, jacobian, hessian"):
         symnet.compile(net, derivatives=3, backend="numpy")
+
+
+
+@pytest.mark.parametrize("act, keep", [("sin", False), ("cos", True)])
+def test_sin_and_cos_passes_take_libms_values_past_the_reductions_limit(act, keep):
+    """A point with an argument past _vecmath.SIN_COS_LIMIT, NaN or infinite takes libm's sin and cos."""
+    from symnet.activations import get
+    from symnet.kernels import _cache, _vecmath
+    from symnet.kernels._layered import _fused_source, pair_indices
+
+    source = _fused_source(get(act), 1, [(0, 0)], True, False, "test", keep=keep)
+    assert "_vecmath.sin_cos(" in source and "_vecmath.sin_cos_wide(" in source
+    apply = _cache.load_or_write(_cache.key_of(source), source, lambda: source, use_disk=False)[0].apply
+    Z = np.random.default_rng(0).normal(size=(6, 9))
+    Z[::2, 3] = [4 * _vecmath.SIN_COS_LIMIT, np.nan, -np.inf]  # rows with one wide point, next to rows without
+    Z[1, 1] = -1e300
+    tangent, second, laplacian = (np.full((1,) + Z.shape, 0.5) for _ in range(3))
+    kept = (np.empty_like(Z), np.empty_like(Z)) if keep else ()
+    with np.errstate(all="ignore"):
+        values = Z.copy()
+        apply(values, tangent, second, laplacian, np.empty((0,) + Z.shape), *pair_indices([(0, 0)]),
+              np.empty((1,) + Z.shape), *kept)
+        f, f1, f2 = (np.sin(Z), np.cos(Z), -np.sin(Z)) if act == "sin" else (np.cos(Z), -np.sin(Z), -np.cos(Z))
+    np.testing.assert_allclose(values, f, rtol=4e-16, atol=0)
+    np.testing.assert_allclose(tangent[0], 0.5 * f1, rtol=4e-16, atol=0)
+    np.testing.assert_allclose(second[0], 0.5 * f1 + 0.25 * f2, rtol=1e-15, atol=1e-16)
+    np.testing.assert_allclose(laplacian[0], 0.5 * f1 + 0.25 * f2, rtol=1e-15, atol=1e-16)
+    if keep:
+        np.testing.assert_allclose(kept[0], f1, rtol=4e-16, atol=0)
+        np.testing.assert_allclose(kept[1], f2, rtol=4e-16, atol=0)
+
+
+@pytest.mark.parametrize("act, d, schedule", [("sin", 1, "forward"), ("cos", 2, "forward-adjoint"),
+                                             ("sin", 5, "forward-adjoint"), ("cos", 3, "forward")])
+def test_sin_and_cos_nets_take_any_input(act, d, schedule):
+    """Every layer (the first computing z itself or not), both schedules, points near and past the limit."""
+    from symnet.kernels import _vecmath
+
+    net = random_network(np.random.default_rng(d), [d, 6, 5, 1], [act, act, "linear"])
+    request = ("value", "jacobian", "hessian", "laplacian")
+    kernel = symnet.compile(net, request, strategy="layered", schedule=schedule)
+    X = np.random.default_rng(0).normal(size=(300, d))
+    wide = np.arange(300) % 7 == 0
+    X[wide] *= 4 * _vecmath.SIN_COS_LIMIT
+    X[5, 0], X[11, -1] = np.nan, np.inf
+    with np.errstate(all="ignore"):
+        got = kernel(X)
+        want = symnet.compile(net, request, backend="numpy", strategy="expression")(X)
+    for name, array in want.as_dict().items():
+        close = ~wide & np.isfinite(X).all(axis=1)
+        assert_close(got[name][close], array[close])
+        # sin(z) at z ~ 1e6 moves by ~1e-10 when z moves by an ulp: the two compute z by different sums
+        np.testing.assert_allclose(got[name][wide], array[wide], rtol=1e-6, atol=1e-6 * np.abs(array[wide]).max())
+        assert np.isnan(got[name][[5, 11]]).all()

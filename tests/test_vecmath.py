@@ -182,3 +182,71 @@ def test_tanh_with_pair_any_float(x):
         exact = float(e / (1 + e) ** 2)
     assert abs(pair - exact) <= ULP * np.spacing(exact) + 2**-1074, (x, pair, exact)
     assert 4 * _vecmath.tanh_with_pair(20.0)[1] == pytest.approx(1.6993417021166355e-17, rel=4e-16)
+
+
+@numba.njit(error_model="numpy", fastmath={"contract"})
+def _sin_cos_loop(x, s, c):  # as the layered passes call it
+    for p in range(x.shape[0]):
+        s[p], c[p] = _vecmath.sin_cos(x[p])
+
+
+def _exact_sin_cos(x: float) -> tuple[float, float]:
+    import mpmath
+
+    with mpmath.workdps(80):  # |x| <= 2**19: 80 digits leave 60 after the reduction
+        return float(mpmath.sin(mpmath.mpf(x))), float(mpmath.cos(mpmath.mpf(x)))
+
+
+SIN_COS_ULP = 1.5  # measured at most 1 (a correctly rounded result is within 0.5)
+
+
+@pytest.mark.parametrize("scale", [1e-8, 0.5, 3.0, 100.0, 1e4, _vecmath.SIN_COS_LIMIT])
+def test_sin_cos_within_an_ulp_of_mpmath_in_a_vectorised_loop(scale):
+    x = np.random.default_rng(3).uniform(-scale, scale, 2_000)
+    s, c = np.empty_like(x), np.empty_like(x)
+    _sin_cos_loop(x, s, c)
+    want = np.array([_exact_sin_cos(v) for v in x])
+    assert _ulps(s, want[:, 0]).max() <= SIN_COS_ULP
+    assert _ulps(c, want[:, 1]).max() <= SIN_COS_ULP
+
+
+def test_sin_cos_next_to_multiples_of_half_pi_keeps_relative_accuracy():
+    """sin(n pi/2) for the doubles nearest n pi/2 is ~1e-16 n: a reduction carrying pi/2 to 53 bits loses it all."""
+    import mpmath
+
+    xs = []
+    for n in (1, 2, 3, 4, 7, 100, 1001, 12345, 333331):
+        with mpmath.workdps(80):
+            nearest = float(mpmath.mpf(n) * mpmath.pi / 2)
+        xs += [nearest, np.nextafter(nearest, 0.0), np.nextafter(nearest, np.inf)]
+    for x in xs:
+        want = _exact_sin_cos(x)
+        got = _vecmath.sin_cos(x)
+        for g, w in zip(got, want):
+            assert abs(g - w) <= SIN_COS_ULP * np.spacing(abs(w)), (x, got, want)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(min_value=-_vecmath.SIN_COS_LIMIT, max_value=_vecmath.SIN_COS_LIMIT))
+def test_sin_cos_any_float_within_the_limit(x):
+    want = _exact_sin_cos(x)
+    for got, w in zip(_vecmath.sin_cos(x), want):
+        assert abs(got - w) <= SIN_COS_ULP * np.spacing(abs(w)) + 2**-1074, (x, got, w)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(width=64))
+def test_sin_cos_wide_any_float(x):
+    """Within the limit sin_cos's result, bit for bit; beyond it, and for NaN and infinities, libm's."""
+    got = _vecmath.sin_cos_wide(x)
+    if abs(x) <= _vecmath.SIN_COS_LIMIT:
+        assert got == _vecmath.sin_cos(x)
+    elif math.isfinite(x):
+        assert got == (math.sin(x), math.cos(x))
+    else:
+        assert math.isnan(got[0]) and math.isnan(got[1])
+
+
+def test_sin_cos_special_values():
+    assert _vecmath.sin_cos(0.0) == (0.0, 1.0) and math.copysign(1.0, _vecmath.sin_cos(-0.0)[0]) == -1.0
+    assert _vecmath.sin_cos(5e-324) == (5e-324, 1.0)

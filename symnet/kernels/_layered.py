@@ -383,6 +383,13 @@ class _TanhParts(sympy.Function):
         return f"_vecmath.tanh_parts({printer._print(self.args[0])})"
 
 
+class _SinCos(sympy.Function):
+    """``(sin, cos)`` of ``u``, printed as :func:`symnet.kernels._vecmath.sin_cos`."""
+
+    def _pythoncode(self, printer: Any) -> str:
+        return f"_vecmath.sin_cos({printer._print(self.args[0])})"
+
+
 class _ExpNonpositive(sympy.Function):
     """``exp`` of a non-positive argument, printed as :func:`symnet.kernels._vecmath.exp_nonpositive`."""
 
@@ -501,6 +508,18 @@ def _fused_source(activation: Activation, n_tan: int, pairs: list[tuple[int, int
             calls[node] = u
         return expr.xreplace(calls)
 
+    sines: dict[sympy.Expr, tuple[sympy.Symbol, sympy.Symbol]] = {}  # arg -> its sin and cos
+
+    def sin_cos_of(arg: sympy.Expr) -> tuple[sympy.Symbol, sympy.Symbol]:
+        """``sin(arg)`` and ``cos(arg)`` from one range reduction (:func:`._vecmath.sin_cos`)."""
+        if arg not in sines:
+            n = len(slot_of) + len(scalars)
+            sines[arg] = (sympy.Symbol(f"u{n}_sin", real=True), sympy.Symbol(f"u{n}_cos", real=True))
+            scalars.append((sines[arg], _SinCos(arg)))
+        return sines[arg]
+
+    for node in sorted({n for e in exprs for n in e.atoms(sympy.sin, sympy.cos)}, key=sympy.count_ops):
+        calls[node] = sin_cos_of(node.args[0])[node.func is sympy.cos]
     for node in sorted({n for e in exprs for n in e.atoms(sympy.tanh)}, key=sympy.count_ops):
         calls[node] = tanh_of(node.args[0])  # first: sigmoid(2u) of tanh' then reuses tanh(u)'s reduction
     for m, (high, low) in halves.items():  # sigmoid(2u) sigmoid(-2u) = high * low whatever u's sign: no select
@@ -560,7 +579,15 @@ def _fused_source(activation: Activation, n_tan: int, pairs: list[tuple[int, int
     unrolled = inputs if first and not emitter.lines else 0
     if unrolled:  # z = X W + b, unrolled over the inputs: no product over the chunk, no pass adding b
         rows[0] = "z = B[j]" + "".join(f" + X[p, {i}] * W[{i}, j]" for i in range(unrolled))
-    fused_body = "\n".join(f"        {head}\n" + "\n".join(f"            {line}" for line in body)
+    if sines:  # a point with an argument past _vecmath.SIN_COS_LIMIT (or NaN, inf) takes libm's sin and cos
+        wide_rows = [row.replace("_vecmath.sin_cos(", "_vecmath.sin_cos_wide(") for row in rows]
+        check = [rows[0]] + [f"u = {printer.doprint(arg.xreplace(calls))}" for arg in sines] \
+            + [f"wide += 0 if abs(u) <= _vecmath.SIN_COS_LIMIT else 1"]
+        loops[0] = (None, ["wide = 0", "for j in range(H):"] + [f"    {line}" for line in check]
+                    + ["if wide:", "    for j in range(H):"] + [f"        {row}" for row in wide_rows]
+                    + ["else:", "    for j in range(H):"] + [f"        {row}" for row in rows])
+    fused_body = "\n".join(("" if head is None else f"        {head}\n")
+                           + "\n".join(f"{' ' * (8 if head is None else 12)}{line}" for line in body)
                            for head, body in loops)
     numpy_part = "\n".join(f"    {line}" for line in emitter.lines) or "    pass"
     kept = (", D1, D2" if keep else "") + (", W" if first else "") + (", X, B" if unrolled else "")

@@ -28,7 +28,7 @@ from numba.core import types
 from numba.extending import intrinsic
 
 __all__ = ["exp", "exp_call", "exp_nonpositive", "sigmoid", "sigmoid_both", "sigmoid_both_call", "sigmoid_call",
-           "sigmoid_pair", "sigmoid_pair_call", "tanh", "tanh_call", "tanh_parts", "tanh_with_pair",
+           "sigmoid_pair", "sigmoid_pair_call", "sin_cos", "sin_cos_wide", "tanh", "tanh_call", "tanh_parts", "tanh_with_pair",
            "tanh_with_pair_call"]
 
 _LN2_HI = 6.93147180369123816490e-01  # ln 2 to 32 bits: k * _LN2_HI is exact for |k| < 2**20
@@ -214,6 +214,82 @@ def tanh_with_pair(z: float) -> tuple[float, float]:
     """
     t, high, low = tanh_parts(z)
     return t, high * low
+
+
+
+# pi/2 in three 33-bit parts and the rest (fdlibm's __ieee754_rem_pio2): n * part is exact for |n| < 2**20
+_PIO2_1 = 1.57079632673412561417e+00
+_PIO2_2 = 6.07710050630396597660e-11
+_PIO2_3 = 2.02226624871116645580e-21
+_PIO2_3T = 8.47842766036889956997e-32
+_INV_PIO2 = 6.36619772367581382433e-01
+#: :func:`sin_cos` reduces ``|x| <= SIN_COS_LIMIT`` exactly enough for 1-2 ulp; larger ``|x|`` (and
+#: NaN, inf) go to libm (:func:`sin_cos_wide`), which the generated passes call for those points only.
+SIN_COS_LIMIT = 2.0**19
+
+
+@numba.njit(**_FLAGS)
+def _two_diff(a: float, b: float) -> tuple[float, float]:
+    """``(s, e)`` with ``s = fl(a - b)`` and ``s + e = a - b`` exactly (Knuth's TwoSum)."""
+    s = a - b
+    v = s - a
+    return s, (a - (s - v)) - (b + v)
+
+
+@numba.njit(**_FLAGS)
+def sin_cos(x: float) -> tuple[float, float]:
+    """``(sin(x), cos(x))`` for ``|x| <= SIN_COS_LIMIT``, from one range reduction, as arithmetic LLVM vectorises.
+
+    ``x = n pi/2 + r`` with ``r`` carried as a double-double (pi/2 to 152 bits, the
+    differences exact by TwoSum), so ``r`` keeps its relative accuracy next to a multiple
+    of ``pi/2``; then fdlibm's (musl's) kernels on ``|r| <= pi/4`` and the quadrant as
+    selects.  Outside the limit the result is not meaningful: callers test ``|x|`` first.
+
+    >>> import math
+    >>> from symnet.kernels._vecmath import sin_cos
+    >>> s, c = sin_cos(1e5)
+    >>> abs(s - math.sin(1e5)) <= math.ulp(1.0), sin_cos(-0.0)
+    (True, (-0.0, 1.0))
+    """
+    n = math.floor(x * _INV_PIO2 + 0.5)
+    n = min(max(n, -2.0**20), 2.0**20)  # NaN and huge x: any quadrant (the result is not used)
+    y = x - n * _PIO2_1  # exact
+    r1, e1 = _two_diff(y, n * _PIO2_2)
+    r2, e2 = _two_diff(r1, n * _PIO2_3)
+    lo = (e1 + e2) - n * _PIO2_3T
+    r = r2 + lo
+    rlo = (r2 - r) + lo
+    z = r * r
+    v = z * r
+    p = 8.33333333332248946124e-03 + z * (-1.98412698298579493134e-04 + z * (
+        2.75573137070700676789e-06 + z * (-2.50507602534068634195e-08 + z * 1.58969099521155010221e-10)))
+    s = r - ((z * (0.5 * rlo - v * p) - rlo) - v * -1.66666666666666324348e-01)
+    w = z * z
+    q = z * (4.16666666666666019037e-02 + z * (-1.38888888888741095749e-03 + z * 2.48015872894767294178e-05)) \
+        + w * w * (-2.75573143513906633035e-07 + z * (2.08757232129817482790e-09 + z * -1.13596475577881948265e-11))
+    hz = 0.5 * z
+    one_minus = 1.0 - hz
+    c = one_minus + (((1.0 - one_minus) - hz) + (z * q - r * rlo))
+    quadrant = np.int64(n) & 3
+    sin_r = c if quadrant & 1 else s
+    cos_r = s if quadrant & 1 else c
+    sin_x = -sin_r if quadrant & 2 else sin_r
+    cos_x = -cos_r if (quadrant + 1) & 2 else cos_r
+    return (sin_x if x != 0.0 else x), cos_x  # sin(-0.0) = -0.0
+
+
+@numba.njit(**_FLAGS)
+def sin_cos_wide(x: float) -> tuple[float, float]:
+    """``(sin(x), cos(x))`` for any ``x``: :func:`sin_cos` within its limit, libm's beyond it and for NaN and inf.
+
+    >>> import math
+    >>> from symnet.kernels._vecmath import sin_cos_wide
+    >>> sin_cos_wide(1e22) == (math.sin(1e22), math.cos(1e22))
+    True
+    """
+    if abs(x) <= SIN_COS_LIMIT:
+        return sin_cos(x)
+    return math.sin(x), math.cos(x)
 
 
 #: The same functions compiled once each and called: LLVM inlines the call into the loop
