@@ -802,3 +802,22 @@ def test_sin_and_cos_nets_take_any_input(act, d, schedule):
         # sin(z) at z ~ 1e6 moves by ~1e-10 when z moves by an ulp: the two compute z by different sums
         np.testing.assert_allclose(got[name][wide], array[wide], rtol=1e-6, atol=1e-6 * np.abs(array[wide]).max())
         assert np.isnan(got[name][[5, 11]]).all()
+
+
+def test_a_form_with_two_sine_arguments_checks_both_against_the_limit():
+    """sin(z) + cos(3z) / 3: a point whose 3z is past the limit while z is not takes libm's sin and cos."""
+    from symnet.activations import T, from_form
+    from symnet.kernels import _cache, _vecmath
+    from symnet.kernels._layered import _fused_source, pair_indices
+
+    activation = from_form(sympy.sin(T) + sympy.cos(3 * T) / 3)
+    source = _fused_source(activation, 1, [(0, 0)], False, False, "test")
+    apply = _cache.load_or_write(_cache.key_of(source), source, lambda: source, use_disk=False)[0].apply
+    Z = np.random.default_rng(1).normal(size=(4, 5))
+    Z[1, 2] = 0.5 * _vecmath.SIN_COS_LIMIT + 0.3  # z within the limit, 3z past it
+    tangent, second = np.full((1,) + Z.shape, 0.5), np.full((1,) + Z.shape, 0.5)
+    values = Z.copy()
+    apply(values, tangent, second, np.empty((0,) + Z.shape), np.empty((0,) + Z.shape), *pair_indices([(0, 0)]),
+          np.empty((1,) + Z.shape))
+    np.testing.assert_allclose(values, np.sin(Z) + np.cos(3 * Z) / 3, rtol=1e-15, atol=1e-16)
+    np.testing.assert_allclose(tangent[0], 0.5 * (np.cos(Z) - np.sin(3 * Z)), rtol=1e-15, atol=1e-16)

@@ -581,8 +581,8 @@ def _fused_source(activation: Activation, n_tan: int, pairs: list[tuple[int, int
         rows[0] = "z = B[j]" + "".join(f" + X[p, {i}] * W[{i}, j]" for i in range(unrolled))
     if sines:  # a point with an argument past _vecmath.SIN_COS_LIMIT (or NaN, inf) takes libm's sin and cos
         wide_rows = [row.replace("_vecmath.sin_cos(", "_vecmath.sin_cos_wide(") for row in rows]
-        check = [rows[0]] + [f"u = {printer.doprint(arg.xreplace(calls))}" for arg in sines] \
-            + [f"wide += 0 if abs(u) <= _vecmath.SIN_COS_LIMIT else 1"]
+        check = [rows[0]] + [f"wide += 0 if abs({printer.doprint(arg)}) <= _vecmath.SIN_COS_LIMIT else 1"
+                             for arg in sines]
         loops[0] = (None, ["wide = 0", "for j in range(H):"] + [f"    {line}" for line in check]
                     + ["if wide:", "    for j in range(H):"] + [f"        {row}" for row in wide_rows]
                     + ["else:", "    for j in range(H):"] + [f"        {row}" for row in rows])
