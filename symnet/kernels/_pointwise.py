@@ -24,7 +24,7 @@ from typing import Any, Sequence
 
 from .codegen import docstring
 
-__all__ = ["MAX_RUN", "POINTWISE_OPS", "Run", "pointwise_runs", "run_parameters", "run_source"]
+__all__ = ["MAX_RUN", "POINTWISE_OPS", "Run", "pointwise_runs", "product_term", "run_parameters", "run_source"]
 
 #: The ops a run may hold: unit-by-unit arithmetic of one or two inputs.
 POINTWISE_OPS = ("add", "sub", "scale", "shift", "rescale", "mul")
@@ -51,6 +51,15 @@ class Run:
     outputs: tuple[str, ...]
 
 
+def product_term(count: int, a: str, b: str) -> str:
+    """One of Leibniz's terms as source: ``count * a * b``, the count left out when it is 1.
+
+    >>> product_term(1, "a0", "b1"), product_term(2, "A[1, p, j]", "B[1, p, j]")
+    ('a0 * b1', '2.0 * A[1, p, j] * B[1, p, j]')
+    """
+    return ("" if count == 1 else f"{float(count)!r} * ") + f"{a} * {b}"
+
+
 def pointwise_runs(live: Sequence[Any], output: str, kept: frozenset[str] = frozenset()) -> list[Run]:
     """The runs of ``live`` (a graph's nodes in order): maximal strings of two or more
     consecutive nodes of :data:`POINTWISE_OPS` with one width, at most :data:`MAX_RUN` long.
@@ -68,15 +77,18 @@ def pointwise_runs(live: Sequence[Any], output: str, kept: frozenset[str] = froz
             groups[-1].append(node)
         else:
             groups.append([node])
+    readers: dict[str, set[str]] = {}  # value -> the nodes reading it, built once (linear in the graph)
+    for node in live:
+        for name in node.inputs:
+            readers.setdefault(name, set()).add(node.name)
     runs = []
     for group in groups:
         if len(group) < 2:
             continue
         names = {node.name for node in group}
         inputs = list(dict.fromkeys(name for node in group for name in node.inputs if name not in names))
-        read_after = {name for node in live if node.name not in names for name in node.inputs}
         outputs = tuple(node.name for node in group
-                        if node.name == output or node.name in kept or node.name in read_after)
+                        if node.name == output or node.name in kept or not readers.get(node.name, set()) <= names)
         runs.append(Run(tuple(group), tuple(inputs), outputs))
     return runs
 
@@ -142,7 +154,7 @@ def run_source(run: Run, streams: dict[str, int], widths: dict[str, int], terms:
                 for count, i, q in terms[r]:
                     x, y = stream(a, i), stream(c, q)
                     if x is not None and y is not None:
-                        products.append(("" if count == 1 else f"{float(count)!r} * ") + f"{x} * {y}")
+                        products.append(product_term(count, x, y))
                 expr = " + ".join(products) if products else None
             elif op in ("add", "sub"):
                 x, y = stream(node.inputs[0], r), stream(node.inputs[1], r)
