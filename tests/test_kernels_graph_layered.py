@@ -199,6 +199,31 @@ def test_long_skip_connections_keep_their_slots_and_the_memory_bound(monkeypatch
     _compare({k: v[:50] for k, v in result.as_dict().items()}, want, rtol=1e-11)
 
 
+def test_a_new_memory_budget_between_calls_gets_fresh_buffers_and_views():
+    """The per-thread views of the slots are kept per chunk size; a budget read at call time changes the
+    chunk and the buffers, and the views follow (same numbers as a kernel built at that budget)."""
+    net = zoo.modified_mlp(d_in=2, width=8, depth=2)
+    kernel = symnet.compile(net, ("value", "jacobian", "hessian"), strategy="layered", schedule="forward",
+                            parallel=False, cache=False)
+    X = np.random.default_rng(4).normal(size=(700, 2))
+    first = kernel(X).as_dict()
+    chunk = kernel._plan.chunk_size()
+    original = _layered.MEMORY_BUDGET
+    try:
+        _layered.MEMORY_BUDGET = 64 * 1024
+        assert kernel._plan.chunk_size() < min(chunk, 700)  # several chunks, the last one shorter
+        second = kernel(X).as_dict()
+        fresh = symnet.compile(net, ("value", "jacobian", "hessian"), strategy="layered", schedule="forward",
+                               parallel=False, cache=False)(X).as_dict()
+    finally:
+        _layered.MEMORY_BUDGET = original
+    third = kernel(X).as_dict()
+    for name, array in first.items():  # BLAS may round a product of other shape differently: bit for bit per size
+        np.testing.assert_array_equal(second[name], fresh[name], err_msg=name)
+        np.testing.assert_array_equal(third[name], array, err_msg=name)
+        np.testing.assert_allclose(second[name], array, rtol=1e-12, atol=1e-14, err_msg=name)
+
+
 # --- random DAGs over the op set ----------------------------------------------------------------
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])

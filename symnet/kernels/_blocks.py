@@ -59,6 +59,8 @@ class Workspace:
 
     def __init__(self) -> None:
         self._arrays: dict[tuple[Any, ...], np.ndarray] = {}
+        #: objects made from these arrays (views of them), kept by their maker's key: one evaluation at a time
+        self.memo: dict[Any, Any] = {}
 
     def __call__(self, name: Any, shape: tuple[int, ...], dtype: Any = np.float64) -> np.ndarray:
         key = (name, shape, np.dtype(dtype))

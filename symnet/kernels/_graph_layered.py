@@ -57,7 +57,7 @@ from ..program import MultiIndex
 from ..weights import float_array
 from ._architecture import graph_slots
 from . import _layered
-from ._layered import MAX_ORDER, LayeredPlan, _fused_source, _pass_source, affine, entered
+from ._layered import MAX_ORDER, LayeredPlan, _fused_source, _pass_source, entered
 from ._loss import linear_matrices
 from ._pointwise import pointwise_runs, product_term, run_parameters, run_source
 from .codegen import docstring
@@ -355,58 +355,84 @@ class GraphLayeredPlan(LayeredPlan):
             final = np.concatenate([final, np.zeros((self.streams - 1,) + final.shape[1:], final.dtype)])
         self._store(final, out, partials)
 
+    def _steps(self) -> list[tuple[str, Any, int]]:
+        """``(kind, node, first array)`` per node ``_forward`` evaluates, in order: what does not change from
+        chunk to chunk, looked up once (a run's members after its first are left out)."""
+        if not hasattr(self, "_step_list"):
+            steps = []
+            for node in self.layout.live:
+                run = self.layout.run_of.get(node.name)
+                if run is not None and node is not run.members[0]:
+                    continue
+                kind = "run" if run is not None else "dense_x" if node.op == "dense" and node.inputs[0] == "x" \
+                    else "dense" if node.op == "dense" else "softmax" if node.name in self.softmax \
+                    else node.family if node.family in ("elementwise", "bilinear") else "linear"
+                steps.append((kind, node, self.first_array[node.name]))
+            self._step_list = steps
+        return self._step_list
+
+    def _views(self, b: int) -> dict[str, np.ndarray]:
+        """Every slotted value's ``(streams, b, width)`` view of this thread's slot buffers, made once per chunk
+        size (a call has at most two: its full chunks and the last): slicing and reshaping 50 views took a
+        noticeable share of a small chunk's time."""
+        S, space = self.streams, self._space()
+        rows = self.chunk_size() * max(self.widths)
+        key = ("views", b)
+        cached = space.memo.get(key)
+        if cached is None or cached[0] != rows:
+            buffers = [space(("slot", k), (rows * S,), self.dtype) for k in range(self.layout.count)]
+            widths = {"x": self.d, **self.node_widths}
+            views = {}
+            for name, slot in self.layout.of.items():
+                k = S if self.varies[name] else 1
+                views[name] = buffers[slot][: k * b * widths[name]].reshape(k, b, widths[name])
+            cached = space.memo[key] = (rows, views)
+        return cached[1]
+
     def _forward(self, X: np.ndarray, weights: tuple[np.ndarray, ...]) -> dict[str, np.ndarray]:
         """Every live node's streams for a chunk of points ``X`` (views of this thread's slots)."""
-        b, S = X.shape[0], self.streams
-        space, rows = self._space(), self.chunk_size() * max(self.widths)
-        buffers = [space(("slot", k), (rows * S,), self.dtype) for k in range(self.layout.count)]
-        scratch_buffer = space("scratch", (rows * (self.slots + 1),), self.dtype)
-        slot_of, in_place = self.layout.of, self.layout.in_place
+        b = X.shape[0]
+        rows = self.chunk_size() * max(self.widths)
+        scratch_buffer = self._space()("scratch", (rows * (self.slots + 1),), self.dtype)
+        in_place = self.layout.in_place
+        views = self._views(b)
         values: dict[str, np.ndarray] = {}
-        widths = self.node_widths
-
-        def buffer_for(name: str, width: int) -> np.ndarray:
-            k = S if self.varies[name] else 1
-            return buffers[slot_of[name]][: k * b * width].reshape(k, b, width)
-
-        if "x" in slot_of:
-            xs = buffer_for("x", self.d)
+        if "x" in views:
+            xs = views["x"]
             xs[...] = 0
             xs[0] = X
             for q, i in enumerate(self.directions[: self.n_tan]):
                 xs[1 + q, :, i] = 1
             values["x"] = xs
         with np.errstate(all="ignore"):  # inf/nan are results here, as in the expression kernels
-            for node in self.layout.live:
-                name, op, width = node.name, node.op, node.width
-                run = self.layout.run_of.get(name)
-                if run is not None:  # the whole run at its first member; the others are in it
-                    if node is run.members[0]:
-                        outputs = [buffer_for(output, widths[output]) for output in run.outputs]
-                        self.fused_runs[name](*(values[i] for i in run.inputs),
-                                              *run_parameters(run, weights, self.first_array, self.constants), *outputs)
-                        values.update(zip(run.outputs, outputs))
+            for kind, node, first in self._steps():
+                name = node.name
+                if kind == "run":  # the whole run at its first member; the others are in it
+                    run = self.layout.run_of[name]
+                    outputs = [views[output] for output in run.outputs]
+                    self.fused_runs[name](*(values[i] for i in run.inputs),
+                                          *run_parameters(run, weights, self.first_array, self.constants), *outputs)
+                    values.update(zip(run.outputs, outputs))
                     continue
-                args = [values.get(i) for i in node.inputs]
-                nxt = buffer_for(name, width)
-                first = self.first_array[name]
-                if op == "dense":
+                nxt = views[name]
+                if kind == "dense_x":
                     W, bias = weights[first], weights[first + 1].reshape(-1)
-                    if node.inputs[0] == "x":
-                        nxt = entered(X, W, bias, len(nxt), 0, nxt.reshape(-1))  # dz/dx_i = W[i], the rest 0
-                        nxt[1:1 + self.n_tan] = W[self.directions[: self.n_tan], None, :]
-                    else:
-                        nxt = affine(args[0], W, bias, nxt.reshape(-1))
-                elif name in self.softmax:
-                    self._softmax(node, args[0], nxt, scratch_buffer)
-                elif node.family == "elementwise":
+                    entered(X, W, bias, len(nxt), 0, nxt.reshape(-1))  # dz/dx_i = W[i], the rest 0
+                    nxt[1:1 + self.n_tan] = W[self.directions[: self.n_tan], None, :]
+                elif kind == "dense":
+                    a = values[node.inputs[0]]
+                    np.matmul(a.reshape(-1, a.shape[2]), weights[first], out=nxt.reshape(-1, nxt.shape[2]))
+                    nxt[0] += weights[first + 1].reshape(-1)
+                elif kind == "softmax":
+                    self._softmax(node, values[node.inputs[0]], nxt, scratch_buffer)
+                elif kind == "elementwise":
                     apply = self.passes[name]
                     if name not in in_place:
-                        np.copyto(nxt, args[0])
+                        np.copyto(nxt, values[node.inputs[0]])
                     if apply is not None:
-                        self._pass(apply, nxt, scratch_buffer, *self._kept(name, b, width))
-                elif node.family == "bilinear":
-                    a, c = args
+                        self._pass(apply, nxt, scratch_buffer, *self._kept(name, b, node.width))
+                elif kind == "bilinear":
+                    a, c = values.get(node.inputs[0]), values.get(node.inputs[1])
                     if len(a) == len(c) == 1:  # neither varies: the value only
                         np.multiply(a, c, out=nxt)
                     elif len(a) == len(c):
@@ -414,7 +440,7 @@ class GraphLayeredPlan(LayeredPlan):
                     else:  # a factor without derivatives scales the other's streams
                         np.multiply(a, c[0], out=nxt) if len(c) == 1 else np.multiply(a[0], c, out=nxt)
                 else:
-                    self._linear(node, args, weights, first, nxt)
+                    self._linear(node, [values.get(i) for i in node.inputs], weights, first, nxt)
                 values[name] = nxt
         return values
 
