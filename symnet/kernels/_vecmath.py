@@ -225,8 +225,8 @@ _PIO2_2 = 6.07710050630396597660e-11
 _PIO2_3 = 2.02226624871116645580e-21
 _PIO2_3T = 8.47842766036889956997e-32
 _INV_PIO2 = 6.36619772367581382433e-01
-#: :func:`sin_cos` reduces ``|x| <= SIN_COS_LIMIT`` exactly enough for 1-2 ulp; larger ``|x|`` (and
-#: NaN, inf) go to libm (:func:`sin_cos_wide`), which the generated passes call for those points only.
+#: :func:`sin_cos` reduces ``|x| <= SIN_COS_LIMIT`` exactly enough for 1 ulp; a point with a larger ``|x|``
+#: (or NaN, inf) among its units takes libm's for all of them (:func:`sin_cos_wide`) in the generated passes.
 SIN_COS_LIMIT = 2.0**19
 
 
@@ -282,15 +282,14 @@ def sin_cos(x: float) -> tuple[float, float]:
 
 @numba.njit(**_FLAGS)
 def sin_cos_wide(x: float) -> tuple[float, float]:
-    """``(sin(x), cos(x))`` for any ``x``: :func:`sin_cos` within its limit, libm's beyond it and for NaN and inf.
+    """``(sin(x), cos(x))`` for any ``x``, from libm: the passes' loop for a point with an argument past
+    :data:`SIN_COS_LIMIT` (a second inlined :func:`sin_cos` there would double the pass's compile time).
 
     >>> import math
     >>> from symnet.kernels._vecmath import sin_cos_wide
     >>> sin_cos_wide(1e22) == (math.sin(1e22), math.cos(1e22))
     True
     """
-    if abs(x) <= SIN_COS_LIMIT:
-        return sin_cos(x)
     return math.sin(x), math.cos(x)
 
 
