@@ -33,6 +33,7 @@ bench: $(BENCH_STAMP)
 	$(PY) benchmarks/threads.py --fusion --nets G2,G3 --rounds 5
 	$(PY) benchmarks/threads.py --fusion --nets G2,G3 --rounds 5 --task laplacian
 	$(PY) benchmarks/threads.py --losses
+	$(PY) benchmarks/threads.py --chunk-overhead
 	$(PY) benchmarks/higher_order.py
 	$(PY) benchmarks/vecmath.py
 	$(PY) benchmarks/graphs.py --out benchmarks/RESULTS.md

@@ -49,22 +49,15 @@ for name in {nets!r}:
                 ("value", *[(i,) for i in directions], *pairs)
         X = np.random.default_rng(0).uniform(-1, 1, (n_points or 100_000, net.n_inputs))
         kernel = symnet.compile(net, words)
-        kernel(X[:2])
-        runs = []
-        for _ in range({repeats}):
-            start = time.perf_counter()
-            kernel(X)
-            runs.append(time.perf_counter() - start)
-        times[name] = runs
-        continue
-    if name in HIGHER_ORDER:
-        ref, partials, _ = HIGHER_ORDER[name]
-        derivatives = ("value", *partials)
     else:
-        ref = NETS[name]
-        derivatives = SYMNET_DERIVATIVES[ref.task]
-    X = ref.points(ref.n_points)
-    kernel = symnet.compile(ref.symnet_network(), derivatives=derivatives, backend="numba")
+        if name in HIGHER_ORDER:
+            ref, partials, _ = HIGHER_ORDER[name]
+            derivatives = ("value", *partials)
+        else:
+            ref = NETS[name]
+            derivatives = SYMNET_DERIVATIVES[ref.task]
+        X = ref.points(ref.n_points)
+        kernel = symnet.compile(ref.symnet_network(), derivatives=derivatives, backend="numba")
     kernel(X[:2])
     runs = []
     for _ in range({repeats}):

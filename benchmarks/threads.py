@@ -10,12 +10,14 @@ against runs of pointwise nodes fused into one loop (the default), both on every
 ``--schedule`` (``auto``, ``forward``, ``forward-adjoint``) and ``--task`` (``hessian`` or ``laplacian``).
 With ``--losses``: the loss gradients of training (``compile_loss``'s mse and the Sobolev loss of ``fit``), one thread
 against all, for the 2-64-64-1 tanh net on 10,000 points of benchmarks/train_speed.py.
+With ``--chunk-overhead``: for the graph nets (``--nets``, default G1-G4), the Python work
+of one chunk of the forward pass (a one-point chunk, where the arithmetic is nothing), per schedule.
 With ``--budgets 4,8,16``: each net's default kernel with each memory budget per thread, in
 MiB (the forward schedule's ``_layered.MEMORY_BUDGET``, forward-adjoint's ``_adjoint.MEMORY_BUDGET``).  The two take turns
 ``--rounds`` times, ``--repeats`` timed calls each after a warm-up; the medians over all
 calls are printed with their ratio.  Run:
 
-    python benchmarks/threads.py [--schedules | --fusion | --losses | --budgets 4,8,16]
+    python benchmarks/threads.py [--schedules | --fusion | --losses | --chunk-overhead | --budgets 4,8,16]
         [--nets T3,T4,T5,L1,L2,L3,G1,...] [--rounds 3] [--repeats 3]
 """
 
@@ -104,6 +106,30 @@ def fused_and_not(net: symnet.Network, words: tuple[str, ...], schedule: str) ->
     return built
 
 
+def chunk_overhead(names: str) -> None:
+    """The Python work of one chunk: the graph plan's forward pass on a one-point chunk, where the arithmetic is
+    nothing, median of 5 x 400 calls, on the calling thread, for each schedule."""
+    from graphs import NETS as GRAPH_NETS
+
+    for name in names.split(","):
+        net = GRAPH_NETS[name][1]()
+        X = np.random.default_rng(0).uniform(-1, 1, (1, net.n_inputs))
+        for schedule in ("forward", "forward-adjoint"):
+            kernel = symnet.compile(net, ("value", "jacobian", "hessian"), strategy="layered", schedule=schedule)
+            plan = kernel._plan
+            kernel(X)
+            times = []
+            for _ in range(5):
+                start = time.perf_counter()
+                for _ in range(400):
+                    plan._forward(X, kernel._weights)
+                times.append((time.perf_counter() - start) / 400)
+            seconds = sorted(times)[2]
+            print(f"{name} ({schedule}, {len(plan.layout.live)} nodes, chunks of {plan.chunk_size()} points): "
+                  f"{seconds * 1e6:.0f} us of Python per chunk, {seconds * 1e5 / plan.chunk_size() * 1e3:.0f} ms "
+                  "per 10^5 points", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nets", default=None, help="default: T3,T4,T5,L1,L2,L3 (T3,T4,T5 with --schedules)")
@@ -113,11 +139,14 @@ def main() -> None:
     parser.add_argument("--task", default="hessian", choices=("hessian", "laplacian"))
     parser.add_argument("--losses", action="store_true")
     parser.add_argument("--budgets", help="comma-separated MiB")
+    parser.add_argument("--chunk-overhead", action="store_true")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     if args.losses:
         return losses(5 * args.rounds, 7 * args.repeats)
+    if args.chunk_overhead:
+        return chunk_overhead(args.nets or "G1,G2,G3,G4")
     names = args.nets or ("T3,T4,T5" if args.schedules else "T3,T4,T5,L1,L2,L3")
     for name in names.split(","):
         if name in NETS:
