@@ -264,7 +264,7 @@ class GraphLayeredPlan(LayeredPlan):
             if self.keeps else frozenset()
         self.layout = Slots(graph, self.varies, kept, fuse=backend == "numba" and FUSE_RUNS)
         self.widths = [self.d] + [node.width for node in self.layout.live]
-        self.node_widths = {node.name: node.width for node in graph.nodes[1:]}
+        self.value_widths = {"x": self.d, **{node.name: node.width for node in graph.nodes[1:]}}
         super(LayeredPlan, self).__init__()
         self.parallel = parallel and backend == "numba"
         # where each node's runtime arrays start in the weights tuple (compile's order)
@@ -286,10 +286,9 @@ class GraphLayeredPlan(LayeredPlan):
                     for name in ("scale", "offset", "matrix") if name in node.attrs}
         if self.layout.runs:
             streams = {name: self.streams if self.varies[name] else 1 for name in self.varies}
-            widths = {"x": self.d, **self.node_widths}
             for run in self.layout.runs:
                 self.fused_runs[run.members[0].name] = self._load(
-                    run_source(run, streams, widths, self.terms, cache), cache).pointwise
+                    run_source(run, streams, self.value_widths, self.terms, cache), cache).pointwise
         for node in self.layout.live:
             if node.name in self.layout.run_of:
                 continue
@@ -326,6 +325,7 @@ class GraphLayeredPlan(LayeredPlan):
             elif node.op not in _STACK_OPS:
                 matrices, shift = linear_matrices(node)
                 self.constants[node.name] = ([m.astype(dtype) for m in matrices], shift.astype(dtype))
+        self.steps = self._steps()
 
     def chunk_size(self) -> int:
         key = (self.slots, self.memory_budget())  # the passes' scratch may grow while the plan is built
@@ -357,19 +357,17 @@ class GraphLayeredPlan(LayeredPlan):
 
     def _steps(self) -> list[tuple[str, Any, int]]:
         """``(kind, node, first array)`` per node ``_forward`` evaluates, in order: what does not change from
-        chunk to chunk, looked up once (a run's members after its first are left out)."""
-        if not hasattr(self, "_step_list"):
-            steps = []
-            for node in self.layout.live:
-                run = self.layout.run_of.get(node.name)
-                if run is not None and node is not run.members[0]:
-                    continue
-                kind = "run" if run is not None else "dense_x" if node.op == "dense" and node.inputs[0] == "x" \
-                    else "dense" if node.op == "dense" else "softmax" if node.name in self.softmax \
-                    else node.family if node.family in ("elementwise", "bilinear") else "linear"
-                steps.append((kind, node, self.first_array[node.name]))
-            self._step_list = steps
-        return self._step_list
+        chunk to chunk, looked up once when the plan is built (a run's members after its first are left out)."""
+        steps = []
+        for node in self.layout.live:
+            run = self.layout.run_of.get(node.name)
+            if run is not None and node is not run.members[0]:
+                continue
+            kind = "run" if run is not None else "dense_x" if node.op == "dense" and node.inputs[0] == "x" \
+                else "dense" if node.op == "dense" else "softmax" if node.name in self.softmax \
+                else node.family if node.family in ("elementwise", "bilinear") else "linear"
+            steps.append((kind, node, self.first_array[node.name]))
+        return steps
 
     def _views(self, b: int) -> dict[str, np.ndarray]:
         """Every slotted value's ``(streams, b, width)`` view of this thread's slot buffers, made once per chunk
@@ -381,7 +379,7 @@ class GraphLayeredPlan(LayeredPlan):
         cached = space.memo.get(key)
         if cached is None or cached[0] != rows:
             buffers = [space(("slot", k), (rows * S,), self.dtype) for k in range(self.layout.count)]
-            widths = {"x": self.d, **self.node_widths}
+            widths = self.value_widths
             views = {}
             for name, slot in self.layout.of.items():
                 k = S if self.varies[name] else 1
@@ -405,7 +403,7 @@ class GraphLayeredPlan(LayeredPlan):
                 xs[1 + q, :, i] = 1
             values["x"] = xs
         with np.errstate(all="ignore"):  # inf/nan are results here, as in the expression kernels
-            for kind, node, first in self._steps():
+            for kind, node, first in self.steps:
                 name = node.name
                 if kind == "run":  # the whole run at its first member; the others are in it
                     run = self.layout.run_of[name]

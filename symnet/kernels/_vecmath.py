@@ -218,7 +218,6 @@ def tanh_with_pair(z: float) -> tuple[float, float]:
     return t, high * low
 
 
-
 # pi/2 in three 33-bit parts and the rest (fdlibm's __ieee754_rem_pio2): n * part is exact for |n| < 2**20
 _PIO2_1 = 1.57079632673412561417e+00
 _PIO2_2 = 6.07710050630396597660e-11
