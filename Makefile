@@ -34,6 +34,8 @@ bench: $(BENCH_STAMP)
 	$(PY) benchmarks/threads.py --fusion --nets G2,G3 --rounds 5 --task laplacian
 	$(PY) benchmarks/threads.py --losses
 	$(PY) benchmarks/threads.py --chunk-overhead
+	$(PY) benchmarks/threads.py --schedules --nets G1,G2,G3,G4,P64,P96,M256
+	$(PY) benchmarks/threads.py --chunk-points 95,224,384 --nets G1,G3
 	$(PY) benchmarks/higher_order.py
 	$(PY) benchmarks/vecmath.py
 	$(PY) benchmarks/graphs.py --out benchmarks/RESULTS.md

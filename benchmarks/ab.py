@@ -12,7 +12,8 @@ the ratio old / new (above 1: the new code is faster).
 The nets and their points come from this tree's ``benchmarks/nets.py`` for both sides
 (``NETS``, and ``HIGHER_ORDER``: K1, K2, B1, partials of order 3 and 4), or from
 ``benchmarks/graphs.py`` (G1-G5, D1: value + gradient + Hessian; ``G4-laplacian``: value +
-Laplacian; 10^5 uniform points in [-1, 1]^d, D1 2,000).
+Laplacian; 10^5 uniform points in [-1, 1]^d, D1 2,000); ``G3@forward-adjoint`` names the schedule
+instead of taking ``auto``'s.
 """
 
 from __future__ import annotations
@@ -37,9 +38,10 @@ from nets import HIGHER_ORDER, NETS
 from comparators import SYMNET_DERIVATIVES
 times = {{}}
 for name in {nets!r}:
-    if name.split("-")[0] in ("G1", "G2", "G3", "G4", "G5", "D1"):  # graphs.py's nets: G4 (Hessian), G4-laplacian
+    if name.partition("@")[0].split("-")[0] in ("G1", "G2", "G3", "G4", "G5", "D1"):  # graphs.py's nets: G4 (Hessian), G4-laplacian
         from graphs import NETS as GRAPH_NETS
-        key, _, task = name.partition("-")
+        spec, _, schedule = name.partition("@")  # G3@forward-adjoint: that schedule, not auto's choice
+        key, _, task = spec.partition("-")
         title, build, tasks, directions, n_points = GRAPH_NETS[key]
         net = build()
         words = ("value", "laplacian") if task == "laplacian" else ("value", "jacobian", "hessian")
@@ -48,7 +50,7 @@ for name in {nets!r}:
             words = ("value", *[(i, i) for i in directions]) if task == "laplacian" else \
                 ("value", *[(i,) for i in directions], *pairs)
         X = np.random.default_rng(0).uniform(-1, 1, (n_points or 100_000, net.n_inputs))
-        kernel = symnet.compile(net, words)
+        kernel = symnet.compile(net, words, **({{"schedule": schedule}} if schedule else {{}}))
     else:
         if name in HIGHER_ORDER:
             ref, partials, _ = HIGHER_ORDER[name]

@@ -13,11 +13,14 @@ against all, for the 2-64-64-1 tanh net on 10,000 points of benchmarks/train_spe
 With ``--chunk-overhead``: for the graph nets (``--nets``, default G1-G4), the Python work
 of one chunk of the forward pass (a one-point chunk, where the arithmetic is nothing), per schedule.
 With ``--budgets 4,8,16``: each net's default kernel with each memory budget per thread, in
-MiB (the forward schedule's ``_layered.MEMORY_BUDGET``, forward-adjoint's ``_adjoint.MEMORY_BUDGET``).  The two take turns
+MiB (the forward schedule's ``_layered.MEMORY_BUDGET``, forward-adjoint's ``_adjoint.MEMORY_BUDGET``).
+With ``--chunk-points 95,224,384``: for the graph nets, the forward-adjoint schedule with chunks of at
+most that many points (``_graph_adjoint.CHUNK_POINTS``).  The variants take turns
 ``--rounds`` times, ``--repeats`` timed calls each after a warm-up; the medians over all
 calls are printed with their ratio.  Run:
 
-    python benchmarks/threads.py [--schedules | --fusion | --losses | --chunk-overhead | --budgets 4,8,16]
+    python benchmarks/threads.py [--schedules | --fusion | --losses | --chunk-overhead | --budgets 4,8,16
+                                  | --chunk-points 95,224,384]
         [--nets T3,T4,T5,L1,L2,L3,G1,...] [--rounds 3] [--repeats 3]
 """
 
@@ -30,6 +33,18 @@ import numpy as np
 
 import symnet
 from nets import NETS
+
+
+def _crossover_nets() -> dict[str, object]:
+    from symnet.graph import zoo
+
+    return {"P64": lambda: zoo.pirate_net(2, 64, 2, 1), "P96": lambda: zoo.pirate_net(2, 96, 2, 1),
+            "M256": lambda: zoo.modified_mlp(2, 256, 4, 1)}
+
+
+#: Gated nets beside G2 and G3 for ``--schedules``, where ``auto``'s choice for products changes
+#: (``_graph_adjoint.GATED_UNITS_PER_MAC``): PirateNets 2 x 64 and 2 x 96, a ModifiedMlp 4 x 256.
+CROSSOVER_NETS = _crossover_nets()
 
 
 def alternate(calls: dict[str, object], rounds: int, repeats: int) -> dict[str, float]:
@@ -67,25 +82,32 @@ def losses(rounds: int, repeats: int) -> None:
 
 
 def budgets(net: symnet.Network, words: tuple[str, ...], X: np.ndarray, name: str, args: argparse.Namespace) -> None:
+    """``--budgets``: the kernel's memory budget per thread in turns; ``--chunk-points``: a graph's
+    forward-adjoint chunks of at most that many points (``_graph_adjoint.CHUNK_POINTS``)."""
     from symnet.kernels import _adjoint, _graph_adjoint, _layered
 
-    kernel = symnet.compile(net, words)
-    module = _layered if kernel.schedule == "forward" else _adjoint if net.is_chain else _graph_adjoint
-    default = module.MEMORY_BUDGET
+    if args.chunk_points:
+        kernel = symnet.compile(net, words, schedule="forward-adjoint")
+        module, setting, unit, scale = _graph_adjoint, "CHUNK_POINTS", "points", 1
+        values = list(map(int, args.chunk_points.split(",")))
+    else:
+        kernel = symnet.compile(net, words)
+        module = _layered if kernel.schedule == "forward" else _adjoint if net.is_chain else _graph_adjoint
+        setting, unit, scale, values = "MEMORY_BUDGET", "MiB", 2**20, list(map(int, args.budgets.split(",")))
+    default = getattr(module, setting)
 
-    def with_budget(mib: int):
+    def with_value(value: int):
         def call() -> None:
-            module.MEMORY_BUDGET = mib * 2**20
+            setattr(module, setting, value * scale)
             kernel(X)
         return call
 
     try:
-        medians = alternate({mib: with_budget(mib) for mib in map(int, args.budgets.split(","))},
-                            args.rounds, args.repeats)
+        medians = alternate({value: with_value(value) for value in values}, args.rounds, args.repeats)
     finally:
-        module.MEMORY_BUDGET = default
+        setattr(module, setting, default)
     print(f"{name} ({kernel.schedule}, {kernel.threads} threads): "
-          + ", ".join(f"{mib} MiB {seconds:.3f} s" for mib, seconds in medians.items()), flush=True)
+          + ", ".join(f"{value} {unit} {seconds:.3f} s" for value, seconds in medians.items()), flush=True)
 
 
 def fused_and_not(net: symnet.Network, words: tuple[str, ...], schedule: str) -> dict[str, object]:
@@ -139,6 +161,7 @@ def main() -> None:
     parser.add_argument("--task", default="hessian", choices=("hessian", "laplacian"))
     parser.add_argument("--losses", action="store_true")
     parser.add_argument("--budgets", help="comma-separated MiB")
+    parser.add_argument("--chunk-points", help="comma-separated points per chunk (graph nets, forward-adjoint)")
     parser.add_argument("--chunk-overhead", action="store_true")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
@@ -154,12 +177,12 @@ def main() -> None:
             net = reference.symnet_network()
             words = ("value", "jacobian", "hessian") if reference.task == "hessian" else ("value", "laplacian")
             X = reference.points(reference.n_points)
-        else:  # a graph net of benchmarks/graphs.py (G1-G5), value + gradient + Hessian at 10^5 points
+        else:  # a graph net of benchmarks/graphs.py (G1-G5) or CROSSOVER_NETS, at 10^5 points
             from graphs import NETS as GRAPH_NETS  # imported here: it sets up JAX's and PyTorch's threads too
-            net = GRAPH_NETS[name][1]()
+            net = CROSSOVER_NETS[name]() if name in CROSSOVER_NETS else GRAPH_NETS[name][1]()
             words = ("value", "jacobian", "hessian") if args.task == "hessian" else ("value", "laplacian")
             X = np.random.default_rng(0).uniform(-1, 1, (100_000, net.n_inputs))
-        if args.budgets:
+        if args.budgets or args.chunk_points:
             budgets(net, words, X, name, args)
             continue
         if args.fusion:

@@ -780,6 +780,35 @@ def test_sin_and_cos_passes_take_libms_values_past_the_reductions_limit(act, kee
         np.testing.assert_allclose(kept[1], f2, rtol=4e-16, atol=0)
 
 
+@pytest.mark.parametrize("act", ["tanh", "sin", "softplus", "gelu"])
+def test_a_separate_pass_writes_what_the_in_place_pass_writes_and_leaves_its_input(act):
+    """``separate``: f(Z) and f'(Z) TAN into OZ, OTAN (the graph sweep keeps Z), bit for bit the in-place values."""
+    from symnet.activations import get
+    from symnet.kernels import _cache
+    from symnet.kernels._layered import _fused_source, pair_indices
+
+    def load(**flags):
+        source = _fused_source(get(act), 2, [], False, False, "test", keep=True, **flags)
+        return _cache.load_or_write(_cache.key_of(source), source, lambda: source, use_disk=False)[0].apply
+
+    Z = np.random.default_rng(1).normal(scale=3, size=(5, 7))
+    Z[0, :3] = [40.0, -1e300, np.nan]
+    TAN = np.random.default_rng(2).normal(size=(2,) + Z.shape)
+    empty, (pi, pk) = np.empty((0,) + Z.shape), pair_indices([])
+    with np.errstate(all="ignore"):
+        values, tangents, kept = Z.copy(), TAN.copy(), (np.empty_like(Z), np.empty_like(Z))
+        load()(values, tangents, empty, empty, empty, pi, pk, np.empty((4,) + Z.shape), *kept)
+        OZ, OTAN, kept2 = np.empty_like(Z), np.empty_like(TAN), (np.empty_like(Z), np.empty_like(Z))
+        Z0, TAN0 = Z.copy(), TAN.copy()
+        load(separate=True)(Z, TAN, empty, empty, empty, pi, pk, np.empty((4,) + Z.shape), *kept2, OZ, OTAN)
+    np.testing.assert_array_equal(Z, Z0)  # the input stays
+    np.testing.assert_array_equal(TAN, TAN0)
+    for got, want in [(OZ, values), (OTAN, tangents), *zip(kept2, kept)]:
+        np.testing.assert_array_equal(got, want)
+    with pytest.raises(ValueError, match="value and the tangents only"):
+        _fused_source(get(act), 2, [(0, 1)], False, False, "test", keep=True, separate=True)
+
+
 @pytest.mark.parametrize("act, d, schedule", [("sin", 1, "forward"), ("cos", 2, "forward-adjoint"),
                                              ("sin", 5, "forward-adjoint"), ("cos", 3, "forward")])
 def test_sin_and_cos_nets_take_any_input(act, d, schedule):

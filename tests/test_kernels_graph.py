@@ -497,3 +497,20 @@ def test_auto_gives_graphs_without_products_the_forward_adjoint_schedule_for_hes
     forward = symnet.compile(residual_net, hessian, strategy="layered", schedule="forward")(X)
     for name, array in chosen(X).as_dict().items():
         np.testing.assert_allclose(array, forward[name], rtol=1e-12, atol=1e-12)
+
+
+def test_auto_gives_gated_graphs_the_sweep_only_where_their_matrix_products_dominate():
+    """Products: forward-adjoint below GATED_UNITS_PER_MAC pointwise units per multiply-add (wide
+    PirateNets), forward above it (narrow ones, ModifiedMlp at 128); the choice follows the constant."""
+    from symnet.graph import zoo as graph_zoo
+    from symnet.kernels import _graph_adjoint
+    from symnet.kernels._graph_adjoint import pointwise_units_per_mac
+
+    hessian = ("value", "jacobian", "hessian")
+    wide, narrow = graph_zoo.pirate_net(2, 160, 1, 1), graph_zoo.pirate_net(2, 48, 1, 1)
+    assert pointwise_units_per_mac(wide) < _graph_adjoint.GATED_UNITS_PER_MAC < pointwise_units_per_mac(narrow)
+    assert symnet.compile(wide, hessian, strategy="layered").schedule == "forward-adjoint"
+    assert symnet.compile(narrow, hessian, strategy="layered").schedule == "forward"
+    assert symnet.compile(graph_zoo.modified_mlp(2, 128, 4, 1), hessian, strategy="layered").schedule == "forward"
+    assert pointwise_units_per_mac(graph_zoo.pirate_net(2, 128, 2, 1)) == pytest.approx(3968 / 131200)
+

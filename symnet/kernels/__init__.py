@@ -157,9 +157,9 @@ def compile(  # noqa: A001 - the public name the API promises
             then one adjoint sweep adding each layer's Hessian term; numba backend, for
             Hessian entries: :mod:`symnet.kernels._adjoint`; on a graph either backend,
             :mod:`symnet.kernels._graph_adjoint`); ``"auto"`` takes the one with fewer streams
-            on chains, and on graphs with numba when the graph has no product node as well (the
-            sweep measured slower on gated nets: docs/kernels.md).  ``kernel.schedule`` says
-            which was used.
+            on chains, and on graphs with numba when the graph has no product node as well, or
+            few pointwise units per multiply-add (the sweep measured slower on narrow gated nets:
+            docs/kernels.md).  ``kernel.schedule`` says which was used.
 
     Returns:
         a :class:`Kernel`; ``kernel(X)`` returns a :class:`KernelResult`.

@@ -274,6 +274,7 @@ class GraphLayeredPlan(LayeredPlan):
             self.first_array[node.name] = offset
             offset += len(graph_slots(node))
         self.passes: dict[str, Callable[..., None] | None] = {}
+        self.separate: set[str] = set()  # activations whose pass reads its input's streams and writes its own
         self.products: dict[str, Callable[..., None] | None] = {}
         self.constants: dict[str, Any] = {}
         self.terms = leibniz_terms(self.n_tan, self.pairs, self.laplacian, self.higher)
@@ -425,10 +426,14 @@ class GraphLayeredPlan(LayeredPlan):
                     self._softmax(node, values[node.inputs[0]], nxt, scratch_buffer)
                 elif kind == "elementwise":
                     apply = self.passes[name]
-                    if name not in in_place:
-                        np.copyto(nxt, values[node.inputs[0]])
-                    if apply is not None:
-                        self._pass(apply, nxt, scratch_buffer, *self._kept(name, b, node.width))
+                    if name in self.separate:  # the input stays as it was (kept for the sweep back)
+                        self._pass(apply, values[node.inputs[0]], scratch_buffer, *self._kept(name, b, node.width),
+                                   nxt[0], nxt[1:])
+                    else:
+                        if name not in in_place:
+                            np.copyto(nxt, values[node.inputs[0]])
+                        if apply is not None:
+                            self._pass(apply, nxt, scratch_buffer, *self._kept(name, b, node.width))
                 elif kind == "bilinear":
                     a, c = values.get(node.inputs[0]), values.get(node.inputs[1])
                     if len(a) == len(c) == 1:  # neither varies: the value only

@@ -399,7 +399,7 @@ class _ExpNonpositive(sympy.Function):
 
 def _fused_source(activation: Activation, n_tan: int, pairs: list[tuple[int, int]], laplacian: bool,
                   cache: bool, header: str, keep: bool = False, first: bool = False, inputs: int = 0,
-                  higher: Sequence[MultiIndex] = ()) -> str:
+                  higher: Sequence[MultiIndex] = (), separate: bool = False) -> str:
     """``apply(Z, TAN, SEC, LAP, HIGH, pi, pk, s)``: one numba loop over points, fed by numpy where it must be.
 
     One numba loop over points forms ``f, f', f''`` of a point's units and updates its value,
@@ -417,8 +417,14 @@ def _fused_source(activation: Activation, n_tan: int, pairs: list[tuple[int, int
     first layer's fan-in) too, ``apply`` also takes ``X`` and the bias and computes
     ``z = X W + b`` itself, point by point; the module's ``AFFINE`` says whether it does (not
     when numpy must read ``Z`` first).  ``higher`` are the entries of order 3 and more that
-    ``HIGH`` holds (:func:`higher_streams`; ``pairs`` must hold the pairs inside them).
+    ``HIGH`` holds (:func:`higher_streams`; ``pairs`` must hold the pairs inside them).  With
+    ``separate`` (value and tangents only), ``apply`` takes two more arrays ``OZ``, ``OTAN`` shaped
+    like ``Z``, ``TAN`` and writes ``f(Z)`` and ``f'(Z) TAN`` there, leaving ``Z`` and ``TAN`` as they
+    were: a graph's forward-adjoint sweep keeps an activation's input for the way back, and
+    copying it first cost as much as the pass (:mod:`._graph_adjoint`).
     """
+    if separate and (pairs or laplacian or higher or first):
+        raise ValueError("a separate output is written for the value and the tangents only")
     z = _pass_variable(activation)
     order = max((len(alpha) for alpha in higher), default=2)
     # tail-safe forms (symnet.functions.tail_safe): tanh' = 4 sigmoid(2z) sigmoid(-2z), whose sigmoids
@@ -537,7 +543,7 @@ def _fused_source(activation: Activation, n_tan: int, pairs: list[tuple[int, int
     rows += [f"{', '.join(v.name for v in u) if isinstance(u, tuple) else u.name} = {printer.doprint(value)}"
              for u, value in scalars]
     rows += [f"F{k}[j] = {printer.doprint(f)}" for k, f in enumerate(fk, start=1)]
-    rows += [f"Z[p, j] = {printer.doprint(f0)}"]
+    rows += [f"{'OZ' if separate else 'Z'}[p, j] = {printer.doprint(f0)}"]
     loops = [("for j in range(H):", rows)]
     if first:  # dz/dx_i = W[i] at every point, higher-order terms 0: nothing to read
         # f^(k) first, then one weight at a time: f'' = 0 times W_i W_k = inf is 0, not NaN (w = 1e300)
@@ -575,7 +581,8 @@ def _fused_source(activation: Activation, n_tan: int, pairs: list[tuple[int, int
                           ["for j in range(H):", "    ACC[j] += F2[j] * TAN[i, p, j] * TAN[i, p, j]"]))
             loops.append(("for j in range(H):", ["LAP[0, p, j] = ACC[j]"]))
         if n_tan:
-            loops.append(("for i in range(TAN.shape[0]):", ["for j in range(H):", "    TAN[i, p, j] *= F1[j]"]))
+            scaled = "OTAN[i, p, j] = F1[j] * TAN[i, p, j]" if separate else "TAN[i, p, j] *= F1[j]"
+            loops.append(("for i in range(TAN.shape[0]):", ["for j in range(H):", f"    {scaled}"]))
     unrolled = inputs if first and not emitter.lines else 0
     if unrolled:  # z = X W + b, unrolled over the inputs: no product over the chunk, no pass adding b
         rows[0] = "z = B[j]" + "".join(f" + X[p, {i}] * W[{i}, j]" for i in range(unrolled))
@@ -590,7 +597,8 @@ def _fused_source(activation: Activation, n_tan: int, pairs: list[tuple[int, int
                            + "\n".join(f"{' ' * (8 if head is None else 12)}{line}" for line in body)
                            for head, body in loops)
     numpy_part = "\n".join(f"    {line}" for line in emitter.lines) or "    pass"
-    kept = (", D1, D2" if keep else "") + (", W" if first else "") + (", X, B" if unrolled else "")
+    kept = (", D1, D2" if keep else "") + (", W" if first else "") + (", X, B" if unrolled else "") \
+        + (", OZ, OTAN" if separate else "")
     prelude = "        F1 = D1[p]\n        F2 = D2[p]\n" if keep else ""
     locals_ = "" if keep else "    F1 = numpy.empty(H, Z.dtype)\n    F2 = numpy.empty(H, Z.dtype)\n"
     locals_ += "".join(f"    F{k} = numpy.empty(H, Z.dtype)\n" for k in range(3, order + 1))

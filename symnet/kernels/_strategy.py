@@ -102,7 +102,8 @@ def schedule_of(net: Network, request: Request, strategy: str, backend: str, sch
         if schedule != "auto":
             return schedule
         # with fewer streams through the products the sweep measured faster on graphs without
-        # products (ResNet, Fourier features) and slower on gated ones (graph_adjoint_cheaper)
+        # products (ResNet, Fourier features) and on wide gated ones, slower on narrow gated ones
+        # (graph_adjoint_cheaper)
         streams = forward_streams(net.n_inputs, request.words, request.partials, only_asked=True)
         sweep = backend == "numba" and graph_adjoint_cheaper(net, request.words, request.partials, streams)
         return "forward-adjoint" if sweep else "forward"
