@@ -59,10 +59,10 @@ def graph_adjoint_unsupported(net: Network, words: tuple[str, ...], partials: tu
 #: ``auto`` gives a graph with products (gates, blends) the forward-adjoint schedule only while its
 #: pointwise units per multiply-add of its dense nodes stay below this: the sweep passes over each
 #: product twice and keeps its factors' tangents, and the streams it saves pay off only where
-#: the matrix products dominate.  Measured between 0.030 (PirateNet 2 x 128: the sweep 1.09x
-#: faster; ModifiedMlp 4 x 256 at 0.029: 1.15x) and 0.040 (PirateNet 2 x 96: forward 1.09x
-#: faster; ModifiedMlp 4 x 128 at 0.057: 1.20x); benchmarks/RESULTS.md, "Measurements behind
-#: design choices in the code".
+#: the matrix products dominate.  It lies between the measured crossover's two sides (wide
+#: PirateNets and ModifiedMlps faster with the sweep, narrow ones with forward mode;
+#: ``benchmarks/threads.py --schedules``, figures in benchmarks/RESULTS.md, "Measurements behind
+#: design choices in the code").
 GATED_UNITS_PER_MAC = 0.035
 
 
