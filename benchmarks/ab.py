@@ -38,7 +38,8 @@ from nets import HIGHER_ORDER, NETS
 from comparators import SYMNET_DERIVATIVES
 times = {{}}
 for name in {nets!r}:
-    if name.partition("@")[0].split("-")[0] in ("G1", "G2", "G3", "G4", "G5", "D1"):  # graphs.py's nets: G4 (Hessian), G4-laplacian
+    # graphs.py's nets: G4 (Hessian), G4-laplacian, G3@forward-adjoint
+    if name.partition("@")[0].split("-")[0] in ("G1", "G2", "G3", "G4", "G5", "D1"):
         from graphs import NETS as GRAPH_NETS
         spec, _, schedule = name.partition("@")  # G3@forward-adjoint: that schedule, not auto's choice
         key, _, task = spec.partition("-")
