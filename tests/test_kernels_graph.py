@@ -513,4 +513,3 @@ def test_auto_gives_gated_graphs_the_sweep_only_where_their_matrix_products_domi
     assert symnet.compile(narrow, hessian, strategy="layered").schedule == "forward"
     assert symnet.compile(graph_zoo.modified_mlp(2, 128, 4, 1), hessian, strategy="layered").schedule == "forward"
     assert pointwise_units_per_mac(graph_zoo.pirate_net(2, 128, 2, 1)) == pytest.approx(3968 / 131200)
-

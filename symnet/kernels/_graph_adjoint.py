@@ -106,6 +106,8 @@ class GraphAdjointPlan(GraphLayeredPlan):
         super().__init__(net, ("value", "jacobian"), (), dtype, backend, parallel, cache)
         d = self.d
         self.hessian_pairs = [(i, k) for i in range(d) for k in range(i, d)]
+        # the values whose adjoints the sweep carries: those with tangents behind them (no Hessian term otherwise)
+        self.adjoined = frozenset(name for name, varies in self.varies.items() if varies and name != "x")
         self.hp, self.hk = pair_indices(self.hessian_pairs)
         self.slopes: dict[str, Any] = {}  # apply(Z, F0, F1, F2, s): f, f', f'' of each activation node
         self.transposes: dict[str, Any] = {}
@@ -161,13 +163,12 @@ class GraphAdjointPlan(GraphLayeredPlan):
         with np.errstate(all="ignore"):
             for node in reversed(self.layout.live):
                 g = G.pop(node.name, None)
-                if g is None or node.family == "linear" and all(name == "x" or not self.varies[name]
-                                                                for name in node.inputs):
+                if g is None or node.family == "linear" and self.adjoined.isdisjoint(node.inputs):
                     continue  # no adjoint to pass back, and a linear node has no Hessian term
                 args = [values.get(name) for name in node.inputs]
                 shares = self._back(node, g, args, weights, H, space)
                 for name, width, share in zip(node.inputs, node.input_widths, shares):
-                    if name == "x" or not self.varies[name]:  # no tangents behind it: no Hessian term
+                    if name not in self.adjoined:
                         continue
                     if width == 1 and share.shape[-1] != 1:
                         share = share.sum(axis=-1, keepdims=True)
